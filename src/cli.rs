@@ -1,0 +1,73 @@
+//! Command-line interface: the subcommands and their flags. Each command's own flags live in
+//! the module that implements it; this file only assembles them.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::load::BenchArgs;
+use crate::manifest::ManifestArgs;
+use crate::plan::PlanArgs;
+use crate::proxy::ProxyArgs;
+use crate::report::ReportArgs;
+use crate::results::ls::LsArgs;
+use crate::sim::SimServeArgs;
+
+/// Declarative benchmarks of vLLM deployments: plan, launch, load, tear down, report.
+///
+/// Exit codes: 0 success, 1 a run failed, 2 bad input or usage.
+#[derive(Debug, Parser)]
+#[command(name = "vbench", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an experiment: launch every variant, sweep its rates, tear down, report.
+    Apply(ManifestArgs),
+    /// Print the run matrix (variants, GPUs, cells, requests, time estimate) without running.
+    Plan(PlanArgs),
+    /// Check a manifest and exit 0 if it is valid.
+    Validate(ManifestArgs),
+    /// Draw SLO-attainment figures and summaries from stored results.
+    Report(ReportArgs),
+    /// List past runs, newest first.
+    Ls(LsArgs),
+    /// Drive an open-loop streaming load against any OpenAI-compatible endpoint.
+    Bench(BenchArgs),
+    /// Serve a simulated vLLM instance (the `sim` backend's stand-in for a GPU).
+    SimServe(SimServeArgs),
+    /// Run the built-in prefill/decode proxy.
+    Proxy(ProxyArgs),
+    /// Print the manifest's JSON Schema (draft-07).
+    Schema(SchemaArgs),
+    /// Write a commented starter manifest.
+    Init(InitArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SchemaArgs {
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Experiment name; the manifest is written to experiments/<NAME>.toml.
+    #[arg(default_value = "my-experiment")]
+    pub name: String,
+    /// Write here instead of experiments/<NAME>.toml.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// Shell to generate completions for.
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,183 @@
+//! The per-rate result file (`vllm-<rate>qps.json`): the contract between the load generator
+//! (which writes it), `apply` (which places it in the run folder) and the report (which reads it).
+//!
+//! One JSON object carries three layers of keys, so every consumer finds what it knows:
+//! - the original script suite's keys (`ttfts`, `tpots` in seconds, `model_name`, ...);
+//! - `vllm bench serve --save-result --save-detailed` keys (same names and units);
+//! - vbench's own section under `"vbench"`: raw per-request records and client health.
+//!
+//! The report computes everything from `vbench.requests` when present; the two legacy layers
+//! exist for compatibility with other tools and are derived from the same records.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the `vbench` section; bump when a field changes meaning.
+pub const RESULT_FORMAT_VERSION: u32 = 1;
+
+/// One result file: one variant at one request rate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunResult {
+    // --- the original suite's keys -------------------------------------------------------
+    pub model_name: String,
+    pub dataset_name: String,
+    /// `simple`, `nixl`, `lmcache`, or `external` for `vbench bench` against a given URL.
+    pub deployment_mode: String,
+    pub num_prefill_instances: u32,
+    pub num_decode_instances: u32,
+    /// simple: TP of the instance; disaggregated: prefill TP (decode TP is `decoder_tp_size`).
+    pub tensor_parallel_size: u32,
+    pub prefiller_tp_size: u32,
+    pub decoder_tp_size: u32,
+    /// TTFT per request in seconds (failed requests: 0, as vLLM writes them; see `errors`).
+    pub ttfts: Vec<f64>,
+    /// TPOT per request in seconds (0 where undefined: failed or one output token).
+    pub tpots: Vec<f64>,
+
+    // --- vllm bench serve --save-result --save-detailed keys ------------------------------
+    pub date: String,
+    pub endpoint_type: String,
+    pub backend: String,
+    pub label: Option<String>,
+    pub model_id: String,
+    pub tokenizer_id: Option<String>,
+    pub num_prompts: u64,
+    /// Offered rate in requests/s; `"inf"` is written as the string "inf".
+    pub request_rate: serde_json::Value,
+    pub burstiness: f64,
+    pub max_concurrency: Option<u64>,
+    /// Seconds from the first scheduled send to the last response end.
+    pub duration: f64,
+    pub completed: u64,
+    pub failed: u64,
+    pub total_input_tokens: u64,
+    pub total_output_tokens: u64,
+    pub request_throughput: f64,
+    pub request_goodput: Option<f64>,
+    pub output_throughput: f64,
+    pub total_token_throughput: f64,
+    pub input_lens: Vec<u64>,
+    pub output_lens: Vec<u64>,
+    /// Inter-token latencies per request, seconds.
+    pub itls: Vec<Vec<f64>>,
+    /// End-to-end latency per request, seconds (failed: 0).
+    pub latencies: Vec<f64>,
+    /// Scheduled send offsets (seconds from run start).
+    pub start_times: Vec<f64>,
+    /// Empty string for a successful request, else the reason it failed.
+    pub errors: Vec<String>,
+    pub mean_ttft_ms: f64,
+    pub median_ttft_ms: f64,
+    pub std_ttft_ms: f64,
+    pub p99_ttft_ms: f64,
+    pub mean_tpot_ms: f64,
+    pub median_tpot_ms: f64,
+    pub std_tpot_ms: f64,
+    pub p99_tpot_ms: f64,
+    pub mean_itl_ms: f64,
+    pub median_itl_ms: f64,
+    pub std_itl_ms: f64,
+    pub p99_itl_ms: f64,
+    pub mean_e2el_ms: f64,
+    pub median_e2el_ms: f64,
+    pub std_e2el_ms: f64,
+    pub p99_e2el_ms: f64,
+
+    // --- vbench's own section --------------------------------------------------------------
+    pub vbench: VbenchSection,
+}
+
+/// Everything vbench records beyond the compatibility keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VbenchSection {
+    pub format_version: u32,
+    pub vbench_version: String,
+    /// The deployment that served this run.
+    pub deployment: DeploymentInfo,
+    /// The load that was offered.
+    pub load: LoadInfo,
+    /// Health of the measuring client itself: did it keep to the schedule?
+    pub client: ClientHealth,
+    /// Raw per-request records, in request-index order; warm-up requests are not here.
+    pub requests: Vec<RequestRecord>,
+}
+
+/// Which deployment produced a result; enough for labels, colours and per-GPU rates.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeploymentInfo {
+    /// Stable variant id from the planner (`None` for `vbench bench` against a given URL).
+    pub variant_id: Option<String>,
+    /// `simple`, `nixl`, `lmcache` or `external`.
+    pub mode: String,
+    /// Human label, e.g. `nixl PF:2 D:1 TP:1x1`.
+    pub label: String,
+    /// GPUs (or CPU-instance slots) the deployment occupies; divides the rate for per-GPU plots.
+    pub gpus: u32,
+    /// True when the server was `vbench sim-serve`: every figure must say "simulated".
+    pub simulated: bool,
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadInfo {
+    /// `completions` or `chat`.
+    pub api: String,
+    /// `poisson`, `gamma` or `constant`.
+    pub arrival: String,
+    pub seed: u64,
+    pub warmup: u64,
+    /// Whether token counts came from server usage (`true`) or were estimated by the client.
+    pub tokens_from_usage: bool,
+}
+
+/// How well the client kept to its schedule. A run whose client fell behind measured the
+/// client, not the server; the report flags it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClientHealth {
+    /// Requests actually sent per second over the send window.
+    pub achieved_rate: f64,
+    pub lag_p50_ms: f64,
+    pub lag_p99_ms: f64,
+    pub lag_max_ms: f64,
+    /// True when `lag_p99_ms` exceeded `lag_threshold_ms`.
+    pub client_fell_behind: bool,
+    pub lag_threshold_ms: f64,
+}
+
+/// One request, raw. All times are seconds; offsets are from the run's start instant.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RequestRecord {
+    /// Position in the replayed request set (same index = same prompt across variants).
+    pub index: u64,
+    /// When the schedule said to send it.
+    pub scheduled_s: f64,
+    /// When it was actually sent (`sent_s - scheduled_s` is the client's lag).
+    pub sent_s: f64,
+    /// Time to first token measured from the scheduled instant (None if no token arrived).
+    pub ttft_s: Option<f64>,
+    /// End-to-end latency from the scheduled instant (None if the request failed).
+    pub e2e_s: Option<f64>,
+    /// Gaps between successive content chunks.
+    pub itls_s: Vec<f64>,
+    /// (e2e - ttft) / (output_tokens - 1); None when output_tokens < 2 or failed.
+    pub tpot_s: Option<f64>,
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+    /// True: HTTP 200, at least one content chunk, and the stream ended properly.
+    pub ok: bool,
+    pub http_status: Option<u16>,
+    /// Failure class (`http`, `connect`, `timeout`, `stream_cut`, `malformed`, ...).
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+}
+
+impl RequestRecord {
+    /// TTFT measured from the actual send, the number a client without latency correction
+    /// would report.
+    pub fn ttft_from_send_s(&self) -> Option<f64> {
+        self.ttft_s.map(|t| t - (self.sent_s - self.scheduled_s))
+    }
+
+    pub fn lag_s(&self) -> f64 {
+        self.sent_s - self.scheduled_s
+    }
+}

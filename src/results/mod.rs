@@ -1,0 +1,6 @@
+//! Result files: the per-rate format, the run-folder store, and import of other tools' files.
+
+pub mod format;
+pub mod ls;
+
+pub use format::{ClientHealth, DeploymentInfo, LoadInfo, RequestRecord, RunResult, VbenchSection};
