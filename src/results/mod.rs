@@ -2,5 +2,6 @@
 
 pub mod format;
 pub mod ls;
+pub mod store;
 
 pub use format::{ClientHealth, DeploymentInfo, LoadInfo, RequestRecord, RunResult, VbenchSection};

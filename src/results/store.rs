@@ -1,0 +1,60 @@
+//! Writing result files safely: atomically (temp file + rename) and never over an existing file.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+/// Write `value` as pretty JSON to `path`, atomically, refusing to replace an existing file.
+///
+/// The temp file lives in the same folder so the final step is a same-filesystem link;
+/// `hard_link` (unlike `rename`) fails when the destination exists, which is what makes
+/// "never overwrite" race-free.
+pub fn write_json_new<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).context("serialising result")?;
+    write_bytes_new(path, &bytes)
+}
+
+/// Like [`write_json_new`] for raw bytes.
+pub fn write_bytes_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if path.exists() {
+        bail!("refusing to overwrite existing file {}", path.display());
+    }
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::fs::hard_link(tmp.path(), path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!("refusing to overwrite existing file {}", path.display())
+        } else {
+            anyhow::Error::new(e).context(format!("writing {}", path.display()))
+        }
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_write_to_same_path_is_refused_and_keeps_first_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        write_json_new(&path, &serde_json::json!({"a": 1})).unwrap();
+        let err = write_json_new(&path, &serde_json::json!({"a": 2})).unwrap_err();
+        assert!(err.to_string().contains("refusing to overwrite"), "{err}");
+        let back: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back["a"], 1);
+        // no temp files left behind
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
