@@ -1,0 +1,71 @@
+//! End-to-end report rendering from hand-built vbench run folders.
+
+mod report_support;
+
+use std::path::Path;
+
+use report_support::*;
+use vbench::report::{render_report, Format, ReportOptions};
+
+fn small_run(dir: &Path) {
+    synth_run(dir, "qwen-pd", 1, &[1.0, 2.0, 4.0, 6.0, 8.0, 10.0], 200, 48);
+}
+
+#[test]
+fn report_writes_every_figure_in_three_formats_and_the_summaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("qwen-pd/20261128_120000");
+    small_run(&run);
+    let opts = ReportOptions::for_inputs(vec![run.clone()]);
+    let out = render_report(&opts).unwrap();
+    assert_eq!(out.out_dir, run.join("report"));
+    assert!(out.skipped.is_empty(), "{:?}", out.skipped);
+    // 3 variants: per variant 3 figures; comparisons: 3 SLO kinds. Each in 3 formats.
+    let figs = (3 * 3 + 3) * 3;
+    assert_eq!(out.files.len(), figs + 3, "{:#?}", out.files);
+    for f in &out.files {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(bytes.len() > 1000, "{} is too small", f.display());
+        match f.extension().and_then(|e| e.to_str()) {
+            Some("pdf") => assert!(bytes.starts_with(b"%PDF-"), "{}", f.display()),
+            Some("png") => assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{}", f.display()),
+            Some("svg") => assert!(bytes.starts_with(b"<svg"), "{}", f.display()),
+            _ => {}
+        }
+    }
+    let names: Vec<String> = out
+        .files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for expected in [
+        "qwen-pd_simple-tp1_benchmark_plots.pdf",
+        "qwen-pd_nixl-pf1-d1_latency_percentiles.png",
+        "qwen-pd_lmcache-pf1-d1_client_health.svg",
+        "simple-tp1_vs_nixl-pf1-d1_vs_lmcache-pf1-d1_comparison_both.pdf",
+        "simple-tp1_vs_nixl-pf1-d1_vs_lmcache-pf1-d1_comparison_ttft.pdf",
+        "simple-tp1_vs_nixl-pf1-d1_vs_lmcache-pf1-d1_comparison_tpot.pdf",
+        "index.html",
+        "summary.md",
+        "summary.json",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "missing {expected} in {names:?}");
+    }
+}
+
+#[test]
+fn a_second_report_goes_to_a_new_folder_and_overwrites_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("20261128_120000");
+    synth_run(&run, "x", 1, &[1.0, 2.0], 20, 8);
+    let mut opts = ReportOptions::for_inputs(vec![run.clone()]);
+    opts.formats = vec![Format::Svg];
+    let a = render_report(&opts).unwrap();
+    let b = render_report(&opts).unwrap();
+    assert_eq!(a.out_dir, run.join("report"));
+    assert_eq!(b.out_dir, run.join("report-2"));
+    // An explicit folder that already holds the files is refused, not overwritten.
+    opts.out = Some(a.out_dir.clone());
+    let err = render_report(&opts).unwrap_err();
+    assert!(format!("{err}").contains("refusing to overwrite"), "{err}");
+}
