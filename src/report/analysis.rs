@@ -134,7 +134,7 @@ pub struct Analysis {
 }
 
 pub fn analyse(imported: &Imported, scoring: &Scoring) -> Analysis {
-    let mut variants = Vec::new();
+    let mut todo = Vec::new();
     for run in &imported.runs {
         let single = run.variants.len() == 1;
         for v in &run.variants {
@@ -143,9 +143,12 @@ pub fn analyse(imported: &Imported, scoring: &Scoring) -> Analysis {
             } else {
                 format!("{}_{}", crate::results::import::slug(&run.name), v.key)
             };
-            variants.push(analyse_variant(&run.name, slug, v, scoring));
+            todo.push((run.name.as_str(), slug, v));
         }
     }
+    let variants = crate::results::import::par_map(&todo, |(run, slug, v)| {
+        analyse_variant(run, slug.clone(), v, scoring)
+    });
     Analysis {
         scoring: scoring.clone(),
         variants,

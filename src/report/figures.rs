@@ -7,7 +7,6 @@ use std::sync::Once;
 
 use anyhow::anyhow;
 use plotters::coord::Shift;
-use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -33,6 +32,53 @@ fn init_font() {
         plotters::style::register_font(FAMILY, FontStyle::Bold, FONT)
             .unwrap_or_else(|_| panic!("bundled font failed to load"));
     });
+}
+
+thread_local! {
+    /// Dashed strokes of the figure being drawn on this thread: plotters' SVG backend has no
+    /// dash support (its dashed series emit one element per dash), so a dashed line is drawn
+    /// solid in a placeholder colour `#0102NN` and given its real colour and a
+    /// `stroke-dasharray` after drawing. One element per line instead of hundreds.
+    static DASHES: std::cell::RefCell<Vec<(RGBColor, Dash)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The placeholder colour standing for `color` drawn with `dash`.
+fn dashed(color: RGBColor, dash: Dash) -> RGBColor {
+    if dash == Dash::Solid {
+        return color;
+    }
+    DASHES.with(|d| {
+        let mut d = d.borrow_mut();
+        let i = match d.iter().position(|x| *x == (color, dash)) {
+            Some(i) => i,
+            None => {
+                d.push((color, dash));
+                d.len() - 1
+            }
+        };
+        RGBColor(1, 2, i as u8)
+    })
+}
+
+/// Replace the placeholder colours with real colours and dash patterns.
+fn apply_dashes(svg: String) -> String {
+    let dashes = DASHES.with(|d| std::mem::take(&mut *d.borrow_mut()));
+    let mut svg = svg;
+    for (i, (c, dash)) in dashes.iter().enumerate() {
+        let pattern = match dash {
+            Dash::Solid => continue,
+            Dash::Dashed => "9,5",
+            Dash::Dotted => "2,3",
+            Dash::DashDot => "12,4,2,4",
+        };
+        let from = format!("stroke=\"#0102{i:02X}\"");
+        let to = format!(
+            "stroke=\"#{:02X}{:02X}{:02X}\" stroke-dasharray=\"{pattern}\"",
+            c.0, c.1, c.2
+        );
+        svg = svg.replace(&from, &to);
+    }
+    svg
 }
 
 fn pe<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -128,6 +174,8 @@ struct Panel<'a> {
     empty_note: Option<String>,
     /// Draw y = x (achieved vs offered).
     diagonal: bool,
+    /// Where the legend goes: where the curves are not.
+    legend_at: SeriesLabelPosition,
 }
 
 impl<'a> Panel<'a> {
@@ -143,6 +191,7 @@ impl<'a> Panel<'a> {
             marks: Vec::new(),
             empty_note: None,
             diagonal: false,
+            legend_at: SeriesLabelPosition::UpperRight,
         }
     }
 }
@@ -202,25 +251,19 @@ fn draw_panel(area: &DrawingArea<SVGBackend, Shift>, p: &Panel) -> anyhow::Resul
         .y_label_formatter(&fmt_y)
         .label_style((FAMILY, 13))
         .axis_desc_style((FAMILY, 14))
-        .light_line_style(RGBColor(238, 238, 238))
+        .light_line_style(TRANSPARENT)
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()
         .map_err(pe)?;
 
     if p.diagonal {
         let d = vec![(tx(x0.max(0.0)), x0.max(0.0)), (tx(x1), x1)];
+        let grey = dashed(RGBColor(150, 150, 150), Dash::Dashed);
         chart
-            .draw_series(DashedLineSeries::new(
-                d,
-                6,
-                4,
-                style_of(RGBColor(150, 150, 150), 1),
-            ))
+            .draw_series(LineSeries::new(d, style_of(grey, 1)))
             .map_err(pe)?
             .label("offered = achieved")
-            .legend(|(x, y)| {
-                DashedPathElement::new(vec![(x, y), (x + 22, y)], 4, 3, RGBColor(150, 150, 150))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style_of(grey, 1)));
     }
     if let Some((y, label)) = &p.hline {
         let grey = RGBColor(128, 128, 128);
@@ -247,27 +290,13 @@ fn draw_panel(area: &DrawingArea<SVGBackend, Shift>, p: &Panel) -> anyhow::Resul
             continue;
         }
         let pts: Vec<(f64, f64)> = s.points.iter().map(|&(x, y)| (tx(x), y)).collect();
-        let st = style_of(s.color, 2);
-        let color = s.color;
-        let dash = s.dash;
-        let anno = match s.dash {
-            Dash::Solid => chart.draw_series(LineSeries::new(pts.clone(), st)),
-            Dash::Dashed => chart.draw_series(DashedLineSeries::new(pts.clone(), 9, 5, st)),
-            Dash::Dotted => chart.draw_series(DashedLineSeries::new(pts.clone(), 2, 4, st)),
-            Dash::DashDot => chart.draw_series(DashedLineSeries::new(pts.clone(), 12, 4, st)),
-        }
-        .map_err(pe)?;
+        let st = style_of(dashed(s.color, s.dash), 2);
+        let anno = chart
+            .draw_series(LineSeries::new(pts.clone(), st))
+            .map_err(pe)?;
         if !s.label.is_empty() {
-            anno.label(s.label.clone()).legend(move |(x, y)| {
-                let st = style_of(color, 2);
-                let (size, gap) = match dash {
-                    Dash::Solid => (30, 0),
-                    Dash::Dashed => (7, 4),
-                    Dash::Dotted => (2, 3),
-                    Dash::DashDot => (10, 3),
-                };
-                DashedPathElement::new(vec![(x, y), (x + 24, y)], size, gap.max(1), st)
-            });
+            anno.label(s.label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 26, y)], st));
         }
         if s.markers {
             chart
@@ -281,11 +310,9 @@ fn draw_panel(area: &DrawingArea<SVGBackend, Shift>, p: &Panel) -> anyhow::Resul
     for (i, m) in p.marks.iter().enumerate() {
         let x = tx(m.x);
         chart
-            .draw_series(DashedLineSeries::new(
+            .draw_series(LineSeries::new(
                 vec![(x, 0.0), (x, m.y)],
-                5,
-                4,
-                style_of(m.color, 1),
+                style_of(dashed(m.color, Dash::Dashed), 1),
             ))
             .map_err(pe)?;
         chart
@@ -300,7 +327,7 @@ fn draw_panel(area: &DrawingArea<SVGBackend, Shift>, p: &Panel) -> anyhow::Resul
             )))
             .map_err(pe)?;
         // Stagger labels of several marks so they do not overprint.
-        let y = (p.y_max * 0.06) + (i as f64 % 4.0) * p.y_max * 0.055;
+        let y = (p.y_max * 0.06) + (i % 6) as f64 * p.y_max * 0.05;
         chart
             .draw_series(std::iter::once(Text::new(
                 m.text.clone(),
@@ -326,7 +353,7 @@ fn draw_panel(area: &DrawingArea<SVGBackend, Shift>, p: &Panel) -> anyhow::Resul
     if p.series.iter().any(|s| !s.label.is_empty()) || p.diagonal {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
+            .position(p.legend_at.clone())
             .label_font((FAMILY, 12))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(200, 200, 200))
@@ -407,6 +434,7 @@ fn with_svg(
     f: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> anyhow::Result<()>,
 ) -> anyhow::Result<String> {
     init_font();
+    DASHES.with(|d| d.borrow_mut().clear());
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
@@ -414,7 +442,17 @@ fn with_svg(
         f(&root)?;
         root.present().map_err(pe)?;
     }
-    Ok(buf)
+    Ok(apply_dashes(buf))
+}
+
+/// A crossing for a legend: two decimals, honest about no crossing.
+fn short_crossing(c: &Crossing, unit: &str) -> String {
+    match c {
+        Crossing::At { x, .. } => format!("{x:.2} {unit}"),
+        Crossing::AlwaysAbove { edge } => format!("≥ {} {unit} (always above)", fmt_num(*edge)),
+        Crossing::NotReached { .. } => "not reached".to_string(),
+        Crossing::NoData => "no data".to_string(),
+    }
 }
 
 fn crossing_mark(c: &Crossing, target: f64, color: RGBColor, prefix: &str, unit: &str) -> Option<Mark> {
@@ -422,7 +460,7 @@ fn crossing_mark(c: &Crossing, target: f64, color: RGBColor, prefix: &str, unit:
         x,
         y: target,
         color,
-        text: format!("{prefix}{} {unit}", fmt_num(x)),
+        text: format!("{prefix}{x:.2} {unit}").trim_end().to_string(),
     })
 }
 
@@ -475,6 +513,7 @@ pub fn variant_figure(a: &Analysis, v: &VariantStats, per_gpu: bool) -> anyhow::
         };
         let mut rp = Panel::new(title, "SLO scale (loose → strict)", "SLO attainment (%)");
         rp.invert = true;
+        rp.legend_at = SeriesLabelPosition::LowerLeft;
         for (k, kind) in SloKind::ALL.iter().enumerate() {
             rp.series.push(Series {
                 points: v.scale_curve.iter().map(|(s, att)| (*s, att[k])).collect(),
@@ -544,6 +583,7 @@ pub fn comparison_figure(
             "SLO attainment (%)",
         );
         rp.invert = true;
+        rp.legend_at = SeriesLabelPosition::LowerLeft;
         for (v, (color, dash)) in vs.iter().zip(&styles) {
             let pts: Vec<(f64, f64)> = v
                 .points
@@ -557,7 +597,15 @@ pub fn comparison_figure(
                 })
                 .collect();
             let crossing = super::attainment::rate_crossing(&pts, target);
-            let label = format!("{} — {}", topology(v), crossing.describe(unit, "≥"));
+            let partly = vs.iter().any(|x| x.simulated) && !vs.iter().all(|x| x.simulated);
+            let label = format!(
+                "{} ({} GPU{}){} — {}",
+                v.label,
+                v.gpus,
+                if v.gpus == 1 { "" } else { "s" },
+                if partly && v.simulated { " SIM" } else { "" },
+                short_crossing(&crossing, unit)
+            );
             lp.marks
                 .extend(crossing_mark(&crossing, target, *color, "", unit));
             lp.series.push(Series {
@@ -655,6 +703,7 @@ pub fn latency_figure(a: &Analysis, v: &VariantStats) -> anyhow::Result<String> 
                 "milliseconds",
             );
             panel.y_max = (y_top * 1.12).max(1e-3);
+            panel.legend_at = SeriesLabelPosition::UpperLeft;
             panel.hline = Some((slo_ms, format!("{name} SLO {} ms", fmt_num(slo_ms))));
             if series.iter().all(|s| s.points.is_empty()) {
                 panel.empty_note = Some("no latency data".into());
@@ -694,6 +743,7 @@ pub fn client_figure(a: &Analysis, v: &VariantStats) -> anyhow::Result<String> {
             "Achieved send rate (req/s)",
         );
         lp.diagonal = true;
+        lp.legend_at = SeriesLabelPosition::LowerRight;
         lp.series.push(Series {
             points: with.iter().map(|(r, c)| (*r, c.achieved_rate)).collect(),
             color,
@@ -711,6 +761,7 @@ pub fn client_figure(a: &Analysis, v: &VariantStats) -> anyhow::Result<String> {
             "Offered rate (req/s)",
             "Send lag (ms)",
         );
+        rp.legend_at = SeriesLabelPosition::UpperLeft;
         for (i, (name, dash)) in [("lag p50", Dash::Solid), ("lag p99", Dash::Dashed), ("lag max", Dash::Dotted)]
             .into_iter()
             .enumerate()

@@ -395,6 +395,9 @@ pub fn figure_jobs<'a>(a: &'a Analysis, opts: &'a ReportOptions) -> Vec<FigureJo
 }
 
 /// Draw and write every job, on all cores. Results keep the jobs' order.
+///
+/// Writing (atomic, with fsync) waits on the disk rather than the CPU, so it runs on its own
+/// threads and overlaps the drawing of the next figures.
 fn draw_all(
     jobs: &[FigureJob<'_>],
     formats: &[Format],
@@ -403,22 +406,59 @@ fn draw_all(
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<anyhow::Result<FigureFile>>>> =
         Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let write_errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(jobs.len().max(1));
+    let (tx, rx) = std::sync::mpsc::channel::<(PathBuf, Vec<u8>)>();
+    let rx = Mutex::new(rx);
     std::thread::scope(|s| {
-        for _ in 0..workers {
+        for _ in 0..4 {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(job) = jobs.get(i) else { break };
-                let r = draw_one(job, formats, out_dir);
-                if let Ok(mut guard) = results.lock() {
-                    guard[i] = Some(r);
+                let msg = match rx.lock() {
+                    Ok(r) => r.recv(),
+                    Err(_) => break,
+                };
+                let Ok((path, bytes)) = msg else { break };
+                let t = std::time::Instant::now();
+                if let Err(e) = write_bytes_new(&path, &bytes) {
+                    if let Ok(mut w) = write_errors.lock() {
+                        w.push(e);
+                    }
                 }
+                convert::timing::add(convert::timing::WRITE, t);
             });
         }
+        let drawers: Vec<_> = (0..workers)
+            .map(|_| {
+                let tx = tx.clone();
+                s.spawn(|| {
+                    let tx = tx;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(job) = jobs.get(i) else { break };
+                        let r = draw_one(job, formats, out_dir, &tx);
+                        if let Ok(mut guard) = results.lock() {
+                            guard[i] = Some(r);
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        for d in drawers {
+            let _ = d.join();
+        }
     });
+    if let Some(e) = write_errors
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a writing thread panicked"))?
+        .into_iter()
+        .next()
+    {
+        return Err(e);
+    }
     let results = results
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a drawing thread panicked"))?;
@@ -428,18 +468,28 @@ fn draw_all(
         .collect()
 }
 
-fn draw_one(job: &FigureJob<'_>, formats: &[Format], out_dir: &Path) -> anyhow::Result<FigureFile> {
+fn draw_one(
+    job: &FigureJob<'_>,
+    formats: &[Format],
+    out_dir: &Path,
+    writer: &std::sync::mpsc::Sender<(PathBuf, Vec<u8>)>,
+) -> anyhow::Result<FigureFile> {
+    let t = std::time::Instant::now();
     let svg = (job.draw)().with_context(|| format!("drawing {}", job.stem))?;
-    let rendered = convert::render(&svg, formats).with_context(|| format!("converting {}", job.stem))?;
+    convert::timing::add(convert::timing::DRAW, t);
+    let rendered =
+        convert::render(&svg, formats).with_context(|| format!("converting {}", job.stem))?;
     let mut files = Vec::new();
     let mut png = None;
     for (f, bytes) in rendered {
         let name = format!("{}.{}", job.stem, f.ext());
-        write_bytes_new(&out_dir.join(&name), &bytes)?;
-        files.push((f.ext().to_string(), name));
-        if f == Format::Png {
-            png = Some(bytes);
+        if f == Format::Png && !formats.contains(&Format::Svg) {
+            png = Some(bytes.clone());
         }
+        writer
+            .send((out_dir.join(&name), bytes))
+            .map_err(|_| anyhow::anyhow!("the file writer stopped"))?;
+        files.push((f.ext().to_string(), name));
     }
     Ok(FigureFile {
         stem: job.stem.clone(),
@@ -456,8 +506,12 @@ fn draw_one(job: &FigureJob<'_>, formats: &[Format], out_dir: &Path) -> anyhow::
 /// Errors: an input that does not exist, or no usable result file at all, is bad input;
 /// failing to write is a failed run.
 pub fn render_report(opts: &ReportOptions) -> Result<ReportOutcome> {
+    let t = std::time::Instant::now();
     let imported = import::import_paths(&opts.inputs).map_err(Error::bad_input)?;
-    render_imported(&imported, opts)
+    convert::timing::add(convert::timing::IMPORT, t);
+    let out = render_imported(&imported, opts);
+    convert::timing::report();
+    out
 }
 
 /// [`render_report`] on results already in memory (tests, benchmarks).
@@ -470,7 +524,9 @@ pub fn render_imported(imported: &Imported, opts: &ReportOptions) -> Result<Repo
         }
         return Err(Error::bad_input(anyhow::anyhow!(msg)));
     }
+    let t = std::time::Instant::now();
     let analysis = analysis::analyse(imported, &opts.scoring);
+    convert::timing::add(convert::timing::ANALYSE, t);
     let out_dir = opts
         .out
         .clone()
@@ -486,8 +542,10 @@ pub fn render_imported(imported: &Imported, opts: &ReportOptions) -> Result<Repo
         .iter()
         .flat_map(|f| f.files.iter().map(|(_, n)| out_dir.join(n)))
         .collect();
+    let t = std::time::Instant::now();
     let written = summary::write_summaries(&analysis, &figures, &imported.skipped, opts, &out_dir)
         .map_err(Error::failed)?;
+    convert::timing::add(convert::timing::SUMMARY, t);
     files.extend(written);
     Ok(ReportOutcome {
         out_dir,

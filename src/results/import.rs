@@ -151,10 +151,13 @@ pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
         }
         let files = collect_files(path);
         let mut parsed = Vec::new();
-        for file in files {
-            match read_file(&file) {
+        for (file, r) in files.iter().zip(par_map(&files, |f| read_file(f))) {
+            match r {
                 Ok(p) => parsed.push(p),
-                Err(reason) => out.skipped.push(Skipped { path: file, reason }),
+                Err(reason) => out.skipped.push(Skipped {
+                    path: file.clone(),
+                    reason,
+                }),
             }
         }
         let variants = group_variants(parsed);
@@ -166,6 +169,28 @@ pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
     }
     dedupe_run_names(&mut out.runs);
     Ok(out)
+}
+
+/// `f` over `items` on every core, results in order. Parsing JSON is the importer's cost.
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len());
+    if workers <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 /// Every `*.json` under `path` (itself when a file), skipping report/ and logs/ folders and
