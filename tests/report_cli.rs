@@ -19,7 +19,16 @@ fn report_cli_writes_requested_formats_to_out() {
     vbench()
         .arg("report")
         .arg(&run)
-        .args(["--format", "svg", "--slo", "both", "--x", "per-gpu", "--ttft-ms", "100"])
+        .args([
+            "--format",
+            "svg",
+            "--slo",
+            "both",
+            "--x",
+            "per-gpu",
+            "--ttft-ms",
+            "100",
+        ])
         .arg("--out")
         .arg(&out)
         .env_remove("PLOT_OUTPUT_DIR")
@@ -30,9 +39,20 @@ fn report_cli_writes_requested_formats_to_out() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().all(|n| !n.ends_with(".pdf") && !n.ends_with(".png")), "{names:?}");
-    assert!(names.iter().any(|n| n.ends_with("_comparison_both.svg")), "{names:?}");
-    assert!(!names.iter().any(|n| n.ends_with("_comparison_ttft.svg")), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.ends_with(".pdf") && !n.ends_with(".png")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.ends_with("_comparison_both.svg")),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.ends_with("_comparison_ttft.svg")),
+        "{names:?}"
+    );
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["scoring"]["slo"]["ttft_s"], 0.1);
@@ -85,11 +105,25 @@ fn ls_lists_runs_newest_first_with_counts_and_config() {
     let root = tmp.path();
     let old = root.join("qwen-pd/20260814_153022");
     let d1 = dep("nixl", "nixl PF:2 D:2 TP:1x1", 4, "nixl-a");
-    write(&old, &result(&d1, "Qwen/Qwen3-0.6B", 1.0, vec![ok(0, 0.1, 0.01, 3)]));
-    write(&old, &result(&d1, "Qwen/Qwen3-0.6B", 2.0, vec![ok(0, 0.1, 0.01, 3)]));
+    write(
+        &old,
+        &result(&d1, "Qwen/Qwen3-0.6B", 1.0, vec![ok(0, 0.1, 0.01, 3)]),
+    );
+    write(
+        &old,
+        &result(&d1, "Qwen/Qwen3-0.6B", 2.0, vec![ok(0, 0.1, 0.01, 3)]),
+    );
     for tp in [1, 2] {
-        let d = dep("simple", &format!("simple TP:{tp}"), tp, &format!("simple-{tp}"));
-        write(&old, &result(&d, "Qwen/Qwen3-0.6B", 1.0, vec![ok(0, 0.1, 0.01, 3)]));
+        let d = dep(
+            "simple",
+            &format!("simple TP:{tp}"),
+            tp,
+            &format!("simple-{tp}"),
+        );
+        write(
+            &old,
+            &result(&d, "Qwen/Qwen3-0.6B", 1.0, vec![ok(0, 0.1, 0.01, 3)]),
+        );
     }
     std::fs::create_dir_all(old.join("report")).unwrap();
     std::fs::write(old.join("report/a.pdf"), b"%PDF").unwrap();
@@ -103,7 +137,14 @@ fn ls_lists_runs_newest_first_with_counts_and_config() {
         br#"{"model_name":"m2","deployment_mode":"simple","tensor_parallel_size":2,"ttfts":[0.1],"tpots":[0.01]}"#,
     )
     .unwrap();
-    let out = vbench().arg("ls").arg(root).assert().success().get_output().stdout.clone();
+    let out = vbench()
+        .arg("ls")
+        .arg(root)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let text = String::from_utf8(out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
@@ -116,7 +157,15 @@ fn ls_lists_runs_newest_first_with_counts_and_config() {
         ],
         "{text}"
     );
-    let json = vbench().arg("ls").arg(root).arg("--json").assert().success().get_output().stdout.clone();
+    let json = vbench()
+        .arg("ls")
+        .arg(root)
+        .arg("--json")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
     assert_eq!(v[1]["files"], 4);
@@ -125,5 +174,8 @@ fn ls_lists_runs_newest_first_with_counts_and_config() {
 
 #[test]
 fn ls_of_a_missing_folder_is_bad_input() {
-    vbench().args(["ls", "/nonexistent/results"]).assert().code(2);
+    vbench()
+        .args(["ls", "/nonexistent/results"])
+        .assert()
+        .code(2);
 }

@@ -16,7 +16,15 @@ fn hostile_run(dir: &Path) {
     let mut d = dep("nixl", "nixl <b>PF:9</b> D:1", 10, "evil");
     d.simulated = true;
     for rate in [1.0, 3.0] {
-        write(dir, &result(&d, "<img src=x onerror=alert(2)>", rate, synth(7, 20, rate, 5.0, 0.5, 8)));
+        write(
+            dir,
+            &result(
+                &d,
+                "<img src=x onerror=alert(2)>",
+                rate,
+                synth(7, 20, rate, 5.0, 0.5, 8),
+            ),
+        );
     }
 }
 
@@ -29,16 +37,26 @@ fn strings_from_manifests_and_results_stay_text() {
     opts.formats = vec![Format::Svg];
     let out = render_report(&opts).unwrap();
     let html = std::fs::read_to_string(out.out_dir.join("index.html")).unwrap();
-    assert!(!html.contains("<script"), "a script tag leaked into index.html");
+    assert!(
+        !html.contains("<script"),
+        "a script tag leaked into index.html"
+    );
     assert!(!html.contains("<b>PF:9"), "a label's markup leaked");
     assert!(!html.contains("<img src=x"), "a model name's markup leaked");
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the name is shown as text");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "the name is shown as text"
+    );
     let md = std::fs::read_to_string(out.out_dir.join("summary.md")).unwrap();
     assert!(!md.contains("<script") && !md.contains("<b>"), "{md}");
     for f in &out.files {
         if f.extension().is_some_and(|e| e == "svg") {
             let svg = std::fs::read_to_string(f).unwrap();
-            assert!(!svg.contains("<script") && !svg.contains("<b>"), "{}", f.display());
+            assert!(
+                !svg.contains("<script") && !svg.contains("<b>"),
+                "{}",
+                f.display()
+            );
         }
     }
 }
@@ -118,10 +136,21 @@ fn index_html_renders_in_headless_chromium_with_its_figures() {
         String::from_utf8_lossy(&dom.stderr)
     );
     let dom = String::from_utf8_lossy(&dom.stdout);
-    let figures = out.files.iter().filter(|f| f.extension().is_some_and(|e| e == "svg")).count();
+    let figures = out
+        .files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "svg"))
+        .count();
     assert!(figures >= 10, "{figures}");
-    assert_eq!(dom.matches("<img ").count(), figures, "one inline image per figure");
-    assert!(!dom.contains("<script"), "no script element in the rendered DOM");
+    assert_eq!(
+        dom.matches("<img ").count(),
+        figures,
+        "one inline image per figure"
+    );
+    assert!(
+        !dom.contains("<script"),
+        "no script element in the rendered DOM"
+    );
     assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
 
     // A screenshot: the figures' nixl-blue and lmcache-green lines are visible.
@@ -142,7 +171,10 @@ fn index_html_renders_in_headless_chromium_with_its_figures() {
     assert_eq!(px.width(), 1280);
     let blue = count_color(&px, (31, 119, 180), 12);
     let green = count_color(&px, (44, 160, 44), 12);
-    assert!(blue > 200 && green > 200, "figures not visible: blue {blue}, green {green}");
+    assert!(
+        blue > 200 && green > 200,
+        "figures not visible: blue {blue}, green {green}"
+    );
     if let Ok(keep) = std::env::var("VBENCH_KEEP_SCREENSHOT") {
         std::fs::copy(&shot, keep).unwrap();
     }

@@ -29,11 +29,17 @@ fn real_vllm_bench_serve_files_are_read_as_summary_only_points() {
     assert_eq!(v.model, "tiny");
     assert!(!v.gpus_known);
     let p = &v.points[0];
-    assert_eq!(p.rate, 2.0);
-    assert!(!p.per_request, "these files were saved without per-request ttfts");
-    assert_eq!((p.completed, p.failed, p.num_requests), (30, 0, 30));
-    assert!((p.file_summary.median_ttft_ms.unwrap() - 47.214).abs() < 0.01);
-    assert_eq!(imp.runs[1].variants[0].points[0].rate, 5.0);
+    assert_eq!(p.rate, 5.0);
+    assert!(
+        !p.per_request,
+        "these files were saved without per-request ttfts"
+    );
+    assert_eq!((p.completed, p.failed, p.num_requests), (50, 0, 50));
+    assert!((p.file_summary.median_ttft_ms.unwrap() - 8.991).abs() < 0.01);
+    assert!((p.request_throughput.unwrap() - 4.979).abs() < 0.01);
+    // The PD-router run (behind vllm-router) at 2 req/s.
+    let pd = &imp.runs[1].variants[0].points[0];
+    assert_eq!((pd.rate, pd.completed), (2.0, 30));
     // Attainment is not invented for them.
     let a = analyse(&imp, &Scoring::default());
     assert_eq!(a.variants[0].goodput, Crossing::NoData);
@@ -63,9 +69,15 @@ fn vllm_detailed_failures_are_misses_even_with_zero_ttft() {
         tpot_s: 0.06,
     };
     // TTFT: 3 of 4 fast; the failure's ttft=0 does not count.
-    assert_eq!(attainment(&p.samples, slo, 1.0, SloKind::TtftOnly), Some(75.0));
+    assert_eq!(
+        attainment(&p.samples, slo, 1.0, SloKind::TtftOnly),
+        Some(75.0)
+    );
     // TPOT = (latency - ttft)/(out - 1): 0.05 and 0.105; the one-token request meets it.
-    assert_eq!(attainment(&p.samples, slo, 1.0, SloKind::TpotOnly), Some(50.0));
+    assert_eq!(
+        attainment(&p.samples, slo, 1.0, SloKind::TpotOnly),
+        Some(50.0)
+    );
     assert_eq!(p.samples[3].tpot_s, None);
     assert_eq!(p.itls_s.len(), 8, "ITLs of successful requests only");
 }
@@ -74,8 +86,11 @@ fn vllm_detailed_failures_are_misses_even_with_zero_ttft() {
 fn without_an_errors_array_a_zero_ttft_is_a_failure() {
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("vllm-3qps-x.json");
-    std::fs::write(&f, r#"{"model_id":"m","ttfts":[0.0,0.01],"output_lens":[0,3],"latencies":[0,0.05]}"#)
-        .unwrap();
+    std::fs::write(
+        &f,
+        r#"{"model_id":"m","ttfts":[0.0,0.01],"output_lens":[0,3],"latencies":[0,0.05]}"#,
+    )
+    .unwrap();
     let imp = import_paths(&[f]).unwrap();
     let p = &imp.runs[0].variants[0].points[0];
     assert_eq!(p.rate, 3.0, "rate from the file name");
@@ -105,15 +120,25 @@ fn original_suite_folder_gets_topology_from_its_keys() {
     assert_eq!(v.source, SourceKind::OriginalSuite);
     assert_eq!(v.label, "nixl PF:2 D:1 TP:1x1");
     assert_eq!(v.gpus, 3);
-    assert_eq!(v.points.iter().map(|p| p.rate).collect::<Vec<_>>(), [1.0, 2.0]);
+    assert_eq!(
+        v.points.iter().map(|p| p.rate).collect::<Vec<_>>(),
+        [1.0, 2.0]
+    );
     // tpots 0.0 with a one-token output is "undefined", not "fast".
     assert_eq!(v.points[0].samples[1].tpot_s, None);
     let a = analyse(&imp, &Scoring::default());
-    assert_eq!(a.variants[0].points[0].attainment, Some([100.0, 100.0, 100.0]));
+    assert_eq!(
+        a.variants[0].points[0].attainment,
+        Some([100.0, 100.0, 100.0])
+    );
     assert_eq!(a.variants[0].points[1].attainment, Some([0.0, 0.0, 100.0]));
     assert_eq!(
         a.variants[0].goodput,
-        Crossing::At { x: 1.1, lo: 1.0, hi: 2.0 }
+        Crossing::At {
+            x: 1.1,
+            lo: 1.0,
+            hi: 2.0
+        }
     );
 }
 
@@ -126,17 +151,29 @@ fn malformed_files_are_reported_by_name_and_the_rest_is_read() {
     let bad_dir = run.join("simple-tp1");
     std::fs::write(bad_dir.join("vllm-2qps.json"), b"{\"vbench\": {\"deploym").unwrap();
     std::fs::write(bad_dir.join("notes.json"), b"[1, 2, 3]").unwrap();
-    std::fs::write(bad_dir.join("vllm-9qps.json"), br#"{"model_id":"m","request_rate":"inf","ttfts":[]}"#)
-        .unwrap();
+    std::fs::write(
+        bad_dir.join("vllm-9qps.json"),
+        br#"{"model_id":"m","request_rate":"inf","ttfts":[]}"#,
+    )
+    .unwrap();
     std::fs::write(run.join("plan.json"), b"{}").unwrap();
-    let imp = import_paths(&[run.clone()]).unwrap();
+    let imp = import_paths(&[run]).unwrap();
     let names: Vec<String> = imp
         .skipped
         .iter()
         .map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["notes.json", "vllm-2qps.json", "vllm-9qps.json"], "{:?}", imp.skipped);
-    assert!(imp.skipped[2].reason.contains("inf"), "{}", imp.skipped[2].reason);
+    assert_eq!(
+        names,
+        ["notes.json", "vllm-2qps.json", "vllm-9qps.json"],
+        "{:?}",
+        imp.skipped
+    );
+    assert!(
+        imp.skipped[2].reason.contains("inf"),
+        "{}",
+        imp.skipped[2].reason
+    );
     assert_eq!(imp.runs[0].variants.len(), 1);
     assert_eq!(imp.runs[0].variants[0].points.len(), 1);
 }
@@ -155,7 +192,11 @@ fn python_nan_in_a_summary_key_does_not_lose_the_file() {
     assert!(imp.skipped.is_empty(), "{:?}", imp.skipped);
     let a = analyse(&imp, &Scoring::default());
     let p = &a.variants[0].points[0];
-    assert_eq!(p.attainment, Some([0.0, 0.0, 0.0]), "all failed: zero, not NaN");
+    assert_eq!(
+        p.attainment,
+        Some([0.0, 0.0, 0.0]),
+        "all failed: zero, not NaN"
+    );
     assert_eq!(p.ttft_ms, None);
     assert_eq!(a.variants[0].goodput, Crossing::NotReached { edge: 1.0 });
     let json = serde_json::to_string(&a).unwrap();
@@ -196,7 +237,13 @@ fn goodput_per_gpu_and_scale_crossing_on_hand_built_data() {
     let d = dep("nixl", "nixl PF:1 D:1 TP:1x1", 2, "n");
     for (rate, slow) in [(1.0, 0), (2.0, 0), (3.0, 2), (4.0, 6)] {
         let reqs = (0..10)
-            .map(|i| if i < slow { ok(i, 0.2, 0.01, 5) } else { ok(i, 0.05, 0.01, 5) })
+            .map(|i| {
+                if i < slow {
+                    ok(i, 0.2, 0.01, 5)
+                } else {
+                    ok(i, 0.05, 0.01, 5)
+                }
+            })
             .collect();
         write(&run, &result(&d, "m", rate, reqs));
     }
@@ -204,7 +251,14 @@ fn goodput_per_gpu_and_scale_crossing_on_hand_built_data() {
     let a = analyse(&imp, &Scoring::default());
     let v = &a.variants[0];
     // Between 2 (100 %) and 3 (80 %): 2 + (90 - 100)/(80 - 100) = 2.5 req/s.
-    assert_eq!(v.goodput, Crossing::At { x: 2.5, lo: 2.0, hi: 3.0 });
+    assert_eq!(
+        v.goodput,
+        Crossing::At {
+            x: 2.5,
+            lo: 2.0,
+            hi: 3.0
+        }
+    );
     assert_eq!(v.goodput_per_gpu.value(), Some(1.25));
     // TPOT always met; TTFT-only identical to both here.
     assert_eq!(v.rate_crossing[2], Crossing::AlwaysAbove { edge: 4.0 });

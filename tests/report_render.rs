@@ -49,7 +49,10 @@ fn report_writes_every_figure_in_three_formats_and_the_summaries() {
         "summary.md",
         "summary.json",
     ] {
-        assert!(names.iter().any(|n| n == expected), "missing {expected} in {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "missing {expected} in {names:?}"
+        );
     }
 }
 

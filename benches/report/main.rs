@@ -33,7 +33,7 @@ fn main() {
         .position(|a| a == "--reps")
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(7);
     let tmp = tempfile::tempdir().expect("temp dir");
     let root = keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let run = root.join("bench-run/20261128_120000");
@@ -52,8 +52,16 @@ fn main() {
         bytes as f64 / 1e6
     );
     println!(
+        "load average before: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!(
         "cores available: {}",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
 
     let mut times = Vec::new();
@@ -80,13 +88,22 @@ fn main() {
         times[times.len() - 1],
         reps
     );
+    println!(
+        "load average after: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     if no_python {
         return;
     }
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-venv");
     let py = venv.join("bin/python");
     if !py.exists() {
-        eprintln!("creating {} and installing matplotlib, numpy", venv.display());
+        eprintln!(
+            "creating {} and installing matplotlib, numpy",
+            venv.display()
+        );
         let ok = Command::new("python3")
             .args(["-m", "venv"])
             .arg(&venv)

@@ -396,7 +396,13 @@ mod tests {
 
     #[test]
     fn scale_crossing_is_the_tightest_scale_meeting_the_target() {
-        let pts = [(0.4, 20.0), (0.6, 60.0), (0.8, 80.0), (1.0, 100.0), (2.0, 100.0)];
+        let pts = [
+            (0.4, 20.0),
+            (0.6, 60.0),
+            (0.8, 80.0),
+            (1.0, 100.0),
+            (2.0, 100.0),
+        ];
         assert_eq!(
             scale_crossing(&pts, 90.0),
             Crossing::At {

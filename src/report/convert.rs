@@ -159,7 +159,9 @@ fn encode_png_fast(pixmap: &resvg::tiny_skia::Pixmap) -> anyhow::Result<Vec<u8>>
         enc.set_depth(png::BitDepth::Eight);
         enc.set_compression(png::Compression::Fast);
         enc.set_filter(png::FilterType::Sub);
-        let mut w = enc.write_header().map_err(|e| anyhow!("encoding PNG: {e}"))?;
+        let mut w = enc
+            .write_header()
+            .map_err(|e| anyhow!("encoding PNG: {e}"))?;
         w.write_image_data(pixmap.data())
             .map_err(|e| anyhow!("encoding PNG: {e}"))?;
     }

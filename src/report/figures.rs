@@ -278,10 +278,9 @@ fn draw_panel(area: &DrawingArea<SVGBackend, Shift>, p: &Panel) -> anyhow::Resul
             .draw_series(std::iter::once(Text::new(
                 label.clone(),
                 (anchor_x, *y + p.y_max * 0.012),
-                TextStyle::from((FAMILY, 12)).color(&grey).pos(Pos::new(
-                    HPos::Left,
-                    VPos::Bottom,
-                )),
+                TextStyle::from((FAMILY, 12))
+                    .color(&grey)
+                    .pos(Pos::new(HPos::Left, VPos::Bottom)),
             )))
             .map_err(pe)?;
     }
@@ -372,8 +371,7 @@ fn draw_header(
     area.draw(&Text::new(
         title.to_string(),
         (14, 8),
-        TextStyle::from((FAMILY, 20, FontStyle::Bold))
-            .pos(Pos::new(HPos::Left, VPos::Top)),
+        TextStyle::from((FAMILY, 20, FontStyle::Bold)).pos(Pos::new(HPos::Left, VPos::Top)),
     ))
     .map_err(pe)?;
     for (i, l) in lines.iter().enumerate() {
@@ -455,7 +453,13 @@ fn short_crossing(c: &Crossing, unit: &str) -> String {
     }
 }
 
-fn crossing_mark(c: &Crossing, target: f64, color: RGBColor, prefix: &str, unit: &str) -> Option<Mark> {
+fn crossing_mark(
+    c: &Crossing,
+    target: f64,
+    color: RGBColor,
+    prefix: &str,
+    unit: &str,
+) -> Option<Mark> {
     c.value().map(|x| Mark {
         x,
         y: target,
@@ -498,8 +502,13 @@ pub fn variant_figure(a: &Analysis, v: &VariantStats, per_gpu: bool) -> anyhow::
             });
         }
         lp.hline = Some((target, format!("target {}%", fmt_num(target))));
-        let g = if per_gpu { &v.goodput_per_gpu } else { &v.goodput };
-        lp.marks.extend(crossing_mark(g, target, color, "goodput ", unit));
+        let g = if per_gpu {
+            &v.goodput_per_gpu
+        } else {
+            &v.goodput
+        };
+        lp.marks
+            .extend(crossing_mark(g, target, color, "goodput ", unit));
         if lp.series.iter().all(|s| s.points.is_empty()) {
             lp.empty_note = Some("no per-request data: attainment cannot be computed".into());
         } else if g.value().is_none() {
@@ -625,13 +634,8 @@ pub fn comparison_figure(
                 },
                 markers: true,
             });
-            rp.marks.extend(crossing_mark(
-                &v.scale_crossing[k],
-                target,
-                *color,
-                "",
-                "",
-            ));
+            rp.marks
+                .extend(crossing_mark(&v.scale_crossing[k], target, *color, "", ""));
         }
         lp.hline = Some((target, format!("target {}%", fmt_num(target))));
         rp.hline = lp.hline.clone();
@@ -675,9 +679,13 @@ pub fn latency_figure(a: &Analysis, v: &VariantStats) -> anyhow::Result<String> 
                 Some([m, None, p99])
             };
             let mut series: Vec<Series> = Vec::new();
-            for (i, (pname, dash)) in [("p50", Dash::Solid), ("p90", Dash::Dashed), ("p99", Dash::Dotted)]
-                .into_iter()
-                .enumerate()
+            for (i, (pname, dash)) in [
+                ("p50", Dash::Solid),
+                ("p90", Dash::Dashed),
+                ("p99", Dash::Dotted),
+            ]
+            .into_iter()
+            .enumerate()
             {
                 let pts: Vec<(f64, f64)> = v
                     .points
@@ -762,9 +770,13 @@ pub fn client_figure(a: &Analysis, v: &VariantStats) -> anyhow::Result<String> {
             "Send lag (ms)",
         );
         rp.legend_at = SeriesLabelPosition::UpperLeft;
-        for (i, (name, dash)) in [("lag p50", Dash::Solid), ("lag p99", Dash::Dashed), ("lag max", Dash::Dotted)]
-            .into_iter()
-            .enumerate()
+        for (i, (name, dash)) in [
+            ("lag p50", Dash::Solid),
+            ("lag p99", Dash::Dashed),
+            ("lag max", Dash::Dotted),
+        ]
+        .into_iter()
+        .enumerate()
         {
             rp.series.push(Series {
                 points: with

@@ -192,19 +192,25 @@ fn options_from_args(args: ReportArgs) -> Result<ReportOptions> {
     let bad = |m: String| Error::bad_input(anyhow::anyhow!(m));
     if let Some(x) = args.ttft_ms {
         if !(x.is_finite() && x > 0.0) {
-            return Err(bad(format!("--ttft-ms must be a positive number of ms, got {x}")));
+            return Err(bad(format!(
+                "--ttft-ms must be a positive number of ms, got {x}"
+            )));
         }
         o.scoring.slo.ttft_s = x / 1e3;
     }
     if let Some(x) = args.tpot_ms {
         if !(x.is_finite() && x > 0.0) {
-            return Err(bad(format!("--tpot-ms must be a positive number of ms, got {x}")));
+            return Err(bad(format!(
+                "--tpot-ms must be a positive number of ms, got {x}"
+            )));
         }
         o.scoring.slo.tpot_s = x / 1e3;
     }
     if let Some(x) = args.target {
         if !(x.is_finite() && x > 0.0 && x <= 100.0) {
-            return Err(bad(format!("--target must be a percentage in (0, 100], got {x}")));
+            return Err(bad(format!(
+                "--target must be a percentage in (0, 100], got {x}"
+            )));
         }
         o.scoring.target_pct = x;
     }
@@ -301,7 +307,7 @@ pub fn shared_rates(vs: &[&VariantStats]) -> Option<Vec<f64>> {
 }
 
 /// Comparison groups: all variants (`compare_all`), else each run with several variants.
-fn comparison_groups<'a>(a: &'a Analysis, compare_all: bool) -> Vec<Vec<&'a VariantStats>> {
+fn comparison_groups(a: &Analysis, compare_all: bool) -> Vec<Vec<&VariantStats>> {
     if compare_all {
         if a.variants.len() >= 2 {
             return vec![a.variants.iter().collect()];
@@ -321,18 +327,20 @@ fn comparison_stem(group: &[&VariantStats]) -> String {
     let cross_run = group.iter().any(|v| v.run != group[0].run);
     let names: Vec<String> = group
         .iter()
-        .map(|v| if cross_run { v.slug.clone() } else { v.key.clone() })
+        .map(|v| {
+            if cross_run {
+                v.slug.clone()
+            } else {
+                v.key.clone()
+            }
+        })
         .collect();
     if names.len() <= 3 {
         names.join("_vs_")
     } else if cross_run {
         format!("{}_vs_{}_more", names[0], names.len() - 1)
     } else {
-        format!(
-            "{}_{}_variants",
-            import::slug(&group[0].run),
-            names.len()
-        )
+        format!("{}_{}_variants", import::slug(&group[0].run), names.len())
     }
 }
 

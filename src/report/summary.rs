@@ -81,7 +81,12 @@ pub fn winner(a: &Analysis) -> Winner {
 
 fn pcts(p: Option<Pcts>) -> String {
     match p {
-        Some(p) => format!("{} / {} / {}", fmt_num(p.p50), fmt_num(p.p90), fmt_num(p.p99)),
+        Some(p) => format!(
+            "{} / {} / {}",
+            fmt_num(p.p50),
+            fmt_num(p.p90),
+            fmt_num(p.p99)
+        ),
         None => "-".into(),
     }
 }
@@ -194,12 +199,9 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
                 .map(|p| RateRow {
                     rate: fmt_num(p.rate),
                     attainment: match p.attainment {
-                        Some(x) => format!(
-                            "{} / {} / {}",
-                            fmt_num(x[0]),
-                            fmt_num(x[1]),
-                            fmt_num(x[2])
-                        ),
+                        Some(x) => {
+                            format!("{} / {} / {}", fmt_num(x[0]), fmt_num(x[1]), fmt_num(x[2]))
+                        }
                         None => "no per-request data".into(),
                     },
                     ttft: match (&p.ttft_ms, &p.file_summary) {
@@ -282,7 +284,9 @@ fn markdown(a: &Analysis, w: &Winner, figures: &[FigureFile], skipped: &[Skipped
     let (all_sim, any_sim) = provenance(a);
     s.push_str(&format!("# {}\n\n", md(&title_of(a))));
     if all_sim {
-        s.push_str("**SIMULATED**: every result comes from `vbench sim-serve`, not real hardware.\n\n");
+        s.push_str(
+            "**SIMULATED**: every result comes from `vbench sim-serve`, not real hardware.\n\n",
+        );
     } else if any_sim {
         s.push_str("**PARTLY SIMULATED**: variants marked (sim) ran on `vbench sim-serve`.\n\n");
     }
@@ -332,7 +336,9 @@ fn markdown(a: &Analysis, w: &Winner, figures: &[FigureFile], skipped: &[Skipped
     s.push('\n');
     for b in rate_blocks(a) {
         s.push_str(&format!("## {}\n\n", md(&b.label)));
-        s.push_str("Latencies in ms as p50 / p90 / p99; attainment % as both / TTFT only / TPOT only.\n\n");
+        s.push_str(
+            "Latencies in ms as p50 / p90 / p99; attainment % as both / TTFT only / TPOT only.\n\n",
+        );
         s.push_str("| Rate (req/s) | Attainment | TTFT | TPOT | ITL | E2E | Throughput | Failed | Client |\n");
         s.push_str("|---|---|---|---|---|---|---|---|---|\n");
         for r in b.rows {
@@ -405,7 +411,12 @@ struct HtmlData {
     version: &'static str,
 }
 
-fn html(a: &Analysis, w: &Winner, figures: &[FigureFile], skipped: &[Skipped]) -> anyhow::Result<String> {
+fn html(
+    a: &Analysis,
+    w: &Winner,
+    figures: &[FigureFile],
+    skipped: &[Skipped],
+) -> anyhow::Result<String> {
     let (all_sim, any_sim) = provenance(a);
     let mut models: Vec<&str> = a.variants.iter().map(|v| v.model.as_str()).collect();
     models.dedup();

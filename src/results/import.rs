@@ -462,7 +462,9 @@ fn read_file(path: &Path) -> Result<Parsed, String> {
         for r in vb.requests {
             let ok = r.ok && r.ttft_s.is_some_and(|t| t.is_finite() && t >= 0.0);
             if ok {
-                point.itls_s.extend(r.itls_s.iter().copied().filter(|x| x.is_finite()));
+                point
+                    .itls_s
+                    .extend(r.itls_s.iter().copied().filter(|x| x.is_finite()));
             } else {
                 let kind = r
                     .error_kind
@@ -519,9 +521,11 @@ fn read_file(path: &Path) -> Result<Parsed, String> {
         || common.latencies.is_some()
         || common.model_id.is_some();
     if !is_suite && !is_vllm {
-        return Err("not a result file: none of vbench's, the original suite's or vLLM's \
+        return Err(
+            "not a result file: none of vbench's, the original suite's or vLLM's \
                     keys (vbench, deployment_mode, ttfts, endpoint_type) is present"
-            .to_string());
+                .to_string(),
+        );
     }
     let arrays: LegacyArrays =
         serde_json::from_slice(&bytes).map_err(|e| format!("malformed arrays: {e}"))?;
@@ -539,7 +543,13 @@ fn read_file(path: &Path) -> Result<Parsed, String> {
             .clone()
             .filter(|l| !l.is_empty())
             .unwrap_or_else(|| format!("external {model}"));
-        ("external".to_string(), label, 1, false, SourceKind::VllmBenchServe)
+        (
+            "external".to_string(),
+            label,
+            1,
+            false,
+            SourceKind::VllmBenchServe,
+        )
     };
     let key = slug(&label);
     let group = format!("{}\u{0}{}\u{0}{}", dir.display(), key, model);
@@ -657,7 +667,13 @@ fn legacy_samples(a: &LegacyArrays, point: &mut RatePoint) -> Result<(), String>
             .itls
             .as_ref()
             .and_then(|v| v[i].as_ref())
-            .map(|v| v.iter().flatten().copied().filter(|x| x.is_finite()).collect())
+            .map(|v| {
+                v.iter()
+                    .flatten()
+                    .copied()
+                    .filter(|x| x.is_finite())
+                    .collect()
+            })
             .unwrap_or_default();
         let tpot = if !ok {
             None
@@ -679,7 +695,10 @@ fn legacy_samples(a: &LegacyArrays, point: &mut RatePoint) -> Result<(), String>
         if ok {
             point.itls_s.extend_from_slice(&itls);
         } else {
-            let kind = error.as_deref().map(error_class).unwrap_or_else(|| "no_ttft".into());
+            let kind = error
+                .as_deref()
+                .map(error_class)
+                .unwrap_or_else(|| "no_ttft".into());
             *point.failures_by_kind.entry(kind).or_insert(0) += 1;
         }
         point.samples.push(Sample {
@@ -745,7 +764,11 @@ pub fn peek(path: &Path) -> Option<Peek> {
     if let Some(v) = f.vbench {
         let d = v.deployment;
         return Some(Peek {
-            label: if d.label.is_empty() { d.mode.clone() } else { d.label },
+            label: if d.label.is_empty() {
+                d.mode.clone()
+            } else {
+                d.label
+            },
             mode: d.mode,
             model,
             simulated: d.simulated,
@@ -819,9 +842,7 @@ fn rate_from_file_name(path: &Path) -> Option<f64> {
 /// Replace bare `NaN`, `Infinity` and `-Infinity` tokens outside strings with `null`, so files
 /// written by Python's `json.dump` parse. Leaves valid JSON untouched (and uncopied).
 fn sanitize_non_finite(bytes: Vec<u8>) -> Vec<u8> {
-    let needs = bytes
-        .windows(3)
-        .any(|w| w == b"NaN" || w == b"Inf");
+    let needs = bytes.windows(3).any(|w| w == b"NaN" || w == b"Inf");
     if !needs {
         return bytes;
     }

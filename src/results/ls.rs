@@ -174,11 +174,7 @@ fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
     };
     RunEntry {
         date,
-        name: dir
-            .strip_prefix(root)
-            .unwrap_or(dir)
-            .display()
-            .to_string(),
+        name: dir.strip_prefix(root).unwrap_or(dir).display().to_string(),
         path: dir.to_path_buf(),
         files: results.len(),
         plots,

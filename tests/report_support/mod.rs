@@ -238,10 +238,18 @@ pub fn synth_run(dir: &Path, name: &str, per_mode: usize, rates: &[f64], n: usiz
     )
     .unwrap();
     let mut seed = 1;
-    for (mode, cap, interf) in [("simple", 6.0, 3.0), ("nixl", 9.0, 0.6), ("lmcache", 8.0, 0.8)] {
+    for (mode, cap, interf) in [
+        ("simple", 6.0, 3.0),
+        ("nixl", 9.0, 0.6),
+        ("lmcache", 8.0, 0.8),
+    ] {
         for j in 0..per_mode {
             let (label, gpus, id) = match mode {
-                "simple" => (format!("simple TP:{}", j + 1), (j + 1) as u32, format!("simple-tp{}", j + 1)),
+                "simple" => (
+                    format!("simple TP:{}", j + 1),
+                    (j + 1) as u32,
+                    format!("simple-tp{}", j + 1),
+                ),
                 m => (
                     format!("{m} PF:{} D:1 TP:1x1", j + 1),
                     (j + 2) as u32,
