@@ -72,3 +72,45 @@ fn a_second_report_goes_to_a_new_folder_and_overwrites_nothing() {
     let err = render_report(&opts).unwrap_err();
     assert!(format!("{err}").contains("refusing to overwrite"), "{err}");
 }
+
+/// Original-suite folders: `--compare` names files as the suite did.
+#[test]
+fn comparing_original_suite_folders_uses_their_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dirs = Vec::new();
+    for (mode, extra) in [
+        ("simple", r#""tensor_parallel_size":1"#),
+        ("nixl", r#""num_prefill_instances":1,"num_decode_instances":1,"tensor_parallel_size":1"#),
+    ] {
+        let dir = tmp.path().join(format!("{mode}_20250101_120000"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for rate in [1, 2, 4] {
+            let ttft = 0.02 * rate as f64;
+            std::fs::write(
+                dir.join(format!("vllm-{rate}qps-20250101-120000.json")),
+                format!(
+                    r#"{{"model_name":"m","dataset_name":"sharegpt","deployment_mode":"{mode}",{extra},
+                       "ttfts":[{ttft},{ttft},0.5],"tpots":[0.01,0.01,0.01],"output_lens":[9,9,9]}}"#
+                ),
+            )
+            .unwrap();
+        }
+        dirs.push(dir);
+    }
+    let mut opts = ReportOptions::for_inputs(dirs);
+    opts.compare_all = true;
+    opts.formats = vec![Format::Pdf];
+    opts.out = Some(tmp.path().join("plots"));
+    let out = render_report(&opts).unwrap();
+    for name in [
+        "simple_20250101_120000_vs_nixl_20250101_120000_comparison_both.pdf",
+        "simple_20250101_120000_vs_nixl_20250101_120000_comparison_ttft.pdf",
+        "simple_20250101_120000_vs_nixl_20250101_120000_comparison_tpot.pdf",
+        "simple_20250101_120000_benchmark_plots.pdf",
+        "nixl_20250101_120000_benchmark_plots.pdf",
+    ] {
+        assert!(out.out_dir.join(name).exists(), "missing {name}");
+    }
+    // Suite files carry no client-health data: no such figure is drawn.
+    assert!(!out.files.iter().any(|f| f.to_string_lossy().contains("client_health")));
+}

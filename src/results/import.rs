@@ -318,11 +318,12 @@ pub fn mode_rank(mode: &str) -> (u8, String) {
     }
 }
 
-/// A lowercase file-name-safe form of `s`.
+/// A lowercase file-name-safe form of `s` (keeps `_` and `.`, so the original suite's folder
+/// names such as `simple_20250101_120000` survive as they are).
 pub fn slug(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
-        if c.is_ascii_alphanumeric() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
             out.push(c.to_ascii_lowercase());
         } else if !out.ends_with('-') && !out.is_empty() {
             out.push('-');

@@ -4,48 +4,51 @@
 
 use std::path::{Path, PathBuf};
 
-use vbench::results::{
-    ClientHealth, DeploymentInfo, LoadInfo, RequestRecord, RunResult, VbenchSection,
-};
+use vbench::results::{RequestRecord, RunResult, VbenchSection};
 
 /// A successful request.
 pub fn ok(index: u64, ttft: f64, tpot: f64, output_tokens: u64) -> RequestRecord {
     let gaps = output_tokens.saturating_sub(1);
     let e2e = ttft + tpot * gaps as f64;
-    RequestRecord {
-        index,
-        scheduled_s: index as f64 * 0.1,
-        sent_s: index as f64 * 0.1 + 0.0002,
-        ttft_s: Some(ttft),
-        e2e_s: Some(e2e),
-        itls_s: vec![tpot; gaps as usize],
-        tpot_s: (output_tokens > 1).then_some(tpot),
-        prompt_tokens: 100,
-        output_tokens,
-        ok: true,
-        http_status: Some(200),
-        error_kind: None,
-        error: None,
-    }
+    // Built through serde so fields the format gains later (with defaults) need no edit here.
+    from_json(serde_json::json!({
+        "index": index,
+        "scheduled_s": index as f64 * 0.1,
+        "sent_s": index as f64 * 0.1 + 0.0002,
+        "ttft_s": ttft,
+        "e2e_s": e2e,
+        "itls_s": vec![tpot; gaps as usize],
+        "tpot_s": (output_tokens > 1).then_some(tpot),
+        "prompt_tokens": 100,
+        "output_tokens": output_tokens,
+        "ok": true,
+        "http_status": 200,
+        "error_kind": null,
+        "error": null,
+    }))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+    serde_json::from_value(v).expect("test data matches the result-file contract")
 }
 
 /// A failed request.
 pub fn failed(index: u64, kind: &str) -> RequestRecord {
-    RequestRecord {
-        index,
-        scheduled_s: index as f64 * 0.1,
-        sent_s: index as f64 * 0.1,
-        ttft_s: None,
-        e2e_s: None,
-        itls_s: vec![],
-        tpot_s: None,
-        prompt_tokens: 100,
-        output_tokens: 0,
-        ok: false,
-        http_status: Some(500),
-        error_kind: Some(kind.to_string()),
-        error: Some(format!("{kind}: injected")),
-    }
+    from_json(serde_json::json!({
+        "index": index,
+        "scheduled_s": index as f64 * 0.1,
+        "sent_s": index as f64 * 0.1,
+        "ttft_s": null,
+        "e2e_s": null,
+        "itls_s": [],
+        "tpot_s": null,
+        "prompt_tokens": 100,
+        "output_tokens": 0,
+        "ok": false,
+        "http_status": 500,
+        "error_kind": kind,
+        "error": format!("{kind}: injected"),
+    }))
 }
 
 /// Deployment description: (mode, label, gpus).
@@ -134,29 +137,29 @@ pub fn result(d: &Dep, model: &str, rate: f64, requests: Vec<RequestRecord>) -> 
         vbench: VbenchSection {
             format_version: 1,
             vbench_version: "0.1.0".to_string(),
-            deployment: DeploymentInfo {
-                variant_id: Some(d.variant_id.clone()),
-                mode: d.mode.to_string(),
-                label: d.label.clone(),
-                gpus: d.gpus,
-                simulated: d.simulated,
-                base_url: "http://127.0.0.1:0".to_string(),
-            },
-            load: LoadInfo {
-                api: "completions".to_string(),
-                arrival: "poisson".to_string(),
-                seed: 0,
-                warmup: 0,
-                tokens_from_usage: true,
-            },
-            client: ClientHealth {
-                achieved_rate: rate * 0.99,
-                lag_p50_ms: 0.2,
-                lag_p99_ms: 0.2,
-                lag_max_ms: lag_max,
-                client_fell_behind: false,
-                lag_threshold_ms: 10.0,
-            },
+            deployment: from_json(serde_json::json!({
+                "variant_id": d.variant_id,
+                "mode": d.mode,
+                "label": d.label,
+                "gpus": d.gpus,
+                "simulated": d.simulated,
+                "base_url": "http://127.0.0.1:0",
+            })),
+            load: from_json(serde_json::json!({
+                "api": "completions",
+                "arrival": "poisson",
+                "seed": 0,
+                "warmup": 0,
+                "tokens_from_usage": true,
+            })),
+            client: from_json(serde_json::json!({
+                "achieved_rate": rate * 0.99,
+                "lag_p50_ms": 0.2,
+                "lag_p99_ms": 0.2,
+                "lag_max_ms": lag_max,
+                "client_fell_behind": false,
+                "lag_threshold_ms": 10.0,
+            })),
             requests,
         },
     }
