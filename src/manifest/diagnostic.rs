@@ -42,7 +42,6 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 /// Its `Display` is one line, `file:line:col: message`, so logs and tests see the location too.
 #[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
 #[error("{location}: {message}")]
-#[diagnostic(code(vbench::manifest))]
 pub struct ManifestError {
     /// `file:line:col`, or just `file` when no position is known.
     pub location: String,
@@ -223,22 +222,31 @@ mod tests {
 
     const TEXT: &str = "name = \"x\"\n[[deployment]]\nmode = \"simple\"\n\n[[deployment]]\nmode = \"nixl\"\nprefill = { instances = [1, 2], tp = 3 }\n";
 
-    fn at(path: &[Seg]) -> String {
-        let r = span_of(TEXT, path).expect("span");
+    fn at(path: Vec<Seg>) -> String {
+        let r = span_of(TEXT, &path).expect("span");
         TEXT[r].to_owned()
     }
 
     #[test]
     fn span_of_finds_values_inside_inline_tables_of_array_tables() {
-        assert_eq!(at(&path!["deployment", 1, "prefill", "tp"]), "3");
-        assert_eq!(at(&path!["deployment", 1, "prefill", "instances", 1]), "2");
-        assert_eq!(at(&path!["deployment", 0, "mode"]), "\"simple\"");
-        assert_eq!(at(&path!["name"]), "\"x\"");
+        assert_eq!(at(path!["deployment", 1, "prefill", "tp"]), "3");
+        assert_eq!(at(path!["deployment", 1, "prefill", "instances", 1]), "2");
+        assert_eq!(at(path!["deployment", 0, "mode"]), "\"simple\"");
+        assert_eq!(at(path!["name"]), "\"x\"");
     }
 
     #[test]
     fn span_of_missing_field_falls_back_to_nearest_ancestor() {
-        let r = span_of(TEXT, &path!["deployment", 1, "decode", "tp"]).unwrap();
+        let r = span_of(
+            TEXT,
+            &[
+                Seg::from("deployment"),
+                1.into(),
+                "decode".into(),
+                "tp".into(),
+            ],
+        )
+        .unwrap();
         let (line, _) = Source::new("f", TEXT).line_col(r.start);
         assert_eq!(line, 5, "points at the second [[deployment]] table");
     }
@@ -253,7 +261,9 @@ mod tests {
 
     #[test]
     fn unknown_field_gets_did_you_mean() {
-        let help = suggest_from_expected_list("unknown field `tpp`, expected one of `mode`, `tp`, `replicas`");
+        let help = suggest_from_expected_list(
+            "unknown field `tpp`, expected one of `mode`, `tp`, `replicas`",
+        );
         assert_eq!(help.as_deref(), Some("did you mean `tp`?"));
         let help = suggest_from_expected_list("unknown field `zzzz`, expected `mode` or `tp`");
         assert_eq!(help.as_deref(), Some("valid keys here: `mode`, `tp`"));

@@ -16,7 +16,10 @@ pub fn starter(name: &str) -> String {
 
 pub fn run_init(args: InitArgs) -> Result<()> {
     let valid = !args.name.is_empty()
-        && args.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && args
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !valid || args.name.starts_with('.') {
         return Err(Error::bad_input(anyhow!(
             "experiment name {:?} cannot be used as a folder name: use letters, digits, '-', '_' and '.'",
@@ -28,6 +31,10 @@ pub fn run_init(args: InitArgs) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("experiments").join(format!("{}.toml", args.name)));
     let text = starter(&args.name);
     crate::results::store::write_bytes_new(&path, text.as_bytes()).map_err(Error::bad_input)?;
-    eprintln!("wrote {} — check it with `vbench plan {}`", path.display(), path.display());
+    eprintln!(
+        "wrote {} — check it with `vbench plan {}`",
+        path.display(),
+        path.display()
+    );
     Ok(())
 }

@@ -49,8 +49,13 @@ impl LoadedManifest {
     }
 
     /// A located error at `path` in the manifest.
-    pub fn error_at(&self, path: &[Seg], message: impl Into<String>, help: Option<String>) -> ManifestError {
-        let span = diagnostic::span_of(&self.source.text, path);
+    pub fn error_at(
+        &self,
+        path: Vec<Seg>,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> ManifestError {
+        let span = diagnostic::span_of(&self.source.text, &path);
         ManifestError::new(&self.source, span, message, help)
     }
 }
@@ -73,7 +78,10 @@ pub fn load_str(path: &Path, text: &str, overrides: &[String]) -> Result<LoadedM
         (manifest, file_source)
     } else {
         let merged = overrides::apply(text, overrides)?;
-        let source = Source::new(format!("{name} (with --set {})", overrides.join(" --set ")), merged);
+        let source = Source::new(
+            format!("{name} (with --set {})", overrides.join(" --set ")),
+            merged,
+        );
         (parse(&source)?, source)
     };
     Ok(LoadedManifest {
@@ -93,7 +101,10 @@ pub fn parse(source: &Source) -> Result<Manifest, ManifestError> {
 /// `vbench validate`: parse and plan; print a one-line verdict.
 pub fn run_validate(args: ManifestArgs) -> Result<()> {
     let loaded = load(&args.manifest, &args.set)?;
-    let plan = crate::plan::resolve(&loaded, &crate::plan::capacity::discover(&loaded.manifest.target))?;
+    let plan = crate::plan::resolve(
+        &loaded,
+        &crate::plan::capacity::discover(&loaded.manifest.target),
+    )?;
     println!(
         "{}: valid ({} variants, {} cells, {} requests)",
         args.manifest.display(),

@@ -29,7 +29,13 @@ fn apply_one(doc: &mut DocumentMut, raw: &str) -> anyhow::Result<()> {
     if segments.iter().any(|s| s.is_empty()) {
         bail!("empty key in path `{path}`; use dots between keys, e.g. slo.ttft_ms");
     }
-    set_in_table(doc.as_table_mut(), false, &segments, parse_value(value.trim()), "")
+    set_in_table(
+        doc.as_table_mut(),
+        false,
+        &segments,
+        parse_value(value.trim()),
+        "",
+    )
 }
 
 /// A VALUE is TOML (`2`, `[1, 2]`, `"x"`, `{ tp = 2 }`); anything else is taken as a string,
@@ -55,7 +61,11 @@ fn set_in_table(
 ) -> anyhow::Result<()> {
     let (seg, rest) = segs.split_first().expect("paths are non-empty");
     if seg.parse::<usize>().is_ok() {
-        let here = if walked.is_empty() { "the top level" } else { walked };
+        let here = if walked.is_empty() {
+            "the top level"
+        } else {
+            walked
+        };
         bail!("`{here}` is a table, not a list; `{seg}` cannot index it");
     }
     if rest.is_empty() {
@@ -86,7 +96,9 @@ fn set_in_item(item: &mut Item, segs: &[&str], value: Value, walked: &str) -> an
     match item {
         Item::ArrayOfTables(arr) => {
             let len = arr.len();
-            let table = arr.get_mut(index).ok_or_else(|| out_of_range(walked, len, index))?;
+            let table = arr
+                .get_mut(index)
+                .ok_or_else(|| out_of_range(walked, len, index))?;
             if rest.is_empty() {
                 bail!("`{walked}.{index}` is a whole table; set one of its fields instead");
             }
@@ -94,7 +106,9 @@ fn set_in_item(item: &mut Item, segs: &[&str], value: Value, walked: &str) -> an
         }
         Item::Value(Value::Array(arr)) => {
             let len = arr.len();
-            let slot = arr.get_mut(index).ok_or_else(|| out_of_range(walked, len, index))?;
+            let slot = arr
+                .get_mut(index)
+                .ok_or_else(|| out_of_range(walked, len, index))?;
             match (rest.is_empty(), slot) {
                 (true, slot) => {
                     *slot = value;
@@ -138,17 +152,28 @@ mod tests {
 
     #[test]
     fn sets_scalars_lists_and_nested_inline_fields() {
-        let out = set(&["load.rates=[4, 8]", "deployment.1.prefill.instances=2", "deployment.0.tp=[1,2]"]);
+        let out = set(&[
+            "load.rates=[4, 8]",
+            "deployment.1.prefill.instances=2",
+            "deployment.0.tp=[1,2]",
+        ]);
         let v: toml::Value = toml::from_str(&out).unwrap();
         assert_eq!(v["load"]["rates"].as_array().unwrap().len(), 2);
         assert_eq!(v["load"]["rates"][1].as_integer(), Some(8));
-        assert_eq!(v["deployment"][1]["prefill"]["instances"].as_integer(), Some(2));
+        assert_eq!(
+            v["deployment"][1]["prefill"]["instances"].as_integer(),
+            Some(2)
+        );
         assert_eq!(v["deployment"][0]["tp"][1].as_integer(), Some(2));
     }
 
     #[test]
     fn creates_missing_tables_and_takes_bare_words_as_strings() {
-        let out = set(&["slo.ttft_ms=100", "model=Qwen/Qwen3-8B", "deployment.1.decode.tp=2"]);
+        let out = set(&[
+            "slo.ttft_ms=100",
+            "model=Qwen/Qwen3-8B",
+            "deployment.1.decode.tp=2",
+        ]);
         let v: toml::Value = toml::from_str(&out).unwrap();
         assert_eq!(v["slo"]["ttft_ms"].as_integer(), Some(100));
         assert_eq!(v["model"].as_str(), Some("Qwen/Qwen3-8B"));
@@ -164,7 +189,9 @@ mod tests {
     #[test]
     fn bad_overrides_say_what_is_wrong() {
         assert!(err("load.rates").contains("expected PATH=VALUE"));
-        assert!(err("deployment.5.tp=1").contains("has 2 entries (indices 0..=1); there is no index 5"));
+        assert!(
+            err("deployment.5.tp=1").contains("has 2 entries (indices 0..=1); there is no index 5")
+        );
         assert!(err("name.x=1").contains("`name` is not a table"));
         assert!(err("load..rates=1").contains("empty key"));
         assert!(err("load.rates.7=1").contains("no index 7"));

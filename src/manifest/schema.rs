@@ -13,10 +13,7 @@ pub fn schema_json() -> String {
     let schema = settings.into_generator().into_root_schema_for::<Manifest>();
     let mut value = serde_json::to_value(&schema).expect("schema serialises");
     if let Some(obj) = value.as_object_mut() {
-        obj.insert(
-            "title".into(),
-            "vbench experiment manifest".into(),
-        );
+        obj.insert("title".into(), "vbench experiment manifest".into());
     }
     let mut out = serde_json::to_string_pretty(&value).expect("schema serialises");
     out.push('\n');

@@ -170,9 +170,9 @@ impl<'de> Deserialize<'de> for Rate {
         };
         serde_untagged::UntaggedEnumVisitor::new()
             .expecting("a positive request rate or \"inf\"")
-            .i64(|v| positive(v as f64).map_err(|e| serde_untagged::de::Error::custom(e)))
-            .u64(|v| positive(v as f64).map_err(|e| serde_untagged::de::Error::custom(e)))
-            .f64(|v| positive(v).map_err(|e| serde_untagged::de::Error::custom(e)))
+            .i64(|v| positive(v as f64).map_err(serde_untagged::de::Error::custom))
+            .u64(|v| positive(v as f64).map_err(serde_untagged::de::Error::custom))
+            .f64(|v| positive(v).map_err(serde_untagged::de::Error::custom))
             .string(|v| match v {
                 "inf" => Ok(Rate::Infinite),
                 other => Err(serde_untagged::de::Error::custom(format!(

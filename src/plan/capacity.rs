@@ -63,7 +63,10 @@ fn host_cores() -> u32 {
 pub fn discover_with(target: &Target, gpus: &dyn GpuDiscovery, host_cores: u32) -> Capacity {
     if target.accelerator == Accelerator::Cpu && target.backend != Backend::Sim {
         let (cores, source) = match &target.cpus {
-            Some(list) => (list.len() as u32, format!("target.cpus lists {} cores", list.len())),
+            Some(list) => (
+                list.len() as u32,
+                format!("target.cpus lists {} cores", list.len()),
+            ),
             None => (host_cores, format!("{host_cores} CPU cores on this host")),
         };
         let slots = cores / target.cpu_cores_per_instance.max(1);
@@ -78,7 +81,10 @@ pub fn discover_with(target: &Target, gpus: &dyn GpuDiscovery, host_cores: u32) 
     }
     let (count, source) = match (&target.gpus, target.backend) {
         (Gpus::Count(n), _) => (Some(*n), format!("target.gpus = {n}")),
-        (Gpus::List(l), _) => (Some(l.len() as u32), format!("target.gpus lists {} GPUs", l.len())),
+        (Gpus::List(l), _) => (
+            Some(l.len() as u32),
+            format!("target.gpus lists {} GPUs", l.len()),
+        ),
         (Gpus::Auto, Backend::Sim) => (
             Some(SIM_AUTO_GPUS),
             format!("simulated node of {SIM_AUTO_GPUS} GPUs"),
@@ -86,12 +92,26 @@ pub fn discover_with(target: &Target, gpus: &dyn GpuDiscovery, host_cores: u32) 
         (Gpus::Auto, Backend::Slurm) => match &target.slurm {
             Some(s) if s.gpus_per_node.is_some() => {
                 let n = s.nodes * s.gpus_per_node.unwrap_or(0);
-                (Some(n), format!("slurm: {} nodes x {} GPUs", s.nodes, s.gpus_per_node.unwrap_or(0)))
+                (
+                    Some(n),
+                    format!(
+                        "slurm: {} nodes x {} GPUs",
+                        s.nodes,
+                        s.gpus_per_node.unwrap_or(0)
+                    ),
+                )
             }
-            _ => (None, "slurm allocation size unknown until allocated (set target.slurm.gpus_per_node)".into()),
+            _ => (
+                None,
+                "slurm allocation size unknown until allocated (set target.slurm.gpus_per_node)"
+                    .into(),
+            ),
         },
         (Gpus::Auto, Backend::Local) => match gpus.gpu_indices() {
-            Ok(list) => (Some(list.len() as u32), format!("{} GPUs from nvidia-smi", list.len())),
+            Ok(list) => (
+                Some(list.len() as u32),
+                format!("{} GPUs from nvidia-smi", list.len()),
+            ),
             Err(why) => (None, format!("not checked: {why}")),
         },
     };

@@ -61,7 +61,7 @@ pub(super) fn variants(loaded: &LoadedManifest) -> Result<Vec<Variant>, Manifest
             let v = build(loaded, index, dep, &pick, sweep);
             if let Some(prev) = out.iter().find(|p| p.id == v.id) {
                 return Err(loaded.error_at(
-                    &path!["deployment", index],
+                    path!["deployment", index],
                     format!(
                         "this deployment repeats variant `{}` ({}), already produced by deployment {}",
                         v.id, v.label, prev.deployment_index
@@ -81,26 +81,86 @@ fn axes_of(index: usize, dep: &Deployment) -> Vec<Axis> {
     let mut axes = Vec::new();
     match dep.mode {
         Mode::Simple => {
-            axes.push(axis("replicas", d("replicas"), &dep.replicas, Some(defaults::INSTANCES)));
+            axes.push(axis(
+                "replicas",
+                d("replicas"),
+                &dep.replicas,
+                Some(defaults::INSTANCES),
+            ));
             axes.push(axis("tp", d("tp"), &dep.tp, Some(defaults::TP)));
         }
         Mode::Nixl | Mode::Lmcache => {
             let empty = Role::default();
             let p = dep.prefill.as_ref().unwrap_or(&empty);
             let q = dep.decode.as_ref().unwrap_or(&empty);
-            axes.push(axis("prefill.instances", r("prefill", "instances"), &p.instances, Some(defaults::INSTANCES)));
-            axes.push(axis("prefill.tp", r("prefill", "tp"), &p.tp, Some(defaults::TP)));
-            axes.push(axis("prefill.gpu_memory_utilization", r("prefill", "gpu_memory_utilization"), &p.gpu_memory_utilization, None));
-            axes.push(axis("decode.instances", r("decode", "instances"), &q.instances, Some(defaults::INSTANCES)));
-            axes.push(axis("decode.tp", r("decode", "tp"), &q.tp, Some(defaults::TP)));
-            axes.push(axis("decode.gpu_memory_utilization", r("decode", "gpu_memory_utilization"), &q.gpu_memory_utilization, None));
+            axes.push(axis(
+                "prefill.instances",
+                r("prefill", "instances"),
+                &p.instances,
+                Some(defaults::INSTANCES),
+            ));
+            axes.push(axis(
+                "prefill.tp",
+                r("prefill", "tp"),
+                &p.tp,
+                Some(defaults::TP),
+            ));
+            axes.push(axis(
+                "prefill.gpu_memory_utilization",
+                r("prefill", "gpu_memory_utilization"),
+                &p.gpu_memory_utilization,
+                None,
+            ));
+            axes.push(axis(
+                "decode.instances",
+                r("decode", "instances"),
+                &q.instances,
+                Some(defaults::INSTANCES),
+            ));
+            axes.push(axis(
+                "decode.tp",
+                r("decode", "tp"),
+                &q.tp,
+                Some(defaults::TP),
+            ));
+            axes.push(axis(
+                "decode.gpu_memory_utilization",
+                r("decode", "gpu_memory_utilization"),
+                &q.gpu_memory_utilization,
+                None,
+            ));
         }
     }
-    axes.push(axis("gpu_memory_utilization", d("gpu_memory_utilization"), &dep.gpu_memory_utilization, Some(defaults::GPU_MEMORY_UTILIZATION)));
-    axes.push(axis("max_model_len", d("max_model_len"), &dep.max_model_len, None));
-    axes.push(axis("max_num_seqs", d("max_num_seqs"), &dep.max_num_seqs, None));
-    axes.push(axis("max_num_batched_tokens", d("max_num_batched_tokens"), &dep.max_num_batched_tokens, None));
-    axes.push(axis("proxy", d("proxy"), &dep.proxy, Some(ProxyKind::Builtin)));
+    axes.push(axis(
+        "gpu_memory_utilization",
+        d("gpu_memory_utilization"),
+        &dep.gpu_memory_utilization,
+        Some(defaults::GPU_MEMORY_UTILIZATION),
+    ));
+    axes.push(axis(
+        "max_model_len",
+        d("max_model_len"),
+        &dep.max_model_len,
+        None,
+    ));
+    axes.push(axis(
+        "max_num_seqs",
+        d("max_num_seqs"),
+        &dep.max_num_seqs,
+        None,
+    ));
+    axes.push(axis(
+        "max_num_batched_tokens",
+        d("max_num_batched_tokens"),
+        &dep.max_num_batched_tokens,
+        None,
+    ));
+    axes.push(axis(
+        "proxy",
+        d("proxy"),
+        &dep.proxy,
+        Some(ProxyKind::Builtin),
+    ));
     axes
 }
 
@@ -123,30 +183,62 @@ fn odometer(lens: &[usize]) -> Vec<Vec<usize>> {
 }
 
 /// Fields that do not belong to a deployment's mode are errors, not silently ignored.
-fn check_mode_fields(loaded: &LoadedManifest, index: usize, dep: &Deployment) -> Result<(), ManifestError> {
+fn check_mode_fields(
+    loaded: &LoadedManifest,
+    index: usize,
+    dep: &Deployment,
+) -> Result<(), ManifestError> {
     let at = |k: &str, msg: String, help: &str| {
-        Err(loaded.error_at(&path!["deployment", index, k], msg, Some(help.to_owned())))
+        Err(loaded.error_at(path!["deployment", index, k], msg, Some(help.to_owned())))
     };
     match dep.mode {
         Mode::Simple => {
             if dep.prefill.is_some() || dep.decode.is_some() {
-                let k = if dep.prefill.is_some() { "prefill" } else { "decode" };
+                let k = if dep.prefill.is_some() {
+                    "prefill"
+                } else {
+                    "decode"
+                };
                 return at(k, format!("mode \"simple\" has no `{k}` instances"), "use `tp` and `replicas` for simple, or mode = \"nixl\" / \"lmcache\" for disaggregation");
             }
             if dep.nixl.is_some() || dep.lmcache.is_some() {
-                let k = if dep.nixl.is_some() { "nixl" } else { "lmcache" };
-                return at(k, format!("[{k}] options do not apply to mode \"simple\""), "remove them, or change the mode");
+                let k = if dep.nixl.is_some() {
+                    "nixl"
+                } else {
+                    "lmcache"
+                };
+                return at(
+                    k,
+                    format!("[{k}] options do not apply to mode \"simple\""),
+                    "remove them, or change the mode",
+                );
             }
         }
         Mode::Nixl | Mode::Lmcache => {
             if dep.tp.is_some() || dep.replicas.is_some() {
                 let k = if dep.tp.is_some() { "tp" } else { "replicas" };
-                return at(k, format!("mode \"{}\" has no top-level `{k}`", dep.mode), "set it per role: prefill = { instances = 1, tp = 1 } and decode = { ... }");
+                return at(
+                    k,
+                    format!("mode \"{}\" has no top-level `{k}`", dep.mode),
+                    "set it per role: prefill = { instances = 1, tp = 1 } and decode = { ... }",
+                );
             }
-            let wrong = if dep.mode == Mode::Nixl { "lmcache" } else { "nixl" };
-            let present = if dep.mode == Mode::Nixl { dep.lmcache.is_some() } else { dep.nixl.is_some() };
+            let wrong = if dep.mode == Mode::Nixl {
+                "lmcache"
+            } else {
+                "nixl"
+            };
+            let present = if dep.mode == Mode::Nixl {
+                dep.lmcache.is_some()
+            } else {
+                dep.nixl.is_some()
+            };
             if present {
-                return at(wrong, format!("[{wrong}] options do not apply to mode \"{}\"", dep.mode), "remove them, or change the mode");
+                return at(
+                    wrong,
+                    format!("[{wrong}] options do not apply to mode \"{}\"", dep.mode),
+                    "remove them, or change the mode",
+                );
             }
         }
     }
@@ -159,7 +251,7 @@ fn check_mode_fields(loaded: &LoadedManifest, index: usize, dep: &Deployment) ->
             };
             if !ok {
                 return Err(loaded.error_at(
-                    &path!["deployment", index, "proxy", i],
+                    path!["deployment", index, "proxy", i],
                     format!("proxy \"{}\" cannot front mode \"{}\"", p.as_str(), dep.mode),
                     Some(match p {
                         ProxyKind::VllmRouter => "vllm-router speaks the NixlConnector protocol: use it with mode = \"nixl\"".into(),
@@ -171,7 +263,7 @@ fn check_mode_fields(loaded: &LoadedManifest, index: usize, dep: &Deployment) ->
     }
     if dep.mode == Mode::Lmcache && loaded.manifest.load.api == crate::manifest::Api::Chat {
         return Err(loaded.error_at(
-            &path!["load", "api"],
+            path!["load", "api"],
             "mode \"lmcache\" needs the completions API (its proxy reads `max_tokens`)",
             Some("set api = \"completions\"".into()),
         ));
@@ -184,7 +276,9 @@ fn check_axis_values(loaded: &LoadedManifest, axes: &[Axis]) -> Result<(), Manif
         for (i, v) in a.values.iter().enumerate() {
             let mut p = a.path.clone();
             p.push(Seg::Index(i));
-            let fail = |msg: String, help: &str| Err(loaded.error_at(&p, msg, Some(help.to_owned())));
+            let fail = |msg: String, help: &str| {
+                Err(loaded.error_at(p.clone(), msg, Some(help.to_owned())))
+            };
             let leaf = a.name.rsplit('.').next().unwrap_or(a.name);
             match (leaf, v.as_f64()) {
                 ("tp", Some(n)) if n < 1.0 || !(n as u64).is_power_of_two() => {
@@ -194,7 +288,10 @@ fn check_axis_values(loaded: &LoadedManifest, axes: &[Axis]) -> Result<(), Manif
                     )
                 }
                 ("instances" | "replicas", Some(n)) if n < 1.0 => {
-                    return fail(format!("{} = {n}: at least one instance is needed", a.name), "use 1 or more")
+                    return fail(
+                        format!("{} = {n}: at least one instance is needed", a.name),
+                        "use 1 or more",
+                    )
                 }
                 ("gpu_memory_utilization", Some(f)) if !(f > 0.0 && f <= 1.0) => {
                     return fail(
@@ -202,7 +299,9 @@ fn check_axis_values(loaded: &LoadedManifest, axes: &[Axis]) -> Result<(), Manif
                         "use a value in (0, 1], e.g. 0.8 (the original suite's default)",
                     )
                 }
-                ("max_model_len" | "max_num_seqs" | "max_num_batched_tokens", Some(n)) if n < 1.0 => {
+                ("max_model_len" | "max_num_seqs" | "max_num_batched_tokens", Some(n))
+                    if n < 1.0 =>
+                {
                     return fail(format!("{} = {n} must be at least 1", a.name), "")
                 }
                 _ => {}
@@ -293,15 +392,26 @@ fn build(
         "templates": dep.templates,
     });
     let id = variant::variant_id(dep.mode, &roles, &identity);
-    const TOPOLOGY_AXES: [&str; 6] =
-        ["replicas", "tp", "prefill.instances", "prefill.tp", "decode.instances", "decode.tp"];
+    const TOPOLOGY_AXES: [&str; 6] = [
+        "replicas",
+        "tp",
+        "prefill.instances",
+        "prefill.tp",
+        "decode.instances",
+        "decode.tp",
+    ];
     let mut label = match &dep.label {
-        Some(l) if sweep.keys().any(|k| TOPOLOGY_AXES.contains(&k.as_str())) => format!("{l} {topology}"),
+        Some(l) if sweep.keys().any(|k| TOPOLOGY_AXES.contains(&k.as_str())) => {
+            format!("{l} {topology}")
+        }
         Some(l) => l.clone(),
         None => format!("{} {topology}", dep.mode),
     };
     // Axes the topology does not show still tell variants apart.
-    for (k, v) in sweep.iter().filter(|(k, _)| !TOPOLOGY_AXES.contains(&k.as_str())) {
+    for (k, v) in sweep
+        .iter()
+        .filter(|(k, _)| !TOPOLOGY_AXES.contains(&k.as_str()))
+    {
         let shown = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
         label.push_str(&format!(" {k}={shown}"));
     }

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::manifest::{self, Accelerator, Backend, LoadedManifest, ManifestArgs, ManifestError, Rate};
+use crate::manifest::{
+    self, Accelerator, Backend, LoadedManifest, ManifestArgs, ManifestError, Rate,
+};
 use crate::path;
 
 pub use capacity::Capacity;
@@ -77,7 +79,9 @@ impl Plan {
     }
 
     pub fn cells_of<'a>(&'a self, variant_id: &'a str) -> impl Iterator<Item = &'a Cell> + 'a {
-        self.cells.iter().filter(move |c| c.variant_id == variant_id)
+        self.cells
+            .iter()
+            .filter(move |c| c.variant_id == variant_id)
     }
 }
 
@@ -116,9 +120,13 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
     for v in &variants {
         if let Some(limit) = capacity.gpus {
             if v.gpus > limit {
-                let unit = if m.target.accelerator == Accelerator::Cpu { "instance slots" } else { "GPUs" };
+                let unit = if m.target.accelerator == Accelerator::Cpu {
+                    "instance slots"
+                } else {
+                    "GPUs"
+                };
                 return Err(loaded.error_at(
-                    &path!["deployment", v.deployment_index],
+                    path!["deployment", v.deployment_index],
                     format!(
                         "variant `{}` ({}) needs {} {unit} but the target has {limit} ({})",
                         v.id, v.label, v.gpus, capacity.source
@@ -131,11 +139,16 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
 
     let rates = m.load.rates.values().to_vec();
     let mut cells = Vec::new();
-    let mut estimate = Estimate { startup_s: 0.0, load_s: 0.0, total_s: 0.0 };
+    let mut estimate = Estimate {
+        startup_s: 0.0,
+        load_s: 0.0,
+        total_s: 0.0,
+    };
     for v in &variants {
         estimate.startup_s += startup_estimate_s(m.target.backend, m.target.accelerator, v);
         for rate in &rates {
-            estimate.load_s += cell_estimate_s(m.target.backend, *rate, m.load.num_prompts, m.load.warmup);
+            estimate.load_s +=
+                cell_estimate_s(m.target.backend, *rate, m.load.num_prompts, m.load.warmup);
             cells.push(Cell {
                 variant_id: v.id.clone(),
                 rate: *rate,
@@ -149,7 +162,10 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
     Ok(Plan {
         experiment: m.name.clone(),
         model: m.model.clone(),
-        served_model_name: m.served_model_name.clone().unwrap_or_else(|| m.model.clone()),
+        served_model_name: m
+            .served_model_name
+            .clone()
+            .unwrap_or_else(|| m.model.clone()),
         backend: m.target.backend,
         accelerator: m.target.accelerator,
         capacity: capacity.clone(),
@@ -165,24 +181,36 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
 }
 
 /// Checks of the experiment-wide sections (name, dataset, load, SLO, target, report).
-fn check_experiment(loaded: &LoadedManifest, warnings: &mut Vec<String>) -> Result<(), ManifestError> {
+fn check_experiment(
+    loaded: &LoadedManifest,
+    warnings: &mut Vec<String>,
+) -> Result<(), ManifestError> {
     let m = &loaded.manifest;
     let err = |p: Vec<manifest::Seg>, msg: String, help: &str| {
-        Err(loaded.error_at(&p, msg, (!help.is_empty()).then(|| help.to_owned())))
+        Err(loaded.error_at(p, msg, (!help.is_empty()).then(|| help.to_owned())))
     };
 
     let name_ok = !m.name.is_empty()
         && !m.name.starts_with('.')
-        && m.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && m.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !name_ok {
         return err(
             path!["name"],
-            format!("experiment name {:?} cannot be used as a folder name", m.name),
+            format!(
+                "experiment name {:?} cannot be used as a folder name",
+                m.name
+            ),
             "use letters, digits, '-', '_' and '.', e.g. name = \"qwen-pd\"",
         );
     }
     if m.model.trim().is_empty() {
-        return err(path!["model"], "model is empty".into(), "e.g. model = \"Qwen/Qwen3-0.6B\"");
+        return err(
+            path!["model"],
+            "model is empty".into(),
+            "e.g. model = \"Qwen/Qwen3-0.6B\"",
+        );
     }
 
     // Dataset.
@@ -198,7 +226,11 @@ fn check_experiment(loaded: &LoadedManifest, warnings: &mut Vec<String>) -> Resu
                 );
             };
             if d.input_len.is_some() || d.range_ratio.is_some() {
-                let key = if d.input_len.is_some() { "input_len" } else { "range_ratio" };
+                let key = if d.input_len.is_some() {
+                    "input_len"
+                } else {
+                    "range_ratio"
+                };
                 return err(
                     path!["dataset", key],
                     format!("`{key}` only applies to kind = \"random\""),
@@ -231,7 +263,11 @@ fn check_experiment(loaded: &LoadedManifest, warnings: &mut Vec<String>) -> Resu
                         )
                     }
                     Some(0) => {
-                        return err(path!["dataset", key], format!("`{key}` must be at least 1 token"), "")
+                        return err(
+                            path!["dataset", key],
+                            format!("`{key}` must be at least 1 token"),
+                            "",
+                        )
                     }
                     Some(_) => {}
                 }
@@ -248,7 +284,11 @@ fn check_experiment(loaded: &LoadedManifest, warnings: &mut Vec<String>) -> Resu
         }
     }
     if d.output_len == Some(0) {
-        return err(path!["dataset", "output_len"], "`output_len` must be at least 1 token".into(), "");
+        return err(
+            path!["dataset", "output_len"],
+            "`output_len` must be at least 1 token".into(),
+            "",
+        );
     }
 
     // Load.
@@ -264,7 +304,11 @@ fn check_experiment(loaded: &LoadedManifest, warnings: &mut Vec<String>) -> Resu
         }
     }
     if l.num_prompts == 0 {
-        return err(path!["load", "num_prompts"], "num_prompts must be at least 1".into(), "");
+        return err(
+            path!["load", "num_prompts"],
+            "num_prompts must be at least 1".into(),
+            "",
+        );
     }
     match (l.arrival, l.burstiness) {
         (manifest::Arrival::Gamma, Some(b)) if !(b.is_finite() && b > 0.0) => {
@@ -278,14 +322,21 @@ fn check_experiment(loaded: &LoadedManifest, warnings: &mut Vec<String>) -> Resu
         (other, Some(_)) => {
             return err(
                 path!["load", "burstiness"],
-                format!("burstiness only applies to arrival = \"gamma\" (arrival is \"{}\")", arrival_name(other)),
+                format!(
+                    "burstiness only applies to arrival = \"gamma\" (arrival is \"{}\")",
+                    arrival_name(other)
+                ),
                 "set arrival = \"gamma\", or remove burstiness",
             )
         }
         (_, None) => {}
     }
     if !(l.timeout_s.is_finite() && l.timeout_s > 0.0) {
-        return err(path!["load", "timeout_s"], format!("timeout_s {} must be positive", l.timeout_s), "");
+        return err(
+            path!["load", "timeout_s"],
+            format!("timeout_s {} must be positive", l.timeout_s),
+            "",
+        );
     }
     if l.max_concurrency == Some(0) {
         return err(
@@ -299,18 +350,34 @@ fn check_experiment(loaded: &LoadedManifest, warnings: &mut Vec<String>) -> Resu
     let s = &m.slo;
     for (key, v) in [("ttft_ms", s.ttft_ms), ("tpot_ms", s.tpot_ms)] {
         if !(v.is_finite() && v > 0.0) {
-            return err(path!["slo", key], format!("{key} = {v}: an SLO must be a positive number of milliseconds"), "the original suite used ttft_ms = 125, tpot_ms = 200");
+            return err(
+                path!["slo", key],
+                format!("{key} = {v}: an SLO must be a positive number of milliseconds"),
+                "the original suite used ttft_ms = 125, tpot_ms = 200",
+            );
         }
     }
     if !(s.target_pct > 0.0 && s.target_pct <= 100.0) {
-        return err(path!["slo", "target_pct"], format!("target_pct = {} must be in (0, 100]", s.target_pct), "e.g. target_pct = 90");
+        return err(
+            path!["slo", "target_pct"],
+            format!("target_pct = {} must be in (0, 100]", s.target_pct),
+            "e.g. target_pct = 90",
+        );
     }
     if s.scales.is_empty() {
-        return err(path!["slo", "scales"], "slo.scales is empty".into(), "e.g. scales = [0.5, 1.0, 1.5, 2.0]");
+        return err(
+            path!["slo", "scales"],
+            "slo.scales is empty".into(),
+            "e.g. scales = [0.5, 1.0, 1.5, 2.0]",
+        );
     }
     for (i, sc) in s.scales.iter().enumerate() {
         if !(sc.is_finite() && *sc > 0.0) {
-            return err(path!["slo", "scales", i], format!("SLO scale {sc} must be positive"), "");
+            return err(
+                path!["slo", "scales", i],
+                format!("SLO scale {sc} must be positive"),
+                "",
+            );
         }
     }
     if let Some(sr) = s.scale_rate {
@@ -318,7 +385,10 @@ fn check_experiment(loaded: &LoadedManifest, warnings: &mut Vec<String>) -> Resu
             let listed: Vec<String> = rates.iter().map(|r| r.label()).collect();
             return err(
                 path!["slo", "scale_rate"],
-                format!("scale_rate {sr} is not one of load.rates ({})", listed.join(", ")),
+                format!(
+                    "scale_rate {sr} is not one of load.rates ({})",
+                    listed.join(", ")
+                ),
                 "the SLO-scale panel re-scores the results of one measured rate",
             );
         }
@@ -329,24 +399,48 @@ fn check_experiment(loaded: &LoadedManifest, warnings: &mut Vec<String>) -> Resu
     if let manifest::Gpus::List(list) = &t.gpus {
         for (i, g) in list.iter().enumerate() {
             if list[..i].contains(g) {
-                return err(path!["target", "gpus", i], format!("GPU {g} is listed twice"), "");
+                return err(
+                    path!["target", "gpus", i],
+                    format!("GPU {g} is listed twice"),
+                    "",
+                );
             }
         }
     }
     if t.cpu_cores_per_instance == 0 {
-        return err(path!["target", "cpu_cores_per_instance"], "cpu_cores_per_instance must be at least 1".into(), "");
+        return err(
+            path!["target", "cpu_cores_per_instance"],
+            "cpu_cores_per_instance must be at least 1".into(),
+            "",
+        );
     }
     if !(t.health_timeout_s.is_finite() && t.health_timeout_s > 0.0) {
-        return err(path!["target", "health_timeout_s"], format!("health_timeout_s {} must be positive", t.health_timeout_s), "vLLM can take minutes to start; e.g. 600");
+        return err(
+            path!["target", "health_timeout_s"],
+            format!("health_timeout_s {} must be positive", t.health_timeout_s),
+            "vLLM can take minutes to start; e.g. 600",
+        );
     }
     if t.slurm.is_some() && t.backend != Backend::Slurm {
-        return err(path!["target", "slurm"], "[target.slurm] is set but backend is not \"slurm\"".into(), "set backend = \"slurm\", or remove [target.slurm]");
+        return err(
+            path!["target", "slurm"],
+            "[target.slurm] is set but backend is not \"slurm\"".into(),
+            "set backend = \"slurm\", or remove [target.slurm]",
+        );
     }
     if m.report.formats.is_empty() {
-        return err(path!["report", "formats"], "report.formats is empty".into(), "e.g. formats = [\"pdf\", \"svg\", \"png\"]");
+        return err(
+            path!["report", "formats"],
+            "report.formats is empty".into(),
+            "e.g. formats = [\"pdf\", \"svg\", \"png\"]",
+        );
     }
     if m.deployments.is_empty() {
-        return err(path![], "the manifest declares no [[deployment]]".into(), "add at least one, e.g.\n[[deployment]]\nmode = \"simple\"");
+        return err(
+            path![],
+            "the manifest declares no [[deployment]]".into(),
+            "add at least one, e.g.\n[[deployment]]\nmode = \"simple\"",
+        );
     }
     Ok(())
 }
@@ -373,7 +467,10 @@ pub fn run_plan(args: PlanArgs) -> Result<()> {
     let capacity = capacity::discover(&loaded.manifest.target);
     let plan = resolve(&loaded, &capacity)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).expect("plan serialises")
+        );
     } else {
         print!("{}", table::render(&plan));
     }

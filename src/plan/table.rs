@@ -57,7 +57,9 @@ pub fn render(plan: &Plan) -> String {
     }
     let _ = writeln!(out);
 
-    let header = ["#", "VARIANT", "MODE", "TOPOLOGY", "GPUS", "CELLS", "REQUESTS", "ESTIMATE"];
+    let header = [
+        "#", "VARIANT", "MODE", "TOPOLOGY", "GPUS", "CELLS", "REQUESTS", "ESTIMATE",
+    ];
     let mut rows: Vec<[String; 8]> = Vec::new();
     for (i, v) in plan.variants.iter().enumerate() {
         let cells: Vec<_> = plan.cells_of(&v.id).collect();
@@ -69,7 +71,11 @@ pub fn render(plan: &Plan) -> String {
                 .sum::<f64>();
         let mut topology = v.topology.clone();
         if v.label != format!("{} {}", v.mode, v.topology) {
-            topology = v.label.strip_prefix(&format!("{} ", v.mode)).unwrap_or(&v.label).to_owned();
+            topology = v
+                .label
+                .strip_prefix(&format!("{} ", v.mode))
+                .unwrap_or(&v.label)
+                .to_owned();
         }
         rows.push([
             (i + 1).to_string(),
@@ -83,7 +89,13 @@ pub fn render(plan: &Plan) -> String {
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).chain([header[c].len()]).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |cols: Vec<&str>| {
         let mut l = String::new();
