@@ -59,6 +59,9 @@ pub struct SchemaArgs {
     /// Write to this file instead of stdout.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
+    /// Print the manifest reference as Markdown (the README's reference section) instead.
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 #[derive(Debug, clap::Args)]

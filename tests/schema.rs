@@ -56,3 +56,17 @@ fn starter_manifest_from_init_plans() {
     assert_eq!(p.experiment, "demo");
     assert_eq!(p.variants.len(), 4);
 }
+
+#[test]
+fn readme_reference_matches_the_schema() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let start = readme
+        .find("<!-- reference:start -->\n")
+        .expect("start marker")
+        + "<!-- reference:start -->\n".len();
+    let end = readme.find("<!-- reference:end -->").expect("end marker");
+    assert!(
+        readme[start..end] == vbench::manifest::reference::markdown(),
+        "README's manifest reference is stale: replace it with `cargo run -- schema --markdown`"
+    );
+}

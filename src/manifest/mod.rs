@@ -4,6 +4,7 @@ pub mod diagnostic;
 pub mod init;
 pub mod one_or_many;
 pub mod overrides;
+pub mod reference;
 pub mod schema;
 pub mod types;
 

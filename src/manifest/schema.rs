@@ -21,7 +21,11 @@ pub fn schema_json() -> String {
 }
 
 pub fn run_schema(args: SchemaArgs) -> Result<()> {
-    let json = schema_json();
+    let json = if args.markdown {
+        super::reference::markdown()
+    } else {
+        schema_json()
+    };
     match args.out {
         Some(path) => std::fs::write(&path, json)
             .map_err(|e| Error::failed(anyhow::anyhow!("writing {}: {e}", path.display()))),
