@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::exec::ApplyArgs;
 use crate::load::BenchArgs;
 use crate::manifest::ManifestArgs;
 use crate::plan::PlanArgs;
@@ -31,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run an experiment: launch every variant, sweep its rates, tear down, report.
-    Apply(ManifestArgs),
+    Apply(ApplyArgs),
     /// Print the run matrix (variants, GPUs, cells, requests, time estimate) without running.
     Plan(PlanArgs),
     /// Check a manifest and exit 0 if it is valid.

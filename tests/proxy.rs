@@ -89,6 +89,7 @@ fn nixl(prefill: Vec<String>, decode: Vec<String>) -> ProxyConfig {
         prefill,
         decode,
         backends: vec![],
+        lmcache_decoder_ports: vec![],
         timeout: Duration::from_secs(10),
     }
 }
@@ -291,6 +292,7 @@ async fn round_robin_spreads_whole_requests() {
         prefill: vec![],
         decode: vec![],
         backends: vec![start(a.clone()).await, start(b.clone()).await],
+        lmcache_decoder_ports: vec![],
         timeout: Duration::from_secs(10),
     };
     let url = proxy(config).await;
@@ -344,6 +346,7 @@ fn config_without_instances_is_refused() {
         prefill: vec!["http://127.0.0.1:1".into()],
         decode: vec![],
         backend: vec![],
+        lmcache_decoder_ports: vec![],
         timeout_s: 1.0,
     };
     let err = ProxyConfig::from_args(&args).unwrap_err();

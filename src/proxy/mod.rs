@@ -5,10 +5,15 @@
 //!   `max_tokens = 1` and `do_remote_decode`, its `kv_transfer_params` go to the decoder with the
 //!   original request, and the decoder's stream goes back to the client unchanged.
 //! - `round-robin`: spreads whole requests over identical instances (`simple` with replicas).
+//! - `lmcache`: LMCache's PD flow (VLLM_FACTS section D): the prefiller gets `max_tokens = 1`
+//!   and a `disagg_spec` naming the decoder's side channels, its first token is streamed to the
+//!   client at once, then the decoder's stream (`max_tokens − 1`) follows. TTFT therefore
+//!   excludes the KV transfer, which lands in the first inter-token gap.
 //!
 //! Unlike vLLM's toy proxy it serves `/health` (healthy only when every instance is) and
 //! `/v1/models`, and forwards errors as errors: a benchmark must see failures, never retries.
 
+mod lmcache;
 mod server;
 
 use std::net::SocketAddr;
@@ -40,6 +45,10 @@ pub struct ProxyArgs {
     /// Instance base URL (repeat for several), round-robin mode.
     #[arg(long = "backend", value_name = "URL")]
     pub backend: Vec<String>,
+    /// lmcache mode: one decoder's LMCache side-channel ports, `INIT[,INIT..]:ALLOC[,ALLOC..]`
+    /// (one port per TP rank), in the order of --decode. Repeat per decoder.
+    #[arg(long = "lmcache-decoder-ports", value_name = "INIT:ALLOC")]
+    pub lmcache_decoder_ports: Vec<String>,
     /// Seconds an upstream request may take before the proxy answers 504.
     #[arg(long, default_value_t = 600.0)]
     pub timeout_s: f64,

@@ -20,6 +20,7 @@ use super::ProxyArgs;
 pub enum ProxyMode {
     Nixl,
     RoundRobin,
+    Lmcache,
 }
 
 impl ProxyMode {
@@ -27,6 +28,7 @@ impl ProxyMode {
         match self {
             ProxyMode::Nixl => "nixl",
             ProxyMode::RoundRobin => "round-robin",
+            ProxyMode::Lmcache => "lmcache",
         }
     }
 }
@@ -38,6 +40,8 @@ pub struct ProxyConfig {
     pub prefill: Vec<String>,
     pub decode: Vec<String>,
     pub backends: Vec<String>,
+    /// lmcache mode: each decoder's LMCache side-channel ports (init, alloc), one per TP rank.
+    pub lmcache_decoder_ports: Vec<(Vec<u16>, Vec<u16>)>,
     pub timeout: Duration,
 }
 
@@ -53,6 +57,11 @@ impl ProxyConfig {
             prefill: clean(&args.prefill),
             decode: clean(&args.decode),
             backends: clean(&args.backend),
+            lmcache_decoder_ports: args
+                .lmcache_decoder_ports
+                .iter()
+                .map(|s| parse_lmcache_ports(s))
+                .collect::<anyhow::Result<_>>()?,
             timeout: Duration::from_secs_f64(args.timeout_s.max(0.001)),
         };
         config.check()?;
@@ -61,8 +70,20 @@ impl ProxyConfig {
 
     fn check(&self) -> anyhow::Result<()> {
         match self.mode {
-            ProxyMode::Nixl if self.prefill.is_empty() || self.decode.is_empty() => {
-                bail!("nixl mode needs at least one --prefill URL and one --decode URL")
+            ProxyMode::Nixl | ProxyMode::Lmcache
+                if self.prefill.is_empty() || self.decode.is_empty() =>
+            {
+                bail!(
+                    "{} mode needs at least one --prefill URL and one --decode URL",
+                    self.mode.as_str()
+                )
+            }
+            ProxyMode::Lmcache if self.lmcache_decoder_ports.len() != self.decode.len() => {
+                bail!(
+                    "lmcache mode needs one --lmcache-decoder-ports per --decode URL ({} given for {} decoders)",
+                    self.lmcache_decoder_ports.len(),
+                    self.decode.len()
+                )
             }
             ProxyMode::RoundRobin if self.backends.is_empty() => {
                 bail!("round-robin mode needs at least one --backend URL")
@@ -90,18 +111,18 @@ impl ProxyConfig {
     }
 }
 
-struct Shared {
-    config: ProxyConfig,
-    client: reqwest::Client,
-    next_prefill: AtomicUsize,
-    next_decode: AtomicUsize,
-    next_backend: AtomicUsize,
-    requests: AtomicU64,
-    upstream_errors: AtomicU64,
-    missing_kv_params: AtomicU64,
+pub(super) struct Shared {
+    pub(super) config: ProxyConfig,
+    pub(super) client: reqwest::Client,
+    pub(super) next_prefill: AtomicUsize,
+    pub(super) next_decode: AtomicUsize,
+    pub(super) next_backend: AtomicUsize,
+    pub(super) requests: AtomicU64,
+    pub(super) upstream_errors: AtomicU64,
+    pub(super) missing_kv_params: AtomicU64,
 }
 
-fn pick<'a>(list: &'a [String], counter: &AtomicUsize) -> &'a str {
+pub(super) fn pick<'a>(list: &'a [String], counter: &AtomicUsize) -> &'a str {
     &list[counter.fetch_add(1, Ordering::Relaxed) % list.len()]
 }
 
@@ -140,7 +161,7 @@ pub async fn serve(
         .context("proxy server")
 }
 
-fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
     let body = json!({ "error": { "message": message.into(), "type": "proxy_error", "code": status.as_u16() } });
     (status, axum::Json(body)).into_response()
 }
@@ -201,7 +222,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> String {
 }
 
 /// Pass an upstream response (status, content type, body stream) through unchanged.
-async fn relay(upstream: reqwest::Response) -> Response {
+pub(super) async fn relay(upstream: reqwest::Response) -> Response {
     let status =
         StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = HeaderMap::new();
@@ -237,6 +258,7 @@ async fn generate(State(s): State<Arc<Shared>>, uri: Uri, body: Bytes) -> Respon
             forward(&s, url, &path, &request).await
         }
         ProxyMode::Nixl => nixl(&s, &path, request).await,
+        ProxyMode::Lmcache => super::lmcache::handle(&s, &path, request).await,
     };
     result.unwrap_or_else(|resp| {
         s.upstream_errors.fetch_add(1, Ordering::Relaxed);
@@ -258,7 +280,7 @@ async fn forward(s: &Shared, base: &str, path: &str, body: &Value) -> Result<Res
     Ok(relay(upstream).await)
 }
 
-fn upstream_failure(base: &str, path: &str, e: &reqwest::Error) -> Response {
+pub(super) fn upstream_failure(base: &str, path: &str, e: &reqwest::Error) -> Response {
     let status = if e.is_timeout() {
         StatusCode::GATEWAY_TIMEOUT
     } else {
@@ -327,4 +349,21 @@ async fn nixl(s: &Shared, path: &str, request: Value) -> Result<Response, Respon
         .expect("checked object")
         .insert("kv_transfer_params".into(), kv);
     forward(s, decoder, path, &decode_body).await
+}
+
+/// `7300,7301:7400,7401` → ([7300, 7301], [7400, 7401]).
+fn parse_lmcache_ports(s: &str) -> anyhow::Result<(Vec<u16>, Vec<u16>)> {
+    let list = |part: &str| -> anyhow::Result<Vec<u16>> {
+        part.split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<u16>()
+                    .with_context(|| format!("bad port {p:?} in --lmcache-decoder-ports {s:?}"))
+            })
+            .collect()
+    };
+    let (init, alloc) = s.split_once(':').with_context(|| {
+        format!("--lmcache-decoder-ports {s:?}: expected INIT[,INIT..]:ALLOC[,ALLOC..]")
+    })?;
+    Ok((list(init)?, list(alloc)?))
 }
