@@ -354,3 +354,92 @@ fn config_without_instances_is_refused() {
         .to_string()
         .contains("at least one --prefill URL and one --decode URL"));
 }
+
+/// LMCache-flavoured instances: the prefiller streams one token, the decoder the rest.
+async fn lmcache_upstream(name: &'static str, seen: Arc<Mutex<Vec<Value>>>) -> String {
+    let app = Router::new()
+        .route(
+            "/v1/completions",
+            post(move |Json(body): Json<Value>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(body.clone());
+                    let n = body["max_tokens"].as_u64().unwrap();
+                    let mut sse = String::new();
+                    for i in 0..n {
+                        sse.push_str(&format!("data: {{\"choices\":[{{\"text\":\"{name}{i}\"}}]}}\n\n"));
+                    }
+                    sse.push_str(&format!(
+                        "data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":3,\"completion_tokens\":{n},\"total_tokens\":{}}}}}\n\n",
+                        n + 3
+                    ));
+                    sse.push_str("data: [DONE]\n\n");
+                    ([("content-type", "text/event-stream")], sse)
+                }
+            }),
+        )
+        .route("/health", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn lmcache_flow_streams_prefill_token_then_decoder_rest_with_usage_fixed() {
+    let (ps, ds) = (Arc::new(Mutex::new(vec![])), Arc::new(Mutex::new(vec![])));
+    let config = ProxyConfig {
+        mode: ProxyMode::Lmcache,
+        prefill: vec![lmcache_upstream("p", ps.clone()).await],
+        decode: vec![lmcache_upstream("d", ds.clone()).await],
+        backends: vec![],
+        lmcache_decoder_ports: vec![(vec![7300, 7301], vec![7400, 7401])],
+        timeout: Duration::from_secs(10),
+    };
+    let url = proxy(config).await;
+    let body = json!({"model": "m", "prompt": "hi", "max_tokens": 4, "stream": true, "stream_options": {"include_usage": true}});
+    let text = reqwest::Client::new()
+        .post(format!("{url}/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let texts: Vec<String> = text
+        .split("\n\n")
+        .filter_map(|b| b.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["choices"][0]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        texts,
+        ["p0", "d0", "d1", "d2"],
+        "first token from the prefiller, the rest from the decoder"
+    );
+    assert!(
+        text.contains("\"completion_tokens\":4"),
+        "usage counts all four tokens: {text}"
+    );
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    assert_eq!(text.matches("[DONE]").count(), 1);
+
+    let p = ps.lock().unwrap()[0].clone();
+    let d = ds.lock().unwrap()[0].clone();
+    assert_eq!(p["max_tokens"], 1);
+    assert_eq!(d["max_tokens"], 3);
+    assert_eq!(p["kv_transfer_params"]["ret_first_tok"], true);
+    assert_eq!(
+        p["kv_transfer_params"]["disagg_spec"]["receiver_init_port"],
+        json!([7300, 7301])
+    );
+    assert_eq!(
+        p["kv_transfer_params"]["disagg_spec"]["receiver_alloc_port"],
+        json!([7400, 7401])
+    );
+    assert_eq!(
+        p["kv_transfer_params"], d["kv_transfer_params"],
+        "the decoder gets the same disagg_spec"
+    );
+}

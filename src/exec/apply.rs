@@ -21,6 +21,7 @@ use crate::results::RunResult;
 
 use super::deploy::{self, Component, DeploymentSpec};
 use super::gpus::{self, GpuProbe, NvidiaSmiProbe};
+use super::metrics;
 use super::ports::PortAllocator;
 use super::process::{StopReport, Supervised};
 use super::rundir;
@@ -39,6 +40,10 @@ pub struct ApplyArgs {
     /// Grace period in seconds between SIGTERM and SIGKILL at teardown.
     #[arg(long, default_value_t = 30.0)]
     pub stop_grace_s: f64,
+    /// Continue an interrupted or failed run in its folder: cells whose result file exists are
+    /// skipped, the rest run. The manifest and overrides must be the ones the run started with.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
     /// Skip the report at the end (run `vbench report RUN_DIR` later).
     #[arg(long)]
     pub no_report: bool,
@@ -188,18 +193,26 @@ pub async fn apply<R: CellRunner>(
     let mut interrupted = interrupt_channel();
     let m = &loaded.manifest;
     let simulated = plan.backend == Backend::Sim;
-    let run_dir = rundir::create(&args.results, &plan.experiment, chrono::Local::now())?;
-    write_bytes_new(
-        &run_dir.join("manifest.toml"),
-        loaded.original_text.as_bytes(),
-    )?;
-    write_json_new(&run_dir.join("plan.json"), plan)?;
     let env = rundir::environment(
         &loaded.path,
         (!simulated).then_some(m.target.vllm_bin.as_str()),
         simulated,
     );
-    write_json_new(&run_dir.join("environment.json"), &env)?;
+    let run_dir = match &args.resume {
+        Some(dir) => {
+            rundir::check_resumable(dir, loaded)?;
+            let stamp = chrono::Local::now().format("%Y%m%d_%H%M%S");
+            write_json_new(&dir.join(format!("environment-resume-{stamp}.json")), &env)?;
+            dir.clone()
+        }
+        None => {
+            let dir = rundir::create(&args.results, &plan.experiment, chrono::Local::now())?;
+            write_bytes_new(&dir.join("manifest.toml"), loaded.original_text.as_bytes())?;
+            write_json_new(&dir.join("plan.json"), plan)?;
+            write_json_new(&dir.join("environment.json"), &env)?;
+            dir
+        }
+    };
     eprintln!(
         "run {}: {} variants, {} cells → {}",
         plan.experiment,
@@ -253,6 +266,13 @@ pub async fn apply<R: CellRunner>(
             variant.label
         );
         let variant_dir = run_dir.join(&variant.id);
+        if plan
+            .cells_of(&variant.id)
+            .all(|c| variant_dir.join(&c.result_file).exists())
+        {
+            eprintln!("  every rate already measured: skipped");
+            continue;
+        }
         std::fs::create_dir_all(variant_dir.join("logs"))?;
         let outcome = run_variant(
             args,
@@ -344,6 +364,13 @@ async fn run_variant<R: CellRunner>(
         }
         smoke(&spec.entry_url, &plan.served_model_name).await?;
         for cell in plan.cells_of(&variant.id) {
+            if variant_dir.join(&cell.result_file).exists() {
+                eprintln!(
+                    "  rate {:>6} req/s: already measured, skipped",
+                    cell.rate.label()
+                );
+                continue;
+            }
             check_alive(&mut running)?;
             let request = CellRequest {
                 loaded,
@@ -354,11 +381,28 @@ async fn run_variant<R: CellRunner>(
                 simulated,
             };
             let t0 = Instant::now();
-            let result = tokio::select! {
-                r = runner.run(request) => r?,
-                _ = until_interrupted(interrupted) => return Err(VariantError::Interrupted),
-                e = watch_crash(&mut running) => return Err(VariantError::Failed(e)),
+            let metrics_dir = variant_dir.join("metrics");
+            let tag = format!("{}qps", cell.rate.label());
+            let instances: Vec<(String, String)> = running
+                .iter()
+                .filter(|(c, _)| c.role != "proxy")
+                .map(|(c, _)| (c.name.clone(), c.url.clone()))
+                .collect();
+            metrics::snapshot(&instances, &metrics_dir, &format!("{tag}-before")).await;
+            let (stop_sampling, sampler) =
+                metrics::spawn_sampler(instances.clone(), Duration::from_secs(1));
+            let outcome = tokio::select! {
+                r = runner.run(request) => r.map_err(VariantError::Failed),
+                _ = until_interrupted(interrupted) => Err(VariantError::Interrupted),
+                e = watch_crash(&mut running) => Err(VariantError::Failed(e)),
             };
+            let _ = stop_sampling.send(true);
+            if let Ok(samples) = sampler.await {
+                let file = metrics_dir.join(format!("{tag}-samples.jsonl"));
+                let _ = metrics::write_samples(&file, &samples);
+            }
+            let result = outcome?;
+            metrics::snapshot(&instances, &metrics_dir, &format!("{tag}-after")).await;
             let path = variant_dir.join(&cell.result_file);
             write_json_new(&path, &result)?;
             eprintln!(

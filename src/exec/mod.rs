@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod deploy;
 pub mod gpus;
+pub mod metrics;
 pub mod ports;
 pub mod process;
 pub mod rundir;

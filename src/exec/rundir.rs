@@ -36,6 +36,43 @@ pub fn create(
     )
 }
 
+/// A run folder can be resumed with the manifest and overrides it started with.
+pub fn check_resumable(dir: &Path, loaded: &crate::manifest::LoadedManifest) -> anyhow::Result<()> {
+    let stored = std::fs::read_to_string(dir.join("manifest.toml")).with_context(|| {
+        format!(
+            "--resume {}: no manifest.toml there; is it a run folder?",
+            dir.display()
+        )
+    })?;
+    if stored != loaded.original_text {
+        bail!(
+            "--resume {}: its manifest.toml differs from {}; resume continues the same experiment \
+             (start a new run instead)",
+            dir.display(),
+            loaded.path.display()
+        );
+    }
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("plan.json")).unwrap_or_default())
+            .with_context(|| {
+                format!(
+                    "--resume {}: plan.json is missing or not JSON",
+                    dir.display()
+                )
+            })?;
+    let stored_overrides: Vec<String> =
+        serde_json::from_value(plan["overrides"].clone()).unwrap_or_default();
+    if stored_overrides != loaded.overrides {
+        bail!(
+            "--resume {}: the run used --set {:?}, this invocation {:?}; give the same overrides",
+            dir.display(),
+            stored_overrides,
+            loaded.overrides
+        );
+    }
+    Ok(())
+}
+
 fn command_output(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
     out.status
