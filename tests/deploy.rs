@@ -26,6 +26,7 @@ fn render_all(path: &str, sets: &[&str], cap: Capacity) -> Vec<DeploymentSpec> {
         model: &m.model,
         served_model_name: &plan.served_model_name,
         manifest_dir: loaded.base_dir(),
+        slurm: None,
     };
     plan.variants
         .iter()

@@ -144,9 +144,6 @@ fn preflight(loaded: &LoadedManifest, plan: &Plan) -> anyhow::Result<()> {
             );
         }
     }
-    if plan.backend == Backend::Slurm {
-        bail!("the slurm backend is not implemented yet; use backend = \"local\" or \"sim\"");
-    }
     if plan.backend == Backend::Local
         && plan.accelerator == Accelerator::Cuda
         && plan.capacity.gpus.is_none()
@@ -233,7 +230,33 @@ pub async fn apply<R: CellRunner>(
         Some(l) => l.clone(),
         None => (0..plan.capacity.cpu_cores.unwrap_or(0)).collect(),
     };
+    let allocation = match plan.backend {
+        Backend::Slurm => {
+            let options = m.target.slurm.clone().unwrap_or_default();
+            let alloc = super::slurm::acquire(&options, &format!("vbench-{}", plan.experiment))?;
+            eprintln!(
+                "slurm job {} ({}): {}",
+                alloc.job_id,
+                if alloc.owned {
+                    "allocated by vbench"
+                } else {
+                    "current allocation"
+                },
+                alloc
+                    .nodes
+                    .iter()
+                    .map(|n| format!("{} ({} GPUs)", n.name, n.gpus))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Some(alloc)
+        }
+        _ => None,
+    };
     let target = deploy::Target {
+        slurm: allocation
+            .as_ref()
+            .map(|a| (a.job_id.as_str(), a.nodes.as_slice())),
         plan,
         backend: plan.backend,
         accelerator: plan.accelerator,
@@ -432,6 +455,9 @@ async fn run_variant<R: CellRunner>(
         eprintln!("  teardown: SIGKILL needed for {}", killed.join(", "));
     }
     let _ = write_json_new(&variant_dir.join("teardown.json"), &reports);
+    if let Some((job, _)) = target.slurm {
+        super::slurm::wait_steps_gone(job, Duration::from_secs(60)).await?;
+    }
     if !spec.gpus.is_empty() {
         gpus::wait_free(probe, &spec.gpus, Duration::from_secs(60)).await?;
     }

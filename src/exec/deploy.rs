@@ -13,6 +13,7 @@ use crate::plan::{Plan, RoleKind, Variant};
 
 use super::ports::PortAllocator;
 use super::process::ProcessSpec;
+use super::slurm::{self, SlurmNode};
 use super::templates::Templates;
 
 /// One process of a deployment.
@@ -27,6 +28,8 @@ pub struct Component {
     pub gpus: Vec<u32>,
     /// CPU cores it is pinned to (CPU build).
     pub cpus: Vec<u32>,
+    /// Slurm node it runs on (slurm backend).
+    pub node: Option<String>,
     /// Config files written before launch (e.g. LMCache YAML): path → contents.
     pub files: BTreeMap<PathBuf, String>,
 }
@@ -61,6 +64,8 @@ pub struct Target<'a> {
     pub model: &'a str,
     pub served_model_name: &'a str,
     pub manifest_dir: &'a Path,
+    /// slurm backend: the allocation's job id and nodes.
+    pub slurm: Option<(&'a str, &'a [SlurmNode])>,
 }
 
 const HOST: &str = "127.0.0.1";
@@ -90,6 +95,10 @@ pub fn render(
     let mut cpu_pool = target.cpu_pool.iter().copied();
     let mut components = Vec::new();
     let mut all_gpus = Vec::new();
+    let mut slurm_free: Vec<u32> = target
+        .slurm
+        .map(|(_, nodes)| nodes.iter().map(|n| n.gpus).collect())
+        .unwrap_or_default();
 
     // LMCache side-channel ports: the proxy's notification port, then per decoder instance one
     // init and one alloc port per TP rank.
@@ -110,8 +119,15 @@ pub fn render(
             let port = ports.any()?;
             let mut gpus = Vec::new();
             let mut cpus = Vec::new();
+            let node = match target.slurm {
+                Some((_, nodes)) => Some(&nodes[slurm::place(nodes, &mut slurm_free, role.tp)?]),
+                None => None,
+            };
+            let host = node.map_or(HOST, |n| n.addr.as_str());
             match (sim, target.accelerator) {
                 (true, _) => {}
+                // Slurm binds the step's GPUs itself (CUDA_VISIBLE_DEVICES in the step).
+                (false, _) if node.is_some() => {}
                 (false, Accelerator::Cuda) => {
                     for _ in 0..role.tp {
                         gpus.push(
@@ -157,7 +173,7 @@ pub fn render(
                         lmcache_decoder_ports.push(format!("{}:{}", join(&init), join(&alloc)));
                         (
                             "lmcache_decoder_yaml",
-                            json!({"host": HOST, "init_ports": init, "alloc_ports": alloc, "yaml_overrides": yaml_overrides}),
+                            json!({"host": host, "init_ports": init, "alloc_ports": alloc, "yaml_overrides": yaml_overrides}),
                         )
                     }
                     _ => (
@@ -214,7 +230,7 @@ pub fn render(
             let ctx = json!({
                 "model": target.model,
                 "served_model_name": target.served_model_name,
-                "host": HOST,
+                "host": host,
                 "port": port,
                 "tp": role.tp,
                 "role": role.role.as_str(),
@@ -251,10 +267,20 @@ pub fn render(
             };
             // The manifest's own environment wins over the template's.
             env.extend(role.env.clone());
+            let (program, args) = match (target.slurm, node) {
+                (Some((job, _)), Some(n)) => {
+                    let gres = if sim { 0 } else { role.tp };
+                    let mut wrapped = slurm::srun_args(job, &n.name, gres, &name);
+                    wrapped.push(program);
+                    wrapped.extend(args);
+                    ("srun".to_owned(), wrapped)
+                }
+                _ => (program, args),
+            };
             components.push(Component {
                 name: name.clone(),
                 role: role.role.as_str().to_owned(),
-                url: format!("http://{HOST}:{port}"),
+                url: format!("http://{host}:{port}"),
                 spec: ProcessSpec {
                     name,
                     program,
@@ -263,6 +289,7 @@ pub fn render(
                 },
                 gpus,
                 cpus,
+                node: node.map(|n| n.name.clone()),
                 files,
             });
         }
@@ -313,6 +340,7 @@ pub fn render(
             },
             gpus: vec![],
             cpus: vec![],
+            node: None,
             files: BTreeMap::new(),
         });
         url

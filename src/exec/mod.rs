@@ -8,6 +8,7 @@ pub mod ports;
 pub mod process;
 pub mod rundir;
 pub mod runner;
+pub mod slurm;
 pub mod templates;
 
 pub use apply::{run_apply, ApplyArgs};

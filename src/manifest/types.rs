@@ -407,6 +407,19 @@ pub struct SlurmOptions {
     pub extra_args: Vec<String>,
 }
 
+impl Default for SlurmOptions {
+    fn default() -> Self {
+        SlurmOptions {
+            partition: None,
+            nodes: defaults::one(),
+            gpus_per_node: None,
+            account: None,
+            time: None,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
 /// What the report draws.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
