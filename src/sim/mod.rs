@@ -1,5 +1,10 @@
 //! The simulated vLLM server (`vbench sim-serve`).
 
+pub mod kv;
+pub mod model;
+pub mod profile;
+pub mod scheduler;
+
 use crate::error::{Error, Result};
 
 /// Serve a simulated vLLM instance (OpenAI-compatible, streaming) on a port.
