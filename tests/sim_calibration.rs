@@ -37,7 +37,9 @@ fn simulated(p: &Profile, rate: f64, pd: bool) -> [f64; 3] {
 
 #[test]
 fn llama3_8b_h200_reproduces_the_simple_vs_1p1d_table_within_30_percent() {
-    let p = Profile::load("llama3-8b-h200").unwrap();
+    // VBENCH_SIM_PROFILE=path.toml checks a candidate profile against the same table.
+    let name = std::env::var("VBENCH_SIM_PROFILE").unwrap_or_else(|_| "llama3-8b-h200".into());
+    let p = Profile::load(&name).unwrap();
     let mut worst: f64 = 0.0;
     let mut report = String::new();
     for (rate, simple, pd) in MEASURED {

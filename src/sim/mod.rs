@@ -1,5 +1,6 @@
 //! The simulated vLLM server (`vbench sim-serve`).
 
+pub mod frontend;
 pub mod kv;
 pub mod model;
 pub mod profile;

@@ -7,6 +7,7 @@ use std::collections::BinaryHeap;
 
 use rand::{Rng, SeedableRng};
 
+use super::frontend::FrontendLoad;
 use super::profile::Profile;
 use super::scheduler::{NewRequest, SchedConfig, Scheduler};
 
@@ -72,7 +73,7 @@ impl Default for Hops {
 
 struct Instance {
     sched: Scheduler<usize>,
-    frontend_s: f64,
+    frontend: FrontendLoad,
     busy_until: Option<f64>,
     wake_at: Option<f64>,
 }
@@ -81,7 +82,10 @@ impl Instance {
     fn new(p: &Profile, tp: u32) -> Self {
         Instance {
             sched: Scheduler::new(SchedConfig::from_profile(p, tp)),
-            frontend_s: p.timing.frontend_ms * 1e-3,
+            frontend: FrontendLoad::new(
+                p.timing.frontend_ms * 1e-3,
+                p.timing.frontend_per_output_token_us * 1e-6,
+            ),
             busy_until: None,
             wake_at: None,
         }
@@ -114,6 +118,8 @@ struct Pending {
     req: usize,
     remote_kv: bool,
     max_tokens: u32,
+    /// Still to pass the instance's API server (false: reaches the engine now).
+    at_frontend: bool,
 }
 
 impl Eq for Pending {}
@@ -158,7 +164,7 @@ fn run(insts: &[Instance], arrivals: &[Arrival], hops: Hops, pd: bool) -> Vec<Cl
         .iter()
         .map(|i| Instance {
             sched: Scheduler::new(i.sched.config().clone()),
-            frontend_s: i.frontend_s,
+            frontend: i.frontend.clone(),
             busy_until: None,
             wake_at: None,
         })
@@ -167,12 +173,13 @@ fn run(insts: &[Instance], arrivals: &[Arrival], hops: Hops, pd: bool) -> Vec<Cl
     let mut seq = 0u64;
     for (i, a) in arrivals.iter().enumerate() {
         pending.push(Pending {
-            at: a.at + hops.hop_s + insts[0].frontend_s,
+            at: a.at + hops.hop_s,
             seq,
             inst: 0,
             req: i,
             remote_kv: false,
             max_tokens: if pd { 1 } else { a.output_tokens },
+            at_frontend: true,
         });
         seq += 1;
     }
@@ -194,8 +201,16 @@ fn run(insts: &[Instance], arrivals: &[Arrival], hops: Hops, pd: bool) -> Vec<Cl
         }
         match (t_sub, which) {
             (Some(ts), _) if ts <= best => {
-                let p = pending.pop().expect("peeked");
+                let mut p = pending.pop().expect("peeked");
                 let inst = &mut insts[p.inst];
+                if p.at_frontend {
+                    p.at += inst.frontend.delay(p.at);
+                    p.at_frontend = false;
+                    p.seq = seq;
+                    seq += 1;
+                    pending.push(p);
+                    continue;
+                }
                 inst.sched.submit(
                     p.at,
                     NewRequest {
@@ -214,7 +229,9 @@ fn run(insts: &[Instance], arrivals: &[Arrival], hops: Hops, pd: bool) -> Vec<Cl
                 {
                     let inst = &mut insts[k];
                     if inst.busy_until.take().is_some() {
+                        let mut tokens = 0;
                         inst.sched.end_step(now, |req, ev| {
+                            tokens += 1;
                             if k == client_inst {
                                 if ev.index == 0 {
                                     first[*req] = now;
@@ -226,6 +243,7 @@ fn run(insts: &[Instance], arrivals: &[Arrival], hops: Hops, pd: bool) -> Vec<Cl
                             }
                             true
                         });
+                        inst.frontend.record(now, tokens);
                     }
                     inst.wake_at = None;
                     inst.kick(now);
@@ -233,12 +251,13 @@ fn run(insts: &[Instance], arrivals: &[Arrival], hops: Hops, pd: bool) -> Vec<Cl
                 for req in handoffs {
                     // Prefill answered: the proxy sends the decode request with the KV params.
                     pending.push(Pending {
-                        at: now + hops.hop_s + insts[1].frontend_s,
+                        at: now + hops.hop_s,
                         seq,
                         inst: 1,
                         req,
                         remote_kv: true,
                         max_tokens: arrivals[req].output_tokens,
+                        at_frontend: true,
                     });
                     seq += 1;
                 }

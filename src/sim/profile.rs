@@ -55,6 +55,10 @@ pub struct Profile {
 pub struct Timing {
     /// API-server time before a request reaches the engine (HTTP, tokenisation), ms.
     pub frontend_ms: f64,
+    /// API-server time per output token of any stream, microseconds: it makes the per-request
+    /// time above grow with the server's load (see `frontend.rs`).
+    #[serde(default)]
+    pub frontend_per_output_token_us: f64,
     /// Fixed cost of any step (reading the weights, launch overheads), ms.
     pub step_base_ms: f64,
     /// Cost per prefill token in a step, microseconds.
@@ -136,6 +140,10 @@ impl Profile {
         let non_negative = [
             ("timing.frontend_ms", t.frontend_ms),
             ("timing.step_base_ms", t.step_base_ms),
+            (
+                "timing.frontend_per_output_token_us",
+                t.frontend_per_output_token_us,
+            ),
             ("timing.prefill_per_token_us", t.prefill_per_token_us),
             (
                 "timing.prefill_attn_per_token_per_kctx_us",
