@@ -583,6 +583,8 @@ fn stream_response(
             return None;
         }
         if s.cut_after.is_some_and(|k| s.sent >= k) {
+            // Cut when the next token would have come, so the bytes already sent are flushed.
+            let _ = s.ts.next().await;
             s.app.metrics.fault(FaultKind::Cut);
             s.end = true;
             return Some((Err(std::io::Error::other("simulated stream cut")), s));
