@@ -1,8 +1,36 @@
-//! The simulated vLLM server (`vbench sim-serve`).
+//! The simulated vLLM server (`vbench sim-serve`): an OpenAI-compatible streaming server whose
+//! latencies come from a model of vLLM's continuous-batching engine (SPEC section 5).
+//!
+//! Data path: `server` (HTTP routes, faults) parses a `request`, asks `pd` what the
+//! kv_transfer_params mean, waits the `frontend` delay, hands the request to the `engine`
+//! thread, which runs the `scheduler` (with `kv` block accounting) in real time, and streams
+//! the tokens back as vLLM's chunks (`sse`). `profile` holds the numbers; `model` runs the same
+//! scheduler in virtual time for calibration; `metrics` renders /metrics.
+
+pub mod engine;
+pub mod faults;
+pub mod frontend;
+pub mod kv;
+pub mod metrics;
+pub mod model;
+pub mod pd;
+pub mod profile;
+pub mod request;
+pub mod scheduler;
+pub mod server;
+pub mod sse;
+pub mod tokens;
+
+pub use pd::{Connector, Role};
+pub use profile::Profile;
+pub use server::{serve, ServeExit, SimConfig, SimServer};
 
 use crate::error::{Error, Result};
 
 /// Serve a simulated vLLM instance (OpenAI-compatible, streaming) on a port.
+///
+/// Ready when GET /health answers 200; stops on SIGTERM or SIGINT. Every figure it produces is
+/// simulated.
 #[derive(Debug, clap::Args)]
 pub struct SimServeArgs {
     /// Port to listen on (0 picks a free one).
@@ -11,8 +39,126 @@ pub struct SimServeArgs {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// What this instance is: a whole server, or one side of a prefill/decode pair.
+    #[arg(long, value_enum, default_value_t = Role::Simple)]
+    pub role: Role,
+    /// Built-in profile name (llama3-8b-h200, qwen3-0.6b-h200, tiny-cpu) or a TOML file.
+    #[arg(long, default_value = "qwen3-0.6b-h200")]
+    pub profile: String,
+    /// Model name clients must send (vLLM's --served-model-name).
+    #[arg(long, visible_alias = "served-model-name", default_value = "sim")]
+    pub model: String,
+    /// Tensor-parallel size (speeds steps up and enlarges the KV cache per the profile).
+    #[arg(long, visible_alias = "tensor-parallel-size", default_value_t = 1)]
+    pub tp: u32,
+    /// KV connector of a prefill/decode pair.
+    #[arg(long, value_enum, default_value_t = Connector::Nixl)]
+    pub kv_connector: Connector,
+    /// Override the profile's maximum context length.
+    #[arg(long)]
+    pub max_model_len: Option<u32>,
+    /// Host advertised in kv_transfer_params (as vLLM reads VLLM_NIXL_SIDE_CHANNEL_HOST).
+    #[arg(long, env = "VLLM_NIXL_SIDE_CHANNEL_HOST", default_value = "localhost")]
+    pub kv_host: String,
+    /// Port advertised in kv_transfer_params (as vLLM reads VLLM_NIXL_SIDE_CHANNEL_PORT).
+    #[arg(long, env = "VLLM_NIXL_SIDE_CHANNEL_PORT", default_value_t = 5600)]
+    pub kv_port: u16,
+    /// Engine id advertised in kv_transfer_params (random by default).
+    #[arg(long)]
+    pub engine_id: Option<String>,
+    /// Tokio worker threads for HTTP (the engine has a thread of its own).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    #[command(flatten)]
+    pub faults: faults::FaultArgs,
 }
 
-pub fn run_sim_serve(_args: SimServeArgs) -> Result<()> {
-    Err(Error::not_implemented("sim-serve"))
+impl SimServeArgs {
+    /// The server configuration these flags describe.
+    pub fn config(&self) -> Result<SimConfig> {
+        let mut profile = Profile::load(&self.profile).map_err(Error::bad_input)?;
+        if let Some(len) = self.max_model_len {
+            if len == 0 || len as u64 > profile.kv_capacity_tokens * self.tp.max(1) as u64 {
+                return Err(Error::bad_input(anyhow::anyhow!(
+                    "--max-model-len {len} must be > 0 and fit the KV cache ({} tokens)",
+                    profile.kv_capacity_tokens * self.tp.max(1) as u64
+                )));
+            }
+            profile.max_model_len = len;
+        }
+        if self.tp == 0 {
+            return Err(Error::bad_input(anyhow::anyhow!("--tp must be at least 1")));
+        }
+        self.faults.check().map_err(Error::bad_input)?;
+        Ok(SimConfig {
+            profile,
+            served_model: self.model.clone(),
+            tp: self.tp,
+            role: self.role,
+            connector: self.kv_connector,
+            faults: self.faults.clone(),
+            kv_host: self.kv_host.clone(),
+            kv_port: self.kv_port,
+            engine_id: self.engine_id.clone(),
+        })
+    }
+}
+
+pub fn run_sim_serve(args: SimServeArgs) -> Result<()> {
+    let config = args.config()?;
+    let mut rt = if args.workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(args.workers);
+        b
+    };
+    let rt = rt.enable_all().build().map_err(Error::failed)?;
+    let exit = rt.block_on(async {
+        let addr = format!("{}:{}", args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| Error::failed(anyhow::anyhow!("cannot listen on {addr}: {e}")))?;
+        let local = listener.local_addr().map_err(Error::failed)?;
+        eprintln!(
+            "sim-serve: listening on http://{local} (model {}, profile {}, role {:?}, tp {}); figures are simulated",
+            config.served_model, config.profile.name, config.role, config.tp
+        );
+        serve(config, listener, shutdown_signal())
+            .await
+            .map_err(Error::failed)
+    })?;
+    match exit {
+        ServeExit::Shutdown => {
+            eprintln!("sim-serve: stopped");
+            Ok(())
+        }
+        ServeExit::Crashed(why) => {
+            // A crash is abrupt: no orderly teardown, like a real engine dying.
+            eprintln!("sim-serve: {why}; exiting");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -1,0 +1,89 @@
+//! The llama3-8b-h200 profile against the real H200 measurements of the DistServe trade-off
+//! (tests/fixtures/vllm-gpu/README.md): simple vs NIXL 1P1D, 2048-token prompts, 128 tokens out,
+//! open-loop Poisson at 4, 8 and 12 req/s. The simulator runs in virtual time here; the
+//! real-time server reproduces the same table through HTTP in benches/sim (see RESULTS.md).
+
+use vbench::sim::model::{poisson_arrivals, simulate_pd, simulate_simple, summary, Hops};
+use vbench::sim::profile::Profile;
+
+/// (rate, simple [TTFT p50, TPOT p50, TPOT p90], pd [same]) in ms, from the reference table.
+const MEASURED: [(f64, [f64; 3], [f64; 3]); 3] = [
+    (4.0, [64.0, 6.1, 8.3], [97.0, 4.9, 5.2]),
+    (8.0, [80.0, 8.4, 11.2], [113.0, 5.2, 5.6]),
+    (12.0, [150.0, 13.4, 17.0], [157.0, 6.2, 7.0]),
+];
+
+const NAMES: [&str; 3] = ["TTFT p50", "TPOT p50", "TPOT p90"];
+
+/// Each figure averaged over several 20-second runs (the length of the reference runs),
+/// so the comparison is not decided by one lucky arrival sequence.
+fn simulated(p: &Profile, rate: f64, pd: bool) -> [f64; 3] {
+    let seeds = 8;
+    let mut acc = [0.0; 3];
+    for seed in 0..seeds {
+        let arr = poisson_arrivals(rate, 20.0, seed, 2048, 128);
+        let t = if pd {
+            simulate_pd((p, 1), (p, 1), &arr, Hops::default())
+        } else {
+            simulate_simple(p, 1, &arr, Hops::default())
+        };
+        let s = summary(&t);
+        for k in 0..3 {
+            acc[k] += s[k] / seeds as f64;
+        }
+    }
+    acc
+}
+
+#[test]
+fn llama3_8b_h200_reproduces_the_simple_vs_1p1d_table_within_30_percent() {
+    // VBENCH_SIM_PROFILE=path.toml checks a candidate profile against the same table.
+    let name = std::env::var("VBENCH_SIM_PROFILE").unwrap_or_else(|_| "llama3-8b-h200".into());
+    let p = Profile::load(&name).unwrap();
+    let mut worst: f64 = 0.0;
+    let mut report = String::new();
+    for (rate, simple, pd) in MEASURED {
+        for (mode, measured, sim) in [
+            ("simple", simple, simulated(&p, rate, false)),
+            ("1P1D", pd, simulated(&p, rate, true)),
+        ] {
+            for k in 0..3 {
+                let err = (sim[k] - measured[k]) / measured[k];
+                worst = worst.max(err.abs());
+                report.push_str(&format!(
+                    "{rate:>4} req/s {mode:<6} {:<8} measured {:>6.1} ms  simulated {:>6.1} ms  ({:+.0} %)\n",
+                    NAMES[k],
+                    measured[k],
+                    sim[k],
+                    err * 100.0
+                ));
+            }
+        }
+    }
+    println!("{report}");
+    assert!(worst <= 0.30, "worst deviation {:.0} %:\n{report}", worst * 100.0);
+}
+
+#[test]
+fn disaggregation_keeps_tpot_flat_while_simple_degrades() {
+    // The qualitative DistServe result, with margins, for every built-in GPU profile.
+    for name in ["llama3-8b-h200", "qwen3-0.6b-h200"] {
+        let p = Profile::load(name).unwrap();
+        let low_simple = simulated(&p, 2.0, false)[2];
+        let high_simple = simulated(&p, 12.0, false)[2];
+        let low_pd = simulated(&p, 2.0, true)[2];
+        let high_pd = simulated(&p, 12.0, true)[2];
+        assert!(
+            high_simple > 1.5 * low_simple,
+            "{name}: simple TPOT p90 should degrade with load: {low_simple:.2} -> {high_simple:.2} ms"
+        );
+        assert!(
+            high_pd < 1.5 * low_pd,
+            "{name}: 1P1D TPOT p90 should stay nearly flat: {low_pd:.2} -> {high_pd:.2} ms"
+        );
+        assert!(
+            high_pd < 0.7 * high_simple,
+            "{name}: at 12 req/s 1P1D should beat simple on TPOT: {high_pd:.2} vs {high_simple:.2} ms"
+        );
+    }
+}
