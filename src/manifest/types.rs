@@ -402,6 +402,9 @@ pub struct SlurmOptions {
     /// Wall-time limit (`HH:MM:SS`).
     #[serde(default)]
     pub time: Option<String>,
+    /// CPUs each instance's step gets (`srun --cpus-per-task`).
+    #[serde(default = "defaults::slurm_cpus_per_instance")]
+    pub cpus_per_instance: u32,
     /// Extra `salloc` arguments.
     #[serde(default)]
     pub extra_args: Vec<String>,
@@ -415,6 +418,7 @@ impl Default for SlurmOptions {
             gpus_per_node: None,
             account: None,
             time: None,
+            cpus_per_instance: defaults::slurm_cpus_per_instance(),
             extra_args: Vec::new(),
         }
     }
@@ -695,6 +699,9 @@ pub mod defaults {
     }
     pub fn one() -> u32 {
         1
+    }
+    pub fn slurm_cpus_per_instance() -> u32 {
+        4
     }
     pub fn formats() -> Vec<FigureFormat> {
         vec![FigureFormat::Pdf, FigureFormat::Svg, FigureFormat::Png]

@@ -120,7 +120,14 @@ pub async fn serve(
     let kv_id = KvIdentity {
         engine_id: config.engine_id.clone().unwrap_or_else(|| {
             let h = random_hex();
-            format!("{}-{}-4{}-8{}-{}", &h[..8], &h[8..12], &h[12..15], &h[13..16], random_hex()[..12].to_string())
+            format!(
+                "{}-{}-4{}-8{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..15],
+                &h[13..16],
+                random_hex()[..12].to_string()
+            )
         }),
         host: config.kv_host.clone(),
         port: config.kv_port,
@@ -232,7 +239,12 @@ impl SimServer {
 }
 
 fn json_response(status: StatusCode, v: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 fn api_error(app: &App, e: ApiError) -> Response {
@@ -343,7 +355,10 @@ async fn metrics_page(State(app): St) -> Response {
         .render(&app.engine.snapshot(), &app.cfg.served_model);
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()
@@ -352,8 +367,14 @@ async fn metrics_page(State(app): St) -> Response {
 fn parse_body(app: &App, body: &Bytes) -> Result<Value, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) if v.is_object() => Ok(v),
-        Ok(_) => Err(api_error(app, ApiError::bad_request("the request body must be a JSON object", None))),
-        Err(e) => Err(api_error(app, ApiError::bad_request(format!("invalid JSON: {e}"), None))),
+        Ok(_) => Err(api_error(
+            app,
+            ApiError::bad_request("the request body must be a JSON object", None),
+        )),
+        Err(e) => Err(api_error(
+            app,
+            ApiError::bad_request(format!("invalid JSON: {e}"), None),
+        )),
     }
 }
 
@@ -367,7 +388,10 @@ async fn tokenize(State(app): St, body: Bytes) -> Response {
     };
     let (count, ids) = if let Some(m) = v.get("messages") {
         match request::chat_prompt_tokens(m) {
-            Ok(n) => (n, (0..n).map(|i| 3 + (i * 7919) % 4000).collect::<Vec<u32>>()),
+            Ok(n) => (
+                n,
+                (0..n).map(|i| 3 + (i * 7919) % 4000).collect::<Vec<u32>>(),
+            ),
             Err(e) => return api_error(&app, e),
         }
     } else {
@@ -404,7 +428,12 @@ async fn endpoint(app: Arc<App>, body: Bytes, api: Api) -> Response {
         Ok(v) => v,
         Err(r) => return r,
     };
-    match request::parse(&v, api, &app.cfg.served_model, app.cfg.profile.max_model_len) {
+    match request::parse(
+        &v,
+        api,
+        &app.cfg.served_model,
+        app.cfg.profile.max_model_len,
+    ) {
         Ok(req) => generate(app, req).await,
         Err(e) => api_error(&app, e),
     }
@@ -430,7 +459,12 @@ async fn generate(app: Arc<App>, req: GenRequest) -> Response {
         }
         RequestFault::Cut { .. } | RequestFault::None => {}
     }
-    let (plan, verdict) = pd::plan(app.cfg.role, app.cfg.connector, &req.kv_params, req.prompt_tokens);
+    let (plan, verdict) = pd::plan(
+        app.cfg.role,
+        app.cfg.connector,
+        &req.kv_params,
+        req.prompt_tokens,
+    );
     match verdict {
         KvVerdict::Ok => {}
         KvVerdict::DecodeWithoutParams => {
@@ -452,10 +486,12 @@ async fn generate(app: Arc<App>, req: GenRequest) -> Response {
     let received = Instant::now();
     tokio::time::sleep(app.engine.frontend_delay()).await;
     let id = app.engine.new_id();
-    let Some(ts) = app
-        .engine
-        .submit(id, req.prompt_tokens, req.max_tokens, plan == KvPlan::Consume)
-    else {
+    let Some(ts) = app.engine.submit(
+        id,
+        req.prompt_tokens,
+        req.max_tokens,
+        plan == KvPlan::Consume,
+    ) else {
         return api_error(
             &app,
             ApiError {
@@ -539,7 +575,10 @@ async fn full_response(
     } else {
         Value::Null
     };
-    json_response(StatusCode::OK, enc.full_response(&text, req.prompt_tokens, n, kv))
+    json_response(
+        StatusCode::OK,
+        enc.full_response(&text, req.prompt_tokens, n, kv),
+    )
 }
 
 struct StreamState {
