@@ -38,7 +38,14 @@ fn bench_writes_a_result_and_prints_a_summary() {
         .unwrap()
         .args(["bench", "--base-url", &srv.base_url(), "--model", "m"])
         .args(["--tokenizer", &tiny(), "--dataset", "random"])
-        .args(["--input-len", "32", "--output-len", "6", "--num-prompts", "20"])
+        .args([
+            "--input-len",
+            "32",
+            "--output-len",
+            "6",
+            "--num-prompts",
+            "20",
+        ])
         .args(["--rate", "100", "--seed", "3", "--out"])
         .arg(&out)
         .assert()
@@ -103,7 +110,14 @@ fn unreachable_server_is_a_failed_run_not_a_hang() {
     Command::cargo_bin("vbench")
         .unwrap()
         .args(["bench", "--base-url", &format!("http://127.0.0.1:{port}")])
-        .args(["--model", "m", "--dataset", "random", "--tokenizer", &tiny()])
+        .args([
+            "--model",
+            "m",
+            "--dataset",
+            "random",
+            "--tokenizer",
+            &tiny(),
+        ])
         .args(["--num-prompts", "3", "--out"])
         .arg(dir.path().join("r.json"))
         .timeout(Duration::from_secs(60))

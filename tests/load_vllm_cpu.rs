@@ -81,7 +81,9 @@ async fn run_random(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completions_against_real_vllm_have_exact_token_counts_and_sane_timings() {
-    let Some((url, model_dir)) = env() else { return };
+    let Some((url, model_dir)) = env() else {
+        return;
+    };
     let tok = Arc::new(Tokenizer::load(&model_dir).unwrap());
     let (r, reqs) = run_random(&url, tok.clone(), Api::Completions, "tiny", 12).await;
     assert_eq!(r.completed, 12, "errors: {:?}", r.errors);
@@ -90,15 +92,26 @@ async fn completions_against_real_vllm_have_exact_token_counts_and_sane_timings(
         // the server's prompt count equals ours: the random prompts are exactly 48 tokens
         assert_eq!(q.prompt_tokens, 48, "request {}", q.index);
         assert_eq!(p.prompt_tokens, 48);
-        assert_eq!(q.output_tokens, 24, "ignore_eos makes every output full length");
+        assert_eq!(
+            q.output_tokens, 24,
+            "ignore_eos makes every output full length"
+        );
         let (ttft, e2e, tpot) = (q.ttft_s.unwrap(), q.e2e_s.unwrap(), q.tpot_s.unwrap());
         assert!(ttft > 0.0005 && ttft < 5.0, "ttft {ttft}");
         assert!(e2e > ttft, "e2e {e2e} ttft {ttft}");
         assert!(tpot > 0.0 && tpot < 0.5, "tpot {tpot}");
         // a byte-level tokenizer may merge tokens into fewer chunks, never more
-        assert!(!q.itls_s.is_empty() && q.itls_s.len() <= 23, "{}", q.itls_s.len());
+        assert!(
+            !q.itls_s.is_empty() && q.itls_s.len() <= 23,
+            "{}",
+            q.itls_s.len()
+        );
         let sum: f64 = q.itls_s.iter().sum();
-        assert!((sum - (e2e - ttft)).abs() < 0.002, "itls sum {sum} vs {}", e2e - ttft);
+        assert!(
+            (sum - (e2e - ttft)).abs() < 0.002,
+            "itls sum {sum} vs {}",
+            e2e - ttft
+        );
         assert!(q.lag_s() < 0.05, "lag {}", q.lag_s());
     }
     assert!(r.mean_ttft_ms > 0.0 && r.p99_ttft_ms >= r.median_ttft_ms);
@@ -108,7 +121,9 @@ async fn completions_against_real_vllm_have_exact_token_counts_and_sane_timings(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_against_real_vllm_streams_and_counts_usage() {
-    let Some((url, model_dir)) = env() else { return };
+    let Some((url, model_dir)) = env() else {
+        return;
+    };
     let tok = Arc::new(Tokenizer::load(&model_dir).unwrap());
     let (r, _) = run_random(&url, tok, Api::Chat, "tiny", 4).await;
     assert_eq!(r.completed, 4, "errors: {:?}", r.errors);
@@ -121,13 +136,18 @@ async fn chat_against_real_vllm_streams_and_counts_usage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_model_name_is_a_recorded_http_failure() {
-    let Some((url, model_dir)) = env() else { return };
+    let Some((url, model_dir)) = env() else {
+        return;
+    };
     let tok = Arc::new(Tokenizer::load(&model_dir).unwrap());
     let (r, _) = run_random(&url, tok, Api::Completions, "no-such-model", 2).await;
     assert_eq!(r.failed, 2);
     for q in &r.vbench.requests {
         assert_eq!(q.error_kind.as_deref(), Some("http"));
         assert_eq!(q.http_status, Some(404));
-        assert!(q.error.as_deref().unwrap().contains("no-such-model"), "{q:?}");
+        assert!(
+            q.error.as_deref().unwrap().contains("no-such-model"),
+            "{q:?}"
+        );
     }
 }

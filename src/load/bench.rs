@@ -39,6 +39,14 @@ pub enum ArrivalKind {
 /// full result (vLLM-compatible keys plus every request) to --out.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
+    // Boxed: the CLI's command enum stays small (clippy::large_enum_variant).
+    #[command(flatten)]
+    pub opts: Box<BenchOptions>,
+}
+
+/// The flags of `vbench bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchOptions {
     /// Base URL of the server, e.g. http://127.0.0.1:8000
     #[arg(long)]
     pub base_url: String,
@@ -142,6 +150,7 @@ impl Progress for Bar {
 }
 
 pub fn run_bench(args: BenchArgs) -> Result<()> {
+    let args = *args.opts;
     if args.out.exists() {
         return Err(Error::bad_input(anyhow!(
             "{} exists; vbench never overwrites a result, choose another --out",

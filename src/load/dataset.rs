@@ -392,6 +392,7 @@ fn random(
     let (olo, ohi) = len_range(output_len, ratio);
     let mut out = Vec::with_capacity(n);
     let mut mismatched = 0usize;
+    let mut filler: Option<String> = None;
     for _ in 0..n {
         let target_total = rng.gen_range(ilo..=ihi).max(specials + 1);
         let target = (target_total - specials) as usize;
@@ -417,6 +418,15 @@ fn random(
             }
         }
         if got != target {
+            // Re-encoding keeps merging across the seam: settle it at the text level.
+            got = settle_length(
+                tok,
+                &mut text,
+                target,
+                filler.get_or_insert_with(|| pick_filler(tok, &allowed)),
+            )?;
+        }
+        if got != target {
             mismatched += 1;
         }
         out.push(PreparedRequest {
@@ -432,6 +442,43 @@ fn random(
         ));
     }
     Ok(out)
+}
+
+/// A short word that tokenizes as one token per repetition (e.g. " the"), to pad with.
+fn pick_filler(tok: &Tokenizer, allowed: &[u32]) -> String {
+    for &id in allowed {
+        let Ok(t) = tok.decode(&[id]) else { continue };
+        let word = t.strip_prefix(' ').unwrap_or("");
+        if word.len() >= 2 && word.chars().all(|c| c.is_ascii_lowercase()) {
+            let three = t.repeat(3);
+            if tok.encode(&three, false).map(|v| v.len()).ok() == Some(3) {
+                return t;
+            }
+        }
+    }
+    " a".to_string()
+}
+
+/// Pad with `filler` or drop trailing characters until `text` is `target` tokens (bounded).
+fn settle_length(
+    tok: &Tokenizer,
+    text: &mut String,
+    target: usize,
+    filler: &str,
+) -> anyhow::Result<usize> {
+    let mut got = tok.encode(text, false)?.len();
+    for _ in 0..(4 * target + 16) {
+        if got == target {
+            break;
+        }
+        if got > target {
+            text.pop();
+        } else {
+            text.push_str(filler);
+        }
+        got = tok.encode(text, false)?.len();
+    }
+    Ok(got)
 }
 
 #[cfg(test)]
@@ -629,6 +676,21 @@ mod tests {
             .all(|r| (50..=150).contains(&r.prompt_tokens)));
         assert!(d.requests.iter().all(|r| (10..=30).contains(&r.max_tokens)));
         let again = load(&spec, 50, 1, Some(&tok)).unwrap();
+        for r in &d.requests {
+            assert_eq!(tok.count(&r.prompt).unwrap() as u64, r.prompt_tokens);
+        }
+        let long = DatasetSpec::Random {
+            input_len: 512,
+            output_len: 8,
+            range_ratio: 0.0,
+        };
+        let d2 = load(&long, 40, 0, Some(&tok)).unwrap();
+        assert!(
+            d2.notes.iter().all(|n| !n.contains("could not")),
+            "{:?}",
+            d2.notes
+        );
+        assert!(d2.requests.iter().all(|r| r.prompt_tokens == 512));
         assert_eq!(d.requests, again.requests);
         assert!(load(&spec, 1, 0, None)
             .unwrap_err()

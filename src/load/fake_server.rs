@@ -93,6 +93,14 @@ impl Drop for FakeServer {
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route(
+            "/v1/models",
+            get(|| async {
+                Json(
+                    serde_json::json!({"object": "list", "data": [{"id": "m", "object": "model"}]}),
+                )
+            }),
+        )
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat))
         .route("/log", get(get_log))
