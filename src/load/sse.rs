@@ -144,11 +144,35 @@ impl StreamError {
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(default, borrow)]
-    choices: Option<Vec<Choice<'a>>>,
+    choices: Option<FirstChoice<'a>>,
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(default)]
     error: Option<serde_json::Value>,
+}
+
+/// The first element of `choices` (the rest are skipped without allocating).
+struct FirstChoice<'a>(Option<Choice<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = FirstChoice<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<FirstChoice<'a>, A::Error> {
+                let first = seq.next_element::<Choice<'a>>()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(FirstChoice(first))
+            }
+        }
+        d.deserialize_seq(V(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -235,8 +259,8 @@ impl StreamAccount {
                 .unwrap_or_else(|| err.to_string());
             return Err(StreamError::Server(msg));
         }
-        if let Some(choices) = chunk.choices.as_deref() {
-            if let Some(c) = choices.first() {
+        if let Some(FirstChoice(first)) = chunk.choices.as_ref() {
+            if let Some(c) = first {
                 match self.last {
                     None => self.first = Some(now),
                     Some(prev) => self.itls.push((now - prev).as_secs_f64()),
