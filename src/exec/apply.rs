@@ -105,7 +105,7 @@ pub fn run_apply(args: ApplyArgs) -> Result<()> {
         }
     }
     let runtime = tokio::runtime::Runtime::new().map_err(Error::failed)?;
-    let runner = super::runner::LoadGenRunner;
+    let runner = super::runner::LoadGenRunner::default();
     let (run_dir, outcome) = runtime
         .block_on(apply(&args, &loaded, &plan, &runner, &NvidiaSmiProbe))
         .map_err(Error::failed)?;
@@ -348,13 +348,22 @@ async fn run_variant<R: CellRunner>(
     interrupted: &mut watch::Receiver<bool>,
 ) -> Result<(), VariantError> {
     let spec = deploy::render(target, variant, variant_dir, ports)?;
+    // A resumed variant keeps the first attempt's records and adds its own beside them.
+    let attempt = if variant_dir.join("deployment.json").exists() {
+        format!("-resume-{}", chrono::Local::now().format("%Y%m%d_%H%M%S"))
+    } else {
+        String::new()
+    };
     write_json_new(
-        &variant_dir.join("deployment.json"),
+        &variant_dir.join(format!("deployment{attempt}.json")),
         &deployment_record(&spec, variant),
     )?;
     for c in &spec.components {
         for (path, text) in &c.files {
-            write_bytes_new(path, text.as_bytes())?;
+            // A resumed variant finds its config files from the first attempt.
+            if std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
+                write_bytes_new(path, text.as_bytes())?;
+            }
         }
     }
     let grace = Duration::from_secs_f64(args.stop_grace_s.max(0.1));
@@ -455,7 +464,10 @@ async fn run_variant<R: CellRunner>(
     if !killed.is_empty() {
         eprintln!("  teardown: SIGKILL needed for {}", killed.join(", "));
     }
-    let _ = write_json_new(&variant_dir.join("teardown.json"), &reports);
+    let _ = write_json_new(
+        &variant_dir.join(format!("teardown{attempt}.json")),
+        &reports,
+    );
     if let Some((job, _)) = target.slurm {
         super::slurm::wait_steps_gone(job, Duration::from_secs(60)).await?;
     }
