@@ -61,7 +61,11 @@ fn llama3_8b_h200_reproduces_the_simple_vs_1p1d_table_within_30_percent() {
         }
     }
     println!("{report}");
-    assert!(worst <= 0.30, "worst deviation {:.0} %:\n{report}", worst * 100.0);
+    assert!(
+        worst <= 0.30,
+        "worst deviation {:.0} %:\n{report}",
+        worst * 100.0
+    );
 }
 
 #[test]

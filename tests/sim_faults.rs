@@ -19,11 +19,21 @@ fn cfg(faults: FaultArgs) -> SimConfig {
 
 #[tokio::test]
 async fn fail_fraction_answers_500_for_that_share_of_requests() {
-    let srv = start(cfg(FaultArgs { fail_fraction: 0.5, fault_seed: 7, ..Default::default() })).await;
+    let srv = start(cfg(FaultArgs {
+        fail_fraction: 0.5,
+        fault_seed: 7,
+        ..Default::default()
+    }))
+    .await;
     let c = client();
     let mut failed = 0;
     for _ in 0..40 {
-        let s = stream(&c, &format!("{}/v1/completions", srv.url()), &completion_body(10, 2)).await;
+        let s = stream(
+            &c,
+            &format!("{}/v1/completions", srv.url()),
+            &completion_body(10, 2),
+        )
+        .await;
         match s.status {
             500 => {
                 let v: serde_json::Value = serde_json::from_str(&s.body).unwrap();
@@ -34,15 +44,31 @@ async fn fail_fraction_answers_500_for_that_share_of_requests() {
             other => panic!("unexpected status {other}"),
         }
     }
-    assert!((10..=30).contains(&failed), "about half of 40 should fail, got {failed}");
+    assert!(
+        (10..=30).contains(&failed),
+        "about half of 40 should fail, got {failed}"
+    );
     let m = scrape(&c, &srv.url()).await;
-    assert_eq!(metric(&m, "vbench_sim:faults_injected_total", &[("kind", "fail")]), failed as f64);
+    assert_eq!(
+        metric(&m, "vbench_sim:faults_injected_total", &[("kind", "fail")]),
+        failed as f64
+    );
 }
 
 #[tokio::test]
 async fn cut_streams_end_without_done_after_the_given_tokens() {
-    let srv = start(cfg(FaultArgs { cut_fraction: 1.0, cut_after_tokens: 3, ..Default::default() })).await;
-    let s = stream(&client(), &format!("{}/v1/completions", srv.url()), &completion_body(10, 20)).await;
+    let srv = start(cfg(FaultArgs {
+        cut_fraction: 1.0,
+        cut_after_tokens: 3,
+        ..Default::default()
+    }))
+    .await;
+    let s = stream(
+        &client(),
+        &format!("{}/v1/completions", srv.url()),
+        &completion_body(10, 20),
+    )
+    .await;
     assert_eq!(s.status, 200);
     assert_eq!(s.token_times.len(), 3);
     assert!(!s.done(), "no [DONE] on a cut stream");
@@ -51,49 +77,107 @@ async fn cut_streams_end_without_done_after_the_given_tokens() {
 
 #[tokio::test]
 async fn hang_fraction_never_answers_but_health_still_does() {
-    let srv = start(cfg(FaultArgs { hang_fraction: 1.0, ..Default::default() })).await;
+    let srv = start(cfg(FaultArgs {
+        hang_fraction: 1.0,
+        ..Default::default()
+    }))
+    .await;
     let c = client();
     let r = tokio::time::timeout(
         Duration::from_millis(800),
-        c.post(format!("{}/v1/completions", srv.url())).json(&completion_body(10, 2)).send(),
+        c.post(format!("{}/v1/completions", srv.url()))
+            .json(&completion_body(10, 2))
+            .send(),
     )
     .await;
     assert!(r.is_err(), "the request must hang");
-    assert_eq!(c.get(format!("{}/health", srv.url())).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{}/health", srv.url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn unhealthy_for_refuses_health_then_recovers() {
-    let srv = start(cfg(FaultArgs { unhealthy_for: Some(0.6), ..Default::default() })).await;
+    let srv = start(cfg(FaultArgs {
+        unhealthy_for: Some(0.6),
+        ..Default::default()
+    }))
+    .await;
     let c = client();
     let t0 = Instant::now();
-    assert_eq!(c.get(format!("{}/health", srv.url())).send().await.unwrap().status(), 503);
+    assert_eq!(
+        c.get(format!("{}/health", srv.url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
     let mut ready = None;
     while t0.elapsed() < Duration::from_secs(5) {
-        if c.get(format!("{}/health", srv.url())).send().await.unwrap().status() == 200 {
+        if c.get(format!("{}/health", srv.url()))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
             ready = Some(t0.elapsed());
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let ready = ready.expect("healthy after the slow start");
-    assert!(ready >= Duration::from_millis(450), "healthy too early: {ready:?}");
-    assert!(stream(&c, &format!("{}/v1/completions", srv.url()), &completion_body(10, 2)).await.done());
+    assert!(
+        ready >= Duration::from_millis(450),
+        "healthy too early: {ready:?}"
+    );
+    assert!(stream(
+        &c,
+        &format!("{}/v1/completions", srv.url()),
+        &completion_body(10, 2)
+    )
+    .await
+    .done());
 }
 
 #[tokio::test]
 async fn hang_after_wedges_every_route() {
-    let srv = start(cfg(FaultArgs { hang_after: Some(0.3), ..Default::default() })).await;
+    let srv = start(cfg(FaultArgs {
+        hang_after: Some(0.3),
+        ..Default::default()
+    }))
+    .await;
     let c = client();
-    assert_eq!(c.get(format!("{}/health", srv.url())).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{}/health", srv.url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let r = tokio::time::timeout(Duration::from_millis(700), c.get(format!("{}/health", srv.url())).send()).await;
+    let r = tokio::time::timeout(
+        Duration::from_millis(700),
+        c.get(format!("{}/health", srv.url())).send(),
+    )
+    .await;
     assert!(r.is_err(), "a wedged server does not answer /health");
 }
 
 #[tokio::test]
 async fn crash_after_requests_cuts_streams_and_ends_the_server() {
-    let srv = start(cfg(FaultArgs { crash_after_requests: Some(2), ..Default::default() })).await;
+    let srv = start(cfg(FaultArgs {
+        crash_after_requests: Some(2),
+        ..Default::default()
+    }))
+    .await;
     let c = client();
     let u = format!("{}/v1/completions", srv.url());
     let long = tokio::spawn({
@@ -101,12 +185,21 @@ async fn crash_after_requests_cuts_streams_and_ends_the_server() {
         async move { stream(&c, &u, completion_body(10, 2000)).await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(stream(&c, &u, &completion_body(10, 2)).await.done(), "request 2 is served");
+    assert!(
+        stream(&c, &u, &completion_body(10, 2)).await.done(),
+        "request 2 is served"
+    );
     let third = stream(&c, &u, &completion_body(10, 2)).await;
     assert!(!third.done(), "request 3 meets the crash");
     let long = long.await.unwrap();
-    assert!(!long.done() && long.error.is_some(), "in-flight stream is cut by the crash");
-    let exit = tokio::time::timeout(Duration::from_secs(5), srv.wait()).await.unwrap().unwrap();
+    assert!(
+        !long.done() && long.error.is_some(),
+        "in-flight stream is cut by the crash"
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(5), srv.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(exit, ServeExit::Crashed(_)), "{exit:?}");
 }
 
@@ -116,7 +209,11 @@ fn vbench() -> Command {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_healthy(port: u16, child: &mut std::process::Child) -> bool {
@@ -143,8 +240,23 @@ fn wait_healthy(port: u16, child: &mut std::process::Child) -> bool {
 fn binary_serves_with_launcher_flags_and_exits_cleanly_on_sigterm() {
     let port = free_port();
     let mut child = vbench()
-        .args(["sim-serve", "--host", "127.0.0.1", "--port", &port.to_string(), "--role", "decode",
-            "--profile", "tiny-cpu", "--model", "Qwen/Qwen3-0.6B", "--tp", "2", "--kv-connector", "nixl"])
+        .args([
+            "sim-serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--role",
+            "decode",
+            "--profile",
+            "tiny-cpu",
+            "--model",
+            "Qwen/Qwen3-0.6B",
+            "--tp",
+            "2",
+            "--kv-connector",
+            "nixl",
+        ])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -155,7 +267,10 @@ fn binary_serves_with_launcher_flags_and_exits_cleanly_on_sigterm() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(t0.elapsed() < Duration::from_secs(10), "did not exit on SIGTERM");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "did not exit on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}");
@@ -165,7 +280,15 @@ fn binary_serves_with_launcher_flags_and_exits_cleanly_on_sigterm() {
 fn binary_crash_after_seconds_exits_with_status_1() {
     let port = free_port();
     let mut child = vbench()
-        .args(["sim-serve", "--port", &port.to_string(), "--profile", "tiny-cpu", "--crash-after", "1"])
+        .args([
+            "sim-serve",
+            "--port",
+            &port.to_string(),
+            "--profile",
+            "tiny-cpu",
+            "--crash-after",
+            "1",
+        ])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -183,9 +306,15 @@ fn binary_crash_after_seconds_exits_with_status_1() {
 
 #[test]
 fn binary_rejects_bad_flags_with_exit_code_2() {
-    let out = vbench().args(["sim-serve", "--profile", "no-such"]).output().unwrap();
+    let out = vbench()
+        .args(["sim-serve", "--profile", "no-such"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("llama3-8b-h200"));
-    let out = vbench().args(["sim-serve", "--fail-fraction", "2"]).output().unwrap();
+    let out = vbench()
+        .args(["sim-serve", "--fail-fraction", "2"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

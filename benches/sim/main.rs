@@ -66,17 +66,36 @@ impl Drop for Killer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn five_thousand_streams_on_one_core() {
-    let streams: usize = std::env::var("SIM_BENCH_STREAMS").ok().and_then(|s| s.parse().ok()).unwrap_or(5000);
+    let streams: usize = std::env::var("SIM_BENCH_STREAMS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5000);
     let out_tokens: u32 = 150;
     let dir = tempfile::tempdir().unwrap();
     let prof = dir.path().join("bench.toml");
     std::fs::write(&prof, BENCH_PROFILE).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     // Server on core 0, this client on the last core.
     let child = Command::new("taskset")
-        .args(["-c", "0", env!("CARGO_BIN_EXE_vbench"), "sim-serve", "--port", &port.to_string(),
-            "--profile", prof.to_str().unwrap(), "--model", "m"])
+        .args([
+            "-c",
+            "0",
+            env!("CARGO_BIN_EXE_vbench"),
+            "sim-serve",
+            "--port",
+            &port.to_string(),
+            "--profile",
+            prof.to_str().unwrap(),
+            "--model",
+            "m",
+        ])
         .stderr(Stdio::null())
         .spawn()
         .expect("taskset and the vbench binary");
@@ -85,10 +104,23 @@ async fn five_thousand_streams_on_one_core() {
         pin_self_to(ncpu - 1);
     }
     let url = format!("http://127.0.0.1:{port}");
-    let c = reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(300)).build().unwrap();
+    let c = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
     let t0 = Instant::now();
-    while c.get(format!("{url}/health")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
-        assert!(t0.elapsed() < Duration::from_secs(20), "server never healthy");
+    while c
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "server never healthy"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cpu0 = cpu_seconds(server.0.id());
@@ -128,8 +160,18 @@ async fn five_thousand_streams_on_one_core() {
     let (results, ()) = futures::future::join(futures::future::join_all(tasks), sampler).await;
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(server.0.id()) - cpu0;
-    let ok = results.iter().filter(|r| matches!(r, Ok((true, n)) if *n == out_tokens as usize)).count();
-    let text = c.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    let ok = results
+        .iter()
+        .filter(|r| matches!(r, Ok((true, n)) if *n == out_tokens as usize))
+        .count();
+    let text = c
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let m = parse_prometheus(&text).unwrap();
     let steps = metric(&m, "vbench_sim:step_lag_seconds_count", &[]);
     let lag_sum = metric(&m, "vbench_sim:step_lag_seconds_sum", &[]);
@@ -138,12 +180,21 @@ async fn five_thousand_streams_on_one_core() {
     let over_500us = steps - le("0.0005");
     println!("streams: {streams} requested, {ok} complete with all {out_tokens} tokens and [DONE]");
     println!("peak vllm:num_requests_running: {peak_running}");
-    println!("server CPU: {cpu:.1} s over {wall:.1} s wall ({:.0} % of one core)", 100.0 * cpu / wall);
+    println!(
+        "server CPU: {cpu:.1} s over {wall:.1} s wall ({:.0} % of one core)",
+        100.0 * cpu / wall
+    );
     println!("steps: {steps}, mean lag {:.3} ms, steps later than 0.5 ms: {over_500us}, later than 1 ms: {over_1ms}",
         1e3 * lag_sum / steps.max(1.0));
     assert_eq!(ok, streams, "every stream must complete");
-    assert!(peak_running >= streams as f64 * 0.95, "streams must be concurrent, peak {peak_running}");
-    assert!(over_1ms / steps.max(1.0) < 0.01, "more than 1 % of steps over 1 ms late");
+    assert!(
+        peak_running >= streams as f64 * 0.95,
+        "streams must be concurrent, peak {peak_running}"
+    );
+    assert!(
+        over_1ms / steps.max(1.0) < 0.01,
+        "more than 1 % of steps over 1 ms late"
+    );
 }
 
 /// (rate, simple [TTFT p50, TPOT p50, TPOT p90], pd [same]) in ms: tests/fixtures/vllm-gpu/README.md.
@@ -155,7 +206,10 @@ const MEASURED: [(f64, [f64; 3], [f64; 3]); 3] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn realtime_distserve_table() {
-    let secs: f64 = std::env::var("SIM_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20.0);
+    let secs: f64 = std::env::var("SIM_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20.0);
     let p = Profile::load("llama3-8b-h200").unwrap();
     let mk = |role| {
         let mut c = SimConfig::new(p.clone(), "m");
@@ -171,7 +225,10 @@ async fn realtime_distserve_table() {
         for pd in [false, true] {
             // Fresh servers per cell, as the reference restarted nothing but began idle.
             let simple = start(mk(Role::Simple)).await;
-            let (ps, ds) = (start(mk(Role::Prefill)).await, start(mk(Role::Decode)).await);
+            let (ps, ds) = (
+                start(mk(Role::Prefill)).await,
+                start(mk(Role::Decode)).await,
+            );
             let arrivals = poisson_arrivals(rate, secs, 42, 2048, 128);
             let t0 = tokio::time::Instant::now();
             let futs = arrivals.iter().map(|a| {
@@ -194,7 +251,11 @@ async fn realtime_distserve_table() {
             let res = futures::future::join_all(futs).await;
             let ttft: Vec<f64> = res.iter().map(|r| r.0).collect();
             let tpot: Vec<f64> = res.iter().map(|r| r.1).collect();
-            let sim = [percentile(&ttft, 0.5), percentile(&tpot, 0.5), percentile(&tpot, 0.9)];
+            let sim = [
+                percentile(&ttft, 0.5),
+                percentile(&tpot, 0.5),
+                percentile(&tpot, 0.9),
+            ];
             let meas = if pd { m_pd } else { m_simple };
             for k in 0..3 {
                 worst = worst.max(((sim[k] - meas[k]) / meas[k]).abs());
@@ -202,12 +263,25 @@ async fn realtime_distserve_table() {
             println!(
                 "| {rate} | {} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} |",
                 if pd { "1P1D" } else { "simple" },
-                meas[0], sim[0], meas[1], sim[1], meas[2], sim[2]
+                meas[0],
+                sim[0],
+                meas[1],
+                sim[1],
+                meas[2],
+                sim[2]
             );
             if pd {
                 let m = scrape(&c, &ds.url()).await;
-                let ext = metric(&m, "vllm:prompt_tokens_by_source_total", &[("source", "external_kv_transfer")]);
-                assert_eq!(ext, 2048.0 * res.len() as f64, "every decode used the transferred KV");
+                let ext = metric(
+                    &m,
+                    "vllm:prompt_tokens_by_source_total",
+                    &[("source", "external_kv_transfer")],
+                );
+                assert_eq!(
+                    ext,
+                    2048.0 * res.len() as f64,
+                    "every decode used the transferred KV"
+                );
             }
             for s in [simple, ps, ds] {
                 s.stop().await.unwrap();

@@ -72,7 +72,12 @@ impl Drop for TokenStream {
 
 impl EngineHandle {
     /// Start the engine thread.
-    pub fn start(cfg: SchedConfig, frontend_base_s: f64, frontend_per_token_s: f64, metrics: Arc<Metrics>) -> Self {
+    pub fn start(
+        cfg: SchedConfig,
+        frontend_base_s: f64,
+        frontend_per_token_s: f64,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
         let sh = shared.clone();
@@ -108,11 +113,21 @@ impl EngineHandle {
     }
 
     pub fn snapshot(&self) -> EngineSnapshot {
-        *self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .shared
+            .snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Hand a request to the engine; `None` if the engine has stopped.
-    pub fn submit(&self, id: u64, prompt_tokens: u32, max_tokens: u32, remote_kv: bool) -> Option<TokenStream> {
+    pub fn submit(
+        &self,
+        id: u64,
+        prompt_tokens: u32,
+        max_tokens: u32,
+        remote_kv: bool,
+    ) -> Option<TokenStream> {
         let (stx, srx) = unbounded_channel();
         let req = NewRequest {
             id,
@@ -179,18 +194,19 @@ fn run(
             sched.abort(id);
         }
     };
-    let publish = |sched: &Scheduler<UnboundedSender<TokenEvent>>, frontend: &mut FrontendLoad, now: f64| {
-        let snap = EngineSnapshot {
-            running: sched.num_running(),
-            waiting: sched.num_waiting(),
-            kv_usage: sched.kv_usage(),
-            counters: sched.counters(),
+    let publish =
+        |sched: &Scheduler<UnboundedSender<TokenEvent>>, frontend: &mut FrontendLoad, now: f64| {
+            let snap = EngineSnapshot {
+                running: sched.num_running(),
+                waiting: sched.num_waiting(),
+                kv_usage: sched.kv_usage(),
+                counters: sched.counters(),
+            };
+            *shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snap;
+            shared
+                .frontend_util
+                .store(frontend.utilisation(now).to_bits(), Ordering::Relaxed);
         };
-        *shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snap;
-        shared
-            .frontend_util
-            .store(frontend.utilisation(now).to_bits(), Ordering::Relaxed);
-    };
     let mut last_end: Option<f64> = None;
     loop {
         loop {

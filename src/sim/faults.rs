@@ -73,7 +73,9 @@ impl FaultArgs {
 pub enum RequestFault {
     None,
     Fail,
-    Cut { after_tokens: u32 },
+    Cut {
+        after_tokens: u32,
+    },
     Hang,
     /// The server crashes on this request.
     Crash,
@@ -130,7 +132,11 @@ impl Faults {
     /// Draw the fate of the next generation request.
     pub fn draw(&self) -> RequestFault {
         let n = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.args.crash_after_requests.is_some_and(|limit| n > limit) {
+        if self
+            .args
+            .crash_after_requests
+            .is_some_and(|limit| n > limit)
+        {
             return RequestFault::Crash;
         }
         let a = &self.args;

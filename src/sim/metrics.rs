@@ -28,8 +28,8 @@ pub const ITL_BUCKETS: &[f64] = &[
 ];
 /// vLLM's buckets for end-to-end request latency.
 pub const E2E_BUCKETS: &[f64] = &[
-    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
-    240.0, 480.0, 960.0, 1920.0, 7680.0,
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
 ];
 /// Lateness of simulated steps against their schedule.
 pub const LAG_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05];
@@ -173,9 +173,24 @@ impl Metrics {
             let _ = writeln!(o, "# TYPE {name} gauge");
             let _ = writeln!(o, "{name}{{{labels}}} {v:?}");
         };
-        gauge(&mut o, "vllm:num_requests_running", "Number of requests in model execution batches.", snap.running as f64);
-        gauge(&mut o, "vllm:num_requests_waiting", "Number of requests waiting to be processed.", snap.waiting as f64);
-        gauge(&mut o, "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", snap.kv_usage);
+        gauge(
+            &mut o,
+            "vllm:num_requests_running",
+            "Number of requests in model execution batches.",
+            snap.running as f64,
+        );
+        gauge(
+            &mut o,
+            "vllm:num_requests_waiting",
+            "Number of requests waiting to be processed.",
+            snap.waiting as f64,
+        );
+        gauge(
+            &mut o,
+            "vllm:kv_cache_usage_perc",
+            "KV-cache usage. 1 means 100 percent usage.",
+            snap.kv_usage,
+        );
         let counter = |o: &mut String, name: &str, help: &str, series: &[(&str, u64)]| {
             let _ = writeln!(o, "# HELP {name} {help}");
             let _ = writeln!(o, "# TYPE {name} counter");
@@ -184,7 +199,12 @@ impl Metrics {
             }
         };
         let c = &snap.counters;
-        counter(&mut o, "vllm:prompt_tokens_total", "Number of prefill tokens processed.", &[("", c.prompt_tokens_local + c.prompt_tokens_external)]);
+        counter(
+            &mut o,
+            "vllm:prompt_tokens_total",
+            "Number of prefill tokens processed.",
+            &[("", c.prompt_tokens_local + c.prompt_tokens_external)],
+        );
         counter(
             &mut o,
             "vllm:prompt_tokens_by_source_total",
@@ -195,25 +215,93 @@ impl Metrics {
                 (",source=\"external_kv_transfer\"", c.prompt_tokens_external),
             ],
         );
-        counter(&mut o, "vllm:generation_tokens_total", "Number of generation tokens processed.", &[("", c.generation_tokens)]);
-        counter(&mut o, "vllm:request_success_total", "Count of successfully processed requests.", &[(",finished_reason=\"length\"", self.requests_ok.load(Relaxed))]);
-        counter(&mut o, "vllm:num_preemptions_total", "Cumulative number of preemption from the engine.", &[("", 0)]);
-        self.ttft.render(&mut o, "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", &labels);
-        self.itl.render(&mut o, "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", &labels);
-        self.e2e.render(&mut o, "vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", &labels);
-        counter(&mut o, "vbench_sim:kv_transfers_total", "KV transfers received from a remote prefill (simulated).", &[("", c.kv_transfers)]);
-        counter(&mut o, "vbench_sim:decode_without_kv_transfer_total", "Decode-role requests without usable kv_transfer_params, prefilled locally.", &[("", self.decode_without_kv.load(Relaxed))]);
-        counter(&mut o, "vbench_sim:kv_transfer_params_invalid_total", "Requests whose kv_transfer_params were present but unusable.", &[("", self.kv_params_invalid.load(Relaxed))]);
-        counter(&mut o, "vbench_sim:requests_rejected_total", "Requests answered with a 4xx error.", &[("", self.requests_bad.load(Relaxed))]);
+        counter(
+            &mut o,
+            "vllm:generation_tokens_total",
+            "Number of generation tokens processed.",
+            &[("", c.generation_tokens)],
+        );
+        counter(
+            &mut o,
+            "vllm:request_success_total",
+            "Count of successfully processed requests.",
+            &[(
+                ",finished_reason=\"length\"",
+                self.requests_ok.load(Relaxed),
+            )],
+        );
+        counter(
+            &mut o,
+            "vllm:num_preemptions_total",
+            "Cumulative number of preemption from the engine.",
+            &[("", 0)],
+        );
+        self.ttft.render(
+            &mut o,
+            "vllm:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds.",
+            &labels,
+        );
+        self.itl.render(
+            &mut o,
+            "vllm:inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds.",
+            &labels,
+        );
+        self.e2e.render(
+            &mut o,
+            "vllm:e2e_request_latency_seconds",
+            "Histogram of e2e request latency in seconds.",
+            &labels,
+        );
+        counter(
+            &mut o,
+            "vbench_sim:kv_transfers_total",
+            "KV transfers received from a remote prefill (simulated).",
+            &[("", c.kv_transfers)],
+        );
+        counter(
+            &mut o,
+            "vbench_sim:decode_without_kv_transfer_total",
+            "Decode-role requests without usable kv_transfer_params, prefilled locally.",
+            &[("", self.decode_without_kv.load(Relaxed))],
+        );
+        counter(
+            &mut o,
+            "vbench_sim:kv_transfer_params_invalid_total",
+            "Requests whose kv_transfer_params were present but unusable.",
+            &[("", self.kv_params_invalid.load(Relaxed))],
+        );
+        counter(
+            &mut o,
+            "vbench_sim:requests_rejected_total",
+            "Requests answered with a 4xx error.",
+            &[("", self.requests_bad.load(Relaxed))],
+        );
         let faults: Vec<(String, u64)> = FAULT_NAMES
             .iter()
             .zip(&self.faults)
             .map(|(n, v)| (format!(",kind=\"{n}\""), v.load(Relaxed)))
             .collect();
         let faults: Vec<(&str, u64)> = faults.iter().map(|(s, v)| (s.as_str(), *v)).collect();
-        counter(&mut o, "vbench_sim:faults_injected_total", "Faults injected on purpose.", &faults);
-        counter(&mut o, "vbench_sim:steps_total", "Engine steps run.", &[("", c.steps)]);
-        self.step_lag.render(&mut o, "vbench_sim:step_lag_seconds", "How late each simulated step ended against its schedule.", &labels);
+        counter(
+            &mut o,
+            "vbench_sim:faults_injected_total",
+            "Faults injected on purpose.",
+            &faults,
+        );
+        counter(
+            &mut o,
+            "vbench_sim:steps_total",
+            "Engine steps run.",
+            &[("", c.steps)],
+        );
+        self.step_lag.render(
+            &mut o,
+            "vbench_sim:step_lag_seconds",
+            "How late each simulated step ended against its schedule.",
+            &labels,
+        );
         o
     }
 }

@@ -131,15 +131,17 @@ impl PartialOrd for Pending {
 impl Ord for Pending {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         // Earliest first (BinaryHeap is a max-heap).
-        other
-            .at
-            .total_cmp(&self.at)
-            .then(other.seq.cmp(&self.seq))
+        other.at.total_cmp(&self.at).then(other.seq.cmp(&self.seq))
     }
 }
 
 /// Run `arrivals` against one `simple` instance.
-pub fn simulate_simple(p: &Profile, tp: u32, arrivals: &[Arrival], hops: Hops) -> Vec<ClientTiming> {
+pub fn simulate_simple(
+    p: &Profile,
+    tp: u32,
+    arrivals: &[Arrival],
+    hops: Hops,
+) -> Vec<ClientTiming> {
     run(&[Instance::new(p, tp)], arrivals, hops, false)
 }
 
@@ -152,7 +154,10 @@ pub fn simulate_pd(
     hops: Hops,
 ) -> Vec<ClientTiming> {
     run(
-        &[Instance::new(prefill.0, prefill.1), Instance::new(decode.0, decode.1)],
+        &[
+            Instance::new(prefill.0, prefill.1),
+            Instance::new(decode.0, decode.1),
+        ],
         arrivals,
         hops,
         true,

@@ -71,7 +71,12 @@ pub enum KvVerdict {
 
 /// Decide what to do with a request's `kv_transfer_params` (`params` is the JSON value or
 /// null) for a prompt of `prompt_tokens` tokens.
-pub fn plan(role: Role, connector: Connector, params: &Value, prompt_tokens: u32) -> (KvPlan, KvVerdict) {
+pub fn plan(
+    role: Role,
+    connector: Connector,
+    params: &Value,
+    prompt_tokens: u32,
+) -> (KvPlan, KvVerdict) {
     if role == Role::Simple {
         return (KvPlan::Local, KvVerdict::Ok);
     }
@@ -117,8 +122,14 @@ fn nixl_params_valid(obj: &serde_json::Map<String, Value>, prompt_tokens: u32) -
         .get("remote_engine_id")
         .and_then(Value::as_str)
         .is_some_and(|s| !s.is_empty());
-    let host = obj.get("remote_host").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-    let port = obj.get("remote_port").and_then(Value::as_u64).is_some_and(|p| p > 0 && p < 65536);
+    let host = obj
+        .get("remote_host")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
+    let port = obj
+        .get("remote_port")
+        .and_then(Value::as_u64)
+        .is_some_and(|p| p > 0 && p < 65536);
     // vLLM 0.26 nests the ids per KV-cache group ([[1, 2, ...]]); older versions are flat.
     let blocks = match obj.get("remote_block_ids") {
         Some(Value::Array(a)) if !a.is_empty() => a.iter().all(|g| match g {
@@ -168,29 +179,64 @@ mod tests {
 
     #[test]
     fn prefill_params_round_trip_into_a_remote_decode() {
-        let p = plan(Role::Prefill, Connector::Nixl, &json!({"do_remote_decode": true, "do_remote_prefill": false, "remote_engine_id": null, "remote_block_ids": null, "remote_host": null, "remote_port": null}), 200);
+        let p = plan(
+            Role::Prefill,
+            Connector::Nixl,
+            &json!({"do_remote_decode": true, "do_remote_prefill": false, "remote_engine_id": null, "remote_block_ids": null, "remote_host": null, "remote_port": null}),
+            200,
+        );
         assert_eq!(p, (KvPlan::ProduceNixl, KvVerdict::Ok));
         let out = produced_params(&ident(), "cmpl-1", 200);
         assert_eq!(out["remote_block_ids"][0].as_array().unwrap().len(), 13);
-        assert_eq!(plan(Role::Decode, Connector::Nixl, &out, 200), (KvPlan::Consume, KvVerdict::Ok));
+        assert_eq!(
+            plan(Role::Decode, Connector::Nixl, &out, 200),
+            (KvPlan::Consume, KvVerdict::Ok)
+        );
     }
 
     #[test]
     fn decode_without_or_with_broken_params_prefills_locally() {
-        assert_eq!(plan(Role::Decode, Connector::Nixl, &Value::Null, 10), (KvPlan::Local, KvVerdict::DecodeWithoutParams));
+        assert_eq!(
+            plan(Role::Decode, Connector::Nixl, &Value::Null, 10),
+            (KvPlan::Local, KvVerdict::DecodeWithoutParams)
+        );
         let mut out = produced_params(&ident(), "x", 200);
         out["remote_block_ids"] = json!([]);
-        assert_eq!(plan(Role::Decode, Connector::Nixl, &out, 200), (KvPlan::Local, KvVerdict::Invalid));
+        assert_eq!(
+            plan(Role::Decode, Connector::Nixl, &out, 200),
+            (KvPlan::Local, KvVerdict::Invalid)
+        );
         let out = produced_params(&ident(), "x", 200);
-        assert_eq!(plan(Role::Decode, Connector::Nixl, &out, 199), (KvPlan::Local, KvVerdict::Invalid), "token count must match");
-        assert_eq!(plan(Role::Simple, Connector::Nixl, &out, 200), (KvPlan::Local, KvVerdict::Ok));
+        assert_eq!(
+            plan(Role::Decode, Connector::Nixl, &out, 199),
+            (KvPlan::Local, KvVerdict::Invalid),
+            "token count must match"
+        );
+        assert_eq!(
+            plan(Role::Simple, Connector::Nixl, &out, 200),
+            (KvPlan::Local, KvVerdict::Ok)
+        );
     }
 
     #[test]
     fn lmcache_consumer_needs_a_disagg_spec() {
         let spec = json!({"ret_first_tok": true, "disagg_spec": {"req_id": "r1", "receiver_host": "127.0.0.1", "receiver_init_port": [7300], "receiver_alloc_port": [7400]}});
-        assert_eq!(plan(Role::Decode, Connector::Lmcache, &spec, 5), (KvPlan::Consume, KvVerdict::Ok));
-        assert_eq!(plan(Role::Prefill, Connector::Lmcache, &spec, 5), (KvPlan::Local, KvVerdict::Ok));
-        assert_eq!(plan(Role::Decode, Connector::Lmcache, &json!({"disagg_spec": 3}), 5), (KvPlan::Local, KvVerdict::Invalid));
+        assert_eq!(
+            plan(Role::Decode, Connector::Lmcache, &spec, 5),
+            (KvPlan::Consume, KvVerdict::Ok)
+        );
+        assert_eq!(
+            plan(Role::Prefill, Connector::Lmcache, &spec, 5),
+            (KvPlan::Local, KvVerdict::Ok)
+        );
+        assert_eq!(
+            plan(
+                Role::Decode,
+                Connector::Lmcache,
+                &json!({"disagg_spec": 3}),
+                5
+            ),
+            (KvPlan::Local, KvVerdict::Invalid)
+        );
     }
 }

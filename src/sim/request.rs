@@ -51,14 +51,19 @@ pub fn chat_prompt_tokens(messages: &Value) -> Result<u32, ApiError> {
     let arr = messages
         .as_array()
         .filter(|a| !a.is_empty())
-        .ok_or_else(|| ApiError::bad_request("messages must be a non-empty list", Some("messages")))?;
+        .ok_or_else(|| {
+            ApiError::bad_request("messages must be a non-empty list", Some("messages"))
+        })?;
     let mut n = 3u32; // the assistant prefix the template adds
     for m in arr {
-        let obj = m
-            .as_object()
-            .ok_or_else(|| ApiError::bad_request("each message must be an object", Some("messages")))?;
+        let obj = m.as_object().ok_or_else(|| {
+            ApiError::bad_request("each message must be an object", Some("messages"))
+        })?;
         if !obj.get("role").is_some_and(Value::is_string) {
-            return Err(ApiError::bad_request("each message needs a string `role`", Some("messages")));
+            return Err(ApiError::bad_request(
+                "each message needs a string `role`",
+                Some("messages"),
+            ));
         }
         n += 4;
         match obj.get("content") {
@@ -112,7 +117,12 @@ pub fn completion_prompt_tokens(prompt: Option<&Value>) -> Result<u32, ApiError>
 
 /// Parse a completions or chat body for the model `served` with context `max_model_len`.
 /// A model name that is not served is a 404, as in vLLM.
-pub fn parse(v: &Value, api: Api, served: &str, max_model_len: u32) -> Result<GenRequest, ApiError> {
+pub fn parse(
+    v: &Value,
+    api: Api,
+    served: &str,
+    max_model_len: u32,
+) -> Result<GenRequest, ApiError> {
     let obj = v
         .as_object()
         .ok_or_else(|| ApiError::bad_request("the request body must be a JSON object", None))?;
@@ -127,7 +137,12 @@ pub fn parse(v: &Value, api: Api, served: &str, max_model_len: u32) -> Result<Ge
                 param: Some("model"),
             })
         }
-        Some(_) => return Err(ApiError::bad_request("model must be a string", Some("model"))),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "model must be a string",
+                Some("model"),
+            ))
+        }
     }
     let prompt_tokens = match api {
         Api::Completions => completion_prompt_tokens(obj.get("prompt"))?,
@@ -135,7 +150,10 @@ pub fn parse(v: &Value, api: Api, served: &str, max_model_len: u32) -> Result<Ge
     };
     if let Some(n) = obj.get("n") {
         if n.as_u64() != Some(1) && !n.is_null() {
-            return Err(ApiError::bad_request("sim-serve supports n = 1 only", Some("n")));
+            return Err(ApiError::bad_request(
+                "sim-serve supports n = 1 only",
+                Some("n"),
+            ));
         }
     }
     let keys: &[&'static str] = match api {
@@ -186,7 +204,12 @@ pub fn parse(v: &Value, api: Api, served: &str, max_model_len: u32) -> Result<Ge
     let stream = match obj.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::bad_request("stream must be a boolean", Some("stream"))),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "stream must be a boolean",
+                Some("stream"),
+            ))
+        }
     };
     let include_usage = match obj.get("stream_options") {
         None | Some(Value::Null) => false,
@@ -197,7 +220,9 @@ pub fn parse(v: &Value, api: Api, served: &str, max_model_len: u32) -> Result<Ge
                     Some("stream_options"),
                 ));
             }
-            o.get("include_usage").and_then(Value::as_bool).unwrap_or(false)
+            o.get("include_usage")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
         }
         Some(_) => {
             return Err(ApiError::bad_request(
@@ -212,7 +237,10 @@ pub fn parse(v: &Value, api: Api, served: &str, max_model_len: u32) -> Result<Ge
         max_tokens,
         stream,
         include_usage,
-        kv_params: obj.get("kv_transfer_params").cloned().unwrap_or(Value::Null),
+        kv_params: obj
+            .get("kv_transfer_params")
+            .cloned()
+            .unwrap_or(Value::Null),
     })
 }
 
@@ -227,9 +255,12 @@ mod tests {
     #[test]
     fn token_id_prompts_count_exactly_and_defaults_apply() {
         let r = p(json!({"model": "m", "prompt": [1, 2, 3], "stream": true, "stream_options": {"include_usage": true}})).unwrap();
-        assert_eq!((r.prompt_tokens, r.max_tokens, r.stream, r.include_usage), (3, 16, true, true));
+        assert_eq!(
+            (r.prompt_tokens, r.max_tokens, r.stream, r.include_usage),
+            (3, 16, true, true)
+        );
         let c = parse(&json!({"messages": [{"role": "user", "content": "hi there"}], "max_completion_tokens": 5}), Api::Chat, "m", 100).unwrap();
-        assert_eq!((c.prompt_tokens, c.max_tokens), (3 + 4 + 2, 5));
+        assert_eq!((c.prompt_tokens, c.max_tokens), (3 + 4 + tokens::count("hi there"), 5));
     }
 
     #[test]
@@ -237,12 +268,35 @@ mod tests {
         let e = p(json!({"prompt": "x", "max_tokens": 0})).unwrap_err();
         assert_eq!((e.status, e.kind), (400, "BadRequestError"));
         assert_eq!(e.body()["error"]["code"], 400);
-        assert_eq!(p(json!({"model": "other", "prompt": "x"})).unwrap_err().status, 404);
-        assert!(p(json!({"prompt": [1, 2], "max_tokens": 99})).unwrap_err().message.contains("maximum context length is 100"));
+        assert_eq!(
+            p(json!({"model": "other", "prompt": "x"}))
+                .unwrap_err()
+                .status,
+            404
+        );
+        assert!(p(json!({"prompt": [1, 2], "max_tokens": 99}))
+            .unwrap_err()
+            .message
+            .contains("maximum context length is 100"));
         assert_eq!(p(json!({"max_tokens": 3})).unwrap_err().status, 400);
-        assert_eq!(p(json!({"prompt": [], "max_tokens": 3})).unwrap_err().status, 400);
-        assert_eq!(p(json!({"prompt": "x", "stream": "yes"})).unwrap_err().status, 400);
-        assert_eq!(p(json!({"prompt": "x", "max_tokens": 1.5})).unwrap_err().status, 400);
+        assert_eq!(
+            p(json!({"prompt": [], "max_tokens": 3}))
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            p(json!({"prompt": "x", "stream": "yes"}))
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            p(json!({"prompt": "x", "max_tokens": 1.5}))
+                .unwrap_err()
+                .status,
+            400
+        );
         assert_eq!(p(json!([1])).unwrap_err().status, 400);
     }
 }

@@ -60,7 +60,13 @@ impl SchedConfig {
     /// Duration of a step with `prefill_tokens` prefill tokens whose attention spans
     /// `prefill_attn` (sum over tokens of the context before them) and `decodes` decode
     /// sequences holding `decode_ctx` context tokens in all.
-    pub fn step_time(&self, prefill_tokens: u64, prefill_attn: f64, decodes: u64, decode_ctx: u64) -> f64 {
+    pub fn step_time(
+        &self,
+        prefill_tokens: u64,
+        prefill_attn: f64,
+        decodes: u64,
+        decode_ctx: u64,
+    ) -> f64 {
         self.base_s
             + self.prefill_per_token_s * prefill_tokens as f64
             + self.prefill_attn_per_token_per_ctx_token_s * prefill_attn
@@ -274,7 +280,9 @@ impl<T> Scheduler<T> {
             if !front.remote_kv && budget == 0 {
                 break;
             }
-            let need = self.kv.blocks_for(front.prompt as u64 + front.max_tokens as u64);
+            let need = self
+                .kv
+                .blocks_for(front.prompt as u64 + front.max_tokens as u64);
             if !self.kv.try_alloc(need) {
                 break; // first come, first served: nobody overtakes the head of the queue
             }
@@ -430,7 +438,11 @@ mod tests {
             first = Some(ev.index);
             true
         });
-        assert_eq!(first, Some(0), "the step that completes the prefill yields the first token");
+        assert_eq!(
+            first,
+            Some(0),
+            "the step that completes the prefill yields the first token"
+        );
         let d = s.begin_step(2.0).unwrap();
         assert_eq!((d.prefill_tokens, d.decodes), (0, 1));
     }
@@ -455,7 +467,11 @@ mod tests {
         s.submit(0.0, req(2, 400, 400, false));
         s.submit(0.0, req(3, 16, 16, false));
         let a = s.begin_step(0.0).unwrap();
-        assert_eq!(s.num_running(), 1, "budget 100 < 400: one prefill in flight");
+        assert_eq!(
+            s.num_running(),
+            1,
+            "budget 100 < 400: one prefill in flight"
+        );
         s.end_step(a.duration, |_, _| true);
         for _ in 0..10 {
             let st = s.begin_step(0.0).unwrap();
@@ -474,11 +490,20 @@ mod tests {
     fn remote_kv_waits_for_transfer_and_skips_prefill() {
         let mut s = Scheduler::new(cfg());
         s.submit(0.0, req(1, 100, 3, true));
-        assert!(s.begin_step(0.0).is_none(), "nothing to compute while the KV moves");
+        assert!(
+            s.begin_step(0.0).is_none(),
+            "nothing to compute while the KV moves"
+        );
         let ready = s.next_wakeup().unwrap();
-        assert!((ready - 0.1).abs() < 1e-9, "100 tokens x 1000 B at 1 MB/s = 0.1 s, got {ready}");
+        assert!(
+            (ready - 0.1).abs() < 1e-9,
+            "100 tokens x 1000 B at 1 MB/s = 0.1 s, got {ready}"
+        );
         let st = s.begin_step(ready).unwrap();
-        assert_eq!(st.prefill_tokens, 1, "only the last prompt token is recomputed");
+        assert_eq!(
+            st.prefill_tokens, 1,
+            "only the last prompt token is recomputed"
+        );
         s.end_step(ready + st.duration, |_, _| true);
         drain(&mut s, ready + st.duration);
         let c = s.counters();
@@ -495,7 +520,10 @@ mod tests {
         assert!(s.begin_step(0.0).is_none());
         let mut ready: Vec<f64> = s.transferring.iter().map(|r| r.ready_at).collect();
         ready.sort_by(f64::total_cmp);
-        assert!((ready[1] - 0.2).abs() < 1e-9, "second transfer waits for the first: {ready:?}");
+        assert!(
+            (ready[1] - 0.2).abs() < 1e-9,
+            "second transfer waits for the first: {ready:?}"
+        );
     }
 
     #[test]

@@ -88,6 +88,19 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// A random UUID-shaped engine id, like vLLM's.
+fn engine_uuid() -> String {
+    let (a, b) = (random_hex(), random_hex());
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &a[..8],
+        &a[8..12],
+        &a[13..16],
+        &b[..3],
+        &b[4..16]
+    )
+}
+
 fn random_hex() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
@@ -118,10 +131,7 @@ pub async fn serve(
     );
     let (crash_tx, mut crash_rx) = watch::channel(None);
     let kv_id = KvIdentity {
-        engine_id: config.engine_id.clone().unwrap_or_else(|| {
-            let h = random_hex();
-            format!("{}-{}-4{}-8{}-{}", &h[..8], &h[8..12], &h[12..15], &h[13..16], random_hex()[..12].to_string())
-        }),
+        engine_id: config.engine_id.clone().unwrap_or_else(engine_uuid),
         host: config.kv_host.clone(),
         port: config.kv_port,
         tp: config.tp,
@@ -232,7 +242,12 @@ impl SimServer {
 }
 
 fn json_response(status: StatusCode, v: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 fn api_error(app: &App, e: ApiError) -> Response {
@@ -343,18 +358,22 @@ async fn metrics_page(State(app): St) -> Response {
         .render(&app.engine.snapshot(), &app.cfg.served_model);
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()
 }
 
-fn parse_body(app: &App, body: &Bytes) -> Result<Value, Response> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v) if v.is_object() => Ok(v),
-        Ok(_) => Err(api_error(app, ApiError::bad_request("the request body must be a JSON object", None))),
-        Err(e) => Err(api_error(app, ApiError::bad_request(format!("invalid JSON: {e}"), None))),
-    }
+fn parse_body(app: &App, body: &Bytes) -> Result<Value, Box<Response>> {
+    let err = match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v.is_object() => return Ok(v),
+        Ok(_) => ApiError::bad_request("the request body must be a JSON object", None),
+        Err(e) => ApiError::bad_request(format!("invalid JSON: {e}"), None),
+    };
+    Err(Box::new(api_error(app, err)))
 }
 
 async fn tokenize(State(app): St, body: Bytes) -> Response {
@@ -363,11 +382,14 @@ async fn tokenize(State(app): St, body: Bytes) -> Response {
     }
     let v = match parse_body(&app, &body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (count, ids) = if let Some(m) = v.get("messages") {
         match request::chat_prompt_tokens(m) {
-            Ok(n) => (n, (0..n).map(|i| 3 + (i * 7919) % 4000).collect::<Vec<u32>>()),
+            Ok(n) => (
+                n,
+                (0..n).map(|i| 3 + (i * 7919) % 4000).collect::<Vec<u32>>(),
+            ),
             Err(e) => return api_error(&app, e),
         }
     } else {
@@ -402,9 +424,14 @@ async fn endpoint(app: Arc<App>, body: Bytes, api: Api) -> Response {
     }
     let v = match parse_body(&app, &body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
-    match request::parse(&v, api, &app.cfg.served_model, app.cfg.profile.max_model_len) {
+    match request::parse(
+        &v,
+        api,
+        &app.cfg.served_model,
+        app.cfg.profile.max_model_len,
+    ) {
         Ok(req) => generate(app, req).await,
         Err(e) => api_error(&app, e),
     }
@@ -430,7 +457,12 @@ async fn generate(app: Arc<App>, req: GenRequest) -> Response {
         }
         RequestFault::Cut { .. } | RequestFault::None => {}
     }
-    let (plan, verdict) = pd::plan(app.cfg.role, app.cfg.connector, &req.kv_params, req.prompt_tokens);
+    let (plan, verdict) = pd::plan(
+        app.cfg.role,
+        app.cfg.connector,
+        &req.kv_params,
+        req.prompt_tokens,
+    );
     match verdict {
         KvVerdict::Ok => {}
         KvVerdict::DecodeWithoutParams => {
@@ -452,10 +484,12 @@ async fn generate(app: Arc<App>, req: GenRequest) -> Response {
     let received = Instant::now();
     tokio::time::sleep(app.engine.frontend_delay()).await;
     let id = app.engine.new_id();
-    let Some(ts) = app
-        .engine
-        .submit(id, req.prompt_tokens, req.max_tokens, plan == KvPlan::Consume)
-    else {
+    let Some(ts) = app.engine.submit(
+        id,
+        req.prompt_tokens,
+        req.max_tokens,
+        plan == KvPlan::Consume,
+    ) else {
         return api_error(
             &app,
             ApiError {
@@ -539,7 +573,10 @@ async fn full_response(
     } else {
         Value::Null
     };
-    json_response(StatusCode::OK, enc.full_response(&text, req.prompt_tokens, n, kv))
+    json_response(
+        StatusCode::OK,
+        enc.full_response(&text, req.prompt_tokens, n, kv),
+    )
 }
 
 struct StreamState {

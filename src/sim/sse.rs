@@ -89,7 +89,13 @@ impl Encoder {
     pub const DONE: &'static str = "data: [DONE]\n\n";
 
     /// The non-streaming response.
-    pub fn full_response(&self, text: &str, prompt: u32, completion: u32, kv_transfer_params: Value) -> Value {
+    pub fn full_response(
+        &self,
+        text: &str,
+        prompt: u32,
+        completion: u32,
+        kv_transfer_params: Value,
+    ) -> Value {
         let usage = json!({
             "prompt_tokens": prompt,
             "total_tokens": prompt + completion,

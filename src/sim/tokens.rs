@@ -7,9 +7,9 @@ const PIECES: &[&str] = &[
     " the", " of", "ing", " and", " model", " to", "ed", " in", " is", " for", "tion", " that",
     " on", " with", " as", "er", " it", " by", " be", " are", "al", " this", " from", " at",
     " serve", " token", "ly", " or", " an", " we", " can", " which", " data", " not", "es",
-    " each", " time", " batch", " cache", " step", " one", " all", " more", " has", " use",
-    " new", " when", " out", " run", " first", " two", " also", " into", " over", " its",
-    " load", " rate", " prefill", " decode", " GPU", "s", " per", " queue", " KV",
+    " each", " time", " batch", " cache", " step", " one", " all", " more", " has", " use", " new",
+    " when", " out", " run", " first", " two", " also", " into", " over", " its", " load", " rate",
+    " prefill", " decode", " GPU", "s", " per", " queue", " KV",
 ];
 
 /// Number of tokens `text` makes.
@@ -50,7 +50,8 @@ pub fn ids(text: &str, vocab: u32) -> Vec<u32> {
 
 /// The text of output token `index` of request `req`.
 pub fn piece(req: u64, index: u32) -> &'static str {
-    let mut x = req.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (index as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let mut x = req.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ (index as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^= x >> 31;
     PIECES[(x % PIECES.len() as u64) as usize]
 }

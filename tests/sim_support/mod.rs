@@ -75,7 +75,11 @@ impl Streamed {
 }
 
 /// POST `body` to `url` and read the SSE stream to its end (or its failure).
-pub async fn stream(c: &reqwest::Client, url: &str, body: impl std::borrow::Borrow<Value>) -> Streamed {
+pub async fn stream(
+    c: &reqwest::Client,
+    url: &str,
+    body: impl std::borrow::Borrow<Value>,
+) -> Streamed {
     let body = body.borrow();
     let mut out = Streamed {
         sent: Some(Instant::now()),
@@ -132,7 +136,12 @@ pub fn completion_body(prompt_tokens: usize, max_tokens: u32) -> Value {
 }
 
 /// The NIXL proxy protocol by hand: prefill with max_tokens 1, then decode with the params.
-pub async fn pd_request(c: &reqwest::Client, p_url: &str, d_url: &str, body: &Value) -> (Value, Streamed) {
+pub async fn pd_request(
+    c: &reqwest::Client,
+    p_url: &str,
+    d_url: &str,
+    body: &Value,
+) -> (Value, Streamed) {
     let sent = Instant::now();
     let mut pb = body.clone();
     pb["max_tokens"] = json!(1);
@@ -185,7 +194,14 @@ pub fn shape(json: &str) -> String {
                 out.push('S');
             }
         } else if c == b'-' || c.is_ascii_digit() {
-            while i < b.len() && (b[i] == b'-' || b[i] == b'.' || b[i] == b'e' || b[i] == b'E' || b[i] == b'+' || b[i].is_ascii_digit()) {
+            while i < b.len()
+                && (b[i] == b'-'
+                    || b[i] == b'.'
+                    || b[i] == b'e'
+                    || b[i] == b'E'
+                    || b[i] == b'+'
+                    || b[i].is_ascii_digit())
+            {
                 i += 1;
             }
             out.push('N');
@@ -212,7 +228,9 @@ pub fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
     let mut samples = Vec::new();
     let valid_name = |n: &str| {
         !n.is_empty()
-            && n.chars().enumerate().all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
+            && n.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+            })
     };
     for (ln, line) in text.lines().enumerate() {
         let err = |m: &str| Err(format!("line {}: {m}: {line}", ln + 1));
@@ -251,7 +269,9 @@ pub fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
             let mut chars = r.char_indices().peekable();
             let end;
             loop {
-                let Some((i, c)) = chars.next() else { return err("unterminated labels") };
+                let Some((i, c)) = chars.next() else {
+                    return err("unterminated labels");
+                };
                 if c == '}' {
                     end = i;
                     break;
@@ -301,13 +321,17 @@ pub fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
                 Err(_) => return err("bad value"),
             },
         };
-        let family = [("_bucket", "histogram"), ("_sum", "histogram"), ("_count", "histogram")]
-            .iter()
-            .find_map(|(suf, t)| {
-                name.strip_suffix(suf)
-                    .filter(|base| types.get(*base).map(String::as_str) == Some(*t))
-            })
-            .unwrap_or(name);
+        let family = [
+            ("_bucket", "histogram"),
+            ("_sum", "histogram"),
+            ("_count", "histogram"),
+        ]
+        .iter()
+        .find_map(|(suf, t)| {
+            name.strip_suffix(suf)
+                .filter(|base| types.get(*base).map(String::as_str) == Some(*t))
+        })
+        .unwrap_or(name);
         if !types.contains_key(family) {
             return err("sample of an undeclared family");
         }
@@ -322,14 +346,24 @@ pub fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
         if t != "histogram" {
             continue;
         }
-        let buckets: Vec<&Sample> = samples.iter().filter(|s| s.name == format!("{fam}_bucket")).collect();
-        if buckets.last().map(|s| s.labels.get("le").map(String::as_str)) != Some(Some("+Inf")) {
+        let buckets: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.name == format!("{fam}_bucket"))
+            .collect();
+        if buckets
+            .last()
+            .map(|s| s.labels.get("le").map(String::as_str))
+            != Some(Some("+Inf"))
+        {
             return Err(format!("{fam}: last bucket is not +Inf"));
         }
         if buckets.windows(2).any(|w| w[1].value < w[0].value) {
             return Err(format!("{fam}: buckets not cumulative"));
         }
-        let count = samples.iter().find(|s| s.name == format!("{fam}_count")).ok_or(format!("{fam}: no _count"))?;
+        let count = samples
+            .iter()
+            .find(|s| s.name == format!("{fam}_count"))
+            .ok_or(format!("{fam}: no _count"))?;
         if count.value != buckets.last().unwrap().value {
             return Err(format!("{fam}: +Inf bucket != _count"));
         }
@@ -341,12 +375,24 @@ pub fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
 pub fn metric(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
     samples
         .iter()
-        .find(|s| s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .find(|s| {
+            s.name == name
+                && want
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .unwrap_or_else(|| panic!("no sample {name} {want:?}"))
         .value
 }
 
 pub async fn scrape(c: &reqwest::Client, url: &str) -> Vec<Sample> {
-    let text = c.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = c
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     parse_prometheus(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
