@@ -91,3 +91,53 @@ fn disaggregation_keeps_tpot_flat_while_simple_degrades() {
         );
     }
 }
+
+/// The closed-batch measurements of run-shapes.sh: `conc` requests sent at once, TTFT p50 and
+/// TPOT p50 in ms, for (prompt, output, concurrency).
+const SHAPES: [(&str, [(u32, u32, usize, f64, f64); 4]); 2] = [
+    (
+        "qwen3-0.6b-h200",
+        [
+            (1024, 128, 1, 42.0, 2.6),
+            (1024, 128, 32, 211.0, 3.5),
+            (1024, 128, 128, 933.0, 11.0),
+            (4000, 64, 16, 175.0, 8.2),
+        ],
+    ),
+    (
+        "llama3-8b-h200",
+        [
+            (1024, 128, 1, 38.0, 5.0),
+            (1024, 128, 32, 636.0, 7.4),
+            (1024, 128, 128, 1440.0, 19.0),
+            (4000, 64, 16, 780.0, 13.5),
+        ],
+    ),
+];
+
+/// Batches sent at once, as run-shapes.sh did. Looser than the DistServe table (within 50 %):
+/// these points were fitted by hand, and the llama3 profile is fitted on the Poisson runs.
+#[test]
+fn h200_profiles_follow_the_closed_batch_measurements_within_50_percent() {
+    let mut report = String::new();
+    let mut worst: f64 = 0.0;
+    for (name, rows) in SHAPES {
+        let p = Profile::load(name).unwrap();
+        for (prompt, out, conc, ttft, tpot) in rows {
+            let arr: Vec<_> = (0..conc)
+                .map(|_| vbench::sim::model::Arrival { at: 0.0, prompt_tokens: prompt, output_tokens: out })
+                .collect();
+            let s = summary(&simulate_simple(&p, 1, &arr, Hops::default()));
+            for (what, m, v) in [("TTFT p50", ttft, s[0]), ("TPOT p50", tpot, s[1])] {
+                let err = (v - m) / m;
+                worst = worst.max(err.abs());
+                report.push_str(&format!(
+                    "{name:<16} {prompt:>4}/{out:<3} x{conc:<3} {what} measured {m:>7.1} simulated {v:>7.1} ({:+.0} %)\n",
+                    err * 100.0
+                ));
+            }
+        }
+    }
+    println!("{report}");
+    assert!(worst <= 0.5, "worst {:.0} %:\n{report}", worst * 100.0);
+}
