@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::engine::{EngineHandle, TokenStream};
+use super::engine::{EngineHandle, FrontendCosts, TokenStream};
 use super::faults::{FaultArgs, Faults, RequestFault};
 use super::metrics::{FaultKind, Metrics};
 use super::pd::{self, Connector, KvIdentity, KvPlan, KvVerdict, Role};
@@ -125,8 +125,11 @@ pub async fn serve(
     let t = &config.profile.timing;
     let engine = EngineHandle::start(
         sched,
-        t.frontend_ms * 1e-3,
-        t.frontend_per_output_token_us * 1e-6,
+        FrontendCosts {
+            base_s: t.frontend_ms * 1e-3,
+            serial_s: t.frontend_serial_ms * 1e-3,
+            per_token_s: t.frontend_per_output_token_us * 1e-6,
+        },
         metrics.clone(),
     );
     let (crash_tx, mut crash_rx) = watch::channel(None);
