@@ -318,3 +318,31 @@ fn binary_rejects_bad_flags_with_exit_code_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn binary_startup_delay_refuses_connections_until_it_listens() {
+    let port = free_port();
+    let t0 = Instant::now();
+    let mut child = vbench()
+        .args([
+            "sim-serve",
+            "--port",
+            &port.to_string(),
+            "--profile",
+            "tiny-cpu",
+            "--startup-delay",
+            "0.7",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens yet"
+    );
+    assert!(wait_healthy(port, &mut child));
+    assert!(t0.elapsed() >= Duration::from_millis(700));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}

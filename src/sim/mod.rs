@@ -6,6 +6,12 @@
 //! thread, which runs the `scheduler` (with `kv` block accounting) in real time, and streams
 //! the tokens back as vLLM's chunks (`sse`). `profile` holds the numbers; `model` runs the same
 //! scheduler in virtual time for calibration; `metrics` renders /metrics.
+//!
+//! For a launcher it behaves like `vllm serve`: start it as its own process group with
+//! `vbench sim-serve --host H --port P --model NAME --profile PROFILE --tp N
+//! [--role simple|prefill|decode] [--kv-connector nixl|lmcache]`, wait for GET /health = 200,
+//! stop it with SIGTERM (exit 0). A crash fault exits with status 1; bad flags exit 2.
+//! In-process: [`SimServer::start`] (127.0.0.1, free port) or [`serve`] on your own listener.
 
 pub mod engine;
 pub mod faults;
@@ -66,11 +72,14 @@ pub struct SimServeArgs {
     /// Engine id advertised in kv_transfer_params (random by default).
     #[arg(long)]
     pub engine_id: Option<String>,
+    /// Wait this long before listening, as a model load does: connections are refused meanwhile.
+    #[arg(long, value_name = "SECS")]
+    pub startup_delay: Option<f64>,
     /// Tokio worker threads for HTTP (the engine has a thread of its own).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
     #[command(flatten)]
-    pub faults: faults::FaultArgs,
+    pub faults: Box<faults::FaultArgs>,
 }
 
 impl SimServeArgs {
@@ -96,7 +105,7 @@ impl SimServeArgs {
             tp: self.tp,
             role: self.role,
             connector: self.kv_connector,
-            faults: self.faults.clone(),
+            faults: (*self.faults).clone(),
             kv_host: self.kv_host.clone(),
             kv_port: self.kv_port,
             engine_id: self.engine_id.clone(),
@@ -114,7 +123,17 @@ pub fn run_sim_serve(args: SimServeArgs) -> Result<()> {
         b
     };
     let rt = rt.enable_all().build().map_err(Error::failed)?;
+    if let Some(d) = args.startup_delay {
+        if !d.is_finite() || d < 0.0 {
+            return Err(Error::bad_input(anyhow::anyhow!(
+                "--startup-delay must be a number of seconds >= 0, got {d}"
+            )));
+        }
+    }
     let exit = rt.block_on(async {
+        if let Some(d) = args.startup_delay {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(d)).await;
+        }
         let addr = format!("{}:{}", args.host, args.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
