@@ -56,6 +56,11 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ut + st) / ticks
 }
 
+/// The vbench binary: this build's, or SIM_BENCH_VBENCH (to run the bench on another machine).
+fn vbench_bin() -> String {
+    std::env::var("SIM_BENCH_VBENCH").unwrap_or_else(|_| env!("CARGO_BIN_EXE_vbench").to_string())
+}
+
 struct Killer(Child);
 impl Drop for Killer {
     fn drop(&mut self) {
@@ -87,7 +92,7 @@ async fn five_thousand_streams_on_one_core() {
         .args([
             "-c",
             "0",
-            env!("CARGO_BIN_EXE_vbench"),
+            &vbench_bin(),
             "sim-serve",
             "--port",
             &port.to_string(),
