@@ -17,12 +17,7 @@ use crate::sim::SimServeArgs;
 ///
 /// Exit codes: 0 success, 1 a run failed, 2 bad input or usage.
 #[derive(Debug, Parser)]
-#[command(
-    name = "vbench",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "vbench", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
