@@ -318,3 +318,65 @@ fn binary_rejects_bad_flags_with_exit_code_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn binary_startup_delay_refuses_connections_until_it_listens() {
+    let port = free_port();
+    let t0 = Instant::now();
+    let mut child = vbench()
+        .args([
+            "sim-serve",
+            "--port",
+            &port.to_string(),
+            "--profile",
+            "tiny-cpu",
+            "--startup-delay",
+            "0.7",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens yet"
+    );
+    assert!(wait_healthy(port, &mut child));
+    assert!(t0.elapsed() >= Duration::from_millis(700));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn binary_serves_a_user_profile_file() {
+    let port = free_port();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sim/user-profile.toml"
+    );
+    let mut child = vbench()
+        .args([
+            "sim-serve",
+            "--port",
+            &port.to_string(),
+            "--profile",
+            path,
+            "--model",
+            "mine",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_healthy(port, &mut child), "never became healthy");
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = s.write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    assert!(
+        buf.contains("\"id\":\"mine\"") && buf.contains("\"max_model_len\":4096"),
+        "{buf}"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}

@@ -56,6 +56,11 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ut + st) / ticks
 }
 
+/// The vbench binary: this build's, or SIM_BENCH_VBENCH (to run the bench on another machine).
+fn vbench_bin() -> String {
+    std::env::var("SIM_BENCH_VBENCH").unwrap_or_else(|_| env!("CARGO_BIN_EXE_vbench").to_string())
+}
+
 struct Killer(Child);
 impl Drop for Killer {
     fn drop(&mut self) {
@@ -87,7 +92,7 @@ async fn five_thousand_streams_on_one_core() {
         .args([
             "-c",
             "0",
-            env!("CARGO_BIN_EXE_vbench"),
+            &vbench_bin(),
             "sim-serve",
             "--port",
             &port.to_string(),
@@ -135,7 +140,8 @@ async fn five_thousand_streams_on_one_core() {
                 let body = json!({"model": "m", "prompt": [1, 2, 3, 4, 5, 6, 7, 8], "max_tokens": out_tokens,
                     "stream": true, "stream_options": {"include_usage": true}});
                 let s = stream(&c, &u, body).await;
-                (s.done(), s.token_times.len())
+                let span = s.sent.zip(s.token_times.last().copied());
+                (s.done(), s.token_times.len(), span)
             })
         })
         .collect();
@@ -162,8 +168,23 @@ async fn five_thousand_streams_on_one_core() {
     let cpu = cpu_seconds(server.0.id()) - cpu0;
     let ok = results
         .iter()
-        .filter(|r| matches!(r, Ok((true, n)) if *n == out_tokens as usize))
+        .filter(|r| matches!(r, Ok((true, n, _)) if *n == out_tokens as usize))
         .count();
+    // Streams open at once, from the client's side: sweep over (sent, last token) intervals.
+    let mut edges: Vec<(Instant, i32)> = Vec::new();
+    for (a, b) in results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().and_then(|r| r.2))
+    {
+        edges.push((a, 1));
+        edges.push((b, -1));
+    }
+    edges.sort();
+    let (mut open, mut max_open) = (0i32, 0i32);
+    for (_, d) in edges {
+        open += d;
+        max_open = max_open.max(open);
+    }
     let text = c
         .get(format!("{url}/metrics"))
         .send()
@@ -179,13 +200,14 @@ async fn five_thousand_streams_on_one_core() {
     let over_1ms = steps - le("0.001");
     let over_500us = steps - le("0.0005");
     println!("streams: {streams} requested, {ok} complete with all {out_tokens} tokens and [DONE]");
-    println!("peak vllm:num_requests_running: {peak_running}");
+    println!("streams open at once (client side): {max_open}; peak vllm:num_requests_running sampled: {peak_running}");
     println!(
         "server CPU: {cpu:.1} s over {wall:.1} s wall ({:.0} % of one core)",
         100.0 * cpu / wall
     );
-    println!("steps: {steps}, mean lag {:.3} ms, steps later than 0.5 ms: {over_500us}, later than 1 ms: {over_1ms}",
-        1e3 * lag_sum / steps.max(1.0));
+    let lag_max = metric(&m, "vbench_sim:step_lag_max_seconds", &[]);
+    println!("steps: {steps}, mean lag {:.3} ms, max lag {:.3} ms, steps later than 0.5 ms: {over_500us}, later than 1 ms: {over_1ms}",
+        1e3 * lag_sum / steps.max(1.0), 1e3 * lag_max);
     assert_eq!(ok, streams, "every stream must complete");
     assert!(
         peak_running >= streams as f64 * 0.95,

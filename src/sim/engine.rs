@@ -41,7 +41,16 @@ pub struct EngineHandle {
     tx: mpsc::Sender<Cmd>,
     shared: Arc<Shared>,
     next_id: Arc<AtomicU64>,
-    frontend_base_s: f64,
+    frontend: FrontendCosts,
+    serial_free_at: Arc<Mutex<Instant>>,
+}
+
+/// The API server's costs (see `frontend.rs`), in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrontendCosts {
+    pub base_s: f64,
+    pub serial_s: f64,
+    pub per_token_s: f64,
 }
 
 /// A request's stream of tokens; dropping it before the end aborts the request in the engine.
@@ -72,12 +81,7 @@ impl Drop for TokenStream {
 
 impl EngineHandle {
     /// Start the engine thread.
-    pub fn start(
-        cfg: SchedConfig,
-        frontend_base_s: f64,
-        frontend_per_token_s: f64,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn start(cfg: SchedConfig, frontend: FrontendCosts, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
         let sh = shared.clone();
@@ -86,7 +90,7 @@ impl EngineHandle {
             .spawn(move || {
                 run(
                     Scheduler::new(cfg),
-                    FrontendLoad::new(frontend_base_s, frontend_per_token_s),
+                    FrontendLoad::new(frontend.base_s, frontend.serial_s, frontend.per_token_s),
                     rx,
                     sh,
                     metrics,
@@ -97,7 +101,8 @@ impl EngineHandle {
             tx,
             shared,
             next_id: Arc::new(AtomicU64::new(1)),
-            frontend_base_s,
+            frontend,
+            serial_free_at: Arc::new(Mutex::new(Instant::now())),
         }
     }
 
@@ -109,7 +114,19 @@ impl EngineHandle {
     /// How long a request arriving now spends in the API server before the engine sees it.
     pub fn frontend_delay(&self) -> Duration {
         let util = f64::from_bits(self.shared.frontend_util.load(Ordering::Relaxed));
-        Duration::from_secs_f64(self.frontend_base_s / (1.0 - util.clamp(0.0, 0.9)))
+        let inflate = 1.0 / (1.0 - util.clamp(0.0, 0.9));
+        let now = Instant::now();
+        let serial = Duration::from_secs_f64(self.frontend.serial_s * inflate);
+        let done = {
+            let mut free = self
+                .serial_free_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let done = (*free).max(now) + serial;
+            *free = done;
+            done
+        };
+        (done - now) + Duration::from_secs_f64(self.frontend.base_s * inflate)
     }
 
     pub fn snapshot(&self) -> EngineSnapshot {

@@ -11,20 +11,28 @@ use std::collections::VecDeque;
 #[derive(Debug, Clone)]
 pub struct FrontendLoad {
     base_s: f64,
+    serial_s: f64,
     per_token_s: f64,
     window_s: f64,
     tokens_in_window: u64,
     steps: VecDeque<(f64, u64)>,
+    /// When the API server is done with the requests already given to it.
+    free_at: f64,
 }
 
 impl FrontendLoad {
-    pub fn new(base_s: f64, per_token_s: f64) -> Self {
+    /// `base_s`: latency every request pays (in parallel with others); `serial_s`: work the
+    /// API server does for one request at a time (a burst of requests queues for it);
+    /// `per_token_s`: its work per output token, which inflates both.
+    pub fn new(base_s: f64, serial_s: f64, per_token_s: f64) -> Self {
         FrontendLoad {
             base_s,
+            serial_s,
             per_token_s,
             window_s: 1.0,
             tokens_in_window: 0,
             steps: VecDeque::new(),
+            free_at: 0.0,
         }
     }
 
@@ -56,9 +64,13 @@ impl FrontendLoad {
         (rate * self.per_token_s).min(0.9)
     }
 
-    /// Delay of a request arriving at `now` before the engine sees it.
+    /// Delay of a request arriving at `now` before the engine sees it: requests are handled
+    /// one at a time, so a burst queues.
     pub fn delay(&mut self, now: f64) -> f64 {
-        self.base_s / (1.0 - self.utilisation(now))
+        let inflate = 1.0 / (1.0 - self.utilisation(now));
+        let done = self.free_at.max(now) + self.serial_s * inflate;
+        self.free_at = done;
+        done - now + self.base_s * inflate
     }
 }
 
@@ -68,13 +80,27 @@ mod tests {
 
     #[test]
     fn delay_grows_with_recent_token_output_and_recovers() {
-        let mut f = FrontendLoad::new(0.010, 0.0005);
+        let mut f = FrontendLoad::new(0.010, 0.0, 0.0005);
         assert!((f.delay(0.0) - 0.010).abs() < 1e-12);
+        assert!(
+            (f.delay(0.0) - 0.010).abs() < 1e-12,
+            "no serial part: no queue"
+        );
         for i in 0..100 {
             f.record(i as f64 * 0.01, 10); // 1000 tokens/s -> rho 0.5
         }
         let loaded = f.delay(1.0);
         assert!((loaded - 0.020).abs() < 0.002, "{loaded}");
         assert!((f.delay(5.0) - 0.010).abs() < 1e-12, "window expired");
+    }
+
+    #[test]
+    fn a_burst_queues_for_the_serial_part() {
+        let mut f = FrontendLoad::new(0.010, 0.005, 0.0);
+        let d: Vec<f64> = (0..3).map(|_| f.delay(1.0)).collect();
+        assert!(
+            (d[0] - 0.015).abs() < 1e-12 && (d[2] - 0.025).abs() < 1e-12,
+            "{d:?}"
+        );
     }
 }

@@ -302,6 +302,12 @@ impl Metrics {
             "How late each simulated step ended against its schedule.",
             &labels,
         );
+        gauge(
+            &mut o,
+            "vbench_sim:step_lag_max_seconds",
+            "Latest any simulated step ended against its schedule.",
+            self.step_lag.max_seconds(),
+        );
         o
     }
 }

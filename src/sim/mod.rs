@@ -6,6 +6,12 @@
 //! thread, which runs the `scheduler` (with `kv` block accounting) in real time, and streams
 //! the tokens back as vLLM's chunks (`sse`). `profile` holds the numbers; `model` runs the same
 //! scheduler in virtual time for calibration; `metrics` renders /metrics.
+//!
+//! For a launcher it behaves like `vllm serve`: start it as its own process group with
+//! `vbench sim-serve --host H --port P --model NAME --profile PROFILE --tp N
+//! [--role simple|prefill|decode] [--kv-connector nixl|lmcache]`, wait for GET /health = 200,
+//! stop it with SIGTERM (exit 0). A crash fault exits with status 1; bad flags exit 2.
+//! In-process: [`SimServer::start`] (127.0.0.1, free port) or [`serve`] on your own listener.
 
 pub mod engine;
 pub mod faults;
@@ -54,6 +60,10 @@ pub struct SimServeArgs {
     /// KV connector of a prefill/decode pair.
     #[arg(long, value_enum, default_value_t = Connector::Nixl)]
     pub kv_connector: Connector,
+    /// vLLM's kv_role, as in --kv-transfer-config: kv_producer means --role prefill,
+    /// kv_consumer --role decode; kv_both needs --role prefill or decode.
+    #[arg(long, value_enum)]
+    pub kv_role: Option<KvRole>,
     /// Override the profile's maximum context length.
     #[arg(long)]
     pub max_model_len: Option<u32>,
@@ -66,16 +76,46 @@ pub struct SimServeArgs {
     /// Engine id advertised in kv_transfer_params (random by default).
     #[arg(long)]
     pub engine_id: Option<String>,
+    /// Wait this long before listening, as a model load does: connections are refused meanwhile.
+    #[arg(long, value_name = "SECS")]
+    pub startup_delay: Option<f64>,
     /// Tokio worker threads for HTTP (the engine has a thread of its own).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
     #[command(flatten)]
-    pub faults: faults::FaultArgs,
+    pub faults: Box<faults::FaultArgs>,
+}
+
+/// vLLM's `kv_role` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KvRole {
+    #[value(name = "kv_producer")]
+    Producer,
+    #[value(name = "kv_consumer")]
+    Consumer,
+    #[value(name = "kv_both")]
+    Both,
 }
 
 impl SimServeArgs {
+    /// The role these flags give, reconciling --role and --kv-role.
+    fn role(&self) -> Result<Role> {
+        let bad = |m: String| Err(Error::bad_input(anyhow::anyhow!(m)));
+        match (self.kv_role, self.role) {
+            (None, r) => Ok(r),
+            (Some(KvRole::Producer), Role::Simple | Role::Prefill) => Ok(Role::Prefill),
+            (Some(KvRole::Consumer), Role::Simple | Role::Decode) => Ok(Role::Decode),
+            (Some(KvRole::Both), r @ (Role::Prefill | Role::Decode)) => Ok(r),
+            (Some(KvRole::Both), Role::Simple) => {
+                bad("--kv-role kv_both needs --role prefill or --role decode".into())
+            }
+            (Some(k), r) => bad(format!("--kv-role {k:?} contradicts --role {r:?}")),
+        }
+    }
+
     /// The server configuration these flags describe.
     pub fn config(&self) -> Result<SimConfig> {
+        let role = self.role()?;
         let mut profile = Profile::load(&self.profile).map_err(Error::bad_input)?;
         if let Some(len) = self.max_model_len {
             if len == 0 || len as u64 > profile.kv_capacity_tokens * self.tp.max(1) as u64 {
@@ -94,9 +134,9 @@ impl SimServeArgs {
             profile,
             served_model: self.model.clone(),
             tp: self.tp,
-            role: self.role,
+            role,
             connector: self.kv_connector,
-            faults: self.faults.clone(),
+            faults: (*self.faults).clone(),
             kv_host: self.kv_host.clone(),
             kv_port: self.kv_port,
             engine_id: self.engine_id.clone(),
@@ -114,7 +154,17 @@ pub fn run_sim_serve(args: SimServeArgs) -> Result<()> {
         b
     };
     let rt = rt.enable_all().build().map_err(Error::failed)?;
+    if let Some(d) = args.startup_delay {
+        if !d.is_finite() || d < 0.0 {
+            return Err(Error::bad_input(anyhow::anyhow!(
+                "--startup-delay must be a number of seconds >= 0, got {d}"
+            )));
+        }
+    }
     let exit = rt.block_on(async {
+        if let Some(d) = args.startup_delay {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(d)).await;
+        }
         let addr = format!("{}:{}", args.host, args.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -160,5 +210,68 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: SimServeArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<SimConfig> {
+        let mut argv = vec!["x", "--profile", "tiny-cpu"];
+        argv.extend_from_slice(extra);
+        Wrap::try_parse_from(argv).unwrap().args.config()
+    }
+
+    #[test]
+    fn kv_role_maps_to_roles_and_contradictions_are_bad_input() {
+        assert_eq!(
+            parse(&["--kv-role", "kv_producer"]).unwrap().role,
+            Role::Prefill
+        );
+        assert_eq!(
+            parse(&["--kv-role", "kv_consumer"]).unwrap().role,
+            Role::Decode
+        );
+        assert_eq!(
+            parse(&["--kv-role", "kv_both", "--role", "decode"])
+                .unwrap()
+                .role,
+            Role::Decode
+        );
+        assert!(parse(&["--kv-role", "kv_both"]).is_err());
+        let e = parse(&["--kv-role", "kv_producer", "--role", "decode"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn launcher_flags_reach_the_config() {
+        let c = parse(&[
+            "--model",
+            "Qwen/Qwen3-0.6B",
+            "--tp",
+            "2",
+            "--max-model-len",
+            "1024",
+            "--kv-port",
+            "5700",
+            "--engine-id",
+            "e",
+            "--fail-fraction",
+            "0.1",
+        ])
+        .unwrap();
+        assert_eq!(c.served_model, "Qwen/Qwen3-0.6B");
+        assert_eq!((c.tp, c.profile.max_model_len, c.kv_port), (2, 1024, 5700));
+        assert_eq!(c.engine_id.as_deref(), Some("e"));
+        assert_eq!(c.faults.fail_fraction, 0.1);
+        assert!(parse(&["--tp", "0"]).is_err());
     }
 }

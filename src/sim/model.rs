@@ -84,6 +84,7 @@ impl Instance {
             sched: Scheduler::new(SchedConfig::from_profile(p, tp)),
             frontend: FrontendLoad::new(
                 p.timing.frontend_ms * 1e-3,
+                p.timing.frontend_serial_ms * 1e-3,
                 p.timing.frontend_per_output_token_us * 1e-6,
             ),
             busy_until: None,

@@ -8,6 +8,9 @@
 //! pulls the KV (bytes / bandwidth) instead of prefilling, and counts the prompt tokens under
 //! `source="external_kv_transfer"`. Without valid params it prefills locally (as vLLM does),
 //! which shows as `source="local_compute"` and in `vbench_sim:decode_without_kv_transfer_total`.
+//! Simplification: the prefill instance frees its KV blocks when it answers (vLLM keeps them
+//! until the decoder has read them), and transfers to one decoder share one link, first come,
+//! first served.
 //!
 //! LMCache (`--kv-connector lmcache`): the producer (role prefill) prefills requests whose
 //! params carry `disagg_spec` and returns the first token; the consumer (role decode) treats a

