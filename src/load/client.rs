@@ -303,8 +303,16 @@ async fn run_stream(
         status: Some(status),
     };
     let mut parser = SseParser::new();
+    // One timer for the whole stream (a timeout per chunk would register and clear a timer
+    // entry for every token).
+    let expiry = tokio::time::sleep_until(deadline);
+    tokio::pin!(expiry);
     loop {
-        let next = timeout_at(deadline, resp.chunk()).await;
+        let next = tokio::select! {
+            biased;
+            c = resp.chunk() => Ok(c),
+            _ = &mut expiry => Err(()),
+        };
         match next {
             Err(_) if acct.done => return Ok(status), // [DONE] seen; server kept it open
             Err(_) => {

@@ -63,6 +63,11 @@ impl FakeServer {
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
+        // Without TCP_NODELAY, Nagle holds each small token write until the previous one is
+        // acknowledged (tens of ms with delayed ACKs): the stream would lie about its timing.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let app = router(shared.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
