@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::exec::ApplyArgs;
 use crate::load::BenchArgs;
 use crate::manifest::ManifestArgs;
 use crate::plan::PlanArgs;
@@ -17,7 +18,12 @@ use crate::sim::SimServeArgs;
 ///
 /// Exit codes: 0 success, 1 a run failed, 2 bad input or usage.
 #[derive(Debug, Parser)]
-#[command(name = "vbench", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "vbench",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -26,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run an experiment: launch every variant, sweep its rates, tear down, report.
-    Apply(ManifestArgs),
+    Apply(ApplyArgs),
     /// Print the run matrix (variants, GPUs, cells, requests, time estimate) without running.
     Plan(PlanArgs),
     /// Check a manifest and exit 0 if it is valid.
@@ -54,6 +60,9 @@ pub struct SchemaArgs {
     /// Write to this file instead of stdout.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
+    /// Print the manifest reference as Markdown (the README's reference section) instead.
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 #[derive(Debug, clap::Args)]

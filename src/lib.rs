@@ -6,6 +6,9 @@
 //! `results` (file formats, store) → `report` (attainment math, figures, HTML/Markdown).
 //! Beside it: `sim` (the simulated vLLM server) and `proxy` (the prefill/decode proxy).
 
+// Manifest diagnostics carry their source text and are returned on cold paths only.
+#![allow(clippy::result_large_err)]
+
 pub mod cli;
 pub mod error;
 pub mod exec;
@@ -47,6 +50,10 @@ pub fn run(cli: Cli) -> Result<()> {
 pub fn report_error(err: &Error) {
     match err {
         Error::Manifest(diag) => {
+            // Unwrapped lines keep `file:line:col: message` greppable in logs.
+            let _ = miette::set_hook(Box::new(|_| {
+                Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+            }));
             let report = miette::Report::new((**diag).clone());
             eprintln!("{report:?}");
         }

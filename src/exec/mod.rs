@@ -1,8 +1,14 @@
-//! Execution: backends (local, slurm, sim), process supervision, GPUs, ports, templates.
+//! Execution: backends (local, sim), process supervision, GPUs, ports, templates.
 
-use crate::error::{Error, Result};
-use crate::manifest::ManifestArgs;
+pub mod apply;
+pub mod deploy;
+pub mod gpus;
+pub mod metrics;
+pub mod ports;
+pub mod process;
+pub mod rundir;
+pub mod runner;
+pub mod slurm;
+pub mod templates;
 
-pub fn run_apply(_args: ManifestArgs) -> Result<()> {
-    Err(Error::not_implemented("apply"))
-}
+pub use apply::{run_apply, ApplyArgs};

@@ -1,20 +1,223 @@
 //! The load generator: datasets, the arrival schedule, the streaming client, the recorder.
+//!
+//! # Library API (what `apply` calls)
+//!
+//! Prepare once per experiment, replay against every variant and rate:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! use vbench::load::{self, dataset, schedule, Api, LoadSpec, NoProgress};
+//! use vbench::results::DeploymentInfo;
+//!
+//! // 1. tokenizer (optional) and the request set: once per experiment
+//! let tok = Some(Arc::new(load::Tokenizer::load("Qwen/Qwen3-0.6B")?));
+//! let spec = dataset::DatasetSpec::ShareGpt { path: "data/sharegpt.json".into(), output_len: None };
+//! let data = dataset::load(&spec, 500, 0, tok.as_deref())?;
+//! let requests: Arc<[dataset::PreparedRequest]> = data.requests.clone().into();
+//!
+//! // 2. per rate: the schedule (deterministic from the seed) and the spec
+//! let offsets = schedule::arrival_offsets(500, 4.0, schedule::Arrival::Poisson, 0)?;
+//! let deployment = DeploymentInfo {
+//!     variant_id: Some("simple-tp1-abc".into()), mode: "simple".into(),
+//!     label: "simple TP:1".into(), gpus: 1, simulated: false,
+//!     base_url: "http://127.0.0.1:8000".into(),
+//! };
+//! let mut ls = LoadSpec::new(deployment, Api::Completions, "Qwen/Qwen3-0.6B", &data, requests,
+//!                            offsets.into(), 4.0, schedule::Arrival::Poisson, 0);
+//! ls.tokenizer = tok.clone();
+//! ls.warmup = 1;
+//! // 3. run, then write the result file (atomic, never overwrites)
+//! let result = load::execute(&ls, &NoProgress).await?;
+//! load::write_result(std::path::Path::new("results/x/vllm-4qps.json"), &result)?;
+//! # Ok(()) }
+//! ```
+//!
+//! Timing rules (vLLM's, see VLLM_FACTS.md A): TTFT = first chunk with non-empty `choices`;
+//! ITLs = gaps between such chunks; E2E = the last one; TPOT = (E2E − TTFT)/(out − 1); token
+//! counts from the usage chunk. vbench measures all of them from the *scheduled* instant.
+//! A request is `ok` with HTTP 200, at least one content chunk and `data: [DONE]`; anything
+//! else is a failed record with an `error_kind`, never dropped.
 
-use std::path::PathBuf;
+pub mod bench;
+pub mod client;
+pub mod dataset;
+pub mod fake_server;
+mod pyrandom;
+pub mod runner;
+pub mod schedule;
+pub mod sse;
+pub mod summary;
+pub mod tokenizer;
 
-use crate::error::{Error, Result};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Drive an open-loop streaming load against any OpenAI-compatible endpoint.
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {
-    /// Base URL of the server, e.g. http://127.0.0.1:8000
-    #[arg(long)]
-    pub base_url: String,
-    /// Where to write the result JSON.
-    #[arg(long)]
-    pub out: PathBuf,
+pub use bench::{run_bench, BenchArgs};
+pub use client::Api;
+pub use dataset::{Dataset, DatasetSpec, PreparedRequest, TokenCounts};
+pub use runner::{execute, LoadError, NoProgress, Progress};
+pub use schedule::{arrival_offsets, Arrival};
+pub use tokenizer::Tokenizer;
+
+use crate::results::{DeploymentInfo, RunResult};
+
+/// The original suite's topology keys, carried into every result file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub num_prefill_instances: u32,
+    pub num_decode_instances: u32,
+    /// simple: the instance's TP; disaggregated: the prefill TP.
+    pub tensor_parallel_size: u32,
+    pub prefiller_tp_size: u32,
+    pub decoder_tp_size: u32,
 }
 
-pub fn run_bench(_args: BenchArgs) -> Result<()> {
-    Err(Error::not_implemented("bench"))
+impl Default for Topology {
+    fn default() -> Self {
+        Topology {
+            num_prefill_instances: 1,
+            num_decode_instances: 1,
+            tensor_parallel_size: 1,
+            prefiller_tp_size: 1,
+            decoder_tp_size: 1,
+        }
+    }
+}
+
+/// A fully resolved load: what to send, where, and when. Free of manifest types.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    /// Where the requests go and which deployment it is (`base_url` is used for requests).
+    pub deployment: DeploymentInfo,
+    /// Path of the API under `deployment.base_url`; `None` = the API's default path.
+    pub endpoint: Option<String>,
+    pub api: Api,
+    /// Model name as served (`--served-model-name`), sent in every request.
+    pub model: String,
+    /// The replayed request set, shared between runs.
+    pub requests: Arc<[PreparedRequest]>,
+    /// Send offsets in seconds from the run's start; request `i` is sent at `offsets[i]`.
+    pub offsets: Arc<[f64]>,
+    /// Offered rate, req/s (`f64::INFINITY` for all at once); recorded, not used for timing.
+    pub request_rate: f64,
+    /// `poisson`, `gamma` or `constant`.
+    pub arrival_name: String,
+    /// Gamma shape (1 = Poisson; infinite for constant).
+    pub burstiness: f64,
+    pub seed: u64,
+    /// Requests sent (together) before the measured run and excluded from it.
+    pub warmup: usize,
+    /// Cap on requests in flight (`None` = open loop, vbench's default).
+    pub max_concurrency: Option<usize>,
+    /// Per-request limit from send to the end of the stream.
+    pub timeout: Duration,
+    pub ignore_eos: bool,
+    /// Schedule-lag p99 above which the result is flagged `client_fell_behind`.
+    pub lag_threshold_ms: f64,
+    pub topology: Topology,
+    pub dataset_name: String,
+    pub label: Option<String>,
+    /// Used to count output tokens when the server sends no usage chunk.
+    pub tokenizer: Option<Arc<Tokenizer>>,
+    /// Recorded as `tokenizer_id` (a path or model id).
+    pub tokenizer_id: Option<String>,
+    /// `tokenizer` or `estimated`.
+    pub token_counts: String,
+    /// Notes from preparing the dataset, carried into the result.
+    pub notes: Vec<String>,
+}
+
+impl LoadSpec {
+    /// A spec with vbench's defaults: no warm-up, open loop, 600 s timeout, lag threshold
+    /// 5 ms, topology 1/1/1, label = the deployment label.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        deployment: DeploymentInfo,
+        api: Api,
+        model: &str,
+        dataset: &Dataset,
+        requests: Arc<[PreparedRequest]>,
+        offsets: Arc<[f64]>,
+        request_rate: f64,
+        arrival: Arrival,
+        seed: u64,
+    ) -> LoadSpec {
+        LoadSpec {
+            label: Some(deployment.label.clone()),
+            deployment,
+            endpoint: None,
+            api,
+            model: model.to_string(),
+            requests,
+            offsets,
+            request_rate,
+            arrival_name: arrival.name().to_string(),
+            burstiness: arrival.burstiness(),
+            seed,
+            warmup: 0,
+            max_concurrency: None,
+            timeout: Duration::from_secs(600),
+            ignore_eos: dataset.name == "random",
+            lag_threshold_ms: 5.0,
+            topology: Topology::default(),
+            dataset_name: dataset.name.clone(),
+            tokenizer: None,
+            tokenizer_id: None,
+            token_counts: match dataset.token_counts {
+                TokenCounts::Tokenizer => "tokenizer".into(),
+                TokenCounts::Estimated => "estimated".into(),
+            },
+            notes: dataset.notes.clone(),
+        }
+    }
+
+    /// The full request URL.
+    pub fn url(&self) -> String {
+        let path = self
+            .endpoint
+            .as_deref()
+            .unwrap_or_else(|| self.api.default_path());
+        format!(
+            "{}/{}",
+            self.deployment.base_url.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        )
+    }
+}
+
+/// Write a result file atomically, refusing to overwrite. Streams the JSON to disk, so a
+/// 100,000-request result does not need a second in-memory copy as text.
+pub fn write_result(path: &std::path::Path, result: &RunResult) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if path.exists() {
+        anyhow::bail!("refusing to overwrite existing file {}", path.display());
+    }
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+        serde_json::to_writer_pretty(&mut w, result)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| w.flush().map_err(anyhow::Error::from))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("writing {}", path.display()))?;
+    // hard_link fails if the destination exists: "never overwrite" without a race.
+    std::fs::hard_link(tmp.path(), path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!("refusing to overwrite existing file {}", path.display())
+        } else {
+            anyhow::Error::new(e).context(format!("writing {}", path.display()))
+        }
+    })?;
+    Ok(())
 }

@@ -2,25 +2,116 @@
 
 pub mod diagnostic;
 pub mod init;
+pub mod one_or_many;
+pub mod overrides;
+pub mod reference;
 pub mod schema;
+pub mod types;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-pub use diagnostic::ManifestError;
+use anyhow::Context;
 
-use crate::error::Result;
+pub use diagnostic::{ManifestError, Seg, Source};
+pub use one_or_many::OneOrMany;
+pub use types::*;
+
+use crate::error::{Error, Result};
 
 /// A manifest path plus per-invocation overrides.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ManifestArgs {
     /// The experiment manifest (TOML).
     pub manifest: PathBuf,
-    /// Override a manifest field for this invocation, e.g. `--set load.rates=[1,2]` or
-    /// `--set deployment.1.prefill.instances=2`. Repeatable; validated like the file.
+    /// Override a manifest field for this invocation, like the original suite's environment
+    /// variables: `--set load.rates=[1,2]`, `--set deployment.1.prefill.instances=2`
+    /// (array indices start at 0). Repeatable; validated like the file and recorded with the run.
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
 }
 
-pub fn run_validate(_args: ManifestArgs) -> Result<()> {
-    Err(crate::Error::not_implemented("validate"))
+/// A parsed manifest with the text it came from (for located errors) and its overrides.
+#[derive(Debug, Clone)]
+pub struct LoadedManifest {
+    pub manifest: Manifest,
+    /// The text the manifest was parsed from: the file with `--set` overrides applied.
+    pub source: Source,
+    /// The file's own text, exactly as on disk (copied into the run folder).
+    pub original_text: String,
+    pub path: PathBuf,
+    /// The `--set` overrides applied, as given.
+    pub overrides: Vec<String>,
+}
+
+impl LoadedManifest {
+    /// The folder relative paths in the manifest are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// A located error at `path` in the manifest.
+    pub fn error_at(
+        &self,
+        path: Vec<Seg>,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> ManifestError {
+        let span = diagnostic::span_of(&self.source.text, &path);
+        ManifestError::new(&self.source, span, message, help)
+    }
+}
+
+/// Read, override and parse a manifest file.
+pub fn load(path: &Path, overrides: &[String]) -> Result<LoadedManifest> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read manifest {}", path.display()))
+        .map_err(Error::bad_input)?;
+    load_str(path, &text, overrides)
+}
+
+/// Parse manifest text as if read from `path`. The file is first checked on its own, so an
+/// error in the file points into the file; then the overrides are applied and checked.
+pub fn load_str(path: &Path, text: &str, overrides: &[String]) -> Result<LoadedManifest> {
+    let name = path.display().to_string();
+    let file_source = Source::new(name.clone(), text);
+    let manifest = parse(&file_source)?;
+    let (manifest, source) = if overrides.is_empty() {
+        (manifest, file_source)
+    } else {
+        let merged = overrides::apply(text, overrides)?;
+        let source = Source::new(
+            format!("{name} (with --set {})", overrides.join(" --set ")),
+            merged,
+        );
+        (parse(&source)?, source)
+    };
+    Ok(LoadedManifest {
+        manifest,
+        source,
+        original_text: text.to_owned(),
+        path: path.to_owned(),
+        overrides: overrides.to_vec(),
+    })
+}
+
+/// Parse TOML text into the manifest types (types and unknown keys checked, not meaning).
+pub fn parse(source: &Source) -> Result<Manifest, ManifestError> {
+    toml::from_str(&source.text).map_err(|e| ManifestError::from_toml(source, &e))
+}
+
+/// `vbench validate`: parse and plan; print a one-line verdict.
+pub fn run_validate(args: ManifestArgs) -> Result<()> {
+    let loaded = load(&args.manifest, &args.set)?;
+    let plan = crate::plan::resolve(
+        &loaded,
+        &crate::plan::capacity::discover(&loaded.manifest.target),
+    )?;
+    println!(
+        "{}: valid ({} variants, {} cells, {} requests)",
+        args.manifest.display(),
+        plan.variants.len(),
+        plan.cells.len(),
+        plan.total_requests()
+    );
+    Ok(())
 }

@@ -1,18 +1,484 @@
-//! The planner: manifest → variants × rates → cells.
+//! The planner: a parsed manifest → a fully resolved, validated plan (variants × rates = cells).
+//!
+//! Like ripgrep's low-level/high-level args: the manifest types only mirror the TOML; every
+//! check of meaning happens here, before any process starts, and every error points at the
+//! manifest line that caused it.
 
-use crate::error::{Error, Result};
-use crate::manifest::ManifestArgs;
+pub mod capacity;
+mod expand;
+pub mod table;
+pub mod variant;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::manifest::{
+    self, Accelerator, Backend, LoadedManifest, ManifestArgs, ManifestError, Rate,
+};
+use crate::path;
+
+pub use capacity::Capacity;
+pub use variant::{RoleKind, RoleSpec, Variant};
 
 /// Print the run matrix without running anything.
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub manifest: ManifestArgs,
-    /// Print the plan as JSON.
+    /// Print the plan as JSON (every variant and cell).
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn run_plan(_args: PlanArgs) -> Result<()> {
-    Err(Error::not_implemented("plan"))
+/// Everything `apply` will do, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub experiment: String,
+    pub model: String,
+    pub served_model_name: String,
+    pub backend: Backend,
+    pub accelerator: Accelerator,
+    pub capacity: Capacity,
+    pub rates: Vec<Rate>,
+    pub num_prompts: u32,
+    pub warmup: u32,
+    pub variants: Vec<Variant>,
+    pub cells: Vec<Cell>,
+    pub estimate: Estimate,
+    /// `--set` overrides this plan was made with.
+    pub overrides: Vec<String>,
+    /// Problems that do not stop planning but would stop `apply` (e.g. a missing dataset file).
+    pub warnings: Vec<String>,
 }
+
+/// One variant at one rate: one result file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub variant_id: String,
+    pub rate: Rate,
+    /// Measured requests (warm-up excluded).
+    pub requests: u32,
+    /// File name inside the variant's folder, e.g. `vllm-2qps.json`.
+    pub result_file: String,
+}
+
+/// A rough wall-time estimate: start-up of each variant plus the time to send each rate's
+/// requests and drain them.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Estimate {
+    pub startup_s: f64,
+    pub load_s: f64,
+    pub total_s: f64,
+}
+
+impl Plan {
+    pub fn total_requests(&self) -> u64 {
+        self.cells.iter().map(|c| u64::from(c.requests)).sum()
+    }
+
+    pub fn cells_of<'a>(&'a self, variant_id: &'a str) -> impl Iterator<Item = &'a Cell> + 'a {
+        self.cells
+            .iter()
+            .filter(move |c| c.variant_id == variant_id)
+    }
+}
+
+/// Seconds a variant takes to become healthy, by backend and accelerator (rough, for planning).
+fn startup_estimate_s(backend: Backend, accelerator: Accelerator, variant: &Variant) -> f64 {
+    let base = match (backend, accelerator) {
+        (Backend::Sim, _) => 2.0,
+        (_, Accelerator::Cpu) => 90.0,
+        (_, Accelerator::Cuda) => 120.0,
+    };
+    // Instances start in parallel; a disaggregated pair also waits for its KV connector.
+    if variant.roles.len() > 1 {
+        base * 1.3
+    } else {
+        base
+    }
+}
+
+/// Seconds to send one rate's requests (warm-up included) and let the last ones finish.
+fn cell_estimate_s(backend: Backend, rate: Rate, requests: u32, warmup: u32) -> f64 {
+    // The last requests still need their full latency after the last send.
+    let drain_s = if backend == Backend::Sim { 2.0 } else { 10.0 };
+    match rate {
+        Rate::PerSecond(r) => f64::from(requests + warmup) / r + drain_s,
+        Rate::Infinite => drain_s + 0.05 * f64::from(requests + warmup),
+    }
+}
+
+/// Resolve and validate a loaded manifest against the target's capacity.
+pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, ManifestError> {
+    let m = &loaded.manifest;
+    let mut warnings = Vec::new();
+    check_experiment(loaded, &mut warnings)?;
+    let variants = expand::variants(loaded)?;
+
+    for v in &variants {
+        if let Some(limit) = capacity.gpus {
+            if v.gpus > limit {
+                let unit = if m.target.accelerator == Accelerator::Cpu {
+                    "instance slots"
+                } else {
+                    "GPUs"
+                };
+                return Err(loaded.error_at(
+                    path!["deployment", v.deployment_index],
+                    format!(
+                        "variant `{}` ({}) needs {} {unit} but the target has {limit} ({})",
+                        v.id, v.label, v.gpus, capacity.source
+                    ),
+                    Some("use fewer instances or a smaller tp, or give the target more GPUs (target.gpus)".into()),
+                ));
+            }
+        }
+    }
+
+    let rates = m.load.rates.values().to_vec();
+    let mut cells = Vec::new();
+    let mut estimate = Estimate {
+        startup_s: 0.0,
+        load_s: 0.0,
+        total_s: 0.0,
+    };
+    for v in &variants {
+        estimate.startup_s += startup_estimate_s(m.target.backend, m.target.accelerator, v);
+        for rate in &rates {
+            estimate.load_s +=
+                cell_estimate_s(m.target.backend, *rate, m.load.num_prompts, m.load.warmup);
+            cells.push(Cell {
+                variant_id: v.id.clone(),
+                rate: *rate,
+                requests: m.load.num_prompts,
+                result_file: format!("vllm-{}qps.json", rate.label()),
+            });
+        }
+    }
+    estimate.total_s = estimate.startup_s + estimate.load_s;
+
+    Ok(Plan {
+        experiment: m.name.clone(),
+        model: m.model.clone(),
+        served_model_name: m
+            .served_model_name
+            .clone()
+            .unwrap_or_else(|| m.model.clone()),
+        backend: m.target.backend,
+        accelerator: m.target.accelerator,
+        capacity: capacity.clone(),
+        rates,
+        num_prompts: m.load.num_prompts,
+        warmup: m.load.warmup,
+        variants,
+        cells,
+        estimate,
+        overrides: loaded.overrides.clone(),
+        warnings,
+    })
+}
+
+/// Checks of the experiment-wide sections (name, dataset, load, SLO, target, report).
+fn check_experiment(
+    loaded: &LoadedManifest,
+    warnings: &mut Vec<String>,
+) -> Result<(), ManifestError> {
+    let m = &loaded.manifest;
+    let err = |p: Vec<manifest::Seg>, msg: String, help: &str| {
+        Err(loaded.error_at(p, msg, (!help.is_empty()).then(|| help.to_owned())))
+    };
+
+    let name_ok = !m.name.is_empty()
+        && !m.name.starts_with('.')
+        && m.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !name_ok {
+        return err(
+            path!["name"],
+            format!(
+                "experiment name {:?} cannot be used as a folder name",
+                m.name
+            ),
+            "use letters, digits, '-', '_' and '.', e.g. name = \"qwen-pd\"",
+        );
+    }
+    if m.model.trim().is_empty() {
+        return err(
+            path!["model"],
+            "model is empty".into(),
+            "e.g. model = \"Qwen/Qwen3-0.6B\"",
+        );
+    }
+
+    // Dataset.
+    use manifest::DatasetKind;
+    let d = &m.dataset;
+    match d.kind {
+        DatasetKind::Sharegpt | DatasetKind::Jsonl => {
+            let Some(p) = &d.path else {
+                return err(
+                    path!["dataset", "kind"],
+                    format!("dataset kind `{}` needs a `path`", kind_name(d.kind)),
+                    "add path = \"data/sharegpt.json\" (relative to the manifest's folder)",
+                );
+            };
+            if d.input_len.is_some() || d.range_ratio.is_some() {
+                let key = if d.input_len.is_some() {
+                    "input_len"
+                } else {
+                    "range_ratio"
+                };
+                return err(
+                    path!["dataset", key],
+                    format!("`{key}` only applies to kind = \"random\""),
+                    "remove it, or use kind = \"random\"",
+                );
+            }
+            let full = loaded.base_dir().join(p);
+            if !full.exists() {
+                warnings.push(format!(
+                    "dataset file {} does not exist yet; apply will refuse to start without it",
+                    full.display()
+                ));
+            }
+        }
+        DatasetKind::Random => {
+            if d.path.is_some() {
+                return err(
+                    path!["dataset", "path"],
+                    "a random dataset is generated, it has no `path`".into(),
+                    "remove path, or use kind = \"sharegpt\" or \"jsonl\"",
+                );
+            }
+            for (key, v) in [("input_len", d.input_len), ("output_len", d.output_len)] {
+                match v {
+                    None => {
+                        return err(
+                            path!["dataset", "kind"],
+                            format!("kind = \"random\" needs `{key}` (tokens)"),
+                            "e.g. input_len = 1024 and output_len = 128",
+                        )
+                    }
+                    Some(0) => {
+                        return err(
+                            path!["dataset", key],
+                            format!("`{key}` must be at least 1 token"),
+                            "",
+                        )
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some(r) = d.range_ratio {
+                if !(0.0..1.0).contains(&r) {
+                    return err(
+                        path!["dataset", "range_ratio"],
+                        format!("range_ratio {r} must be in [0, 1)"),
+                        "lengths are drawn from [len*(1-r), len*(1+r)]",
+                    );
+                }
+            }
+        }
+    }
+    if d.output_len == Some(0) {
+        return err(
+            path!["dataset", "output_len"],
+            "`output_len` must be at least 1 token".into(),
+            "",
+        );
+    }
+
+    // Load.
+    let l = &m.load;
+    let rates = l.rates.values();
+    for (i, r) in rates.iter().enumerate() {
+        if rates[..i].contains(r) {
+            return err(
+                path!["load", "rates", i],
+                format!("rate {r} appears twice in load.rates"),
+                "each rate runs once per variant; remove the duplicate",
+            );
+        }
+    }
+    if l.num_prompts == 0 {
+        return err(
+            path!["load", "num_prompts"],
+            "num_prompts must be at least 1".into(),
+            "",
+        );
+    }
+    match (l.arrival, l.burstiness) {
+        (manifest::Arrival::Gamma, Some(b)) if !(b.is_finite() && b > 0.0) => {
+            return err(
+                path!["load", "burstiness"],
+                format!("burstiness {b} must be a positive number"),
+                "1 is Poisson; below 1 is burstier, above 1 smoother",
+            )
+        }
+        (manifest::Arrival::Gamma, _) => {}
+        (other, Some(_)) => {
+            return err(
+                path!["load", "burstiness"],
+                format!(
+                    "burstiness only applies to arrival = \"gamma\" (arrival is \"{}\")",
+                    arrival_name(other)
+                ),
+                "set arrival = \"gamma\", or remove burstiness",
+            )
+        }
+        (_, None) => {}
+    }
+    if !(l.timeout_s.is_finite() && l.timeout_s > 0.0) {
+        return err(
+            path!["load", "timeout_s"],
+            format!("timeout_s {} must be positive", l.timeout_s),
+            "",
+        );
+    }
+    if l.max_concurrency == Some(0) {
+        return err(
+            path!["load", "max_concurrency"],
+            "max_concurrency 0 would never send a request".into(),
+            "remove it for a pure open loop, or give a positive cap",
+        );
+    }
+
+    // SLOs.
+    let s = &m.slo;
+    for (key, v) in [("ttft_ms", s.ttft_ms), ("tpot_ms", s.tpot_ms)] {
+        if !(v.is_finite() && v > 0.0) {
+            return err(
+                path!["slo", key],
+                format!("{key} = {v}: an SLO must be a positive number of milliseconds"),
+                "the original suite used ttft_ms = 125, tpot_ms = 200",
+            );
+        }
+    }
+    if !(s.target_pct > 0.0 && s.target_pct <= 100.0) {
+        return err(
+            path!["slo", "target_pct"],
+            format!("target_pct = {} must be in (0, 100]", s.target_pct),
+            "e.g. target_pct = 90",
+        );
+    }
+    if s.scales.is_empty() {
+        return err(
+            path!["slo", "scales"],
+            "slo.scales is empty".into(),
+            "e.g. scales = [0.5, 1.0, 1.5, 2.0]",
+        );
+    }
+    for (i, sc) in s.scales.iter().enumerate() {
+        if !(sc.is_finite() && *sc > 0.0) {
+            return err(
+                path!["slo", "scales", i],
+                format!("SLO scale {sc} must be positive"),
+                "",
+            );
+        }
+    }
+    if let Some(sr) = s.scale_rate {
+        if !rates.iter().any(|r| r.as_f64() == sr) {
+            let listed: Vec<String> = rates.iter().map(|r| r.label()).collect();
+            return err(
+                path!["slo", "scale_rate"],
+                format!(
+                    "scale_rate {sr} is not one of load.rates ({})",
+                    listed.join(", ")
+                ),
+                "the SLO-scale panel re-scores the results of one measured rate",
+            );
+        }
+    }
+
+    // Target.
+    let t = &m.target;
+    if let manifest::Gpus::List(list) = &t.gpus {
+        for (i, g) in list.iter().enumerate() {
+            if list[..i].contains(g) {
+                return err(
+                    path!["target", "gpus", i],
+                    format!("GPU {g} is listed twice"),
+                    "",
+                );
+            }
+        }
+    }
+    if t.cpu_cores_per_instance == 0 {
+        return err(
+            path!["target", "cpu_cores_per_instance"],
+            "cpu_cores_per_instance must be at least 1".into(),
+            "",
+        );
+    }
+    if !(t.health_timeout_s.is_finite() && t.health_timeout_s > 0.0) {
+        return err(
+            path!["target", "health_timeout_s"],
+            format!("health_timeout_s {} must be positive", t.health_timeout_s),
+            "vLLM can take minutes to start; e.g. 600",
+        );
+    }
+    if t.slurm.is_some() && t.backend != Backend::Slurm {
+        return err(
+            path!["target", "slurm"],
+            "[target.slurm] is set but backend is not \"slurm\"".into(),
+            "set backend = \"slurm\", or remove [target.slurm]",
+        );
+    }
+    if m.report.formats.is_empty() {
+        return err(
+            path!["report", "formats"],
+            "report.formats is empty".into(),
+            "e.g. formats = [\"pdf\", \"svg\", \"png\"]",
+        );
+    }
+    if m.deployments.is_empty() {
+        return err(
+            path![],
+            "the manifest declares no [[deployment]]".into(),
+            "add at least one, e.g.\n[[deployment]]\nmode = \"simple\"",
+        );
+    }
+    Ok(())
+}
+
+fn kind_name(k: manifest::DatasetKind) -> &'static str {
+    match k {
+        manifest::DatasetKind::Sharegpt => "sharegpt",
+        manifest::DatasetKind::Random => "random",
+        manifest::DatasetKind::Jsonl => "jsonl",
+    }
+}
+
+fn arrival_name(a: manifest::Arrival) -> &'static str {
+    match a {
+        manifest::Arrival::Poisson => "poisson",
+        manifest::Arrival::Gamma => "gamma",
+        manifest::Arrival::Constant => "constant",
+    }
+}
+
+/// `vbench plan`.
+pub fn run_plan(args: PlanArgs) -> Result<()> {
+    let loaded = manifest::load(&args.manifest.manifest, &args.manifest.set)?;
+    let capacity = capacity::discover(&loaded.manifest.target);
+    let plan = resolve(&loaded, &capacity)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).expect("plan serialises")
+        );
+    } else {
+        print!("{}", table::render(&plan));
+    }
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
+/// Sweep-axis values a variant took, for `Variant::sweep`.
+pub(crate) type SweepValues = BTreeMap<String, serde_json::Value>;

@@ -127,6 +127,27 @@ pub struct LoadInfo {
     pub warmup: u64,
     /// Whether token counts came from server usage (`true`) or were estimated by the client.
     pub tokens_from_usage: bool,
+    /// How the client counted dataset tokens: `tokenizer` or `estimated` (no tokenizer given:
+    /// about 4 characters per token). Server usage, when present, overrides these counts.
+    #[serde(default)]
+    pub token_counts: Option<String>,
+    /// The tokenizer file used, if any.
+    #[serde(default)]
+    pub tokenizer: Option<String>,
+    /// Requests in the measured set (warm-up excluded).
+    #[serde(default)]
+    pub num_requests: u64,
+    /// Per-request timeout in seconds.
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
+    #[serde(default)]
+    pub ignore_eos: bool,
+    /// Warm-up requests that failed (they are not in the results, but a user should know).
+    #[serde(default)]
+    pub warmup_failed: u64,
+    /// Things the user should know about how the load was prepared (oversampling, estimates).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// How well the client kept to its schedule. A run whose client fell behind measured the
@@ -141,6 +162,19 @@ pub struct ClientHealth {
     /// True when `lag_p99_ms` exceeded `lag_threshold_ms`.
     pub client_fell_behind: bool,
     pub lag_threshold_ms: f64,
+    /// Requests per second the schedule asked for: n / last scheduled offset.
+    #[serde(default)]
+    pub offered_rate: Option<f64>,
+    /// p99 of (dispatcher wake-up - scheduled instant): the timer's own lag, without the wait
+    /// for a `max_concurrency` slot. `client_fell_behind` uses this one when a cap is set.
+    #[serde(default)]
+    pub dispatch_lag_p99_ms: Option<f64>,
+    /// CPU seconds (user + system) the client process used during the measured run.
+    #[serde(default)]
+    pub cpu_s: Option<f64>,
+    /// Peak resident memory of the client process so far, MiB.
+    #[serde(default)]
+    pub max_rss_mib: Option<f64>,
 }
 
 /// One request, raw. All times are seconds; offsets are from the run's start instant.

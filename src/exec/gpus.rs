@@ -1,0 +1,131 @@
+//! Which accelerator each instance gets, and the check that GPUs are free between variants.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+/// Lists the processes holding GPU memory; behind a trait so the executor's tests need no GPU.
+pub trait GpuProbe: Send + Sync {
+    /// (GPU index, pid, used MiB) of every compute process; `None` when it cannot be asked.
+    fn busy(&self) -> Option<Vec<(u32, u32, u64)>>;
+}
+
+/// Asks `nvidia-smi`.
+pub struct NvidiaSmiProbe;
+
+impl GpuProbe for NvidiaSmiProbe {
+    fn busy(&self) -> Option<Vec<(u32, u32, u64)>> {
+        let out = std::process::Command::new("nvidia-smi")
+            .args([
+                "--query-compute-apps=gpu_uuid,pid,used_memory",
+                "--format=csv,noheader,nounits",
+            ])
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let uuids = std::process::Command::new("nvidia-smi")
+            .args(["--query-gpu=index,uuid", "--format=csv,noheader"])
+            .output()
+            .ok()?;
+        let index_of: Vec<(u32, String)> = String::from_utf8_lossy(&uuids.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (i, u) = l.split_once(',')?;
+                Some((i.trim().parse().ok()?, u.trim().to_owned()))
+            })
+            .collect();
+        Some(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split(',').map(str::trim);
+                    let uuid = f.next()?;
+                    let pid = f.next()?.parse().ok()?;
+                    let mib = f.next()?.parse().unwrap_or(0);
+                    let gpu = index_of.iter().find(|(_, u)| u == uuid)?.0;
+                    Some((gpu, pid, mib))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Wait until none of `gpus` runs a compute process, or fail naming who holds them.
+pub async fn wait_free(
+    probe: &dyn GpuProbe,
+    gpus: &[u32],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let Some(busy) = probe.busy() else {
+            return Ok(()); // No nvidia-smi: nothing to check (sim or CPU targets).
+        };
+        let ours: Vec<_> = busy
+            .into_iter()
+            .filter(|(g, _, _)| gpus.contains(g))
+            .collect();
+        if ours.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let who: Vec<String> = ours
+                .iter()
+                .map(|(g, pid, mib)| format!("GPU {g}: pid {pid} ({mib} MiB)"))
+                .collect();
+            bail!(
+                "GPUs still busy {}s after teardown: {}; refusing to start the next variant on them",
+                timeout.as_secs(),
+                who.join(", ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    struct Fake {
+        calls: AtomicU32,
+        free_after: u32,
+    }
+    impl GpuProbe for Fake {
+        fn busy(&self) -> Option<Vec<(u32, u32, u64)>> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            Some(if n < self.free_after {
+                vec![(1, 4242, 900), (5, 1, 10)]
+            } else {
+                vec![(5, 1, 10)]
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn waits_until_our_gpus_are_free_and_ignores_others() {
+        let f = Fake {
+            calls: AtomicU32::new(0),
+            free_after: 2,
+        };
+        wait_free(&f, &[0, 1], Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn names_the_process_still_holding_a_gpu() {
+        let f = Fake {
+            calls: AtomicU32::new(0),
+            free_after: u32::MAX,
+        };
+        let e = wait_free(&f, &[1], Duration::from_millis(10))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("GPU 1: pid 4242 (900 MiB)"), "{e}");
+    }
+}

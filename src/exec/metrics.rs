@@ -1,0 +1,136 @@
+//! Server metrics around and during each rate: the full `/metrics` text of every instance
+//! before and after, and the load gauges (running, waiting, KV-cache use) sampled every second,
+//! so a reader can see queueing and KV pressure behind a latency curve.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::results::store::write_bytes_new;
+
+/// Gauges worth following over time (both spellings of the KV-cache gauge across versions).
+const GAUGES: &[&str] = &[
+    "vllm:num_requests_running",
+    "vllm:num_requests_waiting",
+    "vllm:kv_cache_usage_perc",
+    "vllm:gpu_cache_usage_perc",
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Seconds since sampling started.
+    pub t_s: f64,
+    pub component: String,
+    pub gauges: BTreeMap<String, f64>,
+}
+
+/// Sum of every series of `name` in a Prometheus text exposition (labels ignored).
+pub fn gauge_sum(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        let value = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        if let Some(v) = value {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
+
+async fn fetch(client: &reqwest::Client, url: &str) -> Option<String> {
+    let r = client
+        .get(format!("{url}/metrics"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.text().await.ok()
+}
+
+/// Save each component's full `/metrics` text as `<dir>/<component>-<tag>.prom`.
+pub async fn snapshot(components: &[(String, String)], dir: &Path, tag: &str) {
+    let client = reqwest::Client::new();
+    for (name, url) in components {
+        if let Some(text) = fetch(&client, url).await {
+            let _ = write_bytes_new(&dir.join(format!("{name}-{tag}.prom")), text.as_bytes());
+        }
+    }
+}
+
+/// Sample the gauges of every component every `period` until told to stop.
+pub fn spawn_sampler(
+    components: Vec<(String, String)>,
+    period: Duration,
+) -> (watch::Sender<bool>, JoinHandle<Vec<Sample>>) {
+    let (tx, mut rx) = watch::channel(false);
+    let handle = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let start = Instant::now();
+        let mut samples = Vec::new();
+        loop {
+            for (name, url) in &components {
+                if let Some(text) = fetch(&client, url).await {
+                    let gauges: BTreeMap<String, f64> = GAUGES
+                        .iter()
+                        .filter_map(|g| gauge_sum(&text, g).map(|v| (g.to_string(), v)))
+                        .collect();
+                    if !gauges.is_empty() {
+                        samples.push(Sample {
+                            t_s: start.elapsed().as_secs_f64(),
+                            component: name.clone(),
+                            gauges,
+                        });
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = rx.wait_for(|stop| *stop) => break,
+            }
+        }
+        samples
+    });
+    (tx, handle)
+}
+
+/// Write samples as JSON lines.
+pub fn write_samples(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for s in samples {
+        text.push_str(&serde_json::to_string(s)?);
+        text.push('\n');
+    }
+    write_bytes_new(path, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gauge_sum;
+
+    #[test]
+    fn gauges_are_summed_over_labels_and_names_match_exactly() {
+        let text = "# HELP vllm:num_requests_running x\n\
+                    vllm:num_requests_running{engine=\"0\",model_name=\"m\"} 3.0\n\
+                    vllm:num_requests_running{engine=\"1\",model_name=\"m\"} 2.0\n\
+                    vllm:num_requests_running_total 99\n\
+                    vllm:kv_cache_usage_perc 0.25\n";
+        assert_eq!(gauge_sum(text, "vllm:num_requests_running"), Some(5.0));
+        assert_eq!(gauge_sum(text, "vllm:kv_cache_usage_perc"), Some(0.25));
+        assert_eq!(gauge_sum(text, "vllm:num_requests_waiting"), None);
+    }
+}

@@ -1,0 +1,272 @@
+//! Supervised processes: each component runs in its own process group with its output in a
+//! log file, and is stopped as a group (SIGTERM, grace period, SIGKILL), because vLLM's engine
+//! and worker processes outlive a kill of the API server and keep holding GPU memory.
+//!
+//! A `Supervised` that is dropped without `stop` kills its group, so an early return or a
+//! panic still leaves no orphan.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+/// What to run for one component.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessSpec {
+    /// Component name, e.g. `prefill-0`; also the log file's stem.
+    pub name: String,
+    pub program: String,
+    pub args: Vec<String>,
+    /// Extra environment on top of vbench's own.
+    pub env: BTreeMap<String, String>,
+}
+
+impl ProcessSpec {
+    /// The command as one shell-quoted line (for deployment.json and error messages).
+    pub fn command_line(&self) -> String {
+        let env = self
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", shell_quote(v)));
+        let argv = std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|a| shell_quote(a));
+        env.chain(argv).collect::<Vec<_>>().join(" ")
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// A running component.
+pub struct Supervised {
+    pub name: String,
+    pub log: PathBuf,
+    child: tokio::process::Child,
+    pgid: i32,
+    exit: Option<ExitStatus>,
+    stopped: bool,
+}
+
+/// How a component ended when it was stopped.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StopReport {
+    pub name: String,
+    /// True when the group had to be SIGKILLed after the grace period.
+    pub killed: bool,
+    /// Exit status of the group leader, if it had exited by itself before the stop.
+    pub exited_early: Option<String>,
+    pub seconds: f64,
+}
+
+impl Supervised {
+    /// Start `spec` in a new process group, stdout and stderr appended to `log`.
+    pub fn spawn(spec: &ProcessSpec, log: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening log {}", log.display()))?;
+        let err = out.try_clone()?;
+        let mut cmd = tokio::process::Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .envs(&spec.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            // Own group: one signal reaches every descendant; Ctrl-C in the terminal does not
+            // reach it directly, so vbench decides the order of teardown.
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}: {}", spec.name, spec.command_line()))?;
+        let pid = child.id().context("child has no pid")? as i32;
+        Ok(Supervised {
+            name: spec.name.clone(),
+            log: log.to_owned(),
+            child,
+            pgid: pid,
+            exit: None,
+            stopped: false,
+        })
+    }
+
+    pub fn pgid(&self) -> i32 {
+        self.pgid
+    }
+
+    /// The exit status if the group leader has exited (a crash while it should be serving).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().ok().flatten();
+        }
+        self.exit
+    }
+
+    /// SIGTERM the whole group, wait up to `grace` for every member to be gone, then SIGKILL.
+    pub async fn stop(&mut self, grace: Duration) -> StopReport {
+        let started = Instant::now();
+        let exited_early = self.exited().map(|s| s.to_string());
+        signal_group(self.pgid, libc::SIGTERM);
+        let deadline = started + grace;
+        let mut killed = false;
+        loop {
+            // Reap the leader so it does not linger as a zombie that keeps the group "alive".
+            let _ = self.exited();
+            if !group_alive(self.pgid) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                signal_group(self.pgid, libc::SIGKILL);
+                killed = true;
+                let hard = Instant::now() + Duration::from_secs(10);
+                while group_alive(self.pgid) && Instant::now() < hard {
+                    let _ = self.exited();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.child.wait().await;
+        self.stopped = true;
+        StopReport {
+            name: self.name.clone(),
+            killed,
+            exited_early,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// The last `n` lines of the component's log, for error messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        log_tail(&self.log, n)
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if !self.stopped {
+            signal_group(self.pgid, libc::SIGKILL);
+            let _ = self.child.start_kill();
+        }
+    }
+}
+
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn signal_group(pgid: i32, signal: i32) {
+    if pgid > 1 {
+        // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+}
+
+/// Whether any process of the group still exists.
+pub fn group_alive(pgid: i32) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence.
+    let rc = unsafe { libc::kill(-pgid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(script: &str) -> ProcessSpec {
+        ProcessSpec {
+            name: "t".into(),
+            program: "bash".into(),
+            args: vec!["-c".into(), script.into()],
+            env: BTreeMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn stop_reaches_grandchildren_that_ignore_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Supervised::spawn(
+            &spec("sleep 300 & sleep 300 & wait"),
+            &dir.path().join("t.log"),
+        )
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(group_alive(p.pgid()));
+        let r = p.stop(Duration::from_secs(5)).await;
+        assert!(!r.killed, "SIGTERM was enough");
+        assert!(!group_alive(p.pgid()), "no member of the group survives");
+    }
+
+    #[tokio::test]
+    async fn stop_kills_a_group_that_ignores_sigterm() {
+        let dir = tempfile::tempdir().unwrap();
+        // The grandchild ignores SIGTERM, like a stuck engine process.
+        let mut p = Supervised::spawn(
+            &spec("bash -c 'trap \"\" TERM; while true; do sleep 0.1; done' & wait"),
+            &dir.path().join("t.log"),
+        )
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = p.stop(Duration::from_millis(500)).await;
+        assert!(r.killed);
+        assert!(!group_alive(p.pgid()));
+    }
+
+    #[tokio::test]
+    async fn drop_without_stop_leaves_no_orphan() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Supervised::spawn(&spec("sleep 300 & wait"), &dir.path().join("t.log")).unwrap();
+        let pgid = p.pgid();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(p);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while group_alive(pgid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!group_alive(pgid));
+    }
+
+    #[tokio::test]
+    async fn output_goes_to_the_log_and_crashes_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("logs/c.log");
+        let mut p = Supervised::spawn(&spec("echo hello; echo oops >&2; exit 3"), &log).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let status = p.exited().expect("exited");
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(p.log_tail(5), "hello\noops");
+        let r = p.stop(Duration::from_secs(1)).await;
+        assert!(r.exited_early.is_some());
+    }
+
+    #[test]
+    fn command_line_is_shell_quoted() {
+        let mut s = spec("echo 'a b'");
+        s.env.insert("X".into(), "1 2".into());
+        assert_eq!(s.command_line(), "X='1 2' bash -c 'echo '\\''a b'\\'''");
+    }
+}

@@ -1,0 +1,256 @@
+//! The `slurm` backend: instances run as job steps (`srun`) on the nodes of one allocation,
+//! each on its node's GPUs; the proxy and the load generator stay on the node vbench runs on.
+//!
+//! vbench uses the allocation it runs inside (`SLURM_JOB_ID`, e.g. under `salloc`), or makes one
+//! with `salloc --no-shell` and cancels it when the run ends, whatever the reason.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use crate::manifest::SlurmOptions;
+
+/// One node of the allocation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SlurmNode {
+    pub name: String,
+    /// Address instances on this node are reached at (Slurm's NodeAddr).
+    pub addr: String,
+    pub gpus: u32,
+}
+
+/// The allocation vbench places instances in.
+#[derive(Debug, Serialize)]
+pub struct Allocation {
+    pub job_id: String,
+    pub nodes: Vec<SlurmNode>,
+    /// True when vbench made the allocation (and so must cancel it).
+    pub owned: bool,
+}
+
+impl Drop for Allocation {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = Command::new("scancel").arg(&self.job_id).status();
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {cmd:?} (is Slurm installed and SLURM_CONF set?)"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Use the current allocation, or make one as `options` describe.
+pub fn acquire(options: &SlurmOptions, job_name: &str) -> anyhow::Result<Allocation> {
+    let (job_id, owned) = match std::env::var("SLURM_JOB_ID") {
+        Ok(id) if !id.is_empty() => (id, false),
+        _ => (allocate(options, job_name)?, true),
+    };
+    let mut alloc = Allocation {
+        job_id,
+        nodes: Vec::new(),
+        owned,
+    };
+    alloc.nodes = nodes_of(&alloc.job_id, options.gpus_per_node)?;
+    Ok(alloc)
+}
+
+fn allocate(options: &SlurmOptions, job_name: &str) -> anyhow::Result<String> {
+    let mut cmd = Command::new("salloc");
+    cmd.args([
+        "--no-shell",
+        // Whole nodes: a benchmark must not share its nodes with other jobs.
+        "--exclusive",
+        "--job-name",
+        job_name,
+        "--nodes",
+        &options.nodes.to_string(),
+    ]);
+    if let Some(g) = options.gpus_per_node {
+        cmd.arg(format!("--gres=gpu:{g}"));
+    }
+    if let Some(p) = &options.partition {
+        cmd.args(["--partition", p]);
+    }
+    if let Some(a) = &options.account {
+        cmd.args(["--account", a]);
+    }
+    if let Some(t) = &options.time {
+        cmd.args(["--time", t]);
+    }
+    cmd.args(&options.extra_args);
+    let out = cmd
+        .output()
+        .context("running salloc (is Slurm installed and SLURM_CONF set?)")?;
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    // "salloc: Granted job allocation 42"
+    let id = text
+        .lines()
+        .find_map(|l| l.split("Granted job allocation ").nth(1))
+        .map(|s| s.trim().to_owned());
+    match (out.status.success(), id) {
+        (true, Some(id)) => Ok(id),
+        _ => bail!("salloc did not grant an allocation: {}", text.trim()),
+    }
+}
+
+fn nodes_of(job_id: &str, gpus_per_node: Option<u32>) -> anyhow::Result<Vec<SlurmNode>> {
+    let list = run(Command::new("squeue").args(["-h", "-j", job_id, "-o", "%N"]))?;
+    let list = list.trim();
+    if list.is_empty() {
+        bail!("job {job_id} has no nodes (is it still pending?)");
+    }
+    let names = run(Command::new("scontrol").args(["show", "hostnames", list]))?;
+    names
+        .lines()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|name| {
+            let info = run(Command::new("scontrol").args(["show", "node", name]))?;
+            let field = |key: &str| {
+                info.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix(key))
+                    .map(str::to_owned)
+            };
+            let addr = field("NodeAddr=").unwrap_or_else(|| name.to_owned());
+            // Gres=gpu:4 or gpu:h200:8(S:0-1)
+            let gres_gpus = field("Gres=").and_then(|g| {
+                g.split(',')
+                    .find(|p| p.starts_with("gpu"))
+                    .and_then(|p| p.split('(').next())
+                    .and_then(|p| p.rsplit(':').next())
+                    .and_then(|n| n.parse().ok())
+            });
+            let gpus = gpus_per_node.or(gres_gpus).unwrap_or(0);
+            Ok(SlurmNode {
+                name: name.to_owned(),
+                addr,
+                gpus,
+            })
+        })
+        .collect()
+}
+
+/// First-fit placement: the node of the allocation with `gpus` free, taken from `free`.
+pub fn place(nodes: &[SlurmNode], free: &mut [u32], gpus: u32) -> anyhow::Result<usize> {
+    for (i, _) in nodes.iter().enumerate() {
+        if free[i] >= gpus {
+            free[i] -= gpus;
+            return Ok(i);
+        }
+    }
+    bail!(
+        "no node of the allocation has {gpus} free GPUs left ({})",
+        nodes
+            .iter()
+            .zip(free.iter())
+            .map(|(n, f)| format!("{}: {f} free", n.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// `srun` arguments that run one instance as a step on `node` with `gpus` GPUs.
+pub fn srun_args(job_id: &str, node: &str, gpus: u32, cpus: u32, name: &str) -> Vec<String> {
+    let mut args = vec![
+        format!("--jobid={job_id}"),
+        "--nodes=1".into(),
+        "--ntasks=1".into(),
+        format!("--cpus-per-task={cpus}"),
+        format!("--nodelist={node}"),
+        // Steps of one allocation run side by side only with --exact.
+        "--exact".into(),
+        "--kill-on-bad-exit=1".into(),
+        format!("--job-name={name}"),
+    ];
+    if gpus > 0 {
+        args.push(format!("--gres=gpu:{gpus}"));
+    }
+    args.push("--".into());
+    args
+}
+
+/// Steps of the job still running (besides none): used to check teardown left nothing.
+pub fn running_steps(job_id: &str) -> anyhow::Result<Vec<String>> {
+    let out = run(Command::new("squeue").args(["-h", "-s", "-j", job_id, "-o", "%i %j"]))?;
+    Ok(out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Wait until the job has no step named like one of ours.
+pub async fn wait_steps_gone(job_id: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let steps: Vec<String> = running_steps(job_id)?
+            .into_iter()
+            .filter(|s| {
+                !s.ends_with(" extern") && !s.ends_with(" batch") && !s.ends_with(" interactive")
+            })
+            .collect();
+        if steps.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "Slurm steps still running after teardown: {}",
+                steps.join(", ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes() -> Vec<SlurmNode> {
+        vec![
+            SlurmNode {
+                name: "a".into(),
+                addr: "10.0.0.1".into(),
+                gpus: 4,
+            },
+            SlurmNode {
+                name: "b".into(),
+                addr: "10.0.0.2".into(),
+                gpus: 4,
+            },
+        ]
+    }
+
+    #[test]
+    fn first_fit_fills_nodes_in_order_and_refuses_when_full() {
+        let n = nodes();
+        let mut free = vec![4, 4];
+        assert_eq!(place(&n, &mut free, 2).unwrap(), 0);
+        assert_eq!(place(&n, &mut free, 4).unwrap(), 1);
+        assert_eq!(place(&n, &mut free, 2).unwrap(), 0);
+        let e = place(&n, &mut free, 1).unwrap_err();
+        assert!(e.to_string().contains("a: 0 free, b: 0 free"), "{e}");
+    }
+
+    #[test]
+    fn srun_runs_one_exact_task_on_the_node() {
+        let a = srun_args("42", "a", 2, 4, "prefill-0");
+        assert!(a.contains(&"--jobid=42".to_owned()) && a.contains(&"--exact".to_owned()));
+        assert!(a.contains(&"--gres=gpu:2".to_owned()));
+        assert_eq!(a.last().unwrap(), "--");
+    }
+}

@@ -1,0 +1,300 @@
+//! `vbench bench`: the load generator alone, against any running OpenAI-compatible endpoint.
+//! Flag names follow `vllm bench serve` where one exists.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use clap::ValueEnum;
+
+use super::dataset::{self, DatasetSpec};
+use super::runner::{execute, LoadError, NoProgress, Progress};
+use super::schedule::{arrival_offsets, Arrival};
+use super::summary::human_summary;
+use super::tokenizer::Tokenizer;
+use super::{write_result, Api, LoadSpec};
+use crate::error::{Error, Result};
+use crate::results::{DeploymentInfo, RequestRecord};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DatasetKind {
+    Sharegpt,
+    Random,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArrivalKind {
+    Poisson,
+    Gamma,
+    Constant,
+}
+
+/// Drive an open-loop streaming load against any OpenAI-compatible endpoint.
+///
+/// Requests are sent at precomputed instants (from --seed) whether or not earlier ones have
+/// finished; latencies are measured from those instants. A human summary goes to stdout, the
+/// full result (vLLM-compatible keys plus every request) to --out.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    // Boxed: the CLI's command enum stays small (clippy::large_enum_variant).
+    #[command(flatten)]
+    pub opts: Box<BenchOptions>,
+}
+
+/// The flags of `vbench bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchOptions {
+    /// Base URL of the server, e.g. http://127.0.0.1:8000
+    #[arg(long)]
+    pub base_url: String,
+    /// API path: /v1/completions or /v1/chat/completions (chat is detected from the path).
+    #[arg(long, default_value = "/v1/completions")]
+    pub endpoint: String,
+    /// Model name as the server knows it (its --served-model-name).
+    #[arg(long)]
+    pub model: String,
+    /// tokenizer.json, a model folder, or a model id in the Hugging Face cache. Without one,
+    /// client-side token counts are estimates (and the result says so).
+    #[arg(long)]
+    pub tokenizer: Option<String>,
+    /// Where prompts come from.
+    #[arg(long, value_enum, default_value = "random")]
+    pub dataset: DatasetKind,
+    /// Dataset file (sharegpt: JSON; jsonl: one {"prompt": ..., "output_tokens": N} per line).
+    #[arg(long)]
+    pub dataset_path: Option<PathBuf>,
+    /// random: prompt tokens (including special tokens).
+    #[arg(long, default_value_t = 1024)]
+    pub input_len: u64,
+    /// random: output tokens (default 128); sharegpt/jsonl: fixed output length instead of the
+    /// dataset's.
+    #[arg(long)]
+    pub output_len: Option<u64>,
+    /// random: lengths are drawn uniformly from len·(1 ± ratio).
+    #[arg(long, default_value_t = 0.0)]
+    pub range_ratio: f64,
+    /// Requests in the measured run.
+    #[arg(long, default_value_t = 1000)]
+    pub num_prompts: usize,
+    /// Offered request rate in requests/s, or `inf` to send everything at once.
+    #[arg(long, default_value = "inf", value_parser = parse_rate)]
+    pub rate: f64,
+    /// Arrival process (gamma uses --burstiness as its shape).
+    #[arg(long, value_enum, default_value = "poisson")]
+    pub arrival: ArrivalKind,
+    /// Gamma shape: 1 = Poisson, < 1 burstier, > 1 more regular. A value other than 1 with
+    /// --arrival poisson selects gamma, as in vLLM.
+    #[arg(long, default_value_t = 1.0)]
+    pub burstiness: f64,
+    /// Cap on requests in flight (closed-loop-ish); default: none (open loop).
+    #[arg(long)]
+    pub max_concurrency: Option<usize>,
+    /// Seed of the schedule and the dataset sample.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Warm-up requests sent before the run and left out of it.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Per-request timeout in seconds (send to end of stream).
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout_s: f64,
+    /// Ask the server to ignore EOS and always produce the requested tokens (forced for random).
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Flag the result `client_fell_behind` when schedule-lag p99 exceeds this (ms).
+    #[arg(long, default_value_t = 5.0)]
+    pub lag_threshold_ms: f64,
+    /// Label stored in the result.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Tokio worker threads for the client (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the result's summary keys as JSON on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Where to write the result JSON (never overwritten).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn parse_rate(s: &str) -> std::result::Result<f64, String> {
+    if s.eq_ignore_ascii_case("inf") {
+        return Ok(f64::INFINITY);
+    }
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!(
+            "expected a rate > 0 in requests/s or `inf`, got `{s}`"
+        )),
+    }
+}
+
+struct Bar(indicatif::ProgressBar);
+impl Progress for Bar {
+    fn start(&self, total: u64) {
+        self.0.set_length(total);
+    }
+    fn request_done(&self, r: &RequestRecord) {
+        if !r.ok {
+            self.0.set_message("(with failures)");
+        }
+        self.0.inc(1);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+pub fn run_bench(args: BenchArgs) -> Result<()> {
+    let args = *args.opts;
+    if args.out.exists() {
+        return Err(Error::bad_input(anyhow!(
+            "{} exists; vbench never overwrites a result, choose another --out",
+            args.out.display()
+        )));
+    }
+    if !(args.timeout_s > 0.0 && args.timeout_s.is_finite()) {
+        return Err(Error::bad_input(anyhow!("--timeout-s must be > 0")));
+    }
+    let api = if args
+        .endpoint
+        .trim_end_matches('/')
+        .ends_with("chat/completions")
+    {
+        Api::Chat
+    } else {
+        Api::Completions
+    };
+    let arrival = match args.arrival {
+        ArrivalKind::Constant => Arrival::Constant,
+        ArrivalKind::Poisson if args.burstiness == 1.0 => Arrival::Poisson,
+        ArrivalKind::Poisson | ArrivalKind::Gamma => Arrival::Gamma {
+            burstiness: args.burstiness,
+        },
+    };
+    let tokenizer = match &args.tokenizer {
+        Some(t) => Some(Arc::new(Tokenizer::load(t).map_err(Error::bad_input)?)),
+        None => {
+            eprintln!("note: no --tokenizer: client-side token counts are estimates");
+            None
+        }
+    };
+    let path = |what: &str| {
+        args.dataset_path
+            .clone()
+            .ok_or_else(|| Error::bad_input(anyhow!("--dataset {what} needs --dataset-path")))
+    };
+    let spec = match args.dataset {
+        DatasetKind::Sharegpt => DatasetSpec::ShareGpt {
+            path: path("sharegpt")?,
+            output_len: args.output_len,
+        },
+        DatasetKind::Jsonl => DatasetSpec::Jsonl {
+            path: path("jsonl")?,
+            output_len: args.output_len,
+        },
+        DatasetKind::Random => DatasetSpec::Random {
+            input_len: args.input_len,
+            output_len: args.output_len.unwrap_or(128),
+            range_ratio: args.range_ratio,
+        },
+    };
+    let data = dataset::load(&spec, args.num_prompts, args.seed, tokenizer.as_deref())
+        .map_err(Error::bad_input)?;
+    let offsets = arrival_offsets(data.requests.len(), args.rate, arrival, args.seed)
+        .map_err(Error::bad_input)?;
+    let requests: Arc<[_]> = data.requests.clone().into();
+    let deployment = DeploymentInfo {
+        variant_id: None,
+        mode: "external".into(),
+        label: args.label.clone().unwrap_or_else(|| args.base_url.clone()),
+        gpus: 0,
+        simulated: false,
+        base_url: args.base_url.clone(),
+    };
+    let mut ls = LoadSpec::new(
+        deployment,
+        api,
+        &args.model,
+        &data,
+        requests,
+        offsets.into(),
+        args.rate,
+        arrival,
+        args.seed,
+    );
+    ls.endpoint = Some(args.endpoint.clone());
+    ls.label = args.label.clone();
+    ls.warmup = args.warmup;
+    ls.max_concurrency = args.max_concurrency;
+    ls.timeout = Duration::from_secs_f64(args.timeout_s);
+    ls.ignore_eos = args.ignore_eos || matches!(args.dataset, DatasetKind::Random);
+    ls.lag_threshold_ms = args.lag_threshold_ms;
+    ls.tokenizer_id = tokenizer.as_ref().map(|t| t.path.display().to_string());
+    ls.tokenizer = tokenizer;
+
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(t) = args.threads {
+        rt.worker_threads(t.max(1));
+    }
+    let rt = rt.build().map_err(Error::failed)?;
+    let result = rt.block_on(async {
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:40}] {pos}/{len} requests {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            execute(&ls, &Bar(bar)).await
+        } else {
+            execute(&ls, &NoProgress).await
+        }
+    });
+    // Let in-flight sockets close without blocking on them.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    let result = result.map_err(|e| match e {
+        LoadError::Spec(_) => Error::bad_input(e),
+        _ => Error::failed(e),
+    })?;
+    write_result(&args.out, &result).map_err(Error::failed)?;
+    if args.json {
+        let mut v = serde_json::to_value(&result).map_err(Error::failed)?;
+        if let Some(o) = v.as_object_mut() {
+            for k in [
+                "ttfts",
+                "tpots",
+                "input_lens",
+                "output_lens",
+                "itls",
+                "latencies",
+                "start_times",
+                "errors",
+            ] {
+                o.remove(k);
+            }
+            if let Some(vb) = o.get_mut("vbench").and_then(|v| v.as_object_mut()) {
+                vb.remove("requests");
+            }
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(Error::failed)?
+        );
+    } else {
+        print!("{}", human_summary(&result));
+        println!("result written to {}", args.out.display());
+    }
+    if result.completed == 0 {
+        return Err(Error::failed(anyhow!(
+            "every one of the {} requests failed",
+            result.failed
+        )));
+    }
+    Ok(())
+}

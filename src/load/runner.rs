@@ -1,0 +1,304 @@
+//! The open-loop runner: warm-up, then every request sent at its absolute deadline by a
+//! dedicated timer thread, measured by a task of the caller's tokio runtime, collected in
+//! index order.
+//!
+//! Why a thread for the schedule: tokio's timer has a 1 ms granularity, which would add up to
+//! a millisecond of lag to every send. A plain thread with 1 ns timer slack sleeps to within
+//! tens of microseconds and hands each request to the runtime at its instant; the request's
+//! task records when it actually started, so a busy runtime shows up as lag, never hidden.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::client::{self, Anchors, Measured, Target};
+use super::summary::{build_result, RunFacts};
+use super::LoadSpec;
+use crate::results::{RequestRecord, RunResult};
+
+/// Why a run could not produce a result at all (individual request failures are data, not
+/// errors).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the load spec is inconsistent: {0}")]
+    Spec(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error(
+        "all {count} warm-up requests to {url} failed; is the server up and serving model \
+         `{model}`? first error: {first}"
+    )]
+    WarmupFailed {
+        count: usize,
+        url: String,
+        model: String,
+        first: String,
+    },
+}
+
+/// Hooks for a progress display; every method has a no-op default.
+pub trait Progress: Send + Sync {
+    /// The measured phase starts with this many requests.
+    fn start(&self, _total: u64) {}
+    /// One measured request finished (successfully or not).
+    fn request_done(&self, _record: &RequestRecord) {}
+    /// All requests finished.
+    fn finish(&self) {}
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+fn cpu_and_rss() -> (f64, f64) {
+    // SAFETY: getrusage writes into the struct we pass and nothing else.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    if rc != 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    (
+        tv(ru.ru_utime) + tv(ru.ru_stime),
+        ru.ru_maxrss as f64 / 1024.0,
+    )
+}
+
+/// Many concurrent streams need many sockets: lift the soft open-file limit to the hard one.
+fn raise_nofile_limit() {
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn precise_timer_thread() {
+    // SAFETY: changes only this thread's timer slack (default 50 µs) to 1 ns.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// Sleep until `when`, waking every 100 ms to check `cancel`. Returns false if cancelled.
+fn sleep_until(when: Instant, cancel: &AtomicBool) -> bool {
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= when {
+            return true;
+        }
+        std::thread::sleep((when - now).min(Duration::from_millis(100)));
+    }
+}
+
+struct CancelOnDrop(Arc<AtomicBool>);
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Run the load described by `spec` and return the result (not yet written anywhere).
+///
+/// Must be called inside a tokio runtime; request tasks run on it. Dropping the future stops
+/// the schedule (requests already in flight finish on their own).
+pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResult, LoadError> {
+    let n = spec.offsets.len();
+    if n == 0 || spec.requests.is_empty() {
+        return Err(LoadError::Spec("no requests to send".into()));
+    }
+    if spec.requests.len() < n {
+        return Err(LoadError::Spec(format!(
+            "{} arrival offsets but only {} prepared requests",
+            n,
+            spec.requests.len()
+        )));
+    }
+    raise_nofile_limit();
+    let http = client::http_client()?;
+    let target = Arc::new(Target {
+        url: spec.url(),
+        model: spec.model.clone(),
+        api: spec.api,
+        ignore_eos: spec.ignore_eos,
+        timeout: spec.timeout,
+    });
+    let tokenizer = spec.tokenizer.clone();
+
+    // --- warm-up: sent together, awaited, excluded ---------------------------------------
+    let mut warmup_failed = 0u64;
+    if spec.warmup > 0 {
+        let t0 = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for w in 0..spec.warmup {
+            let (http, target, reqs, tok) = (
+                http.clone(),
+                target.clone(),
+                spec.requests.clone(),
+                tokenizer.clone(),
+            );
+            set.spawn(async move {
+                let req = &reqs[w % reqs.len()];
+                let at = Anchors {
+                    start: t0,
+                    scheduled: Instant::now(),
+                };
+                client::send(
+                    &http,
+                    &target,
+                    req,
+                    w as u64,
+                    &format!("vbench-warmup-{w}"),
+                    at,
+                    tok.as_deref(),
+                )
+                .await
+            });
+        }
+        let mut first_err = None;
+        while let Some(r) = set.join_next().await {
+            if let Ok(m) = r {
+                if !m.record.ok {
+                    warmup_failed += 1;
+                    if first_err.is_none() {
+                        first_err = m.record.error.clone();
+                    }
+                }
+            } else {
+                warmup_failed += 1;
+            }
+        }
+        if warmup_failed as usize == spec.warmup {
+            return Err(LoadError::WarmupFailed {
+                count: spec.warmup,
+                url: target.url.clone(),
+                model: spec.model.clone(),
+                first: first_err.unwrap_or_else(|| "task panicked".into()),
+            });
+        }
+    }
+
+    // --- measured phase ------------------------------------------------------------------
+    progress.start(n as u64);
+    let (cpu0, _) = cpu_and_rss();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Measured, f64)>();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(cancel.clone());
+    let sem = spec
+        .max_concurrency
+        .map(|c| Arc::new(tokio::sync::Semaphore::new(c.max(1))));
+    // A short lead so the timer thread is running before the first deadline.
+    let start = Instant::now() + Duration::from_millis(5);
+    let dispatcher = {
+        let handle = tokio::runtime::Handle::current();
+        let offsets = spec.offsets.clone();
+        let requests = spec.requests.clone();
+        let cancel = cancel.clone();
+        std::thread::Builder::new()
+            .name("vbench-dispatch".into())
+            .spawn(move || {
+                precise_timer_thread();
+                for (i, &off) in offsets.iter().enumerate() {
+                    let scheduled = start + Duration::from_secs_f64(off.max(0.0));
+                    if !sleep_until(scheduled, &cancel) {
+                        break;
+                    }
+                    let dispatch_lag = Instant::now()
+                        .saturating_duration_since(scheduled)
+                        .as_secs_f64();
+                    let (tx, http, target, reqs, tok, sem) = (
+                        tx.clone(),
+                        http.clone(),
+                        target.clone(),
+                        requests.clone(),
+                        tokenizer.clone(),
+                        sem.clone(),
+                    );
+                    handle.spawn(async move {
+                        let _permit = match sem {
+                            Some(s) => s.acquire_owned().await.ok(),
+                            None => None,
+                        };
+                        let m = client::send(
+                            &http,
+                            &target,
+                            &reqs[i],
+                            i as u64,
+                            &format!("vbench-{i}"),
+                            Anchors { start, scheduled },
+                            tok.as_deref(),
+                        )
+                        .await;
+                        let _ = tx.send((i, m, dispatch_lag));
+                    });
+                }
+            })
+            .map_err(|e| LoadError::Spec(format!("cannot start the dispatcher thread: {e}")))?
+    };
+
+    let mut slots: Vec<Option<Measured>> = Vec::with_capacity(n);
+    slots.resize_with(n, || None);
+    let mut dispatch_lags = vec![0.0; n];
+    let mut received = 0;
+    while received < n {
+        match rx.recv().await {
+            Some((i, m, dl)) => {
+                progress.request_done(&m.record);
+                dispatch_lags[i] = dl;
+                slots[i] = Some(m);
+                received += 1;
+            }
+            None => break, // every sender gone: the dispatcher stopped early
+        }
+    }
+    let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
+    progress.finish();
+    let (cpu1, rss) = cpu_and_rss();
+
+    let mut duration = 0.0f64;
+    let mut all_usage = true;
+    let records: Vec<RequestRecord> = slots
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| match m {
+            Some(m) => {
+                duration = duration.max(m.finished_s);
+                if m.record.ok && !m.usage_seen {
+                    all_usage = false;
+                }
+                m.record
+            }
+            None => RequestRecord {
+                index: i as u64,
+                scheduled_s: spec.offsets[i],
+                sent_s: spec.offsets[i],
+                ttft_s: None,
+                e2e_s: None,
+                itls_s: Vec::new(),
+                tpot_s: None,
+                prompt_tokens: spec.requests[i].prompt_tokens,
+                output_tokens: 0,
+                ok: false,
+                http_status: None,
+                error_kind: Some("not_sent".into()),
+                error: Some("the run was stopped before this request was sent".into()),
+            },
+        })
+        .collect();
+    let facts = RunFacts {
+        duration_s: duration,
+        dispatch_lags_s: dispatch_lags,
+        tokens_from_usage: all_usage,
+        warmup_failed,
+        cpu_s: (cpu1 - cpu0).is_finite().then_some(cpu1 - cpu0),
+        max_rss_mib: rss.is_finite().then_some(rss),
+    };
+    Ok(build_result(spec, records, facts))
+}

@@ -1,0 +1,335 @@
+//! From raw per-request records to the result file (all three layers of keys) and the human
+//! summary. Statistics follow vLLM's `calculate_metrics`: latency figures over successful
+//! requests (numpy's linear-interpolation percentiles, population std); failures are counted
+//! and kept in the arrays with zeros plus an `errors` string, and stay in vbench's records.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::results::{ClientHealth, LoadInfo, RequestRecord, RunResult, VbenchSection};
+
+use super::client::round_us;
+use super::LoadSpec;
+
+/// numpy.percentile with linear interpolation; `sorted` ascending, p in [0, 100].
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = p / 100.0 * (sorted.len() - 1) as f64;
+    let lo = rank.floor() as usize;
+    let hi = rank.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
+}
+
+/// mean, median, population std, p99 (zeros for an empty set, as vLLM writes them).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    pub mean: f64,
+    pub median: f64,
+    pub std: f64,
+    pub p99: f64,
+}
+
+pub fn stats(values: &mut [f64]) -> Stats {
+    if values.is_empty() {
+        return Stats::default();
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+    Stats {
+        mean,
+        median: percentile(values, 50.0),
+        std: var.sqrt(),
+        p99: percentile(values, 99.0),
+    }
+}
+
+/// Extra figures the runner measured about itself.
+#[derive(Debug, Clone, Default)]
+pub struct RunFacts {
+    /// Seconds from run start to the last request's end.
+    pub duration_s: f64,
+    /// Dispatcher wake-up minus scheduled instant, seconds, per request.
+    pub dispatch_lags_s: Vec<f64>,
+    pub tokens_from_usage: bool,
+    pub warmup_failed: u64,
+    pub cpu_s: Option<f64>,
+    pub max_rss_mib: Option<f64>,
+}
+
+/// Build the result file from the records (in index order).
+pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFacts) -> RunResult {
+    let n = records.len();
+    let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok).collect();
+    let completed = ok.len() as u64;
+    let failed = n as u64 - completed;
+    let duration = facts.duration_s.max(f64::MIN_POSITIVE);
+
+    let mut ttft: Vec<f64> = ok.iter().filter_map(|r| r.ttft_s).collect();
+    let mut tpot: Vec<f64> = ok.iter().filter_map(|r| r.tpot_s).collect();
+    let mut itl: Vec<f64> = ok.iter().flat_map(|r| r.itls_s.iter().copied()).collect();
+    let mut e2e: Vec<f64> = ok.iter().filter_map(|r| r.e2e_s).collect();
+    let (ttft, tpot, itl, e2e) = (
+        stats(&mut ttft),
+        stats(&mut tpot),
+        stats(&mut itl),
+        stats(&mut e2e),
+    );
+
+    let total_input: u64 = ok.iter().map(|r| r.prompt_tokens).sum();
+    let total_output: u64 = ok.iter().map(|r| r.output_tokens).sum();
+
+    let mut lags: Vec<f64> = records.iter().map(|r| r.lag_s() * 1e3).collect();
+    lags.sort_by(f64::total_cmp);
+    let lag_p99 = percentile(&lags, 99.0);
+    let mut dl: Vec<f64> = facts.dispatch_lags_s.iter().map(|l| l * 1e3).collect();
+    dl.sort_by(f64::total_cmp);
+    let dispatch_p99 = (!dl.is_empty()).then(|| percentile(&dl, 99.0));
+    // With a concurrency cap, waiting for a slot is the user's choice, not the client falling
+    // behind: judge the timer's own lag then.
+    let judged = match (spec.max_concurrency, dispatch_p99) {
+        (Some(_), Some(d)) => d,
+        _ => lag_p99,
+    };
+    let last_sent = records.iter().map(|r| r.sent_s).fold(0.0, f64::max);
+    let last_sched = spec.offsets.last().copied().unwrap_or(0.0);
+    let client = ClientHealth {
+        achieved_rate: if last_sent > 0.0 {
+            n as f64 / last_sent
+        } else {
+            0.0 // everything sent at t = 0 (rate inf): no send window to divide by
+        },
+        lag_p50_ms: percentile(&lags, 50.0),
+        lag_p99_ms: lag_p99,
+        lag_max_ms: lags.last().copied().unwrap_or(0.0),
+        client_fell_behind: judged > spec.lag_threshold_ms,
+        lag_threshold_ms: spec.lag_threshold_ms,
+        offered_rate: (last_sched > 0.0).then(|| n as f64 / last_sched),
+        dispatch_lag_p99_ms: dispatch_p99,
+        cpu_s: facts.cpu_s,
+        max_rss_mib: facts.max_rss_mib,
+    };
+
+    let ms = |x: f64| x * 1e3;
+    RunResult {
+        model_name: spec.model.clone(),
+        dataset_name: spec.dataset_name.clone(),
+        deployment_mode: spec.deployment.mode.clone(),
+        num_prefill_instances: spec.topology.num_prefill_instances,
+        num_decode_instances: spec.topology.num_decode_instances,
+        tensor_parallel_size: spec.topology.tensor_parallel_size,
+        prefiller_tp_size: spec.topology.prefiller_tp_size,
+        decoder_tp_size: spec.topology.decoder_tp_size,
+        ttfts: records
+            .iter()
+            .map(|r| if r.ok { r.ttft_s.unwrap_or(0.0) } else { 0.0 })
+            .collect(),
+        tpots: records.iter().map(|r| r.tpot_s.unwrap_or(0.0)).collect(),
+        date: chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string(),
+        endpoint_type: spec.api.vllm_backend().to_string(),
+        backend: spec.api.vllm_backend().to_string(),
+        label: spec.label.clone(),
+        model_id: spec.model.clone(),
+        tokenizer_id: spec.tokenizer_id.clone(),
+        num_prompts: n as u64,
+        request_rate: if spec.request_rate.is_finite() {
+            serde_json::json!(spec.request_rate)
+        } else {
+            serde_json::json!("inf")
+        },
+        // JSON has no infinity: constant arrivals (no gamma draw) are written as 0; the
+        // authoritative name is vbench.load.arrival.
+        burstiness: if spec.burstiness.is_finite() {
+            spec.burstiness
+        } else {
+            0.0
+        },
+        max_concurrency: spec.max_concurrency.map(|c| c as u64),
+        duration,
+        completed,
+        failed,
+        total_input_tokens: total_input,
+        total_output_tokens: total_output,
+        request_throughput: completed as f64 / duration,
+        request_goodput: None,
+        output_throughput: total_output as f64 / duration,
+        total_token_throughput: (total_input + total_output) as f64 / duration,
+        input_lens: records.iter().map(|r| r.prompt_tokens).collect(),
+        output_lens: records
+            .iter()
+            .map(|r| if r.ok { r.output_tokens } else { 0 })
+            .collect(),
+        itls: records
+            .iter()
+            .map(|r| if r.ok { r.itls_s.clone() } else { Vec::new() })
+            .collect(),
+        latencies: records.iter().map(|r| r.e2e_s.unwrap_or(0.0)).collect(),
+        start_times: records.iter().map(|r| r.scheduled_s).collect(),
+        errors: records
+            .iter()
+            .map(|r| r.error.clone().unwrap_or_default())
+            .collect(),
+        mean_ttft_ms: ms(ttft.mean),
+        median_ttft_ms: ms(ttft.median),
+        std_ttft_ms: ms(ttft.std),
+        p99_ttft_ms: ms(ttft.p99),
+        mean_tpot_ms: ms(tpot.mean),
+        median_tpot_ms: ms(tpot.median),
+        std_tpot_ms: ms(tpot.std),
+        p99_tpot_ms: ms(tpot.p99),
+        mean_itl_ms: ms(itl.mean),
+        median_itl_ms: ms(itl.median),
+        std_itl_ms: ms(itl.std),
+        p99_itl_ms: ms(itl.p99),
+        mean_e2el_ms: ms(e2e.mean),
+        median_e2el_ms: ms(e2e.median),
+        std_e2el_ms: ms(e2e.std),
+        p99_e2el_ms: ms(e2e.p99),
+        vbench: VbenchSection {
+            format_version: crate::results::format::RESULT_FORMAT_VERSION,
+            vbench_version: env!("CARGO_PKG_VERSION").to_string(),
+            deployment: spec.deployment.clone(),
+            load: LoadInfo {
+                api: spec.api.name().to_string(),
+                arrival: spec.arrival_name.clone(),
+                seed: spec.seed,
+                warmup: spec.warmup as u64,
+                tokens_from_usage: facts.tokens_from_usage,
+                token_counts: Some(spec.token_counts.clone()),
+                tokenizer: spec.tokenizer_id.clone(),
+                num_requests: n as u64,
+                timeout_s: Some(round_us(spec.timeout.as_secs_f64())),
+                ignore_eos: spec.ignore_eos,
+                warmup_failed: facts.warmup_failed,
+                notes: spec.notes.clone(),
+            },
+            client,
+            requests: records,
+        },
+    }
+}
+
+/// The human summary printed after a run (vLLM's block, plus client health and failures).
+pub fn human_summary(r: &RunResult) -> String {
+    let mut s = String::new();
+    let c = &r.vbench.client;
+    let line = |s: &mut String, k: &str, v: String| {
+        let _ = writeln!(s, "{k:<40}{v:>12}");
+    };
+    let _ = writeln!(s, "{:=^52}", " vbench load result ");
+    line(&mut s, "Successful requests:", r.completed.to_string());
+    line(&mut s, "Failed requests:", r.failed.to_string());
+    line(&mut s, "Duration (s):", format!("{:.2}", r.duration));
+    line(
+        &mut s,
+        "Request rate offered (req/s):",
+        match &r.request_rate {
+            serde_json::Value::String(x) => x.clone(),
+            v => format!("{:.2}", v.as_f64().unwrap_or(0.0)),
+        },
+    );
+    line(
+        &mut s,
+        "Request rate sent (req/s):",
+        format!("{:.2}", c.achieved_rate),
+    );
+    line(
+        &mut s,
+        "Request throughput (req/s):",
+        format!("{:.2}", r.request_throughput),
+    );
+    line(
+        &mut s,
+        "Output token throughput (tok/s):",
+        format!("{:.2}", r.output_throughput),
+    );
+    line(
+        &mut s,
+        "Total input tokens:",
+        r.total_input_tokens.to_string(),
+    );
+    line(
+        &mut s,
+        "Total output tokens:",
+        format!(
+            "{}{}",
+            r.total_output_tokens,
+            if r.vbench.load.tokens_from_usage {
+                ""
+            } else {
+                " (est.)"
+            }
+        ),
+    );
+    for (name, mean, median, p99) in [
+        ("TTFT", r.mean_ttft_ms, r.median_ttft_ms, r.p99_ttft_ms),
+        ("TPOT", r.mean_tpot_ms, r.median_tpot_ms, r.p99_tpot_ms),
+        ("ITL", r.mean_itl_ms, r.median_itl_ms, r.p99_itl_ms),
+        ("E2E", r.mean_e2el_ms, r.median_e2el_ms, r.p99_e2el_ms),
+    ] {
+        let _ = writeln!(s, "{:-^52}", format!(" {name} (ms, from schedule) "));
+        line(&mut s, &format!("Mean {name}:"), format!("{mean:.2}"));
+        line(&mut s, &format!("Median {name}:"), format!("{median:.2}"));
+        line(&mut s, &format!("P99 {name}:"), format!("{p99:.2}"));
+    }
+    let _ = writeln!(s, "{:-^52}", " client health ");
+    line(
+        &mut s,
+        "Schedule lag p50 / p99 / max (ms):",
+        format!(
+            "{:.2} / {:.2} / {:.2}",
+            c.lag_p50_ms, c.lag_p99_ms, c.lag_max_ms
+        ),
+    );
+    if let Some(cpu) = c.cpu_s {
+        line(&mut s, "Client CPU (s):", format!("{cpu:.2}"));
+    }
+    if c.client_fell_behind {
+        let _ = writeln!(
+            s,
+            "WARNING: the client fell behind its schedule (lag p99 {:.2} ms > {:.2} ms): \
+             latencies include the client's own delay",
+            c.lag_p99_ms, c.lag_threshold_ms
+        );
+    }
+    if r.failed > 0 {
+        let mut kinds: BTreeMap<&str, (u64, &str)> = BTreeMap::new();
+        for q in r.vbench.requests.iter().filter(|q| !q.ok) {
+            let e = kinds
+                .entry(q.error_kind.as_deref().unwrap_or("unknown"))
+                .or_insert((0, q.error.as_deref().unwrap_or("")));
+            e.0 += 1;
+        }
+        let _ = writeln!(s, "{:-^52}", " failures ");
+        for (k, (count, example)) in kinds {
+            let ex: String = example.chars().take(100).collect();
+            let _ = writeln!(s, "{count:>8} {k}  (e.g. {ex})");
+        }
+    }
+    for n in &r.vbench.load.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    let _ = writeln!(s, "{}", "=".repeat(52));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_matches_numpy_linear() {
+        // np.percentile([1,2,3,4], 99) = 3.97; 50 -> 2.5
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert!((percentile(&v, 99.0) - 3.97).abs() < 1e-12);
+        assert_eq!(percentile(&v, 50.0), 2.5);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        let mut w = vec![4.0, 1.0, 3.0, 2.0];
+        let s = stats(&mut w);
+        assert_eq!(s.mean, 2.5);
+        assert!((s.std - 1.118_033_988_749_895).abs() < 1e-12);
+    }
+}

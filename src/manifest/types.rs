@@ -1,0 +1,718 @@
+//! The manifest's serde types. They mirror the TOML one to one (unknown keys are errors) and
+//! their doc comments become the JSON Schema's descriptions, so they are user documentation.
+//! Nothing here is validated beyond types: the planner resolves and checks the meaning.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::one_or_many::OneOrMany;
+
+/// One benchmark experiment: a model, a workload, SLOs, and the deployments to compare.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Experiment name; results go to `results/<name>/<timestamp>/`. Letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// Free text shown in the report.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Model to serve: a Hugging Face id (e.g. `Qwen/Qwen3-0.6B`) or a local folder.
+    pub model: String,
+    /// Name the server exposes the model under (vLLM's `--served-model-name`). Default: `model`.
+    #[serde(default)]
+    pub served_model_name: Option<String>,
+    /// Tokenizer for counting and synthesising prompts: a `tokenizer.json`, a model folder, or a
+    /// Hugging Face id resolved in the local cache. Default: `model`.
+    #[serde(default)]
+    pub tokenizer: Option<String>,
+    /// The prompts to send.
+    pub dataset: Dataset,
+    /// The request rates and how arrivals are spaced.
+    pub load: Load,
+    /// Service-level objectives the report scores against.
+    #[serde(default)]
+    pub slo: Slo,
+    /// Where and how processes run.
+    #[serde(default)]
+    pub target: Target,
+    /// Which figures and formats the report produces.
+    #[serde(default)]
+    pub report: ReportOptions,
+    /// The deployments to compare. Any list-valued field makes a sweep axis: the planner
+    /// expands each deployment into the cartesian product of its lists (its variants).
+    #[serde(rename = "deployment")]
+    pub deployments: Vec<Deployment>,
+}
+
+/// Where prompts come from.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dataset {
+    /// `sharegpt` (ShareGPT JSON, filtered as vLLM does), `random` (synthetic prompts of exact
+    /// token lengths; needs a tokenizer) or `jsonl` (one JSON object per line with a `prompt`).
+    pub kind: DatasetKind,
+    /// Path of the dataset file (sharegpt, jsonl), relative to the manifest's folder.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// random: prompt length in tokens.
+    #[serde(default)]
+    pub input_len: Option<u32>,
+    /// random: output length in tokens (sent as `max_tokens` with `ignore_eos`). sharegpt and
+    /// jsonl: overrides each entry's own output length.
+    #[serde(default)]
+    pub output_len: Option<u32>,
+    /// random: lengths are drawn uniformly from `[len·(1−r), len·(1+r)]`. Default 0.
+    #[serde(default)]
+    pub range_ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    Sharegpt,
+    Random,
+    Jsonl,
+}
+
+/// The offered load: open loop, one sweep over `rates` per variant.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    /// Request rates in requests per second, swept in order for each variant; `"inf"` sends
+    /// every request at once.
+    pub rates: OneOrMany<Rate>,
+    /// Inter-arrival distribution: `poisson` (exponential gaps), `gamma` (set `burstiness`),
+    /// `constant` (equal gaps).
+    #[serde(default)]
+    pub arrival: Arrival,
+    /// Gamma shape for `arrival = "gamma"`: 1 is Poisson, below 1 burstier, above 1 smoother.
+    #[serde(default)]
+    pub burstiness: Option<f64>,
+    /// Requests measured at each rate (warm-up not included).
+    #[serde(default = "defaults::num_prompts")]
+    pub num_prompts: u32,
+    /// Seed for the prompt sample and the arrival schedule; the same seed replays the same
+    /// requests at the same instants against every variant.
+    #[serde(default)]
+    pub seed: u64,
+    /// Requests sent before each rate's measurement and excluded from results.
+    #[serde(default)]
+    pub warmup: u32,
+    /// Cap on requests in flight. Unset: pure open loop (recommended; a cap hides queueing).
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+    /// Per-request timeout in seconds; a request that exceeds it counts as failed.
+    #[serde(default = "defaults::request_timeout_s")]
+    pub timeout_s: f64,
+    /// `completions` (`/v1/completions`) or `chat` (`/v1/chat/completions`).
+    #[serde(default)]
+    pub api: Api,
+    /// Ask the server to ignore end-of-sequence so every request produces its full output length.
+    /// Forced on for the random dataset.
+    #[serde(default)]
+    pub ignore_eos: bool,
+}
+
+/// A request rate: a positive number of requests per second, or `"inf"`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    PerSecond(f64),
+    Infinite,
+}
+
+impl Rate {
+    /// File-name form: `2`, `0.5`, `inf` (as in `vllm-0.5qps.json`).
+    pub fn label(&self) -> String {
+        match self {
+            Rate::PerSecond(r) => format!("{r}"),
+            Rate::Infinite => "inf".to_owned(),
+        }
+    }
+
+    pub fn as_f64(&self) -> f64 {
+        match self {
+            Rate::PerSecond(r) => *r,
+            Rate::Infinite => f64::INFINITY,
+        }
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+impl Serialize for Rate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Rate::PerSecond(r) => s.serialize_f64(*r),
+            Rate::Infinite => s.serialize_str("inf"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let positive = |r: f64| {
+            if r.is_finite() && r > 0.0 {
+                Ok(Rate::PerSecond(r))
+            } else {
+                Err(D::Error::custom(format!(
+                    "rate {r} is not a positive number of requests per second (or \"inf\")"
+                )))
+            }
+        };
+        serde_untagged::UntaggedEnumVisitor::new()
+            .expecting("a positive request rate or \"inf\"")
+            .i64(|v| positive(v as f64).map_err(serde_untagged::de::Error::custom))
+            .u64(|v| positive(v as f64).map_err(serde_untagged::de::Error::custom))
+            .f64(|v| positive(v).map_err(serde_untagged::de::Error::custom))
+            .string(|v| match v {
+                "inf" => Ok(Rate::Infinite),
+                other => Err(serde_untagged::de::Error::custom(format!(
+                    "unknown rate \"{other}\": expected a number or \"inf\""
+                ))),
+            })
+            .deserialize(d)
+    }
+}
+
+impl JsonSchema for Rate {
+    fn schema_name() -> String {
+        "Rate".to_owned()
+    }
+
+    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        serde_json::from_value(serde_json::json!({
+            "description": "Requests per second (> 0), or \"inf\" to send all at once.",
+            "anyOf": [
+                { "type": "number", "exclusiveMinimum": 0 },
+                { "type": "string", "enum": ["inf"] }
+            ]
+        }))
+        .expect("static schema is valid")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrival {
+    #[default]
+    Poisson,
+    Gamma,
+    Constant,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    #[default]
+    Completions,
+    Chat,
+}
+
+/// Service-level objectives. A request meets the SLO at scale `s` when
+/// `ttft ≤ s·ttft_ms` and `tpot ≤ s·tpot_ms`; failed requests never do.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    /// Time-to-first-token objective in milliseconds.
+    #[serde(default = "defaults::ttft_ms")]
+    pub ttft_ms: f64,
+    /// Time-per-output-token objective in milliseconds.
+    #[serde(default = "defaults::tpot_ms")]
+    pub tpot_ms: f64,
+    /// Attainment target in percent; goodput is the highest rate meeting it.
+    #[serde(default = "defaults::target_pct")]
+    pub target_pct: f64,
+    /// SLO scales for the attainment-vs-scale panel (smaller is stricter).
+    #[serde(default = "defaults::scales")]
+    pub scales: Vec<f64>,
+    /// Request rate whose results are re-scored for the SLO-scale panel. Default: the middle
+    /// of the swept rates.
+    #[serde(default)]
+    pub scale_rate: Option<f64>,
+}
+
+impl Default for Slo {
+    fn default() -> Self {
+        Slo {
+            ttft_ms: defaults::ttft_ms(),
+            tpot_ms: defaults::tpot_ms(),
+            target_pct: defaults::target_pct(),
+            scales: defaults::scales(),
+            scale_rate: None,
+        }
+    }
+}
+
+/// Where processes run and what they may use.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// `local` (processes on this host), `slurm` (steps of a Slurm allocation through `srun`)
+    /// or `sim` (the built-in simulator stands in for vLLM; no GPU needed).
+    #[serde(default)]
+    pub backend: Backend,
+    /// `cuda` (GPUs) or `cpu` (vLLM's CPU build; each instance gets `cpu_cores_per_instance` cores).
+    #[serde(default)]
+    pub accelerator: Accelerator,
+    /// GPUs vbench may use: `"auto"` (discover with nvidia-smi), a count, or a list of indices.
+    #[serde(default)]
+    pub gpus: Gpus,
+    /// cpu accelerator: cores pinned to each vLLM instance (VLLM_CPU_OMP_THREADS_BIND).
+    #[serde(default = "defaults::cpu_cores_per_instance")]
+    pub cpu_cores_per_instance: u32,
+    /// cpu accelerator: cores vbench may hand out. Default: all cores of the host.
+    #[serde(default)]
+    pub cpus: Option<Vec<u32>>,
+    /// Seconds to wait for every component's `/health` before the variant counts as failed.
+    #[serde(default = "defaults::health_timeout_s")]
+    pub health_timeout_s: f64,
+    /// The `vllm` executable (or a path to it).
+    #[serde(default = "defaults::vllm_bin")]
+    pub vllm_bin: String,
+    /// sim backend: simulator profile, a built-in name (e.g. `llama3-8b-h200`) or a TOML path.
+    #[serde(default)]
+    pub sim_profile: Option<String>,
+    /// slurm backend options.
+    #[serde(default)]
+    pub slurm: Option<SlurmOptions>,
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Target {
+            backend: Backend::default(),
+            accelerator: Accelerator::default(),
+            gpus: Gpus::default(),
+            cpu_cores_per_instance: defaults::cpu_cores_per_instance(),
+            cpus: None,
+            health_timeout_s: defaults::health_timeout_s(),
+            vllm_bin: defaults::vllm_bin(),
+            sim_profile: None,
+            slurm: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Local,
+    Slurm,
+    Sim,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Accelerator {
+    #[default]
+    Cuda,
+    Cpu,
+}
+
+/// `"auto"`, a GPU count, or a list of GPU indices.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Gpus {
+    #[default]
+    Auto,
+    Count(u32),
+    List(Vec<u32>),
+}
+
+impl Serialize for Gpus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Gpus::Auto => s.serialize_str("auto"),
+            Gpus::Count(n) => s.serialize_u32(*n),
+            Gpus::List(l) => l.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Gpus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        use serde_untagged::de::Error;
+        serde_untagged::UntaggedEnumVisitor::new()
+            .expecting("\"auto\", a GPU count, or a list of GPU indices")
+            .string(|v| match v {
+                "auto" => Ok(Gpus::Auto),
+                other => Err(Error::custom(format!(
+                    "unknown value \"{other}\": expected \"auto\", a count like 8, or a list like [0, 1]"
+                ))),
+            })
+            .i64(|v| {
+                u32::try_from(v)
+                    .map(Gpus::Count)
+                    .map_err(|_| Error::custom(format!("GPU count {v} must be between 0 and 4294967295")))
+            })
+            .u64(|v| {
+                u32::try_from(v)
+                    .map(Gpus::Count)
+                    .map_err(|_| Error::custom(format!("GPU count {v} is too large")))
+            })
+            .seq(|seq| seq.deserialize().map(Gpus::List))
+            .deserialize(d)
+    }
+}
+
+impl JsonSchema for Gpus {
+    fn schema_name() -> String {
+        "Gpus".to_owned()
+    }
+
+    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        serde_json::from_value(serde_json::json!({
+            "description": "\"auto\" (discover with nvidia-smi), a GPU count, or a list of GPU indices.",
+            "anyOf": [
+                { "type": "string", "enum": ["auto"] },
+                { "type": "integer", "minimum": 0 },
+                { "type": "array", "items": { "type": "integer", "minimum": 0 }, "uniqueItems": true }
+            ]
+        }))
+        .expect("static schema is valid")
+    }
+}
+
+/// Slurm placement for the `slurm` backend.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmOptions {
+    /// Partition to allocate from.
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// Nodes to allocate.
+    #[serde(default = "defaults::one")]
+    pub nodes: u32,
+    /// GPUs per node.
+    #[serde(default)]
+    pub gpus_per_node: Option<u32>,
+    /// Account to charge.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Wall-time limit (`HH:MM:SS`).
+    #[serde(default)]
+    pub time: Option<String>,
+    /// CPUs each instance's step gets (`srun --cpus-per-task`).
+    #[serde(default = "defaults::slurm_cpus_per_instance")]
+    pub cpus_per_instance: u32,
+    /// Extra `salloc` arguments.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
+impl Default for SlurmOptions {
+    fn default() -> Self {
+        SlurmOptions {
+            partition: None,
+            nodes: defaults::one(),
+            gpus_per_node: None,
+            account: None,
+            time: None,
+            cpus_per_instance: defaults::slurm_cpus_per_instance(),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// What the report draws.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportOptions {
+    /// Figure formats to write.
+    #[serde(default = "defaults::formats")]
+    pub formats: Vec<FigureFormat>,
+    /// x axis of attainment-vs-rate plots: `rate` or `per-gpu` (rate divided by the variant's GPUs).
+    #[serde(default)]
+    pub x_axis: XAxis,
+    /// `shared`: compare only the rates every variant ran (default); `separate`: each its own.
+    #[serde(default)]
+    pub rates: RateSelection,
+    /// SLO types to draw comparisons for.
+    #[serde(default = "defaults::slo_types")]
+    pub slo_types: Vec<SloType>,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            formats: defaults::formats(),
+            x_axis: XAxis::default(),
+            rates: RateSelection::default(),
+            slo_types: defaults::slo_types(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FigureFormat {
+    Pdf,
+    Svg,
+    Png,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum XAxis {
+    #[default]
+    Rate,
+    PerGpu,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RateSelection {
+    #[default]
+    Shared,
+    Separate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SloType {
+    Ttft,
+    Tpot,
+    Both,
+}
+
+/// One deployment to benchmark. List-valued fields are sweep axes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// `simple` (one vLLM per replica, tensor parallel), `nixl` (prefill/decode disaggregation
+    /// over NixlConnector) or `lmcache` (disaggregation over LMCacheConnectorV1).
+    pub mode: Mode,
+    /// Label for the report. Default: derived from mode and topology, e.g. `nixl PF:2 D:1 TP:1x1`.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// simple: tensor-parallel size of each instance.
+    #[serde(default)]
+    pub tp: Option<OneOrMany<u32>>,
+    /// simple: number of identical instances behind the proxy.
+    #[serde(default)]
+    pub replicas: Option<OneOrMany<u32>>,
+    /// nixl/lmcache: the prefill instances.
+    #[serde(default)]
+    pub prefill: Option<Role>,
+    /// nixl/lmcache: the decode instances.
+    #[serde(default)]
+    pub decode: Option<Role>,
+    /// Fraction of GPU memory vLLM may use (`--gpu-memory-utilization`).
+    #[serde(default)]
+    pub gpu_memory_utilization: Option<OneOrMany<f64>>,
+    /// `--max-model-len`.
+    #[serde(default)]
+    pub max_model_len: Option<OneOrMany<u32>>,
+    /// `--max-num-seqs`.
+    #[serde(default)]
+    pub max_num_seqs: Option<OneOrMany<u32>>,
+    /// `--max-num-batched-tokens`.
+    #[serde(default)]
+    pub max_num_batched_tokens: Option<OneOrMany<u32>>,
+    /// `--load-format`; `dummy` benchmarks the model's shape with random weights (only its
+    /// config.json is needed).
+    #[serde(default)]
+    pub load_format: Option<String>,
+    /// Extra `vllm serve` arguments for every instance of this deployment.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+    /// Extra environment for every instance of this deployment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The proxy in front of the instances: `builtin` (vbench's own), `vllm-router`, or
+    /// `lmcache` (LMCache's disagg proxy script). Default: builtin.
+    #[serde(default)]
+    pub proxy: Option<OneOrMany<ProxyKind>>,
+    /// nixl mode options.
+    #[serde(default)]
+    pub nixl: Option<NixlOptions>,
+    /// lmcache mode options.
+    #[serde(default)]
+    pub lmcache: Option<LmcacheOptions>,
+    /// Override the built-in launch templates by name (e.g. `instance = "templates/serve.hbs"`),
+    /// to fix a flag for another vLLM version without a new vbench release.
+    #[serde(default)]
+    pub templates: BTreeMap<String, PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Simple,
+    Nixl,
+    Lmcache,
+}
+
+impl Mode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Mode::Simple => "simple",
+            Mode::Nixl => "nixl",
+            Mode::Lmcache => "lmcache",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The prefill or decode side of a disaggregated deployment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    /// Number of instances of this role. Default 1.
+    #[serde(default)]
+    pub instances: Option<OneOrMany<u32>>,
+    /// Tensor-parallel size of each instance. Default 1.
+    #[serde(default)]
+    pub tp: Option<OneOrMany<u32>>,
+    /// Overrides the deployment's `gpu_memory_utilization` for this role.
+    #[serde(default)]
+    pub gpu_memory_utilization: Option<OneOrMany<f64>>,
+    /// Extra `vllm serve` arguments for this role only.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+    /// Extra environment for this role only.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyKind {
+    Builtin,
+    VllmRouter,
+    Lmcache,
+}
+
+impl ProxyKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProxyKind::Builtin => "builtin",
+            ProxyKind::VllmRouter => "vllm-router",
+            ProxyKind::Lmcache => "lmcache",
+        }
+    }
+}
+
+/// NixlConnector settings.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NixlOptions {
+    /// First NIXL side-channel port; each instance gets a disjoint block of `tp` ports from here.
+    #[serde(default = "defaults::nixl_side_channel_port")]
+    pub side_channel_port: u16,
+    /// Where the KV transfer buffer lives: `cuda` (default) or `cpu` (needed on the CPU build).
+    #[serde(default)]
+    pub kv_buffer_device: Option<String>,
+    /// NIXL backends, e.g. `["UCX"]`.
+    #[serde(default)]
+    pub backends: Option<Vec<String>>,
+    /// `fail` (default: a failed transfer fails the request) or `recompute` (hides failures as latency).
+    #[serde(default)]
+    pub kv_load_failure_policy: Option<String>,
+}
+
+impl Default for NixlOptions {
+    fn default() -> Self {
+        NixlOptions {
+            side_channel_port: defaults::nixl_side_channel_port(),
+            kv_buffer_device: None,
+            backends: None,
+            kv_load_failure_policy: None,
+        }
+    }
+}
+
+/// LMCache PD settings.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LmcacheOptions {
+    /// Base port for LMCache's PD side channels (proxy notification, decoder init/alloc).
+    #[serde(default = "defaults::lmcache_port")]
+    pub port: u16,
+    /// Extra keys merged into the prefiller's LMCache YAML.
+    #[serde(default)]
+    pub prefiller_yaml: BTreeMap<String, serde_json::Value>,
+    /// Extra keys merged into the decoder's LMCache YAML.
+    #[serde(default)]
+    pub decoder_yaml: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for LmcacheOptions {
+    fn default() -> Self {
+        LmcacheOptions {
+            port: defaults::lmcache_port(),
+            prefiller_yaml: BTreeMap::new(),
+            decoder_yaml: BTreeMap::new(),
+        }
+    }
+}
+
+/// Defaults, most carried over from the original script suite.
+pub mod defaults {
+    use super::{FigureFormat, SloType};
+
+    pub const GPU_MEMORY_UTILIZATION: f64 = 0.8;
+    pub const INSTANCES: u32 = 1;
+    pub const TP: u32 = 1;
+
+    pub fn num_prompts() -> u32 {
+        200
+    }
+    pub fn request_timeout_s() -> f64 {
+        300.0
+    }
+    pub fn ttft_ms() -> f64 {
+        125.0
+    }
+    pub fn tpot_ms() -> f64 {
+        200.0
+    }
+    pub fn target_pct() -> f64 {
+        90.0
+    }
+    pub fn scales() -> Vec<f64> {
+        vec![0.4, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0]
+    }
+    pub fn cpu_cores_per_instance() -> u32 {
+        1
+    }
+    pub fn health_timeout_s() -> f64 {
+        600.0
+    }
+    pub fn vllm_bin() -> String {
+        "vllm".to_owned()
+    }
+    pub fn one() -> u32 {
+        1
+    }
+    pub fn slurm_cpus_per_instance() -> u32 {
+        4
+    }
+    pub fn formats() -> Vec<FigureFormat> {
+        vec![FigureFormat::Pdf, FigureFormat::Svg, FigureFormat::Png]
+    }
+    pub fn slo_types() -> Vec<SloType> {
+        vec![SloType::Ttft, SloType::Tpot, SloType::Both]
+    }
+    pub fn nixl_side_channel_port() -> u16 {
+        5600
+    }
+    pub fn lmcache_port() -> u16 {
+        65432
+    }
+}

@@ -1,0 +1,161 @@
+//! How many GPUs (or CPU cores) the target offers, discovered or declared.
+
+use serde::Serialize;
+
+use crate::manifest::{Accelerator, Backend, Gpus, Target};
+
+/// GPUs a `sim` target offers when `gpus = "auto"`: one virtual 8-GPU node.
+pub const SIM_AUTO_GPUS: u32 = 8;
+
+/// What the target can hold, and where that number came from.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Capacity {
+    /// Accelerator slots (GPUs, or instance slots on the CPU build). `None`: unknown here.
+    pub gpus: Option<u32>,
+    /// CPU cores vbench may pin instances to (cpu accelerator only).
+    pub cpu_cores: Option<u32>,
+    /// Human explanation, e.g. `8 GPUs from nvidia-smi` or `target.gpus = [0, 1]`.
+    pub source: String,
+}
+
+/// Finds the GPUs of this host; behind a trait so the planner's tests need no GPU.
+pub trait GpuDiscovery {
+    /// Indices of the visible GPUs, or why they could not be listed.
+    fn gpu_indices(&self) -> Result<Vec<u32>, String>;
+}
+
+/// Asks `nvidia-smi`.
+pub struct NvidiaSmi;
+
+impl GpuDiscovery for NvidiaSmi {
+    fn gpu_indices(&self) -> Result<Vec<u32>, String> {
+        let out = std::process::Command::new("nvidia-smi")
+            .args(["--query-gpu=index", "--format=csv,noheader"])
+            .output()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => "nvidia-smi not found".to_owned(),
+                _ => format!("nvidia-smi could not run ({e})"),
+            })?;
+        if !out.status.success() {
+            return Err(format!("nvidia-smi failed ({})", out.status));
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                l.trim()
+                    .parse()
+                    .map_err(|_| format!("unexpected nvidia-smi line {l:?}"))
+            })
+            .collect()
+    }
+}
+
+/// Capacity of `target` on this host, discovering GPUs with nvidia-smi when asked to.
+pub fn discover(target: &Target) -> Capacity {
+    discover_with(target, &NvidiaSmi, host_cores())
+}
+
+fn host_cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+pub fn discover_with(target: &Target, gpus: &dyn GpuDiscovery, host_cores: u32) -> Capacity {
+    if target.accelerator == Accelerator::Cpu && target.backend != Backend::Sim {
+        let (cores, source) = match &target.cpus {
+            Some(list) => (
+                list.len() as u32,
+                format!("target.cpus lists {} cores", list.len()),
+            ),
+            None => (host_cores, format!("{host_cores} CPU cores on this host")),
+        };
+        let slots = cores / target.cpu_cores_per_instance.max(1);
+        return Capacity {
+            gpus: Some(slots),
+            cpu_cores: Some(cores),
+            source: format!(
+                "{source}, {} per instance: {slots} instance slots",
+                target.cpu_cores_per_instance
+            ),
+        };
+    }
+    let (count, source) = match (&target.gpus, target.backend) {
+        (Gpus::Count(n), _) => (Some(*n), format!("target.gpus = {n}")),
+        (Gpus::List(l), _) => (
+            Some(l.len() as u32),
+            format!("target.gpus lists {} GPUs", l.len()),
+        ),
+        (Gpus::Auto, Backend::Sim) => (
+            Some(SIM_AUTO_GPUS),
+            format!("simulated node of {SIM_AUTO_GPUS} GPUs"),
+        ),
+        (Gpus::Auto, Backend::Slurm) => match &target.slurm {
+            Some(s) if s.gpus_per_node.is_some() => {
+                let n = s.nodes * s.gpus_per_node.unwrap_or(0);
+                (
+                    Some(n),
+                    format!(
+                        "slurm: {} nodes x {} GPUs",
+                        s.nodes,
+                        s.gpus_per_node.unwrap_or(0)
+                    ),
+                )
+            }
+            _ => (
+                None,
+                "slurm allocation size unknown until allocated (set target.slurm.gpus_per_node)"
+                    .into(),
+            ),
+        },
+        (Gpus::Auto, Backend::Local) => match gpus.gpu_indices() {
+            Ok(list) => (
+                Some(list.len() as u32),
+                format!("{} GPUs from nvidia-smi", list.len()),
+            ),
+            Err(why) => (None, format!("not checked: {why}")),
+        },
+    };
+    Capacity {
+        gpus: count,
+        cpu_cores: None,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake(Result<Vec<u32>, String>);
+    impl GpuDiscovery for Fake {
+        fn gpu_indices(&self) -> Result<Vec<u32>, String> {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn auto_uses_discovery_and_admits_when_it_fails() {
+        let t = Target::default();
+        let c = discover_with(&t, &Fake(Ok(vec![0, 1, 2, 3])), 2);
+        assert_eq!(c.gpus, Some(4));
+        let c = discover_with(&t, &Fake(Err("nvidia-smi could not run".into())), 2);
+        assert_eq!(c.gpus, None);
+        assert!(c.source.contains("not checked"));
+    }
+
+    #[test]
+    fn declared_and_cpu_capacities() {
+        let t = Target {
+            gpus: Gpus::List(vec![2, 3]),
+            ..Target::default()
+        };
+        assert_eq!(discover_with(&t, &Fake(Ok(vec![])), 2).gpus, Some(2));
+        let t = Target {
+            accelerator: Accelerator::Cpu,
+            cpu_cores_per_instance: 1,
+            ..Target::default()
+        };
+        let c = discover_with(&t, &Fake(Ok(vec![])), 2);
+        assert_eq!((c.gpus, c.cpu_cores), (Some(2), Some(2)));
+    }
+}

@@ -1,0 +1,151 @@
+//! The human-readable plan table printed by `vbench plan`.
+
+use std::fmt::Write;
+
+use super::Plan;
+
+/// `1h02m`, `9m30s`, `45s`.
+pub fn human_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, min, sec) => format!("{min}m{sec:02}s"),
+        (h, min, _) => format!("{h}h{min:02}m"),
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let backend = format!("{:?}", plan.backend).to_lowercase();
+    let accel = format!("{:?}", plan.accelerator).to_lowercase();
+    let _ = writeln!(
+        out,
+        "Experiment {} · model {} · backend {backend} ({accel}) · capacity: {}",
+        plan.experiment,
+        plan.model,
+        match plan.capacity.gpus {
+            Some(n) => format!("{n} ({})", plan.capacity.source),
+            None => plan.capacity.source.clone(),
+        }
+    );
+    let rates: Vec<String> = plan.rates.iter().map(|r| r.label()).collect();
+    let _ = writeln!(
+        out,
+        "Rates (req/s): {} · {} requests per rate{}",
+        rates.join(", "),
+        plan.num_prompts,
+        if plan.warmup > 0 {
+            format!(" + {} warm-up", plan.warmup)
+        } else {
+            String::new()
+        }
+    );
+    if !plan.overrides.is_empty() {
+        let _ = writeln!(out, "Overrides: --set {}", plan.overrides.join(" --set "));
+    }
+    let _ = writeln!(out);
+
+    let header = [
+        "#", "VARIANT", "MODE", "TOPOLOGY", "GPUS", "CELLS", "REQUESTS", "ESTIMATE",
+    ];
+    let mut rows: Vec<[String; 8]> = Vec::new();
+    for (i, v) in plan.variants.iter().enumerate() {
+        let cells: Vec<_> = plan.cells_of(&v.id).collect();
+        let requests: u64 = cells.iter().map(|c| u64::from(c.requests)).sum();
+        let per_variant = super::startup_estimate_s(plan.backend, plan.accelerator, v)
+            + cells
+                .iter()
+                .map(|c| super::cell_estimate_s(plan.backend, c.rate, c.requests, plan.warmup))
+                .sum::<f64>();
+        let mut topology = v.topology.clone();
+        if v.label != format!("{} {}", v.mode, v.topology) {
+            topology = v
+                .label
+                .strip_prefix(&format!("{} ", v.mode))
+                .unwrap_or(&v.label)
+                .to_owned();
+        }
+        rows.push([
+            (i + 1).to_string(),
+            v.id.clone(),
+            v.mode.to_string(),
+            topology,
+            v.gpus.to_string(),
+            cells.len().to_string(),
+            thousands(requests),
+            format!("~{}", human_duration(per_variant)),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cols: Vec<&str>| {
+        let mut l = String::new();
+        for (c, text) in cols.iter().enumerate() {
+            let pad = widths[c] - text.chars().count();
+            // Numbers right-aligned, text left-aligned.
+            if matches!(c, 0 | 4 | 5 | 6) {
+                l.push_str(&" ".repeat(pad));
+                l.push_str(text);
+            } else {
+                l.push_str(text);
+                if c + 1 < cols.len() {
+                    l.push_str(&" ".repeat(pad));
+                }
+            }
+            if c + 1 < cols.len() {
+                l.push_str("  ");
+            }
+        }
+        l.trim_end().to_owned()
+    };
+    let _ = writeln!(out, "{}", line(header.to_vec()));
+    for r in &rows {
+        let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{} variants · {} cells · {} requests · estimated wall time ~{} (start-up ~{} + load ~{})",
+        plan.variants.len(),
+        plan.cells.len(),
+        thousands(plan.total_requests()),
+        human_duration(plan.estimate.total_s),
+        human_duration(plan.estimate.startup_s),
+        human_duration(plan.estimate.load_s),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_thousands_read_naturally() {
+        assert_eq!(human_duration(45.2), "45s");
+        assert_eq!(human_duration(570.0), "9m30s");
+        assert_eq!(human_duration(3725.0), "1h02m");
+        assert_eq!(thousands(12500), "12,500");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+    }
+}

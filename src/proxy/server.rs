@@ -1,0 +1,369 @@
+//! The proxy's HTTP server.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+
+use super::ProxyArgs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyMode {
+    Nixl,
+    RoundRobin,
+    Lmcache,
+}
+
+impl ProxyMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProxyMode::Nixl => "nixl",
+            ProxyMode::RoundRobin => "round-robin",
+            ProxyMode::Lmcache => "lmcache",
+        }
+    }
+}
+
+/// Where the proxy sends requests.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub mode: ProxyMode,
+    pub prefill: Vec<String>,
+    pub decode: Vec<String>,
+    pub backends: Vec<String>,
+    /// lmcache mode: each decoder's LMCache side-channel ports (init, alloc), one per TP rank.
+    pub lmcache_decoder_ports: Vec<(Vec<u16>, Vec<u16>)>,
+    pub timeout: Duration,
+}
+
+impl ProxyConfig {
+    pub fn from_args(args: &ProxyArgs) -> anyhow::Result<Self> {
+        let clean = |urls: &[String]| -> Vec<String> {
+            urls.iter()
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .collect()
+        };
+        let config = ProxyConfig {
+            mode: args.mode,
+            prefill: clean(&args.prefill),
+            decode: clean(&args.decode),
+            backends: clean(&args.backend),
+            lmcache_decoder_ports: args
+                .lmcache_decoder_ports
+                .iter()
+                .map(|s| parse_lmcache_ports(s))
+                .collect::<anyhow::Result<_>>()?,
+            timeout: Duration::from_secs_f64(args.timeout_s.max(0.001)),
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        match self.mode {
+            ProxyMode::Nixl | ProxyMode::Lmcache
+                if self.prefill.is_empty() || self.decode.is_empty() =>
+            {
+                bail!(
+                    "{} mode needs at least one --prefill URL and one --decode URL",
+                    self.mode.as_str()
+                )
+            }
+            ProxyMode::Lmcache if self.lmcache_decoder_ports.len() != self.decode.len() => {
+                bail!(
+                    "lmcache mode needs one --lmcache-decoder-ports per --decode URL ({} given for {} decoders)",
+                    self.lmcache_decoder_ports.len(),
+                    self.decode.len()
+                )
+            }
+            ProxyMode::RoundRobin if self.backends.is_empty() => {
+                bail!("round-robin mode needs at least one --backend URL")
+            }
+            _ => {}
+        }
+        for url in self
+            .prefill
+            .iter()
+            .chain(&self.decode)
+            .chain(&self.backends)
+        {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("instance URL {url:?} must start with http:// or https://");
+            }
+        }
+        Ok(())
+    }
+
+    fn all_instances(&self) -> impl Iterator<Item = &String> {
+        self.prefill
+            .iter()
+            .chain(&self.decode)
+            .chain(&self.backends)
+    }
+}
+
+pub(super) struct Shared {
+    pub(super) config: ProxyConfig,
+    pub(super) client: reqwest::Client,
+    pub(super) next_prefill: AtomicUsize,
+    pub(super) next_decode: AtomicUsize,
+    pub(super) next_backend: AtomicUsize,
+    pub(super) requests: AtomicU64,
+    pub(super) upstream_errors: AtomicU64,
+    pub(super) missing_kv_params: AtomicU64,
+}
+
+pub(super) fn pick<'a>(list: &'a [String], counter: &AtomicUsize) -> &'a str {
+    &list[counter.fetch_add(1, Ordering::Relaxed) % list.len()]
+}
+
+/// Serve until `shutdown` resolves.
+pub async fn serve(
+    config: ProxyConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.check()?;
+    let client = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .pool_max_idle_per_host(1024)
+        .build()
+        .context("building the HTTP client")?;
+    let shared = Arc::new(Shared {
+        config,
+        client,
+        next_prefill: AtomicUsize::new(0),
+        next_decode: AtomicUsize::new(0),
+        next_backend: AtomicUsize::new(0),
+        requests: AtomicU64::new(0),
+        upstream_errors: AtomicU64::new(0),
+        missing_kv_params: AtomicU64::new(0),
+    });
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/v1/models", get(models))
+        .route("/metrics", get(metrics))
+        .route("/v1/completions", post(generate))
+        .route("/v1/chat/completions", post(generate))
+        .with_state(shared);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("proxy server")
+}
+
+pub(super) fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = json!({ "error": { "message": message.into(), "type": "proxy_error", "code": status.as_u16() } });
+    (status, axum::Json(body)).into_response()
+}
+
+/// Healthy only when every instance behind the proxy is.
+async fn health(State(s): State<Arc<Shared>>) -> Response {
+    let checks = s.config.all_instances().map(|url| {
+        let client = s.client.clone();
+        let url = url.clone();
+        async move {
+            let ok = client
+                .get(format!("{url}/health"))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            (url, ok)
+        }
+    });
+    let down: Vec<String> = futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(url, _)| url)
+        .collect();
+    if down.is_empty() {
+        StatusCode::OK.into_response()
+    } else {
+        error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not healthy: {}", down.join(", ")),
+        )
+    }
+}
+
+async fn models(State(s): State<Arc<Shared>>) -> Response {
+    let first = s
+        .config
+        .decode
+        .first()
+        .or(s.config.backends.first())
+        .expect("checked non-empty");
+    match s.client.get(format!("{first}/v1/models")).send().await {
+        Ok(r) => relay(r).await,
+        Err(e) => error_response(StatusCode::BAD_GATEWAY, format!("{first}/v1/models: {e}")),
+    }
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> String {
+    format!(
+        "# TYPE vbench_proxy_requests_total counter\nvbench_proxy_requests_total {}\n\
+         # TYPE vbench_proxy_upstream_errors_total counter\nvbench_proxy_upstream_errors_total {}\n\
+         # TYPE vbench_proxy_missing_kv_transfer_params_total counter\nvbench_proxy_missing_kv_transfer_params_total {}\n",
+        s.requests.load(Ordering::Relaxed),
+        s.upstream_errors.load(Ordering::Relaxed),
+        s.missing_kv_params.load(Ordering::Relaxed),
+    )
+}
+
+/// Pass an upstream response (status, content type, body stream) through unchanged.
+pub(super) async fn relay(upstream: reqwest::Response) -> Response {
+    let status =
+        StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut headers = HeaderMap::new();
+    if let Some(ct) = upstream.headers().get(reqwest::header::CONTENT_TYPE) {
+        if let Ok(v) = header::HeaderValue::from_bytes(ct.as_bytes()) {
+            headers.insert(header::CONTENT_TYPE, v);
+        }
+    }
+    (status, headers, Body::from_stream(upstream.bytes_stream())).into_response()
+}
+
+async fn generate(State(s): State<Arc<Shared>>, uri: Uri, body: Bytes) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    let path = uri.path().to_owned();
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "request body must be a JSON object",
+            )
+        }
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("request body is not JSON: {e}"),
+            )
+        }
+    };
+    let result = match s.config.mode {
+        ProxyMode::RoundRobin => {
+            let url = pick(&s.config.backends, &s.next_backend);
+            forward(&s, url, &path, &request).await
+        }
+        ProxyMode::Nixl => nixl(&s, &path, request).await,
+        ProxyMode::Lmcache => super::lmcache::handle(&s, &path, request).await,
+    };
+    result.unwrap_or_else(|resp| {
+        s.upstream_errors.fetch_add(1, Ordering::Relaxed);
+        resp
+    })
+}
+
+async fn forward(s: &Shared, base: &str, path: &str, body: &Value) -> Result<Response, Response> {
+    let upstream = s
+        .client
+        .post(format!("{base}{path}"))
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| upstream_failure(base, path, &e))?;
+    if !upstream.status().is_success() {
+        s.upstream_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(relay(upstream).await)
+}
+
+pub(super) fn upstream_failure(base: &str, path: &str, e: &reqwest::Error) -> Response {
+    let status = if e.is_timeout() {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    error_response(status, format!("{base}{path}: {e}"))
+}
+
+/// The NixlConnector hand-off: prefill with max_tokens = 1, then decode with its KV params.
+async fn nixl(s: &Shared, path: &str, request: Value) -> Result<Response, Response> {
+    let prefiller = pick(&s.config.prefill, &s.next_prefill);
+    let mut prefill_body = request.clone();
+    let obj = prefill_body.as_object_mut().expect("checked object");
+    obj.insert("max_tokens".into(), json!(1));
+    if obj.contains_key("max_completion_tokens") {
+        obj.insert("max_completion_tokens".into(), json!(1));
+    }
+    obj.insert("stream".into(), json!(false));
+    obj.remove("stream_options");
+    obj.insert(
+        "kv_transfer_params".into(),
+        json!({
+            "do_remote_decode": true,
+            "do_remote_prefill": false,
+            "remote_engine_id": null,
+            "remote_block_ids": null,
+            "remote_host": null,
+            "remote_port": null,
+        }),
+    );
+    let response = s
+        .client
+        .post(format!("{prefiller}{path}"))
+        .json(&prefill_body)
+        .send()
+        .await
+        .map_err(|e| upstream_failure(prefiller, path, &e))?;
+    if !response.status().is_success() {
+        // The prefiller's error is the client's error: pass it through.
+        return Err(relay(response).await);
+    }
+    let prefill_json: Value = response.json().await.map_err(|e| {
+        error_response(
+            StatusCode::BAD_GATEWAY,
+            format!("prefill instance {prefiller} sent invalid JSON: {e}"),
+        )
+    })?;
+    let kv = match prefill_json.get("kv_transfer_params") {
+        Some(kv @ Value::Object(_)) => kv.clone(),
+        _ => {
+            // Without them the decoder would silently re-prefill: a benchmark must not hide that.
+            s.missing_kv_params.fetch_add(1, Ordering::Relaxed);
+            return Err(error_response(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "prefill instance {prefiller} returned no kv_transfer_params: is it running with \
+                     --kv-transfer-config NixlConnector?"
+                ),
+            ));
+        }
+    };
+    let decoder = pick(&s.config.decode, &s.next_decode);
+    let mut decode_body = request;
+    decode_body
+        .as_object_mut()
+        .expect("checked object")
+        .insert("kv_transfer_params".into(), kv);
+    forward(s, decoder, path, &decode_body).await
+}
+
+/// `7300,7301:7400,7401` → ([7300, 7301], [7400, 7401]).
+fn parse_lmcache_ports(s: &str) -> anyhow::Result<(Vec<u16>, Vec<u16>)> {
+    let list = |part: &str| -> anyhow::Result<Vec<u16>> {
+        part.split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<u16>()
+                    .with_context(|| format!("bad port {p:?} in --lmcache-decoder-ports {s:?}"))
+            })
+            .collect()
+    };
+    let (init, alloc) = s.split_once(':').with_context(|| {
+        format!("--lmcache-decoder-ports {s:?}: expected INIT[,INIT..]:ALLOC[,ALLOC..]")
+    })?;
+    Ok((list(init)?, list(alloc)?))
+}

@@ -1,0 +1,305 @@
+//! Parsing and validating OpenAI-style requests the way vLLM does, with vLLM's error JSON.
+
+use serde_json::{json, Value};
+
+use super::sse::Api;
+use super::tokens;
+
+/// A request the engine can run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenRequest {
+    pub api: Api,
+    pub prompt_tokens: u32,
+    pub max_tokens: u32,
+    pub stream: bool,
+    pub include_usage: bool,
+    /// `kv_transfer_params` as sent (null when absent).
+    pub kv_params: Value,
+}
+
+/// An error answered as vLLM answers it: `{"error": {message, type, param, code}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub kind: &'static str,
+    pub message: String,
+    pub param: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>, param: Option<&'static str>) -> Self {
+        ApiError {
+            status: 400,
+            kind: "BadRequestError",
+            message: message.into(),
+            param,
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.status,
+        }})
+    }
+}
+
+/// Tokens of a chat conversation: each message's content plus a few for the chat template.
+pub fn chat_prompt_tokens(messages: &Value) -> Result<u32, ApiError> {
+    let arr = messages
+        .as_array()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request("messages must be a non-empty list", Some("messages"))
+        })?;
+    let mut n = 3u32; // the assistant prefix the template adds
+    for m in arr {
+        let obj = m.as_object().ok_or_else(|| {
+            ApiError::bad_request("each message must be an object", Some("messages"))
+        })?;
+        if !obj.get("role").is_some_and(Value::is_string) {
+            return Err(ApiError::bad_request(
+                "each message needs a string `role`",
+                Some("messages"),
+            ));
+        }
+        n += 4;
+        match obj.get("content") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => n += tokens::count(s),
+            Some(Value::Array(parts)) => {
+                for p in parts {
+                    match p.get("text").and_then(Value::as_str) {
+                        Some(t) => n += tokens::count(t),
+                        None => {
+                            return Err(ApiError::bad_request(
+                                "sim-serve supports text content parts only",
+                                Some("messages"),
+                            ))
+                        }
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "message content must be a string or a list of parts",
+                    Some("messages"),
+                ))
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Tokens of a completions `prompt`: a string, a list of token ids, or a list of one of those.
+pub fn completion_prompt_tokens(prompt: Option<&Value>) -> Result<u32, ApiError> {
+    let err = |m: &str| ApiError::bad_request(m, Some("prompt"));
+    let p = prompt.ok_or_else(|| err("`prompt` is required"))?;
+    let n = match p {
+        Value::String(s) => tokens::count(s),
+        Value::Array(a) if a.is_empty() => return Err(err("prompt cannot be empty")),
+        Value::Array(a) if a.iter().all(Value::is_u64) => a.len() as u32,
+        Value::Array(a) if a.len() == 1 => return completion_prompt_tokens(a.first()),
+        Value::Array(_) => {
+            return Err(err(
+                "sim-serve takes one prompt per request (a string or a list of token ids)",
+            ))
+        }
+        _ => return Err(err("prompt must be a string or a list of token ids")),
+    };
+    if n == 0 {
+        return Err(err("prompt cannot be empty"));
+    }
+    Ok(n)
+}
+
+/// Parse a completions or chat body for the model `served` with context `max_model_len`.
+/// A model name that is not served is a 404, as in vLLM.
+pub fn parse(
+    v: &Value,
+    api: Api,
+    served: &str,
+    max_model_len: u32,
+) -> Result<GenRequest, ApiError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("the request body must be a JSON object", None))?;
+    match obj.get("model") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(m)) if m == served => {}
+        Some(Value::String(m)) => {
+            return Err(ApiError {
+                status: 404,
+                kind: "NotFoundError",
+                message: format!("The model `{m}` does not exist."),
+                param: Some("model"),
+            })
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "model must be a string",
+                Some("model"),
+            ))
+        }
+    }
+    let prompt_tokens = match api {
+        Api::Completions => completion_prompt_tokens(obj.get("prompt"))?,
+        Api::Chat => chat_prompt_tokens(obj.get("messages").unwrap_or(&Value::Null))?,
+    };
+    if let Some(n) = obj.get("n") {
+        if n.as_u64() != Some(1) && !n.is_null() {
+            return Err(ApiError::bad_request(
+                "sim-serve supports n = 1 only",
+                Some("n"),
+            ));
+        }
+    }
+    let keys: &[&'static str] = match api {
+        Api::Completions => &["max_tokens"],
+        Api::Chat => &["max_completion_tokens", "max_tokens"],
+    };
+    let mut max_tokens = None;
+    for &k in keys {
+        match obj.get(k) {
+            None | Some(Value::Null) => continue,
+            Some(v) => {
+                let n = v.as_i64().ok_or_else(|| {
+                    ApiError::bad_request(format!("{k} must be an integer"), Some(k))
+                })?;
+                if n < 1 {
+                    return Err(ApiError::bad_request(
+                        format!("{k} must be at least 1, got {n}."),
+                        Some(k),
+                    ));
+                }
+                max_tokens = Some(n.min(u32::MAX as i64) as u32);
+                break;
+            }
+        }
+    }
+    if prompt_tokens >= max_model_len {
+        return Err(ApiError::bad_request(
+            format!(
+                "This model's maximum context length is {max_model_len} tokens. However, your request has {prompt_tokens} input tokens. Please reduce the length of the input messages."
+            ),
+            Some("input_tokens"),
+        ));
+    }
+    let max_tokens = match (max_tokens, api) {
+        (Some(m), _) => m,
+        (None, Api::Completions) => 16,
+        (None, Api::Chat) => max_model_len - prompt_tokens,
+    };
+    if prompt_tokens as u64 + max_tokens as u64 > max_model_len as u64 {
+        return Err(ApiError::bad_request(
+            format!(
+                "This model's maximum context length is {max_model_len} tokens. However, you requested {} tokens ({prompt_tokens} in the messages, {max_tokens} in the completion). Please reduce the length of the messages or completion.",
+                prompt_tokens as u64 + max_tokens as u64
+            ),
+            Some("max_tokens"),
+        ));
+    }
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "stream must be a boolean",
+                Some("stream"),
+            ))
+        }
+    };
+    let include_usage = match obj.get("stream_options") {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(o)) => {
+            if !stream {
+                return Err(ApiError::bad_request(
+                    "Stream options can only be defined when `stream=True`.",
+                    Some("stream_options"),
+                ));
+            }
+            o.get("include_usage")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "stream_options must be an object",
+                Some("stream_options"),
+            ))
+        }
+    };
+    Ok(GenRequest {
+        api,
+        prompt_tokens,
+        max_tokens,
+        stream,
+        include_usage,
+        kv_params: obj
+            .get("kv_transfer_params")
+            .cloned()
+            .unwrap_or(Value::Null),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(v: Value) -> Result<GenRequest, ApiError> {
+        parse(&v, Api::Completions, "m", 100)
+    }
+
+    #[test]
+    fn token_id_prompts_count_exactly_and_defaults_apply() {
+        let r = p(json!({"model": "m", "prompt": [1, 2, 3], "stream": true, "stream_options": {"include_usage": true}})).unwrap();
+        assert_eq!(
+            (r.prompt_tokens, r.max_tokens, r.stream, r.include_usage),
+            (3, 16, true, true)
+        );
+        let c = parse(&json!({"messages": [{"role": "user", "content": "hi there"}], "max_completion_tokens": 5}), Api::Chat, "m", 100).unwrap();
+        assert_eq!(
+            (c.prompt_tokens, c.max_tokens),
+            (3 + 4 + tokens::count("hi there"), 5)
+        );
+    }
+
+    #[test]
+    fn invalid_requests_get_vllm_style_errors() {
+        let e = p(json!({"prompt": "x", "max_tokens": 0})).unwrap_err();
+        assert_eq!((e.status, e.kind), (400, "BadRequestError"));
+        assert_eq!(e.body()["error"]["code"], 400);
+        assert_eq!(
+            p(json!({"model": "other", "prompt": "x"}))
+                .unwrap_err()
+                .status,
+            404
+        );
+        assert!(p(json!({"prompt": [1, 2], "max_tokens": 99}))
+            .unwrap_err()
+            .message
+            .contains("maximum context length is 100"));
+        assert_eq!(p(json!({"max_tokens": 3})).unwrap_err().status, 400);
+        assert_eq!(
+            p(json!({"prompt": [], "max_tokens": 3}))
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            p(json!({"prompt": "x", "stream": "yes"}))
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            p(json!({"prompt": "x", "max_tokens": 1.5}))
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(p(json!([1])).unwrap_err().status, 400);
+    }
+}

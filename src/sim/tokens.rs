@@ -1,0 +1,79 @@
+//! A stand-in tokenizer: deterministic, cheap, and good enough for lengths. A word is one token
+//! per 4 characters (a leading space belongs to the word, as in byte-level BPE); every other
+//! visible character is a token of its own. Output text is drawn from a fixed list of pieces.
+
+/// Output pieces. Plain ASCII letters and spaces only, so they never need JSON escaping.
+const PIECES: &[&str] = &[
+    " the", " of", "ing", " and", " model", " to", "ed", " in", " is", " for", "tion", " that",
+    " on", " with", " as", "er", " it", " by", " be", " are", "al", " this", " from", " at",
+    " serve", " token", "ly", " or", " an", " we", " can", " which", " data", " not", "es",
+    " each", " time", " batch", " cache", " step", " one", " all", " more", " has", " use", " new",
+    " when", " out", " run", " first", " two", " also", " into", " over", " its", " load", " rate",
+    " prefill", " decode", " GPU", "s", " per", " queue", " KV",
+];
+
+/// Number of tokens `text` makes.
+pub fn count(text: &str) -> u32 {
+    let mut n = 0u32;
+    let mut word = 0u32;
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            word += 1;
+        } else {
+            n += word.div_ceil(4);
+            word = 0;
+            if !c.is_whitespace() {
+                n += 1;
+            }
+        }
+    }
+    n + word.div_ceil(4)
+}
+
+/// Token ids for `text` (stable hashes of the pieces, below `vocab`).
+pub fn ids(text: &str, vocab: u32) -> Vec<u32> {
+    let n = count(text) as usize;
+    let mut out = Vec::with_capacity(n);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, b) in text.bytes().enumerate() {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        if out.len() < n && (i % 3 == 2 || i + 1 == text.len()) {
+            out.push((h % vocab as u64) as u32);
+        }
+    }
+    while out.len() < n {
+        h = h.wrapping_mul(0x100_0000_01b3) ^ 0x9e37;
+        out.push((h % vocab as u64) as u32);
+    }
+    out
+}
+
+/// The text of output token `index` of request `req`.
+pub fn piece(req: u64, index: u32) -> &'static str {
+    let mut x = req.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ (index as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 31;
+    PIECES[(x % PIECES.len() as u64) as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_words_by_four_characters_and_punctuation_singly() {
+        assert_eq!(count(""), 0);
+        assert_eq!(count("Hello, world!"), 6);
+        assert_eq!(count("a b c"), 3);
+        assert_eq!(ids("Hello, world!", 4096).len(), 6);
+        assert!(ids("x y z", 10).iter().all(|&t| t < 10));
+    }
+
+    #[test]
+    fn pieces_need_no_json_escaping() {
+        for p in PIECES {
+            assert!(p.chars().all(|c| c.is_ascii_alphanumeric() || c == ' '));
+        }
+        assert_eq!(piece(7, 3), piece(7, 3));
+    }
+}

@@ -1,0 +1,281 @@
+//! `vbench apply` end to end on the sim backend: real processes (sim instances and the proxy as
+//! `vbench` subcommands), real HTTP on loopback, the real load generator. Checks the run folder,
+//! the results, teardown without orphans, Ctrl-C, resume, and crashes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vbench::results::RunResult;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vbench");
+
+fn apply(results: &Path, sets: &[&str], extra: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["apply", "experiments/sim-demo.toml", "--results"])
+        .arg(results);
+    for s in sets {
+        c.args(["--set", s]);
+    }
+    c.args(["--no-report", "--stop-grace-s", "5"])
+        .args(extra)
+        .env("NO_COLOR", "1");
+    c
+}
+
+fn run_dir(results: &Path) -> PathBuf {
+    let exp = results.join("sim-demo");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&exp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("a run folder")
+}
+
+fn variant_dirs(run: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(run)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.join("deployment.json").exists())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Ports every component of the run listened on.
+fn component_ports(run: &Path) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for v in variant_dirs(run) {
+        let d: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(v.join("deployment.json")).unwrap()).unwrap();
+        for c in d["components"].as_array().unwrap() {
+            let url = c["url"].as_str().unwrap();
+            ports.push(url.rsplit(':').next().unwrap().parse().unwrap());
+        }
+    }
+    ports
+}
+
+/// No process is left holding any component port, and none has the run's ports on its
+/// command line.
+fn assert_no_orphans(run: &Path) {
+    let ports = component_ports(run);
+    assert!(!ports.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut alive = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if !(cmd.contains("sim-serve") || cmd.contains(" proxy ")) {
+                continue;
+            }
+            if ports.iter().any(|p| cmd.contains(&format!("--port {p} "))) {
+                alive.push(cmd);
+            }
+        }
+        if alive.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "orphan processes: {alive:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn read_result(path: &Path) -> RunResult {
+    serde_json::from_slice(&std::fs::read(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn apply_runs_every_cell_writes_the_run_folder_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = apply(
+        tmp.path(),
+        &["load.rates=[20]", "load.num_prompts=12", "load.warmup=1"],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "apply failed:\n{stderr}");
+    let run = run_dir(tmp.path());
+    for f in ["manifest.toml", "plan.json", "environment.json"] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(
+        std::fs::read_to_string(run.join("manifest.toml")).unwrap(),
+        std::fs::read_to_string("experiments/sim-demo.toml").unwrap(),
+        "exact copy of what ran"
+    );
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["overrides"][0], "load.rates=[20]");
+    let variants = variant_dirs(&run);
+    assert_eq!(variants.len(), 5);
+    for v in &variants {
+        let r = read_result(&v.join("vllm-20qps.json"));
+        assert_eq!(r.completed + r.failed, 12, "{}", v.display());
+        assert_eq!(r.failed, 0, "{}: {:?}", v.display(), r.errors);
+        assert!(
+            r.vbench.deployment.simulated,
+            "sim results are labelled simulated"
+        );
+        assert_eq!(r.vbench.requests.len(), 12, "warm-up excluded");
+        assert!(v.join("logs").read_dir().unwrap().count() >= 1);
+        assert!(v.join("teardown.json").is_file());
+        assert!(v.join("metrics/20qps-samples.jsonl").is_file());
+        let name = v.file_name().unwrap().to_str().unwrap();
+        assert_eq!(r.vbench.deployment.variant_id.as_deref(), Some(name));
+    }
+    // The same prompts were replayed against every variant.
+    let prompts: Vec<Vec<u64>> = variants
+        .iter()
+        .map(|v| read_result(&v.join("vllm-20qps.json")).input_lens)
+        .collect();
+    assert!(prompts.windows(2).all(|w| w[0] == w[1]), "{prompts:?}");
+    assert_no_orphans(&run);
+}
+
+#[test]
+fn ctrl_c_stops_everything_keeps_results_and_resume_finishes_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = ["load.rates=[20, 4]", "load.num_prompts=20", "load.warmup=0"];
+    let only = [
+        "--only",
+        "simple-tp1-074b25",
+        "--only",
+        "nixl-p1d1-tp1x1-779daf",
+    ];
+    let child = apply(tmp.path(), &sets, &only)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first cell's result, then interrupt during the second (5 s long).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        if let Ok(entries) = std::fs::read_dir(tmp.path().join("sim-demo")) {
+            if let Some(run) = entries.flatten().next() {
+                let f = run.path().join("simple-tp1-074b25/vllm-20qps.json");
+                if f.exists() {
+                    break f;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "first result never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("results written so far are kept"),
+        "{stderr}"
+    );
+    let run = run_dir(tmp.path());
+    assert_no_orphans(&run);
+    let kept = std::fs::read(&first).unwrap();
+    assert_eq!(read_result(&first).completed, 20);
+    assert!(
+        !run.join("simple-tp1-074b25/vllm-4qps.json").exists(),
+        "the interrupted cell is not written"
+    );
+
+    // Resume: only the missing cells run; the kept file is untouched.
+    let mut resume = apply(tmp.path(), &sets, &only);
+    resume.arg("--resume").arg(&run);
+    let out = resume.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("already measured, skipped"), "{stderr}");
+    assert_eq!(std::fs::read(&first).unwrap(), kept);
+    for v in ["simple-tp1-074b25", "nixl-p1d1-tp1x1-779daf"] {
+        for r in ["20", "4"] {
+            assert!(
+                run.join(v).join(format!("vllm-{r}qps.json")).is_file(),
+                "{v} {r}"
+            );
+        }
+    }
+    assert_no_orphans(&run);
+
+    // Resuming with a different manifest is refused.
+    let mut wrong = apply(tmp.path(), &["load.rates=[1]"], &only);
+    wrong.arg("--resume").arg(&run);
+    let out = wrong.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give the same overrides"));
+}
+
+#[test]
+fn a_crashing_instance_fails_its_variant_but_not_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "load.rates=[20]",
+        "load.num_prompts=20",
+        "load.warmup=0",
+        "deployment.0.extra_args=[\"--crash-after-requests\", \"5\"]",
+    ];
+    // The crash flag is part of the deployment, so the simple variants get new ids: find them.
+    let plan = Command::new(BIN)
+        .args(["plan", "experiments/sim-demo.toml", "--json"])
+        .args(sets.iter().flat_map(|s| ["--set", s]))
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let crash_id = plan["variants"][0]["id"].as_str().unwrap().to_owned();
+    let only = [
+        "--only",
+        crash_id.as_str(),
+        "--only",
+        "nixl-p1d1-tp1x1-779daf",
+    ];
+    let out = apply(tmp.path(), &sets, &only).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("1 variant(s) failed: {crash_id}")),
+        "{stderr}"
+    );
+    let run = run_dir(tmp.path());
+    let failed = std::fs::read_to_string(run.join(&crash_id).join("FAILED.txt")).unwrap();
+    assert!(failed.contains("serve-0 exited"), "{failed}");
+    let ok = read_result(&run.join("nixl-p1d1-tp1x1-779daf/vllm-20qps.json"));
+    assert_eq!(ok.completed, 20);
+    assert_no_orphans(&run);
+}
+
+#[test]
+fn an_instance_that_never_gets_healthy_times_out_with_its_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "load.rates=[20]",
+        "load.num_prompts=5",
+        "target.health_timeout_s=2",
+        "deployment.0.extra_args=[\"--unhealthy-for\", \"60\"]",
+        "deployment.0.tp=1",
+    ];
+    let plan = Command::new(BIN)
+        .args(["plan", "experiments/sim-demo.toml", "--json"])
+        .args(sets.iter().flat_map(|s| ["--set", s]))
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let id = plan["variants"][0]["id"].as_str().unwrap().to_owned();
+    let t0 = Instant::now();
+    let out = apply(tmp.path(), &sets, &["--only", &id]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("not healthy after 2s (target.health_timeout_s): serve-0"),
+        "{stderr}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert_no_orphans(&run_dir(tmp.path()));
+}

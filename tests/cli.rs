@@ -1,0 +1,148 @@
+//! The real binary: exit codes (0 ok, 1 run failed, 2 bad input), messages on stderr,
+//! machine-readable output on stdout.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn vbench() -> Command {
+    let mut c = Command::cargo_bin("vbench").unwrap();
+    c.env("NO_COLOR", "1");
+    c
+}
+
+#[test]
+fn validate_accepts_every_shipped_experiment() {
+    for m in [
+        "experiments/qwen-pd.toml",
+        "experiments/sim-demo.toml",
+        "experiments/cpu-tiny.toml",
+    ] {
+        vbench()
+            .args(["validate", m])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(": valid ("));
+    }
+}
+
+#[test]
+fn bad_manifest_exits_2_with_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string("experiments/sim-demo.toml")
+        .unwrap()
+        .replace("tp = [1, 2]", "tp = [1, 3]");
+    std::fs::write(&path, text).unwrap();
+    vbench()
+        .args(["validate", path.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "bad.toml:34:10: tp = 3 is not a valid tensor-parallel size",
+        ))
+        .stderr(predicate::str::contains(
+            "help: vLLM splits attention heads",
+        ));
+}
+
+#[test]
+fn missing_manifest_exits_2() {
+    vbench()
+        .args(["plan", "no/such/file.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "cannot read manifest no/such/file.toml",
+        ));
+}
+
+#[test]
+fn plan_json_is_json_with_all_cells() {
+    let out = vbench()
+        .args(["plan", "experiments/sim-demo.toml", "--json"])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(v["variants"].as_array().unwrap().len(), 5);
+    assert_eq!(v["cells"].as_array().unwrap().len(), 15);
+}
+
+#[test]
+fn set_override_changes_the_plan_and_is_validated() {
+    vbench()
+        .args([
+            "plan",
+            "experiments/sim-demo.toml",
+            "--set",
+            "load.rates=[1]",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("5 variants · 5 cells"))
+        .stdout(predicate::str::contains("Overrides: --set load.rates=[1]"));
+    vbench()
+        .args([
+            "plan",
+            "experiments/sim-demo.toml",
+            "--set",
+            "deployment.7.tp=1",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("in --set deployment.7.tp=1"));
+}
+
+#[test]
+fn plan_refuses_more_gpus_than_the_target_has() {
+    vbench()
+        .args([
+            "plan",
+            "experiments/sim-demo.toml",
+            "--set",
+            "target.gpus=2",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "needs 3 GPUs but the target has 2",
+        ));
+}
+
+#[test]
+fn init_writes_a_manifest_that_plans_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.toml");
+    vbench()
+        .args(["init", "x", "--out", out.to_str().unwrap()])
+        .assert()
+        .success();
+    vbench()
+        .args(["plan", out.to_str().unwrap()])
+        .assert()
+        .success();
+    vbench()
+        .args(["init", "x", "--out", out.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("refusing to overwrite"));
+}
+
+#[test]
+fn schema_command_prints_the_checked_in_schema() {
+    let on_disk = std::fs::read_to_string("schemas/experiment.schema.json").unwrap();
+    vbench().arg("schema").assert().success().stdout(on_disk);
+}
+
+#[test]
+fn completions_are_generated() {
+    vbench()
+        .args(["completions", "bash"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("vbench"));
+}
+
+#[test]
+fn unknown_subcommand_is_a_usage_error() {
+    vbench().arg("aply").assert().code(2);
+}

@@ -1,0 +1,196 @@
+//! Rendered launch commands, environments and config files for each mode: what vbench would
+//! start on a real host, snapshotted so a template change is a reviewed diff.
+
+use std::path::Path;
+
+use vbench::exec::deploy::{self, DeploymentSpec};
+use vbench::exec::ports::PortAllocator;
+use vbench::manifest::{self, Accelerator, Backend};
+use vbench::plan::{self, Capacity};
+
+fn render_all(path: &str, sets: &[&str], cap: Capacity) -> Vec<DeploymentSpec> {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    let loaded = manifest::load(Path::new(path), &sets).unwrap();
+    let plan = plan::resolve(&loaded, &cap).unwrap();
+    let m = &loaded.manifest;
+    let target = deploy::Target {
+        plan: &plan,
+        backend: plan.backend,
+        accelerator: plan.accelerator,
+        vllm_bin: &m.target.vllm_bin,
+        vbench_bin: "/usr/bin/vbench".into(),
+        sim_profile: m.target.sim_profile.as_deref(),
+        gpu_pool: (0..cap.gpus.unwrap_or(0)).collect(),
+        cpu_pool: (0..cap.cpu_cores.unwrap_or(0)).collect(),
+        cpu_cores_per_instance: m.target.cpu_cores_per_instance,
+        model: &m.model,
+        served_model_name: &plan.served_model_name,
+        manifest_dir: loaded.base_dir(),
+        slurm: None,
+        slurm_cpus_per_instance: 4,
+    };
+    plan.variants
+        .iter()
+        .map(|v| {
+            let mut ports = PortAllocator::sequential(20000);
+            deploy::render(&target, v, Path::new("/run/v"), &mut ports).unwrap()
+        })
+        .collect()
+}
+
+fn describe(specs: &[DeploymentSpec]) -> String {
+    let mut out = String::new();
+    for s in specs {
+        out.push_str(&format!(
+            "== {} ({}) entry {}\n",
+            s.variant_id, s.label, s.entry_url
+        ));
+        for c in &s.components {
+            out.push_str(&format!(
+                "  [{}] gpus={:?} cpus={:?}\n    {}\n",
+                c.name,
+                c.gpus,
+                c.cpus,
+                c.spec.command_line()
+            ));
+            for (path, text) in &c.files {
+                out.push_str(&format!("    file {}:\n", path.display()));
+                for line in text.lines() {
+                    out.push_str(&format!("      {line}\n"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn qwen_pd_on_eight_gpus() {
+    let cap = Capacity {
+        gpus: Some(8),
+        cpu_cores: None,
+        source: "test".into(),
+    };
+    let specs = render_all("experiments/qwen-pd.toml", &[], cap);
+    // GPUs are handed out per instance, TP GPUs each, never shared within a variant.
+    assert_eq!(specs[1].gpus, [0, 1]);
+    assert_eq!(specs[3].gpus, [0, 1, 2]);
+    insta::assert_snapshot!(describe(&specs));
+}
+
+#[test]
+fn cpu_tiny_pins_cores_and_uses_cpu_kv_buffer() {
+    let cap = Capacity {
+        gpus: Some(2),
+        cpu_cores: Some(2),
+        source: "test".into(),
+    };
+    let specs = render_all("experiments/cpu-tiny.toml", &[], cap);
+    let nixl = &specs[1];
+    let p = &nixl.components[0].spec;
+    let d = &nixl.components[1].spec;
+    assert_eq!(p.env["VLLM_CPU_OMP_THREADS_BIND"], "0");
+    assert_eq!(d.env["VLLM_CPU_OMP_THREADS_BIND"], "1");
+    assert_ne!(
+        p.env["VLLM_NIXL_SIDE_CHANNEL_PORT"],
+        d.env["VLLM_NIXL_SIDE_CHANNEL_PORT"]
+    );
+    assert!(
+        p.args
+            .iter()
+            .any(|a| a.contains("\"kv_buffer_device\":\"cpu\"")),
+        "{:?}",
+        p.args
+    );
+    assert!(
+        !p.args.contains(&"--gpu-memory-utilization".to_owned()),
+        "no GPU flag on the CPU build"
+    );
+    assert_eq!(
+        p.env["UCX_NET_DEVICES"], "lo",
+        "the manifest's env wins over the template's"
+    );
+    assert_eq!(nixl.components[2].name, "proxy");
+    insta::assert_snapshot!(describe(&specs));
+}
+
+#[test]
+fn sim_backend_runs_vbench_subcommands() {
+    let cap = Capacity {
+        gpus: Some(8),
+        cpu_cores: None,
+        source: "test".into(),
+    };
+    let specs = render_all("experiments/sim-demo.toml", &[], cap);
+    for s in &specs {
+        for c in &s.components {
+            assert_eq!(c.spec.program, "/usr/bin/vbench");
+            assert!(c.gpus.is_empty());
+        }
+    }
+    // A single simple instance is its own entry point; the rest go through the proxy.
+    assert_eq!(specs[0].components.len(), 1);
+    assert_eq!(specs[0].entry_url, specs[0].components[0].url);
+    assert_eq!(specs[3].components.len(), 4);
+    assert!(specs[3].components[3]
+        .spec
+        .args
+        .starts_with(&["proxy".to_owned()]));
+    insta::assert_snapshot!(describe(&specs));
+}
+
+#[test]
+fn vllm_router_proxy_disables_retries() {
+    let cap = Capacity {
+        gpus: Some(8),
+        cpu_cores: None,
+        source: "test".into(),
+    };
+    let specs = render_all(
+        "experiments/qwen-pd.toml",
+        &["deployment.1.proxy=\"vllm-router\""],
+        cap,
+    );
+    let proxy = specs[2].components.last().unwrap();
+    assert!(proxy.spec.program.ends_with("vllm-router"));
+    assert!(proxy.spec.args.contains(&"--disable-retries".to_owned()));
+    assert!(proxy
+        .spec
+        .args
+        .contains(&"--vllm-pd-disaggregation".to_owned()));
+}
+
+#[test]
+fn template_override_changes_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("serve.hbs"),
+        "serve\n{{model}}\n--port\n{{port}}\n--my-new-flag\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string("experiments/qwen-pd.toml")
+        .unwrap()
+        .replace(
+            "mode = \"simple\"\ntp = [1, 2]",
+            "mode = \"simple\"\ntp = [1, 2]\ntemplates = { vllm_serve = \"serve.hbs\" }",
+        );
+    let path = dir.path().join("m.toml");
+    std::fs::write(&path, text).unwrap();
+    let cap = Capacity {
+        gpus: Some(8),
+        cpu_cores: None,
+        source: "test".into(),
+    };
+    let specs = render_all(path.to_str().unwrap(), &[], cap);
+    assert_eq!(
+        specs[0].components[0].spec.args,
+        [
+            "serve",
+            "Qwen/Qwen3-0.6B",
+            "--port",
+            "20000",
+            "--my-new-flag"
+        ]
+    );
+    let _ = (Accelerator::Cuda, Backend::Local);
+}

@@ -1,0 +1,128 @@
+//! `vbench bench` as a user runs it: the real binary against a local scripted server.
+
+use std::time::Duration;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use vbench::load::fake_server::{FakeServer, FakeTiming};
+use vbench::results::RunResult;
+
+fn server() -> (tokio::runtime::Runtime, FakeServer) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let srv = rt
+        .block_on(FakeServer::start(
+            0,
+            FakeTiming {
+                ttft: Duration::from_millis(5),
+                gap: Duration::from_millis(2),
+            },
+        ))
+        .unwrap();
+    (rt, srv)
+}
+
+fn tiny() -> String {
+    format!("{}/tests/fixtures/tiny-model", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn bench_writes_a_result_and_prints_a_summary() {
+    let (_rt, srv) = server();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    Command::cargo_bin("vbench")
+        .unwrap()
+        .args(["bench", "--base-url", &srv.base_url(), "--model", "m"])
+        .args(["--tokenizer", &tiny(), "--dataset", "random"])
+        .args([
+            "--input-len",
+            "32",
+            "--output-len",
+            "6",
+            "--num-prompts",
+            "20",
+        ])
+        .args(["--rate", "100", "--seed", "3", "--out"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Successful requests:"))
+        .stdout(predicate::str::contains("Schedule lag p50 / p99 / max"));
+    let r: RunResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!((r.completed, r.failed), (20, 0));
+    assert_eq!(r.vbench.requests.len(), 20);
+    assert!(r.output_lens.iter().all(|&n| n == 6));
+    assert_eq!(r.vbench.load.token_counts.as_deref(), Some("tokenizer"));
+    assert!(r.vbench.load.ignore_eos);
+    assert_eq!(r.request_rate, serde_json::json!(100.0));
+    // 20 measured + 1 warm-up reached the server
+    assert_eq!(srv.log().len(), 21);
+
+    // a second run to the same file is refused before anything is sent
+    Command::cargo_bin("vbench")
+        .unwrap()
+        .args(["bench", "--base-url", &srv.base_url(), "--model", "m"])
+        .args(["--tokenizer", &tiny(), "--num-prompts", "2", "--out"])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("never overwrites"));
+    assert_eq!(srv.log().len(), 21);
+}
+
+#[test]
+fn bad_dataset_file_is_bad_input_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("p.jsonl");
+    std::fs::write(&data, "{\"prompt\": \"ok\"}\n{\"prompt\": \n").unwrap();
+    Command::cargo_bin("vbench")
+        .unwrap()
+        .args(["bench", "--base-url", "http://127.0.0.1:9", "--model", "m"])
+        .args(["--dataset", "jsonl", "--output-len", "4", "--dataset-path"])
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path().join("r.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("p.jsonl:2:"));
+    Command::cargo_bin("vbench")
+        .unwrap()
+        .args(["bench", "--base-url", "http://127.0.0.1:9", "--model", "m"])
+        .args(["--dataset", "random", "--out"])
+        .arg(dir.path().join("r.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("needs a tokenizer"));
+}
+
+#[test]
+fn unreachable_server_is_a_failed_run_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    Command::cargo_bin("vbench")
+        .unwrap()
+        .args(["bench", "--base-url", &format!("http://127.0.0.1:{port}")])
+        .args([
+            "--model",
+            "m",
+            "--dataset",
+            "random",
+            "--tokenizer",
+            &tiny(),
+        ])
+        .args(["--num-prompts", "3", "--out"])
+        .arg(dir.path().join("r.json"))
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("warm-up"));
+    assert!(!dir.path().join("r.json").exists());
+}

@@ -1,0 +1,311 @@
+//! The runner and client against a real local server (axum, 127.0.0.1, port 0) with scripted
+//! per-token delays and injected failures. Timing assertions use tolerance windows wide enough
+//! for a busy 2-core machine; what they pin is the rule (what is measured from where).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vbench::load::fake_server::{FakeServer, FakeTiming};
+use vbench::load::{
+    self, Api, Arrival, Dataset, LoadSpec, NoProgress, PreparedRequest, TokenCounts,
+};
+use vbench::results::{DeploymentInfo, RunResult};
+
+fn timing(ttft_ms: u64, gap_ms: u64) -> FakeTiming {
+    FakeTiming {
+        ttft: Duration::from_millis(ttft_ms),
+        gap: Duration::from_millis(gap_ms),
+    }
+}
+
+fn spec(base_url: &str, api: Api, prompts: &[(&str, u64)], offsets: Vec<f64>) -> LoadSpec {
+    let requests: Vec<PreparedRequest> = prompts
+        .iter()
+        .map(|(p, n)| PreparedRequest {
+            prompt: p.to_string(),
+            prompt_tokens: 3,
+            max_tokens: *n,
+        })
+        .collect();
+    let data = Dataset {
+        name: "jsonl".into(),
+        requests: requests.clone(),
+        token_counts: TokenCounts::Estimated,
+        notes: vec![],
+    };
+    let dep = DeploymentInfo {
+        variant_id: None,
+        mode: "external".into(),
+        label: "test".into(),
+        gpus: 0,
+        simulated: false,
+        base_url: base_url.into(),
+    };
+    let mut s = LoadSpec::new(
+        dep,
+        api,
+        "m",
+        &data,
+        requests.into(),
+        offsets.into(),
+        10.0,
+        Arrival::Constant,
+        0,
+    );
+    s.timeout = Duration::from_secs(10);
+    s
+}
+
+async fn run(s: &LoadSpec) -> RunResult {
+    load::execute(s, &NoProgress).await.expect("run")
+}
+
+fn within(x: f64, lo: f64, hi: f64, what: &str) {
+    assert!(x >= lo && x <= hi, "{what} = {x:.4} not in [{lo}, {hi}]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttft_tpot_e2e_match_the_servers_scripted_timing() {
+    let srv = FakeServer::start(0, timing(40, 10)).await.unwrap();
+    let prompts = [("hello there", 8u64); 6];
+    let offsets = (0..6).map(|i| 0.02 + i as f64 * 0.05).collect();
+    let r = run(&spec(&srv.base_url(), Api::Completions, &prompts, offsets)).await;
+    assert_eq!(r.completed, 6, "{:?}", r.errors);
+    let log = srv.log();
+    for q in &r.vbench.requests {
+        assert!(q.ok, "{q:?}");
+        let ttft = q.ttft_s.unwrap();
+        within(ttft, 0.040, 0.070, "ttft");
+        within(q.tpot_s.unwrap(), 0.008, 0.014, "tpot");
+        within(q.e2e_s.unwrap(), 0.040 + 0.070, 0.150, "e2e");
+        assert_eq!(q.itls_s.len(), 7);
+        assert_eq!(q.output_tokens, 8); // from usage
+        assert_eq!(q.prompt_tokens, 2); // the server's count, not the client's 3
+        within(q.lag_s(), -0.0005, 0.010, "lag");
+        // against the server's own log: the client can only see the token later, not earlier
+        let served = log
+            .iter()
+            .find(|l| l.id.as_deref() == Some(&format!("vbench-{}", q.index)))
+            .expect("server saw the request");
+        let server_ttft = (served.first_ns.unwrap() - served.recv_ns) as f64 * 1e-9;
+        let client_ttft = q.ttft_from_send_s().unwrap();
+        within(
+            client_ttft - server_ttft,
+            -0.0002,
+            0.015,
+            "client - server ttft",
+        );
+    }
+    assert!(r.vbench.load.tokens_from_usage);
+    assert!((r.mean_ttft_ms - 1e3 * r.ttfts.iter().sum::<f64>() / 6.0).abs() < 1e-6);
+    assert!(!r.vbench.client.client_fell_behind);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_request_scripted_delays_land_on_the_right_records() {
+    let srv = FakeServer::start(0, timing(10, 5)).await.unwrap();
+    let prompts = [
+        ("slow @ttft=120", 2u64),
+        ("fast @ttft=10", 2),
+        ("slow gaps @gap=40", 3),
+    ];
+    let r = run(&spec(
+        &srv.base_url(),
+        Api::Chat,
+        &prompts,
+        vec![0.01, 0.01, 0.01],
+    ))
+    .await;
+    let q = &r.vbench.requests;
+    within(q[0].ttft_s.unwrap(), 0.120, 0.160, "slow ttft");
+    within(q[1].ttft_s.unwrap(), 0.010, 0.040, "fast ttft");
+    within(q[2].tpot_s.unwrap(), 0.038, 0.050, "slow tpot");
+    assert_eq!(r.endpoint_type, "openai-chat");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_recorded_with_their_kind_and_never_dropped() {
+    let srv = FakeServer::start(0, timing(5, 2)).await.unwrap();
+    let prompts = [
+        ("fine", 4u64),
+        ("@status=500", 4),
+        ("@cut=2", 4),
+        ("@malformed=1", 4),
+        ("@error=2", 4),
+        ("@nodone", 4),
+        ("@hang", 4),
+        ("@status=404", 4),
+        ("fine again", 4),
+    ];
+    let offsets = (0..prompts.len()).map(|i| 0.005 * i as f64).collect();
+    let mut s = spec(&srv.base_url(), Api::Completions, &prompts, offsets);
+    s.timeout = Duration::from_millis(500);
+    let r = run(&s).await;
+    let kinds: Vec<Option<&str>> = r
+        .vbench
+        .requests
+        .iter()
+        .map(|q| q.error_kind.as_deref())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            None,
+            Some("http"),
+            Some("stream_cut"),
+            Some("malformed"),
+            Some("server_error"),
+            Some("stream_cut"),
+            Some("timeout"),
+            Some("http"),
+            None
+        ]
+    );
+    assert_eq!(r.num_prompts, 9);
+    assert_eq!((r.completed, r.failed), (2, 7));
+    let q = &r.vbench.requests;
+    assert_eq!(q[1].http_status, Some(500));
+    assert!(q[1].error.as_deref().unwrap().contains("scripted failure"));
+    assert_eq!(q[7].http_status, Some(404));
+    // a cut stream keeps what it measured (ttft) but is not ok and has no e2e
+    assert!(q[2].ttft_s.is_some() && q[2].e2e_s.is_none() && !q[2].ok);
+    // legacy arrays: same length as requests, zeros + error text for failures
+    assert_eq!(r.ttfts.len(), 9);
+    assert_eq!(r.errors.len(), 9);
+    for (i, e) in r.errors.iter().enumerate() {
+        assert_eq!(e.is_empty(), q[i].ok, "errors[{i}] = {e:?}");
+        if !q[i].ok {
+            assert_eq!(r.ttfts[i], 0.0);
+            assert_eq!(r.output_lens[i], 0);
+        }
+    }
+    // the hanging request was cut at its timeout, not waited for
+    assert!(q[6].e2e_s.is_none());
+    within(r.duration, 0.5, 2.0, "run duration with a 0.5 s timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_errors_are_records_but_all_failed_warmup_is_an_error() {
+    // a port that was free a moment ago: nothing listens there
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut s = spec(
+        &url,
+        Api::Completions,
+        &[("x", 2), ("y", 2)],
+        vec![0.0, 0.01],
+    );
+    let r = run(&s).await;
+    assert_eq!(r.failed, 2);
+    assert!(r
+        .vbench
+        .requests
+        .iter()
+        .all(|q| q.error_kind.as_deref() == Some("connect")));
+    s.warmup = 2;
+    let e = load::execute(&s, &NoProgress).await.unwrap_err();
+    assert!(e.to_string().contains("warm-up"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_is_measured_from_the_schedule_so_queueing_cannot_hide() {
+    // max_concurrency 1, three requests due at once: the second and third wait for the slot.
+    let srv = FakeServer::start(0, timing(60, 1)).await.unwrap();
+    let mut s = spec(
+        &srv.base_url(),
+        Api::Completions,
+        &[("a", 1), ("b", 1), ("c", 1)],
+        vec![0.0, 0.0, 0.0],
+    );
+    s.max_concurrency = Some(1);
+    let r = run(&s).await;
+    let mut by_sent: Vec<_> = r.vbench.requests.iter().collect();
+    by_sent.sort_by(|a, b| a.sent_s.total_cmp(&b.sent_s));
+    within(by_sent[0].ttft_s.unwrap(), 0.060, 0.090, "first ttft");
+    within(
+        by_sent[2].ttft_s.unwrap(),
+        0.180,
+        0.260,
+        "third ttft from schedule",
+    );
+    within(
+        by_sent[2].ttft_from_send_s().unwrap(),
+        0.060,
+        0.090,
+        "third ttft from send",
+    );
+    within(by_sent[2].lag_s(), 0.115, 0.180, "third lag");
+    // waiting for a slot the user asked for is not the client falling behind
+    assert!(!r.vbench.client.client_fell_behind);
+    assert!(r.vbench.client.lag_p99_ms > 100.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_sends_on_schedule_while_earlier_requests_are_still_running() {
+    let srv = FakeServer::start(0, timing(300, 1)).await.unwrap();
+    let offsets: Vec<f64> = (0..5).map(|i| 0.01 + 0.05 * i as f64).collect();
+    let s = spec(
+        &srv.base_url(),
+        Api::Completions,
+        &[("p", 2); 5],
+        offsets.clone(),
+    );
+    let r = run(&s).await;
+    for (q, o) in r.vbench.requests.iter().zip(&offsets) {
+        within(q.scheduled_s, o - 1e-6, o + 1e-6, "scheduled");
+        within(q.sent_s - o, -0.0005, 0.010, "send lag");
+    }
+    let mut recv: Vec<u64> = srv.log().iter().map(|l| l.recv_ns).collect();
+    recv.sort();
+    // arrivals at the server 50 ms apart, not 300 ms (closed loop would serialise them)
+    within(
+        (recv[4] - recv[0]) as f64 * 1e-9,
+        0.18,
+        0.26,
+        "server arrival span",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_usage_tokens_are_counted_by_the_client_and_flagged() {
+    let srv = FakeServer::start(0, timing(5, 1)).await.unwrap();
+    let tok = Arc::new(
+        load::Tokenizer::load(&format!(
+            "{}/tests/fixtures/tiny-model",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    );
+    let mut s = spec(
+        &srv.base_url(),
+        Api::Completions,
+        &[("no usage @nousage", 5)],
+        vec![0.0],
+    );
+    let r = run(&s).await;
+    assert!(r.vbench.requests[0].ok);
+    assert_eq!(r.vbench.requests[0].output_tokens, 5); // 5 non-empty chunks
+    assert_eq!(r.vbench.requests[0].prompt_tokens, 3); // the client's count
+    assert!(!r.vbench.load.tokens_from_usage);
+    s.tokenizer = Some(tok.clone());
+    let r = run(&s).await;
+    let want = tok.encode(&" tok".repeat(5), false).unwrap().len() as u64;
+    assert_eq!(r.vbench.requests[0].output_tokens, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_seed_replays_the_same_schedule_and_requests() {
+    let srv = FakeServer::start(0, timing(1, 1)).await.unwrap();
+    let mk = |seed| {
+        let offsets = load::arrival_offsets(20, 200.0, Arrival::Poisson, seed).unwrap();
+        spec(&srv.base_url(), Api::Completions, &[("q", 1); 20], offsets)
+    };
+    let (a, b, c) = (run(&mk(5)).await, run(&mk(5)).await, run(&mk(6)).await);
+    assert_eq!(a.start_times, b.start_times);
+    assert_ne!(a.start_times, c.start_times);
+    assert_eq!(a.completed, 20);
+}

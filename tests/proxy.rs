@@ -1,0 +1,445 @@
+//! The built-in proxy against scripted upstream instances on loopback: the NixlConnector
+//! hand-off, round robin, error pass-through, and health.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use vbench::proxy::{serve, ProxyConfig, ProxyMode};
+
+/// A scripted instance: records request bodies, answers by role.
+#[derive(Clone)]
+struct Upstream {
+    name: &'static str,
+    seen: Arc<Mutex<Vec<Value>>>,
+    behaviour: Behaviour,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Behaviour {
+    Prefill,
+    PrefillWithoutKv,
+    PrefillFails,
+    Decode,
+}
+
+async fn completions(State(u): State<Upstream>, Json(body): Json<Value>) -> Response {
+    u.seen.lock().unwrap().push(body.clone());
+    match u.behaviour {
+        Behaviour::Prefill => Json(json!({
+            "choices": [{"text": "x"}],
+            "kv_transfer_params": {"remote_engine_id": u.name, "remote_block_ids": [1, 2], "remote_host": "127.0.0.1", "remote_port": 5600}
+        }))
+        .into_response(),
+        Behaviour::PrefillWithoutKv => Json(json!({"choices": [{"text": "x"}]})).into_response(),
+        Behaviour::PrefillFails => (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": "prompt too long"}}))).into_response(),
+        Behaviour::Decode => {
+            let sse = format!(
+                "data: {{\"choices\":[{{\"text\":\"{}\"}}]}}\n\ndata: {{\"choices\":[{{\"text\":\"!\"}}]}}\n\ndata: [DONE]\n\n",
+                u.name
+            );
+            ([("content-type", "text/event-stream")], sse).into_response()
+        }
+    }
+}
+
+async fn start(u: Upstream) -> String {
+    let app = Router::new()
+        .route("/v1/completions", post(completions))
+        .route("/v1/chat/completions", post(completions))
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/v1/models",
+            get(|| async { Json(json!({"data": [{"id": "m"}]})) }),
+        )
+        .with_state(u);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn upstream(name: &'static str, behaviour: Behaviour) -> Upstream {
+    Upstream {
+        name,
+        seen: Arc::default(),
+        behaviour,
+    }
+}
+
+async fn proxy(config: ProxyConfig) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        serve(config, listener, std::future::pending())
+            .await
+            .unwrap()
+    });
+    format!("http://{addr}")
+}
+
+fn nixl(prefill: Vec<String>, decode: Vec<String>) -> ProxyConfig {
+    ProxyConfig {
+        mode: ProxyMode::Nixl,
+        prefill,
+        decode,
+        backends: vec![],
+        lmcache_decoder_ports: vec![],
+        timeout: Duration::from_secs(10),
+    }
+}
+
+#[tokio::test]
+async fn nixl_handoff_sends_prefill_one_token_then_decode_with_kv_params() {
+    let p = upstream("p0", Behaviour::Prefill);
+    let d = upstream("d0", Behaviour::Decode);
+    let url = proxy(nixl(
+        vec![start(p.clone()).await],
+        vec![start(d.clone()).await],
+    ))
+    .await;
+    let request = json!({"model": "m", "prompt": "hi", "max_tokens": 16, "stream": true, "stream_options": {"include_usage": true}});
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/completions"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.starts_with("data: {\"choices\":[{\"text\":\"d0\"}]}"),
+        "decoder stream relayed unchanged: {text}"
+    );
+    assert!(text.ends_with("data: [DONE]\n\n"));
+
+    let pre = p.seen.lock().unwrap()[0].clone();
+    assert_eq!(pre["max_tokens"], 1);
+    assert_eq!(pre["stream"], false);
+    assert!(pre.get("stream_options").is_none());
+    assert_eq!(pre["kv_transfer_params"]["do_remote_decode"], true);
+    assert_eq!(pre["kv_transfer_params"]["do_remote_prefill"], false);
+    assert_eq!(pre["prompt"], "hi");
+
+    let dec = d.seen.lock().unwrap()[0].clone();
+    assert_eq!(dec["max_tokens"], 16, "decoder gets the original request");
+    assert_eq!(dec["stream"], true);
+    assert_eq!(dec["stream_options"]["include_usage"], true);
+    assert_eq!(dec["kv_transfer_params"]["remote_engine_id"], "p0");
+    assert_eq!(dec["kv_transfer_params"]["remote_block_ids"], json!([1, 2]));
+}
+
+#[tokio::test]
+async fn chat_prefill_caps_max_completion_tokens_too() {
+    let p = upstream("p0", Behaviour::Prefill);
+    let d = upstream("d0", Behaviour::Decode);
+    let url = proxy(nixl(
+        vec![start(p.clone()).await],
+        vec![start(d.clone()).await],
+    ))
+    .await;
+    let request = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 9, "stream": true});
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let pre = p.seen.lock().unwrap()[0].clone();
+    assert_eq!(pre["max_completion_tokens"], 1);
+    assert_eq!(d.seen.lock().unwrap()[0]["max_completion_tokens"], 9);
+}
+
+#[tokio::test]
+async fn prefillers_and_decoders_are_picked_round_robin_independently() {
+    let ps = [
+        upstream("p0", Behaviour::Prefill),
+        upstream("p1", Behaviour::Prefill),
+    ];
+    let d = upstream("d0", Behaviour::Decode);
+    let url = proxy(nixl(
+        vec![start(ps[0].clone()).await, start(ps[1].clone()).await],
+        vec![start(d.clone()).await],
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    for _ in 0..4 {
+        let r = client
+            .post(format!("{url}/v1/completions"))
+            .json(&json!({"prompt": "a", "max_tokens": 2}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap();
+    }
+    assert_eq!(ps[0].seen.lock().unwrap().len(), 2);
+    assert_eq!(ps[1].seen.lock().unwrap().len(), 2);
+    let engines: Vec<Value> = d
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b["kv_transfer_params"]["remote_engine_id"].clone())
+        .collect();
+    assert_eq!(
+        engines,
+        [json!("p0"), json!("p1"), json!("p0"), json!("p1")]
+    );
+}
+
+#[tokio::test]
+async fn prefill_error_is_passed_through_as_an_error() {
+    let p = upstream("p0", Behaviour::PrefillFails);
+    let d = upstream("d0", Behaviour::Decode);
+    let url = proxy(nixl(vec![start(p).await], vec![start(d.clone()).await])).await;
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v1/completions"))
+        .json(&json!({"prompt": "a", "max_tokens": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("prompt too long"));
+    assert!(d.seen.lock().unwrap().is_empty(), "decode never called");
+}
+
+#[tokio::test]
+async fn missing_kv_transfer_params_fail_loudly_instead_of_silent_reprefill() {
+    let p = upstream("p0", Behaviour::PrefillWithoutKv);
+    let d = upstream("d0", Behaviour::Decode);
+    let url = proxy(nixl(vec![start(p).await], vec![start(d.clone()).await])).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{url}/v1/completions"))
+        .json(&json!({"prompt": "a", "max_tokens": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("returned no kv_transfer_params"));
+    let metrics = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("vbench_proxy_missing_kv_transfer_params_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn health_requires_every_instance_and_models_are_served() {
+    let p = upstream("p0", Behaviour::Prefill);
+    let d = upstream("d0", Behaviour::Decode);
+    let url = proxy(nixl(vec![start(p).await], vec![start(d).await])).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{url}/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let models: Value = client
+        .get(format!("{url}/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "m");
+
+    // An instance that is down makes the proxy unhealthy, naming it.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let url = proxy(nixl(
+        vec![dead.clone()],
+        vec![start(upstream("d1", Behaviour::Decode)).await],
+    ))
+    .await;
+    let r = client.get(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains(&dead));
+}
+
+#[tokio::test]
+async fn round_robin_spreads_whole_requests() {
+    let a = upstream("a", Behaviour::Decode);
+    let b = upstream("b", Behaviour::Decode);
+    let config = ProxyConfig {
+        mode: ProxyMode::RoundRobin,
+        prefill: vec![],
+        decode: vec![],
+        backends: vec![start(a.clone()).await, start(b.clone()).await],
+        lmcache_decoder_ports: vec![],
+        timeout: Duration::from_secs(10),
+    };
+    let url = proxy(config).await;
+    let client = reqwest::Client::new();
+    let mut firsts = vec![];
+    for _ in 0..4 {
+        let body = json!({"prompt": "q", "max_tokens": 3, "stream": true});
+        let text = client
+            .post(format!("{url}/v1/completions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        firsts.push(text[..40].to_owned());
+    }
+    assert_eq!(a.seen.lock().unwrap().len(), 2);
+    assert_eq!(
+        b.seen.lock().unwrap()[0]["max_tokens"],
+        3,
+        "bodies forwarded unchanged"
+    );
+    assert!(firsts[0].contains("\"a\"") && firsts[1].contains("\"b\""));
+}
+
+#[tokio::test]
+async fn unreachable_decoder_is_a_502_not_a_hang() {
+    let p = upstream("p0", Behaviour::Prefill);
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let url = proxy(nixl(vec![start(p).await], vec![dead])).await;
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v1/completions"))
+        .json(&json!({"prompt": "a", "max_tokens": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+}
+
+#[test]
+fn config_without_instances_is_refused() {
+    let args = vbench::proxy::ProxyArgs {
+        host: "127.0.0.1".into(),
+        port: 0,
+        mode: ProxyMode::Nixl,
+        prefill: vec!["http://127.0.0.1:1".into()],
+        decode: vec![],
+        backend: vec![],
+        lmcache_decoder_ports: vec![],
+        timeout_s: 1.0,
+    };
+    let err = ProxyConfig::from_args(&args).unwrap_err();
+    assert!(err
+        .to_string()
+        .contains("at least one --prefill URL and one --decode URL"));
+}
+
+/// LMCache-flavoured instances: the prefiller streams one token, the decoder the rest.
+async fn lmcache_upstream(name: &'static str, seen: Arc<Mutex<Vec<Value>>>) -> String {
+    let app = Router::new()
+        .route(
+            "/v1/completions",
+            post(move |Json(body): Json<Value>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(body.clone());
+                    let n = body["max_tokens"].as_u64().unwrap();
+                    let mut sse = String::new();
+                    for i in 0..n {
+                        sse.push_str(&format!("data: {{\"choices\":[{{\"text\":\"{name}{i}\"}}]}}\n\n"));
+                    }
+                    sse.push_str(&format!(
+                        "data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":3,\"completion_tokens\":{n},\"total_tokens\":{}}}}}\n\n",
+                        n + 3
+                    ));
+                    sse.push_str("data: [DONE]\n\n");
+                    ([("content-type", "text/event-stream")], sse)
+                }
+            }),
+        )
+        .route("/health", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn lmcache_flow_streams_prefill_token_then_decoder_rest_with_usage_fixed() {
+    let (ps, ds) = (Arc::new(Mutex::new(vec![])), Arc::new(Mutex::new(vec![])));
+    let config = ProxyConfig {
+        mode: ProxyMode::Lmcache,
+        prefill: vec![lmcache_upstream("p", ps.clone()).await],
+        decode: vec![lmcache_upstream("d", ds.clone()).await],
+        backends: vec![],
+        lmcache_decoder_ports: vec![(vec![7300, 7301], vec![7400, 7401])],
+        timeout: Duration::from_secs(10),
+    };
+    let url = proxy(config).await;
+    let body = json!({"model": "m", "prompt": "hi", "max_tokens": 4, "stream": true, "stream_options": {"include_usage": true}});
+    let text = reqwest::Client::new()
+        .post(format!("{url}/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let texts: Vec<String> = text
+        .split("\n\n")
+        .filter_map(|b| b.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| v["choices"][0]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        texts,
+        ["p0", "d0", "d1", "d2"],
+        "first token from the prefiller, the rest from the decoder"
+    );
+    assert!(
+        text.contains("\"completion_tokens\":4"),
+        "usage counts all four tokens: {text}"
+    );
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    assert_eq!(text.matches("[DONE]").count(), 1);
+
+    let p = ps.lock().unwrap()[0].clone();
+    let d = ds.lock().unwrap()[0].clone();
+    assert_eq!(p["max_tokens"], 1);
+    assert_eq!(d["max_tokens"], 3);
+    assert_eq!(p["kv_transfer_params"]["ret_first_tok"], true);
+    assert_eq!(
+        p["kv_transfer_params"]["disagg_spec"]["receiver_init_port"],
+        json!([7300, 7301])
+    );
+    assert_eq!(
+        p["kv_transfer_params"]["disagg_spec"]["receiver_alloc_port"],
+        json!([7400, 7401])
+    );
+    assert_eq!(
+        p["kv_transfer_params"], d["kv_transfer_params"],
+        "the decoder gets the same disagg_spec"
+    );
+}

@@ -1,0 +1,72 @@
+//! The checked-in JSON Schema must match the types, and every shipped manifest must follow it.
+
+#[test]
+fn checked_in_schema_is_up_to_date() {
+    let fresh = vbench::manifest::schema::schema_json();
+    let on_disk = std::fs::read_to_string("schemas/experiment.schema.json").unwrap_or_default();
+    assert!(
+        fresh == on_disk,
+        "schemas/experiment.schema.json is stale: run `cargo run -- schema -o schemas/experiment.schema.json`"
+    );
+}
+
+#[test]
+fn schema_is_draft_07_and_closed() {
+    let v: serde_json::Value =
+        serde_json::from_str(&vbench::manifest::schema::schema_json()).unwrap();
+    assert_eq!(v["$schema"], "http://json-schema.org/draft-07/schema#");
+    assert_eq!(
+        v["additionalProperties"], false,
+        "unknown top-level keys are errors"
+    );
+    assert!(v["properties"]["load"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("rates"));
+}
+
+#[test]
+fn every_experiment_declares_the_schema_on_its_first_line() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir("experiments").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                text.lines().next(),
+                Some("#:schema ../schemas/experiment.schema.json"),
+                "{}",
+                path.display()
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3);
+}
+
+#[test]
+fn starter_manifest_from_init_plans() {
+    let text = vbench::manifest::init::starter("demo");
+    assert!(text.starts_with("#:schema ../schemas/experiment.schema.json\n"));
+    let loaded =
+        vbench::manifest::load_str(std::path::Path::new("experiments/demo.toml"), &text, &[])
+            .unwrap();
+    let cap = vbench::plan::capacity::discover(&loaded.manifest.target);
+    let p = vbench::plan::resolve(&loaded, &cap).unwrap();
+    assert_eq!(p.experiment, "demo");
+    assert_eq!(p.variants.len(), 4);
+}
+
+#[test]
+fn readme_reference_matches_the_schema() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let start = readme
+        .find("<!-- reference:start -->\n")
+        .expect("start marker")
+        + "<!-- reference:start -->\n".len();
+    let end = readme.find("<!-- reference:end -->").expect("end marker");
+    assert!(
+        readme[start..end] == vbench::manifest::reference::markdown(),
+        "README's manifest reference is stale: replace it with `cargo run -- schema --markdown`"
+    );
+}
