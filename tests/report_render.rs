@@ -80,7 +80,10 @@ fn comparing_original_suite_folders_uses_their_names() {
     let mut dirs = Vec::new();
     for (mode, extra) in [
         ("simple", r#""tensor_parallel_size":1"#),
-        ("nixl", r#""num_prefill_instances":1,"num_decode_instances":1,"tensor_parallel_size":1"#),
+        (
+            "nixl",
+            r#""num_prefill_instances":1,"num_decode_instances":1,"tensor_parallel_size":1"#,
+        ),
     ] {
         let dir = tmp.path().join(format!("{mode}_20250101_120000"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -112,5 +115,50 @@ fn comparing_original_suite_folders_uses_their_names() {
         assert!(out.out_dir.join(name).exists(), "missing {name}");
     }
     // Suite files carry no client-health data: no such figure is drawn.
-    assert!(!out.files.iter().any(|f| f.to_string_lossy().contains("client_health")));
+    assert!(!out
+        .files
+        .iter()
+        .any(|f| f.to_string_lossy().contains("client_health")));
+}
+
+#[test]
+fn the_run_manifests_report_and_slo_sections_are_honoured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("20261128_120000");
+    synth_run(&run, "m", 1, &[1.0, 2.0, 4.0], 20, 4);
+    let manifest = run.join("manifest.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("ttft_ms = 125", "ttft_ms = 80\nscale_rate = 4");
+    std::fs::write(
+        &manifest,
+        format!(
+            "{text}\n[report]\nformats = [\"svg\"]\nx_axis = \"per-gpu\"\nslo_types = [\"tpot\"]\n"
+        ),
+    )
+    .unwrap();
+    let opts = ReportOptions::for_inputs(vec![run]);
+    assert_eq!(opts.formats, vec![Format::Svg]);
+    assert!(opts.per_gpu);
+    assert_eq!(opts.scoring.slo.ttft_s, 0.08);
+    assert_eq!(opts.scoring.scale_rate, Some(4.0));
+    let out = render_report(&opts).unwrap();
+    let names: Vec<String> = out
+        .files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names
+        .iter()
+        .all(|n| !n.ends_with(".pdf") && !n.ends_with(".png")));
+    assert_eq!(
+        names.iter().filter(|n| n.contains("_comparison_")).count(),
+        1,
+        "{names:?}"
+    );
+    assert!(out
+        .analysis
+        .variants
+        .iter()
+        .all(|v| v.scale_rate == Some(4.0)));
 }

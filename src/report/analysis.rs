@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::attainment::{self, percentile_sorted, Crossing, Slo, SloKind};
+use super::attainment::{self, percentile_sorted, Crossing, Slo};
 use crate::results::import::{ClientInfo, FileSummary, Imported, RatePoint, SourceKind, Variant};
 
 /// What to score and how.
@@ -13,8 +13,8 @@ pub struct Scoring {
     pub target_pct: f64,
     /// SLO scales for the scale panel, ascending.
     pub scales: Vec<f64>,
-    /// Rate for the SLO-scale panel; `None`: the highest measured rate whose "both" attainment
-    /// meets the target at scale 1, else the lowest rate.
+    /// Rate for the SLO-scale panel (the nearest measured one); `None`: the middle of the
+    /// swept rates (the lower middle for an even count), as the manifest documents.
     pub scale_rate: Option<f64>,
 }
 
@@ -223,13 +223,7 @@ fn analyse_variant(run: &str, slug: String, v: &Variant, sc: &Scoring) -> Varian
             .min_by(|a, b| (a.rate - r).abs().total_cmp(&(b.rate - r).abs()))
             .copied(),
         None => with_data
-            .iter()
-            .rev()
-            .find(|p| {
-                attainment::attainment(&p.samples, sc.slo, 1.0, SloKind::Both)
-                    .is_some_and(|a| a >= sc.target_pct)
-            })
-            .or(with_data.first())
+            .get(with_data.len().saturating_sub(1) / 2)
             .copied(),
     };
     let scale_curve: Vec<(f64, [f64; 3])> = match chosen {

@@ -352,7 +352,7 @@ fn draw_panel(area: &DrawingArea<SVGBackend, Shift>, p: &Panel) -> anyhow::Resul
     if p.series.iter().any(|s| !s.label.is_empty()) || p.diagonal {
         chart
             .configure_series_labels()
-            .position(p.legend_at.clone())
+            .position(legend_position(p, x0, x1))
             .label_font((FAMILY, 12))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(200, 200, 200))
@@ -360,6 +360,66 @@ fn draw_panel(area: &DrawingArea<SVGBackend, Shift>, p: &Panel) -> anyhow::Resul
             .map_err(pe)?;
     }
     Ok(())
+}
+
+/// The emptiest corner for the legend: points sampled along every curve and the crossing
+/// labels are counted per quadrant; the panel's preferred corner wins ties.
+fn legend_position(p: &Panel, x0: f64, x1: f64) -> SeriesLabelPosition {
+    use SeriesLabelPosition::*;
+    let w = (x1 - x0).max(1e-12);
+    let mut count = [0usize; 4]; // upper right, lower left, lower right, upper left
+    let mut add = |x: f64, y: f64| {
+        let mut fx = (x - x0) / w;
+        if p.invert {
+            fx = 1.0 - fx;
+        }
+        let fy = y / p.y_max;
+        let right = fx > 0.45;
+        let left = fx < 0.55;
+        if fy > 0.5 && right {
+            count[0] += 1;
+        }
+        if fy < 0.5 && left {
+            count[1] += 1;
+        }
+        if fy < 0.5 && right {
+            count[2] += 1;
+        }
+        if fy > 0.5 && left {
+            count[3] += 1;
+        }
+    };
+    for s in &p.series {
+        for seg in s.points.windows(2) {
+            for k in 0..=8 {
+                let t = k as f64 / 8.0;
+                add(
+                    seg[0].0 + (seg[1].0 - seg[0].0) * t,
+                    seg[0].1 + (seg[1].1 - seg[0].1) * t,
+                );
+            }
+        }
+        if s.points.len() == 1 {
+            add(s.points[0].0, s.points[0].1);
+        }
+    }
+    for (i, m) in p.marks.iter().enumerate() {
+        for k in 0..4 {
+            add(m.x, (0.06 + (i % 6) as f64 * 0.05) * p.y_max + k as f64);
+        }
+    }
+    let corners = [UpperRight, LowerLeft, LowerRight, UpperLeft];
+    let pref = corners
+        .iter()
+        .position(|c| std::mem::discriminant(c) == std::mem::discriminant(&p.legend_at))
+        .unwrap_or(0);
+    let mut best = pref;
+    for i in 0..4 {
+        if count[i] < count[best] {
+            best = i;
+        }
+    }
+    corners[best].clone()
 }
 
 /// Header: a title line and context lines, drawn at the top of the figure.

@@ -54,9 +54,10 @@ pub struct ReportArgs {
     /// Compare every variant of every input in one set of figures.
     #[arg(long)]
     pub compare: bool,
-    /// SLO types that get comparison figures.
-    #[arg(long, value_enum, default_value = "all")]
-    pub slo: SloChoice,
+    /// SLO types that get comparison figures (default: the manifest's `report.slo_types`,
+    /// else all).
+    #[arg(long, value_enum)]
+    pub slo: Option<SloChoice>,
     /// TTFT SLO in milliseconds (default: the manifest's, else 125).
     #[arg(long, env = "TTFT_SLO")]
     pub ttft_ms: Option<f64>,
@@ -70,19 +71,21 @@ pub struct ReportArgs {
     /// 0.4,0.6,0.8,1,1.2,1.5,2).
     #[arg(long, value_delimiter = ',')]
     pub scales: Option<Vec<f64>>,
-    /// Rate at which the SLO-scale panel is scored (default: the highest rate meeting the
-    /// target, else the lowest).
+    /// Rate at which the SLO-scale panel is scored (default: the manifest's `slo.scale_rate`,
+    /// else the middle of the swept rates).
     #[arg(long)]
     pub scale_rate: Option<f64>,
-    /// Compare each run over its own rates instead of only the rates all runs share.
+    /// Compare each run over its own rates instead of only the rates all runs share
+    /// (default: the manifest's `report.rates`, else shared).
     #[arg(long)]
     pub separate_rates: bool,
-    /// X axis of attainment-vs-rate panels.
-    #[arg(long = "x", value_enum, default_value = "rate")]
-    pub x_axis: XAxis,
-    /// Figure formats, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "pdf,svg,png")]
-    pub format: Vec<Format>,
+    /// X axis of attainment-vs-rate panels (default: the manifest's `report.x_axis`, else rate).
+    #[arg(long = "x", value_enum)]
+    pub x_axis: Option<XAxis>,
+    /// Figure formats, comma-separated (default: the manifest's `report.formats`, else
+    /// pdf,svg,png).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub format: Option<Vec<Format>>,
     /// Output folder (default: $PLOT_OUTPUT_DIR, else `report/` inside the single input
     /// folder, else `report/` beside the first input; a fresh `report-N` if it exists).
     #[arg(long)]
@@ -104,35 +107,77 @@ pub struct ReportOptions {
 }
 
 impl ReportOptions {
-    /// Defaults for a set of inputs: SLOs from the first input's manifest.toml `[slo]` table
-    /// when present (keys `ttft_ms`, `tpot_ms`, `target_pct`, `scales`), every figure in all
-    /// three formats, output in `report/` inside the run folder.
+    /// Defaults for a set of inputs: the first input's manifest.toml (the copy in its run
+    /// folder) when present — `[slo]` `ttft_ms`, `tpot_ms`, `target_pct`, `scales`,
+    /// `scale_rate` and `[report]` `formats`, `x_axis`, `rates`, `slo_types` — else SLOs 125/200
+    /// ms at 90 %, every figure in all three formats over shared rates, output in `report/`
+    /// inside the run folder.
     pub fn for_inputs(inputs: Vec<PathBuf>) -> Self {
-        let mut scoring = Scoring::default();
-        if let Some(first) = inputs.first() {
-            apply_manifest_slo(first, &mut scoring);
-        }
-        ReportOptions {
+        let mut o = ReportOptions {
             inputs,
-            scoring,
+            scoring: Scoring::default(),
             compare_all: false,
             kinds: SloKind::ALL.to_vec(),
             per_gpu: false,
             separate_rates: false,
             formats: vec![Format::Pdf, Format::Svg, Format::Png],
             out: None,
+        };
+        if let Some(first) = o.inputs.first().cloned() {
+            apply_manifest(&first, &mut o);
         }
+        o
     }
 }
 
-/// Read `[slo]` from a run folder's manifest.toml, leniently (unknown shapes are ignored).
-fn apply_manifest_slo(dir: &Path, sc: &mut Scoring) {
+/// Read `[slo]` and `[report]` from a run folder's manifest.toml, leniently: the manifest was
+/// validated when it ran, and a value of an unexpected shape here keeps the default.
+fn apply_manifest(dir: &Path, o: &mut ReportOptions) {
     let Ok(text) = std::fs::read_to_string(dir.join("manifest.toml")) else {
         return;
     };
     let Ok(t) = text.parse::<toml::Table>() else {
         return;
     };
+    if let Some(r) = t.get("report").and_then(|s| s.as_table()) {
+        let strings = |k: &str| -> Option<Vec<String>> {
+            r.get(k)?.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+        };
+        if let Some(f) = strings("formats") {
+            let f: Vec<Format> = f
+                .iter()
+                .filter_map(|s| match s.as_str() {
+                    "pdf" => Some(Format::Pdf),
+                    "svg" => Some(Format::Svg),
+                    "png" => Some(Format::Png),
+                    _ => None,
+                })
+                .collect();
+            if !f.is_empty() {
+                o.formats = f;
+            }
+        }
+        if let Some(x) = r.get("x_axis").and_then(|v| v.as_str()) {
+            o.per_gpu = x == "per-gpu";
+        }
+        if let Some(x) = r.get("rates").and_then(|v| v.as_str()) {
+            o.separate_rates = x == "separate";
+        }
+        if let Some(k) = strings("slo_types") {
+            let k: Vec<SloKind> = SloKind::ALL
+                .into_iter()
+                .filter(|kind| k.iter().any(|s| s == kind.short()))
+                .collect();
+            if !k.is_empty() {
+                o.kinds = k;
+            }
+        }
+    }
+    let sc = &mut o.scoring;
     let Some(slo) = t.get("slo").and_then(|s| s.as_table()) else {
         return;
     };
@@ -148,6 +193,9 @@ fn apply_manifest_slo(dir: &Path, sc: &mut Scoring) {
     }
     if let Some(x) = num("target_pct").filter(|x| *x > 0.0 && *x <= 100.0) {
         sc.target_pct = x;
+    }
+    if let Some(x) = num("scale_rate").filter(|x| *x > 0.0) {
+        sc.scale_rate = Some(x);
     }
     if let Some(arr) = slo.get("scales").and_then(|v| v.as_array()) {
         let s: Vec<f64> = arr
@@ -222,20 +270,27 @@ fn options_from_args(args: ReportArgs) -> Result<ReportOptions> {
     }
     o.scoring.scales.sort_by(f64::total_cmp);
     o.scoring.scales.dedup();
-    o.scoring.scale_rate = args.scale_rate;
+    if let Some(r) = args.scale_rate {
+        o.scoring.scale_rate = Some(r);
+    }
     o.compare_all = args.compare;
-    o.kinds = match args.slo {
-        SloChoice::Ttft => vec![SloKind::TtftOnly],
-        SloChoice::Tpot => vec![SloKind::TpotOnly],
-        SloChoice::Both => vec![SloKind::Both],
-        SloChoice::All => SloKind::ALL.to_vec(),
-    };
-    o.per_gpu = args.x_axis == XAxis::PerGpu;
-    o.separate_rates = args.separate_rates;
-    let mut formats = args.format;
-    formats.sort();
-    formats.dedup();
-    o.formats = formats;
+    if let Some(slo) = args.slo {
+        o.kinds = match slo {
+            SloChoice::Ttft => vec![SloKind::TtftOnly],
+            SloChoice::Tpot => vec![SloKind::TpotOnly],
+            SloChoice::Both => vec![SloKind::Both],
+            SloChoice::All => SloKind::ALL.to_vec(),
+        };
+    }
+    if let Some(x) = args.x_axis {
+        o.per_gpu = x == XAxis::PerGpu;
+    }
+    o.separate_rates |= args.separate_rates;
+    if let Some(f) = args.format {
+        o.formats = f;
+    }
+    o.formats.sort();
+    o.formats.dedup();
     o.out = args
         .out
         .or_else(|| std::env::var_os("PLOT_OUTPUT_DIR").map(PathBuf::from));

@@ -138,8 +138,12 @@ const NOT_RESULTS: &[&str] = &[
     "plan.json",
     "environment.json",
     "deployment.json",
+    "teardown.json",
     "summary.json",
 ];
+
+/// Folders of a run that hold no result files.
+const NOT_RESULT_DIRS: &[&str] = &["report", "logs", "metrics"];
 
 /// Read every input path. A path that does not exist is an error (bad input); a file inside
 /// that cannot be read is skipped and listed.
@@ -217,7 +221,10 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
         let p = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         if p.is_dir() {
-            if name != "report" && name != "logs" && !name.starts_with('.') {
+            if !NOT_RESULT_DIRS.contains(&name.as_str())
+                && !name.starts_with("report-")
+                && !name.starts_with('.')
+            {
                 walk(&p, depth + 1, out);
             }
         } else if name.ends_with(".json") && !NOT_RESULTS.contains(&name.as_str()) {

@@ -135,7 +135,7 @@ pub fn list_runs(root: &Path) -> Vec<RunEntry> {
 fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
     let mut results = Vec::new();
     let mut plots = 0;
-    count(dir, 0, &mut results, &mut plots);
+    count(dir, 0, false, &mut results, &mut plots);
     results.sort();
     // One file per variant folder is enough for the config line.
     let mut seen_dirs = Vec::new();
@@ -160,6 +160,11 @@ fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
             simulated |= meta.simulated;
         }
     }
+    modes.sort_by(|a, b| {
+        crate::results::import::mode_rank(&a.0)
+            .cmp(&crate::results::import::mode_rank(&b.0))
+            .then(a.1.cmp(&b.1))
+    });
     let mut parts = config_parts(&modes);
     if !models.is_empty() {
         parts.push(format!("Model: {}", models.join(", ")));
@@ -206,7 +211,8 @@ fn config_parts(modes: &[(String, String)]) -> Vec<String> {
     out
 }
 
-fn count(dir: &Path, depth: usize, results: &mut Vec<PathBuf>, plots: &mut usize) {
+/// Result files and figures under a run folder; JSON under `report*/` is the report's own.
+fn count(dir: &Path, depth: usize, in_report: bool, results: &mut Vec<PathBuf>, plots: &mut usize) {
     if depth > 4 {
         return;
     }
@@ -217,8 +223,9 @@ fn count(dir: &Path, depth: usize, results: &mut Vec<PathBuf>, plots: &mut usize
         let p = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
         if p.is_dir() {
-            if name != "logs" {
-                count(&p, depth + 1, results, plots);
+            if name != "logs" && name != "metrics" {
+                let report = in_report || name.starts_with("report");
+                count(&p, depth + 1, report, results, plots);
             }
             continue;
         }
@@ -228,9 +235,13 @@ fn count(dir: &Path, depth: usize, results: &mut Vec<PathBuf>, plots: &mut usize
         } else if lower.ends_with(".json")
             && !matches!(
                 lower.as_str(),
-                "plan.json" | "environment.json" | "deployment.json" | "summary.json"
+                "plan.json"
+                    | "environment.json"
+                    | "deployment.json"
+                    | "teardown.json"
+                    | "summary.json"
             )
-            && !p.components().any(|c| c.as_os_str() == "report")
+            && !in_report
         {
             results.push(p);
         }
