@@ -267,3 +267,18 @@ fn goodput_per_gpu_and_scale_crossing_on_hand_built_data() {
     assert_eq!(v.scale_rate, Some(2.0));
     assert_eq!(v.scale_crossing[0], Crossing::AlwaysAbove { edge: 0.4 });
 }
+
+#[test]
+fn a_null_in_the_client_section_keeps_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("20261128_120000");
+    let d = dep("simple", "simple TP:1", 1, "s");
+    let path = write(&run, &result(&d, "m", 1.0, vec![ok(0, 0.05, 0.01, 3)]));
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["vbench"]["client"]["lag_p99_ms"] = serde_json::Value::Null;
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let imp = import_paths(&[run]).unwrap();
+    assert!(imp.skipped.is_empty(), "{:?}", imp.skipped);
+    let c = imp.runs[0].variants[0].points[0].client.as_ref().unwrap();
+    assert!(c.lag_p99_ms.is_nan() && c.lag_p50_ms == 0.2);
+}

@@ -813,7 +813,11 @@ pub fn client_figure(a: &Analysis, v: &VariantStats) -> anyhow::Result<String> {
         lp.diagonal = true;
         lp.legend_at = SeriesLabelPosition::LowerRight;
         lp.series.push(Series {
-            points: with.iter().map(|(r, c)| (*r, c.achieved_rate)).collect(),
+            points: with
+                .iter()
+                .map(|(r, c)| (*r, c.achieved_rate))
+                .filter(|p| p.1.is_finite())
+                .collect(),
             color,
             dash: Dash::Solid,
             label: "achieved".into(),

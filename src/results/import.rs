@@ -388,9 +388,21 @@ struct Common {
 struct LeanVbench {
     deployment: LeanDeployment,
     #[serde(default)]
-    client: Option<crate::results::format::ClientHealth>,
+    client: Option<LeanClient>,
     #[serde(default)]
     requests: Vec<LeanRecord>,
+}
+
+/// The client-health section, lenient: a non-finite number is written as `null` by serde_json.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LeanClient {
+    achieved_rate: Option<f64>,
+    lag_p50_ms: Option<f64>,
+    lag_p99_ms: Option<f64>,
+    lag_max_ms: Option<f64>,
+    lag_threshold_ms: Option<f64>,
+    client_fell_behind: bool,
 }
 
 #[derive(Deserialize)]
@@ -489,12 +501,14 @@ fn read_file(path: &Path) -> Result<Parsed, String> {
             });
         }
         finish_point(&mut point, &common);
+        // Unknown numbers become NaN here and are left out of the figure's curves.
+        let n = |x: Option<f64>| x.filter(|v| v.is_finite()).unwrap_or(f64::NAN);
         point.client = vb.client.map(|c| ClientInfo {
-            achieved_rate: c.achieved_rate,
-            lag_p50_ms: c.lag_p50_ms,
-            lag_p99_ms: c.lag_p99_ms,
-            lag_max_ms: c.lag_max_ms,
-            lag_threshold_ms: c.lag_threshold_ms,
+            achieved_rate: n(c.achieved_rate),
+            lag_p50_ms: n(c.lag_p50_ms),
+            lag_p99_ms: n(c.lag_p99_ms),
+            lag_max_ms: n(c.lag_max_ms),
+            lag_threshold_ms: n(c.lag_threshold_ms),
             client_fell_behind: c.client_fell_behind,
         });
         let d = vb.deployment;
