@@ -16,8 +16,7 @@ fn report_writes_every_figure_in_three_formats_and_the_summaries() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("qwen-pd/20261128_120000");
     small_run(&run);
-    let opts = ReportOptions::for_inputs(vec![run.clone()]);
-    let out = render_report(&opts).unwrap();
+    let out = vbench::report::report_run_folder(&run).unwrap();
     assert_eq!(out.out_dir, run.join("report"));
     assert!(out.skipped.is_empty(), "{:?}", out.skipped);
     // 3 variants: per variant 3 figures; comparisons: 3 SLO kinds. Each in 3 formats.

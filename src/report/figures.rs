@@ -403,6 +403,14 @@ fn legend_position(p: &Panel, x0: f64, x1: f64) -> SeriesLabelPosition {
             add(s.points[0].0, s.points[0].1);
         }
     }
+    // The reference line's label sits at its left end (right end when inverted).
+    if let Some((y, _)) = &p.hline {
+        for k in 0..6 {
+            let fx = k as f64 * 0.05;
+            let x = if p.invert { x1 - fx * w } else { x0 + fx * w };
+            add(x, *y);
+        }
+    }
     for (i, m) in p.marks.iter().enumerate() {
         for k in 0..4 {
             add(m.x, (0.06 + (i % 6) as f64 * 0.05) * p.y_max + k as f64);

@@ -564,6 +564,12 @@ fn draw_one(
     })
 }
 
+/// The report of one run folder with the run manifest's settings, written to
+/// `<run_dir>/report/` (or a fresh `report-N/`). What `apply` calls after its last cell.
+pub fn report_run_folder(run_dir: &Path) -> Result<ReportOutcome> {
+    render_report(&ReportOptions::for_inputs(vec![run_dir.to_path_buf()]))
+}
+
 /// Import, analyse, draw every figure, and write index.html, summary.md and summary.json.
 ///
 /// Errors: an input that does not exist, or no usable result file at all, is bad input;
