@@ -208,6 +208,14 @@ pub fn write_result(path: &std::path::Path, result: &RunResult) -> anyhow::Resul
             .and_then(|_| w.flush().map_err(anyhow::Error::from))
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    #[cfg(unix)]
+    {
+        // tempfile creates 0600; a result is a normal, shareable file.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
     tmp.as_file()
         .sync_all()
         .with_context(|| format!("writing {}", path.display()))?;
