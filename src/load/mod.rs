@@ -43,6 +43,7 @@ pub mod bench;
 pub mod client;
 pub mod dataset;
 pub mod fake_server;
+pub mod http1;
 mod pyrandom;
 pub mod runner;
 pub mod schedule;
@@ -126,6 +127,9 @@ pub struct LoadSpec {
     pub token_counts: String,
     /// Notes from preparing the dataset, carried into the result.
     pub notes: Vec<String>,
+    /// Send through reqwest even for `http://` URLs (default: the lean HTTP/1.1 client for
+    /// `http://`, reqwest for `https://`).
+    pub use_reqwest: bool,
 }
 
 impl LoadSpec {
@@ -169,6 +173,7 @@ impl LoadSpec {
                 TokenCounts::Estimated => "estimated".into(),
             },
             notes: dataset.notes.clone(),
+            use_reqwest: false,
         }
     }
 

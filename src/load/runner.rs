@@ -129,6 +129,11 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
         api: spec.api,
         ignore_eos: spec.ignore_eos,
         timeout: spec.timeout,
+        raw: if spec.use_reqwest {
+            None
+        } else {
+            super::http1::Endpoint::new(&spec.url()).map(Arc::new)
+        },
     });
     let tokenizer = spec.tokenizer.clone();
 
