@@ -27,8 +27,14 @@ pub enum Outcome<E> {
 pub struct Endpoint {
     addr: SocketAddr,
     head: String,
-    idle: Mutex<Vec<TcpStream>>,
+    /// Idle keep-alive connections and when they became idle.
+    idle: Mutex<Vec<(TcpStream, Instant)>>,
 }
+
+/// Idle connections older than this are closed rather than reused: servers close idle
+/// keep-alive connections (uvicorn, which serves vLLM, after 5 s), and a request written into
+/// a connection the server is closing is a race better not run.
+const MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Endpoint {
     /// For an `http://host:port/path` URL; `None` for anything else (https, unresolvable).
@@ -65,12 +71,17 @@ impl Endpoint {
     }
 
     fn take_idle(&self) -> Option<TcpStream> {
-        self.idle.lock().ok()?.pop()
+        let mut v = self.idle.lock().ok()?;
+        // Most recently used first; drop the stale ones (the oldest sit at the bottom).
+        let now = Instant::now();
+        let fresh_from = v.partition_point(|(_, t)| now.duration_since(*t) > MAX_IDLE);
+        v.drain(..fresh_from);
+        v.pop().map(|(s, _)| s)
     }
 
     fn put_idle(&self, s: TcpStream) {
         if let Ok(mut v) = self.idle.lock() {
-            v.push(s);
+            v.push((s, Instant::now()));
         }
     }
 

@@ -37,7 +37,13 @@
 //! ITLs = gaps between such chunks; E2E = the last one; TPOT = (E2E − TTFT)/(out − 1); token
 //! counts from the usage chunk. vbench measures all of them from the *scheduled* instant.
 //! A request is `ok` with HTTP 200, at least one content chunk and `data: [DONE]`; anything
-//! else is a failed record with an `error_kind`, never dropped.
+//! else is a failed record with an `error_kind` (`http`, `connect`, `request`, `timeout`,
+//! `stream_cut`, `malformed`, `server_error`, `no_content`, `not_sent`), never dropped.
+//!
+//! Transport: `http://` endpoints are driven by a lean HTTP/1.1 reader (`http1.rs`: one task
+//! per request reads its own socket, keep-alive pool, TCP_NODELAY); `https://` (or
+//! `LoadSpec::use_reqwest`) goes through reqwest. Sends are timed by a dedicated thread
+//! (`runner.rs`), because tokio's timer wheel has a 1 ms granularity.
 
 pub mod bench;
 pub mod client;

@@ -64,8 +64,9 @@ fn cpu_and_rss() -> (f64, f64) {
     )
 }
 
-/// Many concurrent streams need many sockets: lift the soft open-file limit to the hard one.
-fn raise_nofile_limit() {
+/// Many concurrent streams need many sockets: lift the soft open-file limit to the hard one
+/// (best effort; also used by the benchmark server).
+pub fn raise_nofile_limit() {
     // SAFETY: plain syscalls on a local struct.
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
