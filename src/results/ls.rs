@@ -1,6 +1,12 @@
 //! `vbench ls`: past runs, newest first.
+//!
+//! A run is a folder whose name ends in a `YYYYMMDD_HHMMSS` timestamp, one or two levels
+//! below the results folder: vbench's `<experiment>/<timestamp>/` and the original suite's
+//! `<dataset>/<mode>_<timestamp>/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 
@@ -15,6 +21,258 @@ pub struct LsArgs {
     pub json: bool,
 }
 
-pub fn run_ls(_args: LsArgs) -> Result<()> {
-    Err(Error::not_implemented("ls"))
+/// One past run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunEntry {
+    /// `YYYY-MM-DD HH:MM:SS` from the folder name.
+    pub date: String,
+    /// `<experiment>/<run folder>`, relative to the listed folder.
+    pub name: String,
+    pub path: PathBuf,
+    /// Result files (`*.json` that hold results).
+    pub files: usize,
+    /// Figure files (pdf, png, svg).
+    pub plots: usize,
+    /// One label per variant, e.g. `nixl PF:2 D:2 TP:2x2`.
+    pub variants: Vec<String>,
+    pub models: Vec<String>,
+    pub simulated: bool,
+    /// The config line as printed.
+    pub config: String,
+}
+
+pub fn run_ls(args: LsArgs) -> Result<()> {
+    if !args.dir.is_dir() {
+        return Err(Error::bad_input(anyhow::anyhow!(
+            "{} is not a folder; pass the results folder, e.g. `vbench ls results`",
+            args.dir.display()
+        )));
+    }
+    let runs = list_runs(&args.dir);
+    if args.json {
+        let text = serde_json::to_string_pretty(&runs).map_err(Error::failed)?;
+        println!("{text}");
+        return Ok(());
+    }
+    if runs.is_empty() {
+        println!("no runs in {}", args.dir.display());
+        return Ok(());
+    }
+    for r in &runs {
+        println!("{}", format_entry(r));
+    }
+    Ok(())
+}
+
+/// The two lines printed for one run.
+pub fn format_entry(r: &RunEntry) -> String {
+    format!(
+        "{}  {}  ({} files, {} plots)\n  {}",
+        r.date, r.name, r.files, r.plots, r.config
+    )
+}
+
+/// `YYYYMMDD_HHMMSS` at the end of a folder name, as `YYYY-MM-DD HH:MM:SS`.
+fn timestamp_of(name: &str) -> Option<String> {
+    let b = name.as_bytes();
+    if b.len() < 15 {
+        return None;
+    }
+    let t = &name[name.len() - 15..];
+    let tb = t.as_bytes();
+    let digits = |r: std::ops::Range<usize>| tb[r].iter().all(u8::is_ascii_digit);
+    if !(digits(0..8) && tb[8] == b'_' && digits(9..15)) {
+        return None;
+    }
+    if name.len() > 15 && !matches!(b[name.len() - 16], b'_' | b'-') {
+        return None;
+    }
+    Some(format!(
+        "{}-{}-{} {}:{}:{}",
+        &t[0..4],
+        &t[4..6],
+        &t[6..8],
+        &t[9..11],
+        &t[11..13],
+        &t[13..15]
+    ))
+}
+
+/// Every run under `root`, newest first.
+pub fn list_runs(root: &Path) -> Vec<RunEntry> {
+    let mut out = Vec::new();
+    let Ok(level1) = std::fs::read_dir(root) else {
+        return out;
+    };
+    for e1 in level1.flatten() {
+        let p1 = e1.path();
+        if !p1.is_dir() {
+            continue;
+        }
+        let n1 = e1.file_name().to_string_lossy().into_owned();
+        if let Some(date) = timestamp_of(&n1) {
+            out.push(entry(root, &p1, date));
+            continue;
+        }
+        let Ok(level2) = std::fs::read_dir(&p1) else {
+            continue;
+        };
+        for e2 in level2.flatten() {
+            let p2 = e2.path();
+            let n2 = e2.file_name().to_string_lossy().into_owned();
+            if p2.is_dir() {
+                if let Some(date) = timestamp_of(&n2) {
+                    out.push(entry(root, &p2, date));
+                }
+            }
+        }
+    }
+    // Newest first; the timestamp string sorts like the time it names.
+    out.sort_by(|a, b| b.date.cmp(&a.date).then(a.name.cmp(&b.name)));
+    out
+}
+
+fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
+    let mut results = Vec::new();
+    let mut plots = 0;
+    count(dir, 0, false, &mut results, &mut plots);
+    results.sort();
+    // One file per variant folder is enough for the config line.
+    let mut seen_dirs = Vec::new();
+    let mut variants: Vec<String> = Vec::new();
+    let mut modes: Vec<(String, String)> = Vec::new();
+    let mut models: Vec<String> = Vec::new();
+    let mut simulated = false;
+    for f in &results {
+        let parent = f.parent().map(Path::to_path_buf);
+        if seen_dirs.contains(&parent) {
+            continue;
+        }
+        seen_dirs.push(parent);
+        if let Some(meta) = crate::results::import::peek(f) {
+            if !variants.contains(&meta.label) {
+                variants.push(meta.label.clone());
+                modes.push((meta.mode.clone(), meta.label.clone()));
+            }
+            if !models.contains(&meta.model) {
+                models.push(meta.model.clone());
+            }
+            simulated |= meta.simulated;
+        }
+    }
+    modes.sort_by(|a, b| {
+        crate::results::import::mode_rank(&a.0)
+            .cmp(&crate::results::import::mode_rank(&b.0))
+            .then(a.1.cmp(&b.1))
+    });
+    let mut parts = config_parts(&modes);
+    if !models.is_empty() {
+        parts.push(format!("Model: {}", models.join(", ")));
+    }
+    if simulated {
+        parts.push("SIMULATED".to_string());
+    }
+    let config = if parts.is_empty() {
+        "(no readable result files)".to_string()
+    } else {
+        parts.join(" · ")
+    };
+    RunEntry {
+        date,
+        name: dir.strip_prefix(root).unwrap_or(dir).display().to_string(),
+        path: dir.to_path_buf(),
+        files: results.len(),
+        plots,
+        variants,
+        models,
+        simulated,
+        config,
+    }
+}
+
+/// `simple TP:1` and `simple TP:2` become `simple TP:1,2`; other labels stay as they are.
+fn config_parts(modes: &[(String, String)]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut simple_tps: Vec<String> = Vec::new();
+    for (mode, label) in modes {
+        if mode == "simple" {
+            if let Some(tp) = label.strip_prefix("simple TP:") {
+                if !simple_tps.iter().any(|t| t == tp) {
+                    simple_tps.push(tp.to_string());
+                }
+                continue;
+            }
+        }
+        out.push(label.clone());
+    }
+    if !simple_tps.is_empty() {
+        out.insert(0, format!("simple TP:{}", simple_tps.join(",")));
+    }
+    out
+}
+
+/// Result files and figures under a run folder; JSON under `report*/` is the report's own.
+fn count(dir: &Path, depth: usize, in_report: bool, results: &mut Vec<PathBuf>, plots: &mut usize) {
+    if depth > 4 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if p.is_dir() {
+            if name != "logs" && name != "metrics" {
+                let report = in_report || name.starts_with("report");
+                count(&p, depth + 1, report, results, plots);
+            }
+            continue;
+        }
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".pdf") || lower.ends_with(".png") || lower.ends_with(".svg") {
+            *plots += 1;
+        } else if lower.ends_with(".json")
+            && !matches!(
+                lower.as_str(),
+                "plan.json"
+                    | "environment.json"
+                    | "deployment.json"
+                    | "teardown.json"
+                    | "summary.json"
+            )
+            && !in_report
+        {
+            results.push(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_found_at_the_end_of_folder_names() {
+        assert_eq!(
+            timestamp_of("20260814_153022").as_deref(),
+            Some("2026-08-14 15:30:22")
+        );
+        assert_eq!(
+            timestamp_of("nixl_20250101_120000").as_deref(),
+            Some("2025-01-01 12:00:00")
+        );
+        assert_eq!(timestamp_of("report"), None);
+        assert_eq!(timestamp_of("x20250101_120000"), None);
+    }
+
+    #[test]
+    fn simple_variants_merge_their_tp_values() {
+        let parts = config_parts(&[
+            ("nixl".into(), "nixl PF:2 D:2 TP:1x1".into()),
+            ("simple".into(), "simple TP:1".into()),
+            ("simple".into(), "simple TP:2".into()),
+        ]);
+        assert_eq!(parts, vec!["simple TP:1,2", "nixl PF:2 D:2 TP:1x1"]);
+    }
 }

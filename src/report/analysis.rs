@@ -1,0 +1,277 @@
+//! Everything the figures and summaries show, computed once from the imported runs.
+
+use serde::Serialize;
+
+use super::attainment::{self, percentile_sorted, Crossing, Slo};
+use crate::results::import::{ClientInfo, FileSummary, Imported, RatePoint, SourceKind, Variant};
+
+/// What to score and how.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scoring {
+    pub slo: Slo,
+    /// Target attainment, percent.
+    pub target_pct: f64,
+    /// SLO scales for the scale panel, ascending.
+    pub scales: Vec<f64>,
+    /// Rate for the SLO-scale panel (the nearest measured one); `None`: the middle of the
+    /// swept rates (the lower middle for an even count), as the manifest documents.
+    pub scale_rate: Option<f64>,
+}
+
+impl Default for Scoring {
+    fn default() -> Self {
+        Scoring {
+            slo: Slo {
+                ttft_s: 0.125,
+                tpot_s: 0.2,
+            },
+            target_pct: 90.0,
+            scales: vec![0.4, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0],
+            scale_rate: None,
+        }
+    }
+}
+
+/// p50/p90/p99 of one metric, milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Pcts {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+}
+
+fn pcts_ms(values: &mut [f64]) -> Option<Pcts> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable_by(f64::total_cmp);
+    Some(Pcts {
+        p50: percentile_sorted(values, 50.0) * 1e3,
+        p90: percentile_sorted(values, 90.0) * 1e3,
+        p99: percentile_sorted(values, 99.0) * 1e3,
+    })
+}
+
+/// One rate of one variant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PointStats {
+    pub rate: f64,
+    pub per_gpu_rate: f64,
+    pub file: String,
+    pub requests: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub failures_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Attainment (%) at scale 1: both, TTFT only, TPOT only. `None` without per-request data.
+    pub attainment: Option<[f64; 3]>,
+    /// Latency percentiles over successful requests (TPOT: those with ≥ 2 output tokens).
+    pub ttft_ms: Option<Pcts>,
+    pub tpot_ms: Option<Pcts>,
+    pub itl_ms: Option<Pcts>,
+    pub e2e_ms: Option<Pcts>,
+    pub request_throughput: Option<f64>,
+    pub output_throughput: Option<f64>,
+    pub client: Option<ClientInfo>,
+    /// Only when the file has no per-request data: its own summary numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_summary: Option<FileSummary>,
+}
+
+/// Curves and headline numbers of one variant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VariantStats {
+    pub run: String,
+    /// File-name stem for this variant's figures.
+    pub slug: String,
+    pub key: String,
+    pub mode: String,
+    pub label: String,
+    pub gpus: u32,
+    pub gpus_known: bool,
+    pub simulated: bool,
+    pub model: String,
+    pub dataset: String,
+    pub source: SourceKind,
+    pub points: Vec<PointStats>,
+    /// Rate crossing per kind (both, TTFT only, TPOT only).
+    pub rate_crossing: [Crossing; 3],
+    /// Goodput: rate crossing of "both", req/s.
+    pub goodput: Crossing,
+    /// Goodput per GPU, req/s/GPU.
+    pub goodput_per_gpu: Crossing,
+    /// The rate the SLO-scale panel was scored at.
+    pub scale_rate: Option<f64>,
+    /// (scale, [both, ttft, tpot]) at `scale_rate`.
+    pub scale_curve: Vec<(f64, [f64; 3])>,
+    /// Tightest scale meeting the target, per kind.
+    pub scale_crossing: [Crossing; 3],
+    /// True when some rate point's client fell behind its schedule.
+    pub client_fell_behind: bool,
+    pub total_failed: u64,
+    pub total_requests: u64,
+    /// Rate points without per-request data (attainment cannot be computed there).
+    pub summary_only_points: usize,
+}
+
+impl VariantStats {
+    /// Attainment-vs-rate points (x, y) of one kind, x as rate or per-GPU rate.
+    pub fn rate_curve(&self, kind: usize, per_gpu: bool) -> Vec<(f64, f64)> {
+        self.points
+            .iter()
+            .filter_map(|p| {
+                let x = if per_gpu { p.per_gpu_rate } else { p.rate };
+                p.attainment.map(|a| (x, a[kind]))
+            })
+            .collect()
+    }
+}
+
+/// The whole analysis.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Analysis {
+    pub scoring: Scoring,
+    pub variants: Vec<VariantStats>,
+}
+
+pub fn analyse(imported: &Imported, scoring: &Scoring) -> Analysis {
+    let mut todo = Vec::new();
+    for run in &imported.runs {
+        let single = run.variants.len() == 1;
+        for v in &run.variants {
+            let slug = if single {
+                crate::results::import::slug(&run.name)
+            } else {
+                format!("{}_{}", crate::results::import::slug(&run.name), v.key)
+            };
+            todo.push((run.name.as_str(), slug, v));
+        }
+    }
+    let variants = crate::results::import::par_map(&todo, |(run, slug, v)| {
+        analyse_variant(run, slug.clone(), v, scoring)
+    });
+    Analysis {
+        scoring: scoring.clone(),
+        variants,
+    }
+}
+
+fn point_stats(p: &RatePoint, gpus: u32, slo: Slo) -> PointStats {
+    let ok = || p.samples.iter().filter(|s| s.ok);
+    let mut ttft: Vec<f64> = ok().filter_map(|s| s.ttft_s).collect();
+    let mut tpot: Vec<f64> = ok().filter_map(|s| s.tpot_s).collect();
+    let mut e2e: Vec<f64> = ok().filter_map(|s| s.e2e_s).collect();
+    let mut itl = p.itls_s.clone();
+    PointStats {
+        rate: p.rate,
+        per_gpu_rate: p.rate / gpus.max(1) as f64,
+        file: p
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        requests: p.num_requests,
+        completed: p.completed,
+        failed: p.failed,
+        failures_by_kind: p.failures_by_kind.clone(),
+        attainment: if p.per_request {
+            attainment::attainment3(&p.samples, slo, 1.0)
+        } else {
+            None
+        },
+        ttft_ms: pcts_ms(&mut ttft),
+        tpot_ms: pcts_ms(&mut tpot),
+        itl_ms: pcts_ms(&mut itl),
+        e2e_ms: pcts_ms(&mut e2e),
+        request_throughput: p.request_throughput,
+        output_throughput: p.output_throughput,
+        client: p.client.clone(),
+        file_summary: (!p.per_request).then(|| p.file_summary.clone()),
+    }
+}
+
+fn analyse_variant(run: &str, slug: String, v: &Variant, sc: &Scoring) -> VariantStats {
+    let points: Vec<PointStats> = v
+        .points
+        .iter()
+        .map(|p| point_stats(p, v.gpus, sc.slo))
+        .collect();
+    let curve = |k: usize| -> Vec<(f64, f64)> {
+        points
+            .iter()
+            .filter_map(|p| p.attainment.map(|a| (p.rate, a[k])))
+            .collect()
+    };
+    let rate_crossing = [0, 1, 2].map(|k| attainment::rate_crossing(&curve(k), sc.target_pct));
+    let goodput = rate_crossing[0];
+    let g = v.gpus.max(1) as f64;
+    let goodput_per_gpu = match goodput {
+        Crossing::At { x, lo, hi } => Crossing::At {
+            x: x / g,
+            lo: lo / g,
+            hi: hi / g,
+        },
+        Crossing::AlwaysAbove { edge } => Crossing::AlwaysAbove { edge: edge / g },
+        Crossing::NotReached { edge } => Crossing::NotReached { edge: edge / g },
+        Crossing::NoData => Crossing::NoData,
+    };
+
+    // The SLO-scale panel's rate.
+    let with_data: Vec<&RatePoint> = v.points.iter().filter(|p| p.per_request).collect();
+    let chosen = match sc.scale_rate {
+        Some(r) => with_data
+            .iter()
+            .min_by(|a, b| (a.rate - r).abs().total_cmp(&(b.rate - r).abs()))
+            .copied(),
+        None => with_data
+            .get(with_data.len().saturating_sub(1) / 2)
+            .copied(),
+    };
+    let scale_curve: Vec<(f64, [f64; 3])> = match chosen {
+        Some(p) => sc
+            .scales
+            .iter()
+            .filter_map(|&s| attainment::attainment3(&p.samples, sc.slo, s).map(|a| (s, a)))
+            .collect(),
+        None => Vec::new(),
+    };
+    let scale_crossing = [0, 1, 2].map(|k| {
+        let pts: Vec<(f64, f64)> = scale_curve.iter().map(|(s, a)| (*s, a[k])).collect();
+        attainment::scale_crossing(&pts, sc.target_pct)
+    });
+    VariantStats {
+        run: run.to_string(),
+        slug,
+        key: v.key.clone(),
+        mode: v.mode.clone(),
+        label: v.label.clone(),
+        gpus: v.gpus,
+        gpus_known: v.gpus_known,
+        simulated: v.simulated,
+        model: v.model.clone(),
+        dataset: v.dataset.clone(),
+        source: v.source,
+        client_fell_behind: points
+            .iter()
+            .any(|p| p.client.as_ref().is_some_and(|c| c.client_fell_behind)),
+        total_failed: points.iter().map(|p| p.failed).sum(),
+        total_requests: points.iter().map(|p| p.requests).sum(),
+        summary_only_points: points.iter().filter(|p| p.attainment.is_none()).count(),
+        points,
+        rate_crossing,
+        goodput,
+        goodput_per_gpu,
+        scale_rate: chosen.map(|p| p.rate),
+        scale_curve,
+        scale_crossing,
+    }
+}
+
+/// Comparable goodput for ranking: a real crossing counts as its value, "always above" as its
+/// edge (a lower bound), "not reached" as zero.
+pub fn goodput_rank_value(c: &Crossing) -> f64 {
+    match c {
+        Crossing::At { x, .. } => *x,
+        Crossing::AlwaysAbove { edge } => *edge,
+        Crossing::NotReached { .. } | Crossing::NoData => 0.0,
+    }
+}

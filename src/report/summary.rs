@@ -1,0 +1,512 @@
+//! summary.json, summary.md and index.html.
+//!
+//! Every string that came from a manifest or a result file is escaped: handlebars escapes
+//! HTML in `{{...}}`, and Markdown cells get `|`, `<` and `>` escaped.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde::Serialize;
+
+use super::analysis::{goodput_rank_value, Analysis, Pcts, VariantStats};
+use super::attainment::{fmt_num, Crossing};
+use super::{slo_line, FigureFile, ReportOptions};
+use crate::results::import::Skipped;
+use crate::results::store::{write_bytes_new, write_json_new};
+
+const TEMPLATE: &str = include_str!("../../templates/report/index.html.hbs");
+
+/// Version of summary.json's layout.
+pub const SUMMARY_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    summary_version: u32,
+    vbench_version: &'static str,
+    scoring: &'a super::analysis::Scoring,
+    x_axis: &'static str,
+    /// True when every variant ran on the simulator; `partly_simulated` when some did.
+    simulated: bool,
+    partly_simulated: bool,
+    winner: Winner,
+    variants: &'a [VariantStats],
+    figures: &'a [FigureFile],
+    skipped: &'a [Skipped],
+}
+
+/// Which variant(s) win at the target: highest goodput and highest per-GPU goodput.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct Winner {
+    pub by_goodput: Vec<String>,
+    pub by_goodput_per_gpu: Vec<String>,
+    /// How a reader should take it ("lower bound" when a winner never dropped below target).
+    pub note: String,
+}
+
+fn best(vs: &[VariantStats], f: impl Fn(&VariantStats) -> &Crossing) -> Vec<String> {
+    let top = vs
+        .iter()
+        .map(|v| goodput_rank_value(f(v)))
+        .fold(0.0, f64::max);
+    if top <= 0.0 {
+        return Vec::new();
+    }
+    vs.iter()
+        .filter(|v| (goodput_rank_value(f(v)) - top).abs() < 1e-9)
+        .map(|v| v.label.clone())
+        .collect()
+}
+
+pub fn winner(a: &Analysis) -> Winner {
+    let by_goodput = best(&a.variants, |v| &v.goodput);
+    let by_goodput_per_gpu = best(&a.variants, |v| &v.goodput_per_gpu);
+    let mut note = String::new();
+    if by_goodput.is_empty() {
+        note = "no variant reaches the target at any measured rate".into();
+    } else if a
+        .variants
+        .iter()
+        .any(|v| matches!(v.goodput, Crossing::AlwaysAbove { .. }))
+    {
+        note = "at least one variant met the target at every measured rate: its goodput is a \
+                lower bound; measure higher rates to separate them"
+            .into();
+    }
+    Winner {
+        by_goodput,
+        by_goodput_per_gpu,
+        note,
+    }
+}
+
+fn pcts(p: Option<Pcts>) -> String {
+    match p {
+        Some(p) => format!(
+            "{} / {} / {}",
+            fmt_num(p.p50),
+            fmt_num(p.p90),
+            fmt_num(p.p99)
+        ),
+        None => "-".into(),
+    }
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map(fmt_num).unwrap_or_else(|| "-".into())
+}
+
+/// One row of the per-variant headline table, pre-formatted.
+#[derive(Serialize)]
+struct HeadRow {
+    label: String,
+    mode: String,
+    run: String,
+    gpus: String,
+    simulated: bool,
+    goodput: String,
+    goodput_per_gpu: String,
+    scale: String,
+    failures: String,
+    client: String,
+    winner: bool,
+    note: String,
+}
+
+/// One row of a per-rate table.
+#[derive(Serialize)]
+struct RateRow {
+    rate: String,
+    attainment: String,
+    ttft: String,
+    tpot: String,
+    itl: String,
+    e2e: String,
+    throughput: String,
+    failed: String,
+    client: String,
+}
+
+#[derive(Serialize)]
+struct VariantBlock {
+    label: String,
+    rows: Vec<RateRow>,
+}
+
+fn head_rows(a: &Analysis, w: &Winner) -> Vec<HeadRow> {
+    a.variants
+        .iter()
+        .map(|v| {
+            let mut note = Vec::new();
+            if v.summary_only_points > 0 {
+                note.push(format!(
+                    "{} rate file(s) without per-request data (no attainment)",
+                    v.summary_only_points
+                ));
+            }
+            if !v.gpus_known {
+                note.push("GPU count unknown: per-GPU assumes 1".to_string());
+            }
+            if v.mode == "lmcache" {
+                note.push(
+                    "LMCache proxy streams the prefiller's first token: KV transfer time is in \
+                     the first inter-token gap, not TTFT"
+                        .to_string(),
+                );
+            }
+            HeadRow {
+                label: v.label.clone(),
+                mode: v.mode.clone(),
+                run: v.run.clone(),
+                gpus: if v.gpus_known {
+                    v.gpus.to_string()
+                } else {
+                    "?".into()
+                },
+                simulated: v.simulated,
+                goodput: v.goodput.describe("req/s", "≥"),
+                goodput_per_gpu: v.goodput_per_gpu.describe("req/s/GPU", "≥"),
+                scale: match v.scale_rate {
+                    Some(r) => format!(
+                        "{} (at {} req/s)",
+                        v.scale_crossing[0].describe("", "≤").trim_end(),
+                        fmt_num(r)
+                    ),
+                    None => "-".into(),
+                },
+                failures: format!("{} of {}", v.total_failed, v.total_requests),
+                client: if v.client_fell_behind {
+                    "FELL BEHIND".into()
+                } else if v.points.iter().any(|p| p.client.is_some()) {
+                    "ok".into()
+                } else {
+                    "not recorded".into()
+                },
+                winner: w.by_goodput.contains(&v.label),
+                note: note.join("; "),
+            }
+        })
+        .collect()
+}
+
+fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
+    a.variants
+        .iter()
+        .map(|v| VariantBlock {
+            label: v.label.clone(),
+            rows: v
+                .points
+                .iter()
+                .map(|p| RateRow {
+                    rate: fmt_num(p.rate),
+                    attainment: match p.attainment {
+                        Some(x) => {
+                            format!("{} / {} / {}", fmt_num(x[0]), fmt_num(x[1]), fmt_num(x[2]))
+                        }
+                        None => "no per-request data".into(),
+                    },
+                    ttft: match (&p.ttft_ms, &p.file_summary) {
+                        (None, Some(fs)) => format!(
+                            "{} / - / {} (file)",
+                            opt(fs.median_ttft_ms),
+                            opt(fs.p99_ttft_ms)
+                        ),
+                        _ => pcts(p.ttft_ms),
+                    },
+                    tpot: match (&p.tpot_ms, &p.file_summary) {
+                        (None, Some(fs)) => format!(
+                            "{} / - / {} (file)",
+                            opt(fs.median_tpot_ms),
+                            opt(fs.p99_tpot_ms)
+                        ),
+                        _ => pcts(p.tpot_ms),
+                    },
+                    itl: pcts(p.itl_ms),
+                    e2e: pcts(p.e2e_ms),
+                    throughput: format!(
+                        "{} req/s, {} tok/s",
+                        opt(p.request_throughput),
+                        opt(p.output_throughput)
+                    ),
+                    failed: if p.failures_by_kind.is_empty() {
+                        p.failed.to_string()
+                    } else {
+                        format!(
+                            "{} ({})",
+                            p.failed,
+                            p.failures_by_kind
+                                .iter()
+                                .map(|(k, n)| format!("{k}: {n}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    },
+                    client: match &p.client {
+                        Some(c) => format!(
+                            "{} req/s, lag p99 {} ms{}",
+                            fmt_num(c.achieved_rate),
+                            fmt_num(c.lag_p99_ms),
+                            if c.client_fell_behind {
+                                " FELL BEHIND"
+                            } else {
+                                ""
+                            }
+                        ),
+                        None => "-".into(),
+                    },
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Escape a string for a Markdown table cell.
+fn md(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+        .replace('\n', " ")
+}
+
+fn title_of(a: &Analysis) -> String {
+    let mut runs: Vec<&str> = a.variants.iter().map(|v| v.run.as_str()).collect();
+    runs.dedup();
+    format!("vbench report: {}", runs.join(" vs "))
+}
+
+fn provenance(a: &Analysis) -> (bool, bool) {
+    let sim = a.variants.iter().filter(|v| v.simulated).count();
+    (sim == a.variants.len() && sim > 0, sim > 0)
+}
+
+fn markdown(a: &Analysis, w: &Winner, figures: &[FigureFile], skipped: &[Skipped]) -> String {
+    let mut s = String::new();
+    let (all_sim, any_sim) = provenance(a);
+    s.push_str(&format!("# {}\n\n", md(&title_of(a))));
+    if all_sim {
+        s.push_str(
+            "**SIMULATED**: every result comes from `vbench sim-serve`, not real hardware.\n\n",
+        );
+    } else if any_sim {
+        s.push_str("**PARTLY SIMULATED**: variants marked (sim) ran on `vbench sim-serve`.\n\n");
+    }
+    let mut models: Vec<&str> = a.variants.iter().map(|v| v.model.as_str()).collect();
+    models.dedup();
+    let mut datasets: Vec<&str> = a.variants.iter().map(|v| v.dataset.as_str()).collect();
+    datasets.dedup();
+    s.push_str(&format!(
+        "Model: {} · Dataset: {} · SLO: {}\n\n",
+        md(&models.join(", ")),
+        md(&datasets.join(", ")),
+        slo_line(&a.scoring.slo, a.scoring.target_pct)
+    ));
+    s.push_str(
+        "Attainment = requests meeting the SLO / all requests (failed requests count as misses; \
+         a one-token output has no TPOT and meets the TPOT SLO, as in vLLM's goodput).\n\n",
+    );
+    match w.by_goodput.as_slice() {
+        [] => s.push_str("**Winner at the target:** none reaches it.\n\n"),
+        list => s.push_str(&format!(
+            "**Winner at the target:** {} (goodput); per GPU: {}.\n\n",
+            md(&list.join(", ")),
+            md(&w.by_goodput_per_gpu.join(", "))
+        )),
+    }
+    if !w.note.is_empty() {
+        s.push_str(&format!("Note: {}.\n\n", md(&w.note)));
+    }
+    s.push_str("| Variant | Run | GPUs | Goodput | Per-GPU goodput | SLO-scale crossing | Failures | Client | Notes |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    for r in head_rows(a, w) {
+        s.push_str(&format!(
+            "| {}{}{} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            md(&r.label),
+            if r.simulated { " (sim)" } else { "" },
+            if r.winner { " ★" } else { "" },
+            md(&r.run),
+            r.gpus,
+            md(&r.goodput),
+            md(&r.goodput_per_gpu),
+            md(&r.scale),
+            r.failures,
+            r.client,
+            md(&r.note)
+        ));
+    }
+    s.push('\n');
+    for b in rate_blocks(a) {
+        s.push_str(&format!("## {}\n\n", md(&b.label)));
+        s.push_str(
+            "Latencies in ms as p50 / p90 / p99; attainment % as both / TTFT only / TPOT only.\n\n",
+        );
+        s.push_str("| Rate (req/s) | Attainment | TTFT | TPOT | ITL | E2E | Throughput | Failed | Client |\n");
+        s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        for r in b.rows {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                r.rate,
+                r.attainment,
+                r.ttft,
+                r.tpot,
+                r.itl,
+                r.e2e,
+                r.throughput,
+                md(&r.failed),
+                r.client
+            ));
+        }
+        s.push('\n');
+    }
+    s.push_str("## Figures\n\n");
+    for f in figures {
+        let links: Vec<String> = f
+            .files
+            .iter()
+            .map(|(ext, name)| format!("[{ext}]({name})"))
+            .collect();
+        s.push_str(&format!("- {}: {}\n", md(&f.caption), links.join(" ")));
+    }
+    if !skipped.is_empty() {
+        s.push_str("\n## Skipped files\n\n");
+        for k in skipped {
+            s.push_str(&format!(
+                "- `{}`: {}\n",
+                md(&k.path.display().to_string()),
+                md(&k.reason)
+            ));
+        }
+    }
+    s
+}
+
+#[derive(Serialize)]
+struct HtmlFigure {
+    caption: String,
+    stem: String,
+    src: Option<String>,
+    links: Vec<(String, String)>,
+}
+
+#[derive(Serialize)]
+struct HtmlSection {
+    name: String,
+    figures: Vec<HtmlFigure>,
+}
+
+#[derive(Serialize)]
+struct HtmlData {
+    title: String,
+    simulated: bool,
+    partly_simulated: bool,
+    models: String,
+    datasets: String,
+    slo: String,
+    winner: String,
+    winner_per_gpu: String,
+    winner_note: String,
+    head: Vec<HeadRow>,
+    blocks: Vec<VariantBlock>,
+    sections: Vec<HtmlSection>,
+    skipped: Vec<(String, String)>,
+    version: &'static str,
+}
+
+fn html(
+    a: &Analysis,
+    w: &Winner,
+    figures: &[FigureFile],
+    skipped: &[Skipped],
+) -> anyhow::Result<String> {
+    let (all_sim, any_sim) = provenance(a);
+    let mut models: Vec<&str> = a.variants.iter().map(|v| v.model.as_str()).collect();
+    models.dedup();
+    let mut datasets: Vec<&str> = a.variants.iter().map(|v| v.dataset.as_str()).collect();
+    datasets.dedup();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut sections: Vec<HtmlSection> = Vec::new();
+    for f in figures {
+        let src = if let Some(svg) = &f.svg {
+            Some(format!("data:image/svg+xml;base64,{}", b64.encode(svg)))
+        } else {
+            f.png
+                .as_ref()
+                .map(|p| format!("data:image/png;base64,{}", b64.encode(p)))
+        };
+        let fig = HtmlFigure {
+            caption: f.caption.clone(),
+            stem: f.stem.clone(),
+            src,
+            links: f.files.clone(),
+        };
+        match sections.iter_mut().find(|s| s.name == f.section) {
+            Some(s) => s.figures.push(fig),
+            None => sections.push(HtmlSection {
+                name: f.section.clone(),
+                figures: vec![fig],
+            }),
+        }
+    }
+    let data = HtmlData {
+        title: title_of(a),
+        simulated: all_sim,
+        partly_simulated: any_sim && !all_sim,
+        models: models.join(", "),
+        datasets: datasets.join(", "),
+        slo: slo_line(&a.scoring.slo, a.scoring.target_pct),
+        winner: if w.by_goodput.is_empty() {
+            "none reaches the target".into()
+        } else {
+            w.by_goodput.join(", ")
+        },
+        winner_per_gpu: w.by_goodput_per_gpu.join(", "),
+        winner_note: w.note.clone(),
+        head: head_rows(a, w),
+        blocks: rate_blocks(a),
+        sections,
+        skipped: skipped
+            .iter()
+            .map(|s| (s.path.display().to_string(), s.reason.clone()))
+            .collect(),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let mut hb = handlebars::Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_template_string("index", TEMPLATE)?;
+    Ok(hb.render("index", &data)?)
+}
+
+/// Write summary.json, summary.md and index.html; return their paths.
+pub fn write_summaries(
+    a: &Analysis,
+    figures: &[FigureFile],
+    skipped: &[Skipped],
+    opts: &ReportOptions,
+    out: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let w = winner(a);
+    let (all_sim, any_sim) = provenance(a);
+    let json = SummaryJson {
+        summary_version: SUMMARY_VERSION,
+        vbench_version: env!("CARGO_PKG_VERSION"),
+        scoring: &a.scoring,
+        x_axis: if opts.per_gpu { "per_gpu" } else { "rate" },
+        simulated: all_sim,
+        partly_simulated: any_sim && !all_sim,
+        winner: w.clone(),
+        variants: &a.variants,
+        figures,
+        skipped,
+    };
+    let p_json = out.join("summary.json");
+    write_json_new(&p_json, &json)?;
+    let p_md = out.join("summary.md");
+    write_bytes_new(&p_md, markdown(a, &w, figures, skipped).as_bytes())?;
+    let p_html = out.join("index.html");
+    write_bytes_new(&p_html, html(a, &w, figures, skipped)?.as_bytes())?;
+    Ok(vec![p_json, p_md, p_html])
+}
+
+/// The Markdown summary alone (for tests and `apply`'s terminal output).
+pub fn markdown_summary(a: &Analysis, figures: &[FigureFile], skipped: &[Skipped]) -> String {
+    markdown(a, &winner(a), figures, skipped)
+}

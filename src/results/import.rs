@@ -1,0 +1,948 @@
+//! Reading result files written by vbench, by the original script suite and by
+//! `vllm bench serve --save-result [--save-detailed]` into one in-memory model.
+//!
+//! Each input path is one *run*: a vbench run folder, a folder of `vllm-<rate>qps-*.json` files
+//! (original suite), a folder of vLLM result files, or a single file. A run holds one or more
+//! *variants* (one deployment each), and a variant holds one *rate point* per result file.
+//!
+//! Leniency rules: a file that cannot be read or understood is reported by name in
+//! [`Imported::skipped`] and skipped; every other file is still read. Bare `NaN`/`Infinity`
+//! tokens (Python's `json.dump` writes them) are read as `null`.
+//!
+//! Failed requests: vLLM keeps failed requests' slots in its arrays with `ttft = 0` and an
+//! `errors` string. A request is failed when its `errors` entry is non-empty, or, when the file
+//! has no `errors` array, when its TTFT is not positive. A zero TTFT is never counted as fast.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Which tool wrote a result file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// vbench's own file, with raw per-request records under `vbench.requests`.
+    Vbench,
+    /// The original script suite (`deployment_mode`, `tpots`, ... beside vLLM's keys).
+    OriginalSuite,
+    /// `vllm bench serve --save-result`, with or without `--save-detailed`.
+    VllmBenchServe,
+}
+
+/// One request as the report needs it. Times in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Succeeded (HTTP 200, at least one token, stream ended properly).
+    pub ok: bool,
+    pub ttft_s: Option<f64>,
+    /// None when undefined (failed, or fewer than two output tokens).
+    pub tpot_s: Option<f64>,
+    pub e2e_s: Option<f64>,
+    /// Output tokens, when known.
+    pub output_tokens: Option<u64>,
+}
+
+/// Client-side schedule keeping, as recorded by vbench (absent for other tools' files).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClientInfo {
+    pub achieved_rate: f64,
+    pub lag_p50_ms: f64,
+    pub lag_p99_ms: f64,
+    pub lag_max_ms: f64,
+    pub lag_threshold_ms: f64,
+    pub client_fell_behind: bool,
+}
+
+/// Summary latencies as written in the file (milliseconds), used when per-request arrays are
+/// missing (`vllm bench serve --save-result` without `--save-detailed`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FileSummary {
+    pub median_ttft_ms: Option<f64>,
+    pub p99_ttft_ms: Option<f64>,
+    pub median_tpot_ms: Option<f64>,
+    pub p99_tpot_ms: Option<f64>,
+    pub median_itl_ms: Option<f64>,
+    pub p99_itl_ms: Option<f64>,
+    pub median_e2el_ms: Option<f64>,
+    pub p99_e2el_ms: Option<f64>,
+}
+
+/// One result file: one variant at one offered rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatePoint {
+    pub path: PathBuf,
+    /// Offered request rate (requests/s).
+    pub rate: f64,
+    /// Per-request samples; empty when the file has no per-request data.
+    pub samples: Vec<Sample>,
+    /// Every inter-token gap of every successful request, seconds.
+    pub itls_s: Vec<f64>,
+    /// True when `samples` came from per-request data (attainment is computable).
+    pub per_request: bool,
+    pub num_requests: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub duration_s: Option<f64>,
+    pub request_throughput: Option<f64>,
+    pub output_throughput: Option<f64>,
+    pub client: Option<ClientInfo>,
+    pub file_summary: FileSummary,
+    /// Failure counts by kind (`http`, `timeout`, ... or the error text's first words).
+    pub failures_by_kind: BTreeMap<String, u64>,
+}
+
+/// One deployment with its rate points, sorted by rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// Stable key within its run: the planner's variant id, else a slug of the label.
+    pub key: String,
+    /// `simple`, `nixl`, `lmcache`, `external`, ...
+    pub mode: String,
+    /// Human label, e.g. `nixl PF:2 D:1 TP:1x1`.
+    pub label: String,
+    pub gpus: u32,
+    /// False when the file did not say (per-GPU rates then assume 1 GPU).
+    pub gpus_known: bool,
+    pub simulated: bool,
+    pub model: String,
+    pub dataset: String,
+    pub source: SourceKind,
+    pub points: Vec<RatePoint>,
+}
+
+/// One input path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub path: PathBuf,
+    /// Name for file names and titles: the manifest's `name`, else the folder or file name.
+    pub name: String,
+    pub variants: Vec<Variant>,
+}
+
+/// A file that was not used, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Imported {
+    pub runs: Vec<Run>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// File names in a run folder that are not result files.
+const NOT_RESULTS: &[&str] = &[
+    "plan.json",
+    "environment.json",
+    "deployment.json",
+    "teardown.json",
+    "summary.json",
+];
+
+/// Folders of a run that hold no result files.
+const NOT_RESULT_DIRS: &[&str] = &["report", "logs", "metrics"];
+
+/// Read every input path. A path that does not exist is an error (bad input); a file inside
+/// that cannot be read is skipped and listed.
+pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
+    let mut out = Imported::default();
+    for path in paths {
+        if !path.exists() {
+            anyhow::bail!("{} does not exist", path.display());
+        }
+        let files = collect_files(path);
+        let mut parsed = Vec::new();
+        for (file, r) in files.iter().zip(par_map(&files, |f| read_file(f))) {
+            match r {
+                Ok(p) => parsed.push(p),
+                Err(reason) => out.skipped.push(Skipped {
+                    path: file.clone(),
+                    reason,
+                }),
+            }
+        }
+        let variants = group_variants(parsed);
+        out.runs.push(Run {
+            path: path.clone(),
+            name: run_name(path),
+            variants,
+        });
+    }
+    dedupe_run_names(&mut out.runs);
+    Ok(out)
+}
+
+/// `f` over `items` on every core, results in order. Parsing JSON is the importer's cost.
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len());
+    if workers <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// Every `*.json` under `path` (itself when a file), skipping report/ and logs/ folders and
+/// the run folder's bookkeeping files. Sorted for a deterministic order.
+fn collect_files(path: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if path.is_file() {
+        out.push(path.to_path_buf());
+        return out;
+    }
+    walk(path, 0, &mut out);
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    if depth > 4 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if p.is_dir() {
+            if !NOT_RESULT_DIRS.contains(&name.as_str())
+                && !name.starts_with("report-")
+                && !name.starts_with('.')
+            {
+                walk(&p, depth + 1, out);
+            }
+        } else if name.ends_with(".json") && !NOT_RESULTS.contains(&name.as_str()) {
+            out.push(p);
+        }
+    }
+}
+
+/// The manifest's `name` when the folder has a manifest.toml, else the folder or file stem.
+fn run_name(path: &Path) -> String {
+    if path.is_dir() {
+        if let Ok(text) = std::fs::read_to_string(path.join("manifest.toml")) {
+            if let Ok(v) = text.parse::<toml::Table>() {
+                if let Some(name) = v.get("name").and_then(|n| n.as_str()) {
+                    return name.to_string();
+                }
+            }
+        }
+    }
+    let stem = if path.is_dir() {
+        path.file_name()
+    } else {
+        path.file_stem()
+    };
+    stem.map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".to_string())
+}
+
+/// Two inputs with the same name (two runs of one experiment) get a numeric suffix.
+fn dedupe_run_names(runs: &mut [Run]) {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for run in runs.iter_mut() {
+        let n = seen.entry(run.name.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            run.name = format!("{}_{}", run.name, n);
+        }
+    }
+}
+
+/// A parsed file before grouping.
+struct Parsed {
+    group: String,
+    variant: Variant,
+    point: RatePoint,
+}
+
+fn group_variants(parsed: Vec<Parsed>) -> Vec<Variant> {
+    let mut groups: BTreeMap<String, Variant> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for p in parsed {
+        match groups.get_mut(&p.group) {
+            Some(v) => {
+                v.simulated |= p.variant.simulated;
+                v.points.push(p.point);
+            }
+            None => {
+                let mut v = p.variant;
+                v.points.push(p.point);
+                order.push(p.group.clone());
+                groups.insert(p.group, v);
+            }
+        }
+    }
+    let mut out: Vec<Variant> = order
+        .into_iter()
+        .filter_map(|k| groups.remove(&k))
+        .collect();
+    for v in &mut out {
+        v.points
+            .sort_by(|a, b| a.rate.total_cmp(&b.rate).then(a.path.cmp(&b.path)));
+    }
+    // Keys must be unique within a run: they name files.
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for v in &mut out {
+        let n = seen.entry(v.key.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            v.key = format!("{}-{}", v.key, n);
+        }
+    }
+    out.sort_by(|a, b| {
+        mode_rank(&a.mode)
+            .cmp(&mode_rank(&b.mode))
+            .then(a.gpus.cmp(&b.gpus))
+            .then(a.label.cmp(&b.label))
+    });
+    out
+}
+
+/// Display order of modes: simple, nixl, lmcache, then others alphabetically.
+pub fn mode_rank(mode: &str) -> (u8, String) {
+    match mode {
+        "simple" => (0, String::new()),
+        "nixl" => (1, String::new()),
+        "lmcache" => (2, String::new()),
+        other => (3, other.to_string()),
+    }
+}
+
+/// A lowercase file-name-safe form of `s` (keeps `_` and `.`, so the original suite's folder
+/// names such as `simple_20250101_120000` survive as they are).
+pub fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    if out.is_empty() {
+        out.push_str("run");
+    }
+    out
+}
+
+// ------------------------------------------------------------------------------------------
+// Parsing one file.
+
+/// Scalars every format may carry; arrays are read only by the format that needs them.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Common {
+    model_name: Option<String>,
+    model_id: Option<String>,
+    dataset_name: Option<String>,
+    deployment_mode: Option<String>,
+    num_prefill_instances: Option<u32>,
+    num_decode_instances: Option<u32>,
+    tensor_parallel_size: Option<u32>,
+    prefiller_tp_size: Option<u32>,
+    decoder_tp_size: Option<u32>,
+    label: Option<String>,
+    request_rate: Option<serde_json::Value>,
+    num_prompts: Option<u64>,
+    duration: Option<f64>,
+    completed: Option<u64>,
+    failed: Option<u64>,
+    request_throughput: Option<f64>,
+    output_throughput: Option<f64>,
+    median_ttft_ms: Option<f64>,
+    p99_ttft_ms: Option<f64>,
+    median_tpot_ms: Option<f64>,
+    p99_tpot_ms: Option<f64>,
+    median_itl_ms: Option<f64>,
+    p99_itl_ms: Option<f64>,
+    median_e2el_ms: Option<f64>,
+    p99_e2el_ms: Option<f64>,
+    vbench: Option<LeanVbench>,
+    // Presence markers only (not parsed into memory).
+    endpoint_type: Option<serde::de::IgnoredAny>,
+    ttfts: Option<serde::de::IgnoredAny>,
+    latencies: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct LeanVbench {
+    deployment: LeanDeployment,
+    #[serde(default)]
+    client: Option<LeanClient>,
+    #[serde(default)]
+    requests: Vec<LeanRecord>,
+}
+
+/// The client-health section, lenient: a non-finite number is written as `null` by serde_json.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LeanClient {
+    achieved_rate: Option<f64>,
+    lag_p50_ms: Option<f64>,
+    lag_p99_ms: Option<f64>,
+    lag_max_ms: Option<f64>,
+    lag_threshold_ms: Option<f64>,
+    client_fell_behind: bool,
+}
+
+#[derive(Deserialize)]
+struct LeanDeployment {
+    #[serde(default)]
+    variant_id: Option<String>,
+    mode: String,
+    #[serde(default)]
+    label: String,
+    #[serde(default)]
+    gpus: Option<u32>,
+    #[serde(default)]
+    simulated: bool,
+}
+
+#[derive(Deserialize)]
+struct LeanRecord {
+    #[serde(default)]
+    ok: bool,
+    #[serde(default)]
+    ttft_s: Option<f64>,
+    #[serde(default)]
+    tpot_s: Option<f64>,
+    #[serde(default)]
+    e2e_s: Option<f64>,
+    #[serde(default)]
+    itls_s: Vec<f64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    error_kind: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Per-request arrays of the original suite's and vLLM's files.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LegacyArrays {
+    ttfts: Option<Vec<Option<f64>>>,
+    tpots: Option<Vec<Option<f64>>>,
+    itls: Option<Vec<Option<Vec<Option<f64>>>>>,
+    latencies: Option<Vec<Option<f64>>>,
+    output_lens: Option<Vec<Option<u64>>>,
+    errors: Option<Vec<Option<String>>>,
+}
+
+fn read_file(path: &Path) -> Result<Parsed, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let bytes = sanitize_non_finite(bytes);
+    let mut common: Common =
+        serde_json::from_slice(&bytes).map_err(|e| format!("not a result file: {e}"))?;
+    let rate = rate_of(&common, path)?;
+    let file_summary = FileSummary {
+        median_ttft_ms: common.median_ttft_ms,
+        p99_ttft_ms: common.p99_ttft_ms,
+        median_tpot_ms: common.median_tpot_ms,
+        p99_tpot_ms: common.p99_tpot_ms,
+        median_itl_ms: common.median_itl_ms,
+        p99_itl_ms: common.p99_itl_ms,
+        median_e2el_ms: common.median_e2el_ms,
+        p99_e2el_ms: common.p99_e2el_ms,
+    };
+    let model = common
+        .model_name
+        .clone()
+        .or_else(|| common.model_id.clone())
+        .unwrap_or_else(|| "unknown model".to_string());
+    let dataset = common
+        .dataset_name
+        .clone()
+        .unwrap_or_else(|| "unknown dataset".to_string());
+    let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+
+    if let Some(vb) = common.vbench.take() {
+        let mut point = empty_point(path, rate, file_summary);
+        for r in vb.requests {
+            let ok = r.ok && r.ttft_s.is_some_and(|t| t.is_finite() && t >= 0.0);
+            if ok {
+                point
+                    .itls_s
+                    .extend(r.itls_s.iter().copied().filter(|x| x.is_finite()));
+            } else {
+                let kind = r
+                    .error_kind
+                    .or_else(|| r.error.as_deref().map(error_class))
+                    .unwrap_or_else(|| "unknown".to_string());
+                *point.failures_by_kind.entry(kind).or_insert(0) += 1;
+            }
+            point.samples.push(Sample {
+                ok,
+                ttft_s: r.ttft_s.filter(|t| t.is_finite()),
+                tpot_s: r.tpot_s.filter(|t| t.is_finite()),
+                e2e_s: r.e2e_s.filter(|t| t.is_finite()),
+                output_tokens: r.output_tokens,
+            });
+        }
+        finish_point(&mut point, &common);
+        // Unknown numbers become NaN here and are left out of the figure's curves.
+        let n = |x: Option<f64>| x.filter(|v| v.is_finite()).unwrap_or(f64::NAN);
+        point.client = vb.client.map(|c| ClientInfo {
+            achieved_rate: n(c.achieved_rate),
+            lag_p50_ms: n(c.lag_p50_ms),
+            lag_p99_ms: n(c.lag_p99_ms),
+            lag_max_ms: n(c.lag_max_ms),
+            lag_threshold_ms: n(c.lag_threshold_ms),
+            client_fell_behind: c.client_fell_behind,
+        });
+        let d = vb.deployment;
+        let label = if d.label.is_empty() {
+            d.mode.clone()
+        } else {
+            d.label.clone()
+        };
+        let key = d.variant_id.clone().unwrap_or_else(|| slug(&label));
+        let group = format!("{}\u{0}{}", dir.display(), key);
+        return Ok(Parsed {
+            group,
+            variant: Variant {
+                key,
+                mode: d.mode,
+                label,
+                gpus: d.gpus.unwrap_or(1).max(1),
+                gpus_known: d.gpus.is_some_and(|g| g > 0),
+                simulated: d.simulated,
+                model,
+                dataset,
+                source: SourceKind::Vbench,
+                points: Vec::new(),
+            },
+            point,
+        });
+    }
+
+    let is_suite = common.deployment_mode.is_some();
+    let is_vllm = common.endpoint_type.is_some()
+        || common.ttfts.is_some()
+        || common.latencies.is_some()
+        || common.model_id.is_some();
+    if !is_suite && !is_vllm {
+        return Err(
+            "not a result file: none of vbench's, the original suite's or vLLM's \
+                    keys (vbench, deployment_mode, ttfts, endpoint_type) is present"
+                .to_string(),
+        );
+    }
+    let arrays: LegacyArrays =
+        serde_json::from_slice(&bytes).map_err(|e| format!("malformed arrays: {e}"))?;
+    let mut point = empty_point(path, rate, file_summary);
+    legacy_samples(&arrays, &mut point)?;
+    finish_point(&mut point, &common);
+
+    let (mode, label, gpus, gpus_known, source) = if is_suite {
+        let mode = common.deployment_mode.clone().unwrap_or_default();
+        let (label, gpus) = suite_topology(&mode, &common);
+        (mode, label, gpus, true, SourceKind::OriginalSuite)
+    } else {
+        let label = common
+            .label
+            .clone()
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| format!("external {model}"));
+        (
+            "external".to_string(),
+            label,
+            1,
+            false,
+            SourceKind::VllmBenchServe,
+        )
+    };
+    let key = slug(&label);
+    let group = format!("{}\u{0}{}\u{0}{}", dir.display(), key, model);
+    Ok(Parsed {
+        group,
+        variant: Variant {
+            key,
+            mode,
+            label,
+            gpus,
+            gpus_known,
+            simulated: false,
+            model,
+            dataset,
+            source,
+            points: Vec::new(),
+        },
+        point,
+    })
+}
+
+/// Label and GPU count from the original suite's keys.
+fn suite_topology(mode: &str, c: &Common) -> (String, u32) {
+    let tp = c.tensor_parallel_size.unwrap_or(1).max(1);
+    if mode == "simple" {
+        return (format!("simple TP:{tp}"), tp);
+    }
+    let pf = c.num_prefill_instances.unwrap_or(1).max(1);
+    let d = c.num_decode_instances.unwrap_or(1).max(1);
+    let ptp = c.prefiller_tp_size.unwrap_or(tp).max(1);
+    let dtp = c.decoder_tp_size.unwrap_or(tp).max(1);
+    (
+        format!("{mode} PF:{pf} D:{d} TP:{ptp}x{dtp}"),
+        pf * ptp + d * dtp,
+    )
+}
+
+fn empty_point(path: &Path, rate: f64, file_summary: FileSummary) -> RatePoint {
+    RatePoint {
+        path: path.to_path_buf(),
+        rate,
+        samples: Vec::new(),
+        itls_s: Vec::new(),
+        per_request: false,
+        num_requests: 0,
+        completed: 0,
+        failed: 0,
+        duration_s: None,
+        request_throughput: None,
+        output_throughput: None,
+        client: None,
+        file_summary,
+        failures_by_kind: BTreeMap::new(),
+    }
+}
+
+/// Counts and throughput: from the samples when there are any, else from the file.
+fn finish_point(point: &mut RatePoint, c: &Common) {
+    point.per_request = !point.samples.is_empty();
+    if point.per_request {
+        point.num_requests = point.samples.len() as u64;
+        point.completed = point.samples.iter().filter(|s| s.ok).count() as u64;
+        point.failed = point.num_requests - point.completed;
+    } else {
+        point.completed = c.completed.unwrap_or(0);
+        point.failed = c.failed.unwrap_or(0);
+        point.num_requests = c.num_prompts.unwrap_or(point.completed + point.failed);
+    }
+    point.duration_s = c.duration.filter(|d| d.is_finite() && *d > 0.0);
+    point.request_throughput = c
+        .request_throughput
+        .filter(|x| x.is_finite())
+        .or_else(|| point.duration_s.map(|d| point.completed as f64 / d));
+    point.output_throughput = c.output_throughput.filter(|x| x.is_finite());
+}
+
+/// Per-request samples from vLLM-style arrays. TPOT: the file's `tpots` when present, else
+/// `(latency - ttft) / (output_len - 1)` as vLLM computes it, else the mean ITL.
+fn legacy_samples(a: &LegacyArrays, point: &mut RatePoint) -> Result<(), String> {
+    let Some(ttfts) = &a.ttfts else {
+        return Ok(()); // summary-only file (`--save-result` without `--save-detailed`)
+    };
+    let n = ttfts.len();
+    let check = |name: &str, len: Option<usize>| match len {
+        Some(l) if l != n => Err(format!(
+            "malformed: `{name}` has {l} entries but `ttfts` has {n}"
+        )),
+        _ => Ok(()),
+    };
+    check("tpots", a.tpots.as_ref().map(Vec::len))?;
+    check("itls", a.itls.as_ref().map(Vec::len))?;
+    check("latencies", a.latencies.as_ref().map(Vec::len))?;
+    check("output_lens", a.output_lens.as_ref().map(Vec::len))?;
+    check("errors", a.errors.as_ref().map(Vec::len))?;
+    for i in 0..n {
+        let ttft = ttfts[i].filter(|t| t.is_finite());
+        let error = a
+            .errors
+            .as_ref()
+            .and_then(|e| e[i].clone())
+            .filter(|e| !e.is_empty());
+        let ok = match (&a.errors, &error) {
+            (_, Some(_)) => false,
+            (Some(_), None) => ttft.is_some_and(|t| t >= 0.0),
+            // No errors array: a zero TTFT is vLLM's placeholder for a failure.
+            (None, None) => ttft.is_some_and(|t| t > 0.0),
+        };
+        let out = a.output_lens.as_ref().and_then(|o| o[i]);
+        let lat = a
+            .latencies
+            .as_ref()
+            .and_then(|l| l[i])
+            .filter(|x| x.is_finite());
+        let itls: Vec<f64> = a
+            .itls
+            .as_ref()
+            .and_then(|v| v[i].as_ref())
+            .map(|v| {
+                v.iter()
+                    .flatten()
+                    .copied()
+                    .filter(|x| x.is_finite())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tpot = if !ok {
+            None
+        } else if let Some(t) = a.tpots.as_ref().and_then(|t| t[i]) {
+            // The suite wrote 0 for one-token outputs: undefined, not fast.
+            if t > 0.0 || out.is_none_or(|o| o > 1) {
+                Some(t)
+            } else {
+                None
+            }
+        } else {
+            match (out, lat, ttft) {
+                (Some(o), Some(l), Some(t)) if o > 1 => Some((l - t) / (o - 1) as f64),
+                (Some(o), _, _) if o <= 1 => None,
+                _ if !itls.is_empty() => Some(itls.iter().sum::<f64>() / itls.len() as f64),
+                _ => None,
+            }
+        };
+        if ok {
+            point.itls_s.extend_from_slice(&itls);
+        } else {
+            let kind = error
+                .as_deref()
+                .map(error_class)
+                .unwrap_or_else(|| "no_ttft".into());
+            *point.failures_by_kind.entry(kind).or_insert(0) += 1;
+        }
+        point.samples.push(Sample {
+            ok,
+            ttft_s: if ok { ttft } else { None },
+            tpot_s: tpot.filter(|t| t.is_finite()),
+            e2e_s: if ok { lat } else { None },
+            output_tokens: out,
+        });
+    }
+    Ok(())
+}
+
+/// A short class for an error text: its first word, lowercased.
+fn error_class(text: &str) -> String {
+    let w: String = text
+        .split(|c: char| !c.is_alphanumeric() && c != '_')
+        .find(|w| !w.is_empty())
+        .unwrap_or("error")
+        .chars()
+        .take(40)
+        .collect();
+    w.to_lowercase()
+}
+
+/// Labels of one result file, for `vbench ls`: mode, label, model, simulated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peek {
+    pub mode: String,
+    pub label: String,
+    pub model: String,
+    pub simulated: bool,
+}
+
+/// Read only the labels of a result file; `None` when it is not one.
+pub fn peek(path: &Path) -> Option<Peek> {
+    let bytes = sanitize_non_finite(std::fs::read(path).ok()?);
+    #[derive(Deserialize)]
+    struct PeekVbench {
+        deployment: LeanDeployment,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct PeekFile {
+        model_name: Option<String>,
+        model_id: Option<String>,
+        deployment_mode: Option<String>,
+        num_prefill_instances: Option<u32>,
+        num_decode_instances: Option<u32>,
+        tensor_parallel_size: Option<u32>,
+        prefiller_tp_size: Option<u32>,
+        decoder_tp_size: Option<u32>,
+        label: Option<String>,
+        endpoint_type: Option<serde::de::IgnoredAny>,
+        vbench: Option<PeekVbench>,
+    }
+    let f: PeekFile = serde_json::from_slice(&bytes).ok()?;
+    let model = f
+        .model_name
+        .clone()
+        .or(f.model_id.clone())
+        .unwrap_or_else(|| "unknown model".into());
+    if let Some(v) = f.vbench {
+        let d = v.deployment;
+        return Some(Peek {
+            label: if d.label.is_empty() {
+                d.mode.clone()
+            } else {
+                d.label
+            },
+            mode: d.mode,
+            model,
+            simulated: d.simulated,
+        });
+    }
+    if let Some(mode) = f.deployment_mode.clone() {
+        let c = Common {
+            num_prefill_instances: f.num_prefill_instances,
+            num_decode_instances: f.num_decode_instances,
+            tensor_parallel_size: f.tensor_parallel_size,
+            prefiller_tp_size: f.prefiller_tp_size,
+            decoder_tp_size: f.decoder_tp_size,
+            ..Default::default()
+        };
+        let (label, _) = suite_topology(&mode, &c);
+        return Some(Peek {
+            mode,
+            label,
+            model,
+            simulated: false,
+        });
+    }
+    if f.endpoint_type.is_some() || f.model_id.is_some() {
+        return Some(Peek {
+            mode: "external".into(),
+            label: f
+                .label
+                .filter(|l| !l.is_empty())
+                .unwrap_or_else(|| format!("external {model}")),
+            model,
+            simulated: false,
+        });
+    }
+    None
+}
+
+/// The offered rate: the file's `request_rate`, else the `vllm-<rate>qps` file name.
+fn rate_of(c: &Common, path: &Path) -> Result<f64, String> {
+    let from_name = rate_from_file_name(path);
+    let v = match &c.request_rate {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => {
+            if s.eq_ignore_ascii_case("inf") {
+                return Err(
+                    "request_rate is \"inf\" (all requests at once): it has no place on a \
+                     rate axis"
+                        .to_string(),
+                );
+            }
+            s.parse::<f64>().ok()
+        }
+        _ => None,
+    };
+    match v.or(from_name) {
+        Some(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Some(r) => Err(format!("request rate {r} is not a positive number")),
+        None => Err("no request rate: neither a `request_rate` key nor a \
+                     `vllm-<rate>qps` file name"
+            .to_string()),
+    }
+}
+
+fn rate_from_file_name(path: &Path) -> Option<f64> {
+    let name = path.file_name()?.to_str()?;
+    let start = name.find("vllm-")? + 5;
+    let rest = &name[start..];
+    let end = rest.find("qps")?;
+    rest[..end].parse().ok()
+}
+
+/// Replace bare `NaN`, `Infinity` and `-Infinity` tokens outside strings with `null`, so files
+/// written by Python's `json.dump` parse. Leaves valid JSON untouched (and uncopied).
+fn sanitize_non_finite(bytes: Vec<u8>) -> Vec<u8> {
+    let needs = bytes.windows(3).any(|w| w == b"NaN" || w == b"Inf");
+    if !needs {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut in_str = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_str {
+            out.push(b);
+            if b == b'\\' && i + 1 < bytes.len() {
+                out.push(bytes[i + 1]);
+                i += 2;
+                continue;
+            }
+            if b == b'"' {
+                in_str = false;
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_str = true;
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let rest = &bytes[i..];
+        if rest.starts_with(b"NaN") {
+            out.extend_from_slice(b"null");
+            i += 3;
+        } else if rest.starts_with(b"-Infinity") {
+            out.extend_from_slice(b"null");
+            i += 9;
+        } else if rest.starts_with(b"Infinity") {
+            out.extend_from_slice(b"null");
+            i += 8;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_is_read_from_the_original_suites_file_name() {
+        assert_eq!(
+            rate_from_file_name(Path::new("a/vllm-2.5qps-20250101.json")),
+            Some(2.5)
+        );
+        assert_eq!(rate_from_file_name(Path::new("vllm-8qps.json")), Some(8.0));
+        assert_eq!(rate_from_file_name(Path::new("other.json")), None);
+    }
+
+    #[test]
+    fn python_nan_and_infinity_become_null_but_strings_are_kept() {
+        let s = br#"{"a": NaN, "b": [Infinity, -Infinity], "c": "NaN in text"}"#.to_vec();
+        let v: serde_json::Value = serde_json::from_slice(&sanitize_non_finite(s)).unwrap();
+        assert!(v["a"].is_null());
+        assert!(v["b"][0].is_null() && v["b"][1].is_null());
+        assert_eq!(v["c"], "NaN in text");
+    }
+
+    #[test]
+    fn slug_is_file_name_safe() {
+        assert_eq!(slug("nixl PF:2 D:1 TP:1x1"), "nixl-pf-2-d-1-tp-1x1");
+        assert_eq!(slug("<script>"), "script");
+        assert_eq!(slug("///"), "run");
+    }
+
+    #[test]
+    fn error_class_is_first_word() {
+        assert_eq!(error_class("Timeout after 30 s"), "timeout");
+        assert_eq!(error_class(""), "error");
+    }
+}

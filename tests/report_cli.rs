@@ -1,0 +1,181 @@
+//! `vbench report` and `vbench ls` through the real binary.
+
+mod report_support;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use report_support::*;
+
+fn vbench() -> Command {
+    Command::cargo_bin("vbench").unwrap()
+}
+
+#[test]
+fn report_cli_writes_requested_formats_to_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("exp/20261128_120000");
+    synth_run(&run, "exp", 1, &[1.0, 4.0, 8.0], 30, 8);
+    let out = tmp.path().join("figs");
+    vbench()
+        .arg("report")
+        .arg(&run)
+        .args([
+            "--format",
+            "svg",
+            "--slo",
+            "both",
+            "--x",
+            "per-gpu",
+            "--ttft-ms",
+            "100",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .env_remove("PLOT_OUTPUT_DIR")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("index.html"));
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.ends_with(".pdf") && !n.ends_with(".png")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.ends_with("_comparison_both.svg")),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.ends_with("_comparison_ttft.svg")),
+        "{names:?}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["scoring"]["slo"]["ttft_s"], 0.1);
+    assert_eq!(summary["x_axis"], "per_gpu");
+    assert_eq!(summary["simulated"], true);
+}
+
+#[test]
+fn plot_output_dir_is_honoured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("20261128_120000");
+    synth_run(&run, "exp", 1, &[1.0, 2.0], 10, 4);
+    let out = tmp.path().join("plots-here");
+    vbench()
+        .arg("report")
+        .arg(&run)
+        .args(["--format", "svg"])
+        .env("PLOT_OUTPUT_DIR", &out)
+        .assert()
+        .success();
+    assert!(out.join("summary.md").exists());
+    assert!(!run.join("report").exists());
+}
+
+#[test]
+fn report_of_a_missing_folder_is_bad_input() {
+    vbench()
+        .args(["report", "/nonexistent/run"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("does not exist"));
+}
+
+#[test]
+fn report_of_a_folder_without_results_is_bad_input_and_names_skipped_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("junk.json"), b"not json").unwrap();
+    vbench()
+        .arg("report")
+        .arg(tmp.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no usable result files"))
+        .stderr(predicate::str::contains("junk.json"));
+}
+
+#[test]
+fn ls_lists_runs_newest_first_with_counts_and_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let old = root.join("qwen-pd/20260814_153022");
+    let d1 = dep("nixl", "nixl PF:2 D:2 TP:1x1", 4, "nixl-a");
+    write(
+        &old,
+        &result(&d1, "Qwen/Qwen3-0.6B", 1.0, vec![ok(0, 0.1, 0.01, 3)]),
+    );
+    write(
+        &old,
+        &result(&d1, "Qwen/Qwen3-0.6B", 2.0, vec![ok(0, 0.1, 0.01, 3)]),
+    );
+    for tp in [1, 2] {
+        let d = dep(
+            "simple",
+            &format!("simple TP:{tp}"),
+            tp,
+            &format!("simple-{tp}"),
+        );
+        write(
+            &old,
+            &result(&d, "Qwen/Qwen3-0.6B", 1.0, vec![ok(0, 0.1, 0.01, 3)]),
+        );
+    }
+    std::fs::create_dir_all(old.join("report")).unwrap();
+    std::fs::write(old.join("report/a.pdf"), b"%PDF").unwrap();
+    std::fs::write(old.join("report/a.png"), b"png").unwrap();
+    std::fs::write(old.join("plan.json"), b"{}").unwrap();
+    // An original-suite run, newer.
+    let suite = root.join("sharegpt/simple_20261001_090000");
+    std::fs::create_dir_all(&suite).unwrap();
+    std::fs::write(
+        suite.join("vllm-1qps-x.json"),
+        br#"{"model_name":"m2","deployment_mode":"simple","tensor_parallel_size":2,"ttfts":[0.1],"tpots":[0.01]}"#,
+    )
+    .unwrap();
+    let out = vbench()
+        .arg("ls")
+        .arg(root)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "2026-10-01 09:00:00  sharegpt/simple_20261001_090000  (1 files, 0 plots)",
+            "  simple TP:2 · Model: m2",
+            "2026-08-14 15:30:22  qwen-pd/20260814_153022  (4 files, 2 plots)",
+            "  simple TP:1,2 · nixl PF:2 D:2 TP:1x1 · Model: Qwen/Qwen3-0.6B · SIMULATED",
+        ],
+        "{text}"
+    );
+    let json = vbench()
+        .arg("ls")
+        .arg(root)
+        .arg("--json")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[1]["files"], 4);
+    assert_eq!(v[1]["simulated"], true);
+}
+
+#[test]
+fn ls_of_a_missing_folder_is_bad_input() {
+    vbench()
+        .args(["ls", "/nonexistent/results"])
+        .assert()
+        .code(2);
+}
