@@ -42,5 +42,6 @@ cargo test --locked --no-run
 wait "$starter" || { echo "vLLM CPU server failed to start"; exit 1; }
 export VBENCH_VLLM_URL="http://127.0.0.1:$port"
 export VBENCH_TINY_MODEL="$VBENCH_VLLM_ROOT/tiny-model"
+export VBENCH_VLLM_ROOT
 
 cargo test --locked

@@ -25,6 +25,7 @@ fn main() {
         gap: Duration::from_secs_f64(arg(3, 5.0) / 1e3),
     };
     let threads = arg(4, 1.0) as usize;
+    vbench::load::runner::raise_nofile_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()

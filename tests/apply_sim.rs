@@ -85,6 +85,17 @@ fn assert_no_orphans(run: &Path) {
     }
 }
 
+/// The id `vbench plan` gives the first variant under these overrides.
+fn first_variant_id(sets: &[&str]) -> String {
+    let plan = Command::new(BIN)
+        .args(["plan", "experiments/sim-demo.toml", "--json"])
+        .args(sets.iter().flat_map(|s| ["--set", s]))
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    plan["variants"][0]["id"].as_str().unwrap().to_owned()
+}
+
 fn read_result(path: &Path) -> RunResult {
     serde_json::from_slice(&std::fs::read(path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -222,14 +233,8 @@ fn a_crashing_instance_fails_its_variant_but_not_the_run() {
         "load.warmup=0",
         "deployment.0.extra_args=[\"--crash-after-requests\", \"5\"]",
     ];
-    // The crash flag is part of the deployment, so the simple variants get new ids: find them.
-    let plan = Command::new(BIN)
-        .args(["plan", "experiments/sim-demo.toml", "--json"])
-        .args(sets.iter().flat_map(|s| ["--set", s]))
-        .output()
-        .unwrap();
-    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
-    let crash_id = plan["variants"][0]["id"].as_str().unwrap().to_owned();
+    // The crash flag is part of the deployment, so the simple variants get new ids.
+    let crash_id = first_variant_id(&sets);
     let only = [
         "--only",
         crash_id.as_str(),
@@ -261,13 +266,7 @@ fn an_instance_that_never_gets_healthy_times_out_with_its_log() {
         "deployment.0.extra_args=[\"--unhealthy-for\", \"60\"]",
         "deployment.0.tp=1",
     ];
-    let plan = Command::new(BIN)
-        .args(["plan", "experiments/sim-demo.toml", "--json"])
-        .args(sets.iter().flat_map(|s| ["--set", s]))
-        .output()
-        .unwrap();
-    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
-    let id = plan["variants"][0]["id"].as_str().unwrap().to_owned();
+    let id = first_variant_id(&sets);
     let t0 = Instant::now();
     let out = apply(tmp.path(), &sets, &["--only", &id]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -38,7 +38,7 @@ fn bad_manifest_exits_2_with_location() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "bad.toml:34:10: tp = 3 is not a valid tensor-parallel size",
+            "bad.toml:36:10: tp = 3 is not a valid tensor-parallel size",
         ))
         .stderr(predicate::str::contains(
             "help: vLLM splits attention heads",
@@ -64,7 +64,7 @@ fn plan_json_is_json_with_all_cells() {
         .success();
     let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(v["variants"].as_array().unwrap().len(), 5);
-    assert_eq!(v["cells"].as_array().unwrap().len(), 15);
+    assert_eq!(v["cells"].as_array().unwrap().len(), 20);
 }
 
 #[test]

@@ -66,10 +66,18 @@ fn within(x: f64, lo: f64, hi: f64, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ttft_tpot_e2e_match_the_servers_scripted_timing() {
+    for use_reqwest in [false, true] {
+        ttft_tpot_e2e_with(use_reqwest).await;
+    }
+}
+
+async fn ttft_tpot_e2e_with(use_reqwest: bool) {
     let srv = FakeServer::start(0, timing(40, 10)).await.unwrap();
     let prompts = [("hello there", 8u64); 6];
     let offsets = (0..6).map(|i| 0.02 + i as f64 * 0.05).collect();
-    let r = run(&spec(&srv.base_url(), Api::Completions, &prompts, offsets)).await;
+    let mut s = spec(&srv.base_url(), Api::Completions, &prompts, offsets);
+    s.use_reqwest = use_reqwest;
+    let r = run(&s).await;
     assert_eq!(r.completed, 6, "{:?}", r.errors);
     let log = srv.log();
     for q in &r.vbench.requests {
@@ -125,6 +133,13 @@ async fn per_request_scripted_delays_land_on_the_right_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_recorded_with_their_kind_and_never_dropped() {
+    // both transports: the lean HTTP/1.1 client (http://) and reqwest (https://)
+    for use_reqwest in [false, true] {
+        failures_with(use_reqwest).await;
+    }
+}
+
+async fn failures_with(use_reqwest: bool) {
     let srv = FakeServer::start(0, timing(5, 2)).await.unwrap();
     let prompts = [
         ("fine", 4u64),
@@ -140,6 +155,7 @@ async fn failures_are_recorded_with_their_kind_and_never_dropped() {
     let offsets = (0..prompts.len()).map(|i| 0.005 * i as f64).collect();
     let mut s = spec(&srv.base_url(), Api::Completions, &prompts, offsets);
     s.timeout = Duration::from_millis(500);
+    s.use_reqwest = use_reqwest;
     let r = run(&s).await;
     let kinds: Vec<Option<&str>> = r
         .vbench
@@ -199,13 +215,16 @@ async fn connect_errors_are_records_but_all_failed_warmup_is_an_error() {
         &[("x", 2), ("y", 2)],
         vec![0.0, 0.01],
     );
-    let r = run(&s).await;
-    assert_eq!(r.failed, 2);
-    assert!(r
-        .vbench
-        .requests
-        .iter()
-        .all(|q| q.error_kind.as_deref() == Some("connect")));
+    for use_reqwest in [false, true] {
+        s.use_reqwest = use_reqwest;
+        let r = run(&s).await;
+        assert_eq!(r.failed, 2);
+        assert!(r
+            .vbench
+            .requests
+            .iter()
+            .all(|q| q.error_kind.as_deref() == Some("connect")));
+    }
     s.warmup = 2;
     let e = load::execute(&s, &NoProgress).await.unwrap_err();
     assert!(e.to_string().contains("warm-up"), "{e}");

@@ -396,6 +396,9 @@ async fn run_variant<R: CellRunner>(
             );
         }
         smoke(&spec.entry_url, &plan.served_model_name).await?;
+        if variant.mode == crate::manifest::Mode::Nixl {
+            verify_kv_transfer(&running).await?;
+        }
         for cell in plan.cells_of(&variant.id) {
             if variant_dir.join(&cell.result_file).exists() {
                 eprintln!(
@@ -582,6 +585,34 @@ async fn wait_healthy(
             _ = until_interrupted(interrupted) => return Err(VariantError::Interrupted),
         }
     }
+}
+
+/// After the smoke request, every decoder must have received its prompt by KV transfer: a
+/// proxy that drops `kv_transfer_params` makes decoders re-prefill silently, which would
+/// measure the wrong system. vLLM versions without the per-source counter are only warned about.
+async fn verify_kv_transfer(running: &[(Component, Supervised)]) -> anyhow::Result<()> {
+    let mut external = 0.0;
+    let mut local = 0.0;
+    for (c, _) in running.iter().filter(|(c, _)| c.role == "decode") {
+        match metrics::kv_sources(&c.url).await {
+            Some((e, l)) => {
+                external += e;
+                local += l;
+            }
+            None => {
+                eprintln!("  warning: {} exports no prompt_tokens_by_source_total; KV transfer not verified", c.name);
+                return Ok(());
+            }
+        }
+    }
+    if external == 0.0 {
+        bail!(
+            "the smoke request reached the decoders without a KV transfer ({local} prompt tokens \
+             computed locally, 0 transferred): check the proxy and --kv-transfer-config"
+        );
+    }
+    eprintln!("  KV transfer verified: {external} prompt tokens arrived by transfer");
+    Ok(())
 }
 
 /// One short streaming request through the whole path before measuring anything.

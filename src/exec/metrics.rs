@@ -49,6 +49,41 @@ pub fn gauge_sum(text: &str, name: &str) -> Option<f64> {
     found
 }
 
+/// Sum of the series of `name` whose labels include `label="value"`.
+pub fn labelled_sum(text: &str, name: &str, label: &str, value: &str) -> Option<f64> {
+    let needle = format!("{label}=\"{value}\"");
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !rest.starts_with('{') {
+            continue;
+        }
+        let Some((labels, number)) = rest.rsplit_once('}') else {
+            continue;
+        };
+        if !labels.contains(&needle) {
+            continue;
+        }
+        if let Ok(v) = number.trim().parse::<f64>() {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
+
+/// Prompt tokens a decoder got by KV transfer and computed itself (vLLM's
+/// `prompt_tokens_by_source_total`), or `None` when this vLLM does not export them.
+pub async fn kv_sources(url: &str) -> Option<(f64, f64)> {
+    let text = fetch(&reqwest::Client::new(), url).await?;
+    let name = "vllm:prompt_tokens_by_source_total";
+    Some((
+        labelled_sum(&text, name, "source", "external_kv_transfer")?,
+        labelled_sum(&text, name, "source", "local_compute").unwrap_or(0.0),
+    ))
+}
+
 async fn fetch(client: &reqwest::Client, url: &str) -> Option<String> {
     let r = client
         .get(format!("{url}/metrics"))
@@ -121,6 +156,25 @@ pub fn write_samples(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::gauge_sum;
+
+    #[test]
+    fn labelled_series_are_selected_by_label() {
+        let text = "vllm:prompt_tokens_by_source_total{engine=\"0\",source=\"local_compute\"} 5.0\n\
+                    vllm:prompt_tokens_by_source_total{engine=\"0\",source=\"external_kv_transfer\"} 1538.0\n";
+        let name = "vllm:prompt_tokens_by_source_total";
+        assert_eq!(
+            super::labelled_sum(text, name, "source", "external_kv_transfer"),
+            Some(1538.0)
+        );
+        assert_eq!(
+            super::labelled_sum(text, name, "source", "local_compute"),
+            Some(5.0)
+        );
+        assert_eq!(
+            super::labelled_sum(text, name, "source", "local_cache_hit"),
+            None
+        );
+    }
 
     #[test]
     fn gauges_are_summed_over_labels_and_names_match_exactly() {

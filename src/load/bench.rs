@@ -113,6 +113,10 @@ pub struct BenchOptions {
     /// Tokio worker threads for the client (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Send through reqwest (hyper) even for http:// URLs, instead of vbench's lean HTTP/1.1
+    /// reader (https:// always uses reqwest). For comparing the two.
+    #[arg(long)]
+    pub reqwest: bool,
     /// Print the result's summary keys as JSON on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
@@ -234,6 +238,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     ls.timeout = Duration::from_secs_f64(args.timeout_s);
     ls.ignore_eos = args.ignore_eos || matches!(args.dataset, DatasetKind::Random);
     ls.lag_threshold_ms = args.lag_threshold_ms;
+    ls.use_reqwest = args.reqwest;
     ls.tokenizer_id = tokenizer.as_ref().map(|t| t.path.display().to_string());
     ls.tokenizer = tokenizer;
 

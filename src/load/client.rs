@@ -1,12 +1,14 @@
 //! One streamed request, measured: send, read the SSE stream, and turn what happened into a
 //! [`RequestRecord`]. Every outcome, including every kind of failure, becomes a record.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::time::timeout_at;
 
 use super::dataset::PreparedRequest;
+use super::http1::{Endpoint, Outcome};
 use super::sse::{SseParser, StreamAccount, StreamError};
 use super::tokenizer::Tokenizer;
 use crate::results::RequestRecord;
@@ -46,13 +48,26 @@ impl Api {
 }
 
 /// Everything a request task needs besides the request itself.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Target {
     pub url: String,
     pub model: String,
     pub api: Api,
     pub ignore_eos: bool,
     pub timeout: Duration,
+    /// The lean HTTP/1.1 path for `http://` URLs; `None` = use reqwest.
+    pub raw: Option<Arc<Endpoint>>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("url", &self.url)
+            .field("model", &self.model)
+            .field("api", &self.api)
+            .field("raw", &self.raw.is_some())
+            .finish()
+    }
 }
 
 /// The HTTP client vbench uses: no connection cap, no proxy, no Nagle, HTTP/1.1 keep-alive.
@@ -186,7 +201,10 @@ pub async fn send(
     let deadline = tokio::time::Instant::from_std(sent + target.timeout);
     let keep_text = tokenizer.is_some();
     let mut acct = StreamAccount::new(keep_text, req.max_tokens as usize);
-    let outcome = run_stream(client, target, body, request_id, deadline, &mut acct).await;
+    let outcome = match &target.raw {
+        Some(ep) => run_stream_raw(ep, target, &body, request_id, deadline, &mut acct).await,
+        None => run_stream(client, target, body, request_id, deadline, &mut acct).await,
+    };
     let end = Instant::now();
 
     let (status, failure) = match outcome {
@@ -248,6 +266,91 @@ pub async fn send(
         finished_s: since(end, at.start),
         usage_seen: usage.and_then(|u| u.completion_tokens).is_some(),
     }
+}
+
+async fn run_stream_raw(
+    ep: &Endpoint,
+    target: &Target,
+    body: &[u8],
+    request_id: &str,
+    deadline: tokio::time::Instant,
+    acct: &mut StreamAccount,
+) -> Result<u16, Failure> {
+    let mut parser = SseParser::new();
+    let outcome = {
+        let (parser, acct) = (&mut parser, &mut *acct);
+        let fut = ep.post(body, request_id, |bytes, now| {
+            parser.push(bytes, |d| acct.on_event(d, now))
+        });
+        tokio::time::timeout_at(deadline, fut).await
+    };
+    let status = 200;
+    match outcome {
+        Err(_) if acct.done => return Ok(status),
+        Err(_) => {
+            return Err(Failure {
+                kind: "timeout",
+                message: format!(
+                    "no complete response within {:.1} s (after {} content chunks)",
+                    target.timeout.as_secs_f64(),
+                    acct.content_chunks
+                ),
+                status: acct.first.map(|_| status),
+            })
+        }
+        Ok(Outcome::Ok) => {}
+        Ok(Outcome::Status(code, text)) => {
+            let text: String = text.chars().take(500).collect();
+            return Err(Failure {
+                kind: "http",
+                message: format!("HTTP {code}: {}", text.trim()),
+                status: Some(code),
+            });
+        }
+        Ok(Outcome::Failed { .. }) if acct.done => return Ok(status),
+        Ok(Outcome::Failed { kind, message }) => {
+            let message = if kind == "stream_cut" {
+                format!(
+                    "stream broke after {} content chunks: {message}",
+                    acct.content_chunks
+                )
+            } else {
+                message
+            };
+            let status = (kind != "connect").then_some(status);
+            return Err(Failure {
+                kind,
+                message,
+                status,
+            });
+        }
+        Ok(Outcome::Event(e)) => {
+            return Err(Failure {
+                kind: e.kind(),
+                message: e.message().to_string(),
+                status: Some(status),
+            })
+        }
+    }
+    let now = Instant::now();
+    parser
+        .finish(|d| acct.on_event(d, now))
+        .map_err(|e| Failure {
+            kind: e.kind(),
+            message: e.message().to_string(),
+            status: Some(status),
+        })?;
+    if !acct.done {
+        return Err(Failure {
+            kind: "stream_cut",
+            message: format!(
+                "stream ended after {} content chunks without data: [DONE]",
+                acct.content_chunks
+            ),
+            status: Some(status),
+        });
+    }
+    Ok(status)
 }
 
 async fn run_stream(

@@ -37,12 +37,19 @@
 //! ITLs = gaps between such chunks; E2E = the last one; TPOT = (E2E − TTFT)/(out − 1); token
 //! counts from the usage chunk. vbench measures all of them from the *scheduled* instant.
 //! A request is `ok` with HTTP 200, at least one content chunk and `data: [DONE]`; anything
-//! else is a failed record with an `error_kind`, never dropped.
+//! else is a failed record with an `error_kind` (`http`, `connect`, `request`, `timeout`,
+//! `stream_cut`, `malformed`, `server_error`, `no_content`, `not_sent`), never dropped.
+//!
+//! Transport: `http://` endpoints are driven by a lean HTTP/1.1 reader (`http1.rs`: one task
+//! per request reads its own socket, keep-alive pool, TCP_NODELAY); `https://` (or
+//! `LoadSpec::use_reqwest`) goes through reqwest. Sends are timed by a dedicated thread
+//! (`runner.rs`), because tokio's timer wheel has a 1 ms granularity.
 
 pub mod bench;
 pub mod client;
 pub mod dataset;
 pub mod fake_server;
+pub mod http1;
 mod pyrandom;
 pub mod runner;
 pub mod schedule;
@@ -126,6 +133,9 @@ pub struct LoadSpec {
     pub token_counts: String,
     /// Notes from preparing the dataset, carried into the result.
     pub notes: Vec<String>,
+    /// Send through reqwest even for `http://` URLs (default: the lean HTTP/1.1 client for
+    /// `http://`, reqwest for `https://`).
+    pub use_reqwest: bool,
 }
 
 impl LoadSpec {
@@ -169,6 +179,7 @@ impl LoadSpec {
                 TokenCounts::Estimated => "estimated".into(),
             },
             notes: dataset.notes.clone(),
+            use_reqwest: false,
         }
     }
 
@@ -207,6 +218,14 @@ pub fn write_result(path: &std::path::Path, result: &RunResult) -> anyhow::Resul
             .map_err(anyhow::Error::from)
             .and_then(|_| w.flush().map_err(anyhow::Error::from))
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    #[cfg(unix)]
+    {
+        // tempfile creates 0600; a result is a normal, shareable file.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
     }
     tmp.as_file()
         .sync_all()

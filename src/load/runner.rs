@@ -64,8 +64,9 @@ fn cpu_and_rss() -> (f64, f64) {
     )
 }
 
-/// Many concurrent streams need many sockets: lift the soft open-file limit to the hard one.
-fn raise_nofile_limit() {
+/// Many concurrent streams need many sockets: lift the soft open-file limit to the hard one
+/// (best effort; also used by the benchmark server).
+pub fn raise_nofile_limit() {
     // SAFETY: plain syscalls on a local struct.
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
@@ -129,6 +130,11 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
         api: spec.api,
         ignore_eos: spec.ignore_eos,
         timeout: spec.timeout,
+        raw: if spec.use_reqwest {
+            None
+        } else {
+            super::http1::Endpoint::new(&spec.url()).map(Arc::new)
+        },
     });
     let tokenizer = spec.tokenizer.clone();
 

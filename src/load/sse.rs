@@ -259,28 +259,26 @@ impl StreamAccount {
                 .unwrap_or_else(|| err.to_string());
             return Err(StreamError::Server(msg));
         }
-        if let Some(FirstChoice(first)) = chunk.choices.as_ref() {
-            if let Some(c) = first {
-                match self.last {
-                    None => self.first = Some(now),
-                    Some(prev) => self.itls.push((now - prev).as_secs_f64()),
-                }
-                self.last = Some(now);
-                self.content_chunks += 1;
-                let piece = c.text.as_deref().or_else(|| {
-                    c.delta.as_ref().and_then(|d| {
-                        d.content
-                            .as_deref()
-                            .filter(|s| !s.is_empty())
-                            .or(d.reasoning_content.as_deref())
-                            .or(d.reasoning.as_deref())
-                    })
-                });
-                if let Some(p) = piece.filter(|p| !p.is_empty()) {
-                    self.nonempty_chunks += 1;
-                    if let Some(t) = self.text.as_mut() {
-                        t.push_str(p);
-                    }
+        if let Some(FirstChoice(Some(c))) = chunk.choices.as_ref() {
+            match self.last {
+                None => self.first = Some(now),
+                Some(prev) => self.itls.push((now - prev).as_secs_f64()),
+            }
+            self.last = Some(now);
+            self.content_chunks += 1;
+            let piece = c.text.as_deref().or_else(|| {
+                c.delta.as_ref().and_then(|d| {
+                    d.content
+                        .as_deref()
+                        .filter(|s| !s.is_empty())
+                        .or(d.reasoning_content.as_deref())
+                        .or(d.reasoning.as_deref())
+                })
+            });
+            if let Some(p) = piece.filter(|p| !p.is_empty()) {
+                self.nonempty_chunks += 1;
+                if let Some(t) = self.text.as_mut() {
+                    t.push_str(p);
                 }
             }
         }

@@ -135,6 +135,7 @@ pub async fn serve(
     config.check()?;
     let client = reqwest::Client::builder()
         .timeout(config.timeout)
+        .tcp_nodelay(true)
         .pool_max_idle_per_host(1024)
         .build()
         .context("building the HTTP client")?;
@@ -155,6 +156,10 @@ pub async fn serve(
         .route("/v1/completions", post(generate))
         .route("/v1/chat/completions", post(generate))
         .with_state(shared);
+    // Relayed tokens are small writes: TCP_NODELAY keeps Nagle from batching them.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -169,6 +169,11 @@ pub async fn serve(
         .with_state(app.clone());
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    // Tokens are small writes a few ms apart: without TCP_NODELAY, Nagle's algorithm holds
+    // them back and the client would measure the network stack, not the engine.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     });

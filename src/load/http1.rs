@@ -1,0 +1,415 @@
+//! A lean HTTP/1.1 client for plain `http://` endpoints, the measuring path of the load
+//! generator: one task per request reads its socket directly and hands each piece of the
+//! chunked body to the SSE parser with the instant it arrived. No connection task, no body
+//! channel, no per-chunk allocation; keep-alive connections are pooled. `https://` endpoints
+//! go through reqwest instead (see `client.rs`).
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// What a response turned into, before the SSE rules are applied.
+pub enum Outcome<E> {
+    /// 200 and a complete body.
+    Ok,
+    /// A non-200 status with (the start of) its body.
+    Status(u16, String),
+    /// The stream could not be completed.
+    Failed { kind: &'static str, message: String },
+    /// The SSE layer rejected an event.
+    Event(E),
+}
+
+/// One endpoint (host, port, path) and its idle connections.
+pub struct Endpoint {
+    addr: SocketAddr,
+    head: String,
+    /// Idle keep-alive connections and when they became idle.
+    idle: Mutex<Vec<(TcpStream, Instant)>>,
+}
+
+/// Idle connections older than this are closed rather than reused: servers close idle
+/// keep-alive connections (uvicorn, which serves vLLM, after 5 s), and a request written into
+/// a connection the server is closing is a race better not run.
+const MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Endpoint {
+    /// For an `http://host:port/path` URL; `None` for anything else (https, unresolvable).
+    pub fn new(url: &str) -> Option<Endpoint> {
+        let rest = url.strip_prefix("http://")?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.contains('@') {
+            return None; // credentials: leave to reqwest
+        }
+        let with_port = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&with_port)
+            .ok()?
+            .next()?;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+             Accept: text/event-stream\r\nUser-Agent: vbench/{}\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        Some(Endpoint {
+            addr,
+            head,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn take_idle(&self) -> Option<TcpStream> {
+        let mut v = self.idle.lock().ok()?;
+        // Most recently used first; drop the stale ones (the oldest sit at the bottom).
+        let now = Instant::now();
+        let fresh_from = v.partition_point(|(_, t)| now.duration_since(*t) > MAX_IDLE);
+        v.drain(..fresh_from);
+        v.pop().map(|(s, _)| s)
+    }
+
+    fn put_idle(&self, s: TcpStream) {
+        if let Ok(mut v) = self.idle.lock() {
+            v.push((s, Instant::now()));
+        }
+    }
+
+    /// Send one request and feed its body to `on_body(bytes, arrival instant)`.
+    /// The caller bounds the whole call with a timeout.
+    pub async fn post<E>(
+        &self,
+        body: &[u8],
+        request_id: &str,
+        mut on_body: impl FnMut(&[u8], Instant) -> Result<(), E>,
+    ) -> Outcome<E> {
+        let mut req = Vec::with_capacity(self.head.len() + body.len() + 64);
+        req.extend_from_slice(self.head.as_bytes());
+        req.extend_from_slice(
+            format!(
+                "x-request-id: {request_id}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        req.extend_from_slice(body);
+
+        // A pooled connection may have been closed by the server while idle: if it fails
+        // before any response byte, retry once on a fresh connection.
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let (mut sock, head_len) = loop {
+            let (mut sock, reused) = match self.take_idle() {
+                Some(s) => (s, true),
+                None => match TcpStream::connect(self.addr).await {
+                    Ok(s) => {
+                        let _ = s.set_nodelay(true);
+                        (s, false)
+                    }
+                    Err(e) => {
+                        return Outcome::Failed {
+                            kind: "connect",
+                            message: format!("connecting to {}: {e}", self.addr),
+                        }
+                    }
+                },
+            };
+            buf.clear();
+            match write_and_read_head(&mut sock, &req, &mut buf).await {
+                Ok(n) => break (sock, n),
+                Err(_) if reused => continue,
+                Err(e) => {
+                    return Outcome::Failed {
+                        kind: "stream_cut",
+                        message: format!("no response head: {e}"),
+                    }
+                }
+            }
+        };
+
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        if resp.parse(&buf[..head_len]).is_err() {
+            return Outcome::Failed {
+                kind: "malformed",
+                message: "unparseable HTTP response head".into(),
+            };
+        }
+        let status = resp.code.unwrap_or(0);
+        let mut chunked = false;
+        let mut length: Option<usize> = None;
+        let mut close = resp.version == Some(0);
+        for h in resp.headers.iter() {
+            let v = std::str::from_utf8(h.value).unwrap_or("").trim();
+            if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = v.to_ascii_lowercase().contains("chunked");
+            } else if h.name.eq_ignore_ascii_case("content-length") {
+                length = v.parse().ok();
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                close = v.eq_ignore_ascii_case("close");
+            }
+        }
+        buf.drain(..head_len);
+
+        if status != 200 {
+            let mut text = Vec::new();
+            let _ = read_body(&mut sock, &mut buf, chunked, length, |b, _| {
+                if text.len() < 2000 {
+                    text.extend_from_slice(b);
+                }
+                Ok::<(), ()>(())
+            })
+            .await;
+            return Outcome::Status(status, String::from_utf8_lossy(&text).into_owned());
+        }
+        let mut event_err = None;
+        let r = read_body(&mut sock, &mut buf, chunked, length, |b, t| {
+            on_body(b, t).map_err(|e| event_err = Some(e))
+        })
+        .await;
+        if let Some(e) = event_err {
+            return Outcome::Event(e);
+        }
+        match r {
+            Ok(complete) => {
+                if complete && !close && chunked | length.is_some() {
+                    self.put_idle(sock);
+                }
+                Outcome::Ok
+            }
+            Err(message) => Outcome::Failed {
+                kind: "stream_cut",
+                message,
+            },
+        }
+    }
+}
+
+async fn write_and_read_head(
+    sock: &mut TcpStream,
+    req: &[u8],
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    sock.write_all(req).await?;
+    loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            return Ok(i + 4);
+        }
+        if buf.len() > 64 * 1024 {
+            return Err(std::io::Error::other("response head larger than 64 KiB"));
+        }
+        buf.reserve(8 * 1024);
+        if sock.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Decode the body (chunked, fixed length, or until close), calling `on` with each data piece
+/// and the instant its bytes were read. `Ok(true)`: body complete and the connection reusable
+/// in principle; `Ok(false)`: complete by close; `Err`: cut.
+async fn read_body<E>(
+    sock: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    chunked: bool,
+    length: Option<usize>,
+    mut on: impl FnMut(&[u8], Instant) -> Result<(), E>,
+) -> Result<bool, String> {
+    let mut now = Instant::now();
+    let mut pos = 0usize; // start of unconsumed bytes in buf
+    let mut remaining = length; // content-length mode
+                                // chunked state: Some(n) = n data bytes left in the current chunk (+2 for its CRLF)
+    let mut in_chunk: Option<usize> = None;
+    let mut chunks_seen = 0u64;
+    loop {
+        // consume what is buffered
+        loop {
+            let avail = &buf[pos..];
+            if chunked {
+                match in_chunk {
+                    None => {
+                        let Some(eol) = find(avail, b"\r\n") else {
+                            break;
+                        };
+                        let line = std::str::from_utf8(&avail[..eol]).unwrap_or("");
+                        let size_txt = line.split(';').next().unwrap_or("").trim();
+                        let size = usize::from_str_radix(size_txt, 16)
+                            .map_err(|_| format!("bad chunk size line {line:?}"))?;
+                        pos += eol + 2;
+                        if size == 0 {
+                            return Ok(true); // trailers, if any, are left unread
+                        }
+                        in_chunk = Some(size);
+                    }
+                    Some(left) => {
+                        if left == 0 {
+                            if avail.len() < 2 {
+                                break;
+                            }
+                            pos += 2; // CRLF after the chunk's data
+                            in_chunk = None;
+                            continue;
+                        }
+                        if avail.is_empty() {
+                            break;
+                        }
+                        let n = left.min(avail.len());
+                        if on(&avail[..n], now).is_err() {
+                            return Ok(false);
+                        }
+                        chunks_seen += 1;
+                        pos += n;
+                        in_chunk = Some(left - n);
+                    }
+                }
+            } else {
+                if avail.is_empty() {
+                    break;
+                }
+                let n = remaining.map_or(avail.len(), |r| r.min(avail.len()));
+                if on(&avail[..n], now).is_err() {
+                    return Ok(false);
+                }
+                pos += n;
+                if let Some(r) = remaining.as_mut() {
+                    *r -= n;
+                    if *r == 0 {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        if remaining == Some(0) {
+            return Ok(true);
+        }
+        // compact and read more
+        buf.drain(..pos);
+        pos = 0;
+        buf.reserve(16 * 1024);
+        match sock.read_buf(buf).await {
+            Ok(0) => {
+                if !chunked && remaining.is_none() {
+                    return Ok(false); // close-delimited body ends here
+                }
+                return Err(format!(
+                    "connection closed mid-body (after {chunks_seen} body pieces)"
+                ));
+            }
+            Ok(_) => now = Instant::now(),
+            Err(e) => return Err(format!("reading the body: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// Serve one connection: read the request head, then write `parts` with small pauses.
+    async fn serve_once(parts: Vec<&'static [u8]>) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/completions", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            for p in parts {
+                s.write_all(p).await.unwrap();
+                s.flush().await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        });
+        url
+    }
+
+    async fn collect(url: &str) -> (Vec<u8>, &'static str) {
+        let ep = Endpoint::new(url).unwrap();
+        let mut got = Vec::new();
+        let o = ep
+            .post(b"{}", "t-1", |b, _| {
+                got.extend_from_slice(b);
+                Ok::<(), ()>(())
+            })
+            .await;
+        let kind = match o {
+            Outcome::Ok => "ok",
+            Outcome::Status(..) => "status",
+            Outcome::Failed { kind, .. } => kind,
+            Outcome::Event(_) => "event",
+        };
+        (got, kind)
+    }
+
+    #[tokio::test]
+    async fn chunked_body_split_anywhere_with_extensions_is_decoded() {
+        let url = serve_once(vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n",
+            b"\r\n5;ext=1\r\nhel",
+            b"lo\r\n",
+            b"6\r",
+            b"\n world\r\n0\r\n\r\n",
+        ])
+        .await;
+        assert_eq!(collect(&url).await, (b"hello world".to_vec(), "ok"));
+    }
+
+    #[tokio::test]
+    async fn content_length_and_close_delimited_bodies_are_read_whole() {
+        let url = serve_once(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab",
+            b"cde",
+        ])
+        .await;
+        assert_eq!(collect(&url).await, (b"abcde".to_vec(), "ok"));
+        let url = serve_once(vec![b"HTTP/1.0 200 OK\r\n\r\nuntil ", b"close"]).await;
+        assert_eq!(collect(&url).await, (b"until close".to_vec(), "ok"));
+    }
+
+    #[tokio::test]
+    async fn cut_chunked_body_and_bad_chunk_size_are_stream_cuts() {
+        let url = serve_once(vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhe",
+        ])
+        .await;
+        assert_eq!(collect(&url).await, (b"he".to_vec(), "stream_cut"));
+        let url = serve_once(vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        ])
+        .await;
+        assert_eq!(collect(&url).await.1, "stream_cut");
+    }
+
+    #[tokio::test]
+    async fn non_200_status_returns_its_body() {
+        let url = serve_once(vec![b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy"]).await;
+        let ep = Endpoint::new(&url).unwrap();
+        match ep.post(b"{}", "t", |_, _| Ok::<(), ()>(())).await {
+            Outcome::Status(503, body) => assert_eq!(body, "busy"),
+            _ => panic!("expected a 503"),
+        }
+    }
+
+    #[test]
+    fn only_plain_http_urls_take_this_path() {
+        assert!(Endpoint::new("https://127.0.0.1:1/v1/completions").is_none());
+        assert!(Endpoint::new("http://user:pw@127.0.0.1:1/x").is_none());
+        let ep = Endpoint::new("http://127.0.0.1:8000/v1/chat/completions").unwrap();
+        assert!(ep
+            .head
+            .starts_with("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"));
+    }
+}

