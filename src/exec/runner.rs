@@ -182,7 +182,13 @@ fn topology(v: &crate::plan::Variant) -> Topology {
     }
 }
 
-/// Render the report of a finished run folder.
-pub fn render_report(_run_dir: &Path) -> anyhow::Result<()> {
-    bail!("the report is not part of this build yet; run `vbench report` when it is")
+/// Render the report of a finished run folder into its `report/`.
+pub fn render_report(run_dir: &Path) -> anyhow::Result<()> {
+    let outcome = crate::report::report_run_folder(run_dir).map_err(anyhow::Error::new)?;
+    eprintln!(
+        "report: {} ({} files)",
+        outcome.out_dir.join("index.html").display(),
+        outcome.files.len()
+    );
+    Ok(())
 }
