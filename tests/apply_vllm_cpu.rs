@@ -72,6 +72,7 @@ fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
         env["vllm_version"].as_str().unwrap_or("").contains("0.32"),
         "{env}"
     );
+    let mut instance_ports = Vec::new();
     for variant in ["simple-tp1", "nixl-p1d1-tp1x1"] {
         let dir = std::fs::read_dir(&run)
             .unwrap()
@@ -85,6 +86,19 @@ fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
                     .starts_with(variant)
             })
             .unwrap_or_else(|| panic!("no {variant} folder"));
+        let d: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("deployment.json")).unwrap()).unwrap();
+        for c in d["components"].as_array().unwrap() {
+            instance_ports.push(
+                c["url"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit(':')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
         let r: vbench::results::RunResult =
             serde_json::from_slice(&std::fs::read(dir.join("vllm-4qps.json")).unwrap()).unwrap();
         assert_eq!(
@@ -117,9 +131,6 @@ fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
             );
             assert_eq!(local, 0.0, "and computed none itself");
             // The two instances were pinned to different cores.
-            let d: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(dir.join("deployment.json")).unwrap())
-                    .unwrap();
             let binds: Vec<&str> = d["components"].as_array().unwrap()[..2]
                 .iter()
                 .map(|c| c["env"]["VLLM_CPU_OMP_THREADS_BIND"].as_str().unwrap())
@@ -127,9 +138,10 @@ fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
             assert_eq!(binds, ["0", "1"]);
         }
     }
-    let model_marker = model.display().to_string();
-    assert!(
-        vllm_processes(&format!("serve {model_marker} --host")).is_empty(),
-        "vLLM left running"
-    );
+    // Nothing this run started is still alive (the suite's own shared vLLM server, on another
+    // port, is not ours).
+    for port in &instance_ports {
+        let left = vllm_processes(&format!("--port {port} "));
+        assert!(left.is_empty(), "left running: {left:?}");
+    }
 }
