@@ -26,13 +26,6 @@ impl Error {
         Error::Failed(err.into())
     }
 
-    /// A command whose issue has not landed yet.
-    pub fn not_implemented(command: &str) -> Self {
-        Error::BadInput(anyhow::anyhow!(
-            "`vbench {command}` is not yet implemented in this build"
-        ))
-    }
-
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Manifest(_) | Error::BadInput(_) => 2,

@@ -197,46 +197,8 @@ impl LoadSpec {
     }
 }
 
-/// Write a result file atomically, refusing to overwrite. Streams the JSON to disk, so a
-/// 100,000-request result does not need a second in-memory copy as text.
+/// Write a result file atomically, refusing to overwrite; streamed, so a 100,000-request
+/// result does not need a second in-memory copy as text.
 pub fn write_result(path: &std::path::Path, result: &RunResult) -> anyhow::Result<()> {
-    use anyhow::Context;
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    if path.exists() {
-        anyhow::bail!("refusing to overwrite existing file {}", path.display());
-    }
-    let tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
-        serde_json::to_writer_pretty(&mut w, result)
-            .map_err(anyhow::Error::from)
-            .and_then(|_| w.flush().map_err(anyhow::Error::from))
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    #[cfg(unix)]
-    {
-        // tempfile creates 0600; a result is a normal, shareable file.
-        use std::os::unix::fs::PermissionsExt;
-        let _ = tmp
-            .as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("writing {}", path.display()))?;
-    // hard_link fails if the destination exists: "never overwrite" without a race.
-    std::fs::hard_link(tmp.path(), path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow::anyhow!("refusing to overwrite existing file {}", path.display())
-        } else {
-            anyhow::Error::new(e).context(format!("writing {}", path.display()))
-        }
-    })?;
-    Ok(())
+    crate::results::store::write_json_new(path, result)
 }

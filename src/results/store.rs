@@ -11,12 +11,25 @@ use anyhow::{bail, Context};
 /// `hard_link` (unlike `rename`) fails when the destination exists, which is what makes
 /// "never overwrite" race-free.
 pub fn write_json_new<T: serde::Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).context("serialising result")?;
-    write_bytes_new(path, &bytes)
+    // Streamed into the temp file: a 100,000-request result never exists twice in memory.
+    write_new_with(path, |file| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        serde_json::to_writer_pretty(&mut w, value)?;
+        w.flush()?;
+        Ok(())
+    })
 }
 
 /// Like [`write_json_new`] for raw bytes.
 pub fn write_bytes_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_new_with(path, |mut file| Ok(file.write_all(bytes)?))
+}
+
+/// The shared mechanism: fill a temp file beside `path`, fsync it, link it into place.
+fn write_new_with(
+    path: &Path,
+    fill: impl FnOnce(&std::fs::File) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -25,10 +38,10 @@ pub fn write_bytes_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if path.exists() {
         bail!("refusing to overwrite existing file {}", path.display());
     }
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+    let tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
+    fill(tmp.as_file())
+        .and_then(|_| Ok(tmp.as_file().sync_all()?))
         .with_context(|| format!("writing {}", path.display()))?;
     std::fs::hard_link(tmp.path(), path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
