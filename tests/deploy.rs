@@ -14,7 +14,6 @@ fn render_all(path: &str, sets: &[&str], cap: Capacity) -> Vec<DeploymentSpec> {
     let plan = plan::resolve(&loaded, &cap).unwrap();
     let m = &loaded.manifest;
     let target = deploy::Target {
-        plan: &plan,
         backend: plan.backend,
         accelerator: plan.accelerator,
         vllm_bin: &m.target.vllm_bin,

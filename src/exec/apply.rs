@@ -258,7 +258,6 @@ pub async fn apply<R: CellRunner>(
             .as_ref()
             .map(|a| (a.job_id.as_str(), a.nodes.as_slice())),
         slurm_cpus_per_instance: m.target.slurm.as_ref().map_or(4, |s| s.cpus_per_instance),
-        plan,
         backend: plan.backend,
         accelerator: plan.accelerator,
         vllm_bin: &m.target.vllm_bin,

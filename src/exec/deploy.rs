@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::manifest::{Accelerator, Backend, Mode, ProxyKind};
-use crate::plan::{Plan, RoleKind, Variant};
+use crate::plan::{RoleKind, Variant};
 
 use super::ports::PortAllocator;
 use super::process::ProcessSpec;
@@ -48,7 +48,6 @@ pub struct DeploymentSpec {
 
 /// What the launcher knows about the target beyond the plan.
 pub struct Target<'a> {
-    pub plan: &'a Plan,
     pub backend: Backend,
     pub accelerator: Accelerator,
     /// The `vllm` executable.

@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 use crate::load::{
     self, dataset, schedule, Api, LoadSpec, NoProgress, PreparedRequest, Tokenizer, Topology,
 };
-use crate::manifest::{self, DatasetKind, LoadedManifest, Mode, Rate};
+use crate::manifest::{self, DatasetKind, LoadedManifest, Mode};
 use crate::plan::RoleKind;
 use crate::results::{DeploymentInfo, RunResult};
 
@@ -103,10 +103,7 @@ impl CellRunner for LoadGenRunner {
             .prepared
             .get_or_try_init(|| async { prepare(req.loaded) })
             .await?;
-        let rate = match req.cell.rate {
-            Rate::PerSecond(r) => r,
-            Rate::Infinite => f64::INFINITY,
-        };
+        let rate = req.cell.rate.as_f64();
         let arrival = match m.load.arrival {
             manifest::Arrival::Poisson => schedule::Arrival::Poisson,
             manifest::Arrival::Constant => schedule::Arrival::Constant,
