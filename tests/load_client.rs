@@ -328,3 +328,53 @@ async fn same_seed_replays_the_same_schedule_and_requests() {
     assert_ne!(a.start_times, c.start_times);
     assert_eq!(a.completed, 20);
 }
+
+/// The client's runtime is blocked for 50 ms at a time (a stand-in for a client busy with
+/// thousands of other streams, or descheduled): the first token waits in the socket, but its
+/// arrival is taken from the kernel's receive stamp, so TTFT stays the server's 30 ms, and the
+/// wait shows up as client health instead.
+#[tokio::test(flavor = "current_thread")]
+async fn a_busy_client_still_times_tokens_by_when_they_arrived() {
+    // The server runs on its own thread and runtime, so the hog below cannot slow it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let srv = FakeServer::start(0, timing(30, 100)).await.unwrap();
+            tx.send(srv.base_url()).unwrap();
+            tokio::time::sleep(Duration::from_secs(4)).await;
+        });
+    });
+    let url = rx.recv().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hog = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50)); // blocks the only worker
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let prompts = [("busy client", 2u64); 4];
+    let offsets = (0..4).map(|i| 0.05 + i as f64 * 0.4).collect();
+    let mut s = spec(&url, Api::Completions, &prompts, offsets);
+    s.warmup = 1; // leaves a kept-alive connection, so the dispatcher thread sends on time
+    let r = run(&s).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    hog.await.unwrap();
+    let v = &r.vbench;
+    assert_eq!(r.completed, 4, "{:?}", v.requests);
+    for q in &v.requests {
+        let lag = q.sent_s - q.scheduled_s;
+        within(lag, -0.001, 0.01, "lag (sent by the dispatcher thread)");
+        within(q.ttft_s.unwrap() - lag, 0.029, 0.040, "TTFT from the send");
+    }
+    let c = &v.client;
+    assert!(c.kernel_stamped_share.unwrap() > 0.5, "{c:?}");
+    assert!(
+        c.read_wait_max_ms.unwrap() > 5.0,
+        "the hog made reads wait: {c:?}"
+    );
+    server.join().unwrap();
+}

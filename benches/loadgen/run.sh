@@ -35,7 +35,7 @@ if [[ -z "$VLLM" ]]; then
   elif command -v vllm >/dev/null; then VLLM=$(command -v vllm); fi
 fi
 
-setsid "${NICEP[@]}" taskset -c "$SERVER_CORE" "$SRV" "$PORT" "$TTFT_MS" "$GAP_MS" 1 2>"$OUT/server.log" &
+setsid "${NICEP[@]}" taskset -c "$SERVER_CORE" "$SRV" "$PORT" "$TTFT_MS" "$GAP_MS" 2>"$OUT/server.log" &
 SPID=$!
 trap 'kill -INT -- -$SPID 2>/dev/null || true; sleep 0.5; kill -KILL -- -$SPID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "$URL/health" >/dev/null && break; sleep 0.1; done

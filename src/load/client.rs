@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio::time::timeout_at;
 
 use super::dataset::PreparedRequest;
-use super::http1::{Endpoint, Outcome};
+use super::http1::{Endpoint, InFlight, Outcome, ReadStats};
 use super::sse::{SseParser, StreamAccount, StreamError};
 use super::tokenizer::Tokenizer;
 use crate::results::RequestRecord;
@@ -151,6 +151,16 @@ pub struct Measured {
     pub finished_s: f64,
     /// Whether the server reported usage (token counts) for it.
     pub usage_seen: bool,
+    /// How its body reads were timed (lean HTTP/1.1 path only).
+    pub reads: ReadStats,
+}
+
+/// A request the dispatcher thread prepared at its instant: the bytes for the wire and, when a
+/// kept-alive connection was free, the send already started on it.
+pub struct Dispatched {
+    pub wire: Vec<u8>,
+    /// The connection and the instant the write started.
+    pub started: Option<(InFlight, Instant)>,
 }
 
 /// Timing anchors of one request.
@@ -186,24 +196,64 @@ struct Failure {
     status: Option<u16>,
 }
 
-/// Send `req` now and measure it. Never fails: every problem is recorded in the result.
+/// One request to send and measure.
+pub struct Job<'a> {
+    pub req: &'a PreparedRequest,
+    pub index: u64,
+    pub request_id: &'a str,
+    pub at: Anchors,
+    /// What the dispatcher already did for it (lean HTTP/1.1 path only).
+    pub dispatched: Option<Dispatched>,
+}
+
+/// Send the request (or finish sending it) and measure it. Never fails: every problem is
+/// recorded in the result.
 pub async fn send(
     client: &reqwest::Client,
     target: &Target,
-    req: &PreparedRequest,
-    index: u64,
-    request_id: &str,
-    at: Anchors,
+    job: Job<'_>,
     tokenizer: Option<&Tokenizer>,
 ) -> Measured {
-    let body = request_body(target, req);
-    let sent = Instant::now();
-    let deadline = tokio::time::Instant::from_std(sent + target.timeout);
+    let Job {
+        req,
+        index,
+        request_id,
+        at,
+        dispatched,
+    } = job;
     let keep_text = tokenizer.is_some();
     let mut acct = StreamAccount::new(keep_text, req.max_tokens as usize);
-    let outcome = match &target.raw {
-        Some(ep) => run_stream_raw(ep, target, &body, request_id, deadline, &mut acct).await,
-        None => run_stream(client, target, body, request_id, deadline, &mut acct).await,
+    let mut reads = ReadStats::default();
+    let (outcome, sent) = match &target.raw {
+        Some(ep) => {
+            let (wire, started) = match dispatched {
+                Some(d) => (d.wire, d.started),
+                None => (
+                    ep.request_bytes(&request_body(target, req), request_id),
+                    None,
+                ),
+            };
+            let (in_flight, sent) = match started {
+                Some((f, t)) => (Some(f), t),
+                None => (None, Instant::now()),
+            };
+            let deadline = tokio::time::Instant::from_std(sent + target.timeout);
+            let stream = RawStream {
+                ep,
+                target,
+                wire: &wire,
+                in_flight,
+                deadline,
+            };
+            (run_stream_raw(stream, &mut acct, &mut reads).await, sent)
+        }
+        None => {
+            let body = request_body(target, req);
+            let sent = Instant::now();
+            let deadline = tokio::time::Instant::from_std(sent + target.timeout);
+            let outcome = run_stream(client, target, body, request_id, deadline, &mut acct).await;
+            (outcome, sent)
+        }
     };
     let end = Instant::now();
 
@@ -265,21 +315,35 @@ pub async fn send(
         },
         finished_s: since(end, at.start),
         usage_seen: usage.and_then(|u| u.completion_tokens).is_some(),
+        reads,
     }
 }
 
-async fn run_stream_raw(
-    ep: &Endpoint,
-    target: &Target,
-    body: &[u8],
-    request_id: &str,
+/// One request on the lean HTTP/1.1 path.
+struct RawStream<'a> {
+    ep: &'a Endpoint,
+    target: &'a Target,
+    wire: &'a [u8],
+    in_flight: Option<InFlight>,
     deadline: tokio::time::Instant,
+}
+
+async fn run_stream_raw(
+    stream: RawStream<'_>,
     acct: &mut StreamAccount,
+    reads: &mut ReadStats,
 ) -> Result<u16, Failure> {
+    let RawStream {
+        ep,
+        target,
+        wire,
+        in_flight,
+        deadline,
+    } = stream;
     let mut parser = SseParser::new();
     let outcome = {
         let (parser, acct) = (&mut parser, &mut *acct);
-        let fut = ep.post(body, request_id, |bytes, now| {
+        let fut = ep.post(wire, in_flight, reads, |bytes, now| {
             parser.push(bytes, |d| acct.on_event(d, now))
         });
         tokio::time::timeout_at(deadline, fut).await

@@ -5,11 +5,14 @@
 //! go through reqwest instead (see `client.rs`).
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+use super::net::{enable_rx_timestamps, recv_stamped};
 
 /// What a response turned into, before the SSE rules are applied.
 pub enum Outcome<E> {
@@ -21,6 +24,24 @@ pub enum Outcome<E> {
     Failed { kind: &'static str, message: String },
     /// The SSE layer rejected an event.
     Event(E),
+}
+
+/// What the reads of one response saw of the kernel's receive stamps.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadStats {
+    /// Body reads timed by the kernel's receive stamp.
+    pub stamped: u32,
+    /// Body reads timed by the read instant (no stamp came with them).
+    pub unstamped: u32,
+    /// The longest any body bytes waited in the socket before the client read them.
+    pub max_wait: Duration,
+}
+
+/// A request already written, whole or in part, on a kept-alive connection by the
+/// dispatcher thread at its scheduled instant; [`Endpoint::post`] finishes it.
+pub struct InFlight {
+    sock: TcpStream,
+    written: usize,
 }
 
 /// One endpoint (host, port, path) and its idle connections.
@@ -85,14 +106,8 @@ impl Endpoint {
         }
     }
 
-    /// Send one request and feed its body to `on_body(bytes, arrival instant)`.
-    /// The caller bounds the whole call with a timeout.
-    pub async fn post<E>(
-        &self,
-        body: &[u8],
-        request_id: &str,
-        mut on_body: impl FnMut(&[u8], Instant) -> Result<(), E>,
-    ) -> Outcome<E> {
+    /// The request as it goes on the wire: head, `x-request-id`, body.
+    pub fn request_bytes(&self, body: &[u8], request_id: &str) -> Vec<u8> {
         let mut req = Vec::with_capacity(self.head.len() + body.len() + 64);
         req.extend_from_slice(self.head.as_bytes());
         req.extend_from_slice(
@@ -103,29 +118,67 @@ impl Endpoint {
             .as_bytes(),
         );
         req.extend_from_slice(body);
+        req
+    }
 
+    /// Write `req` now, without blocking, on an idle keep-alive connection; `None` when there
+    /// is none (the caller's task then connects). Called from the dispatcher thread, so a
+    /// send happens at its instant however busy the runtime is with reading.
+    pub fn send_now(&self, req: &[u8]) -> Option<InFlight> {
+        let sock = self.take_idle()?;
+        // SAFETY: send reads `req` and writes nothing of ours; MSG_DONTWAIT never blocks,
+        // MSG_NOSIGNAL turns a closed peer into EPIPE rather than a signal.
+        let n = unsafe {
+            libc::send(
+                sock.as_raw_fd(),
+                req.as_ptr().cast(),
+                req.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        // A failed or short write is finished (or retried on a fresh connection) by `post`.
+        Some(InFlight {
+            sock,
+            written: n.max(0) as usize,
+        })
+    }
+
+    /// Send one request (or finish sending it, when the dispatcher started it) and feed its
+    /// body to `on_body(bytes, arrival instant)`. The caller bounds the whole call with a
+    /// timeout.
+    pub async fn post<E>(
+        &self,
+        req: &[u8],
+        mut started: Option<InFlight>,
+        stats: &mut ReadStats,
+        mut on_body: impl FnMut(&[u8], Instant) -> Result<(), E>,
+    ) -> Outcome<E> {
         // A pooled connection may have been closed by the server while idle: if it fails
         // before any response byte, retry once on a fresh connection.
         let mut buf = Vec::with_capacity(16 * 1024);
-        let (mut sock, head_len) = loop {
-            let (mut sock, reused) = match self.take_idle() {
-                Some(s) => (s, true),
-                None => match TcpStream::connect(self.addr).await {
-                    Ok(s) => {
-                        let _ = s.set_nodelay(true);
-                        (s, false)
-                    }
-                    Err(e) => {
-                        return Outcome::Failed {
-                            kind: "connect",
-                            message: format!("connecting to {}: {e}", self.addr),
+        let (sock, head_len, head_arrived) = loop {
+            let (mut sock, reused, written) = match started.take() {
+                Some(f) => (f.sock, true, f.written),
+                None => match self.take_idle() {
+                    Some(s) => (s, true, 0),
+                    None => match TcpStream::connect(self.addr).await {
+                        Ok(s) => {
+                            let _ = s.set_nodelay(true);
+                            enable_rx_timestamps(&s);
+                            (s, false, 0)
                         }
-                    }
+                        Err(e) => {
+                            return Outcome::Failed {
+                                kind: "connect",
+                                message: format!("connecting to {}: {e}", self.addr),
+                            }
+                        }
+                    },
                 },
             };
             buf.clear();
-            match write_and_read_head(&mut sock, &req, &mut buf).await {
-                Ok(n) => break (sock, n),
+            match write_and_read_head(&mut sock, &req[written.min(req.len())..], &mut buf).await {
+                Ok((n, arrived)) => break (sock, n, arrived),
                 Err(_) if reused => continue,
                 Err(e) => {
                     return Outcome::Failed {
@@ -162,19 +215,32 @@ impl Endpoint {
 
         if status != 200 {
             let mut text = Vec::new();
-            let _ = read_body(&mut sock, &mut buf, chunked, length, |b, _| {
-                if text.len() < 2000 {
-                    text.extend_from_slice(b);
-                }
-                Ok::<(), ()>(())
-            })
+            let mut ignored = ReadStats::default();
+            let _ = read_body(
+                &sock,
+                &mut buf,
+                (chunked, length),
+                head_arrived,
+                &mut ignored,
+                |b, _| {
+                    if text.len() < 2000 {
+                        text.extend_from_slice(b);
+                    }
+                    Ok::<(), ()>(())
+                },
+            )
             .await;
             return Outcome::Status(status, String::from_utf8_lossy(&text).into_owned());
         }
         let mut event_err = None;
-        let r = read_body(&mut sock, &mut buf, chunked, length, |b, t| {
-            on_body(b, t).map_err(|e| event_err = Some(e))
-        })
+        let r = read_body(
+            &sock,
+            &mut buf,
+            (chunked, length),
+            head_arrived,
+            stats,
+            |b, t| on_body(b, t).map_err(|e| event_err = Some(e)),
+        )
         .await;
         if let Some(e) = event_err {
             return Outcome::Event(e);
@@ -198,17 +264,21 @@ async fn write_and_read_head(
     sock: &mut TcpStream,
     req: &[u8],
     buf: &mut Vec<u8>,
-) -> std::io::Result<usize> {
-    sock.write_all(req).await?;
+) -> std::io::Result<(usize, Instant)> {
+    if !req.is_empty() {
+        sock.write_all(req).await?;
+    }
+    let mut arrived = Instant::now();
     loop {
         if let Some(i) = find(buf, b"\r\n\r\n") {
-            return Ok(i + 4);
+            return Ok((i + 4, arrived));
         }
         if buf.len() > 64 * 1024 {
             return Err(std::io::Error::other("response head larger than 64 KiB"));
         }
-        buf.reserve(8 * 1024);
-        if sock.read_buf(buf).await? == 0 {
+        let (n, arrival) = recv_stamped(sock, buf).await?;
+        arrived = arrival.at();
+        if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
     }
@@ -219,16 +289,18 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Decode the body (chunked, fixed length, or until close), calling `on` with each data piece
-/// and the instant its bytes were read. `Ok(true)`: body complete and the connection reusable
-/// in principle; `Ok(false)`: complete by close; `Err`: cut.
+/// and the instant its bytes arrived (the kernel's receive stamp when there is one).
+/// `Ok(true)`: body complete and the connection reusable in principle; `Ok(false)`: complete
+/// by close; `Err`: cut.
 async fn read_body<E>(
-    sock: &mut TcpStream,
+    sock: &TcpStream,
     buf: &mut Vec<u8>,
-    chunked: bool,
-    length: Option<usize>,
+    (chunked, length): (bool, Option<usize>),
+    head_arrived: Instant,
+    stats: &mut ReadStats,
     mut on: impl FnMut(&[u8], Instant) -> Result<(), E>,
 ) -> Result<bool, String> {
-    let mut now = Instant::now();
+    let mut now = head_arrived; // for body bytes that came with the head
     let mut pos = 0usize; // start of unconsumed bytes in buf
     let mut remaining = length; // content-length mode
                                 // chunked state: Some(n) = n data bytes left in the current chunk (+2 for its CRLF)
@@ -298,9 +370,8 @@ async fn read_body<E>(
         // compact and read more
         buf.drain(..pos);
         pos = 0;
-        buf.reserve(16 * 1024);
-        match sock.read_buf(buf).await {
-            Ok(0) => {
+        match recv_stamped(sock, buf).await {
+            Ok((0, _)) => {
                 if !chunked && remaining.is_none() {
                     return Ok(false); // close-delimited body ends here
                 }
@@ -308,7 +379,15 @@ async fn read_body<E>(
                     "connection closed mid-body (after {chunks_seen} body pieces)"
                 ));
             }
-            Ok(_) => now = Instant::now(),
+            Ok((_, arrival)) => {
+                now = arrival.at();
+                if arrival.kernel_at.is_some() {
+                    stats.stamped += 1;
+                    stats.max_wait = stats.max_wait.max(arrival.waited());
+                } else {
+                    stats.unstamped += 1;
+                }
+            }
             Err(e) => return Err(format!("reading the body: {e}")),
         }
     }
@@ -317,6 +396,7 @@ async fn read_body<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     /// Serve one connection: read the request head, then write `parts` with small pauses.
@@ -340,10 +420,15 @@ mod tests {
         let ep = Endpoint::new(url).unwrap();
         let mut got = Vec::new();
         let o = ep
-            .post(b"{}", "t-1", |b, _| {
-                got.extend_from_slice(b);
-                Ok::<(), ()>(())
-            })
+            .post(
+                &ep.request_bytes(b"{}", "t-1"),
+                None,
+                &mut ReadStats::default(),
+                |b, _| {
+                    got.extend_from_slice(b);
+                    Ok::<(), ()>(())
+                },
+            )
             .await;
         let kind = match o {
             Outcome::Ok => "ok",
@@ -397,7 +482,13 @@ mod tests {
     async fn non_200_status_returns_its_body() {
         let url = serve_once(vec![b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy"]).await;
         let ep = Endpoint::new(&url).unwrap();
-        match ep.post(b"{}", "t", |_, _| Ok::<(), ()>(())).await {
+        let req = ep.request_bytes(b"{}", "t");
+        match ep
+            .post(&req, None, &mut ReadStats::default(), |_, _| {
+                Ok::<(), ()>(())
+            })
+            .await
+        {
             Outcome::Status(503, body) => assert_eq!(body, "busy"),
             _ => panic!("expected a 503"),
         }

@@ -50,6 +50,7 @@ pub mod client;
 pub mod dataset;
 pub mod fake_server;
 pub mod http1;
+pub mod net;
 mod pyrandom;
 pub mod runner;
 pub mod schedule;

@@ -54,6 +54,12 @@ pub struct RunFacts {
     pub duration_s: f64,
     /// Dispatcher wake-up minus scheduled instant, seconds, per request.
     pub dispatch_lags_s: Vec<f64>,
+    /// Per request (with kernel-stamped reads): the longest its bytes waited to be read, s.
+    pub read_waits_s: Vec<f64>,
+    /// Share of body reads timed by the kernel's receive stamp (None: no lean-path reads).
+    pub kernel_stamped_share: Option<f64>,
+    /// Whether the dispatcher thread ran at real-time priority.
+    pub dispatcher_realtime: bool,
     pub tokens_from_usage: bool,
     pub warmup_failed: u64,
     pub cpu_s: Option<f64>,
@@ -94,6 +100,8 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
         (Some(_), Some(d)) => d,
         _ => lag_p99,
     };
+    let mut waits: Vec<f64> = facts.read_waits_s.iter().map(|w| w * 1e3).collect();
+    waits.sort_by(f64::total_cmp);
     let last_sent = records.iter().map(|r| r.sent_s).fold(0.0, f64::max);
     let last_sched = spec.offsets.last().copied().unwrap_or(0.0);
     let client = ClientHealth {
@@ -109,6 +117,10 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
         lag_threshold_ms: spec.lag_threshold_ms,
         offered_rate: (last_sched > 0.0).then(|| n as f64 / last_sched),
         dispatch_lag_p99_ms: dispatch_p99,
+        kernel_stamped_share: facts.kernel_stamped_share,
+        dispatcher_realtime: Some(facts.dispatcher_realtime),
+        read_wait_p99_ms: (!waits.is_empty()).then(|| percentile(&waits, 99.0)),
+        read_wait_max_ms: waits.last().copied(),
         cpu_s: facts.cpu_s,
         max_rss_mib: facts.max_rss_mib,
     };
@@ -284,6 +296,20 @@ pub fn human_summary(r: &RunResult) -> String {
             c.lag_p50_ms, c.lag_p99_ms, c.lag_max_ms
         ),
     );
+    if let (Some(share), Some(p99), Some(max)) = (
+        c.kernel_stamped_share,
+        c.read_wait_p99_ms,
+        c.read_wait_max_ms,
+    ) {
+        line(
+            &mut s,
+            "Read wait p99 / max (ms):",
+            format!(
+                "{p99:.2} / {max:.2}  ({:.0} % of reads kernel-stamped)",
+                share * 100.0
+            ),
+        );
+    }
     if let Some(cpu) = c.cpu_s {
         line(&mut s, "Client CPU (s):", format!("{cpu:.2}"));
     }

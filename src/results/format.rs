@@ -169,6 +169,22 @@ pub struct ClientHealth {
     /// for a `max_concurrency` slot. `client_fell_behind` uses this one when a cap is set.
     #[serde(default)]
     pub dispatch_lag_p99_ms: Option<f64>,
+    /// Whether the thread that sends on schedule ran at real-time priority (it asks for it;
+    /// it gets it as root or with CAP_SYS_NICE / RLIMIT_RTPRIO). Without it, a busy client
+    /// core shows as more lag.
+    #[serde(default)]
+    pub dispatcher_realtime: Option<bool>,
+    /// Share of response reads timed by the kernel's receive stamp rather than by when the
+    /// client got to read them (see `load::net`); None for the reqwest transport.
+    #[serde(default)]
+    pub kernel_stamped_share: Option<f64>,
+    /// How long received bytes waited in the socket before the client read them: p99 over
+    /// requests of each request's longest wait. With kernel stamps this wait is not in the
+    /// latencies; it shows how busy the client was.
+    #[serde(default)]
+    pub read_wait_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub read_wait_max_ms: Option<f64>,
     /// CPU seconds (user + system) the client process used during the measured run.
     #[serde(default)]
     pub cpu_s: Option<f64>,
