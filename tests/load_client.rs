@@ -332,17 +332,51 @@ async fn same_seed_replays_the_same_schedule_and_requests() {
 /// The client's runtime is blocked for 50 ms at a time (a stand-in for a client busy with
 /// thousands of other streams, or descheduled): the first token waits in the socket, but its
 /// arrival is taken from the kernel's receive stamp, so TTFT stays the server's 30 ms, and the
-/// wait shows up as client health instead.
+/// wait shows up as client health instead. With the stamps turned off, the same run measures
+/// the wait as latency.
 #[tokio::test(flavor = "current_thread")]
 async fn a_busy_client_still_times_tokens_by_when_they_arrived() {
+    let r = busy_client_run(true).await;
+    let v = &r.vbench;
+    assert_eq!(r.completed, 4, "{:?}", v.requests);
+    for q in &v.requests {
+        let lag = q.sent_s - q.scheduled_s;
+        within(lag, -0.001, 0.01, "lag (sent by the dispatcher thread)");
+        within(q.ttft_s.unwrap() - lag, 0.029, 0.040, "TTFT from the send");
+    }
+    let c = &v.client;
+    assert!(c.kernel_stamped_share.unwrap() > 0.5, "{c:?}");
+    assert!(
+        c.read_wait_max_ms.unwrap() > 5.0,
+        "the hog made reads wait: {c:?}"
+    );
+
+    let r = busy_client_run(false).await;
+    assert_eq!(r.completed, 4);
+    let c = &r.vbench.client;
+    assert_eq!(c.kernel_stamped_share, Some(0.0), "{c:?}");
+    let worst = r
+        .vbench
+        .requests
+        .iter()
+        .map(|q| q.ttft_s.unwrap() - (q.sent_s - q.scheduled_s))
+        .fold(0.0, f64::max);
+    assert!(
+        worst > 0.040,
+        "read instants include the hog's 50 ms blocks: {worst}"
+    );
+}
+
+async fn busy_client_run(rx_timestamps: bool) -> RunResult {
     // The server runs on its own thread and runtime, so the hog below cannot slow it.
     let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let srv = FakeServer::start(0, timing(30, 100)).await.unwrap();
             tx.send(srv.base_url()).unwrap();
-            tokio::time::sleep(Duration::from_secs(4)).await;
+            let _ = done_rx.await;
         });
     });
     let url = rx.recv().unwrap();
@@ -360,21 +394,11 @@ async fn a_busy_client_still_times_tokens_by_when_they_arrived() {
     let offsets = (0..4).map(|i| 0.05 + i as f64 * 0.4).collect();
     let mut s = spec(&url, Api::Completions, &prompts, offsets);
     s.warmup = 1; // leaves a kept-alive connection, so the dispatcher thread sends on time
+    s.rx_timestamps = rx_timestamps;
     let r = run(&s).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     hog.await.unwrap();
-    let v = &r.vbench;
-    assert_eq!(r.completed, 4, "{:?}", v.requests);
-    for q in &v.requests {
-        let lag = q.sent_s - q.scheduled_s;
-        within(lag, -0.001, 0.01, "lag (sent by the dispatcher thread)");
-        within(q.ttft_s.unwrap() - lag, 0.029, 0.040, "TTFT from the send");
-    }
-    let c = &v.client;
-    assert!(c.kernel_stamped_share.unwrap() > 0.5, "{c:?}");
-    assert!(
-        c.read_wait_max_ms.unwrap() > 5.0,
-        "the hog made reads wait: {c:?}"
-    );
+    let _ = done_tx.send(());
     server.join().unwrap();
+    r
 }

@@ -65,10 +65,11 @@ def analyze(outdir, name):
     res = json.load(open(os.path.join(outdir, name + ".json")))
     client, rate = name.split("-", 1)
     srv = server_log(os.path.join(outdir, name + ".server.jsonl"),
-                     "vbench-" if client == "vbench" else "vllm-")
+                     "vbench-" if client.startswith("vbench") else "vllm-")
     cpu, rss = time_stats(os.path.join(outdir, name + ".time"))
     e_ttft, e_tpot, lags = [], [], []
-    if client == "vbench":
+    wait99 = float("nan")
+    if client.startswith("vbench"):
         v = res["vbench"]
         for q in v["requests"]:
             if not q["ok"] or q["index"] not in srv:
@@ -80,6 +81,7 @@ def analyze(outdir, name):
                 e_tpot.append(q["tpot_s"] * 1e3 - s_tpot)
         achieved = v["client"]["achieved_rate"]
         lag50, lag99 = v["client"]["lag_p50_ms"], v["client"]["lag_p99_ms"]
+        wait99 = v["client"].get("read_wait_p99_ms") or float("nan")
         n, failed = len(v["requests"]), res["failed"]
     else:
         for i, (t, lat, out) in enumerate(zip(res["ttfts"], res["latencies"], res["output_lens"])):
@@ -97,7 +99,7 @@ def analyze(outdir, name):
         "client": client, "rate": rate, "n": n, "failed": failed, "achieved": achieved,
         "ttft_err_mean": mean(e_ttft), "ttft_err_p99": pct([abs(x) for x in e_ttft], 99),
         "tpot_err_mean": mean(e_tpot), "tpot_err_p99": pct([abs(x) for x in e_tpot], 99),
-        "lag50": lag50, "lag99": lag99, "cpu": cpu, "rss": rss,
+        "lag50": lag50, "lag99": lag99, "wait99": wait99, "cpu": cpu, "rss": rss,
     }
 
 
@@ -109,7 +111,7 @@ def main():
     )
     rows = [analyze(outdir, n) for n in names]
     hdr = ("client", "rate", "n", "fail", "achieved/s", "TTFTerr mean", "|TTFTerr| p99",
-           "TPOTerr mean", "|TPOTerr| p99", "lag p50", "lag p99", "CPU s", "RSS MB")
+           "TPOTerr mean", "|TPOTerr| p99", "lag p50", "lag p99", "read wait p99", "CPU s", "RSS MB")
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
     by = {}
@@ -117,7 +119,7 @@ def main():
         by[(r["client"], r["rate"])] = r
         print("| {client} | {rate} | {n} | {failed} | {achieved:.1f} | {ttft_err_mean:.3f} | "
               "{ttft_err_p99:.3f} | {tpot_err_mean:.4f} | {tpot_err_p99:.4f} | {lag50:.3f} | "
-              "{lag99:.3f} | {cpu:.2f} | {rss:.0f} |".format(**r))
+              "{lag99:.3f} | {wait99:.2f} | {cpu:.2f} | {rss:.0f} |".format(**r))
     ratios = []
     for (c, rate), r in by.items():
         if c == "vllm" and ("vbench", rate) in by:

@@ -8,6 +8,8 @@
 #        MAX_N=30000 (cap per rate)  MEMORY_N=100000 (0 skips the memory run)  MEMORY_RATE=1000
 #        VLLM_BENCH=/path/to/vllm (default: $VLLM_CPU_ROOT/venv/bin/vllm, or `vllm` on PATH)
 #        VLLM_RATES="100 1000"  CLIENT_CORE=0 SERVER_CORE=1  PORT=8199
+#        NOSTAMP_RATES="1000" (also run vbench with --no-rx-timestamps at these rates, named
+#        vbench+nostamps-RATE, to show what the kernel's receive stamps are worth)
 #        NICE=-10 (as root, client and server run at this niceness so other tenants of a shared
 #        machine disturb the measurement less; 0 disables)
 set -euo pipefail
@@ -40,12 +42,12 @@ SPID=$!
 trap 'kill -INT -- -$SPID 2>/dev/null || true; sleep 0.5; kill -KILL -- -$SPID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "$URL/health" >/dev/null && break; sleep 0.1; done
 
-run_vbench() { # NAME RATE N
+run_vbench() { # NAME RATE N [EXTRA ARGS...]
   curl -sf "$URL/log?reset=true" >/dev/null
   /usr/bin/time -v -o "$OUT/$1.time" "${NICEP[@]}" taskset -c "$CLIENT_CORE" "$BIN" bench --base-url "$URL" \
     --model m --tokenizer "$TOK" --dataset random --input-len 32 --output-len "$TOKENS" \
     --num-prompts "$3" --rate "$2" --seed 0 --warmup 1 --threads 1 --timeout-s 60 \
-    --out "$OUT/$1.json" >"$OUT/$1.txt" 2>&1 || echo "vbench at $2 req/s exited $?"
+    "${@:4}" --out "$OUT/$1.json" >"$OUT/$1.txt" 2>&1 || echo "vbench at $2 req/s exited $?"
   curl -sf "$URL/log?reset=true" >"$OUT/$1.server.jsonl"
 }
 
@@ -65,6 +67,10 @@ n_for() { local n; n=$(python3 -c "print(min($MAX_N, max(200, int($1 * $DURATION
 for r in $RATES; do
   echo "vbench at $r req/s ($(n_for "$r") requests)"
   run_vbench "vbench-$r" "$r" "$(n_for "$r")"
+done
+for r in ${NOSTAMP_RATES:-}; do
+  echo "vbench --no-rx-timestamps at $r req/s"
+  run_vbench "vbench+nostamps-$r" "$r" "$(n_for "$r")" --no-rx-timestamps
 done
 if [[ -n "$VLLM" ]]; then
   for r in $VLLM_RATES; do

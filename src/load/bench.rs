@@ -117,6 +117,10 @@ pub struct BenchOptions {
     /// reader (https:// always uses reqwest). For comparing the two.
     #[arg(long)]
     pub reqwest: bool,
+    /// Time response bytes by when vbench read them instead of by the kernel's receive stamp
+    /// (the default on the lean reader). For measuring what the stamps are worth.
+    #[arg(long)]
+    pub no_rx_timestamps: bool,
     /// Print the result's summary keys as JSON on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
@@ -239,6 +243,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     ls.ignore_eos = args.ignore_eos || matches!(args.dataset, DatasetKind::Random);
     ls.lag_threshold_ms = args.lag_threshold_ms;
     ls.use_reqwest = args.reqwest;
+    ls.rx_timestamps = !args.no_rx_timestamps;
     ls.tokenizer_id = tokenizer.as_ref().map(|t| t.path.display().to_string());
     ls.tokenizer = tokenizer;
 

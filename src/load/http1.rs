@@ -48,6 +48,8 @@ pub struct InFlight {
 pub struct Endpoint {
     addr: SocketAddr,
     head: String,
+    /// Ask the kernel to stamp received bytes (see `net.rs`).
+    rx_timestamps: bool,
     /// Idle keep-alive connections and when they became idle.
     idle: Mutex<Vec<(TcpStream, Instant)>>,
 }
@@ -59,7 +61,7 @@ const MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Endpoint {
     /// For an `http://host:port/path` URL; `None` for anything else (https, unresolvable).
-    pub fn new(url: &str) -> Option<Endpoint> {
+    pub fn new(url: &str, rx_timestamps: bool) -> Option<Endpoint> {
         let rest = url.strip_prefix("http://")?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -85,6 +87,7 @@ impl Endpoint {
             env!("CARGO_PKG_VERSION")
         );
         Some(Endpoint {
+            rx_timestamps,
             addr,
             head,
             idle: Mutex::new(Vec::new()),
@@ -164,7 +167,9 @@ impl Endpoint {
                     None => match TcpStream::connect(self.addr).await {
                         Ok(s) => {
                             let _ = s.set_nodelay(true);
-                            enable_rx_timestamps(&s);
+                            if self.rx_timestamps {
+                                enable_rx_timestamps(&s);
+                            }
                             (s, false, 0)
                         }
                         Err(e) => {
@@ -417,7 +422,7 @@ mod tests {
     }
 
     async fn collect(url: &str) -> (Vec<u8>, &'static str) {
-        let ep = Endpoint::new(url).unwrap();
+        let ep = Endpoint::new(url, true).unwrap();
         let mut got = Vec::new();
         let o = ep
             .post(
@@ -481,7 +486,7 @@ mod tests {
     #[tokio::test]
     async fn non_200_status_returns_its_body() {
         let url = serve_once(vec![b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy"]).await;
-        let ep = Endpoint::new(&url).unwrap();
+        let ep = Endpoint::new(&url, true).unwrap();
         let req = ep.request_bytes(b"{}", "t");
         match ep
             .post(&req, None, &mut ReadStats::default(), |_, _| {
@@ -496,9 +501,9 @@ mod tests {
 
     #[test]
     fn only_plain_http_urls_take_this_path() {
-        assert!(Endpoint::new("https://127.0.0.1:1/v1/completions").is_none());
-        assert!(Endpoint::new("http://user:pw@127.0.0.1:1/x").is_none());
-        let ep = Endpoint::new("http://127.0.0.1:8000/v1/chat/completions").unwrap();
+        assert!(Endpoint::new("https://127.0.0.1:1/v1/completions", true).is_none());
+        assert!(Endpoint::new("http://user:pw@127.0.0.1:1/x", true).is_none());
+        let ep = Endpoint::new("http://127.0.0.1:8000/v1/chat/completions", true).unwrap();
         assert!(ep
             .head
             .starts_with("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"));

@@ -43,7 +43,11 @@
 //! Transport: `http://` endpoints are driven by a lean HTTP/1.1 reader (`http1.rs`: one task
 //! per request reads its own socket, keep-alive pool, TCP_NODELAY); `https://` (or
 //! `LoadSpec::use_reqwest`) goes through reqwest. Sends are timed by a dedicated thread
-//! (`runner.rs`), because tokio's timer wheel has a 1 ms granularity.
+//! (`runner.rs`), because tokio's timer wheel has a 1 ms granularity; on a kept-alive
+//! connection that thread also writes the request itself, so a runtime busy reading thousands
+//! of streams cannot delay a send. Response bytes are timed by the kernel's receive stamp
+//! (`net.rs`), so it cannot delay a token either, as long as it reads each within a token gap
+//! (the `read_wait_*` figures of the client health say whether it did).
 
 pub mod bench;
 pub mod client;
@@ -137,6 +141,8 @@ pub struct LoadSpec {
     /// Send through reqwest even for `http://` URLs (default: the lean HTTP/1.1 client for
     /// `http://`, reqwest for `https://`).
     pub use_reqwest: bool,
+    /// Time response bytes by the kernel's receive stamp (lean reader only; default true).
+    pub rx_timestamps: bool,
 }
 
 impl LoadSpec {
@@ -181,6 +187,7 @@ impl LoadSpec {
             },
             notes: dataset.notes.clone(),
             use_reqwest: false,
+            rx_timestamps: true,
         }
     }
 

@@ -143,7 +143,7 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
         raw: if spec.use_reqwest {
             None
         } else {
-            super::http1::Endpoint::new(&spec.url()).map(Arc::new)
+            super::http1::Endpoint::new(&spec.url(), spec.rx_timestamps).map(Arc::new)
         },
     });
     let tokenizer = spec.tokenizer.clone();
