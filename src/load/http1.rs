@@ -37,11 +37,30 @@ pub struct ReadStats {
     pub max_wait: Duration,
 }
 
-/// A request already written, whole or in part, on a kept-alive connection by the
-/// dispatcher thread at its scheduled instant; [`Endpoint::post`] finishes it.
+/// A request the dispatcher thread already started at its scheduled instant: written, whole
+/// or in part, on a kept-alive connection, or on a connection it opened without waiting for
+/// the handshake. [`Endpoint::post`] finishes it.
 pub struct InFlight {
-    sock: TcpStream,
+    conn: Conn,
     written: usize,
+    /// Why the dispatcher's write failed, if it did for another reason than "not yet".
+    send_error: Option<std::io::Error>,
+}
+
+enum Conn {
+    /// From the keep-alive pool.
+    Pooled(TcpStream),
+    /// Opened by the dispatcher (non-blocking connect, possibly still in progress).
+    Opened(std::net::TcpStream),
+}
+
+impl Conn {
+    fn fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Conn::Pooled(s) => s.as_raw_fd(),
+            Conn::Opened(s) => s.as_raw_fd(),
+        }
+    }
 }
 
 /// One endpoint (host, port, path) and its idle connections.
@@ -124,26 +143,80 @@ impl Endpoint {
         req
     }
 
-    /// Write `req` now, without blocking, on an idle keep-alive connection; `None` when there
-    /// is none (the caller's task then connects). Called from the dispatcher thread, so a
-    /// send happens at its instant however busy the runtime is with reading.
+    /// Start sending `req` now without blocking: on an idle keep-alive connection, or else on
+    /// a new one whose handshake is not waited for (on loopback it is complete by the time
+    /// the write is tried). Called from the dispatcher thread, so a send happens at its
+    /// instant however busy the runtime is with reading. `None` only when no socket could be
+    /// made (the request's task then connects and reports why).
     pub fn send_now(&self, req: &[u8]) -> Option<InFlight> {
-        let sock = self.take_idle()?;
+        let conn = match self.take_idle() {
+            Some(s) => Conn::Pooled(s),
+            None => Conn::Opened(self.open_nonblocking().ok()?),
+        };
         // SAFETY: send reads `req` and writes nothing of ours; MSG_DONTWAIT never blocks,
         // MSG_NOSIGNAL turns a closed peer into EPIPE rather than a signal.
         let n = unsafe {
             libc::send(
-                sock.as_raw_fd(),
+                conn.fd(),
                 req.as_ptr().cast(),
                 req.len(),
                 libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
             )
         };
-        // A failed or short write is finished (or retried on a fresh connection) by `post`.
+        let send_error = (n < 0)
+            .then(std::io::Error::last_os_error)
+            .filter(|e| e.kind() != std::io::ErrorKind::WouldBlock);
+        // A short write, or one tried before the handshake finished, is completed by `post`.
         Some(InFlight {
-            sock,
+            conn,
             written: n.max(0) as usize,
+            send_error,
         })
+    }
+
+    /// A socket with a connect to the endpoint in progress (or already done).
+    fn open_nonblocking(&self) -> std::io::Result<std::net::TcpStream> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s = Socket::new(
+            Domain::for_address(self.addr),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        s.set_nonblocking(true)?;
+        s.set_tcp_nodelay(true)?;
+        if self.rx_timestamps {
+            enable_rx_timestamps(&s);
+        }
+        match s.connect(&self.addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(s.into())
+    }
+
+    /// Finish what the dispatcher started: a pooled connection as it is; an opened one once
+    /// its handshake completed. `Err` is a connect failure.
+    async fn resume(&self, f: InFlight) -> Result<(TcpStream, bool, usize), String> {
+        let connect_failed = |e: std::io::Error| format!("connecting to {}: {e}", self.addr);
+        match f.conn {
+            // A failed write on a pooled connection: the server closed it while idle; `post`
+            // retries on a fresh connection.
+            Conn::Pooled(s) => Ok((s, true, if f.send_error.is_some() { 0 } else { f.written })),
+            Conn::Opened(std) => {
+                if let Some(e) = f.send_error {
+                    return Err(connect_failed(e));
+                }
+                let s = TcpStream::from_std(std).map_err(connect_failed)?;
+                if f.written == 0 {
+                    s.writable().await.map_err(connect_failed)?;
+                    if let Some(e) = s.take_error().map_err(connect_failed)? {
+                        return Err(connect_failed(e));
+                    }
+                }
+                Ok((s, false, f.written))
+            }
+        }
     }
 
     /// Send one request (or finish sending it, when the dispatcher started it) and feed its
@@ -161,7 +234,15 @@ impl Endpoint {
         let mut buf = Vec::with_capacity(16 * 1024);
         let (sock, head_len, head_arrived) = loop {
             let (mut sock, reused, written) = match started.take() {
-                Some(f) => (f.sock, true, f.written),
+                Some(f) => match self.resume(f).await {
+                    Ok(c) => c,
+                    Err(message) => {
+                        return Outcome::Failed {
+                            kind: "connect",
+                            message,
+                        }
+                    }
+                },
                 None => match self.take_idle() {
                     Some(s) => (s, true, 0),
                     None => match TcpStream::connect(self.addr).await {
