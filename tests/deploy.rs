@@ -193,3 +193,75 @@ fn template_override_changes_the_command() {
     );
     let _ = (Accelerator::Cuda, Backend::Local);
 }
+
+#[test]
+fn h200_distserve_runs_vllm_as_a_module_with_the_site_env() {
+    let cap = Capacity {
+        gpus: Some(2),
+        cpu_cores: None,
+        source: "test".into(),
+    };
+    // The role's own env wins over the target's.
+    let specs = render_all(
+        "experiments/h200-distserve.toml",
+        &["deployment.1.decode.env.UCX_NET_DEVICES=\"lo\""],
+        cap,
+    );
+    let model = std::path::absolute("experiments/../benches/gpu/llama3-8b-shape").unwrap();
+    let simple = &specs[0].components[0].spec;
+    assert_eq!(simple.program, "python3");
+    assert_eq!(
+        simple.args[..4],
+        [
+            "-m",
+            "vllm.entrypoints.cli.main",
+            "serve",
+            model.to_str().unwrap()
+        ],
+        "vllm_bin's leading arguments come first, the model folder beside the manifest is absolute"
+    );
+    assert!(simple
+        .args
+        .windows(2)
+        .any(|w| w == ["--load-format", "dummy"]));
+    assert_eq!(simple.env["PYTHONPATH"], "/tmp/vsite");
+    assert_eq!(simple.env["NCCL_NVLS_ENABLE"], "0");
+    assert_eq!(simple.env["CUDA_VISIBLE_DEVICES"], "0");
+
+    let nixl = &specs[1];
+    let (p, d) = (&nixl.components[0], &nixl.components[1]);
+    assert_eq!((p.gpus.as_slice(), d.gpus.as_slice()), (&[0][..], &[1][..]));
+    assert_eq!(p.spec.env["UCX_NET_DEVICES"], "all");
+    assert_eq!(d.spec.env["UCX_NET_DEVICES"], "lo");
+    assert_eq!(d.spec.env["TORCH_SYMM_MEM_DISABLE_MULTICAST"], "1");
+    assert_eq!(nixl.components[2].spec.program, "/usr/bin/vbench");
+    assert!(
+        nixl.components[2].spec.env.is_empty(),
+        "the proxy is vbench, not vLLM: no target env"
+    );
+}
+
+#[test]
+fn vllm_bin_as_a_plain_program_and_model_ids_pass_unchanged() {
+    let cap = Capacity {
+        gpus: Some(8),
+        cpu_cores: None,
+        source: "test".into(),
+    };
+    let specs = render_all(
+        "experiments/qwen-pd.toml",
+        &["target.vllm_bin=\"/opt/v/bin/vllm\""],
+        cap,
+    );
+    let s = &specs[0].components[0].spec;
+    assert_eq!(s.program, "/opt/v/bin/vllm");
+    assert_eq!(s.args[..2], ["serve", "Qwen/Qwen3-0.6B"]);
+    assert_eq!(
+        deploy::model_arg("Qwen/Qwen3-0.6B", Path::new("experiments")),
+        "Qwen/Qwen3-0.6B"
+    );
+    assert_eq!(
+        deploy::model_arg("/abs/model", Path::new("experiments")),
+        "/abs/model"
+    );
+}

@@ -249,6 +249,16 @@ fn unknown_backend_lists_valid_values() {
 }
 
 #[test]
+fn empty_vllm_command_is_refused() {
+    assert_error(
+        &edit("backend = \"sim\"", "backend = \"sim\"\nvllm_bin = []"),
+        "15:12",
+        "vllm_bin needs a program",
+        None,
+    );
+}
+
+#[test]
 fn unknown_figure_format() {
     assert_error(
         &append("\n[report]\nformats = [\"jpg\"]\n"),

@@ -192,7 +192,7 @@ pub async fn apply<R: CellRunner>(
     let simulated = plan.backend == Backend::Sim;
     let env = rundir::environment(
         &loaded.path,
-        (!simulated).then_some(m.target.vllm_bin.as_str()),
+        (!simulated).then_some((&m.target.vllm_bin, &m.target.env)),
         simulated,
     );
     let run_dir = match &args.resume {
@@ -614,9 +614,12 @@ async fn verify_kv_transfer(running: &[(Component, Supervised)]) -> anyhow::Resu
     Ok(())
 }
 
-/// One short streaming request through the whole path before measuring anything.
+/// One short streaming request through the whole path before measuring anything. Its prompt
+/// spans several KV blocks (16 tokens each by default), so the decoders' transfer counter moves
+/// even for a connector that only transfers full blocks.
 async fn smoke(entry_url: &str, model: &str) -> anyhow::Result<()> {
-    let body = json!({"model": model, "prompt": "Hello", "max_tokens": 4, "stream": true,
+    let prompt = "Hello from the vbench smoke test. ".repeat(8);
+    let body = json!({"model": model, "prompt": prompt, "max_tokens": 4, "stream": true,
                       "stream_options": {"include_usage": true}});
     let resp = reqwest::Client::new()
         .post(format!("{entry_url}/v1/completions"))

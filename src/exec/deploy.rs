@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::manifest::{Accelerator, Backend, Mode, ProxyKind};
+use crate::manifest::{Accelerator, Backend, Mode, ProxyKind, VllmCommand};
 use crate::plan::{RoleKind, Variant};
 
 use super::ports::PortAllocator;
@@ -50,8 +50,8 @@ pub struct DeploymentSpec {
 pub struct Target<'a> {
     pub backend: Backend,
     pub accelerator: Accelerator,
-    /// The `vllm` executable.
-    pub vllm_bin: &'a str,
+    /// The command that runs vLLM (`vllm`, or e.g. `python3 -m vllm.entrypoints.cli.main`).
+    pub vllm_bin: &'a VllmCommand,
     /// This vbench executable (sim instances and the built-in proxy run as its subcommands).
     pub vbench_bin: String,
     pub sim_profile: Option<&'a str>,
@@ -82,6 +82,22 @@ fn core_list(cores: &[u32]) -> String {
             .collect::<Vec<_>>()
             .join(","),
     }
+}
+
+/// The model argument for vLLM: a relative path that names a folder beside the manifest is
+/// made absolute (vLLM would resolve it against its own working directory, or take it for a
+/// Hugging Face id); anything else (an id, an absolute path) is passed unchanged.
+pub fn model_arg(model: &str, manifest_dir: &Path) -> String {
+    let path = Path::new(model);
+    if path.is_relative() {
+        let beside = manifest_dir.join(path);
+        if beside.is_dir() {
+            if let Ok(abs) = std::path::absolute(&beside) {
+                return abs.display().to_string();
+            }
+        }
+    }
+    model.to_owned()
 }
 
 pub fn render(
@@ -229,7 +245,7 @@ pub fn render(
                     .join("|")
             });
             let ctx = json!({
-                "model": target.model,
+                "model": model_arg(target.model, target.manifest_dir),
                 "served_model_name": target.served_model_name,
                 "host": host,
                 "port": port,
@@ -260,9 +276,11 @@ pub fn render(
                     BTreeMap::new(),
                 )
             } else {
+                let mut args = target.vllm_bin.leading_args().to_vec();
+                args.extend(templates.args("vllm_serve", &ctx)?);
                 (
-                    target.vllm_bin.to_owned(),
-                    templates.args("vllm_serve", &ctx)?,
+                    target.vllm_bin.program().to_owned(),
+                    args,
                     templates.env("vllm_env", &ctx)?,
                 )
             };
@@ -320,7 +338,7 @@ pub fn render(
             (ProxyKind::Builtin, _) => (target.vbench_bin.clone(), templates.args("proxy_builtin", &ctx)?),
             (ProxyKind::VllmRouter, _) => {
                 // vllm-router installs next to vllm in the same environment.
-                let beside = Path::new(target.vllm_bin).with_file_name("vllm-router");
+                let beside = Path::new(target.vllm_bin.program()).with_file_name("vllm-router");
                 let program = if beside.exists() { beside.display().to_string() } else { "vllm-router".to_owned() };
                 (program, templates.args("proxy_vllm_router", &ctx)?)
             }

@@ -1,11 +1,14 @@
 //! The run folder: `results/<experiment>/<YYYYMMDD_HHMMSS>/`, created new for every run
 //! (never reused, never overwritten), and its provenance files.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
+
+use crate::manifest::VllmCommand;
 
 /// Create a fresh run folder under `results/<experiment>/`. Two runs in the same second get
 /// `_2`, `_3`, ... rather than sharing a folder.
@@ -74,14 +77,25 @@ pub fn check_resumable(dir: &Path, loaded: &crate::manifest::LoadedManifest) -> 
 }
 
 fn command_output(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).output().ok()?;
+    let mut c = Command::new(program);
+    c.args(args);
+    command_output_of(c)
+}
+
+fn command_output_of(mut command: Command) -> Option<String> {
+    let out = command.output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Versions, GPUs, host and the manifest's git revision.
-pub fn environment(manifest_path: &Path, vllm_bin: Option<&str>, simulated: bool) -> Value {
+/// `vllm` is the command that runs vLLM and the environment to ask it for its version in.
+pub fn environment(
+    manifest_path: &Path,
+    vllm: Option<(&VllmCommand, &BTreeMap<String, String>)>,
+    simulated: bool,
+) -> Value {
     let dir = manifest_path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -90,10 +104,12 @@ pub fn environment(manifest_path: &Path, vllm_bin: Option<&str>, simulated: bool
     let git_sha = command_output("git", &["-C", &dir_s, "rev-parse", "HEAD"]);
     let git_dirty = command_output("git", &["-C", &dir_s, "status", "--porcelain", "--", "."])
         .map(|s| !s.is_empty());
-    let vllm_version = match (simulated, vllm_bin) {
+    let vllm_version = match (simulated, vllm) {
         (true, _) => Some("simulated (vbench sim-serve)".to_owned()),
-        (false, Some(bin)) => {
-            command_output(bin, &["--version"]).map(|s| s.lines().last().unwrap_or("").to_owned())
+        (false, Some((cmd, env))) => {
+            let mut c = Command::new(cmd.program());
+            c.args(cmd.leading_args()).arg("--version").envs(env);
+            command_output_of(c).map(|s| s.lines().last().unwrap_or("").to_owned())
         }
         (false, None) => None,
     };

@@ -20,7 +20,8 @@ pub struct Manifest {
     /// Free text shown in the report.
     #[serde(default)]
     pub description: Option<String>,
-    /// Model to serve: a Hugging Face id (e.g. `Qwen/Qwen3-0.6B`) or a local folder.
+    /// Model to serve: a Hugging Face id (e.g. `Qwen/Qwen3-0.6B`) or a local folder (a relative
+    /// path that names a folder beside the manifest is passed to vLLM as an absolute path).
     pub model: String,
     /// Name the server exposes the model under (vLLM's `--served-model-name`). Default: `model`.
     #[serde(default)]
@@ -275,9 +276,15 @@ pub struct Target {
     /// Seconds to wait for every component's `/health` before the variant counts as failed.
     #[serde(default = "defaults::health_timeout_s")]
     pub health_timeout_s: f64,
-    /// The `vllm` executable (or a path to it).
-    #[serde(default = "defaults::vllm_bin")]
-    pub vllm_bin: String,
+    /// The `vllm` executable (or a path to it), or a whole command as a list whose first item is
+    /// the program, e.g. `["python3", "-m", "vllm.entrypoints.cli.main"]` for a vLLM that is
+    /// importable but has no usable `vllm` script. vbench appends `serve ...` (and `--version`).
+    #[serde(default)]
+    pub vllm_bin: VllmCommand,
+    /// Environment for every vLLM instance on this target (and vbench's `vllm --version` probe),
+    /// e.g. `PYTHONPATH` or NCCL settings of the site. A deployment's or role's `env` wins.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
     /// sim backend: simulator profile, a built-in name (e.g. `llama3-8b-h200`) or a TOML path.
     #[serde(default)]
     pub sim_profile: Option<String>,
@@ -295,7 +302,8 @@ impl Default for Target {
             cpu_cores_per_instance: defaults::cpu_cores_per_instance(),
             cpus: None,
             health_timeout_s: defaults::health_timeout_s(),
-            vllm_bin: defaults::vllm_bin(),
+            vllm_bin: VllmCommand::default(),
+            env: BTreeMap::new(),
             sim_profile: None,
             slurm: None,
         }
@@ -377,6 +385,78 @@ impl JsonSchema for Gpus {
                 { "type": "string", "enum": ["auto"] },
                 { "type": "integer", "minimum": 0 },
                 { "type": "array", "items": { "type": "integer", "minimum": 0 }, "uniqueItems": true }
+            ]
+        }))
+        .expect("static schema is valid")
+    }
+}
+
+/// The command that runs vLLM: a program, or a program and its leading arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VllmCommand(Vec<String>);
+
+impl VllmCommand {
+    /// The program to execute (the first item).
+    pub fn program(&self) -> &str {
+        &self.0[0]
+    }
+
+    /// Arguments that come before vLLM's own (`serve ...`); empty for a plain executable.
+    pub fn leading_args(&self) -> &[String] {
+        &self.0[1..]
+    }
+
+    pub fn parts(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl Default for VllmCommand {
+    fn default() -> Self {
+        VllmCommand(vec![defaults::vllm_bin()])
+    }
+}
+
+impl Serialize for VllmCommand {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for VllmCommand {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        use serde_untagged::de::Error;
+        let checked = |parts: Vec<String>| {
+            match parts.first() {
+            Some(p) if !p.trim().is_empty() => Ok(VllmCommand(parts)),
+            _ => Err(Error::custom(
+                "vllm_bin needs a program: e.g. \"vllm\" or [\"python3\", \"-m\", \"vllm.entrypoints.cli.main\"]",
+            )),
+        }
+        };
+        serde_untagged::UntaggedEnumVisitor::new()
+            .expecting("a program, or a list of a program and its leading arguments")
+            .string(|v| checked(vec![v.to_owned()]))
+            .seq(|seq| seq.deserialize().and_then(checked))
+            .deserialize(d)
+    }
+}
+
+impl JsonSchema for VllmCommand {
+    fn schema_name() -> String {
+        "VllmCommand".to_owned()
+    }
+
+    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        serde_json::from_value(serde_json::json!({
+            "description": "A program, or a list of a program and its leading arguments.",
+            "anyOf": [
+                { "type": "string", "minLength": 1 },
+                { "type": "array", "items": { "type": "string" }, "minItems": 1 }
             ]
         }))
         .expect("static schema is valid")

@@ -325,7 +325,9 @@ fn build(
 
     let role = |kind: RoleKind, instances: u32, tp: u32, gmu: Option<f64>, own: Option<&Role>| {
         let mut extra_args = dep.extra_args.clone();
-        let mut env = dep.env.clone();
+        // Target-wide environment, then the deployment's, then the role's: the narrower wins.
+        let mut env = m.target.env.clone();
+        env.extend(dep.env.clone());
         if let Some(r) = own {
             extra_args.extend(r.extra_args.iter().cloned());
             env.extend(r.env.clone());

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# On the GPU machine of the device tool: stage the vLLM site folder made by
+# ../shared/ref/vllm-gpu/prepare.sh (carried in parts, one per call), assemble it in /tmp/vsite
+# (the first lines of ../shared/ref/vllm-gpu/run-on-gpu.sh), and run `vbench apply`.
+# APP is the carried folder that mirrors the repo: vbench.xz, experiments/, benches/gpu/.
+# Usage (from the repository root, APP=.gpu/app):
+#   gpu-apply.sh stage PART_DIR            copy one carried part into /root/stage
+#   gpu-apply.sh assemble                  unpack /root/stage/vsite.part.* into /tmp/vsite
+#   gpu-apply.sh nixl PART_DIR             install the nixl wheels of PART_DIR into /tmp/vsite
+#   gpu-apply.sh apply TAG VBENCH_ARGS...  vbench apply into /root/results; logs and a tarball of
+#                                          the run folder into $OUT (TAG names them)
+set -u
+APP=${APP:-.gpu/app}
+STAGE=/root/stage
+cmd=$1; shift
+case $cmd in
+stage)
+  mkdir -p "$STAGE" && cp -a "$1"/. "$STAGE"/ && ls -la "$STAGE" && df -h /tmp | tail -1 ;;
+assemble)
+  t0=$SECONDS
+  cat "$STAGE"/vsite.part.* > /tmp/vsite.tar.xz && python3 -c "import tarfile; tarfile.open('/tmp/vsite.tar.xz').extractall('/tmp')" || { echo "assemble failed"; exit 1; }
+  rm -f /tmp/vsite.tar.xz
+  echo "assembled in $((SECONDS-t0)) s" ;;
+nixl)
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/vsite "$1"/nixl*.whl && echo "nixl installed" ;;
+apply)
+  tag=$1; shift
+  export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 UCX_NET_DEVICES=all
+  export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 VLLM_HOST_IP=127.0.0.1
+  export PYTHONUNBUFFERED=1
+  [ -x /tmp/vbench ] || python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open('/tmp/vbench','wb'))" "$APP/vbench.xz"
+  chmod +x /tmp/vbench
+  { date -u; nvidia-smi; nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory --format=csv; } > "$OUT/$tag-nvidia-smi-before.txt" 2>&1
+  t0=$SECONDS
+  (cd "$APP" && /tmp/vbench apply experiments/h200-distserve.toml --results /root/results "$@") > "$OUT/$tag-apply.log" 2>&1
+  rc=$?
+  echo "vbench apply rc=$rc after $((SECONDS-t0)) s" | tee -a "$OUT/$tag-apply.log"
+  { date -u; nvidia-smi; echo "compute apps:"; nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory --format=csv; echo "vllm/vbench processes left:"; ps -eo pid,pgid,etime,args | grep -E "vllm|vbench" | grep -v grep; } > "$OUT/$tag-nvidia-smi-after.txt" 2>&1
+  tar -C /root/results -cJf "$OUT/$tag-run.tar.xz" . 2>/dev/null
+  cat "$OUT/$tag-apply.log"; cat "$OUT/$tag-nvidia-smi-after.txt"
+  exit $rc ;;
+esac
