@@ -423,7 +423,8 @@ async fn run_variant<R: CellRunner>(
                 .filter(|(c, _)| c.role != "proxy")
                 .map(|(c, _)| (c.name.clone(), c.url.clone()))
                 .collect();
-            metrics::snapshot(&instances, &metrics_dir, &format!("{tag}-before")).await;
+            let before =
+                metrics::snapshot(&instances, &metrics_dir, &format!("{tag}-before")).await;
             let (stop_sampling, sampler) =
                 metrics::spawn_sampler(instances.clone(), Duration::from_secs(1));
             let outcome = tokio::select! {
@@ -436,8 +437,20 @@ async fn run_variant<R: CellRunner>(
                 let file = metrics_dir.join(format!("{tag}-samples.jsonl"));
                 let _ = metrics::write_samples(&file, &samples);
             }
-            let result = outcome?;
-            metrics::snapshot(&instances, &metrics_dir, &format!("{tag}-after")).await;
+            let mut result = outcome?;
+            let after = metrics::snapshot(&instances, &metrics_dir, &format!("{tag}-after")).await;
+            if let Some((hits, total)) = metrics::prefix_cache_share(&before, &after) {
+                if hits > PREFIX_CACHE_WARN_SHARE * total {
+                    let note = format!(
+                        "{:.0} % of this rate's prompt tokens ({hits:.0} of {total:.0}) came from \
+                         the servers' prefix cache: latencies are better than for prompts the \
+                         servers have not seen",
+                        100.0 * hits / total
+                    );
+                    eprintln!("  warning: {note}");
+                    result.vbench.load.notes.push(note);
+                }
+            }
             let path = variant_dir.join(&cell.result_file);
             write_json_new(&path, &result)?;
             eprintln!(
@@ -478,6 +491,11 @@ async fn run_variant<R: CellRunner>(
     }
     result
 }
+
+/// Above this share of prompt tokens served from the prefix cache in a rate, apply warns and
+/// notes it in the result. vbench's own prompts never repeat across rates, so a share this
+/// high means the dataset repeats prefixes (or has too few prompts for the sweep).
+const PREFIX_CACHE_WARN_SHARE: f64 = 0.10;
 
 fn deployment_record(spec: &DeploymentSpec, variant: &Variant) -> serde_json::Value {
     let components: Vec<_> = spec

@@ -97,14 +97,40 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Option<String> {
     r.text().await.ok()
 }
 
-/// Save each component's full `/metrics` text as `<dir>/<component>-<tag>.prom`.
-pub async fn snapshot(components: &[(String, String)], dir: &Path, tag: &str) {
+/// Save each component's full `/metrics` text as `<dir>/<component>-<tag>.prom`, and return
+/// the texts that could be fetched, by component.
+pub async fn snapshot(
+    components: &[(String, String)],
+    dir: &Path,
+    tag: &str,
+) -> BTreeMap<String, String> {
     let client = reqwest::Client::new();
+    let mut texts = BTreeMap::new();
     for (name, url) in components {
         if let Some(text) = fetch(&client, url).await {
             let _ = write_bytes_new(&dir.join(format!("{name}-{tag}.prom")), text.as_bytes());
+            texts.insert(name.clone(), text);
         }
     }
+    texts
+}
+
+/// Prompt tokens the instances took from their own prefix cache between two snapshots, and
+/// all prompt tokens they accounted for (vLLM's `prompt_tokens_by_source_total`); `None` when
+/// the servers do not export it or saw no prompt tokens.
+pub fn prefix_cache_share(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> Option<(f64, f64)> {
+    let name = "vllm:prompt_tokens_by_source_total";
+    let (mut hits, mut total) = (0.0, 0.0);
+    for (component, a) in after {
+        let b = before.get(component).map(String::as_str).unwrap_or("");
+        let delta = |f: &dyn Fn(&str) -> Option<f64>| f(a).unwrap_or(0.0) - f(b).unwrap_or(0.0);
+        hits += delta(&|t| labelled_sum(t, name, "source", "local_cache_hit"));
+        total += delta(&|t| gauge_sum(t, name));
+    }
+    (total > 0.0).then_some((hits, total))
 }
 
 /// Sample the gauges of every component every `period` until told to stop.
@@ -156,6 +182,32 @@ pub fn write_samples(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::gauge_sum;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn prefix_cache_share_is_the_rate_s_delta_over_all_instances() {
+        let text = |hit: f64, compute: f64| {
+            format!(
+                "vllm:prompt_tokens_by_source_total{{engine=\"0\",source=\"local_cache_hit\"}} {hit}\n\
+                 vllm:prompt_tokens_by_source_total{{engine=\"0\",source=\"local_compute\"}} {compute}\n"
+            )
+        };
+        let snap = |pairs: &[(&str, String)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        };
+        let before = snap(&[("a", text(100.0, 1000.0)), ("b", text(0.0, 0.0))]);
+        let after = snap(&[("a", text(400.0, 1600.0)), ("b", text(100.0, 900.0))]);
+        assert_eq!(
+            super::prefix_cache_share(&before, &after),
+            Some((400.0, 1900.0))
+        );
+        // an older vLLM without the counter, or no traffic
+        let plain = snap(&[("a", "vllm:num_requests_running 0\n".to_string())]);
+        assert_eq!(super::prefix_cache_share(&plain, &plain), None);
+    }
 
     #[test]
     fn labelled_series_are_selected_by_label() {

@@ -211,9 +211,16 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
             range_ratio: args.range_ratio,
         },
     };
-    let data = dataset::load(&spec, args.num_prompts, args.seed, tokenizer.as_deref())
-        .map_err(Error::bad_input)?;
-    let offsets = arrival_offsets(data.requests.len(), args.rate, arrival, args.seed)
+    // The warm-up gets prompts of its own, after the measured ones, so a prefix cache cannot
+    // serve a measured request from a warm-up.
+    let data = dataset::load(
+        &spec,
+        args.num_prompts + args.warmup,
+        args.seed,
+        tokenizer.as_deref(),
+    )
+    .map_err(Error::bad_input)?;
+    let offsets = arrival_offsets(args.num_prompts, args.rate, arrival, args.seed)
         .map_err(Error::bad_input)?;
     let requests: Arc<[_]> = data.requests.clone().into();
     let deployment = DeploymentInfo {

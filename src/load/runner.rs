@@ -186,7 +186,9 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
                 tokenizer.clone(),
             );
             set.spawn(async move {
-                let req = &reqs[w % reqs.len()];
+                // Warm-up prompts come after the measured ones when the caller prepared
+                // extra (so a prefix cache cannot serve a measured request from a warm-up).
+                let req = &reqs[(n + w) % reqs.len()];
                 let at = Anchors {
                     start: t0,
                     scheduled: Instant::now(),
