@@ -126,3 +126,47 @@ fn unreachable_server_is_a_failed_run_not_a_hang() {
         .stderr(predicate::str::contains("warm-up"));
     assert!(!dir.path().join("r.json").exists());
 }
+
+#[test]
+fn goodput_counts_the_requests_that_meet_every_objective() {
+    let (_rt, srv) = server();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, slo: &[&str]| -> RunResult {
+        let out = dir.path().join(name);
+        Command::cargo_bin("vbench")
+            .unwrap()
+            .args(["bench", "--base-url", &srv.base_url(), "--model", "m"])
+            .args(["--tokenizer", &tiny(), "--dataset", "random"])
+            .args([
+                "--input-len",
+                "8",
+                "--output-len",
+                "4",
+                "--num-prompts",
+                "10",
+            ])
+            .args(["--rate", "200", "--goodput"])
+            .args(slo)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Request goodput (req/s):"));
+        serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+    };
+    // the server answers in ~5 ms + 3 x 2 ms: generous objectives hold for all
+    let all = run("loose.json", &["ttft:2000", "tpot:1000"]);
+    let goodput = all.request_goodput.expect("goodput asked for");
+    assert!((goodput - all.request_throughput).abs() < 1e-9, "{all:?}");
+    // a TTFT objective below the server's fixed 5 ms holds for none
+    let none = run("strict.json", &["ttft:1"]);
+    assert_eq!(none.request_goodput, Some(0.0));
+    Command::cargo_bin("vbench")
+        .unwrap()
+        .args(["bench", "--base-url", &srv.base_url(), "--model", "m"])
+        .args(["--goodput", "itl:5", "--out"])
+        .arg(dir.path().join("bad.json"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("unknown objective"));
+}

@@ -179,6 +179,11 @@ impl CellRunner for LoadGenRunner {
         spec.tokenizer_id = prepared.tokenizer_id.clone();
         spec.topology = topology(v);
         spec.label = Some(v.label.clone());
+        spec.goodput = Some(load::GoodputSlo {
+            ttft_ms: Some(m.slo.ttft_ms),
+            tpot_ms: Some(m.slo.tpot_ms),
+            e2el_ms: None,
+        });
         let repeats = if prepared.distinct < prepared.requests.len() {
             format!(
                 "the dataset had only {} distinct prompts for all rates, so prompts repeat",

@@ -14,6 +14,7 @@ use super::runner::{execute, LoadError, NoProgress, Progress};
 use super::schedule::{arrival_offsets, Arrival};
 use super::summary::human_summary;
 use super::tokenizer::Tokenizer;
+use super::GoodputSlo;
 use super::{write_result, Api, LoadSpec};
 use crate::error::{Error, Result};
 use crate::results::{DeploymentInfo, RequestRecord};
@@ -104,6 +105,10 @@ pub struct BenchOptions {
     /// Ask the server to ignore EOS and always produce the requested tokens (forced for random).
     #[arg(long)]
     pub ignore_eos: bool,
+    /// Objectives for `request_goodput`, as vLLM's: `ttft:MS`, `tpot:MS`, `e2el:MS` (any of
+    /// them, space-separated). Without it request_goodput is null.
+    #[arg(long, num_args = 1.., value_name = "KEY:MS")]
+    pub goodput: Vec<String>,
     /// Flag the result `client_fell_behind` when schedule-lag p99 exceeds this (ms).
     #[arg(long, default_value_t = 5.0)]
     pub lag_threshold_ms: f64,
@@ -168,6 +173,11 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     if !(args.timeout_s > 0.0 && args.timeout_s.is_finite()) {
         return Err(Error::bad_input(anyhow!("--timeout-s must be > 0")));
     }
+    let goodput = if args.goodput.is_empty() {
+        None
+    } else {
+        Some(GoodputSlo::parse(&args.goodput).map_err(|e| Error::bad_input(anyhow!(e)))?)
+    };
     let api = if args
         .endpoint
         .trim_end_matches('/')
@@ -249,6 +259,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     ls.timeout = Duration::from_secs_f64(args.timeout_s);
     ls.ignore_eos = args.ignore_eos || matches!(args.dataset, DatasetKind::Random);
     ls.lag_threshold_ms = args.lag_threshold_ms;
+    ls.goodput = goodput;
     ls.use_reqwest = args.reqwest;
     ls.rx_timestamps = !args.no_rx_timestamps;
     ls.tokenizer_id = tokenizer.as_ref().map(|t| t.path.display().to_string());

@@ -143,6 +143,63 @@ pub struct LoadSpec {
     pub use_reqwest: bool,
     /// Time response bytes by the kernel's receive stamp (lean reader only; default true).
     pub rx_timestamps: bool,
+    /// Service-level objectives for `request_goodput` (vLLM's `--goodput`); None leaves it null.
+    pub goodput: Option<GoodputSlo>,
+}
+
+/// Per-request objectives, in ms, as vLLM's `bench serve --goodput ttft:MS tpot:MS e2el:MS`:
+/// a request is good when it succeeded and meets every objective given.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GoodputSlo {
+    pub ttft_ms: Option<f64>,
+    pub tpot_ms: Option<f64>,
+    pub e2el_ms: Option<f64>,
+}
+
+impl GoodputSlo {
+    /// Parse vLLM's `KEY:MS` pairs (`ttft`, `tpot`, `e2el`).
+    pub fn parse(pairs: &[String]) -> Result<GoodputSlo, String> {
+        let mut slo = GoodputSlo::default();
+        for pair in pairs {
+            let (key, value) = pair
+                .split_once(':')
+                .ok_or_else(|| format!("--goodput {pair:?}: expected KEY:MS, e.g. ttft:200"))?;
+            let ms: f64 = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| {
+                    format!("--goodput {pair:?}: {value:?} is not a positive number of ms")
+                })?;
+            let slot = match key.trim() {
+                "ttft" => &mut slo.ttft_ms,
+                "tpot" => &mut slo.tpot_ms,
+                "e2el" => &mut slo.e2el_ms,
+                other => {
+                    return Err(format!(
+                        "--goodput {pair:?}: unknown objective {other:?} (ttft, tpot or e2el)"
+                    ))
+                }
+            };
+            *slot = Some(ms);
+        }
+        Ok(slo)
+    }
+
+    /// Whether a request meets every objective (failed requests never do).
+    pub fn met_by(&self, r: &crate::results::RequestRecord) -> bool {
+        let within = |limit: Option<f64>, value: Option<f64>| match (limit, value) {
+            (None, _) => true,
+            (Some(l), Some(v)) => v * 1e3 <= l,
+            (Some(_), None) => false,
+        };
+        // vLLM scores a one-token request's TPOT as 0.
+        let tpot = r.tpot_s.or(r.ok.then_some(0.0));
+        r.ok && within(self.ttft_ms, r.ttft_s)
+            && within(self.tpot_ms, tpot)
+            && within(self.e2el_ms, r.e2e_s)
+    }
 }
 
 impl LoadSpec {
@@ -188,6 +245,7 @@ impl LoadSpec {
             notes: dataset.notes.clone(),
             use_reqwest: false,
             rx_timestamps: true,
+            goodput: None,
         }
     }
 
@@ -209,4 +267,57 @@ impl LoadSpec {
 /// result does not need a second in-memory copy as text.
 pub fn write_result(path: &std::path::Path, result: &RunResult) -> anyhow::Result<()> {
     crate::results::store::write_json_new(path, result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GoodputSlo;
+    use crate::results::RequestRecord;
+
+    fn record(ok: bool, ttft: f64, tpot: Option<f64>, e2e: f64) -> RequestRecord {
+        RequestRecord {
+            index: 0,
+            scheduled_s: 0.0,
+            sent_s: 0.0,
+            ttft_s: Some(ttft),
+            e2e_s: ok.then_some(e2e),
+            itls_s: vec![],
+            tpot_s: tpot,
+            prompt_tokens: 1,
+            output_tokens: 2,
+            ok,
+            http_status: Some(200),
+            error_kind: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn goodput_objectives_parse_like_vllm_and_judge_each_request() {
+        let slo = GoodputSlo::parse(&["ttft:200".into(), "tpot:10".into()]).unwrap();
+        assert_eq!(
+            slo,
+            GoodputSlo {
+                ttft_ms: Some(200.0),
+                tpot_ms: Some(10.0),
+                e2el_ms: None
+            }
+        );
+        assert!(
+            slo.met_by(&record(true, 0.2, Some(0.010), 9.0)),
+            "limits are inclusive"
+        );
+        assert!(!slo.met_by(&record(true, 0.201, Some(0.005), 1.0)));
+        assert!(!slo.met_by(&record(true, 0.1, Some(0.0101), 1.0)));
+        assert!(
+            slo.met_by(&record(true, 0.1, None, 1.0)),
+            "one token: TPOT 0"
+        );
+        assert!(!slo.met_by(&record(false, 0.1, Some(0.001), 1.0)), "failed");
+        let e2e = GoodputSlo::parse(&["e2el:500".into()]).unwrap();
+        assert!(!e2e.met_by(&record(true, 0.1, Some(0.001), 0.6)));
+        for bad in ["ttft", "ttft:abc", "ttft:-1", "itl:5"] {
+            assert!(GoodputSlo::parse(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
 }

@@ -166,7 +166,9 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
         total_input_tokens: total_input,
         total_output_tokens: total_output,
         request_throughput: completed as f64 / duration,
-        request_goodput: None,
+        request_goodput: spec
+            .goodput
+            .map(|slo| records.iter().filter(|r| slo.met_by(r)).count() as f64 / duration),
         output_throughput: total_output as f64 / duration,
         total_token_throughput: (total_input + total_output) as f64 / duration,
         input_lens: records.iter().map(|r| r.prompt_tokens).collect(),
@@ -253,6 +255,9 @@ pub fn human_summary(r: &RunResult) -> String {
         "Request throughput (req/s):",
         format!("{:.2}", r.request_throughput),
     );
+    if let Some(g) = r.request_goodput {
+        line(&mut s, "Request goodput (req/s):", format!("{g:.2}"));
+    }
     line(
         &mut s,
         "Output token throughput (tok/s):",

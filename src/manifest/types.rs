@@ -223,7 +223,8 @@ pub enum Api {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Slo {
-    /// Time-to-first-token objective in milliseconds.
+    /// Time-to-first-token objective in milliseconds. With `tpot_ms` it also scores each result
+    /// file's `request_goodput`, as vLLM's `--goodput ttft:MS tpot:MS` would.
     #[serde(default = "defaults::ttft_ms")]
     pub ttft_ms: f64,
     /// Time-per-output-token objective in milliseconds.
