@@ -19,6 +19,9 @@ fn render_all(path: &str, sets: &[&str], cap: Capacity) -> Vec<DeploymentSpec> {
         vllm_bin: &m.target.vllm_bin,
         vbench_bin: "/usr/bin/vbench".into(),
         sim_profile: m.target.sim_profile.as_deref(),
+        // what apply passes when the manifest's tokenizer is a local folder (machine-specific
+        // in real runs, fixed here for the snapshot)
+        sim_tokenizer: deploy::local_tokenizer(m, loaded.base_dir()).map(|_| "/models/tok".into()),
         gpu_pool: (0..cap.gpus.unwrap_or(0)).collect(),
         cpu_pool: (0..cap.cpu_cores.unwrap_or(0)).collect(),
         cpu_cores_per_instance: m.target.cpu_cores_per_instance,

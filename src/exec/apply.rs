@@ -263,6 +263,7 @@ pub async fn apply<R: CellRunner>(
         vllm_bin: &m.target.vllm_bin,
         vbench_bin,
         sim_profile: m.target.sim_profile.as_deref(),
+        sim_tokenizer: deploy::local_tokenizer(m, loaded.base_dir()),
         gpu_pool,
         cpu_pool,
         cpu_cores_per_instance: m.target.cpu_cores_per_instance,

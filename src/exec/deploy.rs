@@ -55,6 +55,9 @@ pub struct Target<'a> {
     /// This vbench executable (sim instances and the built-in proxy run as its subcommands).
     pub vbench_bin: String,
     pub sim_profile: Option<&'a str>,
+    /// sim backend: the tokenizer sim-serve counts prompt tokens with (see
+    /// [`local_tokenizer`]); None = its stand-in.
+    pub sim_tokenizer: Option<String>,
     /// GPU indices vbench may hand out (cuda).
     pub gpu_pool: Vec<u32>,
     /// CPU cores vbench may hand out (cpu build).
@@ -70,6 +73,21 @@ pub struct Target<'a> {
 }
 
 const HOST: &str = "127.0.0.1";
+
+/// The manifest's tokenizer (else its model) as a local path, when it is one: a path relative
+/// to the manifest's folder or an absolute one that exists. sim-serve then counts prompt
+/// tokens as the model would; a Hugging Face id is left to the stand-in (sim-serve must not
+/// fail to start for want of a download).
+pub fn local_tokenizer(m: &crate::manifest::Manifest, manifest_dir: &Path) -> Option<String> {
+    let spec = m.tokenizer.as_deref().unwrap_or(&m.model);
+    let path = manifest_dir.join(spec);
+    path.exists().then(|| {
+        std::path::absolute(&path)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    })
+}
 
 /// `0-3` for contiguous cores, else `0,2,5`.
 fn core_list(cores: &[u32]) -> String {
@@ -254,6 +272,7 @@ pub fn render(
                 "index": index,
                 "sim_role": sim_role,
                 "sim_profile": target.sim_profile,
+                "sim_tokenizer": target.sim_tokenizer,
                 "is_gpu": target.accelerator == Accelerator::Cuda,
                 "gpu_memory_utilization": role.gpu_memory_utilization,
                 "max_model_len": variant.max_model_len,

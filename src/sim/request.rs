@@ -47,7 +47,7 @@ impl ApiError {
 }
 
 /// Tokens of a chat conversation: each message's content plus a few for the chat template.
-pub fn chat_prompt_tokens(messages: &Value) -> Result<u32, ApiError> {
+pub fn chat_prompt_tokens(messages: &Value, counter: &tokens::Counter) -> Result<u32, ApiError> {
     let arr = messages
         .as_array()
         .filter(|a| !a.is_empty())
@@ -68,11 +68,11 @@ pub fn chat_prompt_tokens(messages: &Value) -> Result<u32, ApiError> {
         n += 4;
         match obj.get("content") {
             None | Some(Value::Null) => {}
-            Some(Value::String(s)) => n += tokens::count(s),
+            Some(Value::String(s)) => n += counter.content(s),
             Some(Value::Array(parts)) => {
                 for p in parts {
                     match p.get("text").and_then(Value::as_str) {
-                        Some(t) => n += tokens::count(t),
+                        Some(t) => n += counter.content(t),
                         None => {
                             return Err(ApiError::bad_request(
                                 "sim-serve supports text content parts only",
@@ -94,14 +94,17 @@ pub fn chat_prompt_tokens(messages: &Value) -> Result<u32, ApiError> {
 }
 
 /// Tokens of a completions `prompt`: a string, a list of token ids, or a list of one of those.
-pub fn completion_prompt_tokens(prompt: Option<&Value>) -> Result<u32, ApiError> {
+pub fn completion_prompt_tokens(
+    prompt: Option<&Value>,
+    counter: &tokens::Counter,
+) -> Result<u32, ApiError> {
     let err = |m: &str| ApiError::bad_request(m, Some("prompt"));
     let p = prompt.ok_or_else(|| err("`prompt` is required"))?;
     let n = match p {
-        Value::String(s) => tokens::count(s),
+        Value::String(s) => counter.prompt(s),
         Value::Array(a) if a.is_empty() => return Err(err("prompt cannot be empty")),
         Value::Array(a) if a.iter().all(Value::is_u64) => a.len() as u32,
-        Value::Array(a) if a.len() == 1 => return completion_prompt_tokens(a.first()),
+        Value::Array(a) if a.len() == 1 => return completion_prompt_tokens(a.first(), counter),
         Value::Array(_) => {
             return Err(err(
                 "sim-serve takes one prompt per request (a string or a list of token ids)",
@@ -122,6 +125,7 @@ pub fn parse(
     api: Api,
     served: &str,
     max_model_len: u32,
+    counter: &tokens::Counter,
 ) -> Result<GenRequest, ApiError> {
     let obj = v
         .as_object()
@@ -145,8 +149,8 @@ pub fn parse(
         }
     }
     let prompt_tokens = match api {
-        Api::Completions => completion_prompt_tokens(obj.get("prompt"))?,
-        Api::Chat => chat_prompt_tokens(obj.get("messages").unwrap_or(&Value::Null))?,
+        Api::Completions => completion_prompt_tokens(obj.get("prompt"), counter)?,
+        Api::Chat => chat_prompt_tokens(obj.get("messages").unwrap_or(&Value::Null), counter)?,
     };
     if let Some(n) = obj.get("n") {
         if n.as_u64() != Some(1) && !n.is_null() {
@@ -249,7 +253,7 @@ mod tests {
     use super::*;
 
     fn p(v: Value) -> Result<GenRequest, ApiError> {
-        parse(&v, Api::Completions, "m", 100)
+        parse(&v, Api::Completions, "m", 100, &tokens::Counter::default())
     }
 
     #[test]
@@ -259,10 +263,36 @@ mod tests {
             (r.prompt_tokens, r.max_tokens, r.stream, r.include_usage),
             (3, 16, true, true)
         );
-        let c = parse(&json!({"messages": [{"role": "user", "content": "hi there"}], "max_completion_tokens": 5}), Api::Chat, "m", 100).unwrap();
+        let c = parse(&json!({"messages": [{"role": "user", "content": "hi there"}], "max_completion_tokens": 5}), Api::Chat, "m", 100, &tokens::Counter::default()).unwrap();
         assert_eq!(
             (c.prompt_tokens, c.max_tokens),
             (3 + 4 + tokens::count("hi there"), 5)
+        );
+    }
+
+    #[test]
+    fn with_a_tokenizer_prompts_count_as_the_model_counts_them() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-model");
+        let tok = std::sync::Arc::new(crate::load::Tokenizer::load(dir).unwrap());
+        let counter = tokens::Counter::real(tok.clone());
+        let text = "The quick brown fox jumps over the lazy dog, twice: quick, quick!";
+        let exact = tok.encode(text, true).unwrap().len() as u32;
+        let r = parse(
+            &json!({"prompt": text}),
+            Api::Completions,
+            "m",
+            1000,
+            &counter,
+        )
+        .unwrap();
+        assert_eq!(r.prompt_tokens, exact);
+        let stand_in = p(json!({"prompt": text})).unwrap().prompt_tokens;
+        assert_ne!(stand_in, exact, "the stand-in only approximates");
+        let chat = json!([{"role": "user", "content": text}]);
+        let content = tok.encode(text, false).unwrap().len() as u32;
+        assert_eq!(
+            chat_prompt_tokens(&chat, &counter).unwrap(),
+            3 + 4 + content
         );
     }
 

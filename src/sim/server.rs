@@ -41,6 +41,8 @@ pub struct SimConfig {
     pub kv_port: u16,
     /// Engine id for kv_transfer_params; random when None.
     pub engine_id: Option<String>,
+    /// How prompt tokens are counted (the real tokenizer when given one).
+    pub counter: tokens::Counter,
 }
 
 impl SimConfig {
@@ -56,6 +58,7 @@ impl SimConfig {
             kv_host: "localhost".into(),
             kv_port: 5600,
             engine_id: None,
+            counter: tokens::Counter::default(),
         }
     }
 }
@@ -393,7 +396,7 @@ async fn tokenize(State(app): St, body: Bytes) -> Response {
         Err(r) => return *r,
     };
     let (count, ids) = if let Some(m) = v.get("messages") {
-        match request::chat_prompt_tokens(m) {
+        match request::chat_prompt_tokens(m, &app.cfg.counter) {
             Ok(n) => (
                 n,
                 (0..n).map(|i| 3 + (i * 7919) % 4000).collect::<Vec<u32>>(),
@@ -406,7 +409,7 @@ async fn tokenize(State(app): St, body: Bytes) -> Response {
                 let ids = tokens::ids(s, 4096);
                 (ids.len() as u32, ids)
             }
-            other => match request::completion_prompt_tokens(other) {
+            other => match request::completion_prompt_tokens(other, &app.cfg.counter) {
                 Ok(n) => (n, (0..n).map(|i| 3 + (i * 7919) % 4000).collect()),
                 Err(e) => return api_error(&app, e),
             },
@@ -439,6 +442,7 @@ async fn endpoint(app: Arc<App>, body: Bytes, api: Api) -> Response {
         api,
         &app.cfg.served_model,
         app.cfg.profile.max_model_len,
+        &app.cfg.counter,
     ) {
         Ok(req) => generate(app, req).await,
         Err(e) => api_error(&app, e),

@@ -12,6 +12,49 @@ const PIECES: &[&str] = &[
     " prefill", " decode", " GPU", "s", " per", " queue", " KV",
 ];
 
+/// How sim-serve counts prompt tokens: with the model's real tokenizer when it was given one
+/// (`--tokenizer`), so its prefill work matches what vLLM would count for the same prompt;
+/// otherwise with the stand-in [`count`].
+#[derive(Clone, Default)]
+pub struct Counter(Option<std::sync::Arc<crate::load::Tokenizer>>);
+
+impl Counter {
+    pub fn real(tokenizer: std::sync::Arc<crate::load::Tokenizer>) -> Counter {
+        Counter(Some(tokenizer))
+    }
+
+    /// Tokens of a completions prompt (with the tokenizer's special tokens, such as BOS, as
+    /// vLLM adds them).
+    pub fn prompt(&self, text: &str) -> u32 {
+        self.with(text, true)
+    }
+
+    /// Tokens of a chat message's content (the template's own tokens are counted apart).
+    pub fn content(&self, text: &str) -> u32 {
+        self.with(text, false)
+    }
+
+    fn with(&self, text: &str, special: bool) -> u32 {
+        match &self.0 {
+            Some(t) => t
+                .encode(text, special)
+                .map(|ids| ids.len() as u32)
+                .unwrap_or_else(|_| count(text)),
+            None => count(text),
+        }
+    }
+}
+
+impl std::fmt::Debug for Counter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Counter(tokenizer)"
+        } else {
+            "Counter(stand-in)"
+        })
+    }
+}
+
 /// Number of tokens `text` makes.
 pub fn count(text: &str) -> u32 {
     let mut n = 0u32;
