@@ -179,3 +179,60 @@ fn ls_of_a_missing_folder_is_bad_input() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn the_report_says_where_and_with_what_each_run_ran() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("exp/20261128_120000");
+    synth_run(&run, "exp", 1, &[1.0, 4.0], 20, 4);
+    std::fs::write(
+        run.join("environment.json"),
+        r#"{"started_at": "2026-11-28T20:31:31.04+00:00", "vbench_version": "0.1.0",
+            "vllm_version": "0.26.0", "host": "gpu-node-7",
+            "gpus": ["0, NVIDIA H200, 143771 MiB, 580.159.04", "1, NVIDIA H200, 143771 MiB, 580.159.04"],
+            "manifest_git": {"sha": "b27fc58aa1bb2cc3dd", "dirty": true},
+            "command": ["vbench", "apply", "experiments/x.toml"], "simulated": false}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("r");
+    vbench()
+        .arg("report")
+        .arg(&run)
+        .args(["--format", "svg", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    let line = md
+        .lines()
+        .find(|l| l.contains("gpu-node-7"))
+        .unwrap_or_else(|| panic!("no run line in:\n{md}"));
+    for part in [
+        "started 2026-11-28T20:31:31",
+        "vLLM 0.26.0",
+        "2 × NVIDIA H200 (143771 MiB)",
+        "git b27fc58aa1bb with uncommitted changes",
+        "command: vbench apply experiments/x.toml",
+    ] {
+        assert!(line.contains(part), "{part:?} not in {line:?}");
+    }
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("<h2>Runs</h2>") && html.contains("gpu-node-7"));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["runs"][0]["environment"]["vllm_version"], "0.26.0");
+
+    // A broken environment.json costs the provenance line, not the report.
+    std::fs::write(run.join("environment.json"), "{not json").unwrap();
+    let out = tmp.path().join("r2");
+    vbench()
+        .arg("report")
+        .arg(&run)
+        .args(["--format", "svg", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(!md.contains("## Runs"), "{md}");
+    assert!(md.contains("environment.json"), "listed as skipped: {md}");
+}

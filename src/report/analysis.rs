@@ -131,6 +131,16 @@ impl VariantStats {
 pub struct Analysis {
     pub scoring: Scoring,
     pub variants: Vec<VariantStats>,
+    /// Each input run and what was recorded about where it ran.
+    pub runs: Vec<RunInfo>,
+}
+
+/// One input run, for the report's provenance section.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunInfo {
+    pub name: String,
+    pub path: String,
+    pub environment: Option<crate::results::import::Environment>,
 }
 
 pub fn analyse(imported: &Imported, scoring: &Scoring) -> Analysis {
@@ -149,9 +159,19 @@ pub fn analyse(imported: &Imported, scoring: &Scoring) -> Analysis {
     let variants = crate::results::import::par_map(&todo, |(run, slug, v)| {
         analyse_variant(run, slug.clone(), v, scoring)
     });
+    let runs = imported
+        .runs
+        .iter()
+        .map(|r| RunInfo {
+            name: r.name.clone(),
+            path: r.path.display().to_string(),
+            environment: r.environment.clone(),
+        })
+        .collect();
     Analysis {
         scoring: scoring.clone(),
         variants,
+        runs,
     }
 }
 

@@ -30,6 +30,8 @@ struct SummaryJson<'a> {
     partly_simulated: bool,
     winner: Winner,
     variants: &'a [VariantStats],
+    /// Input runs with their `environment.json` (versions, host, GPUs, git state, command).
+    runs: &'a [super::analysis::RunInfo],
     figures: &'a [FigureFile],
     skipped: &'a [Skipped],
 }
@@ -357,6 +359,14 @@ fn markdown(a: &Analysis, w: &Winner, figures: &[FigureFile], skipped: &[Skipped
         }
         s.push('\n');
     }
+    let runs = run_lines(a);
+    if !runs.is_empty() {
+        s.push_str("## Runs\n\n");
+        for line in runs {
+            s.push_str(&format!("- {}\n", md(&line)));
+        }
+        s.push('\n');
+    }
     s.push_str("## Figures\n\n");
     for f in figures {
         let links: Vec<String> = f
@@ -377,6 +387,79 @@ fn markdown(a: &Analysis, w: &Winner, figures: &[FigureFile], skipped: &[Skipped
         }
     }
     s
+}
+
+/// One line per input run that has an `environment.json`: when, what versions, where, from
+/// which manifest state, with which command.
+fn run_lines(a: &Analysis) -> Vec<String> {
+    a.runs
+        .iter()
+        .filter_map(|r| {
+            let e = r.environment.as_ref()?;
+            let mut parts = vec![format!("{} ({})", r.name, r.path)];
+            if let Some(t) = &e.started_at {
+                parts.push(format!("started {}", t.get(..19).unwrap_or(t)));
+            }
+            if let Some(v) = &e.vllm_version {
+                parts.push(format!("vLLM {v}"));
+            }
+            if let Some(v) = &e.vbench_version {
+                parts.push(format!("vbench {v}"));
+            }
+            if let Some(h) = &e.host {
+                parts.push(format!("host {h}"));
+            }
+            match &e.gpus {
+                serde_json::Value::Null => {}
+                serde_json::Value::Array(g) => parts.push(format!("GPUs {}", gpu_summary(g))),
+                other => parts.push(format!("GPUs {other}")),
+            }
+            if let Some(g) = &e.manifest_git {
+                if let Some(sha) = &g.sha {
+                    let dirty = if g.dirty == Some(true) {
+                        " with uncommitted changes"
+                    } else {
+                        ""
+                    };
+                    parts.push(format!(
+                        "manifest at git {}{dirty}",
+                        sha.get(..12).unwrap_or(sha)
+                    ));
+                }
+            }
+            if !e.command.is_empty() {
+                parts.push(format!("command: {}", e.command.join(" ")));
+            }
+            Some(parts.join(" · "))
+        })
+        .collect()
+}
+
+/// `2 × NVIDIA H200 (143771 MiB)` from nvidia-smi's `index, name, memory, driver` lines
+/// (other shapes are shown as they are).
+fn gpu_summary(gpus: &[serde_json::Value]) -> String {
+    let mut groups: Vec<(String, usize)> = Vec::new();
+    for g in gpus {
+        let desc = match g.as_str() {
+            Some(line) => {
+                let f: Vec<&str> = line.split(',').map(str::trim).collect();
+                match f.as_slice() {
+                    [_, name, mem, ..] => format!("{name} ({mem})"),
+                    _ => line.to_string(),
+                }
+            }
+            None => g.to_string(),
+        };
+        match groups.iter_mut().find(|(d, _)| *d == desc) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((desc, 1)),
+        }
+    }
+    groups
+        .iter()
+        .map(|(d, n)| format!("{n} × {d}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[derive(Serialize)]
@@ -407,6 +490,7 @@ struct HtmlData {
     head: Vec<HeadRow>,
     blocks: Vec<VariantBlock>,
     sections: Vec<HtmlSection>,
+    runs: Vec<String>,
     skipped: Vec<(String, String)>,
     version: &'static str,
 }
@@ -463,6 +547,7 @@ fn html(
         head: head_rows(a, w),
         blocks: rate_blocks(a),
         sections,
+        runs: run_lines(a),
         skipped: skipped
             .iter()
             .map(|s| (s.path.display().to_string(), s.reason.clone()))
@@ -494,6 +579,7 @@ pub fn write_summaries(
         partly_simulated: any_sim && !all_sim,
         winner: w.clone(),
         variants: &a.variants,
+        runs: &a.runs,
         figures,
         skipped,
     };

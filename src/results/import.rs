@@ -118,6 +118,52 @@ pub struct Run {
     /// Name for file names and titles: the manifest's `name`, else the folder or file name.
     pub name: String,
     pub variants: Vec<Variant>,
+    /// What `apply` recorded about where and how the run happened (`environment.json`).
+    pub environment: Option<Environment>,
+}
+
+/// A run folder's `environment.json` (written by `apply`), as far as the report shows it.
+/// Every field is optional so older or hand-made files still read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub vbench_version: Option<String>,
+    #[serde(default)]
+    pub vllm_version: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    /// GPU descriptions as `nvidia-smi` gave them (null on the simulator or the CPU build).
+    #[serde(default)]
+    pub gpus: serde_json::Value,
+    #[serde(default)]
+    pub manifest_git: Option<GitState>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub simulated: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GitState {
+    #[serde(default)]
+    pub sha: Option<String>,
+    #[serde(default)]
+    pub dirty: Option<bool>,
+}
+
+/// `environment.json` of a run folder: `Ok(None)` when there is none, `Err` (a reason) when
+/// it cannot be read.
+fn read_environment(dir: &Path) -> Result<Option<Environment>, String> {
+    let path = dir.join("environment.json");
+    if !dir.is_dir() || !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|e| format!("not an environment record: {e}"))
 }
 
 /// A file that was not used, and why.
@@ -165,10 +211,18 @@ pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
             }
         }
         let variants = group_variants(parsed);
+        let environment = read_environment(path).unwrap_or_else(|reason| {
+            out.skipped.push(Skipped {
+                path: path.join("environment.json"),
+                reason,
+            });
+            None
+        });
         out.runs.push(Run {
             path: path.clone(),
             name: run_name(path),
             variants,
+            environment,
         });
     }
     dedupe_run_names(&mut out.runs);
