@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::client::{self, Anchors, Dispatched, Job, Measured, Target};
+use super::dataset::PreparedRequest;
 use super::summary::{build_result, RunFacts};
+use super::tokenizer::Tokenizer;
 use super::LoadSpec;
 use crate::results::{RequestRecord, RunResult};
 
@@ -140,6 +142,78 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// The send side of a run, on its own thread: sleeps to each scheduled instant, sends (or
+/// hands to the runtime) the request, and spawns the task that reads and measures it.
+struct Dispatcher {
+    runtime: tokio::runtime::Handle,
+    start: Instant,
+    offsets: Arc<[f64]>,
+    requests: Arc<[PreparedRequest]>,
+    http: reqwest::Client,
+    target: Arc<Target>,
+    tokenizer: Option<Arc<Tokenizer>>,
+    /// The `max_concurrency` slots, if capped.
+    sem: Option<Arc<tokio::sync::Semaphore>>,
+    /// Where each finished request goes: (index, measurement, dispatcher wake-up lag in s).
+    tx: tokio::sync::mpsc::UnboundedSender<(usize, Measured, f64)>,
+    cancel: Arc<AtomicBool>,
+    /// Set when the thread got real-time priority.
+    realtime: Arc<AtomicBool>,
+}
+
+impl Dispatcher {
+    fn run(self) {
+        self.realtime
+            .store(precise_timer_thread(), Ordering::Relaxed);
+        for (i, &off) in self.offsets.iter().enumerate() {
+            let scheduled = self.start + Duration::from_secs_f64(off.max(0.0));
+            let request_id = format!("vbench-{i}");
+            // Build the wire bytes before the deadline; without a concurrency cap the send
+            // itself happens here too, at the deadline (see `Endpoint::send_now`).
+            let wire = match (&self.target.raw, &self.sem) {
+                (Some(ep), None) => {
+                    let body = client::request_body(&self.target, &self.requests[i]);
+                    Some((ep.clone(), ep.request_bytes(&body, &request_id)))
+                }
+                _ => None,
+            };
+            if !sleep_until(scheduled, &self.cancel) {
+                break;
+            }
+            let woke = Instant::now();
+            let dispatched = wire.map(|(ep, wire)| {
+                let started = ep.send_now(&wire).map(|f| (f, woke));
+                Dispatched { wire, started }
+            });
+            let dispatch_lag = woke.saturating_duration_since(scheduled).as_secs_f64();
+            let (tx, http, target, reqs, tok, sem) = (
+                self.tx.clone(),
+                self.http.clone(),
+                self.target.clone(),
+                self.requests.clone(),
+                self.tokenizer.clone(),
+                self.sem.clone(),
+            );
+            let start = self.start;
+            self.runtime.spawn(async move {
+                let _permit = match sem {
+                    Some(s) => s.acquire_owned().await.ok(),
+                    None => None,
+                };
+                let job = Job {
+                    req: &reqs[i],
+                    index: i as u64,
+                    request_id: &request_id,
+                    at: Anchors { start, scheduled },
+                    dispatched,
+                };
+                let m = client::send(&http, &target, job, tok.as_deref()).await;
+                let _ = tx.send((i, m, dispatch_lag));
+            });
+        }
+    }
+}
+
 /// Run the load described by `spec` and return the result (not yet written anywhere).
 ///
 /// Must be called inside a tokio runtime; request tasks run on it. Dropping the future stops
@@ -239,68 +313,23 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
     // A short lead so the timer thread is running before the first deadline.
     let start = Instant::now() + Duration::from_millis(5);
     let realtime = Arc::new(AtomicBool::new(false));
-    let dispatcher = {
-        let realtime_flag = realtime.clone();
-        let handle = tokio::runtime::Handle::current();
-        let offsets = spec.offsets.clone();
-        let requests = spec.requests.clone();
-        let cancel = cancel.clone();
-        std::thread::Builder::new()
-            .name("vbench-dispatch".into())
-            .spawn(move || {
-                realtime_flag.store(precise_timer_thread(), Ordering::Relaxed);
-                for (i, &off) in offsets.iter().enumerate() {
-                    let scheduled = start + Duration::from_secs_f64(off.max(0.0));
-                    let request_id = format!("vbench-{i}");
-                    // Build the wire bytes before the deadline; without a concurrency cap the
-                    // send itself happens here too, at the deadline, on a kept-alive
-                    // connection when one is free.
-                    let wire = match (&target.raw, &sem) {
-                        (Some(ep), None) => Some((
-                            ep.clone(),
-                            ep.request_bytes(
-                                &client::request_body(&target, &requests[i]),
-                                &request_id,
-                            ),
-                        )),
-                        _ => None,
-                    };
-                    if !sleep_until(scheduled, &cancel) {
-                        break;
-                    }
-                    let woke = Instant::now();
-                    let dispatched = wire.map(|(ep, wire)| {
-                        let started = ep.send_now(&wire).map(|f| (f, woke));
-                        Dispatched { wire, started }
-                    });
-                    let dispatch_lag = woke.saturating_duration_since(scheduled).as_secs_f64();
-                    let (tx, http, target, reqs, tok, sem) = (
-                        tx.clone(),
-                        http.clone(),
-                        target.clone(),
-                        requests.clone(),
-                        tokenizer.clone(),
-                        sem.clone(),
-                    );
-                    handle.spawn(async move {
-                        let _permit = match sem {
-                            Some(s) => s.acquire_owned().await.ok(),
-                            None => None,
-                        };
-                        let job = Job {
-                            req: &reqs[i],
-                            index: i as u64,
-                            request_id: &request_id,
-                            at: Anchors { start, scheduled },
-                            dispatched,
-                        };
-                        let m = client::send(&http, &target, job, tok.as_deref()).await;
-                        let _ = tx.send((i, m, dispatch_lag));
-                    });
-                }
-            })
-            .map_err(|e| LoadError::Spec(format!("cannot start the dispatcher thread: {e}")))?
+    let dispatcher = Dispatcher {
+        runtime: tokio::runtime::Handle::current(),
+        start,
+        offsets: spec.offsets.clone(),
+        requests: spec.requests.clone(),
+        http,
+        target,
+        tokenizer,
+        sem,
+        tx,
+        cancel: cancel.clone(),
+        realtime: realtime.clone(),
     };
+    let dispatcher = std::thread::Builder::new()
+        .name("vbench-dispatch".into())
+        .spawn(move || dispatcher.run())
+        .map_err(|e| LoadError::Spec(format!("cannot start the dispatcher thread: {e}")))?;
 
     let mut slots: Vec<Option<Measured>> = Vec::with_capacity(n);
     slots.resize_with(n, || None);
