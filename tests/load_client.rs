@@ -418,3 +418,64 @@ async fn busy_client_run(rx_timestamps: bool) -> (RunResult, Vec<f64>) {
         .collect();
     (r, errors)
 }
+
+/// When the client reads later than a token gap, tokens are read together and share a stamp:
+/// the summary says so instead of presenting the ITLs as exact.
+#[tokio::test(flavor = "current_thread")]
+async fn batched_reads_are_called_out_in_the_summary() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            // a 20 ms token gap: an idle client reads far within it, the hog's 60 ms blocks do not
+            let srv = FakeServer::start(0, timing(10, 20)).await.unwrap();
+            tx.send(srv.base_url()).unwrap();
+            let _ = done_rx.await;
+        });
+    });
+    let url = rx.recv().unwrap();
+    let quiet = {
+        let s = spec(
+            &url,
+            Api::Completions,
+            &[("quiet", 8u64); 3],
+            vec![0.0, 0.1, 0.2],
+        );
+        run(&s).await
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hog = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(60)); // blocks the only worker
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let busy = {
+        let s = spec(
+            &url,
+            Api::Completions,
+            &[("busy", 8u64); 3],
+            vec![0.0, 0.1, 0.2],
+        );
+        run(&s).await
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    hog.await.unwrap();
+    let _ = done_tx.send(());
+    server.join().unwrap();
+    let note = "some tokens were read together";
+    assert!(
+        !vbench::load::summary::human_summary(&quiet).contains(note),
+        "{:?}",
+        quiet.vbench.client
+    );
+    assert!(
+        vbench::load::summary::human_summary(&busy).contains(note),
+        "{:?}",
+        busy.vbench.client
+    );
+}

@@ -315,6 +315,19 @@ pub fn human_summary(r: &RunResult) -> String {
             ),
         );
     }
+    if let Some(wait) = c
+        .read_wait_p99_ms
+        .filter(|w| *w > r.median_tpot_ms && r.median_tpot_ms > 0.0)
+    {
+        let _ = writeln!(
+            s,
+            "NOTE: received bytes waited up to {wait:.2} ms (p99) to be read, longer than the \
+             median time per output token ({:.2} ms): some tokens were read together and carry the \
+             later one's arrival stamp, so ITLs (and a TTFT whose first token was batched) are \
+             approximate. A less busy client (more --threads, a core of its own) avoids it.",
+            r.median_tpot_ms
+        );
+    }
     if let Some(cpu) = c.cpu_s {
         line(&mut s, "Client CPU (s):", format!("{cpu:.2}"));
     }
