@@ -462,6 +462,14 @@ async fn run_variant<R: CellRunner>(
                 t0.elapsed().as_secs_f64(),
                 cell.result_file
             );
+            let client = &result.vbench.client;
+            if client.client_fell_behind {
+                eprintln!(
+                    "  warning: the load generator fell behind its schedule at this rate (lag \
+                     p99 {:.1} ms): its latencies include the client's own delay",
+                    client.lag_p99_ms
+                );
+            }
         }
         Ok::<(), VariantError>(())
     }
