@@ -47,7 +47,7 @@ pub enum Command {
     SimServe(SimServeArgs),
     /// Run the built-in prefill/decode proxy.
     Proxy(ProxyArgs),
-    /// Print the manifest's JSON Schema (draft-07).
+    /// Print a JSON Schema (draft-07): the manifest's, a result file's or summary.json's.
     Schema(SchemaArgs),
     /// Write a commented starter manifest.
     Init(InitArgs),
@@ -57,12 +57,28 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct SchemaArgs {
+    /// Which file's schema: the manifest, a result file (`vllm-<rate>qps.json`) or the
+    /// report's summary.json.
+    #[arg(long, value_enum, default_value_t = SchemaKind::Manifest)]
+    pub kind: SchemaKind,
     /// Write to this file instead of stdout.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
-    /// Print the manifest reference as Markdown (the README's reference section) instead.
+    /// Print the manifest reference as Markdown (the README's reference section) instead
+    /// (manifest only).
     #[arg(long)]
     pub markdown: bool,
+}
+
+/// The files `vbench schema` describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaKind {
+    /// The experiment manifest (`schemas/experiment.schema.json`).
+    Manifest,
+    /// One result file, `vllm-<rate>qps.json` (`schemas/result.schema.json`).
+    Result,
+    /// The report's summary.json (`schemas/summary.schema.json`).
+    Summary,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,4 +1,5 @@
-//! The checked-in JSON Schema must match the types, and every shipped manifest must follow it.
+//! The checked-in JSON Schemas must match the types, and every shipped manifest must follow
+//! the manifest's. (That real result files and summaries follow theirs: `output_schemas.rs`.)
 
 #[test]
 fn checked_in_schema_is_up_to_date() {
@@ -7,6 +8,26 @@ fn checked_in_schema_is_up_to_date() {
     assert!(
         fresh == on_disk,
         "schemas/experiment.schema.json is stale: run `cargo run -- schema -o schemas/experiment.schema.json`"
+    );
+}
+
+#[test]
+fn checked_in_result_schema_is_up_to_date() {
+    let fresh = vbench::manifest::schema::result_schema_json();
+    let on_disk = std::fs::read_to_string("schemas/result.schema.json").unwrap_or_default();
+    assert!(
+        fresh == on_disk,
+        "schemas/result.schema.json is stale: run `cargo run -- schema --kind result -o schemas/result.schema.json`"
+    );
+}
+
+#[test]
+fn checked_in_summary_schema_is_up_to_date() {
+    let fresh = vbench::manifest::schema::summary_schema_json();
+    let on_disk = std::fs::read_to_string("schemas/summary.schema.json").unwrap_or_default();
+    assert!(
+        fresh == on_disk,
+        "schemas/summary.schema.json is stale: run `cargo run -- schema --kind summary -o schemas/summary.schema.json`"
     );
 }
 

@@ -6,14 +6,14 @@ use super::attainment::{self, percentile_sorted, Crossing, Slo};
 use crate::results::import::{ClientInfo, FileSummary, Imported, RatePoint, SourceKind, Variant};
 
 /// What to score and how.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Scoring {
     pub slo: Slo,
     /// Target attainment, percent.
     pub target_pct: f64,
     /// SLO scales for the scale panel, ascending.
     pub scales: Vec<f64>,
-    /// Rate for the SLO-scale panel (the nearest measured one); `None`: the middle of the
+    /// Rate for the SLO-scale panel (the nearest measured one); `None` (null): the middle of the
     /// swept rates (the lower middle for an even count), as the manifest documents.
     pub scale_rate: Option<f64>,
 }
@@ -33,7 +33,7 @@ impl Default for Scoring {
 }
 
 /// p50/p90/p99 of one metric, milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Pcts {
     pub p50: f64,
     pub p90: f64,
@@ -53,16 +53,19 @@ fn pcts_ms(values: &mut [f64]) -> Option<Pcts> {
 }
 
 /// One rate of one variant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PointStats {
+    /// Offered rate, requests/s.
     pub rate: f64,
+    /// `rate` divided by the variant's GPUs (1 when unknown).
     pub per_gpu_rate: f64,
+    /// The result file's name.
     pub file: String,
     pub requests: u64,
     pub completed: u64,
     pub failed: u64,
     pub failures_by_kind: std::collections::BTreeMap<String, u64>,
-    /// Attainment (%) at scale 1: both, TTFT only, TPOT only. `None` without per-request data.
+    /// Attainment (%) at scale 1: both, TTFT only, TPOT only. `None` (null) without per-request data.
     pub attainment: Option<[f64; 3]>,
     /// Latency percentiles over successful requests (TPOT: those with ≥ 2 output tokens).
     pub ttft_ms: Option<Pcts>,
@@ -71,6 +74,7 @@ pub struct PointStats {
     pub e2e_ms: Option<Pcts>,
     pub request_throughput: Option<f64>,
     pub output_throughput: Option<f64>,
+    /// The client's schedule keeping; null for files other tools wrote.
     pub client: Option<ClientInfo>,
     /// Only when the file has no per-request data: its own summary numbers.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,16 +82,21 @@ pub struct PointStats {
 }
 
 /// Curves and headline numbers of one variant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct VariantStats {
     pub run: String,
     /// File-name stem for this variant's figures.
     pub slug: String,
+    /// Stable key within its run: the planner's variant id, else a slug of the label.
     pub key: String,
+    /// `simple`, `nixl`, `lmcache`, `external`, ...
     pub mode: String,
+    /// Human label, e.g. `nixl PF:2 D:1 TP:1x1`.
     pub label: String,
     pub gpus: u32,
+    /// False when the result files did not say (per-GPU rates then assume 1 GPU).
     pub gpus_known: bool,
+    /// True when the variant ran on `vbench sim-serve`.
     pub simulated: bool,
     pub model: String,
     pub dataset: String,
@@ -101,7 +110,7 @@ pub struct VariantStats {
     pub goodput_per_gpu: Crossing,
     /// The rate the SLO-scale panel was scored at.
     pub scale_rate: Option<f64>,
-    /// (scale, [both, ttft, tpot]) at `scale_rate`.
+    /// (scale, [both, ttft, tpot]) at `scale_rate`: attainment (%) at each SLO scale.
     pub scale_curve: Vec<(f64, [f64; 3])>,
     /// Tightest scale meeting the target, per kind.
     pub scale_crossing: [Crossing; 3],
@@ -136,7 +145,7 @@ pub struct Analysis {
 }
 
 /// One input run, for the report's provenance section.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct RunInfo {
     pub name: String,
     pub path: String,

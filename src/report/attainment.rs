@@ -46,7 +46,7 @@ impl SloKind {
 }
 
 /// The SLO thresholds (seconds) at scale 1.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Slo {
     pub ttft_s: f64,
     pub tpot_s: f64,
@@ -100,7 +100,7 @@ pub fn attainment3(samples: &[Sample], slo: Slo, scale: f64) -> Option<[f64; 3]>
 }
 
 /// Where a curve crosses the target.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Crossing {
     /// Crosses at `x` (interpolated between `lo` and `hi`, the neighbouring measured points).

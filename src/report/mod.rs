@@ -328,7 +328,7 @@ pub struct FigureJob<'a> {
 }
 
 /// A figure written to disk.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct FigureFile {
     pub stem: String,
     pub section: String,

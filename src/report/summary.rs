@@ -19,11 +19,15 @@ const TEMPLATE: &str = include_str!("../../templates/report/index.html.hbs");
 /// Version of summary.json's layout.
 pub const SUMMARY_VERSION: u32 = 1;
 
-#[derive(Serialize)]
+/// summary.json: the report's findings in machine-readable form.
+#[derive(Serialize, schemars::JsonSchema)]
 struct SummaryJson<'a> {
+    /// Version of this layout.
     summary_version: u32,
     vbench_version: &'static str,
     scoring: &'a super::analysis::Scoring,
+    /// The figures' x axis: offered rate, or rate per GPU.
+    #[schemars(schema_with = "x_axis_schema")]
     x_axis: &'static str,
     /// True when every variant ran on the simulator; `partly_simulated` when some did.
     simulated: bool,
@@ -37,12 +41,28 @@ struct SummaryJson<'a> {
 }
 
 /// Which variant(s) win at the target: highest goodput and highest per-GPU goodput.
-#[derive(Serialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 pub struct Winner {
+    /// Labels of the variant(s) with the highest goodput (ties: all); empty when none reaches
+    /// the target.
     pub by_goodput: Vec<String>,
+    /// The same by goodput per GPU.
     pub by_goodput_per_gpu: Vec<String>,
-    /// How a reader should take it ("lower bound" when a winner never dropped below target).
+    /// How a reader should take it ("lower bound" when a winner never dropped below target);
+    /// empty when there is nothing to add.
     pub note: String,
+}
+
+fn x_axis_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    serde_json::from_value(serde_json::json!({ "type": "string", "enum": ["rate", "per_gpu"] }))
+        .expect("a valid schema")
+}
+
+/// summary.json's JSON Schema, generated with `settings` (see `vbench schema --kind summary`).
+pub fn summary_schema(settings: schemars::gen::SchemaSettings) -> schemars::schema::RootSchema {
+    settings
+        .into_generator()
+        .into_root_schema_for::<SummaryJson<'static>>()
 }
 
 fn best(vs: &[VariantStats], f: impl Fn(&VariantStats) -> &Crossing) -> Vec<String> {

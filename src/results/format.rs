@@ -9,13 +9,14 @@
 //! The report computes everything from `vbench.requests` when present; the two legacy layers
 //! exist for compatibility with other tools and are derived from the same records.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of the `vbench` section; bump when a field changes meaning.
 pub const RESULT_FORMAT_VERSION: u32 = 1;
 
-/// One result file: one variant at one request rate.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One result file (`vllm-<rate>qps.json`): one variant at one request rate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct RunResult {
     // --- the original suite's keys -------------------------------------------------------
     pub model_name: String,
@@ -42,7 +43,9 @@ pub struct RunResult {
     pub tokenizer_id: Option<String>,
     pub num_prompts: u64,
     /// Offered rate in requests/s; `"inf"` is written as the string "inf".
+    #[schemars(schema_with = "request_rate_schema")]
     pub request_rate: serde_json::Value,
+    /// Gamma shape of the arrivals (1 = Poisson); constant arrivals (infinite) are written as 0.
     pub burstiness: f64,
     pub max_concurrency: Option<u64>,
     /// Seconds from the first scheduled send to the last response end.
@@ -51,11 +54,16 @@ pub struct RunResult {
     pub failed: u64,
     pub total_input_tokens: u64,
     pub total_output_tokens: u64,
+    /// Completed requests per second of `duration`.
     pub request_throughput: f64,
+    /// Requests per second meeting the `--goodput` SLO; null when none was given.
     pub request_goodput: Option<f64>,
+    /// Output tokens of completed requests per second.
     pub output_throughput: f64,
     pub total_token_throughput: f64,
+    /// Prompt tokens per request.
     pub input_lens: Vec<u64>,
+    /// Output tokens per request (failed: 0).
     pub output_lens: Vec<u64>,
     /// Inter-token latencies per request, seconds.
     pub itls: Vec<Vec<f64>>,
@@ -65,6 +73,8 @@ pub struct RunResult {
     pub start_times: Vec<f64>,
     /// Empty string for a successful request, else the reason it failed.
     pub errors: Vec<String>,
+    /// Summary statistics over successful requests, milliseconds (0 when there are none);
+    /// the same holds for every `*_ms` key below.
     pub mean_ttft_ms: f64,
     pub median_ttft_ms: f64,
     pub std_ttft_ms: f64,
@@ -87,7 +97,7 @@ pub struct RunResult {
 }
 
 /// Everything vbench records beyond the compatibility keys.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct VbenchSection {
     pub format_version: u32,
     pub vbench_version: String,
@@ -102,7 +112,7 @@ pub struct VbenchSection {
 }
 
 /// Which deployment produced a result; enough for labels, colours and per-GPU rates.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct DeploymentInfo {
     /// Stable variant id from the planner (`None` for `vbench bench` against a given URL).
     pub variant_id: Option<String>,
@@ -117,7 +127,7 @@ pub struct DeploymentInfo {
     pub base_url: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct LoadInfo {
     /// `completions` or `chat`.
     pub api: String,
@@ -152,7 +162,7 @@ pub struct LoadInfo {
 
 /// How well the client kept to its schedule. A run whose client fell behind measured the
 /// client, not the server; the report flags it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct ClientHealth {
     /// Requests actually sent per second over the send window.
     pub achieved_rate: f64,
@@ -194,7 +204,7 @@ pub struct ClientHealth {
 }
 
 /// One request, raw. All times are seconds; offsets are from the run's start instant.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct RequestRecord {
     /// Position in the replayed request set (same index = same prompt across variants).
     pub index: u64,
@@ -230,4 +240,12 @@ impl RequestRecord {
     pub fn lag_s(&self) -> f64 {
         self.sent_s - self.scheduled_s
     }
+}
+
+/// `request_rate` is a number, or the string "inf" for all requests at once.
+fn request_rate_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    serde_json::from_value(serde_json::json!({
+        "anyOf": [{ "type": "number" }, { "type": "string", "enum": ["inf"] }]
+    }))
+    .expect("a valid schema")
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Which tool wrote a result file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     /// vbench's own file, with raw per-request records under `vbench.requests`.
@@ -44,19 +44,28 @@ pub struct Sample {
 }
 
 /// Client-side schedule keeping, as recorded by vbench (absent for other tools' files).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+///
+/// The numbers are copied from the result file's `vbench.client`; one the file lacks (or
+/// wrote as null) is NaN here, which summary.json writes as `null`.
 pub struct ClientInfo {
+    /// Requests actually sent per second over the send window.
+    #[schemars(with = "Option<f64>")]
     pub achieved_rate: f64,
+    #[schemars(with = "Option<f64>")]
     pub lag_p50_ms: f64,
+    #[schemars(with = "Option<f64>")]
     pub lag_p99_ms: f64,
+    #[schemars(with = "Option<f64>")]
     pub lag_max_ms: f64,
+    #[schemars(with = "Option<f64>")]
     pub lag_threshold_ms: f64,
     pub client_fell_behind: bool,
 }
 
 /// Summary latencies as written in the file (milliseconds), used when per-request arrays are
 /// missing (`vllm bench serve --save-result` without `--save-detailed`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct FileSummary {
     pub median_ttft_ms: Option<f64>,
     pub p99_ttft_ms: Option<f64>,
@@ -123,8 +132,9 @@ pub struct Run {
 }
 
 /// A run folder's `environment.json` (written by `apply`), as far as the report shows it.
-/// Every field is optional so older or hand-made files still read.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Every field is optional so older or hand-made files still read; summary.json writes every
+/// key (null or empty when unknown).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Environment {
     #[serde(default)]
     pub started_at: Option<String>,
@@ -145,7 +155,7 @@ pub struct Environment {
     pub simulated: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GitState {
     #[serde(default)]
     pub sha: Option<String>,
@@ -167,8 +177,9 @@ fn read_environment(dir: &Path) -> Result<Option<Environment>, String> {
 }
 
 /// A file that was not used, and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Skipped {
+    /// The file's path as given or found.
     pub path: PathBuf,
     pub reason: String,
 }
