@@ -236,3 +236,65 @@ fn the_report_says_where_and_with_what_each_run_ran() {
     assert!(!md.contains("## Runs"), "{md}");
     assert!(md.contains("environment.json"), "listed as skipped: {md}");
 }
+
+#[test]
+fn planned_cells_without_results_are_listed_so_a_partial_sweep_shows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("exp/20261128_130000");
+    synth_run(&run, "exp", 1, &[1.0, 4.0], 20, 4);
+    std::fs::write(
+        run.join("plan.json"),
+        r#"{"experiment": "exp",
+            "variants": [{"id": "simple-tp1", "label": "simple TP:1"},
+                         {"id": "nixl-pf1-d1", "label": "nixl PF:1 D:1 TP:1x1"}],
+            "cells": [
+              {"variant_id": "simple-tp1", "rate": 1.0, "requests": 20, "result_file": "vllm-1qps.json"},
+              {"variant_id": "simple-tp1", "rate": 4.0, "requests": 20, "result_file": "vllm-4qps.json"},
+              {"variant_id": "simple-tp1", "rate": 8.0, "requests": 20, "result_file": "vllm-8qps.json"},
+              {"variant_id": "nixl-pf1-d1", "rate": "inf", "requests": 20, "result_file": "vllm-infqps.json"}
+            ]}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("r");
+    vbench()
+        .arg("report")
+        .arg(&run)
+        .args(["--format", "svg", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("## Planned but not measured"), "{md}");
+    assert!(
+        md.contains("simple TP:1 at 8 req/s has no result (simple-tp1/vllm-8qps.json)"),
+        "{md}"
+    );
+    assert!(md.contains("nixl PF:1 D:1 TP:1x1 at inf req/s"), "{md}");
+    assert!(!md.contains("at 4 req/s has no result"), "{md}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["runs"][0]["missing_cells"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("Planned but not measured"));
+
+    std::fs::write(run.join("plan.json"), "[1, 2").unwrap();
+    let out = tmp.path().join("r2");
+    vbench()
+        .arg("report")
+        .arg(&run)
+        .args(["--format", "svg", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        md.contains("plan.json") && md.contains("not a vbench plan"),
+        "{md}"
+    );
+}

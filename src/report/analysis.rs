@@ -150,6 +150,8 @@ pub struct RunInfo {
     pub name: String,
     pub path: String,
     pub environment: Option<crate::results::import::Environment>,
+    /// Planned cells without a result (from the run's plan.json).
+    pub missing_cells: Vec<crate::results::import::MissingCell>,
 }
 
 pub fn analyse(imported: &Imported, scoring: &Scoring) -> Analysis {
@@ -175,6 +177,7 @@ pub fn analyse(imported: &Imported, scoring: &Scoring) -> Analysis {
             name: r.name.clone(),
             path: r.path.display().to_string(),
             environment: r.environment.clone(),
+            missing_cells: r.missing_cells.clone(),
         })
         .collect();
     Analysis {

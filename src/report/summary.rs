@@ -387,6 +387,14 @@ fn markdown(a: &Analysis, w: &Winner, figures: &[FigureFile], skipped: &[Skipped
         }
         s.push('\n');
     }
+    let missing = missing_lines(a);
+    if !missing.is_empty() {
+        s.push_str("## Planned but not measured\n\n");
+        for line in missing {
+            s.push_str(&format!("- {}\n", md(&line)));
+        }
+        s.push('\n');
+    }
     s.push_str("## Figures\n\n");
     for f in figures {
         let links: Vec<String> = f
@@ -455,6 +463,24 @@ fn run_lines(a: &Analysis) -> Vec<String> {
         .collect()
 }
 
+/// One line per planned cell without a result, so a partial sweep is not mistaken for a
+/// whole one.
+fn missing_lines(a: &Analysis) -> Vec<String> {
+    a.runs
+        .iter()
+        .flat_map(|r| {
+            r.missing_cells.iter().map(move |c| {
+                let rate = c.rate.map_or_else(|| "inf".to_string(), |x| format!("{x}"));
+                format!(
+                    "{}: {} at {rate} req/s has no result ({}): the run was interrupted, the \
+                     variant failed (see its logs/), or it was left out with --only",
+                    r.name, c.label, c.result_file
+                )
+            })
+        })
+        .collect()
+}
+
 /// `2 × NVIDIA H200 (143771 MiB)` from nvidia-smi's `index, name, memory, driver` lines
 /// (other shapes are shown as they are).
 fn gpu_summary(gpus: &[serde_json::Value]) -> String {
@@ -511,6 +537,7 @@ struct HtmlData {
     blocks: Vec<VariantBlock>,
     sections: Vec<HtmlSection>,
     runs: Vec<String>,
+    missing: Vec<String>,
     skipped: Vec<(String, String)>,
     version: &'static str,
 }
@@ -568,6 +595,7 @@ fn html(
         blocks: rate_blocks(a),
         sections,
         runs: run_lines(a),
+        missing: missing_lines(a),
         skipped: skipped
             .iter()
             .map(|s| (s.path.display().to_string(), s.reason.clone()))

@@ -129,6 +129,71 @@ pub struct Run {
     pub variants: Vec<Variant>,
     /// What `apply` recorded about where and how the run happened (`environment.json`).
     pub environment: Option<Environment>,
+    /// Cells the run's `plan.json` planned that have no result file: an interrupted run, a
+    /// variant that failed to start, or one left out with `--only`.
+    pub missing_cells: Vec<MissingCell>,
+}
+
+/// A planned (variant, rate) without a result file.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct MissingCell {
+    pub variant_id: String,
+    /// The variant's label from the plan.
+    pub label: String,
+    /// Requests per second; null for `inf`.
+    pub rate: Option<f64>,
+    /// The file that would hold it, relative to the run folder.
+    pub result_file: String,
+}
+
+#[derive(Deserialize)]
+struct PlanFile {
+    #[serde(default)]
+    variants: Vec<PlanVariant>,
+    #[serde(default)]
+    cells: Vec<PlanCell>,
+}
+
+#[derive(Deserialize)]
+struct PlanVariant {
+    id: String,
+    #[serde(default)]
+    label: String,
+}
+
+#[derive(Deserialize)]
+struct PlanCell {
+    variant_id: String,
+    #[serde(default)]
+    rate: serde_json::Value,
+    result_file: String,
+}
+
+/// The planned cells of a run folder without a result file (none when there is no plan.json;
+/// `Err` when it cannot be read).
+fn missing_cells(dir: &Path) -> Result<Vec<MissingCell>, String> {
+    let path = dir.join("plan.json");
+    if !dir.is_dir() || !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
+    let plan: PlanFile =
+        serde_json::from_slice(&text).map_err(|e| format!("not a vbench plan: {e}"))?;
+    Ok(plan
+        .cells
+        .into_iter()
+        .filter(|c| !dir.join(&c.variant_id).join(&c.result_file).exists())
+        .map(|c| MissingCell {
+            label: plan
+                .variants
+                .iter()
+                .find(|v| v.id == c.variant_id)
+                .map_or_else(|| c.variant_id.clone(), |v| v.label.clone()),
+            rate: c.rate.as_f64(),
+            result_file: format!("{}/{}", c.variant_id, c.result_file),
+            variant_id: c.variant_id,
+        })
+        .collect())
 }
 
 /// A run folder's `environment.json` (written by `apply`), as far as the report shows it.
@@ -229,11 +294,19 @@ pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
             });
             None
         });
+        let missing_cells = missing_cells(path).unwrap_or_else(|reason| {
+            out.skipped.push(Skipped {
+                path: path.join("plan.json"),
+                reason,
+            });
+            Vec::new()
+        });
         out.runs.push(Run {
             path: path.clone(),
             name: run_name(path),
             variants,
             environment,
+            missing_cells,
         });
     }
     dedupe_run_names(&mut out.runs);
