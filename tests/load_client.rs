@@ -367,42 +367,76 @@ async fn a_busy_client_still_times_tokens_by_when_they_arrived() {
     );
 }
 
+/// A scripted server on its own thread and runtime, so a blocked client runtime cannot slow
+/// it. `stop` ends it and returns what it served.
+struct ServerThread {
+    url: String,
+    done: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<Vec<vbench::load::fake_server::ServedLog>>,
+}
+
+impl ServerThread {
+    fn start(t: FakeTiming) -> ServerThread {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let srv = FakeServer::start(0, t).await.unwrap();
+                tx.send(srv.base_url()).unwrap();
+                let _ = done_rx.await;
+                srv.log()
+            })
+        });
+        let url = rx.recv().unwrap();
+        ServerThread { url, done, thread }
+    }
+
+    fn stop(self) -> Vec<vbench::load::fake_server::ServedLog> {
+        let _ = self.done.send(());
+        self.thread.join().unwrap()
+    }
+}
+
+/// Block the (current-thread) runtime's only worker for `ms` at a time until stopped: a
+/// stand-in for a client busy with thousands of other streams, or descheduled.
+struct Hog {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Hog {
+    fn start(ms: u64) -> Hog {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(ms));
+                tokio::task::yield_now().await;
+            }
+        });
+        Hog { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap();
+    }
+}
+
 /// One run against a server on its own thread; returns the result and, per request, the
 /// client's TTFT (from its send) minus the server's (from its log), in seconds.
 async fn busy_client_run(rx_timestamps: bool) -> (RunResult, Vec<f64>) {
-    // The server runs on its own thread and runtime, so the hog below cannot slow it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
-            let srv = FakeServer::start(0, timing(30, 100)).await.unwrap();
-            tx.send(srv.base_url()).unwrap();
-            let _ = done_rx.await;
-            srv.log()
-        })
-    });
-    let url = rx.recv().unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let hog = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(50)); // blocks the only worker
-                tokio::task::yield_now().await;
-            }
-        })
-    };
+    let server = ServerThread::start(timing(30, 100));
+    let hog = Hog::start(50);
     let prompts = [("busy client", 2u64); 4];
     let offsets = (0..4).map(|i| 0.05 + i as f64 * 0.4).collect();
-    let mut s = spec(&url, Api::Completions, &prompts, offsets);
+    let mut s = spec(&server.url, Api::Completions, &prompts, offsets);
     s.warmup = 1; // leaves a kept-alive connection, so the dispatcher thread sends on time
     s.rx_timestamps = rx_timestamps;
     let r = run(&s).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    hog.await.unwrap();
-    let _ = done_tx.send(());
-    let log = server.join().unwrap();
+    hog.stop().await;
+    let log = server.stop();
     let errors = r
         .vbench
         .requests
@@ -423,50 +457,29 @@ async fn busy_client_run(rx_timestamps: bool) -> (RunResult, Vec<f64>) {
 /// the summary says so instead of presenting the ITLs as exact.
 #[tokio::test(flavor = "current_thread")]
 async fn batched_reads_are_called_out_in_the_summary() {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
-            // a 20 ms token gap: an idle client reads far within it, the hog's 60 ms blocks do not
-            let srv = FakeServer::start(0, timing(10, 20)).await.unwrap();
-            tx.send(srv.base_url()).unwrap();
-            let _ = done_rx.await;
-        });
-    });
-    let url = rx.recv().unwrap();
+    // a 20 ms token gap: an idle client reads far within it, the hog's 60 ms blocks do not
+    let server = ServerThread::start(timing(10, 20));
     let quiet = {
         let s = spec(
-            &url,
+            &server.url,
             Api::Completions,
-            &[("quiet", 8u64); 3],
-            vec![0.0, 0.1, 0.2],
+            &[("quiet", 6u64); 3],
+            vec![0.0, 0.2, 0.4],
         );
         run(&s).await
     };
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let hog = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(60)); // blocks the only worker
-                tokio::task::yield_now().await;
-            }
-        })
-    };
+    let hog = Hog::start(60);
     let busy = {
         let s = spec(
-            &url,
+            &server.url,
             Api::Completions,
-            &[("busy", 8u64); 3],
-            vec![0.0, 0.1, 0.2],
+            &[("busy", 6u64); 3],
+            vec![0.0, 0.2, 0.4],
         );
         run(&s).await
     };
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    hog.await.unwrap();
-    let _ = done_tx.send(());
-    server.join().unwrap();
+    hog.stop().await;
+    server.stop();
     let note = "some tokens were read together";
     assert!(
         !vbench::load::summary::human_summary(&quiet).contains(note),
