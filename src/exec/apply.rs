@@ -569,6 +569,7 @@ async fn wait_healthy(
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs_f64(timeout_s);
     let mut healthy = vec![false; running.len()];
+    let spinner = crate::load::progress::Spinner::on_terminal("starting");
     loop {
         if *interrupted.borrow() {
             return Err(VariantError::Interrupted);
@@ -587,6 +588,13 @@ async fn wait_healthy(
         if healthy.iter().all(|h| *h) {
             return Ok(());
         }
+        let waiting: Vec<&str> = running
+            .iter()
+            .zip(&healthy)
+            .filter(|(_, h)| !**h)
+            .map(|((c, _), _)| c.name.as_str())
+            .collect();
+        spinner.set_message(format!("waiting for /health of {}", waiting.join(", ")));
         if Instant::now() >= deadline {
             let waiting: Vec<String> = running
                 .iter()

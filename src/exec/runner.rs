@@ -202,7 +202,11 @@ impl CellRunner for LoadGenRunner {
             m.load.seed,
             m.load.warmup
         ));
-        Ok(load::execute(&spec, &NoProgress).await?)
+        let label = format!("  rate {:>6} req/s", req.cell.rate.label());
+        Ok(match load::progress::RequestBar::on_terminal(&label) {
+            Some(bar) => load::execute(&spec, &bar).await?,
+            None => load::execute(&spec, &NoProgress).await?,
+        })
     }
 }
 

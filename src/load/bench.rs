@@ -1,7 +1,6 @@
 //! `vbench bench`: the load generator alone, against any running OpenAI-compatible endpoint.
 //! Flag names follow `vllm bench serve` where one exists.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,14 +9,15 @@ use anyhow::anyhow;
 use clap::ValueEnum;
 
 use super::dataset::{self, DatasetSpec};
-use super::runner::{execute, LoadError, NoProgress, Progress};
+use super::progress::RequestBar;
+use super::runner::{execute, LoadError, NoProgress};
 use super::schedule::{arrival_offsets, Arrival};
 use super::summary::human_summary;
 use super::tokenizer::Tokenizer;
 use super::GoodputSlo;
 use super::{write_result, Api, LoadSpec};
 use crate::error::{Error, Result};
-use crate::results::{DeploymentInfo, RequestRecord};
+use crate::results::DeploymentInfo;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DatasetKind {
@@ -146,22 +146,6 @@ fn parse_rate(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
-struct Bar(indicatif::ProgressBar);
-impl Progress for Bar {
-    fn start(&self, total: u64) {
-        self.0.set_length(total);
-    }
-    fn request_done(&self, r: &RequestRecord) {
-        if !r.ok {
-            self.0.set_message("(with failures)");
-        }
-        self.0.inc(1);
-    }
-    fn finish(&self) {
-        self.0.finish_and_clear();
-    }
-}
-
 pub fn run_bench(args: BenchArgs) -> Result<()> {
     let args = *args.opts;
     if args.out.exists() {
@@ -272,16 +256,9 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
     }
     let rt = rt.build().map_err(Error::failed)?;
     let result = rt.block_on(async {
-        if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(0).with_style(
-                indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:40}] {pos}/{len} requests {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            execute(&ls, &Bar(bar)).await
-        } else {
-            execute(&ls, &NoProgress).await
+        match RequestBar::on_terminal("") {
+            Some(bar) => execute(&ls, &bar).await,
+            None => execute(&ls, &NoProgress).await,
         }
     });
     // Let in-flight sockets close without blocking on them.

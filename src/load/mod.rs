@@ -55,6 +55,7 @@ pub mod dataset;
 pub mod fake_server;
 pub mod http1;
 pub mod net;
+pub mod progress;
 mod pyrandom;
 pub mod runner;
 pub mod schedule;
