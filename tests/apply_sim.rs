@@ -278,3 +278,45 @@ fn an_instance_that_never_gets_healthy_times_out_with_its_log() {
     assert!(t0.elapsed() < Duration::from_secs(30));
     assert_no_orphans(&run_dir(tmp.path()));
 }
+
+#[test]
+fn apply_json_lists_every_planned_cell_with_what_it_measured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = ["load.rates=[20]", "load.num_prompts=8", "load.warmup=1"];
+    let only = first_variant_id(&sets);
+    let out = apply(tmp.path(), &sets, &["--only", &only, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let run = run_dir(tmp.path());
+    assert_eq!(doc["run_dir"], run.display().to_string());
+    assert_eq!(doc["outcome"], "complete");
+    assert!(doc["report"].is_null(), "--no-report");
+    let cells = doc["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 5, "one rate x five variants planned");
+    for c in cells {
+        if c["variant_id"] == only.as_str() {
+            assert_eq!(c["measured"], true, "{c}");
+            assert_eq!(
+                (c["completed"].as_u64(), c["failed"].as_u64()),
+                (Some(8), Some(0))
+            );
+            assert_eq!(c["client_fell_behind"], false);
+            assert!(std::path::Path::new(c["result_file"].as_str().unwrap()).is_file());
+        } else {
+            assert_eq!(c["measured"], false, "left out with --only: {c}");
+            assert!(c["completed"].is_null());
+        }
+    }
+    assert_no_orphans(&run);
+}

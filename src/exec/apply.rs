@@ -47,6 +47,10 @@ pub struct ApplyArgs {
     /// Skip the report at the end (run `vbench report RUN_DIR` later).
     #[arg(long)]
     pub no_report: bool,
+    /// At the end, print what the run produced as JSON on stdout (run folder, report, outcome,
+    /// and every planned cell with its result's counts), for scripts and CI.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Everything one cell's load needs.
@@ -110,10 +114,19 @@ pub fn run_apply(args: ApplyArgs) -> Result<()> {
         .block_on(apply(&args, &loaded, &plan, &runner, &NvidiaSmiProbe))
         .map_err(Error::failed)?;
     eprintln!("results: {}", run_dir.display());
+    let mut report = None;
     if !args.no_report {
-        if let Err(e) = super::runner::render_report(&run_dir) {
-            eprintln!("warning: report not written: {e:#}");
+        match super::runner::render_report(&run_dir) {
+            Ok(()) => report = Some(run_dir.join("report").join("index.html")),
+            Err(e) => eprintln!("warning: report not written: {e:#}"),
         }
+    }
+    if args.json {
+        let doc = run_json(&plan, &run_dir, report.as_deref(), &outcome);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).map_err(Error::failed)?
+        );
     }
     match outcome {
         Outcome::Complete => Ok(()),
@@ -128,6 +141,49 @@ pub fn run_apply(args: ApplyArgs) -> Result<()> {
             std::process::exit(130);
         }
     }
+}
+
+/// `apply --json`: the run folder, the report, the outcome, and each planned cell as found on
+/// disk (a cell without a result file is `measured: false`).
+fn run_json(
+    plan: &Plan,
+    run_dir: &Path,
+    report: Option<&Path>,
+    outcome: &Outcome,
+) -> serde_json::Value {
+    let (state, failed) = match outcome {
+        Outcome::Complete => ("complete", Vec::new()),
+        Outcome::VariantsFailed(ids) => ("variants_failed", ids.clone()),
+        Outcome::Interrupted => ("interrupted", Vec::new()),
+    };
+    let cells: Vec<serde_json::Value> = plan
+        .cells
+        .iter()
+        .map(|c| {
+            let path = run_dir.join(&c.variant_id).join(&c.result_file);
+            let result: Option<crate::results::RunResult> = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            json!({
+                "variant_id": c.variant_id,
+                "rate": c.rate.label(),
+                "result_file": path,
+                "measured": result.is_some(),
+                "completed": result.as_ref().map(|r| r.completed),
+                "failed": result.as_ref().map(|r| r.failed),
+                "request_throughput": result.as_ref().map(|r| r.request_throughput),
+                "request_goodput": result.as_ref().and_then(|r| r.request_goodput),
+                "client_fell_behind": result.as_ref().map(|r| r.vbench.client.client_fell_behind),
+            })
+        })
+        .collect();
+    json!({
+        "run_dir": run_dir,
+        "report": report,
+        "outcome": state,
+        "failed_variants": failed,
+        "cells": cells,
+    })
 }
 
 /// Checks that need the file system, before anything starts.
