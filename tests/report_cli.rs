@@ -298,3 +298,37 @@ fn planned_cells_without_results_are_listed_so_a_partial_sweep_shows() {
         "{md}"
     );
 }
+
+#[test]
+fn ls_shows_a_partial_sweep_and_where_a_real_run_ran() {
+    let tmp = tempfile::tempdir().unwrap();
+    let partial = tmp.path().join("exp/20261128_140000");
+    synth_run(&partial, "exp", 1, &[1.0, 4.0], 10, 4);
+    std::fs::write(
+        partial.join("plan.json"),
+        r#"{"variants": [{"id": "simple-tp1", "label": "simple TP:1"}], "cells": [
+             {"variant_id": "simple-tp1", "rate": 1.0, "result_file": "vllm-1qps.json"},
+             {"variant_id": "simple-tp1", "rate": 4.0, "result_file": "vllm-4qps.json"},
+             {"variant_id": "simple-tp1", "rate": 8.0, "result_file": "vllm-8qps.json"}]}"#,
+    )
+    .unwrap();
+    let gpu = tmp.path().join("h200/20261128_150000");
+    std::fs::create_dir_all(&gpu).unwrap();
+    std::fs::write(
+        gpu.join("environment.json"),
+        r#"{"vllm_version": "0.26.0", "simulated": false,
+            "gpus": ["0, NVIDIA H200, 143771 MiB, 580.159.04", "1, NVIDIA H200, 143771 MiB, 580.159.04"]}"#,
+    )
+    .unwrap();
+    let out = vbench().arg("ls").arg(tmp.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("exp/20261128_140000  (2 of 3 cells measured, 0 plots)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vLLM 0.26.0 · 2 × NVIDIA H200 (143771 MiB)"),
+        "{text}"
+    );
+}

@@ -439,7 +439,9 @@ fn run_lines(a: &Analysis) -> Vec<String> {
             }
             match &e.gpus {
                 serde_json::Value::Null => {}
-                serde_json::Value::Array(g) => parts.push(format!("GPUs {}", gpu_summary(g))),
+                serde_json::Value::Array(g) => {
+                    parts.push(format!("GPUs {}", crate::results::import::gpu_summary(g)))
+                }
                 other => parts.push(format!("GPUs {other}")),
             }
             if let Some(g) = &e.manifest_git {
@@ -479,33 +481,6 @@ fn missing_lines(a: &Analysis) -> Vec<String> {
             })
         })
         .collect()
-}
-
-/// `2 × NVIDIA H200 (143771 MiB)` from nvidia-smi's `index, name, memory, driver` lines
-/// (other shapes are shown as they are).
-fn gpu_summary(gpus: &[serde_json::Value]) -> String {
-    let mut groups: Vec<(String, usize)> = Vec::new();
-    for g in gpus {
-        let desc = match g.as_str() {
-            Some(line) => {
-                let f: Vec<&str> = line.split(',').map(str::trim).collect();
-                match f.as_slice() {
-                    [_, name, mem, ..] => format!("{name} ({mem})"),
-                    _ => line.to_string(),
-                }
-            }
-            None => g.to_string(),
-        };
-        match groups.iter_mut().find(|(d, _)| *d == desc) {
-            Some((_, n)) => *n += 1,
-            None => groups.push((desc, 1)),
-        }
-    }
-    groups
-        .iter()
-        .map(|(d, n)| format!("{n} × {d}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[derive(Serialize)]

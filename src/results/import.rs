@@ -169,9 +169,16 @@ struct PlanCell {
     result_file: String,
 }
 
+/// How many cells a run folder's plan.json planned (None without a readable plan).
+pub(crate) fn planned_cell_count(dir: &Path) -> Option<usize> {
+    let text = std::fs::read(dir.join("plan.json")).ok()?;
+    let plan: PlanFile = serde_json::from_slice(&text).ok()?;
+    Some(plan.cells.len()).filter(|n| *n > 0)
+}
+
 /// The planned cells of a run folder without a result file (none when there is no plan.json;
 /// `Err` when it cannot be read).
-fn missing_cells(dir: &Path) -> Result<Vec<MissingCell>, String> {
+pub(crate) fn missing_cells(dir: &Path) -> Result<Vec<MissingCell>, String> {
     let path = dir.join("plan.json");
     if !dir.is_dir() || !path.exists() {
         return Ok(Vec::new());
@@ -228,9 +235,36 @@ pub struct GitState {
     pub dirty: Option<bool>,
 }
 
+/// `2 × NVIDIA H200 (143771 MiB)` from nvidia-smi's `index, name, memory, driver` lines
+/// (other shapes are shown as they are).
+pub fn gpu_summary(gpus: &[serde_json::Value]) -> String {
+    let mut groups: Vec<(String, usize)> = Vec::new();
+    for g in gpus {
+        let desc = match g.as_str() {
+            Some(line) => {
+                let f: Vec<&str> = line.split(',').map(str::trim).collect();
+                match f.as_slice() {
+                    [_, name, mem, ..] => format!("{name} ({mem})"),
+                    _ => line.to_string(),
+                }
+            }
+            None => g.to_string(),
+        };
+        match groups.iter_mut().find(|(d, _)| *d == desc) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((desc, 1)),
+        }
+    }
+    groups
+        .iter()
+        .map(|(d, n)| format!("{n} × {d}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `environment.json` of a run folder: `Ok(None)` when there is none, `Err` (a reason) when
 /// it cannot be read.
-fn read_environment(dir: &Path) -> Result<Option<Environment>, String> {
+pub(crate) fn read_environment(dir: &Path) -> Result<Option<Environment>, String> {
     let path = dir.join("environment.json");
     if !dir.is_dir() || !path.exists() {
         return Ok(None);

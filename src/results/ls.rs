@@ -39,6 +39,10 @@ pub struct RunEntry {
     pub simulated: bool,
     /// The config line as printed.
     pub config: String,
+    /// Cells the run's plan.json planned, and how many of them have a result file (None
+    /// without a plan, e.g. the original suite's folders).
+    pub planned_cells: Option<usize>,
+    pub measured_cells: Option<usize>,
 }
 
 pub fn run_ls(args: LsArgs) -> Result<()> {
@@ -66,10 +70,12 @@ pub fn run_ls(args: LsArgs) -> Result<()> {
 
 /// The two lines printed for one run.
 pub fn format_entry(r: &RunEntry) -> String {
-    format!(
-        "{}  {}  ({} files, {} plots)\n  {}",
-        r.date, r.name, r.files, r.plots, r.config
-    )
+    let counts = match (r.planned_cells, r.measured_cells) {
+        (Some(p), Some(m)) if m < p => format!("{m} of {p} cells measured, {} plots", r.plots),
+        (Some(p), Some(_)) => format!("{p} cells, {} plots", r.plots),
+        _ => format!("{} files, {} plots", r.files, r.plots),
+    };
+    format!("{}  {}  ({counts})\n  {}", r.date, r.name, r.config)
 }
 
 /// `YYYYMMDD_HHMMSS` at the end of a folder name, as `YYYY-MM-DD HH:MM:SS`.
@@ -171,7 +177,19 @@ fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
     }
     if simulated {
         parts.push("SIMULATED".to_string());
+    } else if let Ok(Some(env)) = crate::results::import::read_environment(dir) {
+        if let Some(v) = env.vllm_version {
+            parts.push(format!("vLLM {v}"));
+        }
+        if let serde_json::Value::Array(g) = &env.gpus {
+            parts.push(crate::results::import::gpu_summary(g));
+        }
     }
+    let planned_cells = crate::results::import::planned_cell_count(dir);
+    let measured_cells = planned_cells.and_then(|p| {
+        let missing = crate::results::import::missing_cells(dir).ok()?;
+        Some(p.saturating_sub(missing.len()))
+    });
     let config = if parts.is_empty() {
         "(no readable result files)".to_string()
     } else {
@@ -187,6 +205,8 @@ fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
         models,
         simulated,
         config,
+        planned_cells,
+        measured_cells,
     }
 }
 
