@@ -510,11 +510,20 @@ async fn run_variant<R: CellRunner>(
             }
             let path = variant_dir.join(&cell.result_file);
             write_json_new(&path, &result)?;
+            let slo = &loaded.manifest.slo;
+            let attained = crate::load::GoodputSlo {
+                ttft_ms: Some(slo.ttft_ms),
+                tpot_ms: Some(slo.tpot_ms),
+                e2el_ms: None,
+            };
+            let requests = &result.vbench.requests;
+            let met = requests.iter().filter(|r| attained.met_by(r)).count();
             eprintln!(
-                "  rate {:>6} req/s: {} ok, {} failed in {:.1}s → {}",
+                "  rate {:>6} req/s: {} ok, {} failed, SLO met by {:.1} % in {:.1}s → {}",
                 cell.rate.label(),
                 result.completed,
                 result.failed,
+                100.0 * met as f64 / requests.len().max(1) as f64,
                 t0.elapsed().as_secs_f64(),
                 cell.result_file
             );
