@@ -404,6 +404,11 @@ async fn run_variant<R: CellRunner>(
     interrupted: &mut watch::Receiver<bool>,
 ) -> Result<(), VariantError> {
     let spec = deploy::render(target, variant, variant_dir, ports)?;
+    // Local GPUs only: nvidia-smi here knows nothing of a Slurm node's (whose allocation is
+    // exclusive anyway).
+    if !spec.gpus.is_empty() && target.slurm.is_none() {
+        gpus::ensure_free(probe, &spec.gpus)?;
+    }
     // A resumed variant keeps the first attempt's records and adds its own beside them.
     let attempt = if variant_dir.join("deployment.json").exists() {
         format!("-resume-{}", chrono::Local::now().format("%Y%m%d_%H%M%S"))

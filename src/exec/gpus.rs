@@ -85,6 +85,28 @@ pub async fn wait_free(
     }
 }
 
+/// Before a variant starts: refuse GPUs that some other process holds (another user's job,
+/// a leftover of an earlier run), instead of finding out from an out-of-memory error after
+/// minutes of vLLM start-up, or measuring a deployment that shares its GPUs.
+pub fn ensure_free(probe: &dyn GpuProbe, gpus: &[u32]) -> anyhow::Result<()> {
+    let Some(busy) = probe.busy() else {
+        return Ok(()); // No nvidia-smi: nothing to check (sim or CPU targets).
+    };
+    let taken: Vec<String> = busy
+        .iter()
+        .filter(|(g, _, _)| gpus.contains(g))
+        .map(|(g, pid, mib)| format!("GPU {g}: pid {pid} ({mib} MiB)"))
+        .collect();
+    if !taken.is_empty() {
+        bail!(
+            "GPUs in use before this variant started: {}; vbench does not share GPUs (stop \
+             those processes, or list other GPUs in target.gpus)",
+            taken.join(", ")
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +137,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn refuses_to_start_on_a_gpu_someone_else_holds() {
+        let f = Fake {
+            calls: AtomicU32::new(0),
+            free_after: u32::MAX,
+        };
+        let e = ensure_free(&f, &[0, 1]).unwrap_err();
+        assert!(e.to_string().contains("GPU 1: pid 4242 (900 MiB)"), "{e}");
+        assert!(!e.to_string().contains("GPU 5"), "{e}");
+        ensure_free(&f, &[0, 2]).unwrap();
     }
 
     #[tokio::test]
