@@ -230,7 +230,8 @@ impl Endpoint {
         mut on_body: impl FnMut(&[u8], Instant) -> Result<(), E>,
     ) -> Outcome<E> {
         // A pooled connection may have been closed by the server while idle: if it fails
-        // before any response byte, retry once on a fresh connection.
+        // before any response byte, send again on the next idle connection or a new one
+        // (only a new connection's failure is the request's).
         let mut buf = Vec::with_capacity(16 * 1024);
         let (sock, head_len, head_arrived) = loop {
             let (mut sock, reused, written) = match started.take() {
