@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use vbench::load::fake_server::ServedLog;
+use vbench::load::fake_server::{token_event, ServedLog};
 use vbench::load::net::{enable_rx_timestamps, recv_stamped};
 
 struct Server {
@@ -216,15 +216,7 @@ async fn stream(server: &Server, sock: &mut TcpStream, req: Request, chat: bool)
     if sock.write_all(head).await.is_err() {
         return false;
     }
-    let event = |last: bool| {
-        let fin = if last { "\"length\"" } else { "null" };
-        let data = if chat {
-            format!("data: {{\"id\":\"chatcmpl-f\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\" tok\"}},\"finish_reason\":{fin}}}]}}\n\n")
-        } else {
-            format!("data: {{\"id\":\"cmpl-f\",\"object\":\"text_completion\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"text\":\" tok\",\"finish_reason\":{fin}}}]}}\n\n")
-        };
-        chunk(&data)
-    };
+    let event = |last: bool| chunk(&token_event(chat, last));
     let (mid, last) = (event(false), event(true));
     let first_at = req.arrived + server.ttft;
     for k in 0..n {

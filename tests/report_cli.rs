@@ -10,6 +10,18 @@ fn vbench() -> Command {
     Command::cargo_bin("vbench").unwrap()
 }
 
+/// `vbench report RUN --format svg --out OUT`, which must succeed; returns summary.md.
+fn svg_report(run: &std::path::Path, out: &std::path::Path) -> String {
+    vbench()
+        .arg("report")
+        .arg(run)
+        .args(["--format", "svg", "--out"])
+        .arg(out)
+        .assert()
+        .success();
+    std::fs::read_to_string(out.join("summary.md")).unwrap()
+}
+
 #[test]
 fn report_cli_writes_requested_formats_to_out() {
     let tmp = tempfile::tempdir().unwrap();
@@ -195,14 +207,7 @@ fn the_report_says_where_and_with_what_each_run_ran() {
     )
     .unwrap();
     let out = tmp.path().join("r");
-    vbench()
-        .arg("report")
-        .arg(&run)
-        .args(["--format", "svg", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
-    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    let md = svg_report(&run, &out);
     let line = md
         .lines()
         .find(|l| l.contains("gpu-node-7"))
@@ -225,14 +230,7 @@ fn the_report_says_where_and_with_what_each_run_ran() {
     // A broken environment.json costs the provenance line, not the report.
     std::fs::write(run.join("environment.json"), "{not json").unwrap();
     let out = tmp.path().join("r2");
-    vbench()
-        .arg("report")
-        .arg(&run)
-        .args(["--format", "svg", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
-    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    let md = svg_report(&run, &out);
     assert!(!md.contains("## Runs"), "{md}");
     assert!(md.contains("environment.json"), "listed as skipped: {md}");
 }
@@ -256,14 +254,7 @@ fn planned_cells_without_results_are_listed_so_a_partial_sweep_shows() {
     )
     .unwrap();
     let out = tmp.path().join("r");
-    vbench()
-        .arg("report")
-        .arg(&run)
-        .args(["--format", "svg", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
-    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    let md = svg_report(&run, &out);
     assert!(md.contains("## Planned but not measured"), "{md}");
     assert!(
         md.contains("simple TP:1 at 8 req/s has no result (simple-tp1/vllm-8qps.json)"),
@@ -285,14 +276,7 @@ fn planned_cells_without_results_are_listed_so_a_partial_sweep_shows() {
 
     std::fs::write(run.join("plan.json"), "[1, 2").unwrap();
     let out = tmp.path().join("r2");
-    vbench()
-        .arg("report")
-        .arg(&run)
-        .args(["--format", "svg", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
-    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    let md = svg_report(&run, &out);
     assert!(
         md.contains("plan.json") && md.contains("not a vbench plan"),
         "{md}"

@@ -515,12 +515,7 @@ async fn run_variant<R: CellRunner>(
             }
             let path = variant_dir.join(&cell.result_file);
             write_json_new(&path, &result)?;
-            let slo = &loaded.manifest.slo;
-            let attained = crate::load::GoodputSlo {
-                ttft_ms: Some(slo.ttft_ms),
-                tpot_ms: Some(slo.tpot_ms),
-                e2el_ms: None,
-            };
+            let attained = super::runner::slo_objectives(&loaded.manifest.slo);
             let requests = &result.vbench.requests;
             let met = requests.iter().filter(|r| attained.met_by(r)).count();
             eprintln!(

@@ -52,6 +52,18 @@ impl GpuProbe for NvidiaSmiProbe {
     }
 }
 
+/// `GPU g: pid p (m MiB)` for each compute process on one of `gpus`; `None` when the probe
+/// cannot be asked (no nvidia-smi: sim or CPU targets).
+fn held(probe: &dyn GpuProbe, gpus: &[u32]) -> Option<Vec<String>> {
+    let busy = probe.busy()?;
+    Some(
+        busy.iter()
+            .filter(|(g, _, _)| gpus.contains(g))
+            .map(|(g, pid, mib)| format!("GPU {g}: pid {pid} ({mib} MiB)"))
+            .collect(),
+    )
+}
+
 /// Wait until none of `gpus` runs a compute process, or fail naming who holds them.
 pub async fn wait_free(
     probe: &dyn GpuProbe,
@@ -60,21 +72,11 @@ pub async fn wait_free(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let Some(busy) = probe.busy() else {
-            return Ok(()); // No nvidia-smi: nothing to check (sim or CPU targets).
-        };
-        let ours: Vec<_> = busy
-            .into_iter()
-            .filter(|(g, _, _)| gpus.contains(g))
-            .collect();
-        if ours.is_empty() {
+        let who = held(probe, gpus).unwrap_or_default();
+        if who.is_empty() {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            let who: Vec<String> = ours
-                .iter()
-                .map(|(g, pid, mib)| format!("GPU {g}: pid {pid} ({mib} MiB)"))
-                .collect();
             bail!(
                 "GPUs still busy {}s after teardown: {}; refusing to start the next variant on them",
                 timeout.as_secs(),
@@ -89,14 +91,7 @@ pub async fn wait_free(
 /// a leftover of an earlier run), instead of finding out from an out-of-memory error after
 /// minutes of vLLM start-up, or measuring a deployment that shares its GPUs.
 pub fn ensure_free(probe: &dyn GpuProbe, gpus: &[u32]) -> anyhow::Result<()> {
-    let Some(busy) = probe.busy() else {
-        return Ok(()); // No nvidia-smi: nothing to check (sim or CPU targets).
-    };
-    let taken: Vec<String> = busy
-        .iter()
-        .filter(|(g, _, _)| gpus.contains(g))
-        .map(|(g, pid, mib)| format!("GPU {g}: pid {pid} ({mib} MiB)"))
-        .collect();
+    let taken = held(probe, gpus).unwrap_or_default();
     if !taken.is_empty() {
         bail!(
             "GPUs in use before this variant started: {}; vbench does not share GPUs (stop \

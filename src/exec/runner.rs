@@ -44,12 +44,16 @@ struct Prepared {
 /// exists there, else as written (an absolute path or a Hugging Face id).
 fn tokenizer_spec(loaded: &LoadedManifest) -> String {
     let m = &loaded.manifest;
-    let spec = m.tokenizer.as_deref().unwrap_or(&m.model);
-    let relative = loaded.base_dir().join(spec);
-    if relative.exists() {
-        relative.display().to_string()
-    } else {
-        spec.to_owned()
+    super::deploy::local_tokenizer(m, loaded.base_dir())
+        .unwrap_or_else(|| m.tokenizer.as_deref().unwrap_or(&m.model).to_owned())
+}
+
+/// The manifest's SLO as per-request objectives (for `request_goodput` and attainment).
+pub(super) fn slo_objectives(slo: &manifest::Slo) -> load::GoodputSlo {
+    load::GoodputSlo {
+        ttft_ms: Some(slo.ttft_ms),
+        tpot_ms: Some(slo.tpot_ms),
+        e2el_ms: None,
     }
 }
 
@@ -179,11 +183,7 @@ impl CellRunner for LoadGenRunner {
         spec.tokenizer_id = prepared.tokenizer_id.clone();
         spec.topology = topology(v);
         spec.label = Some(v.label.clone());
-        spec.goodput = Some(load::GoodputSlo {
-            ttft_ms: Some(m.slo.ttft_ms),
-            tpot_ms: Some(m.slo.tpot_ms),
-            e2el_ms: None,
-        });
+        spec.goodput = Some(slo_objectives(&m.slo));
         let repeats = if prepared.distinct < prepared.requests.len() {
             format!(
                 "the dataset had only {} distinct prompts for all rates, so prompts repeat",

@@ -203,8 +203,14 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, Json(r): Json<Re
 }
 
 fn chunk(chat: bool, last: bool) -> Bytes {
+    Bytes::from(token_event(chat, last))
+}
+
+/// The SSE event of one token, as vLLM streams it (`last` carries `finish_reason`); also
+/// used by the benchmark's bare fixed-timing server.
+pub fn token_event(chat: bool, last: bool) -> String {
     let fin = if last { "\"length\"" } else { "null" };
-    Bytes::from(if chat {
+    if chat {
         format!(
             "data: {{\"id\":\"chatcmpl-f\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\" tok\"}},\"finish_reason\":{fin}}}]}}\n\n"
         )
@@ -212,7 +218,7 @@ fn chunk(chat: bool, last: bool) -> Bytes {
         format!(
             "data: {{\"id\":\"cmpl-f\",\"object\":\"text_completion\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"text\":\" tok\",\"finish_reason\":{fin}}}]}}\n\n"
         )
-    })
+    }
 }
 
 enum Step {

@@ -169,24 +169,18 @@ struct PlanCell {
     result_file: String,
 }
 
-/// How many cells a run folder's plan.json planned (None without a readable plan).
-pub(crate) fn planned_cell_count(dir: &Path) -> Option<usize> {
-    let text = std::fs::read(dir.join("plan.json")).ok()?;
-    let plan: PlanFile = serde_json::from_slice(&text).ok()?;
-    Some(plan.cells.len()).filter(|n| *n > 0)
-}
-
-/// The planned cells of a run folder without a result file (none when there is no plan.json;
-/// `Err` when it cannot be read).
-pub(crate) fn missing_cells(dir: &Path) -> Result<Vec<MissingCell>, String> {
+/// How many cells a run folder's plan.json planned, and those without a result file
+/// (`Ok(None)` when there is no plan.json; `Err` when it cannot be read).
+pub(crate) fn cell_coverage(dir: &Path) -> Result<Option<(usize, Vec<MissingCell>)>, String> {
     let path = dir.join("plan.json");
     if !dir.is_dir() || !path.exists() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let text = std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
     let plan: PlanFile =
         serde_json::from_slice(&text).map_err(|e| format!("not a vbench plan: {e}"))?;
-    Ok(plan
+    let planned = plan.cells.len();
+    let missing = plan
         .cells
         .into_iter()
         .filter(|c| !dir.join(&c.variant_id).join(&c.result_file).exists())
@@ -200,7 +194,8 @@ pub(crate) fn missing_cells(dir: &Path) -> Result<Vec<MissingCell>, String> {
             result_file: format!("{}/{}", c.variant_id, c.result_file),
             variant_id: c.variant_id,
         })
-        .collect())
+        .collect();
+    Ok(Some((planned, missing)))
 }
 
 /// A run folder's `environment.json` (written by `apply`), as far as the report shows it.
@@ -328,13 +323,16 @@ pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
             });
             None
         });
-        let missing_cells = missing_cells(path).unwrap_or_else(|reason| {
-            out.skipped.push(Skipped {
-                path: path.join("plan.json"),
-                reason,
-            });
-            Vec::new()
-        });
+        let missing_cells = match cell_coverage(path) {
+            Ok(coverage) => coverage.map(|(_, missing)| missing).unwrap_or_default(),
+            Err(reason) => {
+                out.skipped.push(Skipped {
+                    path: path.join("plan.json"),
+                    reason,
+                });
+                Vec::new()
+            }
+        };
         out.runs.push(Run {
             path: path.clone(),
             name: run_name(path),

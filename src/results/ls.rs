@@ -185,11 +185,13 @@ fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
             parts.push(crate::results::import::gpu_summary(g));
         }
     }
-    let planned_cells = crate::results::import::planned_cell_count(dir);
-    let measured_cells = planned_cells.and_then(|p| {
-        let missing = crate::results::import::missing_cells(dir).ok()?;
-        Some(p.saturating_sub(missing.len()))
-    });
+    // A plan with no cells (or none at all) says nothing: fall back to counting files.
+    let coverage = crate::results::import::cell_coverage(dir)
+        .ok()
+        .flatten()
+        .filter(|(planned, _)| *planned > 0);
+    let planned_cells = coverage.as_ref().map(|(p, _)| *p);
+    let measured_cells = coverage.map(|(p, missing)| p - missing.len());
     let config = if parts.is_empty() {
         "(no readable result files)".to_string()
     } else {
