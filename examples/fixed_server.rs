@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use vbench::load::fake_server::{token_event, ServedLog};
+#[path = "../tests/support/fake_server.rs"]
+#[allow(dead_code)]
+mod fake_server;
+use fake_server::{token_event, ServedLog};
 use vbench::load::net::{enable_rx_timestamps, recv_stamped};
 
 struct Server {

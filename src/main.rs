@@ -1,11 +1,11 @@
 use clap::Parser;
 
 fn main() {
-    let cli = vbench::cli::Cli::parse();
-    let code = match vbench::run(cli) {
+    let cli = vbench::cmd::Cli::parse();
+    let code = match vbench::cmd::run(cli) {
         Ok(()) => 0,
         Err(err) => {
-            vbench::report_error(&err);
+            vbench::cmd::report_error(&err);
             err.exit_code()
         }
     };

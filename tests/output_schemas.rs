@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use serde_json::{json, Value};
-use vbench::load::fake_server::{FakeServer, FakeTiming};
+#[path = "support/fake_server.rs"]
+#[allow(dead_code)]
+mod fake_server;
+use fake_server::{FakeServer, FakeTiming};
 
 // ------------------------------------------------------------------------------------------
 // A draft-07 subset validator.

@@ -339,7 +339,7 @@ async fn unreachable_decoder_is_a_502_not_a_hang() {
 
 #[test]
 fn config_without_instances_is_refused() {
-    let args = vbench::proxy::ProxyArgs {
+    let args = vbench::cmd::proxy::ProxyArgs {
         host: "127.0.0.1".into(),
         port: 0,
         mode: ProxyMode::Nixl,
@@ -349,7 +349,7 @@ fn config_without_instances_is_refused() {
         lmcache_decoder_ports: vec![],
         timeout_s: 1.0,
     };
-    let err = ProxyConfig::from_args(&args).unwrap_err();
+    let err = args.config().unwrap_err();
     assert!(err
         .to_string()
         .contains("at least one --prefill URL and one --decode URL"));

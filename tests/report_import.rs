@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use report_support::*;
 use vbench::report::analysis::{analyse, Scoring};
 use vbench::report::attainment::{attainment, Crossing, SloKind};
-use vbench::results::import::{import_paths, SourceKind};
+use vbench::report::import::{import_paths, SourceKind};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -6,7 +6,7 @@ use report_support::*;
 use vbench::report::analysis::{analyse, Scoring};
 use vbench::report::attainment::SloKind;
 use vbench::report::figures;
-use vbench::results::import::import_paths;
+use vbench::report::import::import_paths;
 
 fn analysis() -> vbench::report::analysis::Analysis {
     let tmp = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ fn checked_in_schema_is_up_to_date() {
 
 #[test]
 fn checked_in_result_schema_is_up_to_date() {
-    let fresh = vbench::manifest::schema::result_schema_json();
+    let fresh = vbench::load::result::schema_json();
     let on_disk = std::fs::read_to_string("schemas/result.schema.json").unwrap_or_default();
     assert!(
         fresh == on_disk,
@@ -23,7 +23,7 @@ fn checked_in_result_schema_is_up_to_date() {
 
 #[test]
 fn checked_in_summary_schema_is_up_to_date() {
-    let fresh = vbench::manifest::schema::summary_schema_json();
+    let fresh = vbench::report::summary::schema_json();
     let on_disk = std::fs::read_to_string("schemas/summary.schema.json").unwrap_or_default();
     assert!(
         fresh == on_disk,
@@ -67,7 +67,7 @@ fn every_experiment_declares_the_schema_on_its_first_line() {
 
 #[test]
 fn starter_manifest_from_init_plans() {
-    let text = vbench::manifest::init::starter("demo");
+    let text = vbench::manifest::starter("demo");
     assert!(text.starts_with("#:schema ../schemas/experiment.schema.json\n"));
     let loaded =
         vbench::manifest::load_str(std::path::Path::new("experiments/demo.toml"), &text, &[])

@@ -7,10 +7,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sim_support::*;
-use vbench::sim::faults::FaultArgs;
+use vbench::sim::faults::FaultSpec;
 use vbench::sim::{Role, ServeExit, SimConfig};
 
-fn cfg(faults: FaultArgs) -> SimConfig {
+fn cfg(faults: FaultSpec) -> SimConfig {
     let mut c = SimConfig::new(test_profile(), "m");
     c.role = Role::Simple;
     c.faults = faults;
@@ -19,7 +19,7 @@ fn cfg(faults: FaultArgs) -> SimConfig {
 
 #[tokio::test]
 async fn fail_fraction_answers_500_for_that_share_of_requests() {
-    let srv = start(cfg(FaultArgs {
+    let srv = start(cfg(FaultSpec {
         fail_fraction: 0.5,
         fault_seed: 7,
         ..Default::default()
@@ -57,7 +57,7 @@ async fn fail_fraction_answers_500_for_that_share_of_requests() {
 
 #[tokio::test]
 async fn cut_streams_end_without_done_after_the_given_tokens() {
-    let srv = start(cfg(FaultArgs {
+    let srv = start(cfg(FaultSpec {
         cut_fraction: 1.0,
         cut_after_tokens: 3,
         ..Default::default()
@@ -77,7 +77,7 @@ async fn cut_streams_end_without_done_after_the_given_tokens() {
 
 #[tokio::test]
 async fn hang_fraction_never_answers_but_health_still_does() {
-    let srv = start(cfg(FaultArgs {
+    let srv = start(cfg(FaultSpec {
         hang_fraction: 1.0,
         ..Default::default()
     }))
@@ -103,7 +103,7 @@ async fn hang_fraction_never_answers_but_health_still_does() {
 
 #[tokio::test]
 async fn unhealthy_for_refuses_health_then_recovers() {
-    let srv = start(cfg(FaultArgs {
+    let srv = start(cfg(FaultSpec {
         unhealthy_for: Some(0.6),
         ..Default::default()
     }))
@@ -148,7 +148,7 @@ async fn unhealthy_for_refuses_health_then_recovers() {
 
 #[tokio::test]
 async fn hang_after_wedges_every_route() {
-    let srv = start(cfg(FaultArgs {
+    let srv = start(cfg(FaultSpec {
         hang_after: Some(0.3),
         ..Default::default()
     }))
@@ -173,7 +173,7 @@ async fn hang_after_wedges_every_route() {
 
 #[tokio::test]
 async fn crash_after_requests_cuts_streams_and_ends_the_server() {
-    let srv = start(cfg(FaultArgs {
+    let srv = start(cfg(FaultSpec {
         crash_after_requests: Some(2),
         ..Default::default()
     }))

@@ -115,7 +115,7 @@ templates = {{ vllm_serve = "{template}" }}
         decode_args.contains("--gres=gpu:2"),
         "decode TP2 gets two GPUs: {decode_args}"
     );
-    let r: vbench::results::RunResult =
+    let r: vbench::load::RunResult =
         serde_json::from_slice(&std::fs::read(variant.join("vllm-10qps.json")).unwrap()).unwrap();
     assert_eq!((r.completed, r.failed), (10, 0), "{:?}", r.errors);
 

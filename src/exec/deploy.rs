@@ -20,8 +20,7 @@ use super::templates::Templates;
 #[derive(Debug, Clone, Serialize)]
 pub struct Component {
     pub name: String,
-    /// `serve`, `prefill`, `decode` or `proxy`.
-    pub role: String,
+    pub role: ComponentRole,
     pub url: String,
     pub spec: ProcessSpec,
     /// GPUs (CUDA indices) this component holds.
@@ -32,6 +31,26 @@ pub struct Component {
     pub node: Option<String>,
     /// Config files written before launch (e.g. LMCache YAML): path → contents.
     pub files: BTreeMap<PathBuf, String>,
+}
+
+/// What a component is for; written as `serve`, `prefill`, `decode` or `proxy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentRole {
+    Serve,
+    Prefill,
+    Decode,
+    Proxy,
+}
+
+impl From<RoleKind> for ComponentRole {
+    fn from(r: RoleKind) -> Self {
+        match r {
+            RoleKind::Serve => ComponentRole::Serve,
+            RoleKind::Prefill => ComponentRole::Prefill,
+            RoleKind::Decode => ComponentRole::Decode,
+        }
+    }
 }
 
 /// Everything launched for one variant.
@@ -222,35 +241,7 @@ pub fn render(
                 lmcache_config_file = Some(path);
             }
 
-            let kv_transfer_config = match variant.mode {
-                Mode::Simple => None,
-                Mode::Nixl => {
-                    let n = variant.nixl.clone().unwrap_or_default();
-                    let mut c = json!({"kv_connector": "NixlConnector", "kv_role": "kv_both"});
-                    if let Some(d) = &n.kv_buffer_device {
-                        c["kv_buffer_device"] = json!(d);
-                    }
-                    if let Some(p) = &n.kv_load_failure_policy {
-                        c["kv_load_failure_policy"] = json!(p);
-                    }
-                    if let Some(b) = &n.backends {
-                        c["kv_connector_extra_config"] = json!({"backends": b});
-                    }
-                    Some(c.to_string())
-                }
-                Mode::Lmcache => {
-                    let (kv_role, rpc) = match role.role {
-                        RoleKind::Decode => ("kv_consumer", format!("consumer{}", index + 1)),
-                        _ => ("kv_producer", format!("producer{}", index + 1)),
-                    };
-                    let mut extra =
-                        json!({"discard_partial_chunks": false, "lmcache_rpc_port": rpc});
-                    if role.role == RoleKind::Decode {
-                        extra["skip_last_n_tokens"] = json!(1);
-                    }
-                    Some(json!({"kv_connector": "LMCacheConnectorV1", "kv_role": kv_role, "kv_connector_extra_config": extra}).to_string())
-                }
-            };
+            let kv_transfer_config = kv_transfer_config(variant, role.role, index);
             let sim_role = match role.role {
                 RoleKind::Serve => "simple",
                 RoleKind::Prefill => "prefill",
@@ -318,7 +309,7 @@ pub fn render(
             };
             components.push(Component {
                 name: name.clone(),
-                role: role.role.as_str().to_owned(),
+                role: role.role.into(),
                 url: format!("http://{host}:{port}"),
                 spec: ProcessSpec {
                     name,
@@ -334,7 +325,7 @@ pub fn render(
         }
     }
 
-    let urls = |kind: &str| -> Vec<String> {
+    let urls = |kind: ComponentRole| -> Vec<String> {
         components
             .iter()
             .filter(|c| c.role == kind)
@@ -348,9 +339,9 @@ pub fn render(
             "host": HOST,
             "port": port,
             "proxy_mode": match variant.mode { Mode::Simple => "round-robin", Mode::Nixl => "nixl", Mode::Lmcache => "lmcache" },
-            "prefill_urls": urls("prefill"),
-            "decode_urls": urls("decode"),
-            "backend_urls": urls("serve"),
+            "prefill_urls": urls(ComponentRole::Prefill),
+            "decode_urls": urls(ComponentRole::Decode),
+            "backend_urls": urls(ComponentRole::Serve),
             "lmcache_decoder_ports": lmcache_decoder_ports,
         });
         let (program, args) = match (variant.proxy, variant.mode) {
@@ -369,7 +360,7 @@ pub fn render(
         let url = format!("http://{HOST}:{port}");
         components.push(Component {
             name: "proxy".into(),
-            role: "proxy".into(),
+            role: ComponentRole::Proxy,
             url: url.clone(),
             spec: ProcessSpec {
                 name: "proxy".into(),
@@ -393,6 +384,40 @@ pub fn render(
         entry_url,
         gpus: all_gpus,
     })
+}
+
+/// vLLM's `--kv-transfer-config` for one instance of a disaggregated variant (`None` for
+/// `simple`): NixlConnector with the manifest's options, or LMCacheConnectorV1 with the
+/// producer/consumer role and RPC name LMCache's PD mode expects.
+fn kv_transfer_config(variant: &Variant, role: RoleKind, index: u32) -> Option<String> {
+    match variant.mode {
+        Mode::Simple => None,
+        Mode::Nixl => {
+            let n = variant.nixl.clone().unwrap_or_default();
+            let mut c = json!({"kv_connector": "NixlConnector", "kv_role": "kv_both"});
+            if let Some(d) = &n.kv_buffer_device {
+                c["kv_buffer_device"] = json!(d);
+            }
+            if let Some(p) = &n.kv_load_failure_policy {
+                c["kv_load_failure_policy"] = json!(p);
+            }
+            if let Some(b) = &n.backends {
+                c["kv_connector_extra_config"] = json!({"backends": b});
+            }
+            Some(c.to_string())
+        }
+        Mode::Lmcache => {
+            let (kv_role, rpc) = match role {
+                RoleKind::Decode => ("kv_consumer", format!("consumer{}", index + 1)),
+                _ => ("kv_producer", format!("producer{}", index + 1)),
+            };
+            let mut extra = json!({"discard_partial_chunks": false, "lmcache_rpc_port": rpc});
+            if role == RoleKind::Decode {
+                extra["skip_last_n_tokens"] = json!(1);
+            }
+            Some(json!({"kv_connector": "LMCacheConnectorV1", "kv_role": kv_role, "kv_connector_extra_config": extra}).to_string())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,14 +3,11 @@
 //! so a reader can see queueing and KV pressure behind a latency curve.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-use crate::results::store::write_bytes_new;
 
 /// Gauges worth following over time (both spellings of the KV-cache gauge across versions).
 const GAUGES: &[&str] = &[
@@ -97,18 +94,12 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Option<String> {
     r.text().await.ok()
 }
 
-/// Save each component's full `/metrics` text as `<dir>/<component>-<tag>.prom`, and return
-/// the texts that could be fetched, by component.
-pub async fn snapshot(
-    components: &[(String, String)],
-    dir: &Path,
-    tag: &str,
-) -> BTreeMap<String, String> {
+/// Each component's full `/metrics` text, by component (those that answered).
+pub async fn snapshot(components: &[(String, String)]) -> BTreeMap<String, String> {
     let client = reqwest::Client::new();
     let mut texts = BTreeMap::new();
     for (name, url) in components {
         if let Some(text) = fetch(&client, url).await {
-            let _ = write_bytes_new(&dir.join(format!("{name}-{tag}.prom")), text.as_bytes());
             texts.insert(name.clone(), text);
         }
     }
@@ -167,16 +158,6 @@ pub fn spawn_sampler(
         samples
     });
     (tx, handle)
-}
-
-/// Write samples as JSON lines.
-pub fn write_samples(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
-    let mut text = String::new();
-    for s in samples {
-        text.push_str(&serde_json::to_string(s)?);
-        text.push('\n');
-    }
-    write_bytes_new(path, text.as_bytes())
 }
 
 #[cfg(test)]

@@ -1,14 +1,12 @@
-//! Execution: backends (local, sim), process supervision, GPUs, ports, templates.
+//! Launching and stopping one deployment: backends (local, slurm, sim), the processes of a
+//! variant (`deploy`: placement, ports, templates), their supervision (`process`), GPUs,
+//! ports, and the servers' `/metrics`. It writes nothing into the run folder itself: paths
+//! come from the caller, records go back to it.
 
-pub mod apply;
 pub mod deploy;
 pub mod gpus;
 pub mod metrics;
 pub mod ports;
 pub mod process;
-pub mod rundir;
-pub mod runner;
 pub mod slurm;
 pub mod templates;
-
-pub use apply::{run_apply, ApplyArgs};

@@ -11,7 +11,7 @@ use super::dataset::PreparedRequest;
 use super::http1::{Endpoint, InFlight, Outcome, ReadStats};
 use super::sse::{SseParser, StreamAccount, StreamError};
 use super::tokenizer::Tokenizer;
-use crate::results::RequestRecord;
+use crate::load::RequestRecord;
 
 /// Which OpenAI-compatible API to drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 //! # async fn demo() -> anyhow::Result<()> {
 //! use std::sync::Arc;
 //! use vbench::load::{self, dataset, schedule, Api, LoadSpec, NoProgress};
-//! use vbench::results::DeploymentInfo;
+//! use vbench::load::DeploymentInfo;
 //!
 //! // 1. tokenizer (optional) and the request set: once per experiment
 //! let tok = Some(Arc::new(load::Tokenizer::load("Qwen/Qwen3-0.6B")?));
@@ -27,13 +27,13 @@
 //!                            offsets.into(), 4.0, schedule::Arrival::Poisson, 0);
 //! ls.tokenizer = tok.clone();
 //! ls.warmup = 1;
-//! // 3. run, then write the result file (atomic, never overwrites)
+//! // 3. run; the caller writes the result (`vbench::results::store::write_json_new`)
 //! let result = load::execute(&ls, &NoProgress).await?;
-//! load::write_result(std::path::Path::new("results/x/vllm-4qps.json"), &result)?;
+//! # let _ = result;
 //! # Ok(()) }
 //! ```
 //!
-//! Timing rules (vLLM's, see VLLM_FACTS.md A): TTFT = first chunk with non-empty `choices`;
+//! Timing rules (vLLM's; docs/metrics.md): TTFT = first chunk with non-empty `choices`;
 //! ITLs = gaps between such chunks; E2E = the last one; TPOT = (E2E − TTFT)/(out − 1); token
 //! counts from the usage chunk. vbench measures all of them from the *scheduled* instant.
 //! A request is `ok` with HTTP 200, at least one content chunk and `data: [DONE]`; anything
@@ -49,14 +49,12 @@
 //! (`net.rs`), so it cannot delay a token either, as long as it reads each within a token gap
 //! (the `read_wait_*` figures of the client health say whether it did).
 
-pub mod bench;
 pub mod client;
 pub mod dataset;
-pub mod fake_server;
 pub mod http1;
 pub mod net;
-pub mod progress;
 mod pyrandom;
+pub mod result;
 pub mod runner;
 pub mod schedule;
 pub mod sse;
@@ -66,14 +64,13 @@ pub mod tokenizer;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use bench::{run_bench, BenchArgs};
 pub use client::Api;
 pub use dataset::{Dataset, DatasetSpec, PreparedRequest, TokenCounts};
 pub use runner::{execute, LoadError, NoProgress, Progress};
 pub use schedule::{arrival_offsets, Arrival};
 pub use tokenizer::Tokenizer;
 
-use crate::results::{DeploymentInfo, RunResult};
+pub use result::{ClientHealth, DeploymentInfo, LoadInfo, RequestRecord, RunResult, VbenchSection};
 
 /// The original suite's topology keys, carried into every result file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +186,7 @@ impl GoodputSlo {
     }
 
     /// Whether a request meets every objective (failed requests never do).
-    pub fn met_by(&self, r: &crate::results::RequestRecord) -> bool {
+    pub fn met_by(&self, r: &crate::load::RequestRecord) -> bool {
         let within = |limit: Option<f64>, value: Option<f64>| match (limit, value) {
             (None, _) => true,
             (Some(l), Some(v)) => v * 1e3 <= l,
@@ -264,16 +261,10 @@ impl LoadSpec {
     }
 }
 
-/// Write a result file atomically, refusing to overwrite; streamed, so a 100,000-request
-/// result does not need a second in-memory copy as text.
-pub fn write_result(path: &std::path::Path, result: &RunResult) -> anyhow::Result<()> {
-    crate::results::store::write_json_new(path, result)
-}
-
 #[cfg(test)]
 mod tests {
     use super::GoodputSlo;
-    use crate::results::RequestRecord;
+    use crate::load::RequestRecord;
 
     fn record(ok: bool, ttft: f64, tpot: Option<f64>, e2e: f64) -> RequestRecord {
         RequestRecord {

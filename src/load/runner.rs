@@ -16,7 +16,7 @@ use super::dataset::PreparedRequest;
 use super::summary::{build_result, RunFacts};
 use super::tokenizer::Tokenizer;
 use super::LoadSpec;
-use crate::results::{RequestRecord, RunResult};
+use crate::load::{RequestRecord, RunResult};
 
 /// Why a run could not produce a result at all (individual request failures are data, not
 /// errors).

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::results::{ClientHealth, LoadInfo, RequestRecord, RunResult, VbenchSection};
+use crate::load::{ClientHealth, LoadInfo, RequestRecord, RunResult, VbenchSection};
 
 use super::client::round_us;
 use super::LoadSpec;
@@ -203,7 +203,7 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
         std_e2el_ms: ms(e2e.std),
         p99_e2el_ms: ms(e2e.p99),
         vbench: VbenchSection {
-            format_version: crate::results::format::RESULT_FORMAT_VERSION,
+            format_version: crate::load::result::RESULT_FORMAT_VERSION,
             vbench_version: env!("CARGO_PKG_VERSION").to_string(),
             deployment: spec.deployment.clone(),
             load: LoadInfo {

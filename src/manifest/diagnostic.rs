@@ -3,102 +3,14 @@
 
 use std::ops::Range;
 
-use miette::{NamedSource, SourceSpan};
-
-/// The text a manifest was parsed from, kept so errors can point into it.
-#[derive(Debug, Clone)]
-pub struct Source {
-    /// Shown in messages: the file path, plus a note when `--set` overrides were applied.
-    pub name: String,
-    pub text: String,
-}
-
-impl Source {
-    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        Source {
-            name: name.into(),
-            text: text.into(),
-        }
-    }
-
-    /// 1-based line and column (in characters) of a byte offset.
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..floor_char_boundary(&self.text, offset)];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        (line, col)
-    }
-}
-
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-/// A manifest error with its location, rendered by miette with a source snippet.
-/// Its `Display` is one line, `file:line:col: message`, so logs and tests see the location too.
-#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
-#[error("{location}: {message}")]
-pub struct ManifestError {
-    /// `file:line:col`, or just `file` when no position is known.
-    pub location: String,
-    pub message: String,
-    #[source_code]
-    src: NamedSource<String>,
-    #[label("{label}")]
-    span: Option<SourceSpan>,
-    label: String,
-    #[help]
-    pub help: Option<String>,
-}
+pub use crate::error::{ManifestError, Source};
 
 impl ManifestError {
-    pub fn new(
-        source: &Source,
-        span: Option<Range<usize>>,
-        message: impl Into<String>,
-        help: Option<String>,
-    ) -> Self {
-        let message = message.into();
-        let location = match &span {
-            Some(r) => {
-                let (line, col) = source.line_col(r.start);
-                format!("{}:{line}:{col}", source.name)
-            }
-            None => source.name.clone(),
-        };
-        let span = span.map(|r| {
-            let start = r.start.min(source.text.len());
-            let end = r.end.clamp(start, source.text.len());
-            SourceSpan::from(start..end)
-        });
-        ManifestError {
-            location,
-            label: short_label(&message),
-            message,
-            src: NamedSource::new(source.name.clone(), source.text.clone()),
-            span,
-            help,
-        }
-    }
-
     /// Convert a TOML syntax or type error, adding a "did you mean" to unknown keys and values.
     pub fn from_toml(source: &Source, err: &toml::de::Error) -> Self {
         let message = err.message().trim().to_owned();
         let help = suggest_from_expected_list(&message);
         ManifestError::new(source, err.span(), message, help)
-    }
-}
-
-fn short_label(message: &str) -> String {
-    let first = message.lines().next().unwrap_or("");
-    if first.chars().count() > 60 {
-        "here".to_owned()
-    } else {
-        first.to_owned()
     }
 }
 

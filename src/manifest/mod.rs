@@ -1,7 +1,6 @@
 //! The experiment manifest: serde types mirroring the TOML, its schema, and located errors.
 
 pub mod diagnostic;
-pub mod init;
 pub mod one_or_many;
 pub mod overrides;
 pub mod reference;
@@ -17,18 +16,6 @@ pub use one_or_many::OneOrMany;
 pub use types::*;
 
 use crate::error::{Error, Result};
-
-/// A manifest path plus per-invocation overrides.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ManifestArgs {
-    /// The experiment manifest (TOML).
-    pub manifest: PathBuf,
-    /// Override a manifest field for this invocation, like the original suite's environment
-    /// variables: `--set load.rates=[1,2]`, `--set deployment.1.prefill.instances=2`
-    /// (array indices start at 0). Repeatable; validated like the file and recorded with the run.
-    #[arg(long = "set", value_name = "PATH=VALUE")]
-    pub set: Vec<String>,
-}
 
 /// A parsed manifest with the text it came from (for located errors) and its overrides.
 #[derive(Debug, Clone)]
@@ -99,19 +86,10 @@ pub fn parse(source: &Source) -> Result<Manifest, ManifestError> {
     toml::from_str(&source.text).map_err(|e| ManifestError::from_toml(source, &e))
 }
 
-/// `vbench validate`: parse and plan; print a one-line verdict.
-pub fn run_validate(args: ManifestArgs) -> Result<()> {
-    let loaded = load(&args.manifest, &args.set)?;
-    let plan = crate::plan::resolve(
-        &loaded,
-        &crate::plan::capacity::discover(&loaded.manifest.target),
-    )?;
-    println!(
-        "{}: valid ({} variants, {} cells, {} requests)",
-        args.manifest.display(),
-        plan.variants.len(),
-        plan.cells.len(),
-        plan.total_requests()
-    );
-    Ok(())
+/// The starter manifest of `vbench init`; `{name}` is replaced by the experiment name.
+pub const STARTER: &str = include_str!("starter.toml");
+
+/// The starter manifest for an experiment called `name`; it validates as written.
+pub fn starter(name: &str) -> String {
+    STARTER.replace("{name}", name)
 }

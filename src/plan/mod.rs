@@ -14,23 +14,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::manifest::{
-    self, Accelerator, Backend, LoadedManifest, ManifestArgs, ManifestError, Rate,
-};
+use crate::manifest::{self, Accelerator, Backend, LoadedManifest, ManifestError, Rate};
 use crate::path;
 
 pub use capacity::Capacity;
 pub use variant::{RoleKind, RoleSpec, Variant};
-
-/// Print the run matrix without running anything.
-#[derive(Debug, clap::Args)]
-pub struct PlanArgs {
-    #[command(flatten)]
-    pub manifest: ManifestArgs,
-    /// Print the plan as JSON (every variant and cell).
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// Everything `apply` will do, resolved.
 #[derive(Debug, Clone, Serialize)]
@@ -459,25 +447,6 @@ fn arrival_name(a: manifest::Arrival) -> &'static str {
         manifest::Arrival::Gamma => "gamma",
         manifest::Arrival::Constant => "constant",
     }
-}
-
-/// `vbench plan`.
-pub fn run_plan(args: PlanArgs) -> Result<()> {
-    let loaded = manifest::load(&args.manifest.manifest, &args.manifest.set)?;
-    let capacity = capacity::discover(&loaded.manifest.target);
-    let plan = resolve(&loaded, &capacity)?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&plan).expect("plan serialises")
-        );
-    } else {
-        print!("{}", table::render(&plan));
-    }
-    for w in &plan.warnings {
-        eprintln!("warning: {w}");
-    }
-    Ok(())
 }
 
 /// Sweep-axis values a variant took, for `Variant::sweep`.

@@ -14,8 +14,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::ProxyArgs;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProxyMode {
     Nixl,
@@ -46,23 +44,30 @@ pub struct ProxyConfig {
 }
 
 impl ProxyConfig {
-    pub fn from_args(args: &ProxyArgs) -> anyhow::Result<Self> {
+    /// A checked configuration; `lmcache_decoder_ports` as `INIT[,INIT..]:ALLOC[,ALLOC..]`.
+    pub fn new(
+        mode: ProxyMode,
+        prefill: &[String],
+        decode: &[String],
+        backends: &[String],
+        lmcache_decoder_ports: &[String],
+        timeout_s: f64,
+    ) -> anyhow::Result<Self> {
         let clean = |urls: &[String]| -> Vec<String> {
             urls.iter()
                 .map(|u| u.trim_end_matches('/').to_owned())
                 .collect()
         };
         let config = ProxyConfig {
-            mode: args.mode,
-            prefill: clean(&args.prefill),
-            decode: clean(&args.decode),
-            backends: clean(&args.backend),
-            lmcache_decoder_ports: args
-                .lmcache_decoder_ports
+            mode,
+            prefill: clean(prefill),
+            decode: clean(decode),
+            backends: clean(backends),
+            lmcache_decoder_ports: lmcache_decoder_ports
                 .iter()
                 .map(|s| parse_lmcache_ports(s))
                 .collect::<anyhow::Result<_>>()?,
-            timeout: Duration::from_secs_f64(args.timeout_s.max(0.001)),
+            timeout: Duration::from_secs_f64(timeout_s.max(0.001)),
         };
         config.check()?;
         Ok(config)

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::attainment::{self, percentile_sorted, Crossing, Slo};
-use crate::results::import::{ClientInfo, FileSummary, Imported, RatePoint, SourceKind, Variant};
+use crate::report::import::{ClientInfo, FileSummary, Imported, RatePoint, SourceKind, Variant};
 
 /// What to score and how.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -19,15 +19,22 @@ pub struct Scoring {
 }
 
 impl Default for Scoring {
+    /// The manifest's defaults (`[slo]` left out).
     fn default() -> Self {
+        Scoring::from(&crate::manifest::Slo::default())
+    }
+}
+
+impl From<&crate::manifest::Slo> for Scoring {
+    fn from(slo: &crate::manifest::Slo) -> Self {
+        let mut scales = slo.scales.clone();
+        scales.sort_by(f64::total_cmp);
+        scales.dedup();
         Scoring {
-            slo: Slo {
-                ttft_s: 0.125,
-                tpot_s: 0.2,
-            },
-            target_pct: 90.0,
-            scales: vec![0.4, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0],
-            scale_rate: None,
+            slo: Slo::from(slo),
+            target_pct: slo.target_pct,
+            scales,
+            scale_rate: slo.scale_rate,
         }
     }
 }
@@ -149,9 +156,9 @@ pub struct Analysis {
 pub struct RunInfo {
     pub name: String,
     pub path: String,
-    pub environment: Option<crate::results::import::Environment>,
+    pub environment: Option<crate::results::Environment>,
     /// Planned cells without a result (from the run's plan.json).
-    pub missing_cells: Vec<crate::results::import::MissingCell>,
+    pub missing_cells: Vec<crate::results::rundir::MissingCell>,
 }
 
 pub fn analyse(imported: &Imported, scoring: &Scoring) -> Analysis {
@@ -160,14 +167,14 @@ pub fn analyse(imported: &Imported, scoring: &Scoring) -> Analysis {
         let single = run.variants.len() == 1;
         for v in &run.variants {
             let slug = if single {
-                crate::results::import::slug(&run.name)
+                crate::report::import::slug(&run.name)
             } else {
-                format!("{}_{}", crate::results::import::slug(&run.name), v.key)
+                format!("{}_{}", crate::report::import::slug(&run.name), v.key)
             };
             todo.push((run.name.as_str(), slug, v));
         }
     }
-    let variants = crate::results::import::par_map(&todo, |(run, slug, v)| {
+    let variants = crate::report::import::par_map(&todo, |(run, slug, v)| {
         analyse_variant(run, slug.clone(), v, scoring)
     });
     let runs = imported

@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use crate::results::import::Sample;
+use crate::report::import::Sample;
 
 /// Which condition a request must meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -52,7 +52,27 @@ pub struct Slo {
     pub tpot_s: f64,
 }
 
-/// Does this request meet the condition at SLO scale `scale`?
+impl From<&crate::manifest::Slo> for Slo {
+    fn from(slo: &crate::manifest::Slo) -> Self {
+        Slo {
+            ttft_s: slo.ttft_ms / 1e3,
+            tpot_s: slo.tpot_ms / 1e3,
+        }
+    }
+}
+
+impl From<crate::manifest::SloType> for SloKind {
+    fn from(t: crate::manifest::SloType) -> Self {
+        match t {
+            crate::manifest::SloType::Both => SloKind::Both,
+            crate::manifest::SloType::Ttft => SloKind::TtftOnly,
+            crate::manifest::SloType::Tpot => SloKind::TpotOnly,
+        }
+    }
+}
+
+/// Does this request meet the condition at SLO scale `scale`? The one definition of "meets
+/// the SLO": the report's attainment and `apply`'s per-cell line both use it.
 pub fn meets(sample: &Sample, slo: Slo, scale: f64, kind: SloKind) -> bool {
     if !sample.ok {
         return false;
@@ -68,6 +88,29 @@ pub fn meets(sample: &Sample, slo: Slo, scale: f64, kind: SloKind) -> bool {
         SloKind::TtftOnly => ttft_ok,
         SloKind::TpotOnly => tpot_ok,
     }
+}
+
+impl From<&crate::load::RequestRecord> for Sample {
+    fn from(r: &crate::load::RequestRecord) -> Self {
+        Sample {
+            ok: r.ok,
+            ttft_s: r.ttft_s,
+            tpot_s: r.tpot_s,
+            e2e_s: r.e2e_s,
+            output_tokens: Some(r.output_tokens),
+        }
+    }
+}
+
+/// The share (0..=1) of `requests` that meet the manifest's SLO (TTFT and TPOT, scale 1), as
+/// the report counts it; 0 for no requests.
+pub fn share_meeting(requests: &[crate::load::RequestRecord], slo: &crate::manifest::Slo) -> f64 {
+    let slo = Slo::from(slo);
+    let met = requests
+        .iter()
+        .filter(|r| meets(&Sample::from(*r), slo, 1.0, SloKind::Both))
+        .count();
+    met as f64 / requests.len().max(1) as f64
 }
 
 /// Attainment in percent over all samples; `None` when there are no samples.

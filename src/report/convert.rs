@@ -7,11 +7,21 @@ use anyhow::{anyhow, Context};
 use super::figures::FONT;
 
 /// Output format of a figure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Format {
     Pdf,
     Svg,
     Png,
+}
+
+impl From<crate::manifest::FigureFormat> for Format {
+    fn from(f: crate::manifest::FigureFormat) -> Self {
+        match f {
+            crate::manifest::FigureFormat::Pdf => Format::Pdf,
+            crate::manifest::FigureFormat::Svg => Format::Svg,
+            crate::manifest::FigureFormat::Png => Format::Png,
+        }
+    }
 }
 
 impl Format {

@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod attainment;
 pub mod convert;
 pub mod figures;
+pub mod import;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
@@ -16,81 +17,13 @@ use std::sync::Mutex;
 use anyhow::Context;
 
 use crate::error::{Error, Result};
-use crate::results::import::{self, Imported};
+use crate::manifest;
+use crate::results::rundir;
 use crate::results::store::write_bytes_new;
 use analysis::{Analysis, Scoring, VariantStats};
 use attainment::{Slo, SloKind};
 pub use convert::Format;
-
-/// Which SLO types get comparison figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SloChoice {
-    Ttft,
-    Tpot,
-    Both,
-    All,
-}
-
-/// The x axis of attainment-vs-rate panels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum XAxis {
-    /// Offered request rate (req/s).
-    Rate,
-    /// Offered rate divided by the variant's GPUs (req/s/GPU), for equal-budget comparisons.
-    PerGpu,
-}
-
-/// Draw SLO-attainment figures and summaries from stored results.
-///
-/// Reads vbench run folders, folders of the original suite's `vllm-<rate>qps-*.json` files and
-/// `vllm bench serve --save-result --save-detailed` files. A malformed file is reported by
-/// name and skipped.
-#[derive(Debug, clap::Args)]
-pub struct ReportArgs {
-    /// Run folders or result files. Each is one run; several variants of one run folder are
-    /// compared with each other.
-    #[arg(required = true)]
-    pub dirs: Vec<PathBuf>,
-    /// Compare every variant of every input in one set of figures.
-    #[arg(long)]
-    pub compare: bool,
-    /// SLO types that get comparison figures (default: the manifest's `report.slo_types`,
-    /// else all).
-    #[arg(long, value_enum)]
-    pub slo: Option<SloChoice>,
-    /// TTFT SLO in milliseconds (default: the manifest's, else 125).
-    #[arg(long, env = "TTFT_SLO")]
-    pub ttft_ms: Option<f64>,
-    /// TPOT SLO in milliseconds (default: the manifest's, else 200).
-    #[arg(long, env = "TPOT_SLO")]
-    pub tpot_ms: Option<f64>,
-    /// Target attainment in percent (default: the manifest's, else 90).
-    #[arg(long, env = "TARGET_ATTAINMENT")]
-    pub target: Option<f64>,
-    /// SLO scales for the scale panel, comma-separated (default: the manifest's, else
-    /// 0.4,0.6,0.8,1,1.2,1.5,2).
-    #[arg(long, value_delimiter = ',')]
-    pub scales: Option<Vec<f64>>,
-    /// Rate at which the SLO-scale panel is scored (default: the manifest's `slo.scale_rate`,
-    /// else the middle of the swept rates).
-    #[arg(long)]
-    pub scale_rate: Option<f64>,
-    /// Compare each run over its own rates instead of only the rates all runs share
-    /// (default: the manifest's `report.rates`, else shared).
-    #[arg(long)]
-    pub separate_rates: bool,
-    /// X axis of attainment-vs-rate panels (default: the manifest's `report.x_axis`, else rate).
-    #[arg(long = "x", value_enum)]
-    pub x_axis: Option<XAxis>,
-    /// Figure formats, comma-separated (default: the manifest's `report.formats`, else
-    /// pdf,svg,png).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub format: Option<Vec<Format>>,
-    /// Output folder (default: $PLOT_OUTPUT_DIR, else `report/` inside the single input
-    /// folder, else `report/` beside the first input; a fresh `report-N` if it exists).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-}
+use import::Imported;
 
 /// Everything [`render_report`] needs.
 #[derive(Debug, Clone)]
@@ -113,100 +46,69 @@ impl ReportOptions {
     /// ms at 90 %, every figure in all three formats over shared rates, output in `report/`
     /// inside the run folder.
     pub fn for_inputs(inputs: Vec<PathBuf>) -> Self {
-        let mut o = ReportOptions {
-            inputs,
-            scoring: Scoring::default(),
-            compare_all: false,
-            kinds: SloKind::ALL.to_vec(),
-            per_gpu: false,
-            separate_rates: false,
-            formats: vec![Format::Pdf, Format::Svg, Format::Png],
-            out: None,
+        let (slo, report) = match inputs.first() {
+            Some(first) => manifest_sections(first),
+            None => Default::default(),
         };
-        if let Some(first) = o.inputs.first().cloned() {
-            apply_manifest(&first, &mut o);
+        ReportOptions::from_manifest(inputs, &slo, &report)
+    }
+
+    /// Options from the manifest's own `[slo]` and `[report]` sections.
+    pub fn from_manifest(
+        inputs: Vec<PathBuf>,
+        slo: &manifest::Slo,
+        report: &manifest::ReportOptions,
+    ) -> Self {
+        let mut formats: Vec<Format> = report.formats.iter().map(|&f| Format::from(f)).collect();
+        formats.sort();
+        formats.dedup();
+        let kinds: Vec<SloKind> = SloKind::ALL
+            .into_iter()
+            .filter(|k| report.slo_types.iter().any(|&t| SloKind::from(t) == *k))
+            .collect();
+        ReportOptions {
+            inputs,
+            scoring: Scoring::from(slo),
+            compare_all: false,
+            kinds: if kinds.is_empty() {
+                SloKind::ALL.to_vec()
+            } else {
+                kinds
+            },
+            per_gpu: report.x_axis == manifest::XAxis::PerGpu,
+            separate_rates: report.rates == manifest::RateSelection::Separate,
+            formats: if formats.is_empty() {
+                vec![Format::Pdf, Format::Svg, Format::Png]
+            } else {
+                formats
+            },
+            out: None,
         }
-        o
     }
 }
 
-/// Read `[slo]` and `[report]` from a run folder's manifest.toml, leniently: the manifest was
-/// validated when it ran, and a value of an unexpected shape here keeps the default.
-fn apply_manifest(dir: &Path, o: &mut ReportOptions) {
-    let Ok(text) = std::fs::read_to_string(dir.join("manifest.toml")) else {
-        return;
-    };
-    let Ok(t) = text.parse::<toml::Table>() else {
-        return;
-    };
-    if let Some(r) = t.get("report").and_then(|s| s.as_table()) {
-        let strings = |k: &str| -> Option<Vec<String>> {
-            r.get(k)?.as_array().map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-        };
-        if let Some(f) = strings("formats") {
-            let f: Vec<Format> = f
-                .iter()
-                .filter_map(|s| match s.as_str() {
-                    "pdf" => Some(Format::Pdf),
-                    "svg" => Some(Format::Svg),
-                    "png" => Some(Format::Png),
-                    _ => None,
-                })
-                .collect();
-            if !f.is_empty() {
-                o.formats = f;
-            }
-        }
-        if let Some(x) = r.get("x_axis").and_then(|v| v.as_str()) {
-            o.per_gpu = x == "per-gpu";
-        }
-        if let Some(x) = r.get("rates").and_then(|v| v.as_str()) {
-            o.separate_rates = x == "separate";
-        }
-        if let Some(k) = strings("slo_types") {
-            let k: Vec<SloKind> = SloKind::ALL
-                .into_iter()
-                .filter(|kind| k.iter().any(|s| s == kind.short()))
-                .collect();
-            if !k.is_empty() {
-                o.kinds = k;
-            }
-        }
+/// The `[slo]` and `[report]` sections of a run folder's manifest copy, leniently: the
+/// manifest was validated when it ran, but it may come from another version of vbench, so each
+/// section is read on its own and one that no longer parses keeps the defaults.
+fn manifest_sections(dir: &Path) -> (manifest::Slo, manifest::ReportOptions) {
+    #[derive(serde::Deserialize, Default)]
+    struct Sections {
+        #[serde(default)]
+        slo: Option<toml::Value>,
+        #[serde(default)]
+        report: Option<toml::Value>,
     }
-    let sc = &mut o.scoring;
-    let Some(slo) = t.get("slo").and_then(|s| s.as_table()) else {
-        return;
-    };
-    let num = |k: &str| {
-        slo.get(k)
-            .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
-    };
-    if let Some(x) = num("ttft_ms").filter(|x| *x > 0.0) {
-        sc.slo.ttft_s = x / 1e3;
-    }
-    if let Some(x) = num("tpot_ms").filter(|x| *x > 0.0) {
-        sc.slo.tpot_s = x / 1e3;
-    }
-    if let Some(x) = num("target_pct").filter(|x| *x > 0.0 && *x <= 100.0) {
-        sc.target_pct = x;
-    }
-    if let Some(x) = num("scale_rate").filter(|x| *x > 0.0) {
-        sc.scale_rate = Some(x);
-    }
-    if let Some(arr) = slo.get("scales").and_then(|v| v.as_array()) {
-        let s: Vec<f64> = arr
-            .iter()
-            .filter_map(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
-            .filter(|x| *x > 0.0 && x.is_finite())
-            .collect();
-        if !s.is_empty() {
-            sc.scales = s;
-        }
-    }
+    let text = std::fs::read_to_string(dir.join(rundir::MANIFEST)).unwrap_or_default();
+    let sections: Sections = toml::from_str(&text).unwrap_or_default();
+    let slo = sections
+        .slo
+        .and_then(|v| v.try_into().ok())
+        .unwrap_or_default();
+    let report = sections
+        .report
+        .and_then(|v| v.try_into().ok())
+        .unwrap_or_default();
+    (slo, report)
 }
 
 /// What a report run produced.
@@ -217,84 +119,6 @@ pub struct ReportOutcome {
     pub files: Vec<PathBuf>,
     pub skipped: Vec<import::Skipped>,
     pub analysis: Analysis,
-}
-
-/// `vbench report`.
-pub fn run_report(args: ReportArgs) -> Result<()> {
-    let opts = options_from_args(args)?;
-    let outcome = render_report(&opts)?;
-    for s in &outcome.skipped {
-        eprintln!("skipped {}: {}", s.path.display(), s.reason);
-    }
-    println!(
-        "report: {} files in {}",
-        outcome.files.len(),
-        outcome.out_dir.display()
-    );
-    println!("{}", outcome.out_dir.join("index.html").display());
-    Ok(())
-}
-
-fn options_from_args(args: ReportArgs) -> Result<ReportOptions> {
-    let mut o = ReportOptions::for_inputs(args.dirs);
-    let bad = |m: String| Error::bad_input(anyhow::anyhow!(m));
-    if let Some(x) = args.ttft_ms {
-        if !(x.is_finite() && x > 0.0) {
-            return Err(bad(format!(
-                "--ttft-ms must be a positive number of ms, got {x}"
-            )));
-        }
-        o.scoring.slo.ttft_s = x / 1e3;
-    }
-    if let Some(x) = args.tpot_ms {
-        if !(x.is_finite() && x > 0.0) {
-            return Err(bad(format!(
-                "--tpot-ms must be a positive number of ms, got {x}"
-            )));
-        }
-        o.scoring.slo.tpot_s = x / 1e3;
-    }
-    if let Some(x) = args.target {
-        if !(x.is_finite() && x > 0.0 && x <= 100.0) {
-            return Err(bad(format!(
-                "--target must be a percentage in (0, 100], got {x}"
-            )));
-        }
-        o.scoring.target_pct = x;
-    }
-    if let Some(s) = args.scales {
-        if s.is_empty() || s.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
-            return Err(bad("--scales must be positive numbers, e.g. 0.5,1,2".into()));
-        }
-        o.scoring.scales = s;
-    }
-    o.scoring.scales.sort_by(f64::total_cmp);
-    o.scoring.scales.dedup();
-    if let Some(r) = args.scale_rate {
-        o.scoring.scale_rate = Some(r);
-    }
-    o.compare_all = args.compare;
-    if let Some(slo) = args.slo {
-        o.kinds = match slo {
-            SloChoice::Ttft => vec![SloKind::TtftOnly],
-            SloChoice::Tpot => vec![SloKind::TpotOnly],
-            SloChoice::Both => vec![SloKind::Both],
-            SloChoice::All => SloKind::ALL.to_vec(),
-        };
-    }
-    if let Some(x) = args.x_axis {
-        o.per_gpu = x == XAxis::PerGpu;
-    }
-    o.separate_rates |= args.separate_rates;
-    if let Some(f) = args.format {
-        o.formats = f;
-    }
-    o.formats.sort();
-    o.formats.dedup();
-    o.out = args
-        .out
-        .or_else(|| std::env::var_os("PLOT_OUTPUT_DIR").map(PathBuf::from));
-    Ok(o)
 }
 
 /// The default output folder: `report/` inside the single input folder (or beside the first
@@ -564,10 +388,64 @@ fn draw_one(
     })
 }
 
-/// The report of one run folder with the run manifest's settings, written to
-/// `<run_dir>/report/` (or a fresh `report-N/`). What `apply` calls after its last cell.
+/// The report of one run folder with the run manifest's settings, in `<run_dir>/report/`.
+/// What `apply` calls after its last cell. A report already there (from an interrupted
+/// attempt, before `--resume`) is replaced whole: the new one is drawn in a hidden folder
+/// beside it and swapped in with one atomic rename, so a reader sees the old report or the
+/// new one, never a mix, and no `report-2/` piles up.
 pub fn report_run_folder(run_dir: &Path) -> Result<ReportOutcome> {
-    render_report(&ReportOptions::for_inputs(vec![run_dir.to_path_buf()]))
+    let run = rundir::RunDir::open(run_dir);
+    let final_dir = run.report_dir();
+    let staging = run_dir.join(format!(".report-new-{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(Error::failed)?;
+    }
+    let mut opts = ReportOptions::for_inputs(vec![run_dir.to_path_buf()]);
+    opts.out = Some(staging.clone());
+    let mut outcome = match render_report(&opts) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    swap_into_place(&staging, &final_dir).map_err(Error::failed)?;
+    outcome.out_dir = final_dir.clone();
+    for f in &mut outcome.files {
+        if let Ok(rel) = f.strip_prefix(&staging) {
+            *f = final_dir.join(rel);
+        }
+    }
+    Ok(outcome)
+}
+
+/// Put the folder `new` at `dest`: a plain rename when `dest` does not exist, else an atomic
+/// exchange of the two (Linux `renameat2(RENAME_EXCHANGE)`) and removal of the old one.
+fn swap_into_place(new: &Path, dest: &Path) -> anyhow::Result<()> {
+    if !dest.exists() {
+        return std::fs::rename(new, dest)
+            .with_context(|| format!("moving {} to {}", new.display(), dest.display()));
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).context("path with NUL");
+    let (a, b) = (c(new)?, c(dest)?);
+    // SAFETY: two valid NUL-terminated paths; renameat2 reads them only.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("replacing {} with {}", dest.display(), new.display()));
+    }
+    // `new` now holds the old report.
+    std::fs::remove_dir_all(new)
+        .with_context(|| format!("removing the old report {}", new.display()))
 }
 
 /// Import, analyse, draw every figure, and write index.html, summary.md and summary.json.

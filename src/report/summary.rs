@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::analysis::{goodput_rank_value, Analysis, Pcts, VariantStats};
 use super::attainment::{fmt_num, Crossing};
 use super::{slo_line, FigureFile, ReportOptions};
-use crate::results::import::Skipped;
+use crate::report::import::Skipped;
 use crate::results::store::{write_bytes_new, write_json_new};
 
 const TEMPLATE: &str = include_str!("../../templates/report/index.html.hbs");
@@ -58,11 +58,18 @@ fn x_axis_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Sc
         .expect("a valid schema")
 }
 
-/// summary.json's JSON Schema, generated with `settings` (see `vbench schema --kind summary`).
-pub fn summary_schema(settings: schemars::gen::SchemaSettings) -> schemars::schema::RootSchema {
-    settings
+/// summary.json's JSON Schema (`schemas/summary.schema.json`, `vbench schema --kind summary`).
+pub fn schema_json() -> String {
+    let schema = schemars::gen::SchemaSettings::draft07()
         .into_generator()
-        .into_root_schema_for::<SummaryJson<'static>>()
+        .into_root_schema_for::<SummaryJson<'static>>();
+    crate::manifest::schema::output_schema(
+        serde_json::to_value(&schema).expect("schema serialises"),
+        "vbench report summary (summary.json)",
+        "SummaryJson",
+        // `file_summary` is left out when a point has none (`skip_serializing_if`).
+        &[("PointStats", "file_summary")],
+    )
 }
 
 fn best(vs: &[VariantStats], f: impl Fn(&VariantStats) -> &Crossing) -> Vec<String> {
@@ -440,7 +447,7 @@ fn run_lines(a: &Analysis) -> Vec<String> {
             match &e.gpus {
                 serde_json::Value::Null => {}
                 serde_json::Value::Array(g) => {
-                    parts.push(format!("GPUs {}", crate::results::import::gpu_summary(g)))
+                    parts.push(format!("GPUs {}", crate::results::rundir::gpu_summary(g)))
                 }
                 other => parts.push(format!("GPUs {other}")),
             }

@@ -1,8 +1,8 @@
-//! Result files: the per-rate format, the run-folder store, and import of other tools' files.
+//! What a run leaves on disk: the run folder's layout and records ([`rundir`]), and the safe
+//! way every file in it is written ([`store`]). The per-rate result file's format belongs to
+//! the load generator that writes it ([`crate::load::result`]).
 
-pub mod format;
-pub mod import;
-pub mod ls;
+pub mod rundir;
 pub mod store;
 
-pub use format::{ClientHealth, DeploymentInfo, LoadInfo, RequestRecord, RunResult, VbenchSection};
+pub use rundir::{is_result_file, Environment, RunDir, VariantDir};

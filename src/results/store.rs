@@ -1,4 +1,4 @@
-//! Writing result files safely: atomically (temp file + rename) and never over an existing file.
+//! Writing files safely: atomically (temp file + rename) and never over an existing file.
 
 use std::io::Write;
 use std::path::Path;

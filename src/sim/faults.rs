@@ -7,39 +7,30 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
-/// Fault-injection flags of `vbench sim-serve`.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct FaultArgs {
+/// Which faults a simulated server injects (`vbench sim-serve --fail-fraction ...`).
+#[derive(Debug, Clone, Default)]
+pub struct FaultSpec {
     /// Answer this fraction of generation requests with HTTP 500.
-    #[arg(long, default_value_t = 0.0, value_name = "F")]
     pub fail_fraction: f64,
     /// Cut this fraction of streams (connection closed mid-response, no [DONE]).
-    #[arg(long, default_value_t = 0.0, value_name = "F")]
     pub cut_fraction: f64,
     /// A cut stream is closed after this many tokens.
-    #[arg(long, default_value_t = 1, value_name = "N")]
     pub cut_after_tokens: u32,
     /// Never answer this fraction of generation requests (the request hangs).
-    #[arg(long, default_value_t = 0.0, value_name = "F")]
     pub hang_fraction: f64,
     /// Answer 503 to /health (and every other route) for the first T seconds: a slow start.
-    #[arg(long, value_name = "SECS")]
     pub unhealthy_for: Option<f64>,
     /// Exit (crash, status 1) when generation request N+1 arrives.
-    #[arg(long, value_name = "N")]
     pub crash_after_requests: Option<u64>,
     /// Exit (crash, status 1) T seconds after start.
-    #[arg(long, value_name = "SECS")]
     pub crash_after: Option<f64>,
     /// After T seconds stop answering anything, /health included (a wedged server).
-    #[arg(long, value_name = "SECS")]
     pub hang_after: Option<f64>,
     /// Seed of the fault draws.
-    #[arg(long, default_value_t = 0)]
     pub fault_seed: u64,
 }
 
-impl FaultArgs {
+impl FaultSpec {
     pub fn check(&self) -> anyhow::Result<()> {
         for (name, v) in [
             ("--fail-fraction", self.fail_fraction),
@@ -84,7 +75,7 @@ pub enum RequestFault {
 /// Live fault state of a server.
 #[derive(Debug)]
 pub struct Faults {
-    args: FaultArgs,
+    args: FaultSpec,
     start: Instant,
     rng: Mutex<rand::rngs::StdRng>,
     requests: AtomicU64,
@@ -92,7 +83,7 @@ pub struct Faults {
 }
 
 impl Faults {
-    pub fn new(args: FaultArgs) -> Self {
+    pub fn new(args: FaultSpec) -> Self {
         Faults {
             rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(args.fault_seed)),
             args,
@@ -164,7 +155,7 @@ mod tests {
 
     #[test]
     fn fractions_are_drawn_in_proportion() {
-        let f = Faults::new(FaultArgs {
+        let f = Faults::new(FaultSpec {
             fail_fraction: 0.2,
             cut_fraction: 0.3,
             ..Default::default()
@@ -184,7 +175,7 @@ mod tests {
 
     #[test]
     fn crash_comes_on_the_request_after_the_limit() {
-        let f = Faults::new(FaultArgs {
+        let f = Faults::new(FaultSpec {
             crash_after_requests: Some(2),
             ..Default::default()
         });
@@ -195,7 +186,7 @@ mod tests {
 
     #[test]
     fn bad_fractions_are_refused() {
-        let a = FaultArgs {
+        let a = FaultSpec {
             fail_fraction: 0.7,
             cut_fraction: 0.7,
             ..Default::default()

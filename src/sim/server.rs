@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::engine::{EngineHandle, FrontendCosts, TokenStream};
-use super::faults::{FaultArgs, Faults, RequestFault};
+use super::faults::{FaultSpec, Faults, RequestFault};
 use super::metrics::{FaultKind, Metrics};
 use super::pd::{self, Connector, KvIdentity, KvPlan, KvVerdict, Role};
 use super::profile::Profile;
@@ -35,7 +35,7 @@ pub struct SimConfig {
     pub tp: u32,
     pub role: Role,
     pub connector: Connector,
-    pub faults: FaultArgs,
+    pub faults: FaultSpec,
     /// NIXL side channel this instance advertises (VLLM_NIXL_SIDE_CHANNEL_HOST / _PORT).
     pub kv_host: String,
     pub kv_port: u16,
@@ -54,7 +54,7 @@ impl SimConfig {
             tp: 1,
             role: Role::Simple,
             connector: Connector::Nixl,
-            faults: FaultArgs::default(),
+            faults: FaultSpec::default(),
             kv_host: "localhost".into(),
             kv_port: 5600,
             engine_id: None,

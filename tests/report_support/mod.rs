@@ -1,10 +1,10 @@
 //! Hand-built result files for the report's tests and benchmark, made with the result-file
-//! contract's own types (`vbench::results::RunResult`).
+//! contract's own types (`vbench::load::RunResult`).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
-use vbench::results::{RequestRecord, RunResult, VbenchSection};
+use vbench::load::{RequestRecord, RunResult, VbenchSection};
 
 /// A successful request.
 pub fn ok(index: u64, ttft: f64, tpot: f64, output_tokens: u64) -> RequestRecord {

@@ -249,3 +249,16 @@ fn request_rate_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::sche
     }))
     .expect("a valid schema")
 }
+
+/// The schema of one result file (`schemas/result.schema.json`, `vbench schema --kind result`).
+pub fn schema_json() -> String {
+    let schema = schemars::gen::SchemaSettings::draft07()
+        .into_generator()
+        .into_root_schema_for::<RunResult>();
+    crate::manifest::schema::output_schema(
+        serde_json::to_value(&schema).expect("schema serialises"),
+        "vbench result file (vllm-<rate>qps.json)",
+        "RunResult",
+        &[],
+    )
+}

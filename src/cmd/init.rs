@@ -4,17 +4,19 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 
-use crate::cli::InitArgs;
 use crate::error::{Error, Result};
 
-/// The starter manifest; `{name}` is replaced by the experiment name.
-pub const STARTER: &str = include_str!("starter.toml");
-
-pub fn starter(name: &str) -> String {
-    STARTER.replace("{name}", name)
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Experiment name; the manifest is written to experiments/<NAME>.toml.
+    #[arg(default_value = "my-experiment")]
+    pub name: String,
+    /// Write here instead of experiments/<NAME>.toml.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
 }
 
-pub fn run_init(args: InitArgs) -> Result<()> {
+pub fn run(args: InitArgs) -> Result<()> {
     let valid = !args.name.is_empty()
         && args
             .name
@@ -29,7 +31,7 @@ pub fn run_init(args: InitArgs) -> Result<()> {
     let path = args
         .out
         .unwrap_or_else(|| PathBuf::from("experiments").join(format!("{}.toml", args.name)));
-    let text = starter(&args.name);
+    let text = crate::manifest::starter(&args.name);
     crate::results::store::write_bytes_new(&path, text.as_bytes()).map_err(Error::bad_input)?;
     eprintln!(
         "wrote {} — check it with `vbench plan {}`",

@@ -8,16 +8,15 @@ use std::time::Duration;
 use anyhow::anyhow;
 use clap::ValueEnum;
 
-use super::dataset::{self, DatasetSpec};
 use super::progress::RequestBar;
-use super::runner::{execute, LoadError, NoProgress};
-use super::schedule::{arrival_offsets, Arrival};
-use super::summary::human_summary;
-use super::tokenizer::Tokenizer;
-use super::GoodputSlo;
-use super::{write_result, Api, LoadSpec};
 use crate::error::{Error, Result};
-use crate::results::DeploymentInfo;
+use crate::load::dataset::{self, DatasetSpec};
+use crate::load::runner::{execute, LoadError, NoProgress};
+use crate::load::schedule::{arrival_offsets, Arrival};
+use crate::load::summary::human_summary;
+use crate::load::tokenizer::Tokenizer;
+use crate::load::{Api, DeploymentInfo, GoodputSlo, LoadSpec};
+use crate::results::store::write_json_new;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DatasetKind {
@@ -146,7 +145,7 @@ fn parse_rate(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
-pub fn run_bench(args: BenchArgs) -> Result<()> {
+pub fn run(args: BenchArgs) -> Result<()> {
     let args = *args.opts;
     if args.out.exists() {
         return Err(Error::bad_input(anyhow!(
@@ -267,7 +266,7 @@ pub fn run_bench(args: BenchArgs) -> Result<()> {
         LoadError::Spec(_) => Error::bad_input(e),
         _ => Error::failed(e),
     })?;
-    write_result(&args.out, &result).map_err(Error::failed)?;
+    write_json_new(&args.out, &result).map_err(Error::failed)?;
     if args.json {
         let mut v = serde_json::to_value(&result).map_err(Error::failed)?;
         if let Some(o) = v.as_object_mut() {

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::results::rundir::{self, Environment, MissingCell, RunDir};
+
 /// Which tool wrote a result file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -134,142 +136,6 @@ pub struct Run {
     pub missing_cells: Vec<MissingCell>,
 }
 
-/// A planned (variant, rate) without a result file.
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
-pub struct MissingCell {
-    pub variant_id: String,
-    /// The variant's label from the plan.
-    pub label: String,
-    /// Requests per second; null for `inf`.
-    pub rate: Option<f64>,
-    /// The file that would hold it, relative to the run folder.
-    pub result_file: String,
-}
-
-#[derive(Deserialize)]
-struct PlanFile {
-    #[serde(default)]
-    variants: Vec<PlanVariant>,
-    #[serde(default)]
-    cells: Vec<PlanCell>,
-}
-
-#[derive(Deserialize)]
-struct PlanVariant {
-    id: String,
-    #[serde(default)]
-    label: String,
-}
-
-#[derive(Deserialize)]
-struct PlanCell {
-    variant_id: String,
-    #[serde(default)]
-    rate: serde_json::Value,
-    result_file: String,
-}
-
-/// How many cells a run folder's plan.json planned, and those without a result file
-/// (`Ok(None)` when there is no plan.json; `Err` when it cannot be read).
-pub(crate) fn cell_coverage(dir: &Path) -> Result<Option<(usize, Vec<MissingCell>)>, String> {
-    let path = dir.join("plan.json");
-    if !dir.is_dir() || !path.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
-    let plan: PlanFile =
-        serde_json::from_slice(&text).map_err(|e| format!("not a vbench plan: {e}"))?;
-    let planned = plan.cells.len();
-    let missing = plan
-        .cells
-        .into_iter()
-        .filter(|c| !dir.join(&c.variant_id).join(&c.result_file).exists())
-        .map(|c| MissingCell {
-            label: plan
-                .variants
-                .iter()
-                .find(|v| v.id == c.variant_id)
-                .map_or_else(|| c.variant_id.clone(), |v| v.label.clone()),
-            rate: c.rate.as_f64(),
-            result_file: format!("{}/{}", c.variant_id, c.result_file),
-            variant_id: c.variant_id,
-        })
-        .collect();
-    Ok(Some((planned, missing)))
-}
-
-/// A run folder's `environment.json` (written by `apply`), as far as the report shows it.
-/// Every field is optional so older or hand-made files still read; summary.json writes every
-/// key (null or empty when unknown).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Environment {
-    #[serde(default)]
-    pub started_at: Option<String>,
-    #[serde(default)]
-    pub vbench_version: Option<String>,
-    #[serde(default)]
-    pub vllm_version: Option<String>,
-    #[serde(default)]
-    pub host: Option<String>,
-    /// GPU descriptions as `nvidia-smi` gave them (null on the simulator or the CPU build).
-    #[serde(default)]
-    pub gpus: serde_json::Value,
-    #[serde(default)]
-    pub manifest_git: Option<GitState>,
-    #[serde(default)]
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub simulated: Option<bool>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct GitState {
-    #[serde(default)]
-    pub sha: Option<String>,
-    #[serde(default)]
-    pub dirty: Option<bool>,
-}
-
-/// `2 × NVIDIA H200 (143771 MiB)` from nvidia-smi's `index, name, memory, driver` lines
-/// (other shapes are shown as they are).
-pub fn gpu_summary(gpus: &[serde_json::Value]) -> String {
-    let mut groups: Vec<(String, usize)> = Vec::new();
-    for g in gpus {
-        let desc = match g.as_str() {
-            Some(line) => {
-                let f: Vec<&str> = line.split(',').map(str::trim).collect();
-                match f.as_slice() {
-                    [_, name, mem, ..] => format!("{name} ({mem})"),
-                    _ => line.to_string(),
-                }
-            }
-            None => g.to_string(),
-        };
-        match groups.iter_mut().find(|(d, _)| *d == desc) {
-            Some((_, n)) => *n += 1,
-            None => groups.push((desc, 1)),
-        }
-    }
-    groups
-        .iter()
-        .map(|(d, n)| format!("{n} × {d}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `environment.json` of a run folder: `Ok(None)` when there is none, `Err` (a reason) when
-/// it cannot be read.
-pub(crate) fn read_environment(dir: &Path) -> Result<Option<Environment>, String> {
-    let path = dir.join("environment.json");
-    if !dir.is_dir() || !path.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
-    serde_json::from_slice(&text)
-        .map(Some)
-        .map_err(|e| format!("not an environment record: {e}"))
-}
-
 /// A file that was not used, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Skipped {
@@ -284,18 +150,6 @@ pub struct Imported {
     pub skipped: Vec<Skipped>,
 }
 
-/// File names in a run folder that are not result files.
-const NOT_RESULTS: &[&str] = &[
-    "plan.json",
-    "environment.json",
-    "deployment.json",
-    "teardown.json",
-    "summary.json",
-];
-
-/// Folders of a run that hold no result files.
-const NOT_RESULT_DIRS: &[&str] = &["report", "logs", "metrics"];
-
 /// Read every input path. A path that does not exist is an error (bad input); a file inside
 /// that cannot be read is skipped and listed.
 pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
@@ -304,7 +158,8 @@ pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
         if !path.exists() {
             anyhow::bail!("{} does not exist", path.display());
         }
-        let files = collect_files(path);
+        let files = rundir::result_files(path);
+        let run_dir = RunDir::open(path);
         let mut parsed = Vec::new();
         for (file, r) in files.iter().zip(par_map(&files, |f| read_file(f))) {
             match r {
@@ -316,18 +171,18 @@ pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
             }
         }
         let variants = group_variants(parsed);
-        let environment = read_environment(path).unwrap_or_else(|reason| {
+        let environment = run_dir.read_environment().unwrap_or_else(|reason| {
             out.skipped.push(Skipped {
-                path: path.join("environment.json"),
+                path: path.join(rundir::ENVIRONMENT),
                 reason,
             });
             None
         });
-        let missing_cells = match cell_coverage(path) {
-            Ok(coverage) => coverage.map(|(_, missing)| missing).unwrap_or_default(),
+        let missing_cells = match run_dir.coverage() {
+            Ok(coverage) => coverage.map(|c| c.missing).unwrap_or_default(),
             Err(reason) => {
                 out.skipped.push(Skipped {
-                    path: path.join("plan.json"),
+                    path: path.join(rundir::PLAN),
                     reason,
                 });
                 Vec::new()
@@ -367,51 +222,11 @@ pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync)
     })
 }
 
-/// Every `*.json` under `path` (itself when a file), skipping report/ and logs/ folders and
-/// the run folder's bookkeeping files. Sorted for a deterministic order.
-fn collect_files(path: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if path.is_file() {
-        out.push(path.to_path_buf());
-        return out;
-    }
-    walk(path, 0, &mut out);
-    out.sort();
-    out
-}
-
-fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    if depth > 4 {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let p = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if p.is_dir() {
-            if !NOT_RESULT_DIRS.contains(&name.as_str())
-                && !name.starts_with("report-")
-                && !name.starts_with('.')
-            {
-                walk(&p, depth + 1, out);
-            }
-        } else if name.ends_with(".json") && !NOT_RESULTS.contains(&name.as_str()) {
-            out.push(p);
-        }
-    }
-}
-
 /// The manifest's `name` when the folder has a manifest.toml, else the folder or file stem.
 fn run_name(path: &Path) -> String {
     if path.is_dir() {
-        if let Ok(text) = std::fs::read_to_string(path.join("manifest.toml")) {
-            if let Ok(v) = text.parse::<toml::Table>() {
-                if let Some(name) = v.get("name").and_then(|n| n.as_str()) {
-                    return name.to_string();
-                }
-            }
+        if let Some(name) = RunDir::open(path).experiment_name() {
+            return name;
         }
     }
     let stem = if path.is_dir() {

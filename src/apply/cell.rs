@@ -1,5 +1,4 @@
-//! The glue from the executor to the load generator and the report: the manifest's dataset and
-//! load settings become a `LoadSpec` for each cell.
+//! One cell's load: the manifest's dataset and load settings become a `LoadSpec` for it.
 //!
 //! The request set is prepared once per run, with room for every rate: rate *i* of the sweep
 //! gets its own slice of it (its measured prompts, then its warm-up prompts), and every variant
@@ -14,18 +13,27 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio::sync::OnceCell;
 
+use super::Events;
 use crate::load::{
-    self, dataset, schedule, Api, LoadSpec, NoProgress, PreparedRequest, Tokenizer, Topology,
+    self, dataset, schedule, Api, DeploymentInfo, LoadSpec, PreparedRequest, Progress, RunResult,
+    Tokenizer, Topology,
 };
 use crate::manifest::{self, DatasetKind, LoadedManifest, Mode};
-use crate::plan::RoleKind;
-use crate::results::{DeploymentInfo, RunResult};
+use crate::plan::{Cell, Plan, RoleKind, Variant};
 
-use super::apply::{CellRequest, CellRunner};
+/// Everything one cell's load needs.
+pub struct CellRequest<'a> {
+    pub loaded: &'a LoadedManifest,
+    pub plan: &'a Plan,
+    pub variant: &'a Variant,
+    pub cell: &'a Cell,
+    pub entry_url: &'a str,
+    pub simulated: bool,
+}
 
-/// Runs each cell with vbench's own load generator.
+/// The run's request set, prepared on first use and shared by every cell.
 #[derive(Default)]
-pub struct LoadGenRunner {
+pub struct Workload {
     prepared: OnceCell<Prepared>,
 }
 
@@ -44,12 +52,12 @@ struct Prepared {
 /// exists there, else as written (an absolute path or a Hugging Face id).
 fn tokenizer_spec(loaded: &LoadedManifest) -> String {
     let m = &loaded.manifest;
-    super::deploy::local_tokenizer(m, loaded.base_dir())
+    crate::exec::deploy::local_tokenizer(m, loaded.base_dir())
         .unwrap_or_else(|| m.tokenizer.as_deref().unwrap_or(&m.model).to_owned())
 }
 
 /// The manifest's SLO as per-request objectives (for `request_goodput` and attainment).
-pub(super) fn slo_objectives(slo: &manifest::Slo) -> load::GoodputSlo {
+pub(crate) fn slo_objectives(slo: &manifest::Slo) -> load::GoodputSlo {
     load::GoodputSlo {
         ttft_ms: Some(slo.ttft_ms),
         tpot_ms: Some(slo.tpot_ms),
@@ -57,7 +65,7 @@ pub(super) fn slo_objectives(slo: &manifest::Slo) -> load::GoodputSlo {
     }
 }
 
-fn prepare(loaded: &LoadedManifest) -> anyhow::Result<Prepared> {
+fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepared> {
     let m = &loaded.manifest;
     let spec_str = tokenizer_spec(loaded);
     let tokenizer = match Tokenizer::load(&spec_str) {
@@ -68,7 +76,7 @@ fn prepare(loaded: &LoadedManifest) -> anyhow::Result<Prepared> {
             )))
         }
         Err(e) => {
-            eprintln!("warning: no tokenizer ({e:#}); token counts are estimates");
+            events.warning(&format!("no tokenizer ({e:#}); token counts are estimates"));
             None
         }
     };
@@ -104,12 +112,12 @@ fn prepare(loaded: &LoadedManifest) -> anyhow::Result<Prepared> {
         .collect::<std::collections::HashSet<_>>()
         .len();
     if distinct < requests.len() {
-        eprintln!(
-            "warning: the dataset has {distinct} distinct prompts for {} rates x {per_rate} \
+        events.warning(&format!(
+            "the dataset has {distinct} distinct prompts for {} rates x {per_rate} \
              requests: prompts repeat, and a server's prefix cache can answer the repeats \
              (vLLM: --no-enable-prefix-caching in the deployment's extra_args prevents it)",
             rates
-        );
+        ));
     }
     Ok(Prepared {
         dataset: data,
@@ -121,12 +129,18 @@ fn prepare(loaded: &LoadedManifest) -> anyhow::Result<Prepared> {
     })
 }
 
-impl CellRunner for LoadGenRunner {
-    async fn run(&self, req: CellRequest<'_>) -> anyhow::Result<RunResult> {
+impl Workload {
+    /// Run one cell's load, showing its requests on `progress`.
+    pub async fn run(
+        &self,
+        req: CellRequest<'_>,
+        events: &dyn Events,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<RunResult> {
         let m = &req.loaded.manifest;
         let prepared = self
             .prepared
-            .get_or_try_init(|| async { prepare(req.loaded) })
+            .get_or_try_init(|| async { prepare(req.loaded, events) })
             .await?;
         let rate = req.cell.rate.as_f64();
         let arrival = match m.load.arrival {
@@ -202,11 +216,7 @@ impl CellRunner for LoadGenRunner {
             m.load.seed,
             m.load.warmup
         ));
-        let label = format!("  rate {:>6} req/s", req.cell.rate.label());
-        Ok(match load::progress::RequestBar::on_terminal(&label) {
-            Some(bar) => load::execute(&spec, &bar).await?,
-            None => load::execute(&spec, &NoProgress).await?,
-        })
+        Ok(load::execute(&spec, progress).await?)
     }
 }
 
@@ -216,7 +226,7 @@ fn rate_slot(rates: &[manifest::Rate], rate: manifest::Rate) -> usize {
 }
 
 /// The original suite's topology keys for a variant.
-fn topology(v: &crate::plan::Variant) -> Topology {
+fn topology(v: &Variant) -> Topology {
     match v.mode {
         Mode::Simple => {
             let s = v.role(RoleKind::Serve).expect("simple has a serve role");
@@ -240,17 +250,6 @@ fn topology(v: &crate::plan::Variant) -> Topology {
             }
         }
     }
-}
-
-/// Render the report of a finished run folder into its `report/`.
-pub fn render_report(run_dir: &Path) -> anyhow::Result<()> {
-    let outcome = crate::report::report_run_folder(run_dir).map_err(anyhow::Error::new)?;
-    eprintln!(
-        "report: {} ({} files)",
-        outcome.out_dir.join("index.html").display(),
-        outcome.files.len()
-    );
-    Ok(())
 }
 
 #[cfg(test)]
@@ -286,7 +285,7 @@ mode = "simple"
             "kind = \"random\"\ninput_len = 16\noutput_len = 4",
             "[1, 2, 4]",
         );
-        let p = prepare(&l).unwrap();
+        let p = prepare(&l, &super::super::Silent).unwrap();
         assert_eq!(p.per_rate, 8, "6 measured + 2 warm-up");
         assert_eq!(p.requests.len(), 24, "room for 3 rates");
         assert_eq!(p.distinct, 24);
@@ -302,7 +301,7 @@ mode = "simple"
         assert!(prompts(0).is_disjoint(&prompts(1)));
         assert!(prompts(1).is_disjoint(&prompts(2)));
         // deterministic: a second preparation (another variant, a resumed run) is identical
-        let again = prepare(&l).unwrap();
+        let again = prepare(&l, &super::super::Silent).unwrap();
         let same = p
             .requests
             .iter()
@@ -326,7 +325,7 @@ mode = "simple"
             &format!("kind = \"jsonl\"\npath = \"{}\"", path.display()),
             "[1, 2]",
         );
-        let p = prepare(&l).unwrap();
+        let p = prepare(&l, &super::super::Silent).unwrap();
         assert_eq!(p.requests.len(), 16);
         assert_eq!(p.distinct, 10);
     }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::report::import;
+use crate::results::rundir::{self, RunDir};
 
 /// List past runs, newest first, with file and plot counts and a config line per variant.
 #[derive(Debug, clap::Args)]
@@ -45,7 +47,7 @@ pub struct RunEntry {
     pub measured_cells: Option<usize>,
 }
 
-pub fn run_ls(args: LsArgs) -> Result<()> {
+pub fn run(args: LsArgs) -> Result<()> {
     if !args.dir.is_dir() {
         return Err(Error::bad_input(anyhow::anyhow!(
             "{} is not a folder; pass the results folder, e.g. `vbench ls results`",
@@ -139,10 +141,9 @@ pub fn list_runs(root: &Path) -> Vec<RunEntry> {
 }
 
 fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
-    let mut results = Vec::new();
-    let mut plots = 0;
-    count(dir, 0, false, &mut results, &mut plots);
-    results.sort();
+    let run = RunDir::open(dir);
+    let results = rundir::result_files(dir);
+    let plots = rundir::figure_count(dir);
     // One file per variant folder is enough for the config line.
     let mut seen_dirs = Vec::new();
     let mut variants: Vec<String> = Vec::new();
@@ -155,7 +156,7 @@ fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
             continue;
         }
         seen_dirs.push(parent);
-        if let Some(meta) = crate::results::import::peek(f) {
+        if let Some(meta) = import::peek(f) {
             if !variants.contains(&meta.label) {
                 variants.push(meta.label.clone());
                 modes.push((meta.mode.clone(), meta.label.clone()));
@@ -167,8 +168,8 @@ fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
         }
     }
     modes.sort_by(|a, b| {
-        crate::results::import::mode_rank(&a.0)
-            .cmp(&crate::results::import::mode_rank(&b.0))
+        import::mode_rank(&a.0)
+            .cmp(&import::mode_rank(&b.0))
             .then(a.1.cmp(&b.1))
     });
     let mut parts = config_parts(&modes);
@@ -177,21 +178,18 @@ fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
     }
     if simulated {
         parts.push("SIMULATED".to_string());
-    } else if let Ok(Some(env)) = crate::results::import::read_environment(dir) {
-        if let Some(v) = env.vllm_version {
+    } else if let Ok(Some(env)) = run.read_environment() {
+        if let Some(v) = &env.vllm_version {
             parts.push(format!("vLLM {v}"));
         }
         if let serde_json::Value::Array(g) = &env.gpus {
-            parts.push(crate::results::import::gpu_summary(g));
+            parts.push(rundir::gpu_summary(g));
         }
     }
     // A plan with no cells (or none at all) says nothing: fall back to counting files.
-    let coverage = crate::results::import::cell_coverage(dir)
-        .ok()
-        .flatten()
-        .filter(|(planned, _)| *planned > 0);
-    let planned_cells = coverage.as_ref().map(|(p, _)| *p);
-    let measured_cells = coverage.map(|(p, missing)| p - missing.len());
+    let coverage = run.coverage().ok().flatten().filter(|c| c.planned > 0);
+    let planned_cells = coverage.as_ref().map(|c| c.planned);
+    let measured_cells = coverage.map(|c| c.planned - c.missing.len());
     let config = if parts.is_empty() {
         "(no readable result files)".to_string()
     } else {
@@ -231,43 +229,6 @@ fn config_parts(modes: &[(String, String)]) -> Vec<String> {
         out.insert(0, format!("simple TP:{}", simple_tps.join(",")));
     }
     out
-}
-
-/// Result files and figures under a run folder; JSON under `report*/` is the report's own.
-fn count(dir: &Path, depth: usize, in_report: bool, results: &mut Vec<PathBuf>, plots: &mut usize) {
-    if depth > 4 {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
-        if p.is_dir() {
-            if name != "logs" && name != "metrics" {
-                let report = in_report || name.starts_with("report");
-                count(&p, depth + 1, report, results, plots);
-            }
-            continue;
-        }
-        let lower = name.to_ascii_lowercase();
-        if lower.ends_with(".pdf") || lower.ends_with(".png") || lower.ends_with(".svg") {
-            *plots += 1;
-        } else if lower.ends_with(".json")
-            && !matches!(
-                lower.as_str(),
-                "plan.json"
-                    | "environment.json"
-                    | "deployment.json"
-                    | "teardown.json"
-                    | "summary.json"
-            )
-            && !in_report
-        {
-            results.push(p);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! A scripted OpenAI-compatible streaming server with known timing, for the load generator's
-//! tests and its accuracy benchmark (`examples/fixed_server.rs`). Not a simulator of vLLM
+//! tests and its accuracy benchmark (`examples/fixed_server.rs`, which includes this file). Not a simulator of vLLM
 //! (that is `vbench sim-serve`): it streams `max_tokens` tokens after a fixed TTFT with a fixed
 //! gap and logs, per request, when it received it and when it wrote each token, so a client's
 //! measurements can be checked against the server's truth.

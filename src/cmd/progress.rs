@@ -5,8 +5,7 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::runner::Progress;
-use crate::results::RequestRecord;
+use crate::load::{Progress, RequestRecord};
 
 /// A request bar for one run: done/total, and how many failed so far.
 pub struct RequestBar {

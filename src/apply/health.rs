@@ -1,0 +1,172 @@
+//! Is the deployment up and measuring the right thing? Waiting for `/health` (failing early
+//! when a component exits), the smoke request through the whole path, and, for NIXL, proof in
+//! the decoders' `/metrics` that prompts arrived by KV transfer.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::{until_interrupted, Events, VariantError};
+use crate::exec::deploy::{Component, ComponentRole};
+use crate::exec::metrics;
+use crate::exec::process::Supervised;
+
+/// A running component of the variant.
+pub(crate) type Running = (Component, Supervised);
+
+/// A component that exited while it should be serving fails the variant, with its log tail.
+pub(crate) fn check_alive(running: &mut [Running]) -> anyhow::Result<()> {
+    for (c, p) in running.iter_mut() {
+        if let Some(status) = p.exited() {
+            bail!(
+                "{} exited ({status}); last log lines:\n{}",
+                c.name,
+                p.log_tail(20)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Resolves when a component exits, with the error [`check_alive`] gives.
+pub(crate) async fn watch_crash(running: &mut [Running]) -> anyhow::Error {
+    loop {
+        if let Err(e) = check_alive(running) {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Wait until every component answers `/health` with 200, failing early when one exits and
+/// at `timeout_s` with the log tails of those still waited for.
+pub(crate) async fn wait_healthy(
+    running: &mut [Running],
+    timeout_s: f64,
+    interrupted: &mut watch::Receiver<bool>,
+    events: &dyn Events,
+) -> Result<(), VariantError> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout_s);
+    let mut healthy = vec![false; running.len()];
+    events.waiting("starting");
+    let result = loop {
+        if *interrupted.borrow() {
+            break Err(VariantError::Interrupted);
+        }
+        if let Err(e) = check_alive(running) {
+            break Err(e.into());
+        }
+        for (i, (c, _)) in running.iter().enumerate() {
+            if !healthy[i] {
+                healthy[i] = client
+                    .get(format!("{}/health", c.url))
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+            }
+        }
+        if healthy.iter().all(|h| *h) {
+            break Ok(());
+        }
+        let waiting: Vec<&str> = running
+            .iter()
+            .zip(&healthy)
+            .filter(|(_, h)| !**h)
+            .map(|((c, _), _)| c.name.as_str())
+            .collect();
+        events.waiting(&format!("waiting for /health of {}", waiting.join(", ")));
+        if Instant::now() >= deadline {
+            let waiting: Vec<String> = running
+                .iter()
+                .zip(&healthy)
+                .filter(|(_, h)| !**h)
+                .map(|((c, p), _)| {
+                    format!(
+                        "{} ({}); last log lines:\n{}",
+                        c.name,
+                        c.url,
+                        p.log_tail(10)
+                    )
+                })
+                .collect();
+            break Err(VariantError::Failed(anyhow!(
+                "not healthy after {timeout_s}s (target.health_timeout_s): {}",
+                waiting.join("\n")
+            )));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = until_interrupted(interrupted) => break Err(VariantError::Interrupted),
+        }
+    };
+    events.waiting_done();
+    result
+}
+
+/// After the smoke request, every decoder must have received its prompt by KV transfer: a
+/// proxy that drops `kv_transfer_params` makes decoders re-prefill silently, which would
+/// measure the wrong system. vLLM versions without the per-source counter are only warned about.
+pub(crate) async fn verify_kv_transfer(
+    running: &[Running],
+    events: &dyn Events,
+) -> anyhow::Result<()> {
+    let mut external = 0.0;
+    let mut local = 0.0;
+    for (c, _) in running
+        .iter()
+        .filter(|(c, _)| c.role == ComponentRole::Decode)
+    {
+        match metrics::kv_sources(&c.url).await {
+            Some((e, l)) => {
+                external += e;
+                local += l;
+            }
+            None => {
+                events.warning(&format!(
+                    "{} exports no prompt_tokens_by_source_total; KV transfer not verified",
+                    c.name
+                ));
+                return Ok(());
+            }
+        }
+    }
+    if external == 0.0 {
+        bail!(
+            "the smoke request reached the decoders without a KV transfer ({local} prompt tokens \
+             computed locally, 0 transferred): check the proxy and --kv-transfer-config"
+        );
+    }
+    events.info(&format!(
+        "  KV transfer verified: {external} prompt tokens arrived by transfer"
+    ));
+    Ok(())
+}
+
+/// One short streaming request through the whole path before measuring anything. Its prompt
+/// spans several KV blocks (16 tokens each by default), so the decoders' transfer counter moves
+/// even for a connector that only transfers full blocks.
+pub(crate) async fn smoke(entry_url: &str, model: &str) -> anyhow::Result<()> {
+    let prompt = "Hello from the vbench smoke test. ".repeat(8);
+    let body = json!({"model": model, "prompt": prompt, "max_tokens": 4, "stream": true,
+                      "stream_options": {"include_usage": true}});
+    let resp = reqwest::Client::new()
+        .post(format!("{entry_url}/v1/completions"))
+        .json(&body)
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .context("smoke request")?;
+    let status = resp.status();
+    let text = resp.text().await.context("smoke request body")?;
+    if !status.is_success() || !text.contains("data:") {
+        bail!(
+            "smoke request to {entry_url} failed: HTTP {status}: {}",
+            text.chars().take(300).collect::<String>()
+        );
+    }
+    Ok(())
+}

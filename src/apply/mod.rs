@@ -1,0 +1,327 @@
+//! `vbench apply`, the whole pipeline: plan, then for each variant launch → health → smoke →
+//! sweep rates → teardown → verify GPUs free; results written as each cell finishes.
+//!
+//! - [`mod@self`]: the run loop over variants (run folder, resume, allocation, outcome);
+//! - [`variant`]: one variant from launch to teardown;
+//! - [`health`]: waiting for `/health`, the smoke request, the KV-transfer check;
+//! - [`cell`]: the load of one cell (the manifest's dataset and load settings as a `LoadSpec`).
+//!
+//! Ctrl-C (or SIGTERM) at any moment stops the load, tears every process group down and keeps
+//! every result already written; the run ends [`Outcome::Interrupted`]. A crashed component
+//! fails its variant but not the variants after it. Nothing here prints: what the user sees
+//! goes through [`Events`], which the command implements.
+
+pub mod cell;
+pub mod health;
+pub mod variant;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use tokio::sync::watch;
+
+use crate::exec::deploy;
+use crate::exec::gpus::GpuProbe;
+use crate::exec::ports::PortAllocator;
+use crate::load::Progress;
+use crate::manifest::{self, Accelerator, Backend, DatasetKind, LoadedManifest};
+use crate::plan::{Plan, Variant};
+use crate::results::rundir::Attempt;
+use crate::results::{Environment, RunDir};
+
+/// How to run an experiment (the flags of `vbench apply`, as plain values).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Folder that holds `<experiment>/<timestamp>/` run folders.
+    pub results: PathBuf,
+    /// Run only these variants (ids from `vbench plan`); empty: all.
+    pub only: Vec<String>,
+    /// Grace period between SIGTERM and SIGKILL at teardown.
+    pub stop_grace: Duration,
+    /// Continue this run folder instead of starting a new one.
+    pub resume: Option<PathBuf>,
+}
+
+/// What the user sees of a run; the command prints it. Lines that start with two spaces
+/// belong to the variant announced last.
+pub trait Events: Sync {
+    /// An informational line.
+    fn info(&self, line: &str);
+    /// Something the user should look at; the run goes on.
+    fn warning(&self, line: &str);
+    /// Instances are starting: what is being waited for (a spinner on a terminal).
+    fn waiting(&self, what: &str);
+    /// The wait announced by [`Events::waiting`] is over.
+    fn waiting_done(&self);
+    /// A progress display for the measured requests of one rate.
+    fn requests(&self, label: &str) -> Box<dyn Progress>;
+}
+
+/// [`Events`] that show nothing (tests, `--json` callers that print their own).
+pub struct Silent;
+
+impl Events for Silent {
+    fn info(&self, _: &str) {}
+    fn warning(&self, _: &str) {}
+    fn waiting(&self, _: &str) {}
+    fn waiting_done(&self) {}
+    fn requests(&self, _: &str) -> Box<dyn Progress> {
+        Box::new(crate::load::NoProgress)
+    }
+}
+
+/// How the whole run ended.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Every variant ran every cell.
+    Complete,
+    /// Some variants failed (named); the others' results are complete.
+    VariantsFailed(Vec<String>),
+    /// Stopped by a signal; results written so far are kept.
+    Interrupted,
+}
+
+/// Why one variant stopped early.
+#[derive(Debug)]
+pub(crate) enum VariantError {
+    Interrupted,
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for VariantError {
+    fn from(e: anyhow::Error) -> Self {
+        VariantError::Failed(e)
+    }
+}
+
+/// `--only` names variants of the plan.
+pub fn check_only(plan: &Plan, only: &[String]) -> anyhow::Result<()> {
+    for id in only {
+        if !plan.variants.iter().any(|v| &v.id == id) {
+            let ids: Vec<&str> = plan.variants.iter().map(|v| v.id.as_str()).collect();
+            bail!(
+                "--only {id}: no such variant; the plan has {}",
+                ids.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Checks that need the file system, before anything starts.
+pub fn preflight(loaded: &LoadedManifest, plan: &Plan) -> anyhow::Result<()> {
+    let m = &loaded.manifest;
+    if matches!(m.dataset.kind, DatasetKind::Sharegpt | DatasetKind::Jsonl) {
+        let path = loaded
+            .base_dir()
+            .join(m.dataset.path.as_deref().unwrap_or(Path::new("")));
+        if !path.is_file() {
+            bail!(
+                "dataset file {} not found (dataset.path is relative to the manifest's folder)",
+                path.display()
+            );
+        }
+    }
+    if plan.backend == Backend::Local
+        && plan.accelerator == Accelerator::Cuda
+        && plan.capacity.gpus.is_none()
+    {
+        bail!(
+            "no GPUs found ({}); set target.gpus, or use backend = \"sim\" to rehearse",
+            plan.capacity.source
+        );
+    }
+    Ok(())
+}
+
+/// Signals → a watch channel the executor checks at every await point that can take long.
+fn interrupt_channel() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+pub(crate) async fn until_interrupted(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Run the experiment: every selected variant, in plan order. Returns the run folder and how
+/// the run ended; an `Err` means the run could not start or its bookkeeping failed.
+pub async fn run(
+    options: &Options,
+    loaded: &LoadedManifest,
+    plan: &Plan,
+    probe: &dyn GpuProbe,
+    events: &dyn Events,
+) -> anyhow::Result<(RunDir, Outcome)> {
+    // The signal task only flips the channel; the variant that sees the flip says so.
+    let mut interrupted = interrupt_channel();
+    let m = &loaded.manifest;
+    let simulated = plan.backend == Backend::Sim;
+    let env = Environment::collect(
+        &loaded.path,
+        (!simulated).then_some((&m.target.vllm_bin, &m.target.env)),
+        simulated,
+    );
+    let run_dir = match &options.resume {
+        Some(dir) => {
+            let run_dir = RunDir::open(dir);
+            run_dir.check_resumable(loaded)?;
+            run_dir.write_resume_environment(&Attempt::resume(chrono::Local::now()), &env)?;
+            run_dir
+        }
+        None => {
+            let run_dir = RunDir::create(&options.results, &plan.experiment, chrono::Local::now())?;
+            run_dir.write_start(loaded, plan, &env)?;
+            run_dir
+        }
+    };
+    events.info(&format!(
+        "run {}: {} variants, {} cells → {}",
+        plan.experiment,
+        plan.variants.len(),
+        plan.cells.len(),
+        run_dir.path().display()
+    ));
+
+    let vbench_bin = std::env::current_exe()
+        .context("locating the vbench executable")?
+        .display()
+        .to_string();
+    let gpu_pool: Vec<u32> = match &m.target.gpus {
+        manifest::Gpus::List(l) => l.clone(),
+        _ => (0..plan.capacity.gpus.unwrap_or(0)).collect(),
+    };
+    let cpu_pool: Vec<u32> = match &m.target.cpus {
+        Some(l) => l.clone(),
+        None => (0..plan.capacity.cpu_cores.unwrap_or(0)).collect(),
+    };
+    let slurm_options = m.target.slurm.clone().unwrap_or_default();
+    let allocation = match plan.backend {
+        Backend::Slurm => {
+            let alloc = crate::exec::slurm::acquire(
+                &slurm_options,
+                &format!("vbench-{}", plan.experiment),
+            )?;
+            events.info(&format!(
+                "slurm job {} ({}): {}",
+                alloc.job_id,
+                if alloc.owned {
+                    "allocated by vbench"
+                } else {
+                    "current allocation"
+                },
+                alloc
+                    .nodes
+                    .iter()
+                    .map(|n| format!("{} ({} GPUs)", n.name, n.gpus))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            Some(alloc)
+        }
+        _ => None,
+    };
+    let target = deploy::Target {
+        slurm: allocation
+            .as_ref()
+            .map(|a| (a.job_id.as_str(), a.nodes.as_slice())),
+        slurm_cpus_per_instance: slurm_options.cpus_per_instance,
+        backend: plan.backend,
+        accelerator: plan.accelerator,
+        vllm_bin: &m.target.vllm_bin,
+        vbench_bin,
+        sim_profile: m.target.sim_profile.as_deref(),
+        sim_tokenizer: deploy::local_tokenizer(m, loaded.base_dir()),
+        gpu_pool,
+        cpu_pool,
+        cpu_cores_per_instance: m.target.cpu_cores_per_instance,
+        model: &m.model,
+        served_model_name: &plan.served_model_name,
+        manifest_dir: loaded.base_dir(),
+    };
+    let workload = cell::Workload::default();
+    let mut ports = PortAllocator::default();
+    let mut failed = Vec::new();
+    let selected: Vec<&Variant> = plan
+        .variants
+        .iter()
+        .filter(|v| options.only.is_empty() || options.only.contains(&v.id))
+        .collect();
+    for (i, variant) in selected.iter().enumerate() {
+        if *interrupted.borrow() {
+            return Ok((run_dir, Outcome::Interrupted));
+        }
+        events.info(&format!(
+            "[{}/{}] {} ({})",
+            i + 1,
+            selected.len(),
+            variant.id,
+            variant.label
+        ));
+        let variant_dir = run_dir.variant(&variant.id);
+        if plan
+            .cells_of(&variant.id)
+            .all(|c| variant_dir.is_measured(c))
+        {
+            events.info("  every rate already measured: skipped");
+            continue;
+        }
+        variant_dir.create()?;
+        let run = variant::VariantRun {
+            options,
+            loaded,
+            plan,
+            target: &target,
+            variant,
+            dir: &variant_dir,
+            workload: &workload,
+            probe,
+            events,
+            simulated,
+        };
+        match run.run(&mut ports, &mut interrupted).await {
+            Ok(()) => {}
+            Err(VariantError::Interrupted) => return Ok((run_dir, Outcome::Interrupted)),
+            Err(VariantError::Failed(e)) => {
+                events.info(&format!("  variant {} failed: {e:#}", variant.id));
+                let _ = variant_dir.write_failed(&format!("{e:#}"));
+                failed.push(variant.id.clone());
+            }
+        }
+    }
+    let outcome = if failed.is_empty() {
+        Outcome::Complete
+    } else {
+        Outcome::VariantsFailed(failed)
+    };
+    Ok((run_dir, outcome))
+}
+
+/// The error `apply` ends with for an outcome that is not complete (`None` when complete).
+pub fn outcome_error(outcome: &Outcome, run_dir: &RunDir) -> Option<anyhow::Error> {
+    match outcome {
+        Outcome::Complete => None,
+        Outcome::VariantsFailed(ids) => Some(anyhow!(
+            "{} variant(s) failed: {} (see their logs/ under {})",
+            ids.len(),
+            ids.join(", "),
+            run_dir.path().display()
+        )),
+        Outcome::Interrupted => Some(anyhow!(
+            "interrupted: every process stopped; results written so far are kept"
+        )),
+    }
+}

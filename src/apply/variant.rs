@@ -1,0 +1,286 @@
+//! One variant from launch to teardown: render its processes, refuse busy GPUs, record the
+//! deployment, start instances then the proxy, check health and the path, run each rate that
+//! has no result yet (sampling the servers' `/metrics` around and during it), and tear
+//! everything down whatever happened.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::health::{self, Running};
+use super::{cell, until_interrupted, Events, Options, VariantError};
+use crate::exec::deploy::{self, ComponentRole, DeploymentSpec};
+use crate::exec::gpus::{self, GpuProbe};
+use crate::exec::metrics;
+use crate::exec::ports::PortAllocator;
+use crate::exec::process::{StopReport, Supervised};
+use crate::load::RunResult;
+use crate::manifest::{LoadedManifest, Mode};
+use crate::plan::{Cell, Plan, Variant};
+use crate::results::rundir::{self, VariantDir};
+
+/// Above this share of prompt tokens served from the prefix cache in a rate, apply warns and
+/// notes it in the result. vbench's own prompts never repeat across rates, so a share this
+/// high means the dataset repeats prefixes (or has too few prompts for the sweep).
+const PREFIX_CACHE_WARN_SHARE: f64 = 0.10;
+
+/// Everything one variant's run reads.
+pub(crate) struct VariantRun<'a> {
+    pub options: &'a Options,
+    pub loaded: &'a LoadedManifest,
+    pub plan: &'a Plan,
+    pub target: &'a deploy::Target<'a>,
+    pub variant: &'a Variant,
+    pub dir: &'a VariantDir,
+    pub workload: &'a cell::Workload,
+    pub probe: &'a dyn GpuProbe,
+    pub events: &'a dyn Events,
+    pub simulated: bool,
+}
+
+impl VariantRun<'_> {
+    pub(crate) async fn run(
+        &self,
+        ports: &mut PortAllocator,
+        interrupted: &mut watch::Receiver<bool>,
+    ) -> Result<(), VariantError> {
+        let spec = deploy::render(self.target, self.variant, self.dir.path(), ports)?;
+        // Local GPUs only: nvidia-smi here knows nothing of a Slurm node's (whose allocation is
+        // exclusive anyway).
+        if !spec.gpus.is_empty() && self.target.slurm.is_none() {
+            gpus::ensure_free(self.probe, &spec.gpus)?;
+        }
+        // A resumed variant keeps the first attempt's records and adds its own beside them.
+        let attempt = self.dir.next_attempt(chrono::Local::now());
+        self.dir
+            .write_deployment(&attempt, &deployment_record(&spec, self.variant))?;
+        for c in &spec.components {
+            for (path, text) in &c.files {
+                // A resumed variant finds its config files from the first attempt.
+                if std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
+                    crate::results::store::write_bytes_new(path, text.as_bytes())?;
+                }
+            }
+        }
+        let mut running: Vec<Running> = Vec::new();
+        let result = self
+            .serve_and_measure(&spec, &mut running, interrupted)
+            .await;
+        if matches!(result, Err(VariantError::Interrupted)) {
+            self.events
+                .warning("stopping: tearing down every process (results written so far are kept)");
+        }
+
+        // Teardown whatever happened: proxy first (no new work reaches instances), then instances.
+        let grace = self.options.stop_grace.max(Duration::from_millis(100));
+        let mut reports: Vec<StopReport> = Vec::new();
+        while let Some((_, mut proc)) = running.pop() {
+            reports.push(proc.stop(grace).await);
+        }
+        let killed: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.killed)
+            .map(|r| r.name.as_str())
+            .collect();
+        if !killed.is_empty() {
+            self.events.info(&format!(
+                "  teardown: SIGKILL needed for {}",
+                killed.join(", ")
+            ));
+        }
+        let _ = self.dir.write_teardown(&attempt, &reports);
+        if let Some((job, _)) = self.target.slurm {
+            crate::exec::slurm::wait_steps_gone(job, Duration::from_secs(60)).await?;
+        }
+        if !spec.gpus.is_empty() {
+            gpus::wait_free(self.probe, &spec.gpus, Duration::from_secs(60)).await?;
+        }
+        result
+    }
+
+    /// Start every component, check the path, then measure each rate still to do.
+    async fn serve_and_measure(
+        &self,
+        spec: &DeploymentSpec,
+        running: &mut Vec<Running>,
+        interrupted: &mut watch::Receiver<bool>,
+    ) -> Result<(), VariantError> {
+        // Instances first, all at once (vLLM start-up dominates); the proxy once they are healthy.
+        let (instances, proxies): (Vec<_>, Vec<_>) = spec
+            .components
+            .iter()
+            .partition(|c| c.role != ComponentRole::Proxy);
+        for group in [instances, proxies] {
+            if group.is_empty() {
+                continue;
+            }
+            for c in &group {
+                let proc = Supervised::spawn(&c.spec, &self.dir.log_path(&c.name))?;
+                running.push(((*c).clone(), proc));
+            }
+            let names: Vec<&str> = group.iter().map(|c| c.name.as_str()).collect();
+            let t0 = Instant::now();
+            health::wait_healthy(
+                running,
+                self.loaded.manifest.target.health_timeout_s,
+                interrupted,
+                self.events,
+            )
+            .await?;
+            self.events.info(&format!(
+                "  healthy: {} ({:.1}s)",
+                names.join(", "),
+                t0.elapsed().as_secs_f64()
+            ));
+        }
+        health::smoke(&spec.entry_url, &self.plan.served_model_name).await?;
+        if self.variant.mode == Mode::Nixl {
+            health::verify_kv_transfer(running, self.events).await?;
+        }
+        for cell in self.plan.cells_of(&self.variant.id) {
+            if self.dir.is_measured(cell) {
+                self.events.info(&format!(
+                    "  rate {:>6} req/s: already measured, skipped",
+                    cell.rate.label()
+                ));
+                continue;
+            }
+            health::check_alive(running)?;
+            self.measure(spec, cell, running, interrupted).await?;
+        }
+        Ok(())
+    }
+
+    /// One cell: `/metrics` before, the load with gauges sampled, `/metrics` after, the result.
+    async fn measure(
+        &self,
+        spec: &DeploymentSpec,
+        cell: &Cell,
+        running: &mut [Running],
+        interrupted: &mut watch::Receiver<bool>,
+    ) -> Result<(), VariantError> {
+        let t0 = Instant::now();
+        let tag = format!("{}qps", cell.rate.label());
+        let instances: Vec<(String, String)> = running
+            .iter()
+            .filter(|(c, _)| c.role != ComponentRole::Proxy)
+            .map(|(c, _)| (c.name.clone(), c.url.clone()))
+            .collect();
+        let before = metrics::snapshot(&instances).await;
+        self.save_metrics(&before, &format!("{tag}-before"));
+        let (stop_sampling, sampler) =
+            metrics::spawn_sampler(instances.clone(), Duration::from_secs(1));
+        let request = cell::CellRequest {
+            loaded: self.loaded,
+            plan: self.plan,
+            variant: self.variant,
+            cell,
+            entry_url: &spec.entry_url,
+            simulated: self.simulated,
+        };
+        let label = format!("  rate {:>6} req/s", cell.rate.label());
+        let progress = self.events.requests(&label);
+        let outcome = tokio::select! {
+            r = self.workload.run(request, self.events, progress.as_ref()) => r.map_err(VariantError::Failed),
+            _ = until_interrupted(interrupted) => Err(VariantError::Interrupted),
+            e = health::watch_crash(running) => Err(VariantError::Failed(e)),
+        };
+        drop(progress);
+        let _ = stop_sampling.send(true);
+        if let Ok(samples) = sampler.await {
+            let _ = self.dir.write_metrics_samples(&tag, &samples);
+        }
+        let mut result = outcome?;
+        let after = metrics::snapshot(&instances).await;
+        self.save_metrics(&after, &format!("{tag}-after"));
+        if let Some((hits, total)) = metrics::prefix_cache_share(&before, &after) {
+            if hits > PREFIX_CACHE_WARN_SHARE * total {
+                let note = format!(
+                    "{:.0} % of this rate's prompt tokens ({hits:.0} of {total:.0}) came from \
+                     the servers' prefix cache: latencies are better than for prompts the \
+                     servers have not seen",
+                    100.0 * hits / total
+                );
+                self.events.warning(&note);
+                result.vbench.load.notes.push(note);
+            }
+        }
+        self.dir.write_result(cell, &result)?;
+        self.events.info(&cell_line(
+            cell,
+            &result,
+            &self.loaded.manifest.slo,
+            t0.elapsed(),
+        ));
+        let client = &result.vbench.client;
+        if client.client_fell_behind {
+            self.events.warning(&format!(
+                "the load generator fell behind its schedule at this rate (lag p99 {:.1} ms): \
+                 its latencies include the client's own delay",
+                client.lag_p99_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// Best effort: metrics are context, never a reason to fail a measured cell.
+    fn save_metrics(&self, texts: &std::collections::BTreeMap<String, String>, tag: &str) {
+        for (instance, text) in texts {
+            let _ = self.dir.write_metrics_text(instance, tag, text);
+        }
+    }
+}
+
+/// `  rate      4 req/s: 98 ok, 2 failed, SLO met by 91.0 % in 30.2s → vllm-4qps.json`.
+fn cell_line(
+    cell: &Cell,
+    result: &RunResult,
+    slo: &crate::manifest::Slo,
+    took: Duration,
+) -> String {
+    let met = crate::report::attainment::share_meeting(&result.vbench.requests, slo);
+    format!(
+        "  rate {:>6} req/s: {} ok, {} failed, SLO met by {:.1} % in {:.1}s → {}",
+        cell.rate.label(),
+        result.completed,
+        result.failed,
+        100.0 * met,
+        took.as_secs_f64(),
+        cell.result_file
+    )
+}
+
+/// What `deployment.json` records: the variant, and each component's resolved command with
+/// secrets redacted.
+fn deployment_record(spec: &DeploymentSpec, variant: &Variant) -> serde_json::Value {
+    let components: Vec<_> = spec
+        .components
+        .iter()
+        .map(|c| {
+            let env: std::collections::BTreeMap<_, _> = c
+                .spec
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), rundir::redact(k, v)))
+                .collect();
+            json!({
+                "name": c.name,
+                "role": c.role,
+                "url": c.url,
+                "program": c.spec.program,
+                "args": c.spec.args,
+                "env": env,
+                "gpus": c.gpus,
+                "cpus": c.cpus,
+                "config_files": c.files.keys().collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "variant": variant,
+        "entry_url": spec.entry_url,
+        "gpus": spec.gpus,
+        "components": components,
+    })
+}

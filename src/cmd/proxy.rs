@@ -1,0 +1,84 @@
+//! `vbench proxy`: the built-in prefill/decode (or round-robin) proxy on a port.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+
+use crate::error::{Error, Result};
+use crate::proxy::{serve, ProxyConfig, ProxyMode};
+
+/// Run the built-in prefill/decode (or round-robin) proxy.
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one; the chosen port is printed).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// `nixl` (prefill/decode hand-off) or `round-robin` (whole requests over --backend URLs).
+    #[arg(long, value_enum, default_value_t = ProxyMode::Nixl)]
+    pub mode: ProxyMode,
+    /// Prefill instance base URL (repeat for several), nixl mode.
+    #[arg(long = "prefill", value_name = "URL")]
+    pub prefill: Vec<String>,
+    /// Decode instance base URL (repeat for several), nixl mode.
+    #[arg(long = "decode", value_name = "URL")]
+    pub decode: Vec<String>,
+    /// Instance base URL (repeat for several), round-robin mode.
+    #[arg(long = "backend", value_name = "URL")]
+    pub backend: Vec<String>,
+    /// lmcache mode: one decoder's LMCache side-channel ports, `INIT[,INIT..]:ALLOC[,ALLOC..]`
+    /// (one port per TP rank), in the order of --decode. Repeat per decoder.
+    #[arg(long = "lmcache-decoder-ports", value_name = "INIT:ALLOC")]
+    pub lmcache_decoder_ports: Vec<String>,
+    /// Seconds an upstream request may take before the proxy answers 504.
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout_s: f64,
+}
+
+impl ProxyArgs {
+    /// The proxy configuration these flags describe.
+    pub fn config(&self) -> anyhow::Result<ProxyConfig> {
+        ProxyConfig::new(
+            self.mode,
+            &self.prefill,
+            &self.decode,
+            &self.backend,
+            &self.lmcache_decoder_ports,
+            self.timeout_s,
+        )
+    }
+}
+
+pub fn run(args: ProxyArgs) -> Result<()> {
+    let config = args.config().map_err(Error::bad_input)?;
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .with_context(|| format!("bad --host/--port {}:{}", args.host, args.port))
+        .map_err(Error::bad_input)?;
+    let rt = tokio::runtime::Runtime::new().map_err(Error::failed)?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))
+            .map_err(Error::failed)?;
+        let local = listener.local_addr().map_err(Error::failed)?;
+        eprintln!(
+            "vbench proxy ({}) listening on http://{local}",
+            args.mode.as_str()
+        );
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        serve(config, listener, shutdown)
+            .await
+            .map_err(Error::failed)
+    })
+}

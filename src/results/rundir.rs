@@ -1,0 +1,714 @@
+//! The run folder, `results/<experiment>/<YYYYMMDD_HHMMSS>/`: the one owner of its layout.
+//!
+//! ```text
+//! <run>/manifest.toml                  exact copy of what ran
+//! <run>/plan.json                      the resolved plan (variants, cells)
+//! <run>/environment.json               versions, GPUs, host, git state
+//! <run>/environment-resume-<T>.json    the same, for each `apply --resume`
+//! <run>/<variant>/deployment.json      resolved commands (secrets redacted), ports, GPUs
+//! <run>/<variant>/deployment-resume-<T>.json, teardown-resume-<T>.json   a resumed attempt's
+//! <run>/<variant>/logs/<component>.log
+//! <run>/<variant>/metrics/             /metrics before/after each rate, gauge samples
+//! <run>/<variant>/vllm-<rate>qps.json  one result file per cell (named by the plan)
+//! <run>/<variant>/teardown.json        how each component stopped
+//! <run>/<variant>/FAILED.txt           why the variant failed
+//! <run>/report/                        the report (replaced whole when re-rendered)
+//! ```
+//!
+//! Every writer and reader of these names goes through this module: `apply` writes them,
+//! `report` and `ls` walk them, and [`is_result_file`] is the single answer to "is this file a
+//! result?". Files are written atomically and never overwritten (see [`super::store`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use super::store::{write_bytes_new, write_json_new};
+use crate::load::RunResult;
+use crate::manifest::{LoadedManifest, Manifest, VllmCommand};
+use crate::plan::{Cell, Plan};
+
+pub const MANIFEST: &str = "manifest.toml";
+pub const PLAN: &str = "plan.json";
+pub const ENVIRONMENT: &str = "environment.json";
+pub const REPORT_DIR: &str = "report";
+const DEPLOYMENT: &str = "deployment";
+const TEARDOWN: &str = "teardown";
+const FAILED: &str = "FAILED.txt";
+const LOGS_DIR: &str = "logs";
+const METRICS_DIR: &str = "metrics";
+/// Written by the report into its own folder; a report folder is never walked for results,
+/// but a stray copy elsewhere is not a result either.
+const SUMMARY: &str = "summary.json";
+/// Folders of a run that hold no result files.
+const NOT_RESULT_DIRS: &[&str] = &[REPORT_DIR, LOGS_DIR, METRICS_DIR];
+/// A resumed attempt's records carry this between the base name and `.json`.
+const RESUME_TAG: &str = "-resume-";
+
+/// Whether a file (by name) in a run folder, or in any folder given to the report, may hold
+/// results: every `*.json` except vbench's own bookkeeping (plan, environment, deployment,
+/// teardown and summary records, including a resumed attempt's). Other tools' result files
+/// have free-form names, so anything else that ends in `.json` is a candidate.
+pub fn is_result_file(name: &str) -> bool {
+    name.ends_with(".json") && !is_bookkeeping(name)
+}
+
+/// vbench's own records, by name: `plan.json`, `environment[-resume-T].json`,
+/// `deployment[-resume-T].json`, `teardown[-resume-T].json`, `summary.json`.
+fn is_bookkeeping(name: &str) -> bool {
+    if name == PLAN || name == SUMMARY {
+        return true;
+    }
+    let Some(stem) = name.strip_suffix(".json") else {
+        return false;
+    };
+    [ENVIRONMENT.trim_end_matches(".json"), DEPLOYMENT, TEARDOWN]
+        .iter()
+        .any(|base| match stem.strip_prefix(base) {
+            Some("") => true,
+            Some(rest) => rest.starts_with(RESUME_TAG),
+            None => false,
+        })
+}
+
+/// Whether a sub-folder of a run can hold results (not `report*/`, `logs/`, `metrics/`, hidden).
+fn may_hold_results(dir_name: &str) -> bool {
+    !NOT_RESULT_DIRS.contains(&dir_name)
+        && !dir_name.starts_with("report-")
+        && !dir_name.starts_with('.')
+}
+
+/// Every result file under `path` (itself when a file), sorted. Folders are walked four
+/// levels deep at most, skipping those that hold no results.
+pub fn result_files(path: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if path.is_file() {
+        out.push(path.to_path_buf());
+        return out;
+    }
+    walk(path, 0, &mut out);
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    if depth > 4 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if p.is_dir() {
+            if may_hold_results(&name) {
+                walk(&p, depth + 1, out);
+            }
+        } else if is_result_file(&name) {
+            out.push(p);
+        }
+    }
+}
+
+/// Figure files (pdf, png, svg) anywhere under a run folder.
+pub fn figure_count(dir: &Path) -> usize {
+    fn count(dir: &Path, depth: usize) -> usize {
+        if depth > 4 {
+            return 0;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut n = 0;
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().to_ascii_lowercase();
+            if p.is_dir() {
+                if name != LOGS_DIR && name != METRICS_DIR {
+                    n += count(&p, depth + 1);
+                }
+            } else if [".pdf", ".png", ".svg"].iter().any(|x| name.ends_with(x)) {
+                n += 1;
+            }
+        }
+        n
+    }
+    count(dir, 0)
+}
+
+/// One run folder.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// A fresh run folder under `results/<experiment>/`. Two runs in the same second get
+    /// `_2`, `_3`, ... rather than sharing a folder.
+    pub fn create(
+        results: &Path,
+        experiment: &str,
+        now: chrono::DateTime<chrono::Local>,
+    ) -> anyhow::Result<RunDir> {
+        let parent = results.join(experiment);
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        let stamp = now.format("%Y%m%d_%H%M%S").to_string();
+        for n in 1..1000 {
+            let name = if n == 1 {
+                stamp.clone()
+            } else {
+                format!("{stamp}_{n}")
+            };
+            let dir = parent.join(name);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok(RunDir { path: dir }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+            }
+        }
+        bail!(
+            "could not create a new run folder under {}",
+            parent.display()
+        )
+    }
+
+    /// An existing folder (a run folder, or any folder of results given to the report).
+    pub fn open(path: &Path) -> RunDir {
+        RunDir {
+            path: path.to_path_buf(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The records a new run starts with: the manifest as on disk, the plan, the environment.
+    pub fn write_start(
+        &self,
+        loaded: &LoadedManifest,
+        plan: &Plan,
+        env: &Environment,
+    ) -> anyhow::Result<()> {
+        write_bytes_new(&self.path.join(MANIFEST), loaded.original_text.as_bytes())?;
+        write_json_new(&self.path.join(PLAN), plan)?;
+        write_json_new(&self.path.join(ENVIRONMENT), env)
+    }
+
+    /// A resumed run keeps the first environment record and adds one per resume.
+    pub fn write_resume_environment(
+        &self,
+        attempt: &Attempt,
+        env: &Environment,
+    ) -> anyhow::Result<()> {
+        write_json_new(&self.path.join(attempt.file("environment")), env)
+    }
+
+    /// A run folder can be resumed with the manifest and overrides it started with.
+    pub fn check_resumable(&self, loaded: &LoadedManifest) -> anyhow::Result<()> {
+        let dir = &self.path;
+        let stored = std::fs::read_to_string(dir.join(MANIFEST)).with_context(|| {
+            format!(
+                "--resume {}: no {MANIFEST} there; is it a run folder?",
+                dir.display()
+            )
+        })?;
+        if stored != loaded.original_text {
+            bail!(
+                "--resume {}: its {MANIFEST} differs from {}; resume continues the same \
+                 experiment (start a new run instead)",
+                dir.display(),
+                loaded.path.display()
+            );
+        }
+        let plan = self.read_plan().ok().flatten().with_context(|| {
+            format!(
+                "--resume {}: {PLAN} is missing or not a plan",
+                dir.display()
+            )
+        })?;
+        if plan.overrides != loaded.overrides {
+            bail!(
+                "--resume {}: the run used --set {:?}, this invocation {:?}; give the same overrides",
+                dir.display(),
+                plan.overrides,
+                loaded.overrides
+            );
+        }
+        Ok(())
+    }
+
+    /// `plan.json`: `Ok(None)` when there is none, `Err` (a reason) when it cannot be read.
+    pub fn read_plan(&self) -> Result<Option<PlanRecord>, String> {
+        read_json(&self.path.join(PLAN), "not a vbench plan")
+    }
+
+    /// `environment.json`: `Ok(None)` when there is none, `Err` (a reason) when unreadable.
+    pub fn read_environment(&self) -> Result<Option<Environment>, String> {
+        read_json(&self.path.join(ENVIRONMENT), "not an environment record")
+    }
+
+    /// The copy of the manifest this run used, leniently: `None` when there is none or it no
+    /// longer parses (the run may come from another version of vbench).
+    pub fn manifest(&self) -> Option<Manifest> {
+        let text = std::fs::read_to_string(self.path.join(MANIFEST)).ok()?;
+        toml::from_str(&text).ok()
+    }
+
+    /// The experiment name from the run's manifest copy (read even when the rest of it is not).
+    pub fn experiment_name(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.path.join(MANIFEST)).ok()?;
+        let table = text.parse::<toml::Table>().ok()?;
+        table.get("name")?.as_str().map(str::to_owned)
+    }
+
+    /// How many cells the plan planned, and those without a result file (`Ok(None)` without a
+    /// plan; `Err` when it cannot be read).
+    pub fn coverage(&self) -> Result<Option<Coverage>, String> {
+        let Some(plan) = self.read_plan()? else {
+            return Ok(None);
+        };
+        let missing = plan
+            .cells
+            .iter()
+            .filter(|c| !self.variant(&c.variant_id).has_result(&c.result_file))
+            .map(|c| MissingCell {
+                label: plan
+                    .variants
+                    .iter()
+                    .find(|v| v.id == c.variant_id)
+                    .map_or_else(|| c.variant_id.clone(), |v| v.label.clone()),
+                rate: c.rate.as_f64(),
+                result_file: format!("{}/{}", c.variant_id, c.result_file),
+                variant_id: c.variant_id.clone(),
+            })
+            .collect();
+        Ok(Some(Coverage {
+            planned: plan.cells.len(),
+            missing,
+        }))
+    }
+
+    pub fn variant(&self, id: &str) -> VariantDir {
+        VariantDir {
+            path: self.path.join(id),
+        }
+    }
+
+    /// Where the report goes by default.
+    pub fn report_dir(&self) -> PathBuf {
+        self.path.join(REPORT_DIR)
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<Option<T>, String> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+/// Which attempt at a variant (or run) this is: the first writes `deployment.json`, a resumed
+/// one `deployment-resume-<T>.json` beside it, so no record is ever overwritten.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt(String);
+
+impl Attempt {
+    pub fn first() -> Attempt {
+        Attempt(String::new())
+    }
+
+    pub fn resume(now: chrono::DateTime<chrono::Local>) -> Attempt {
+        Attempt(format!("{RESUME_TAG}{}", now.format("%Y%m%d_%H%M%S")))
+    }
+
+    fn file(&self, base: &str) -> String {
+        format!("{base}{}.json", self.0)
+    }
+}
+
+/// One variant's folder inside a run.
+#[derive(Debug, Clone)]
+pub struct VariantDir {
+    path: PathBuf,
+}
+
+impl VariantDir {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Create the folder and its `logs/`.
+    pub fn create(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(self.logs_dir())
+            .with_context(|| format!("creating {}", self.logs_dir().display()))
+    }
+
+    pub fn result_path(&self, cell: &Cell) -> PathBuf {
+        self.path.join(&cell.result_file)
+    }
+
+    fn has_result(&self, result_file: &str) -> bool {
+        self.path.join(result_file).exists()
+    }
+
+    pub fn is_measured(&self, cell: &Cell) -> bool {
+        self.has_result(&cell.result_file)
+    }
+
+    /// The first attempt when the variant has no deployment record yet, else a resume.
+    pub fn next_attempt(&self, now: chrono::DateTime<chrono::Local>) -> Attempt {
+        if self.path.join(Attempt::first().file(DEPLOYMENT)).exists() {
+            Attempt::resume(now)
+        } else {
+            Attempt::first()
+        }
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.path.join(LOGS_DIR)
+    }
+
+    pub fn log_path(&self, component: &str) -> PathBuf {
+        self.logs_dir().join(format!("{component}.log"))
+    }
+
+    pub fn metrics_dir(&self) -> PathBuf {
+        self.path.join(METRICS_DIR)
+    }
+
+    pub fn write_deployment(
+        &self,
+        attempt: &Attempt,
+        record: &impl Serialize,
+    ) -> anyhow::Result<()> {
+        write_json_new(&self.path.join(attempt.file(DEPLOYMENT)), record)
+    }
+
+    pub fn write_teardown(&self, attempt: &Attempt, record: &impl Serialize) -> anyhow::Result<()> {
+        write_json_new(&self.path.join(attempt.file(TEARDOWN)), record)
+    }
+
+    pub fn write_failed(&self, why: &str) -> anyhow::Result<()> {
+        write_bytes_new(&self.path.join(FAILED), format!("{why}\n").as_bytes())
+    }
+
+    pub fn write_result(&self, cell: &Cell, result: &RunResult) -> anyhow::Result<PathBuf> {
+        let path = self.result_path(cell);
+        write_json_new(&path, result)?;
+        Ok(path)
+    }
+
+    /// One instance's `/metrics` text, `metrics/<instance>-<tag>.prom`.
+    pub fn write_metrics_text(&self, instance: &str, tag: &str, text: &str) -> anyhow::Result<()> {
+        std::fs::create_dir_all(self.metrics_dir())?;
+        write_bytes_new(
+            &self.metrics_dir().join(format!("{instance}-{tag}.prom")),
+            text.as_bytes(),
+        )
+    }
+
+    /// Gauge samples of one rate, `metrics/<tag>-samples.jsonl`, one JSON object per line.
+    pub fn write_metrics_samples<T: Serialize>(
+        &self,
+        tag: &str,
+        samples: &[T],
+    ) -> anyhow::Result<()> {
+        std::fs::create_dir_all(self.metrics_dir())?;
+        let mut text = String::new();
+        for s in samples {
+            text.push_str(&serde_json::to_string(s)?);
+            text.push('\n');
+        }
+        write_bytes_new(
+            &self.metrics_dir().join(format!("{tag}-samples.jsonl")),
+            text.as_bytes(),
+        )
+    }
+}
+
+/// `plan.json` as read back: the parts of [`Plan`] that readers use, each defaulted so a plan
+/// written by another version still reads. [`RunDir::write_start`] writes the whole [`Plan`];
+/// a test checks that what it writes reads back here.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PlanRecord {
+    #[serde(default)]
+    pub experiment: String,
+    #[serde(default)]
+    pub variants: Vec<PlannedVariant>,
+    #[serde(default)]
+    pub cells: Vec<PlannedCell>,
+    #[serde(default)]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PlannedVariant {
+    pub id: String,
+    #[serde(default)]
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PlannedCell {
+    pub variant_id: String,
+    #[serde(default)]
+    pub rate: serde_json::Value,
+    pub result_file: String,
+}
+
+/// Planned cells and the ones without a result file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coverage {
+    pub planned: usize,
+    pub missing: Vec<MissingCell>,
+}
+
+/// A planned (variant, rate) without a result file.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct MissingCell {
+    pub variant_id: String,
+    /// The variant's label from the plan.
+    pub label: String,
+    /// Requests per second; null for `inf`.
+    pub rate: Option<f64>,
+    /// The file that would hold it, relative to the run folder.
+    pub result_file: String,
+}
+
+/// `environment.json`: versions, GPUs, host and the manifest's git revision. Written by
+/// `apply` with every field set; read leniently (every field optional) so older or hand-made
+/// files still read. The report copies it into summary.json.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Environment {
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub vbench_version: Option<String>,
+    #[serde(default)]
+    pub vllm_version: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    /// GPU descriptions as `nvidia-smi` gave them (null on the simulator or the CPU build).
+    #[serde(default)]
+    pub gpus: serde_json::Value,
+    #[serde(default)]
+    pub manifest_git: Option<GitState>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub simulated: Option<bool>,
+    #[serde(default)]
+    pub os: Option<String>,
+    #[serde(default)]
+    pub arch: Option<String>,
+    /// CPUs this process may use.
+    #[serde(default)]
+    pub cpus: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GitState {
+    #[serde(default)]
+    pub sha: Option<String>,
+    #[serde(default)]
+    pub dirty: Option<bool>,
+}
+
+impl Environment {
+    /// This host now. `vllm` is the command that runs vLLM and the environment to ask it for
+    /// its version in (`None` on the simulator).
+    pub fn collect(
+        manifest_path: &Path,
+        vllm: Option<(&VllmCommand, &BTreeMap<String, String>)>,
+        simulated: bool,
+    ) -> Environment {
+        let dir = manifest_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir_s = dir.display().to_string();
+        let git_sha = command_output("git", &["-C", &dir_s, "rev-parse", "HEAD"]);
+        let git_dirty = command_output("git", &["-C", &dir_s, "status", "--porcelain", "--", "."])
+            .map(|s| !s.is_empty());
+        let vllm_version = match (simulated, vllm) {
+            (true, _) => Some("simulated (vbench sim-serve)".to_owned()),
+            (false, Some((cmd, env))) => {
+                let mut c = Command::new(cmd.program());
+                c.args(cmd.leading_args()).arg("--version").envs(env);
+                command_output_of(c).map(|s| s.lines().last().unwrap_or("").to_owned())
+            }
+            (false, None) => None,
+        };
+        let gpus = command_output(
+            "nvidia-smi",
+            &[
+                "--query-gpu=index,name,memory.total,driver_version",
+                "--format=csv,noheader",
+            ],
+        )
+        .map(|s| s.lines().map(str::to_owned).collect::<Vec<_>>());
+        Environment {
+            started_at: Some(chrono::Local::now().to_rfc3339()),
+            vbench_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            vllm_version,
+            host: command_output("hostname", &[]),
+            gpus: serde_json::to_value(gpus).unwrap_or_default(),
+            manifest_git: Some(GitState {
+                sha: git_sha,
+                dirty: git_dirty,
+            }),
+            command: std::env::args().collect(),
+            simulated: Some(simulated),
+            os: Some(std::env::consts::OS.to_owned()),
+            arch: Some(std::env::consts::ARCH.to_owned()),
+            cpus: Some(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+            ),
+        }
+    }
+}
+
+fn command_output(program: &str, args: &[&str]) -> Option<String> {
+    let mut c = Command::new(program);
+    c.args(args);
+    command_output_of(c)
+}
+
+fn command_output_of(mut command: Command) -> Option<String> {
+    let out = command.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// `2 × NVIDIA H200 (143771 MiB)` from nvidia-smi's `index, name, memory, driver` lines
+/// (other shapes are shown as they are).
+pub fn gpu_summary(gpus: &[serde_json::Value]) -> String {
+    let mut groups: Vec<(String, usize)> = Vec::new();
+    for g in gpus {
+        let desc = match g.as_str() {
+            Some(line) => {
+                let f: Vec<&str> = line.split(',').map(str::trim).collect();
+                match f.as_slice() {
+                    [_, name, mem, ..] => format!("{name} ({mem})"),
+                    _ => line.to_string(),
+                }
+            }
+            None => g.to_string(),
+        };
+        match groups.iter_mut().find(|(d, _)| *d == desc) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((desc, 1)),
+        }
+    }
+    groups
+        .iter()
+        .map(|(d, n)| format!("{n} × {d}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Environment variables whose values must not be written to disk.
+pub fn redact(key: &str, value: &str) -> String {
+    let k = key.to_ascii_uppercase();
+    if ["TOKEN", "KEY", "SECRET", "PASSWORD"]
+        .iter()
+        .any(|s| k.contains(s))
+    {
+        "<redacted>".to_owned()
+    } else {
+        value.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_in_the_same_second_get_distinct_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = chrono::Local::now();
+        let a = RunDir::create(dir.path(), "exp", now).unwrap();
+        let b = RunDir::create(dir.path(), "exp", now).unwrap();
+        assert_ne!(a.path(), b.path());
+        assert!(b.path().to_str().unwrap().ends_with("_2"));
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(redact("HF_TOKEN", "abc"), "<redacted>");
+        assert_eq!(redact("CUDA_VISIBLE_DEVICES", "0,1"), "0,1");
+    }
+
+    #[test]
+    fn bookkeeping_of_every_attempt_is_not_a_result() {
+        let resume = Attempt::resume(chrono::Local::now());
+        for base in ["environment", DEPLOYMENT, TEARDOWN] {
+            assert!(!is_result_file(&Attempt::first().file(base)), "{base}");
+            assert!(!is_result_file(&resume.file(base)), "{base} resumed");
+        }
+        for own in [PLAN, SUMMARY] {
+            assert!(!is_result_file(own));
+        }
+        for result in [
+            "vllm-2qps.json",
+            "vllm-0.5qps-20250101-120000.json",
+            "openai-infqps-Qwen.json",
+            "deployments.json",
+            "teardown_notes.json",
+        ] {
+            assert!(is_result_file(result), "{result}");
+        }
+        assert!(!is_result_file("samples.jsonl"));
+        assert!(!is_result_file("manifest.toml"));
+    }
+
+    #[test]
+    fn the_walk_finds_results_and_skips_records_logs_metrics_and_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path(), "exp", chrono::Local::now()).unwrap();
+        let v = run.variant("v1");
+        v.create().unwrap();
+        let resume = Attempt::resume(chrono::Local::now());
+        v.write_deployment(&Attempt::first(), &1).unwrap();
+        v.write_deployment(&resume, &2).unwrap();
+        v.write_teardown(&resume, &3).unwrap();
+        run.write_resume_environment(&resume, &Environment::default())
+            .unwrap();
+        v.write_metrics_text("i0", "1qps-before", "x 1\n").unwrap();
+        std::fs::create_dir_all(run.report_dir()).unwrap();
+        std::fs::write(run.report_dir().join("summary.json"), "{}").unwrap();
+        std::fs::write(v.path().join("vllm-1qps.json"), "{}").unwrap();
+        std::fs::write(v.logs_dir().join("x.json"), "{}").unwrap();
+        let found = result_files(run.path());
+        assert_eq!(found, vec![v.path().join("vllm-1qps.json")]);
+    }
+
+    #[test]
+    fn a_second_attempt_gets_records_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path(), "exp", chrono::Local::now()).unwrap();
+        let v = run.variant("v1");
+        v.create().unwrap();
+        let now = chrono::Local::now();
+        assert_eq!(v.next_attempt(now), Attempt::first());
+        v.write_deployment(&Attempt::first(), &1).unwrap();
+        let second = v.next_attempt(now);
+        assert_ne!(second, Attempt::first());
+        v.write_deployment(&second, &2).unwrap();
+        // never overwritten
+        assert!(v.write_deployment(&Attempt::first(), &3).is_err());
+    }
+}
