@@ -320,3 +320,116 @@ fn apply_json_lists_every_planned_cell_with_what_it_measured() {
     }
     assert_no_orphans(&run);
 }
+
+/// After an interrupted run and its `--resume`: the report is replaced whole (no `report-2/`),
+/// `vbench report` does not list vbench's own resume records as skipped, and `vbench ls`
+/// counts only result files.
+#[test]
+fn a_resumed_run_reads_whole_in_report_and_ls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "load.rates=[20, 4]",
+        "load.num_prompts=20",
+        "load.warmup=0",
+        "report.formats=[\"svg\"]",
+    ];
+    let only = ["--only", "simple-tp1-074b25"];
+    let with_report = |c: &mut Command| {
+        let args: Vec<String> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .filter(|a| a != "--no-report")
+            .collect();
+        let mut fresh = Command::new(BIN);
+        fresh.args(args).env("NO_COLOR", "1");
+        fresh
+    };
+    let child = with_report(&mut apply(tmp.path(), &sets, &only))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(entries) = std::fs::read_dir(tmp.path().join("sim-demo")) {
+            if let Some(run) = entries.flatten().next() {
+                if run
+                    .path()
+                    .join("simple-tp1-074b25/vllm-20qps.json")
+                    .exists()
+                {
+                    break;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "first result never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let run = run_dir(tmp.path());
+    assert!(
+        run.join("report/index.html").is_file(),
+        "the interrupted attempt reports what it measured"
+    );
+
+    let mut resume = with_report(&mut apply(tmp.path(), &sets, &only));
+    resume.arg("--resume").arg(&run);
+    let out = resume.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v = run.join("simple-tp1-074b25");
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let resumed: Vec<String> = names(&v)
+        .into_iter()
+        .chain(names(&run))
+        .filter(|n| n.contains("-resume-"))
+        .collect();
+    assert_eq!(
+        resumed.len(),
+        3,
+        "deployment, teardown, environment: {resumed:?}"
+    );
+    // One report, the resumed one, covering both rates.
+    assert!(!run.join("report-2").exists(), "{:?}", names(&run));
+    let summary = std::fs::read_to_string(run.join("report/summary.md")).unwrap();
+    assert!(summary.contains("simple"), "{summary}");
+    assert!(
+        !names(&run).iter().any(|n| n.starts_with(".report")),
+        "no staging folder left: {:?}",
+        names(&run)
+    );
+
+    // `vbench report` reads the run without complaining about vbench's own records.
+    let out = Command::new(BIN)
+        .args(["report"])
+        .arg(&run)
+        .arg("--out")
+        .arg(tmp.path().join("again"))
+        .arg("--format")
+        .arg("svg")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("skipped"), "{stderr}");
+
+    // `vbench ls` counts the two result files only, and both planned cells of the variant.
+    let out = Command::new(BIN)
+        .args(["ls", "--json"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = &runs[0];
+    assert_eq!(entry["files"], 2, "{entry}");
+    assert_eq!(entry["measured_cells"], 2, "{entry}");
+    assert!(entry["planned_cells"].as_u64().unwrap() > 2, "{entry}");
+}

@@ -18,7 +18,8 @@ use crate::exec::process::{StopReport, Supervised};
 use crate::load::RunResult;
 use crate::manifest::{LoadedManifest, Mode};
 use crate::plan::{Cell, Plan, Variant};
-use crate::results::rundir::{self, VariantDir};
+use crate::results::environment;
+use crate::results::rundir::VariantDir;
 
 /// Above this share of prompt tokens served from the prefix cache in a rate, apply warns and
 /// notes it in the result. vbench's own prompts never repeat across rates, so a share this
@@ -262,7 +263,7 @@ fn deployment_record(spec: &DeploymentSpec, variant: &Variant) -> serde_json::Va
                 .spec
                 .env
                 .iter()
-                .map(|(k, v)| (k.clone(), rundir::redact(k, v)))
+                .map(|(k, v)| (k.clone(), environment::redact(k, v)))
                 .collect();
             json!({
                 "name": c.name,

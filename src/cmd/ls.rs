@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::report::import;
+use crate::results::environment;
 use crate::results::rundir::{self, RunDir};
 
 /// List past runs, newest first, with file and plot counts and a config line per variant.
@@ -183,7 +184,7 @@ fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
             parts.push(format!("vLLM {v}"));
         }
         if let serde_json::Value::Array(g) = &env.gpus {
-            parts.push(rundir::gpu_summary(g));
+            parts.push(environment::gpu_summary(g));
         }
     }
     // A plan with no cells (or none at all) says nothing: fall back to counting files.

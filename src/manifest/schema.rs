@@ -1,7 +1,7 @@
 //! JSON Schemas (draft-07, which Taplo / Even Better TOML understand), generated from the types
 //! so they cannot drift: the manifest's (`schemas/experiment.schema.json`) here, and the rule
 //! every output file's schema follows ([`output_schema`]), used by the owners of a result file
-//! (`crate::load::result`) and of summary.json (`crate::report::summary`). The checked-in
+//! (`load::result`) and of summary.json (`report::summary`). The checked-in
 //! copies are kept fresh by tests.
 
 use serde_json::Value;

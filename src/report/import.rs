@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::results::rundir::{self, Environment, MissingCell, RunDir};
+use crate::results::rundir::{self, MissingCell, RunDir};
+use crate::results::Environment;
 
 /// Which tool wrote a result file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]

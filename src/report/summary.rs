@@ -446,9 +446,10 @@ fn run_lines(a: &Analysis) -> Vec<String> {
             }
             match &e.gpus {
                 serde_json::Value::Null => {}
-                serde_json::Value::Array(g) => {
-                    parts.push(format!("GPUs {}", crate::results::rundir::gpu_summary(g)))
-                }
+                serde_json::Value::Array(g) => parts.push(format!(
+                    "GPUs {}",
+                    crate::results::environment::gpu_summary(g)
+                )),
                 other => parts.push(format!("GPUs {other}")),
             }
             if let Some(g) = &e.manifest_git {

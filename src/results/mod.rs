@@ -2,7 +2,9 @@
 //! way every file in it is written ([`store`]). The per-rate result file's format belongs to
 //! the load generator that writes it ([`crate::load::result`]).
 
+pub mod environment;
 pub mod rundir;
 pub mod store;
 
-pub use rundir::{is_result_file, Environment, RunDir, VariantDir};
+pub use environment::Environment;
+pub use rundir::{is_result_file, RunDir, VariantDir};

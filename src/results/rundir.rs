@@ -19,16 +19,15 @@
 //! `report` and `ls` walk them, and [`is_result_file`] is the single answer to "is this file a
 //! result?". Files are written atomically and never overwritten (see [`super::store`]).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use super::environment::Environment;
 use super::store::{write_bytes_new, write_json_new};
 use crate::load::RunResult;
-use crate::manifest::{LoadedManifest, Manifest, VllmCommand};
+use crate::manifest::{LoadedManifest, Manifest};
 use crate::plan::{Cell, Plan};
 
 pub const MANIFEST: &str = "manifest.toml";
@@ -484,154 +483,6 @@ pub struct MissingCell {
     pub result_file: String,
 }
 
-/// `environment.json`: versions, GPUs, host and the manifest's git revision. Written by
-/// `apply` with every field set; read leniently (every field optional) so older or hand-made
-/// files still read. The report copies it into summary.json.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Environment {
-    #[serde(default)]
-    pub started_at: Option<String>,
-    #[serde(default)]
-    pub vbench_version: Option<String>,
-    #[serde(default)]
-    pub vllm_version: Option<String>,
-    #[serde(default)]
-    pub host: Option<String>,
-    /// GPU descriptions as `nvidia-smi` gave them (null on the simulator or the CPU build).
-    #[serde(default)]
-    pub gpus: serde_json::Value,
-    #[serde(default)]
-    pub manifest_git: Option<GitState>,
-    #[serde(default)]
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub simulated: Option<bool>,
-    #[serde(default)]
-    pub os: Option<String>,
-    #[serde(default)]
-    pub arch: Option<String>,
-    /// CPUs this process may use.
-    #[serde(default)]
-    pub cpus: Option<usize>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct GitState {
-    #[serde(default)]
-    pub sha: Option<String>,
-    #[serde(default)]
-    pub dirty: Option<bool>,
-}
-
-impl Environment {
-    /// This host now. `vllm` is the command that runs vLLM and the environment to ask it for
-    /// its version in (`None` on the simulator).
-    pub fn collect(
-        manifest_path: &Path,
-        vllm: Option<(&VllmCommand, &BTreeMap<String, String>)>,
-        simulated: bool,
-    ) -> Environment {
-        let dir = manifest_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let dir_s = dir.display().to_string();
-        let git_sha = command_output("git", &["-C", &dir_s, "rev-parse", "HEAD"]);
-        let git_dirty = command_output("git", &["-C", &dir_s, "status", "--porcelain", "--", "."])
-            .map(|s| !s.is_empty());
-        let vllm_version = match (simulated, vllm) {
-            (true, _) => Some("simulated (vbench sim-serve)".to_owned()),
-            (false, Some((cmd, env))) => {
-                let mut c = Command::new(cmd.program());
-                c.args(cmd.leading_args()).arg("--version").envs(env);
-                command_output_of(c).map(|s| s.lines().last().unwrap_or("").to_owned())
-            }
-            (false, None) => None,
-        };
-        let gpus = command_output(
-            "nvidia-smi",
-            &[
-                "--query-gpu=index,name,memory.total,driver_version",
-                "--format=csv,noheader",
-            ],
-        )
-        .map(|s| s.lines().map(str::to_owned).collect::<Vec<_>>());
-        Environment {
-            started_at: Some(chrono::Local::now().to_rfc3339()),
-            vbench_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-            vllm_version,
-            host: command_output("hostname", &[]),
-            gpus: serde_json::to_value(gpus).unwrap_or_default(),
-            manifest_git: Some(GitState {
-                sha: git_sha,
-                dirty: git_dirty,
-            }),
-            command: std::env::args().collect(),
-            simulated: Some(simulated),
-            os: Some(std::env::consts::OS.to_owned()),
-            arch: Some(std::env::consts::ARCH.to_owned()),
-            cpus: Some(
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1),
-            ),
-        }
-    }
-}
-
-fn command_output(program: &str, args: &[&str]) -> Option<String> {
-    let mut c = Command::new(program);
-    c.args(args);
-    command_output_of(c)
-}
-
-fn command_output_of(mut command: Command) -> Option<String> {
-    let out = command.output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// `2 × NVIDIA H200 (143771 MiB)` from nvidia-smi's `index, name, memory, driver` lines
-/// (other shapes are shown as they are).
-pub fn gpu_summary(gpus: &[serde_json::Value]) -> String {
-    let mut groups: Vec<(String, usize)> = Vec::new();
-    for g in gpus {
-        let desc = match g.as_str() {
-            Some(line) => {
-                let f: Vec<&str> = line.split(',').map(str::trim).collect();
-                match f.as_slice() {
-                    [_, name, mem, ..] => format!("{name} ({mem})"),
-                    _ => line.to_string(),
-                }
-            }
-            None => g.to_string(),
-        };
-        match groups.iter_mut().find(|(d, _)| *d == desc) {
-            Some((_, n)) => *n += 1,
-            None => groups.push((desc, 1)),
-        }
-    }
-    groups
-        .iter()
-        .map(|(d, n)| format!("{n} × {d}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Environment variables whose values must not be written to disk.
-pub fn redact(key: &str, value: &str) -> String {
-    let k = key.to_ascii_uppercase();
-    if ["TOKEN", "KEY", "SECRET", "PASSWORD"]
-        .iter()
-        .any(|s| k.contains(s))
-    {
-        "<redacted>".to_owned()
-    } else {
-        value.to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,12 +495,6 @@ mod tests {
         let b = RunDir::create(dir.path(), "exp", now).unwrap();
         assert_ne!(a.path(), b.path());
         assert!(b.path().to_str().unwrap().ends_with("_2"));
-    }
-
-    #[test]
-    fn secrets_are_redacted() {
-        assert_eq!(redact("HF_TOKEN", "abc"), "<redacted>");
-        assert_eq!(redact("CUDA_VISIBLE_DEVICES", "0,1"), "0,1");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The simulated vLLM server (`vbench sim-serve`): an OpenAI-compatible streaming server whose
-//! latencies come from a model of vLLM's continuous-batching engine (SPEC section 5).
+//! latencies come from a model of vLLM's continuous-batching engine (docs/simulator.md).
 //!
 //! Data path: `server` (HTTP routes, faults) parses a `request`, asks `pd` what the
 //! kv_transfer_params mean, waits the `frontend` delay, hands the request to the `engine`

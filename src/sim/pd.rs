@@ -1,5 +1,5 @@
 //! Prefill/decode disaggregation: what `kv_transfer_params` in a request mean to an instance,
-//! and what a prefill instance answers (VLLM_FACTS.md sections C and D).
+//! and what a prefill instance answers (docs/modes.md).
 //!
 //! NIXL (`--kv-connector nixl`, vLLM's `kv_role: kv_both`): the proxy marks a prefill request
 //! with `do_remote_decode: true`; the instance prefills it and answers, in the non-streaming
