@@ -44,4 +44,4 @@ export VBENCH_VLLM_URL="http://127.0.0.1:$port"
 export VBENCH_TINY_MODEL="$VBENCH_VLLM_ROOT/tiny-model"
 export VBENCH_VLLM_ROOT
 
-cargo test --locked
+cargo test --locked --no-fail-fast

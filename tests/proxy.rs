@@ -342,7 +342,7 @@ fn config_without_instances_is_refused() {
     let args = vbench::cmd::proxy::ProxyArgs {
         host: "127.0.0.1".into(),
         port: 0,
-        mode: ProxyMode::Nixl,
+        mode: vbench::cmd::proxy::ModeArg::Nixl,
         prefill: vec!["http://127.0.0.1:1".into()],
         decode: vec![],
         backend: vec![],

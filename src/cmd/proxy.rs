@@ -17,8 +17,8 @@ pub struct ProxyArgs {
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
     /// `nixl` (prefill/decode hand-off) or `round-robin` (whole requests over --backend URLs).
-    #[arg(long, value_enum, default_value_t = ProxyMode::Nixl)]
-    pub mode: ProxyMode,
+    #[arg(long, value_enum, default_value_t = ModeArg::Nixl)]
+    pub mode: ModeArg,
     /// Prefill instance base URL (repeat for several), nixl mode.
     #[arg(long = "prefill", value_name = "URL")]
     pub prefill: Vec<String>,
@@ -37,11 +37,29 @@ pub struct ProxyArgs {
     pub timeout_s: f64,
 }
 
+/// `--mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    Nixl,
+    RoundRobin,
+    Lmcache,
+}
+
+impl From<ModeArg> for ProxyMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Nixl => ProxyMode::Nixl,
+            ModeArg::RoundRobin => ProxyMode::RoundRobin,
+            ModeArg::Lmcache => ProxyMode::Lmcache,
+        }
+    }
+}
+
 impl ProxyArgs {
     /// The proxy configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<ProxyConfig> {
         ProxyConfig::new(
-            self.mode,
+            self.mode.into(),
             &self.prefill,
             &self.decode,
             &self.backend,
@@ -66,7 +84,7 @@ pub fn run(args: ProxyArgs) -> Result<()> {
         let local = listener.local_addr().map_err(Error::failed)?;
         eprintln!(
             "vbench proxy ({}) listening on http://{local}",
-            args.mode.as_str()
+            ProxyMode::from(args.mode).as_str()
         );
         let shutdown = async {
             let mut term =

@@ -98,6 +98,9 @@ impl From<FormatArg> for Format {
 pub fn run(args: ReportArgs) -> Result<()> {
     let opts = options_from_args(args)?;
     let outcome = render_report(&opts)?;
+    if let Some(t) = &outcome.timing {
+        eprintln!("{t}");
+    }
     for s in &outcome.skipped {
         eprintln!("skipped {}: {}", s.path.display(), s.reason);
     }

@@ -18,8 +18,8 @@ pub struct SimServeArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// What this instance is: a whole server, or one side of a prefill/decode pair.
-    #[arg(long, value_enum, default_value_t = Role::Simple)]
-    pub role: Role,
+    #[arg(long, value_enum, default_value_t = RoleArg::Simple)]
+    pub role: RoleArg,
     /// Built-in profile name (llama3-8b-h200, qwen3-0.6b-h200, tiny-cpu) or a TOML file.
     #[arg(long, default_value = "qwen3-0.6b-h200")]
     pub profile: String,
@@ -30,8 +30,8 @@ pub struct SimServeArgs {
     #[arg(long, visible_alias = "tensor-parallel-size", default_value_t = 1)]
     pub tp: u32,
     /// KV connector of a prefill/decode pair.
-    #[arg(long, value_enum, default_value_t = Connector::Nixl)]
-    pub kv_connector: Connector,
+    #[arg(long, value_enum, default_value_t = ConnectorArg::Nixl)]
+    pub kv_connector: ConnectorArg,
     /// vLLM's kv_role, as in --kv-transfer-config: kv_producer means --role prefill,
     /// kv_consumer --role decode; kv_both needs --role prefill or decode.
     #[arg(long, value_enum)]
@@ -63,6 +63,45 @@ pub struct SimServeArgs {
     pub faults: Box<FaultArgs>,
 }
 
+/// `--role`: which kind of instance this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// A whole instance: kv_transfer_params are ignored, as without `--kv-transfer-config`.
+    Simple,
+    /// A prefill instance of a disaggregated pair.
+    Prefill,
+    /// A decode instance of a disaggregated pair.
+    Decode,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Simple => Role::Simple,
+            RoleArg::Prefill => Role::Prefill,
+            RoleArg::Decode => Role::Decode,
+        }
+    }
+}
+
+/// `--kv-connector`: which KV connector the pair speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConnectorArg {
+    /// vLLM's NixlConnector (kv_both; the proxy decides who prefills).
+    Nixl,
+    /// LMCacheConnectorV1 (kv_producer on the prefill role, kv_consumer on the decode role).
+    Lmcache,
+}
+
+impl From<ConnectorArg> for Connector {
+    fn from(c: ConnectorArg) -> Self {
+        match c {
+            ConnectorArg::Nixl => Connector::Nixl,
+            ConnectorArg::Lmcache => Connector::Lmcache,
+        }
+    }
+}
+
 /// vLLM's `kv_role` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KvRole {
@@ -78,7 +117,7 @@ impl SimServeArgs {
     /// The role these flags give, reconciling --role and --kv-role.
     fn role(&self) -> Result<Role> {
         let bad = |m: String| Err(Error::bad_input(anyhow::anyhow!(m)));
-        match (self.kv_role, self.role) {
+        match (self.kv_role, Role::from(self.role)) {
             (None, r) => Ok(r),
             (Some(KvRole::Producer), Role::Simple | Role::Prefill) => Ok(Role::Prefill),
             (Some(KvRole::Consumer), Role::Simple | Role::Decode) => Ok(Role::Decode),
@@ -120,7 +159,7 @@ impl SimServeArgs {
             served_model: self.model.clone(),
             tp: self.tp,
             role,
-            connector: self.kv_connector,
+            connector: self.kv_connector.into(),
             faults,
             kv_host: self.kv_host.clone(),
             kv_port: self.kv_port,

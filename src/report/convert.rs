@@ -119,17 +119,18 @@ pub mod timing {
         NANOS[stage].fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
-    /// Print and reset, if asked for.
-    pub fn report() {
-        if std::env::var_os("VBENCH_REPORT_TIMING").is_none() {
-            return;
-        }
+    /// The stage times as one line (and reset them), when `VBENCH_REPORT_TIMING` asks for it.
+    pub fn report() -> Option<String> {
+        std::env::var_os("VBENCH_REPORT_TIMING")?;
         let parts: Vec<String> = NAMES
             .iter()
             .zip(&NANOS)
             .map(|(n, a)| format!("{n} {:.3}s", a.swap(0, Ordering::Relaxed) as f64 / 1e9))
             .collect();
-        eprintln!("timing (cpu, summed over threads): {}", parts.join(", "));
+        Some(format!(
+            "timing (cpu, summed over threads): {}",
+            parts.join(", ")
+        ))
     }
 }
 

@@ -119,6 +119,8 @@ pub struct ReportOutcome {
     pub files: Vec<PathBuf>,
     pub skipped: Vec<import::Skipped>,
     pub analysis: Analysis,
+    /// Stage times, when `VBENCH_REPORT_TIMING` is set (for the benchmark).
+    pub timing: Option<String>,
 }
 
 /// The default output folder: `report/` inside the single input folder (or beside the first
@@ -456,8 +458,11 @@ pub fn render_report(opts: &ReportOptions) -> Result<ReportOutcome> {
     let t = std::time::Instant::now();
     let imported = import::import_paths(&opts.inputs).map_err(Error::bad_input)?;
     convert::timing::add(convert::timing::IMPORT, t);
-    let out = render_imported(&imported, opts);
-    convert::timing::report();
+    let mut out = render_imported(&imported, opts);
+    let timing = convert::timing::report();
+    if let Ok(o) = &mut out {
+        o.timing = timing;
+    }
     out
 }
 
@@ -499,6 +504,7 @@ pub fn render_imported(imported: &Imported, opts: &ReportOptions) -> Result<Repo
         files,
         skipped: imported.skipped.clone(),
         analysis,
+        timing: None,
     })
 }
 

@@ -22,7 +22,7 @@
 use serde_json::{json, Value};
 
 /// Which kind of instance this is (`--role`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// A whole instance: kv_transfer_params are ignored, as without `--kv-transfer-config`.
     Simple,
@@ -33,7 +33,7 @@ pub enum Role {
 }
 
 /// Which KV connector the pair speaks (`--kv-connector`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Connector {
     /// vLLM's NixlConnector (kv_both; the proxy decides who prefills).
     Nixl,

@@ -1,0 +1,89 @@
+//! Where each instance runs: GPUs from the pool (CUDA), cores from the pool (the CPU build), or
+//! a node of the Slurm allocation (first fit on its GPUs; Slurm binds the GPUs itself).
+
+use anyhow::Context;
+
+use super::{Target, HOST};
+use crate::exec::slurm::{self, SlurmNode};
+use crate::manifest::{Accelerator, Backend};
+
+/// One instance's place.
+#[derive(Debug, Clone)]
+pub struct Place<'a> {
+    /// The Slurm node it runs on (slurm backend).
+    pub node: Option<&'a SlurmNode>,
+    /// The address it binds to and is reached at.
+    pub host: &'a str,
+    /// CUDA indices it holds (local CUDA only).
+    pub gpus: Vec<u32>,
+    /// Cores it is pinned to (local CPU build only).
+    pub cpus: Vec<u32>,
+}
+
+/// Hands out places for the instances of one variant, in order.
+pub struct Placer<'a> {
+    target: &'a Target<'a>,
+    gpu_pool: std::vec::IntoIter<u32>,
+    cpu_pool: std::vec::IntoIter<u32>,
+    /// Free GPUs per Slurm node.
+    slurm_free: Vec<u32>,
+    /// Every GPU handed out, for the GPU checks before and after the variant.
+    pub all_gpus: Vec<u32>,
+}
+
+impl<'a> Placer<'a> {
+    pub fn new(target: &'a Target<'a>) -> Self {
+        Placer {
+            target,
+            gpu_pool: target.gpu_pool.clone().into_iter(),
+            cpu_pool: target.cpu_pool.clone().into_iter(),
+            slurm_free: target
+                .slurm
+                .map(|(_, nodes)| nodes.iter().map(|n| n.gpus).collect())
+                .unwrap_or_default(),
+            all_gpus: Vec::new(),
+        }
+    }
+
+    /// The place of the next instance, of tensor-parallel size `tp`.
+    pub fn place(&mut self, tp: u32) -> anyhow::Result<Place<'a>> {
+        let target = self.target;
+        let node = match target.slurm {
+            Some((_, nodes)) => Some(&nodes[slurm::place(nodes, &mut self.slurm_free, tp)?]),
+            None => None,
+        };
+        let host = node.map_or(HOST, |n| n.addr.as_str());
+        let mut gpus = Vec::new();
+        let mut cpus = Vec::new();
+        match (target.backend == Backend::Sim, target.accelerator) {
+            (true, _) => {}
+            // Slurm binds the step's GPUs itself (CUDA_VISIBLE_DEVICES in the step).
+            (false, _) if node.is_some() => {}
+            (false, Accelerator::Cuda) => {
+                for _ in 0..tp {
+                    gpus.push(
+                        self.gpu_pool
+                            .next()
+                            .context("not enough GPUs left for this variant")?,
+                    );
+                }
+            }
+            (false, Accelerator::Cpu) => {
+                for _ in 0..tp * target.cpu_cores_per_instance {
+                    cpus.push(
+                        self.cpu_pool
+                            .next()
+                            .context("not enough CPU cores left for this variant")?,
+                    );
+                }
+            }
+        }
+        self.all_gpus.extend(&gpus);
+        Ok(Place {
+            node,
+            host,
+            gpus,
+            cpus,
+        })
+    }
+}

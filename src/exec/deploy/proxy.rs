@@ -1,0 +1,82 @@
+//! The proxy in front of a variant's instances: vbench's built-in one or vllm-router, told
+//! where the prefill, decode (or round-robin) instances are.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::bail;
+use serde_json::json;
+
+use super::{Component, ComponentRole, Target, HOST};
+use crate::exec::ports::PortAllocator;
+use crate::exec::process::ProcessSpec;
+use crate::exec::templates::Templates;
+use crate::manifest::{Mode, ProxyKind};
+use crate::plan::Variant;
+
+/// The proxy component for `instances`; `lmcache_decoder_ports` per decoder, in order.
+pub fn component(
+    target: &Target,
+    templates: &Templates,
+    variant: &Variant,
+    instances: &[Component],
+    lmcache_decoder_ports: &[String],
+    ports: &mut PortAllocator,
+) -> anyhow::Result<Component> {
+    let urls = |kind: ComponentRole| -> Vec<String> {
+        instances
+            .iter()
+            .filter(|c| c.role == kind)
+            .map(|c| c.url.clone())
+            .collect()
+    };
+    let port = ports.any()?;
+    let ctx = json!({
+        "host": HOST,
+        "port": port,
+        "proxy_mode": match variant.mode {
+            Mode::Simple => "round-robin",
+            Mode::Nixl => "nixl",
+            Mode::Lmcache => "lmcache",
+        },
+        "prefill_urls": urls(ComponentRole::Prefill),
+        "decode_urls": urls(ComponentRole::Decode),
+        "backend_urls": urls(ComponentRole::Serve),
+        "lmcache_decoder_ports": lmcache_decoder_ports,
+    });
+    let (program, args) = match variant.proxy {
+        ProxyKind::Builtin => (
+            target.vbench_bin.clone(),
+            templates.args("proxy_builtin", &ctx)?,
+        ),
+        ProxyKind::VllmRouter => {
+            // vllm-router installs next to vllm in the same environment.
+            let beside = Path::new(target.vllm_bin.program()).with_file_name("vllm-router");
+            let program = if beside.exists() {
+                beside.display().to_string()
+            } else {
+                "vllm-router".to_owned()
+            };
+            (program, templates.args("proxy_vllm_router", &ctx)?)
+        }
+        ProxyKind::Lmcache => bail!(
+            "proxy = \"lmcache\" needs LMCache's disagg_proxy_server.py, which the lmcache wheel \
+             does not ship; not supported yet"
+        ),
+    };
+    Ok(Component {
+        name: "proxy".into(),
+        role: ComponentRole::Proxy,
+        url: format!("http://{HOST}:{port}"),
+        spec: ProcessSpec {
+            name: "proxy".into(),
+            program,
+            args,
+            env: BTreeMap::new(),
+        },
+        gpus: vec![],
+        cpus: vec![],
+        node: None,
+        files: BTreeMap::new(),
+    })
+}
