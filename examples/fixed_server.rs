@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-#[path = "../tests/support/fake_server.rs"]
+#[path = "../tests/it/support/fake_server.rs"]
 #[allow(dead_code)]
 mod fake_server;
 use fake_server::{token_event, ServedLog};

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# On the GPU machine of the device tool: stage the vLLM site folder made by
-# ../shared/ref/vllm-gpu/prepare.sh (carried in parts, one per call), assemble it in /tmp/vsite
-# (the first lines of ../shared/ref/vllm-gpu/run-on-gpu.sh), and run `vbench apply`.
+# On the GPU machine of the device tool: stage the vLLM site folder built as docs/real-vllm.md
+# ("Staging") describes (carried in parts, one per call), assemble it in /tmp/vsite, install the
+# nixl wheels into it, and run `vbench apply`.
 # APP is the carried folder that mirrors the repo: vbench.xz, experiments/, benches/gpu/.
 # Usage (from the repository root, APP=.gpu/app):
 #   gpu-apply.sh stage PART_DIR            copy one carried part into /root/stage

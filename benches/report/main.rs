@@ -8,7 +8,7 @@
 //! The Python side creates its own virtual environment in `target/bench-venv` and installs
 //! matplotlib and numpy from the registry the first time.
 
-#[path = "../../tests/report_support/mod.rs"]
+#[path = "../../tests/it/support/report.rs"]
 mod report_support;
 
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //!   NIXL 1P1D behind a minimal in-bench proxy, Poisson 4/8/12 req/s for 20 s each, against the
 //!   H200 measurements.
 
-#[path = "../../tests/sim_support/mod.rs"]
+#[path = "../../tests/it/support/sim.rs"]
 mod sim_support;
 
 use std::process::{Child, Command, Stdio};

@@ -30,7 +30,7 @@ pub struct ClientTiming {
 }
 
 /// Poisson arrivals at `rate` per second until `secs` (the last one may fall just past it),
-/// like the reference client `poisson_load.py`: exponential gaps from a seeded generator.
+/// like the open-loop client of the recorded H200 runs: exponential gaps from a seeded generator.
 pub fn poisson_arrivals(rate: f64, secs: f64, seed: u64, prompt: u32, output: u32) -> Vec<Arrival> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut t = 0.0;
@@ -47,7 +47,7 @@ pub fn poisson_arrivals(rate: f64, secs: f64, seed: u64, prompt: u32, output: u3
     out
 }
 
-/// Nearest-rank percentile as `poisson_load.py` computes it (p in 0..=1).
+/// Nearest-rank percentile as the recorded runs' client computed it (p in 0..=1).
 pub fn percentile(values: &[f64], p: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;

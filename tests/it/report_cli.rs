@@ -1,10 +1,8 @@
 //! `vbench report` and `vbench ls` through the real binary.
 
-mod report_support;
-
+use crate::support::report::*;
 use assert_cmd::Command;
 use predicates::prelude::*;
-use report_support::*;
 
 fn vbench() -> Command {
     Command::cargo_bin("vbench").unwrap()

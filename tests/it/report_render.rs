@@ -1,10 +1,8 @@
 //! End-to-end report rendering from hand-built vbench run folders.
 
-mod report_support;
-
 use std::path::Path;
 
-use report_support::*;
+use crate::support::report::*;
 use vbench::report::{render_report, Format, ReportOptions};
 
 fn small_run(dir: &Path) {

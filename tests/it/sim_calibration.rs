@@ -93,7 +93,7 @@ fn disaggregation_keeps_tpot_flat_while_simple_degrades() {
     }
 }
 
-/// The closed-batch measurements of run-shapes.sh: `conc` requests sent at once, TTFT p50 and
+/// The recorded closed-batch measurements (tests/fixtures/vllm-gpu/README.md): `conc` requests sent at once, TTFT p50 and
 /// TPOT p50 in ms, for (prompt, output, concurrency).
 type ShapeRow = (u32, u32, usize, f64, f64);
 const SHAPES: [(&str, [ShapeRow; 4]); 2] = [
@@ -117,7 +117,7 @@ const SHAPES: [(&str, [ShapeRow; 4]); 2] = [
     ),
 ];
 
-/// Batches sent at once, as run-shapes.sh did. Looser than the DistServe table (within 60 %):
+/// Batches sent at once, as the recorded closed-batch client did. Looser than the DistServe table (within 60 %):
 /// the qwen3 profile is a rough hand fit of these points, and the llama3 profile is fitted on
 /// the Poisson runs (its closed-batch points are within about 35 %).
 #[test]

@@ -1,12 +1,10 @@
 //! Every fault-injection mode of `vbench sim-serve`, observed by a client as the fault it
 //! claims to be; and the binary's start-up flags, readiness and SIGTERM.
 
-mod sim_support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sim_support::*;
+use crate::support::sim::*;
 use vbench::sim::faults::FaultSpec;
 use vbench::sim::{Role, ServeExit, SimConfig};
 

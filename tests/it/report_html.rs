@@ -1,11 +1,9 @@
 //! The HTML page: escaping of untrusted strings, and a real render in headless Chromium.
 
-mod report_support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use report_support::*;
+use crate::support::report::*;
 use vbench::report::{render_report, Format, ReportOptions};
 
 const EVIL: &str = "<script>alert(1)</script>";

@@ -5,10 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-#[path = "support/fake_server.rs"]
-#[allow(dead_code)]
-mod fake_server;
-use fake_server::{FakeServer, FakeTiming};
+use crate::support::fake_server::{FakeServer, FakeTiming};
 use vbench::load::{
     self, Api, Arrival, Dataset, LoadSpec, NoProgress, PreparedRequest, TokenCounts,
 };
@@ -375,7 +372,7 @@ async fn a_busy_client_still_times_tokens_by_when_they_arrived() {
 struct ServerThread {
     url: String,
     done: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<Vec<fake_server::ServedLog>>,
+    thread: std::thread::JoinHandle<Vec<crate::support::fake_server::ServedLog>>,
 }
 
 impl ServerThread {
@@ -395,7 +392,7 @@ impl ServerThread {
         ServerThread { url, done, thread }
     }
 
-    fn stop(self) -> Vec<fake_server::ServedLog> {
+    fn stop(self) -> Vec<crate::support::fake_server::ServedLog> {
         let _ = self.done.send(());
         self.thread.join().unwrap()
     }

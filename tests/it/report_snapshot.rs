@@ -1,8 +1,6 @@
 //! SVG snapshots of the figures people read (deterministic: the font is bundled).
 
-mod report_support;
-
-use report_support::*;
+use crate::support::report::*;
 use vbench::report::analysis::{analyse, Scoring};
 use vbench::report::attainment::SloKind;
 use vbench::report::figures;

@@ -6,17 +6,12 @@
 //! The validator is a small draft-07 subset (the keywords schemars emits); a schema keyword it
 //! does not know fails the test rather than being ignored.
 
-mod report_support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::fake_server::{FakeServer, FakeTiming};
 use assert_cmd::Command;
 use serde_json::{json, Value};
-#[path = "support/fake_server.rs"]
-#[allow(dead_code)]
-mod fake_server;
-use fake_server::{FakeServer, FakeTiming};
 
 // ------------------------------------------------------------------------------------------
 // A draft-07 subset validator.
@@ -300,7 +295,7 @@ fn bench_result(dir: &Path) -> std::path::PathBuf {
 /// A run folder as `apply` leaves it: synthesised results, an environment.json, a stray file.
 fn synth_run(dir: &Path) -> std::path::PathBuf {
     let run = dir.join("exp/20261128_120000");
-    report_support::synth_run(&run, "exp", 1, &[1.0, 4.0, 8.0, 12.0], 30, 8);
+    crate::support::report::synth_run(&run, "exp", 1, &[1.0, 4.0, 8.0, 12.0], 30, 8);
     std::fs::write(
         run.join("environment.json"),
         r#"{"started_at": "2026-11-28T20:31:31.04+00:00", "vbench_version": "0.1.0",
@@ -348,7 +343,7 @@ fn a_real_result_file_follows_the_result_schema_and_a_broken_one_does_not() {
 
     // The synthesised files the report tests use follow it too.
     let run = tmp.path().join("synth");
-    report_support::synth_run(&run, "synth", 1, &[1.0, 8.0], 10, 4);
+    crate::support::report::synth_run(&run, "synth", 1, &[1.0, 8.0], 10, 4);
     let file = run.join("nixl-pf1-d1/vllm-8qps.json");
     assert_valid(&schema, &read(&file), "a synthesised result file");
 

@@ -1,12 +1,10 @@
 //! `vbench sim-serve` over HTTP, in-process on 127.0.0.1:0: vLLM's wire shapes, /metrics,
 //! errors, the NIXL/LMCache prefill/decode protocol, and the engine's latency properties.
 
-mod sim_support;
-
 use std::time::Duration;
 
+use crate::support::sim::*;
 use serde_json::{json, Value};
-use sim_support::*;
 use vbench::sim::{Connector, Profile, Role, SimConfig};
 
 fn cfg(role: Role) -> SimConfig {
@@ -47,7 +45,7 @@ async fn completions_stream_has_the_shape_of_vllms_transcript() {
         "stream": true, "stream_options": {"include_usage": true}});
     let got = stream(&c, &format!("{}/v1/completions", srv.url()), &body).await;
     assert_eq!(got.status, 200);
-    let want = events(include_str!("fixtures/vllm-cpu/sse_completions.txt"));
+    let want = events(include_str!("../fixtures/vllm-cpu/sse_completions.txt"));
     assert_eq!(shape_sequence(&got.events), shape_sequence(&want));
     assert_eq!(
         got.events.len(),
@@ -74,7 +72,7 @@ async fn chat_stream_has_the_shape_of_vllms_transcript() {
         &body,
     )
     .await;
-    let want = events(include_str!("fixtures/vllm-cpu/sse_chat.txt"));
+    let want = events(include_str!("../fixtures/vllm-cpu/sse_chat.txt"));
     assert_eq!(shape_sequence(&got.events), shape_sequence(&want));
     assert_eq!(
         got.events.len(),

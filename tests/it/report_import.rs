@@ -1,10 +1,8 @@
 //! Reading result files of vbench, the original suite and `vllm bench serve`.
 
-mod report_support;
-
 use std::path::{Path, PathBuf};
 
-use report_support::*;
+use crate::support::report::*;
 use vbench::report::analysis::{analyse, Scoring};
 use vbench::report::attainment::{attainment, Crossing, SloKind};
 use vbench::report::import::{import_paths, SourceKind};

