@@ -31,9 +31,25 @@ pub struct Allocation {
 }
 
 impl Drop for Allocation {
+    /// Cancel an allocation vbench made and wait (up to a minute) until Slurm no longer lists
+    /// it: a job in its completing state still holds its nodes, and the next run (or user)
+    /// must find them free.
     fn drop(&mut self) {
-        if self.owned {
-            let _ = Command::new("scancel").arg(&self.job_id).status();
+        if !self.owned {
+            return;
+        }
+        let _ = Command::new("scancel").arg(&self.job_id).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            let listed = Command::new("squeue")
+                .args(["-h", "-j", &self.job_id, "-o", "%i"])
+                .output()
+                .map(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
+                .unwrap_or(false);
+            if !listed {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
 }

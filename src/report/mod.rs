@@ -46,11 +46,11 @@ impl ReportOptions {
     /// ms at 90 %, every figure in all three formats over shared rates, output in `report/`
     /// inside the run folder.
     pub fn for_inputs(inputs: Vec<PathBuf>) -> Self {
-        let (slo, report) = match inputs.first() {
-            Some(first) => manifest_sections(first),
-            None => Default::default(),
-        };
-        ReportOptions::from_manifest(inputs, &slo, &report)
+        let extract = inputs
+            .first()
+            .map(|first| rundir::RunDir::open(first).manifest_extract())
+            .unwrap_or_default();
+        ReportOptions::from_manifest(inputs, &extract.slo, &extract.report)
     }
 
     /// Options from the manifest's own `[slo]` and `[report]` sections.
@@ -85,30 +85,6 @@ impl ReportOptions {
             out: None,
         }
     }
-}
-
-/// The `[slo]` and `[report]` sections of a run folder's manifest copy, leniently: the
-/// manifest was validated when it ran, but it may come from another version of vbench, so each
-/// section is read on its own and one that no longer parses keeps the defaults.
-fn manifest_sections(dir: &Path) -> (manifest::Slo, manifest::ReportOptions) {
-    #[derive(serde::Deserialize, Default)]
-    struct Sections {
-        #[serde(default)]
-        slo: Option<toml::Value>,
-        #[serde(default)]
-        report: Option<toml::Value>,
-    }
-    let text = std::fs::read_to_string(dir.join(rundir::MANIFEST)).unwrap_or_default();
-    let sections: Sections = toml::from_str(&text).unwrap_or_default();
-    let slo = sections
-        .slo
-        .and_then(|v| v.try_into().ok())
-        .unwrap_or_default();
-    let report = sections
-        .report
-        .and_then(|v| v.try_into().ok())
-        .unwrap_or_default();
-    (slo, report)
 }
 
 /// What a report run produced.

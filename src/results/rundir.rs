@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::environment::Environment;
 use super::store::{write_bytes_new, write_json_new};
 use crate::load::RunResult;
-use crate::manifest::{LoadedManifest, Manifest};
+use crate::manifest::{self, LoadedManifest};
 use crate::plan::{Cell, Plan};
 
 pub const MANIFEST: &str = "manifest.toml";
@@ -252,18 +252,32 @@ impl RunDir {
         read_json(&self.path.join(ENVIRONMENT), "not an environment record")
     }
 
-    /// The copy of the manifest this run used, leniently: `None` when there is none or it no
-    /// longer parses (the run may come from another version of vbench).
-    pub fn manifest(&self) -> Option<Manifest> {
-        let text = std::fs::read_to_string(self.path.join(MANIFEST)).ok()?;
-        toml::from_str(&text).ok()
-    }
-
-    /// The experiment name from the run's manifest copy (read even when the rest of it is not).
-    pub fn experiment_name(&self) -> Option<String> {
-        let text = std::fs::read_to_string(self.path.join(MANIFEST)).ok()?;
-        let table = text.parse::<toml::Table>().ok()?;
-        table.get("name")?.as_str().map(str::to_owned)
+    /// What readers need from the run's copy of its manifest, read leniently: the manifest was
+    /// validated when it ran, but it may come from another version of vbench, so each part is
+    /// read on its own and one that no longer parses is left at its default.
+    pub fn manifest_extract(&self) -> ManifestExtract {
+        #[derive(Deserialize, Default)]
+        struct Parts {
+            #[serde(default)]
+            name: Option<toml::Value>,
+            #[serde(default)]
+            slo: Option<toml::Value>,
+            #[serde(default)]
+            report: Option<toml::Value>,
+        }
+        let text = std::fs::read_to_string(self.path.join(MANIFEST)).unwrap_or_default();
+        let parts: Parts = toml::from_str(&text).unwrap_or_default();
+        ManifestExtract {
+            name: parts.name.and_then(|v| v.as_str().map(str::to_owned)),
+            slo: parts
+                .slo
+                .and_then(|v| v.try_into().ok())
+                .unwrap_or_default(),
+            report: parts
+                .report
+                .and_then(|v| v.try_into().ok())
+                .unwrap_or_default(),
+        }
     }
 
     /// How many cells the plan planned, and those without a result file (`Ok(None)` without a
@@ -313,6 +327,15 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| format!("{what}: {e}"))
+}
+
+/// The parts of a run's manifest copy that the report and `ls` use.
+#[derive(Debug, Clone, Default)]
+pub struct ManifestExtract {
+    /// The experiment's `name`.
+    pub name: Option<String>,
+    pub slo: manifest::Slo,
+    pub report: manifest::ReportOptions,
 }
 
 /// Which attempt at a variant (or run) this is: the first writes `deployment.json`, a resumed

@@ -1,18 +1,17 @@
-//! Every integration test in one binary (as ripgrep does): one link instead of one per file.
-//! On this project's 2-core machines that made `cargo test --no-run` after a library change
-//! 4x faster than 23 binaries (26 s -> 6.5 s) and saved ~7 GB of debug binaries. Each file is
-//! a module; run one with `cargo test --test it apply_sim::`.
+//! The self-contained integration tests in one binary (as ripgrep does): one link instead of
+//! one per file, which on this project's 2-core machines makes `cargo test --no-run` after a
+//! library change several times faster than a binary per file (numbers in the README). Each
+//! file is a module; run one with `cargo test --test it apply_sim::`. Tests against real vLLM
+//! and Slurm are in `tests/real/`.
 
 mod support;
 
 mod apply_sim;
-mod apply_vllm_cpu;
 mod cli;
 mod deploy;
 mod load_bench_cli;
 mod load_client;
 mod load_sse;
-mod load_vllm_cpu;
 mod manifest_errors;
 mod manifest_fuzz;
 mod output_schemas;
@@ -27,4 +26,3 @@ mod schema;
 mod sim_calibration;
 mod sim_faults;
 mod sim_server;
-mod slurm;

@@ -34,6 +34,7 @@ fn squeue_jobs(name: &str) -> Vec<String> {
 
 #[test]
 fn nixl_variant_runs_as_slurm_steps_and_the_allocation_is_released() {
+    let _alone = crate::alone();
     if !slurm_ready() {
         return;
     }

@@ -37,6 +37,7 @@ fn vllm_processes(marker: &str) -> Vec<String> {
 
 #[test]
 fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
+    let _alone = crate::alone();
     let Some(root) = vllm_root() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let model = root.join("tiny-model");

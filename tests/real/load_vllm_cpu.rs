@@ -79,8 +79,11 @@ async fn run_random(
     (r, data.requests)
 }
 
+// The guard only keeps whole tests apart; nothing in the test takes it again.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completions_against_real_vllm_have_exact_token_counts_and_sane_timings() {
+    let _alone = crate::alone();
     let Some((url, model_dir)) = env() else {
         return;
     };
@@ -119,8 +122,11 @@ async fn completions_against_real_vllm_have_exact_token_counts_and_sane_timings(
     assert_eq!(r.total_input_tokens, 12 * 48);
 }
 
+// The guard only keeps whole tests apart; nothing in the test takes it again.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_against_real_vllm_streams_and_counts_usage() {
+    let _alone = crate::alone();
     let Some((url, model_dir)) = env() else {
         return;
     };
@@ -134,8 +140,11 @@ async fn chat_against_real_vllm_streams_and_counts_usage() {
     }
 }
 
+// The guard only keeps whole tests apart; nothing in the test takes it again.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_model_name_is_a_recorded_http_failure() {
+    let _alone = crate::alone();
     let Some((url, model_dir)) = env() else {
         return;
     };

@@ -1,0 +1,17 @@
+//! Tests against real components that `ci/test.sh` installs and starts: the vLLM CPU build
+//! (`VBENCH_VLLM_URL`, `VBENCH_VLLM_ROOT`, `VBENCH_TINY_MODEL`) and a real Slurm cluster
+//! (`SLURM_CONF`). They run one at a time ([`alone`]): each loads the machine's few cores with
+//! real servers, and their timings and teardown checks must not share them with another.
+
+mod apply_vllm_cpu;
+mod load_vllm_cpu;
+mod slurm;
+
+use std::sync::{Mutex, MutexGuard};
+
+static ALONE: Mutex<()> = Mutex::new(());
+
+/// Held for a whole test: no other test of this binary runs meanwhile.
+pub fn alone() -> MutexGuard<'static, ()> {
+    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
