@@ -3,7 +3,7 @@
 //! the results, teardown without orphans, Ctrl-C, resume, and crashes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use vbench::load::RunResult;
@@ -11,16 +11,44 @@ use vbench::load::RunResult;
 const BIN: &str = env!("CARGO_BIN_EXE_vbench");
 
 fn apply(results: &Path, sets: &[&str], extra: &[&str]) -> Command {
+    let mut c = apply_with_report(results, sets, extra);
+    c.arg("--no-report");
+    c
+}
+
+fn apply_with_report(results: &Path, sets: &[&str], extra: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.args(["apply", "experiments/sim-demo.toml", "--results"])
         .arg(results);
     for s in sets {
         c.args(["--set", s]);
     }
-    c.args(["--no-report", "--stop-grace-s", "5"])
+    c.args(["--stop-grace-s", "5"])
         .args(extra)
         .env("NO_COLOR", "1");
     c
+}
+
+/// Wait until the run under `results` has `file` (relative to the run folder), then send
+/// SIGINT 0.8 s later, during the next cell. Returns the child's output and the file's path.
+fn interrupt_after(child: Child, results: &Path, file: &str) -> (Output, PathBuf) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        if let Ok(entries) = std::fs::read_dir(results.join("sim-demo")) {
+            if let Some(run) = entries.flatten().next() {
+                let f = run.path().join(file);
+                if f.exists() {
+                    break f;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "{file} never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    (child.wait_with_output().unwrap(), first)
 }
 
 fn run_dir(results: &Path) -> PathBuf {
@@ -165,24 +193,8 @@ fn ctrl_c_stops_everything_keeps_results_and_resume_finishes_the_run() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait for the first cell's result, then interrupt during the second (5 s long).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let first = loop {
-        if let Ok(entries) = std::fs::read_dir(tmp.path().join("sim-demo")) {
-            if let Some(run) = entries.flatten().next() {
-                let f = run.path().join("simple-tp1-074b25/vllm-20qps.json");
-                if f.exists() {
-                    break f;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "first result never appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::thread::sleep(Duration::from_millis(800));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    // Interrupt during the second cell (5 s long), once the first has its result.
+    let (out, first) = interrupt_after(child, tmp.path(), "simple-tp1-074b25/vllm-20qps.json");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(
@@ -334,40 +346,11 @@ fn a_resumed_run_reads_whole_in_report_and_ls() {
         "report.formats=[\"svg\"]",
     ];
     let only = ["--only", "simple-tp1-074b25"];
-    let with_report = |c: &mut Command| {
-        let args: Vec<String> = c
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .filter(|a| a != "--no-report")
-            .collect();
-        let mut fresh = Command::new(BIN);
-        fresh.args(args).env("NO_COLOR", "1");
-        fresh
-    };
-    let child = with_report(&mut apply(tmp.path(), &sets, &only))
+    let child = apply_with_report(tmp.path(), &sets, &only)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(entries) = std::fs::read_dir(tmp.path().join("sim-demo")) {
-            if let Some(run) = entries.flatten().next() {
-                if run
-                    .path()
-                    .join("simple-tp1-074b25/vllm-20qps.json")
-                    .exists()
-                {
-                    break;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "first result never appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(800));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    let (out, _) = interrupt_after(child, tmp.path(), "simple-tp1-074b25/vllm-20qps.json");
     assert_eq!(out.status.code(), Some(130));
     let run = run_dir(tmp.path());
     assert!(
@@ -375,7 +358,7 @@ fn a_resumed_run_reads_whole_in_report_and_ls() {
         "the interrupted attempt reports what it measured"
     );
 
-    let mut resume = with_report(&mut apply(tmp.path(), &sets, &only));
+    let mut resume = apply_with_report(tmp.path(), &sets, &only);
     resume.arg("--resume").arg(&run);
     let out = resume.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
