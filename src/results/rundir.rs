@@ -579,4 +579,49 @@ mod tests {
         // never overwritten
         assert!(v.write_deployment(&Attempt::first(), &3).is_err());
     }
+
+    #[test]
+    fn the_plan_written_at_the_start_reads_back_with_its_cells() {
+        let text = r#"
+name = "t"
+model = "m"
+[dataset]
+kind = "random"
+input_len = 8
+output_len = 2
+[load]
+rates = [1, 2]
+num_prompts = 4
+[target]
+backend = "sim"
+[[deployment]]
+mode = "simple"
+[[deployment]]
+mode = "nixl"
+"#;
+        let loaded = crate::manifest::load_str(Path::new("t.toml"), text, &[]).unwrap();
+        let capacity = crate::plan::capacity::discover(&loaded.manifest.target);
+        let plan = crate::plan::resolve(&loaded, &capacity).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path(), "t", chrono::Local::now()).unwrap();
+        run.write_start(&loaded, &plan, &Environment::default())
+            .unwrap();
+        let read = run.read_plan().unwrap().unwrap();
+        assert_eq!(read.experiment, plan.experiment);
+        assert_eq!(read.overrides, plan.overrides);
+        let ids: Vec<&str> = read.variants.iter().map(|v| v.id.as_str()).collect();
+        let want: Vec<&str> = plan.variants.iter().map(|v| v.id.as_str()).collect();
+        assert_eq!(ids, want);
+        assert_eq!(read.cells.len(), 4);
+        for (r, c) in read.cells.iter().zip(&plan.cells) {
+            assert_eq!(
+                (&r.variant_id, &r.result_file),
+                (&c.variant_id, &c.result_file)
+            );
+            assert!(is_result_file(&r.result_file), "{}", r.result_file);
+        }
+        // Nothing measured yet: every planned cell is missing.
+        let coverage = run.coverage().unwrap().unwrap();
+        assert_eq!((coverage.planned, coverage.missing.len()), (4, 4));
+    }
 }

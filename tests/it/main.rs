@@ -9,6 +9,7 @@ mod support;
 mod apply_sim;
 mod cli;
 mod deploy;
+mod layout;
 mod load_bench_cli;
 mod load_client;
 mod load_sse;
