@@ -1,11 +1,11 @@
-//! summary.json, summary.md and index.html.
+//! The report's summaries: summary.json here (its type and schema), the rows and lines that
+//! summary.md (`markdown`) and index.html (`html`) both show, and the writer of all three.
 //!
 //! Every string that came from a manifest or a result file is escaped: handlebars escapes
 //! HTML in `{{...}}`, and Markdown cells get `|`, `<` and `>` escaped.
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use serde::Serialize;
 
 use super::analysis::{goodput_rank_value, Analysis, Pcts, VariantStats};
@@ -13,8 +13,11 @@ use super::attainment::{fmt_num, Crossing};
 use super::{slo_line, FigureFile, ReportOptions};
 use crate::report::import::Skipped;
 use crate::results::store::{write_bytes_new, write_json_new};
+use html::html;
+use markdown::markdown;
 
-const TEMPLATE: &str = include_str!("../../templates/report/index.html.hbs");
+mod html;
+mod markdown;
 
 /// Version of summary.json's layout.
 pub const SUMMARY_VERSION: u32 = 1;
@@ -288,15 +291,6 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
         .collect()
 }
 
-/// Escape a string for a Markdown table cell.
-fn md(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('|', "\\|")
-        .replace('\n', " ")
-}
-
 fn title_of(a: &Analysis) -> String {
     let mut runs: Vec<&str> = a.variants.iter().map(|v| v.run.as_str()).collect();
     runs.dedup();
@@ -306,122 +300,6 @@ fn title_of(a: &Analysis) -> String {
 fn provenance(a: &Analysis) -> (bool, bool) {
     let sim = a.variants.iter().filter(|v| v.simulated).count();
     (sim == a.variants.len() && sim > 0, sim > 0)
-}
-
-fn markdown(a: &Analysis, w: &Winner, figures: &[FigureFile], skipped: &[Skipped]) -> String {
-    let mut s = String::new();
-    let (all_sim, any_sim) = provenance(a);
-    s.push_str(&format!("# {}\n\n", md(&title_of(a))));
-    if all_sim {
-        s.push_str(
-            "**SIMULATED**: every result comes from `vbench sim-serve`, not real hardware.\n\n",
-        );
-    } else if any_sim {
-        s.push_str("**PARTLY SIMULATED**: variants marked (sim) ran on `vbench sim-serve`.\n\n");
-    }
-    let mut models: Vec<&str> = a.variants.iter().map(|v| v.model.as_str()).collect();
-    models.dedup();
-    let mut datasets: Vec<&str> = a.variants.iter().map(|v| v.dataset.as_str()).collect();
-    datasets.dedup();
-    s.push_str(&format!(
-        "Model: {} · Dataset: {} · SLO: {}\n\n",
-        md(&models.join(", ")),
-        md(&datasets.join(", ")),
-        slo_line(&a.scoring.slo, a.scoring.target_pct)
-    ));
-    s.push_str(
-        "Attainment = requests meeting the SLO / all requests (failed requests count as misses; \
-         a one-token output has no TPOT and meets the TPOT SLO, as in vLLM's goodput).\n\n",
-    );
-    match w.by_goodput.as_slice() {
-        [] => s.push_str("**Winner at the target:** none reaches it.\n\n"),
-        list => s.push_str(&format!(
-            "**Winner at the target:** {} (goodput); per GPU: {}.\n\n",
-            md(&list.join(", ")),
-            md(&w.by_goodput_per_gpu.join(", "))
-        )),
-    }
-    if !w.note.is_empty() {
-        s.push_str(&format!("Note: {}.\n\n", md(&w.note)));
-    }
-    s.push_str("| Variant | Run | GPUs | Goodput | Per-GPU goodput | SLO-scale crossing | Failures | Client | Notes |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|\n");
-    for r in head_rows(a, w) {
-        s.push_str(&format!(
-            "| {}{}{} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            md(&r.label),
-            if r.simulated { " (sim)" } else { "" },
-            if r.winner { " ★" } else { "" },
-            md(&r.run),
-            r.gpus,
-            md(&r.goodput),
-            md(&r.goodput_per_gpu),
-            md(&r.scale),
-            r.failures,
-            r.client,
-            md(&r.note)
-        ));
-    }
-    s.push('\n');
-    for b in rate_blocks(a) {
-        s.push_str(&format!("## {}\n\n", md(&b.label)));
-        s.push_str(
-            "Latencies in ms as p50 / p90 / p99; attainment % as both / TTFT only / TPOT only.\n\n",
-        );
-        s.push_str("| Rate (req/s) | Attainment | TTFT | TPOT | ITL | E2E | Throughput | Failed | Client |\n");
-        s.push_str("|---|---|---|---|---|---|---|---|---|\n");
-        for r in b.rows {
-            s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                r.rate,
-                r.attainment,
-                r.ttft,
-                r.tpot,
-                r.itl,
-                r.e2e,
-                r.throughput,
-                md(&r.failed),
-                r.client
-            ));
-        }
-        s.push('\n');
-    }
-    let runs = run_lines(a);
-    if !runs.is_empty() {
-        s.push_str("## Runs\n\n");
-        for line in runs {
-            s.push_str(&format!("- {}\n", md(&line)));
-        }
-        s.push('\n');
-    }
-    let missing = missing_lines(a);
-    if !missing.is_empty() {
-        s.push_str("## Planned but not measured\n\n");
-        for line in missing {
-            s.push_str(&format!("- {}\n", md(&line)));
-        }
-        s.push('\n');
-    }
-    s.push_str("## Figures\n\n");
-    for f in figures {
-        let links: Vec<String> = f
-            .files
-            .iter()
-            .map(|(ext, name)| format!("[{ext}]({name})"))
-            .collect();
-        s.push_str(&format!("- {}: {}\n", md(&f.caption), links.join(" ")));
-    }
-    if !skipped.is_empty() {
-        s.push_str("\n## Skipped files\n\n");
-        for k in skipped {
-            s.push_str(&format!(
-                "- `{}`: {}\n",
-                md(&k.path.display().to_string()),
-                md(&k.reason)
-            ));
-        }
-    }
-    s
 }
 
 /// One line per input run that has an `environment.json`: when, what versions, where, from
@@ -489,106 +367,6 @@ fn missing_lines(a: &Analysis) -> Vec<String> {
             })
         })
         .collect()
-}
-
-#[derive(Serialize)]
-struct HtmlFigure {
-    caption: String,
-    stem: String,
-    src: Option<String>,
-    links: Vec<(String, String)>,
-}
-
-#[derive(Serialize)]
-struct HtmlSection {
-    name: String,
-    figures: Vec<HtmlFigure>,
-}
-
-#[derive(Serialize)]
-struct HtmlData {
-    title: String,
-    simulated: bool,
-    partly_simulated: bool,
-    models: String,
-    datasets: String,
-    slo: String,
-    winner: String,
-    winner_per_gpu: String,
-    winner_note: String,
-    head: Vec<HeadRow>,
-    blocks: Vec<VariantBlock>,
-    sections: Vec<HtmlSection>,
-    runs: Vec<String>,
-    missing: Vec<String>,
-    skipped: Vec<(String, String)>,
-    version: &'static str,
-}
-
-fn html(
-    a: &Analysis,
-    w: &Winner,
-    figures: &[FigureFile],
-    skipped: &[Skipped],
-) -> anyhow::Result<String> {
-    let (all_sim, any_sim) = provenance(a);
-    let mut models: Vec<&str> = a.variants.iter().map(|v| v.model.as_str()).collect();
-    models.dedup();
-    let mut datasets: Vec<&str> = a.variants.iter().map(|v| v.dataset.as_str()).collect();
-    datasets.dedup();
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut sections: Vec<HtmlSection> = Vec::new();
-    for f in figures {
-        let src = if let Some(svg) = &f.svg {
-            Some(format!("data:image/svg+xml;base64,{}", b64.encode(svg)))
-        } else {
-            f.png
-                .as_ref()
-                .map(|p| format!("data:image/png;base64,{}", b64.encode(p)))
-        };
-        let fig = HtmlFigure {
-            caption: f.caption.clone(),
-            stem: f.stem.clone(),
-            src,
-            links: f.files.clone(),
-        };
-        match sections.iter_mut().find(|s| s.name == f.section) {
-            Some(s) => s.figures.push(fig),
-            None => sections.push(HtmlSection {
-                name: f.section.clone(),
-                figures: vec![fig],
-            }),
-        }
-    }
-    let data = HtmlData {
-        title: title_of(a),
-        simulated: all_sim,
-        partly_simulated: any_sim && !all_sim,
-        models: models.join(", "),
-        datasets: datasets.join(", "),
-        slo: slo_line(&a.scoring.slo, a.scoring.target_pct),
-        winner: if w.by_goodput.is_empty() {
-            "none reaches the target".into()
-        } else {
-            w.by_goodput.join(", ")
-        },
-        winner_per_gpu: w.by_goodput_per_gpu.join(", "),
-        winner_note: w.note.clone(),
-        head: head_rows(a, w),
-        blocks: rate_blocks(a),
-        sections,
-        runs: run_lines(a),
-        missing: missing_lines(a),
-        skipped: skipped
-            .iter()
-            .map(|s| (s.path.display().to_string(), s.reason.clone()))
-            .collect(),
-        version: env!("CARGO_PKG_VERSION"),
-    };
-    let mut hb = handlebars::Handlebars::new();
-    hb.set_strict_mode(true);
-    hb.register_template_string("index", TEMPLATE)?;
-    Ok(hb.render("index", &data)?)
 }
 
 /// Write summary.json, summary.md and index.html; return their paths.

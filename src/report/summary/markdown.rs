@@ -1,0 +1,133 @@
+//! summary.md: the report as Markdown (the headline table, per-rate tables, runs, gaps).
+
+use super::*;
+
+/// Escape a string for a Markdown table cell.
+fn md(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+        .replace('\n', " ")
+}
+
+pub(super) fn markdown(
+    a: &Analysis,
+    w: &Winner,
+    figures: &[FigureFile],
+    skipped: &[Skipped],
+) -> String {
+    let mut s = String::new();
+    let (all_sim, any_sim) = provenance(a);
+    s.push_str(&format!("# {}\n\n", md(&title_of(a))));
+    if all_sim {
+        s.push_str(
+            "**SIMULATED**: every result comes from `vbench sim-serve`, not real hardware.\n\n",
+        );
+    } else if any_sim {
+        s.push_str("**PARTLY SIMULATED**: variants marked (sim) ran on `vbench sim-serve`.\n\n");
+    }
+    let mut models: Vec<&str> = a.variants.iter().map(|v| v.model.as_str()).collect();
+    models.dedup();
+    let mut datasets: Vec<&str> = a.variants.iter().map(|v| v.dataset.as_str()).collect();
+    datasets.dedup();
+    s.push_str(&format!(
+        "Model: {} · Dataset: {} · SLO: {}\n\n",
+        md(&models.join(", ")),
+        md(&datasets.join(", ")),
+        slo_line(&a.scoring.slo, a.scoring.target_pct)
+    ));
+    s.push_str(
+        "Attainment = requests meeting the SLO / all requests (failed requests count as misses; \
+         a one-token output has no TPOT and meets the TPOT SLO, as in vLLM's goodput).\n\n",
+    );
+    match w.by_goodput.as_slice() {
+        [] => s.push_str("**Winner at the target:** none reaches it.\n\n"),
+        list => s.push_str(&format!(
+            "**Winner at the target:** {} (goodput); per GPU: {}.\n\n",
+            md(&list.join(", ")),
+            md(&w.by_goodput_per_gpu.join(", "))
+        )),
+    }
+    if !w.note.is_empty() {
+        s.push_str(&format!("Note: {}.\n\n", md(&w.note)));
+    }
+    s.push_str("| Variant | Run | GPUs | Goodput | Per-GPU goodput | SLO-scale crossing | Failures | Client | Notes |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    for r in head_rows(a, w) {
+        s.push_str(&format!(
+            "| {}{}{} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            md(&r.label),
+            if r.simulated { " (sim)" } else { "" },
+            if r.winner { " ★" } else { "" },
+            md(&r.run),
+            r.gpus,
+            md(&r.goodput),
+            md(&r.goodput_per_gpu),
+            md(&r.scale),
+            r.failures,
+            r.client,
+            md(&r.note)
+        ));
+    }
+    s.push('\n');
+    for b in rate_blocks(a) {
+        s.push_str(&format!("## {}\n\n", md(&b.label)));
+        s.push_str(
+            "Latencies in ms as p50 / p90 / p99; attainment % as both / TTFT only / TPOT only.\n\n",
+        );
+        s.push_str("| Rate (req/s) | Attainment | TTFT | TPOT | ITL | E2E | Throughput | Failed | Client |\n");
+        s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        for r in b.rows {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                r.rate,
+                r.attainment,
+                r.ttft,
+                r.tpot,
+                r.itl,
+                r.e2e,
+                r.throughput,
+                md(&r.failed),
+                r.client
+            ));
+        }
+        s.push('\n');
+    }
+    let runs = run_lines(a);
+    if !runs.is_empty() {
+        s.push_str("## Runs\n\n");
+        for line in runs {
+            s.push_str(&format!("- {}\n", md(&line)));
+        }
+        s.push('\n');
+    }
+    let missing = missing_lines(a);
+    if !missing.is_empty() {
+        s.push_str("## Planned but not measured\n\n");
+        for line in missing {
+            s.push_str(&format!("- {}\n", md(&line)));
+        }
+        s.push('\n');
+    }
+    s.push_str("## Figures\n\n");
+    for f in figures {
+        let links: Vec<String> = f
+            .files
+            .iter()
+            .map(|(ext, name)| format!("[{ext}]({name})"))
+            .collect();
+        s.push_str(&format!("- {}: {}\n", md(&f.caption), links.join(" ")));
+    }
+    if !skipped.is_empty() {
+        s.push_str("\n## Skipped files\n\n");
+        for k in skipped {
+            s.push_str(&format!(
+                "- `{}`: {}\n",
+                md(&k.path.display().to_string()),
+                md(&k.reason)
+            ));
+        }
+    }
+    s
+}
