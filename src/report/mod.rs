@@ -374,7 +374,7 @@ fn draw_one(
 pub fn report_run_folder(run_dir: &Path) -> Result<ReportOutcome> {
     let run = rundir::RunDir::open(run_dir);
     let final_dir = run.report_dir();
-    let staging = run_dir.join(format!(".report-new-{}", std::process::id()));
+    let staging = run.report_staging_dir();
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(Error::failed)?;
     }

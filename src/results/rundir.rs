@@ -8,11 +8,14 @@
 //! <run>/<variant>/deployment.json      resolved commands (secrets redacted), ports, GPUs
 //! <run>/<variant>/deployment-resume-<T>.json, teardown-resume-<T>.json   a resumed attempt's
 //! <run>/<variant>/logs/<component>.log
+//! <run>/<variant>/lmcache-<component>.yaml   LMCache config (named by `exec::deploy` in the
+//!                                      variant folder it is given)
 //! <run>/<variant>/metrics/             /metrics before/after each rate, gauge samples
 //! <run>/<variant>/vllm-<rate>qps.json  one result file per cell (named by the plan)
 //! <run>/<variant>/teardown.json        how each component stopped
 //! <run>/<variant>/FAILED.txt           why the variant failed
-//! <run>/report/                        the report (replaced whole when re-rendered)
+//! <run>/report/                        the report (`apply` replaces it whole, through a hidden
+//!                                      `.report-new-<pid>/` beside it)
 //! ```
 //!
 //! Every writer and reader of these names goes through this module: `apply` writes them,
@@ -316,6 +319,13 @@ impl RunDir {
     /// Where the report goes by default.
     pub fn report_dir(&self) -> PathBuf {
         self.path.join(REPORT_DIR)
+    }
+
+    /// Where this process draws a report before swapping it in for [`RunDir::report_dir`];
+    /// hidden, so no walk takes it for results.
+    pub fn report_staging_dir(&self) -> PathBuf {
+        self.path
+            .join(format!(".{REPORT_DIR}-new-{}", std::process::id()))
     }
 }
 
