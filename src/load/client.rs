@@ -343,7 +343,7 @@ async fn run_stream_raw(
     let mut parser = SseParser::new();
     let outcome = {
         let (parser, acct) = (&mut parser, &mut *acct);
-        let fut = ep.post(wire, in_flight, reads, |bytes, now| {
+        let fut = ep.post(wire, in_flight, deadline.into_std(), reads, |bytes, now| {
             parser.push(bytes, |d| acct.on_event(d, now))
         });
         tokio::time::timeout_at(deadline, fut).await

@@ -220,12 +220,14 @@ impl Endpoint {
     }
 
     /// Send one request (or finish sending it, when the dispatcher started it) and feed its
-    /// body to `on_body(bytes, arrival instant)`. The caller bounds the whole call with a
-    /// timeout.
+    /// body to `on_body(bytes, arrival instant)`. The call ends by `deadline` whatever the
+    /// server sends (the clock is read after every read, so a server that never stops sending
+    /// cannot keep it going); the caller also bounds it with a timer, for a silent server.
     pub async fn post<E>(
         &self,
         req: &[u8],
         mut started: Option<InFlight>,
+        deadline: Instant,
         stats: &mut ReadStats,
         mut on_body: impl FnMut(&[u8], Instant) -> Result<(), E>,
     ) -> Outcome<E> {
@@ -264,8 +266,21 @@ impl Endpoint {
                 },
             };
             buf.clear();
-            match write_and_read_head(&mut sock, &req[written.min(req.len())..], &mut buf).await {
+            match write_and_read_head(
+                &mut sock,
+                &req[written.min(req.len())..],
+                &mut buf,
+                deadline,
+            )
+            .await
+            {
                 Ok((n, arrived)) => break (sock, n, arrived),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Outcome::Failed {
+                        kind: "timeout",
+                        message: format!("no complete response head: {e}"),
+                    }
+                }
                 Err(_) if reused => continue,
                 Err(e) => {
                     return Outcome::Failed {
@@ -301,19 +316,22 @@ impl Endpoint {
         buf.drain(..head_len);
 
         if status != 200 {
+            // Enough of an error body to say what went wrong; stop reading after that.
             let mut text = Vec::new();
             let mut ignored = ReadStats::default();
             let _ = read_body(
                 &sock,
                 &mut buf,
                 (chunked, length),
-                head_arrived,
+                (head_arrived, deadline),
                 &mut ignored,
                 |b, _| {
+                    text.extend_from_slice(&b[..b.len().min(2000 - text.len())]);
                     if text.len() < 2000 {
-                        text.extend_from_slice(b);
+                        Ok(())
+                    } else {
+                        Err(())
                     }
-                    Ok::<(), ()>(())
                 },
             )
             .await;
@@ -324,7 +342,7 @@ impl Endpoint {
             &sock,
             &mut buf,
             (chunked, length),
-            head_arrived,
+            (head_arrived, deadline),
             stats,
             |b, t| on_body(b, t).map_err(|e| event_err = Some(e)),
         )
@@ -339,10 +357,7 @@ impl Endpoint {
                 }
                 Outcome::Ok
             }
-            Err(message) => Outcome::Failed {
-                kind: "stream_cut",
-                message,
-            },
+            Err((kind, message)) => Outcome::Failed { kind, message },
         }
     }
 }
@@ -351,6 +366,7 @@ async fn write_and_read_head(
     sock: &mut TcpStream,
     req: &[u8],
     buf: &mut Vec<u8>,
+    deadline: Instant,
 ) -> std::io::Result<(usize, Instant)> {
     if !req.is_empty() {
         sock.write_all(req).await?;
@@ -368,8 +384,17 @@ async fn write_and_read_head(
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
+        if Instant::now() >= deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the deadline passed while the head was arriving",
+            ));
+        }
     }
 }
+
+/// A chunk-size line (hex size, optional extensions) longer than this is malformed.
+const MAX_CHUNK_SIZE_LINE: usize = 4096;
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
@@ -378,15 +403,16 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Decode the body (chunked, fixed length, or until close), calling `on` with each data piece
 /// and the instant its bytes arrived (the kernel's receive stamp when there is one).
 /// `Ok(true)`: body complete and the connection reusable in principle; `Ok(false)`: complete
-/// by close; `Err`: cut.
+/// by close, or `on` declined more; `Err((kind, message))`: cut (`stream_cut`), a malformed
+/// chunk framing (`malformed`), or `deadline` passed (`timeout`).
 async fn read_body<E>(
     sock: &TcpStream,
     buf: &mut Vec<u8>,
     (chunked, length): (bool, Option<usize>),
-    head_arrived: Instant,
+    (head_arrived, deadline): (Instant, Instant),
     stats: &mut ReadStats,
     mut on: impl FnMut(&[u8], Instant) -> Result<(), E>,
-) -> Result<bool, String> {
+) -> Result<bool, (&'static str, String)> {
     let mut now = head_arrived; // for body bytes that came with the head
     let mut pos = 0usize; // start of unconsumed bytes in buf
     let mut remaining = length; // content-length mode
@@ -401,12 +427,27 @@ async fn read_body<E>(
                 match in_chunk {
                     None => {
                         let Some(eol) = find(avail, b"\r\n") else {
+                            if avail.len() > MAX_CHUNK_SIZE_LINE {
+                                return Err((
+                                    "malformed",
+                                    format!(
+                                        "a chunk-size line longer than {MAX_CHUNK_SIZE_LINE} bytes"
+                                    ),
+                                ));
+                            }
                             break;
                         };
                         let line = std::str::from_utf8(&avail[..eol]).unwrap_or("");
                         let size_txt = line.split(';').next().unwrap_or("").trim();
-                        let size = usize::from_str_radix(size_txt, 16)
-                            .map_err(|_| format!("bad chunk size line {line:?}"))?;
+                        let size = usize::from_str_radix(size_txt, 16).map_err(|_| {
+                            (
+                                "stream_cut",
+                                format!(
+                                    "bad chunk size line {:?}",
+                                    line.chars().take(80).collect::<String>()
+                                ),
+                            )
+                        })?;
                         pos += eol + 2;
                         if size == 0 {
                             return Ok(true); // trailers, if any, are left unread
@@ -457,13 +498,23 @@ async fn read_body<E>(
         // compact and read more
         buf.drain(..pos);
         pos = 0;
+        if Instant::now() >= deadline {
+            return Err((
+                "timeout",
+                format!("the deadline passed while the body was arriving (after {chunks_seen} body pieces)"),
+            ));
+        }
+        // A server that always has bytes ready never makes this task wait: give the other
+        // requests' tasks their turn.
+        tokio::task::coop::consume_budget().await;
         match recv_stamped(sock, buf).await {
             Ok((0, _)) => {
                 if !chunked && remaining.is_none() {
                     return Ok(false); // close-delimited body ends here
                 }
-                return Err(format!(
-                    "connection closed mid-body (after {chunks_seen} body pieces)"
+                return Err((
+                    "stream_cut",
+                    format!("connection closed mid-body (after {chunks_seen} body pieces)"),
                 ));
             }
             Ok((_, arrival)) => {
@@ -475,7 +526,7 @@ async fn read_body<E>(
                     stats.unstamped += 1;
                 }
             }
-            Err(e) => return Err(format!("reading the body: {e}")),
+            Err(e) => return Err(("stream_cut", format!("reading the body: {e}"))),
         }
     }
 }
@@ -510,6 +561,7 @@ mod tests {
             .post(
                 &ep.request_bytes(b"{}", "t-1"),
                 None,
+                Instant::now() + std::time::Duration::from_secs(10),
                 &mut ReadStats::default(),
                 |b, _| {
                     got.extend_from_slice(b);
@@ -571,9 +623,13 @@ mod tests {
         let ep = Endpoint::new(&url, true).unwrap();
         let req = ep.request_bytes(b"{}", "t");
         match ep
-            .post(&req, None, &mut ReadStats::default(), |_, _| {
-                Ok::<(), ()>(())
-            })
+            .post(
+                &req,
+                None,
+                Instant::now() + std::time::Duration::from_secs(10),
+                &mut ReadStats::default(),
+                |_, _| Ok::<(), ()>(()),
+            )
             .await
         {
             Outcome::Status(503, body) => assert_eq!(body, "busy"),

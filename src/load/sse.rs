@@ -12,6 +12,18 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
+/// The longest SSE line (and the largest event) vbench holds for one response. A vLLM chunk is
+/// under 2 KiB; a line that grows past this is a broken or hostile server, not a slow one.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// Content chunks a response may send beyond what its `max_tokens` allows: `2 × max_tokens +
+/// 64` (a chunk carries at least one token, and chat adds a role-only first chunk; the slack
+/// absorbs servers that split differently). With `max_tokens` unknown (0), this many.
+pub const MAX_CHUNKS_UNKNOWN: u64 = 1 << 16;
+
+/// Generated text kept per content chunk allowed, when text is kept at all.
+const TEXT_BYTES_PER_CHUNK: usize = 256;
+
 /// Incremental SSE splitter. Feed it bytes; it calls back once per complete event with the
 /// event's data (several `data:` lines joined by `\n`).
 #[derive(Debug, Default)]
@@ -28,7 +40,9 @@ impl SseParser {
 
     /// Consume `bytes`; `on_event` gets each completed event's data. Stops early and returns
     /// the callback's error if it fails.
-    pub fn push<E>(
+    ///
+    /// A line or an event longer than [`MAX_LINE_BYTES`] is a [`StreamError::TooLarge`].
+    pub fn push<E: From<StreamError>>(
         &mut self,
         mut bytes: &[u8],
         mut on_event: impl FnMut(&[u8]) -> Result<(), E>,
@@ -36,7 +50,7 @@ impl SseParser {
         while !bytes.is_empty() {
             match memchr(b'\n', bytes) {
                 None => {
-                    self.line.extend_from_slice(bytes);
+                    self.grow_line(bytes)?;
                     return Ok(());
                 }
                 Some(i) => {
@@ -45,7 +59,7 @@ impl SseParser {
                     if self.line.is_empty() {
                         self.take_line(head, &mut on_event)?;
                     } else {
-                        self.line.extend_from_slice(head);
+                        self.grow_line(head)?;
                         let line = std::mem::take(&mut self.line);
                         let r = self.take_line(&line, &mut on_event);
                         self.line = line;
@@ -58,6 +72,18 @@ impl SseParser {
         Ok(())
     }
 
+    fn grow_line(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
+        if self.line.len() + bytes.len() > MAX_LINE_BYTES {
+            self.line.clear();
+            return Err(StreamError::TooLarge(format!(
+                "an SSE line longer than {} KiB",
+                MAX_LINE_BYTES >> 10
+            )));
+        }
+        self.line.extend_from_slice(bytes);
+        Ok(())
+    }
+
     /// Bytes received that did not complete an event (a cut stream leaves some).
     pub fn has_partial(&self) -> bool {
         !self.line.is_empty() || self.has_data
@@ -65,7 +91,10 @@ impl SseParser {
 
     /// End of input: a final event not followed by a blank line is still delivered, as
     /// browsers' EventSource does not but as lenient servers expect.
-    pub fn finish<E>(&mut self, mut on_event: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    pub fn finish<E: From<StreamError>>(
+        &mut self,
+        mut on_event: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
             self.take_line(&line, &mut on_event)?;
@@ -73,12 +102,19 @@ impl SseParser {
         self.dispatch(&mut on_event)
     }
 
-    fn take_line<E>(
+    fn take_line<E: From<StreamError>>(
         &mut self,
         line: &[u8],
         on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > MAX_LINE_BYTES {
+            return Err(StreamError::TooLarge(format!(
+                "an SSE line longer than {} KiB",
+                MAX_LINE_BYTES >> 10
+            ))
+            .into());
+        }
         if line.is_empty() {
             return self.dispatch(on_event);
         }
@@ -93,6 +129,15 @@ impl SseParser {
             None => (line, &b""[..]),
         };
         if field == b"data" {
+            if self.data.len() + value.len() >= MAX_LINE_BYTES {
+                self.data.clear();
+                self.has_data = false;
+                return Err(StreamError::TooLarge(format!(
+                    "an SSE event larger than {} KiB",
+                    MAX_LINE_BYTES >> 10
+                ))
+                .into());
+            }
             if self.has_data {
                 self.data.push(b'\n');
             }
@@ -124,6 +169,10 @@ pub enum StreamError {
     Server(String),
     /// An event's data was not the JSON we expect, or came after `[DONE]`.
     Malformed(String),
+    /// A line, an event or the generated text outgrew its bound ([`MAX_LINE_BYTES`]).
+    TooLarge(String),
+    /// More content chunks than the request's `max_tokens` allows ([`StreamAccount::new`]).
+    TooManyChunks(String),
 }
 
 impl StreamError {
@@ -131,12 +180,17 @@ impl StreamError {
         match self {
             StreamError::Server(_) => "server_error",
             StreamError::Malformed(_) => "malformed",
+            StreamError::TooLarge(_) => "too_large",
+            StreamError::TooManyChunks(_) => "too_many_chunks",
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            StreamError::Server(m) | StreamError::Malformed(m) => m,
+            StreamError::Server(m)
+            | StreamError::Malformed(m)
+            | StreamError::TooLarge(m)
+            | StreamError::TooManyChunks(m) => m,
         }
     }
 }
@@ -220,11 +274,20 @@ pub struct StreamAccount {
     pub done: bool,
     /// Generated text, kept only when asked (to count tokens when the server sends no usage).
     pub text: Option<String>,
+    /// Content chunks allowed before the stream is failed as [`StreamError::TooManyChunks`].
+    max_chunks: u64,
 }
 
 impl StreamAccount {
+    /// `expected_tokens` is the request's `max_tokens` (0: unknown); it bounds the content
+    /// chunks (and so the ITL list and kept text) a response may send.
     pub fn new(keep_text: bool, expected_tokens: usize) -> Self {
+        let max_chunks = match expected_tokens {
+            0 => MAX_CHUNKS_UNKNOWN,
+            n => 2 * n as u64 + 64,
+        };
         StreamAccount {
+            max_chunks,
             first: None,
             last: None,
             itls: Vec::with_capacity(expected_tokens.min(4096)),
@@ -260,6 +323,12 @@ impl StreamAccount {
             return Err(StreamError::Server(msg));
         }
         if let Some(FirstChoice(Some(c))) = chunk.choices.as_ref() {
+            if self.content_chunks >= self.max_chunks {
+                return Err(StreamError::TooManyChunks(format!(
+                    "more than {} content chunks for this request's max_tokens",
+                    self.max_chunks
+                )));
+            }
             match self.last {
                 None => self.first = Some(now),
                 Some(prev) => self.itls.push((now - prev).as_secs_f64()),
@@ -278,6 +347,12 @@ impl StreamAccount {
             if let Some(p) = piece.filter(|p| !p.is_empty()) {
                 self.nonempty_chunks += 1;
                 if let Some(t) = self.text.as_mut() {
+                    if t.len() + p.len() > self.max_chunks as usize * TEXT_BYTES_PER_CHUNK {
+                        return Err(StreamError::TooLarge(format!(
+                            "more than {} bytes of generated text",
+                            t.len()
+                        )));
+                    }
                     t.push_str(p);
                 }
             }
@@ -308,13 +383,13 @@ mod tests {
         for part in input.chunks(piece) {
             p.push(part, |d| {
                 out.push(String::from_utf8(d.to_vec()).unwrap());
-                Ok::<(), ()>(())
+                Ok::<(), StreamError>(())
             })
             .unwrap();
         }
         p.finish(|d| {
             out.push(String::from_utf8(d.to_vec()).unwrap());
-            Ok::<(), ()>(())
+            Ok::<(), StreamError>(())
         })
         .unwrap();
         out

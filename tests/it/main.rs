@@ -12,6 +12,7 @@ mod deploy;
 mod layout;
 mod load_bench_cli;
 mod load_client;
+mod load_hostile;
 mod load_sse;
 mod manifest_errors;
 mod manifest_fuzz;
