@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::exec::gpus::NvidiaSmiProbe;
 use crate::load::{NoProgress, Progress, RunResult};
 use crate::plan::{self, Plan};
+use crate::results::store::{read_bounded, MAX_RESULT_BYTES};
 use crate::results::RunDir;
 
 /// Run an experiment.
@@ -129,7 +130,7 @@ fn run_json(
         .iter()
         .map(|c| {
             let path = run_dir.variant(&c.variant_id).result_path(c);
-            let result: Option<RunResult> = std::fs::read(&path)
+            let result: Option<RunResult> = read_bounded(&path, MAX_RESULT_BYTES)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
             json!({

@@ -28,7 +28,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::environment::Environment;
-use super::store::{write_bytes_new, write_json_new};
+use super::store::{read_bounded, write_bytes_new, write_json_new, MAX_RECORD_BYTES};
 use crate::load::RunResult;
 use crate::manifest::{self, LoadedManifest};
 use crate::plan::{Cell, Plan};
@@ -87,7 +87,8 @@ fn may_hold_results(dir_name: &str) -> bool {
 /// levels deep at most, skipping those that hold no results.
 pub fn result_files(path: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    if path.is_file() {
+    if !path.is_dir() {
+        // A file given by name is read (or refused, with the reason) whatever its name.
         out.push(path.to_path_buf());
         return out;
     }
@@ -214,12 +215,14 @@ impl RunDir {
     /// A run folder can be resumed with the manifest and overrides it started with.
     pub fn check_resumable(&self, loaded: &LoadedManifest) -> anyhow::Result<()> {
         let dir = &self.path;
-        let stored = std::fs::read_to_string(dir.join(MANIFEST)).with_context(|| {
-            format!(
-                "--resume {}: no {MANIFEST} there; is it a run folder?",
-                dir.display()
-            )
-        })?;
+        let stored = read_bounded(&dir.join(MANIFEST), MAX_RECORD_BYTES)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|why| {
+                anyhow::anyhow!(
+                    "--resume {}: {MANIFEST} there: {why}; is it a run folder?",
+                    dir.display()
+                )
+            })?;
         if stored != loaded.original_text {
             bail!(
                 "--resume {}: its {MANIFEST} differs from {}; resume continues the same \
@@ -268,7 +271,9 @@ impl RunDir {
             #[serde(default)]
             report: Option<toml::Value>,
         }
-        let text = std::fs::read_to_string(self.path.join(MANIFEST)).unwrap_or_default();
+        let text = read_bounded(&self.path.join(MANIFEST), MAX_RECORD_BYTES)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         let parts: Parts = toml::from_str(&text).unwrap_or_default();
         ManifestExtract {
             name: parts.name.and_then(|v| v.as_str().map(str::to_owned)),
@@ -333,7 +338,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<
     if !path.exists() {
         return Ok(None);
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let bytes = read_bounded(path, MAX_RECORD_BYTES)?;
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| format!("{what}: {e}"))

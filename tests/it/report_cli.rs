@@ -314,3 +314,45 @@ fn ls_shows_a_partial_sweep_and_where_a_real_run_ran() {
         "{text}"
     );
 }
+
+/// A FIFO and a link to /dev/zero named like result files: `report` and `ls` finish, read
+/// the real results, and `report` names both as skipped with the reason.
+#[test]
+fn files_named_like_results_that_are_not_regular_files_are_skipped_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("exp/20260101_120000");
+    synth_run(&run, "exp", 1, &[1.0, 4.0], 10, 4);
+    let variant = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let fifo = variant.join("vllm-99qps.json");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    std::os::unix::fs::symlink("/dev/zero", variant.join("vllm-98qps.json")).unwrap();
+
+    let out = tmp.path().join("out");
+    vbench()
+        .arg("report")
+        .arg(&run)
+        .args(["--format", "svg", "--out"])
+        .arg(&out)
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "vllm-99qps.json: not a regular file (a FIFO)",
+        ))
+        .stderr(predicate::str::contains(
+            "vllm-98qps.json: not a regular file (a device)",
+        ));
+    vbench()
+        .args(["ls", "--json"])
+        .arg(tmp.path())
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success();
+}

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::*;
+use crate::results::store::{read_bounded, MAX_RESULT_BYTES};
 
 /// Scalars every format may carry; arrays are read only by the format that needs them.
 #[derive(Deserialize, Default)]
@@ -112,7 +113,7 @@ struct LegacyArrays {
 }
 
 pub(super) fn read_file(path: &Path) -> Result<Parsed, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let bytes = read_bounded(path, MAX_RESULT_BYTES)?;
     let bytes = sanitize_non_finite(bytes);
     let mut common: Common =
         serde_json::from_slice(&bytes).map_err(|e| format!("not a result file: {e}"))?;
@@ -418,7 +419,7 @@ pub struct Peek {
 
 /// Read only the labels of a result file; `None` when it is not one.
 pub fn peek(path: &Path) -> Option<Peek> {
-    let bytes = sanitize_non_finite(std::fs::read(path).ok()?);
+    let bytes = sanitize_non_finite(read_bounded(path, MAX_RESULT_BYTES).ok()?);
     #[derive(Deserialize)]
     struct PeekVbench {
         deployment: LeanDeployment,
