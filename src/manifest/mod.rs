@@ -5,6 +5,7 @@ pub mod one_or_many;
 pub mod overrides;
 pub mod reference;
 pub mod schema;
+mod strings;
 pub mod types;
 
 use std::path::{Path, PathBuf};
@@ -81,9 +82,13 @@ pub fn load_str(path: &Path, text: &str, overrides: &[String]) -> Result<LoadedM
     })
 }
 
-/// Parse TOML text into the manifest types (types and unknown keys checked, not meaning).
+/// Parse TOML text into the manifest types (types and unknown keys checked, not meaning), and
+/// check that no string could smuggle or lose part of a command line ([`strings`]).
 pub fn parse(source: &Source) -> Result<Manifest, ManifestError> {
-    toml::from_str(&source.text).map_err(|e| ManifestError::from_toml(source, &e))
+    let manifest =
+        toml::from_str(&source.text).map_err(|e| ManifestError::from_toml(source, &e))?;
+    strings::check(source)?;
+    Ok(manifest)
 }
 
 /// The starter manifest of `vbench init`; `{name}` is replaced by the experiment name.

@@ -664,3 +664,54 @@ fn override_errors_point_into_the_overridden_text() {
         "{bad}"
     );
 }
+
+// --- values that would change a command line -----------------------------------------------
+
+#[test]
+fn a_newline_in_a_value_cannot_smuggle_arguments() {
+    // What reached sim-serve as three arguments before.
+    assert_error(
+        &edit(
+            "model = \"m\"",
+            "model = \"m\"\nserved_model_name = \"m\\n--fail-fraction\\n1\"",
+        ),
+        "3:21",
+        "control character U+000A",
+        Some("one command-line argument"),
+    );
+    assert_error(
+        &edit(
+            "mode = \"simple\"\ntp = [1, 2]",
+            "mode = \"simple\"\ntp = [1, 2]\nextra_args = [\"--enforce-eager\", \"--a\\r--b\"]",
+        ),
+        "20:34",
+        "control character U+000D",
+        None,
+    );
+    assert_error(
+        &append("\n[target.env]\nX = \"a\\u0000b\"\n"),
+        "27:5",
+        "control character U+0000",
+        None,
+    );
+}
+
+#[test]
+fn surrounding_whitespace_is_an_error_not_silently_dropped() {
+    assert_error(
+        &edit("model = \"m\"", "model = \" m\""),
+        "2:9",
+        "leading or trailing whitespace",
+        Some("dropped silently"),
+    );
+}
+
+#[test]
+fn free_text_may_span_lines() {
+    let text = edit(
+        "model = \"m\"",
+        "model = \"m\"\ndescription = \"two\\nlines \"",
+    );
+    let loaded = manifest::load_str(Path::new("m.toml"), &text, &[]).unwrap();
+    plan::resolve(&loaded, &capacity()).unwrap();
+}
