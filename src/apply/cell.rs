@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::sync::OnceCell;
 
 use super::Events;
 use crate::load::{
@@ -31,10 +30,10 @@ pub struct CellRequest<'a> {
     pub simulated: bool,
 }
 
-/// The run's request set, prepared on first use and shared by every cell.
-#[derive(Default)]
+/// The run's request set, prepared once before anything is launched (a missing tokenizer or a
+/// bad dataset is found before any GPU is used) and shared by every cell.
 pub struct Workload {
-    prepared: OnceCell<Prepared>,
+    prepared: Prepared,
 }
 
 struct Prepared {
@@ -130,18 +129,22 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
 }
 
 impl Workload {
+    /// Load the tokenizer and the dataset and build the whole sweep's request set; an error is
+    /// the input's fault.
+    pub fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Workload> {
+        Ok(Workload {
+            prepared: prepare(loaded, events)?,
+        })
+    }
+
     /// Run one cell's load, showing its requests on `progress`.
     pub async fn run(
         &self,
         req: CellRequest<'_>,
-        events: &dyn Events,
         progress: &dyn Progress,
     ) -> anyhow::Result<RunResult> {
         let m = &req.loaded.manifest;
-        let prepared = self
-            .prepared
-            .get_or_try_init(|| async { prepare(req.loaded, events) })
-            .await?;
+        let prepared = &self.prepared;
         let rate = req.cell.rate.as_f64();
         let arrival = match m.load.arrival {
             manifest::Arrival::Poisson => schedule::Arrival::Poisson,

@@ -163,6 +163,7 @@ pub async fn run(
     options: &Options,
     loaded: &LoadedManifest,
     plan: &Plan,
+    workload: &cell::Workload,
     probe: &dyn GpuProbe,
     events: &dyn Events,
 ) -> anyhow::Result<(RunDir, Outcome)> {
@@ -252,7 +253,6 @@ pub async fn run(
         served_model_name: &plan.served_model_name,
         manifest_dir: loaded.base_dir(),
     };
-    let workload = cell::Workload::default();
     let mut ports = PortAllocator::default();
     let mut failed = Vec::new();
     let selected: Vec<&Variant> = plan
@@ -287,7 +287,7 @@ pub async fn run(
             target: &target,
             variant,
             dir: &variant_dir,
-            workload: &workload,
+            workload,
             probe,
             events,
             simulated,

@@ -183,7 +183,7 @@ impl VariantRun<'_> {
         let label = format!("  rate {:>6} req/s", cell.rate.label());
         let progress = self.events.requests(&label);
         let outcome = tokio::select! {
-            r = self.workload.run(request, self.events, progress.as_ref()) => r.map_err(VariantError::Failed),
+            r = self.workload.run(request, progress.as_ref()) => r.map_err(VariantError::Failed),
             _ = until_interrupted(interrupted) => Err(VariantError::Interrupted),
             e = health::watch_crash(running) => Err(VariantError::Failed(e)),
         };

@@ -68,13 +68,16 @@ pub fn run(args: ApplyArgs) -> Result<()> {
     apply::preflight(&loaded, &plan).map_err(Error::bad_input)?;
     apply::check_only(&plan, &args.only).map_err(Error::bad_input)?;
     let options = args.options()?;
-    let runtime = tokio::runtime::Runtime::new().map_err(Error::failed)?;
     let events = Terminal::default();
+    // Before anything is launched: a missing tokenizer or a bad dataset is bad input.
+    let workload = apply::cell::Workload::prepare(&loaded, &events).map_err(Error::bad_input)?;
+    let runtime = tokio::runtime::Runtime::new().map_err(Error::failed)?;
     let (run_dir, outcome) = runtime
         .block_on(apply::run(
             &options,
             &loaded,
             &plan,
+            &workload,
             &NvidiaSmiProbe,
             &events,
         ))

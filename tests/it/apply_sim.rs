@@ -416,3 +416,21 @@ fn a_resumed_run_reads_whole_in_report_and_ls() {
     assert_eq!(entry["measured_cells"], 2, "{entry}");
     assert!(entry["planned_cells"].as_u64().unwrap() > 2, "{entry}");
 }
+
+/// A tokenizer that is not there is found before anything is launched: exit 2, no run folder,
+/// no process.
+#[test]
+fn a_missing_tokenizer_is_bad_input_before_any_launch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = apply(
+        tmp.path(),
+        &["tokenizer=\"/no/such/tokenizer\""],
+        &["--only", "simple-tp1-074b25"],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/no/such/tokenizer"), "{stderr}");
+    assert!(!tmp.path().join("sim-demo").exists(), "no run folder");
+}
