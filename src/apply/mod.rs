@@ -176,17 +176,21 @@ pub async fn run(
         (!simulated).then_some((&m.target.vllm_bin, &m.target.env)),
         simulated,
     );
-    let run_dir = match &options.resume {
+    let (run_dir, _lock) = match &options.resume {
         Some(dir) => {
             let run_dir = RunDir::open(dir);
+            // Taken before anything is checked or written: a second resume of the same run
+            // stops here, naming the first.
+            let lock = run_dir.lock()?;
             run_dir.check_resumable(loaded)?;
             run_dir.write_resume_environment(&Attempt::resume(chrono::Local::now()), &env)?;
-            run_dir
+            (run_dir, lock)
         }
         None => {
             let run_dir = RunDir::create(&options.results, &plan.experiment, chrono::Local::now())?;
+            let lock = run_dir.lock()?;
             run_dir.write_start(loaded, plan, &env)?;
-            run_dir
+            (run_dir, lock)
         }
     };
     events.info(&format!(
@@ -277,9 +281,11 @@ pub async fn run(
             .all(|c| variant_dir.is_measured(c))
         {
             events.info("  every rate already measured: skipped");
+            variant_dir.clear_failed()?;
             continue;
         }
         variant_dir.create()?;
+        let attempt = variant_dir.next_attempt(chrono::Local::now());
         let run = variant::VariantRun {
             options,
             loaded,
@@ -287,17 +293,18 @@ pub async fn run(
             target: &target,
             variant,
             dir: &variant_dir,
+            attempt: &attempt,
             workload,
             probe,
             events,
             simulated,
         };
         match run.run(&mut ports, &mut interrupted).await {
-            Ok(()) => {}
+            Ok(()) => variant_dir.clear_failed()?,
             Err(VariantError::Interrupted) => return Ok((run_dir, Outcome::Interrupted)),
             Err(VariantError::Failed(e)) => {
                 events.info(&format!("  variant {} failed: {e:#}", variant.id));
-                let _ = variant_dir.write_failed(&format!("{e:#}"));
+                let _ = variant_dir.write_failed(&attempt, &format!("{e:#}"));
                 failed.push(variant.id.clone());
             }
         }

@@ -19,7 +19,7 @@ use crate::load::RunResult;
 use crate::manifest::{LoadedManifest, Mode};
 use crate::plan::{Cell, Plan, Variant};
 use crate::results::environment;
-use crate::results::rundir::VariantDir;
+use crate::results::rundir::{Attempt, VariantDir};
 
 /// Above this share of prompt tokens served from the prefix cache in a rate, apply warns and
 /// notes it in the result. vbench's own prompts never repeat across rates, so a share this
@@ -34,6 +34,8 @@ pub(crate) struct VariantRun<'a> {
     pub target: &'a deploy::Target<'a>,
     pub variant: &'a Variant,
     pub dir: &'a VariantDir,
+    /// Which attempt at this variant (names its records and metrics).
+    pub attempt: &'a Attempt,
     pub workload: &'a cell::Workload,
     pub probe: &'a dyn GpuProbe,
     pub events: &'a dyn Events,
@@ -53,9 +55,9 @@ impl VariantRun<'_> {
             gpus::ensure_free(self.probe, &spec.gpus)?;
         }
         // A resumed variant keeps the first attempt's records and adds its own beside them.
-        let attempt = self.dir.next_attempt(chrono::Local::now());
+        let attempt = self.attempt;
         self.dir
-            .write_deployment(&attempt, &deployment_record(&spec, self.variant))?;
+            .write_deployment(attempt, &deployment_record(&spec, self.variant))?;
         for c in &spec.components {
             for (path, text) in &c.files {
                 // A resumed variant finds its config files from the first attempt.
@@ -90,7 +92,7 @@ impl VariantRun<'_> {
                 killed.join(", ")
             ));
         }
-        let _ = self.dir.write_teardown(&attempt, &reports);
+        let _ = self.dir.write_teardown(attempt, &reports);
         if let Some((job, _)) = self.target.slurm {
             crate::exec::slurm::wait_steps_gone(job, Duration::from_secs(60)).await?;
         }
@@ -190,7 +192,7 @@ impl VariantRun<'_> {
         drop(progress);
         let _ = stop_sampling.send(true);
         if let Ok(samples) = sampler.await {
-            let _ = self.dir.write_metrics_samples(&tag, &samples);
+            let _ = self.dir.write_metrics_samples(self.attempt, &tag, &samples);
         }
         let mut result = outcome?;
         let after = metrics::snapshot(&instances).await;
@@ -228,7 +230,9 @@ impl VariantRun<'_> {
     /// Best effort: metrics are context, never a reason to fail a measured cell.
     fn save_metrics(&self, texts: &std::collections::BTreeMap<String, String>, tag: &str) {
         for (instance, text) in texts {
-            let _ = self.dir.write_metrics_text(instance, tag, text);
+            let _ = self
+                .dir
+                .write_metrics_text(self.attempt, instance, tag, text);
         }
     }
 }

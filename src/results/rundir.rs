@@ -14,6 +14,7 @@
 //! <run>/<variant>/vllm-<rate>qps.json  one result file per cell (named by the plan)
 //! <run>/<variant>/teardown.json        how each component stopped
 //! <run>/<variant>/FAILED.txt           why the variant failed
+//! <run>/.apply.lock                    held by the `apply` running here (pid inside)
 //! <run>/report/                        the report (`apply` replaces it whole, through a hidden
 //!                                      `.report-new-<pid>/` beside it)
 //! ```
@@ -40,6 +41,8 @@ pub const REPORT_DIR: &str = "report";
 const DEPLOYMENT: &str = "deployment";
 const TEARDOWN: &str = "teardown";
 const FAILED: &str = "FAILED.txt";
+/// Held (flock) by the `apply` that runs in the folder; hidden, so no walk reads it.
+const LOCK: &str = ".apply.lock";
 const LOGS_DIR: &str = "logs";
 const METRICS_DIR: &str = "metrics";
 /// Written by the report into its own folder; a report folder is never walked for results,
@@ -189,6 +192,39 @@ impl RunDir {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Take the folder for one `apply` (a new run or a `--resume`): a second `apply` in the
+    /// same folder is refused, naming the process that holds it. Released when the returned
+    /// guard is dropped, or by the kernel when the process dies, however it dies.
+    pub fn lock(&self) -> anyhow::Result<RunLock> {
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsRawFd;
+        let path = self.path.join(LOCK);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            bail!(
+                "another vbench is running in {} ({}); wait for it to finish, or stop it",
+                self.path.display(),
+                match holder.trim() {
+                    "" => "its process id is not recorded".to_owned(),
+                    pid => format!("process {pid}"),
+                }
+            );
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        write!(file, "{}", std::process::id())?;
+        Ok(RunLock { _file: file })
     }
 
     /// The records a new run starts with: the manifest as on disk, the plan, the environment.
@@ -353,6 +389,12 @@ pub struct ManifestExtract {
     pub report: manifest::ReportOptions,
 }
 
+/// The run folder's lock ([`RunDir::lock`]); dropping it releases the folder.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
 /// Which attempt at a variant (or run) this is: the first writes `deployment.json`, a resumed
 /// one `deployment-resume-<T>.json` beside it, so no record is ever overwritten.
 #[derive(Debug, Clone, PartialEq)]
@@ -369,6 +411,16 @@ impl Attempt {
 
     fn file(&self, base: &str) -> String {
         format!("{base}{}.json", self.0)
+    }
+
+    fn failed_file(&self) -> String {
+        let stem = FAILED.trim_end_matches(".txt");
+        format!("{stem}{}.txt", self.0)
+    }
+
+    /// Appended to the names of this attempt's metrics files (empty for the first).
+    fn suffix(&self) -> &str {
+        &self.0
     }
 }
 
@@ -434,8 +486,28 @@ impl VariantDir {
         write_json_new(&self.path.join(attempt.file(TEARDOWN)), record)
     }
 
-    pub fn write_failed(&self, why: &str) -> anyhow::Result<()> {
-        write_bytes_new(&self.path.join(FAILED), format!("{why}\n").as_bytes())
+    /// Why this attempt failed: `FAILED.txt`, or `FAILED-resume-<T>.txt` for a resumed one.
+    pub fn write_failed(&self, attempt: &Attempt, why: &str) -> anyhow::Result<()> {
+        write_bytes_new(
+            &self.path.join(attempt.failed_file()),
+            format!("{why}\n").as_bytes(),
+        )
+    }
+
+    /// The variant now has every result: earlier attempts' `FAILED*.txt` no longer describe
+    /// it (their deployment and teardown records stay, as history).
+    pub fn clear_failed(&self) -> anyhow::Result<()> {
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return Ok(());
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("FAILED") && name.ends_with(".txt") {
+                std::fs::remove_file(e.path())
+                    .with_context(|| format!("removing {}", e.path().display()))?;
+            }
+        }
+        Ok(())
     }
 
     pub fn write_result(&self, cell: &Cell, result: &RunResult) -> anyhow::Result<PathBuf> {
@@ -444,18 +516,28 @@ impl VariantDir {
         Ok(path)
     }
 
-    /// One instance's `/metrics` text, `metrics/<instance>-<tag>.prom`.
-    pub fn write_metrics_text(&self, instance: &str, tag: &str, text: &str) -> anyhow::Result<()> {
+    /// One instance's `/metrics` text, `metrics/<instance>-<tag>[-resume-T].prom`.
+    pub fn write_metrics_text(
+        &self,
+        attempt: &Attempt,
+        instance: &str,
+        tag: &str,
+        text: &str,
+    ) -> anyhow::Result<()> {
         std::fs::create_dir_all(self.metrics_dir())?;
         write_bytes_new(
-            &self.metrics_dir().join(format!("{instance}-{tag}.prom")),
+            &self
+                .metrics_dir()
+                .join(format!("{instance}-{tag}{}.prom", attempt.suffix())),
             text.as_bytes(),
         )
     }
 
-    /// Gauge samples of one rate, `metrics/<tag>-samples.jsonl`, one JSON object per line.
+    /// Gauge samples of one rate, `metrics/<tag>-samples[-resume-T].jsonl`, one JSON object
+    /// per line.
     pub fn write_metrics_samples<T: Serialize>(
         &self,
+        attempt: &Attempt,
         tag: &str,
         samples: &[T],
     ) -> anyhow::Result<()> {
@@ -466,7 +548,9 @@ impl VariantDir {
             text.push('\n');
         }
         write_bytes_new(
-            &self.metrics_dir().join(format!("{tag}-samples.jsonl")),
+            &self
+                .metrics_dir()
+                .join(format!("{tag}-samples{}.jsonl", attempt.suffix())),
             text.as_bytes(),
         )
     }
@@ -570,7 +654,8 @@ mod tests {
         v.write_teardown(&resume, &3).unwrap();
         run.write_resume_environment(&resume, &Environment::default())
             .unwrap();
-        v.write_metrics_text("i0", "1qps-before", "x 1\n").unwrap();
+        v.write_metrics_text(&resume, "i0", "1qps-before", "x 1\n")
+            .unwrap();
         std::fs::create_dir_all(run.report_dir()).unwrap();
         std::fs::write(run.report_dir().join("summary.json"), "{}").unwrap();
         std::fs::write(v.path().join("vllm-1qps.json"), "{}").unwrap();
@@ -638,5 +723,40 @@ mode = "nixl"
         // Nothing measured yet: every planned cell is missing.
         let coverage = run.coverage().unwrap().unwrap();
         assert_eq!((coverage.planned, coverage.missing.len()), (4, 4));
+    }
+
+    #[test]
+    fn one_apply_at_a_time_holds_a_run_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path(), "exp", chrono::Local::now()).unwrap();
+        let held = run.lock().unwrap();
+        let second = run.lock().unwrap_err().to_string();
+        assert!(
+            second.contains(&format!("process {}", std::process::id())),
+            "{second}"
+        );
+        drop(held);
+        run.lock().unwrap();
+        // The lock file is not a result, and hidden from every walk.
+        assert!(result_files(run.path()).is_empty());
+    }
+
+    #[test]
+    fn a_completed_variant_sheds_earlier_failure_notes() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path(), "exp", chrono::Local::now()).unwrap();
+        let v = run.variant("v1");
+        v.create().unwrap();
+        let resume = Attempt::resume(chrono::Local::now());
+        v.write_failed(&Attempt::first(), "crashed").unwrap();
+        v.write_failed(&resume, "crashed again").unwrap();
+        assert!(v.path().join("FAILED.txt").exists());
+        v.clear_failed().unwrap();
+        let left: Vec<_> = std::fs::read_dir(v.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, ["logs"]);
     }
 }

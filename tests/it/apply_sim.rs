@@ -434,3 +434,55 @@ fn a_missing_tokenizer_is_bad_input_before_any_launch() {
     assert!(stderr.contains("/no/such/tokenizer"), "{stderr}");
     assert!(!tmp.path().join("sim-demo").exists(), "no run folder");
 }
+
+/// Two `apply` in one run folder: the second is refused at once, naming the first, which
+/// finishes undisturbed.
+#[test]
+fn a_second_apply_in_the_same_run_folder_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = ["load.rates=[20, 4]", "load.num_prompts=20", "load.warmup=0"];
+    let only = ["--only", "simple-tp1-074b25"];
+    let first = apply(tmp.path(), &sets, &only)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        if let Some(run) = std::fs::read_dir(tmp.path().join("sim-demo"))
+            .ok()
+            .and_then(|mut e| e.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.join("plan.json").exists())
+        {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "no run folder");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let second = apply(tmp.path(), &sets, &only)
+        .arg("--resume")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("another vbench is running in {}", run.display()))
+            && stderr.contains(&format!("process {}", first.id())),
+        "{stderr}"
+    );
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for r in ["20", "4"] {
+        assert!(run
+            .join(format!("simple-tp1-074b25/vllm-{r}qps.json"))
+            .is_file());
+    }
+    assert!(!run.join("simple-tp1-074b25/FAILED.txt").exists());
+    assert_no_orphans(&run);
+}
