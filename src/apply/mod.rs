@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use crate::exec::deploy;
 use crate::exec::gpus::GpuProbe;
 use crate::exec::ports::PortAllocator;
+use crate::exec::reaper::Reaper;
 use crate::load::Progress;
 use crate::manifest::{self, Accelerator, Backend, DatasetKind, LoadedManifest};
 use crate::plan::{Plan, Variant};
@@ -193,6 +194,10 @@ pub async fn run(
             (run_dir, lock)
         }
     };
+    let vbench_bin = std::env::current_exe().context("locating the vbench executable")?;
+    // Everything launched from here on is registered with the reaper, which stops it should
+    // this process die before its own teardown (SIGKILL, the OOM killer).
+    let _reaper = Reaper::start(&vbench_bin, options.stop_grace)?;
     events.info(&format!(
         "run {}: {} variants, {} cells → {}",
         plan.experiment,
@@ -201,10 +206,7 @@ pub async fn run(
         run_dir.path().display()
     ));
 
-    let vbench_bin = std::env::current_exe()
-        .context("locating the vbench executable")?
-        .display()
-        .to_string();
+    let vbench_bin = vbench_bin.display().to_string();
     let gpu_pool: Vec<u32> = match &m.target.gpus {
         manifest::Gpus::List(l) => l.clone(),
         _ => (0..plan.capacity.gpus.unwrap_or(0)).collect(),

@@ -69,6 +69,16 @@ pub enum Command {
     Init(InitArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// (internal) The watchdog `apply` starts: stops what apply launched if apply dies.
+    #[command(hide = true)]
+    Reaper(ReaperArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReaperArgs {
+    /// Seconds between SIGTERM and SIGKILL.
+    #[arg(long, default_value_t = 30.0)]
+    pub grace_s: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,6 +118,16 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Proxy(args) => proxy::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Init(args) => init::run(args),
+        Command::Reaper(args) => {
+            let left = crate::exec::reaper::run(
+                std::io::stdin().lock(),
+                std::time::Duration::from_secs_f64(args.grace_s.clamp(0.0, 3600.0)),
+            );
+            if !left.is_empty() {
+                eprintln!("vbench reaper: vbench ended without stopping {left:?}; stopped them");
+            }
+            Ok(())
+        }
         Command::Completions(args) => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();

@@ -8,5 +8,6 @@ pub mod gpus;
 pub mod metrics;
 pub mod ports;
 pub mod process;
+pub mod reaper;
 pub mod slurm;
 pub mod templates;

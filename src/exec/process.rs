@@ -96,6 +96,8 @@ impl Supervised {
             .spawn()
             .with_context(|| format!("starting {}: {}", spec.name, spec.command_line()))?;
         let pid = child.id().context("child has no pid")? as i32;
+        // Should vbench die without stopping it, the reaper will.
+        super::reaper::watch(&super::reaper::Watched::Group(pid));
         Ok(Supervised {
             name: spec.name.clone(),
             log: log.to_owned(),
@@ -145,6 +147,9 @@ impl Supervised {
         }
         let _ = self.child.wait().await;
         self.stopped = true;
+        if !group_alive(self.pgid) {
+            super::reaper::release(&super::reaper::Watched::Group(self.pgid));
+        }
         StopReport {
             name: self.name.clone(),
             killed,
@@ -164,6 +169,7 @@ impl Drop for Supervised {
         if !self.stopped {
             signal_group(self.pgid, libc::SIGKILL);
             let _ = self.child.start_kill();
+            // Left registered: the reaper makes sure, should a member outlive the SIGKILL.
         }
     }
 }

@@ -39,6 +39,7 @@ impl Drop for Allocation {
             return;
         }
         let _ = Command::new("scancel").arg(&self.job_id).status();
+        super::reaper::release(&super::reaper::Watched::Job(self.job_id.clone()));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while std::time::Instant::now() < deadline {
             let listed = Command::new("squeue")
@@ -71,7 +72,12 @@ fn run(cmd: &mut Command) -> anyhow::Result<String> {
 pub fn acquire(options: &SlurmOptions, job_name: &str) -> anyhow::Result<Allocation> {
     let (job_id, owned) = match std::env::var("SLURM_JOB_ID") {
         Ok(id) if !id.is_empty() => (id, false),
-        _ => (allocate(options, job_name)?, true),
+        _ => {
+            let id = allocate(options, job_name)?;
+            // Should vbench die holding it, the reaper cancels it.
+            super::reaper::watch(&super::reaper::Watched::Job(id.clone()));
+            (id, true)
+        }
     };
     let mut alloc = Allocation {
         job_id,

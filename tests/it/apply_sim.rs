@@ -486,3 +486,46 @@ fn a_second_apply_in_the_same_run_folder_is_refused() {
     assert!(!run.join("simple-tp1-074b25/FAILED.txt").exists());
     assert_no_orphans(&run);
 }
+
+/// `kill -9` of apply (what the OOM killer or a batch system does): its reaper stops every
+/// instance and the proxy, and a resume then finishes the run.
+#[test]
+fn sigkill_of_apply_leaves_no_process_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = ["load.rates=[20, 4]", "load.num_prompts=20", "load.warmup=0"];
+    let only = ["--only", "nixl-p1d1-tp1x1-779daf"];
+    let mut child = apply(tmp.path(), &sets, &only)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let found = std::fs::read_dir(tmp.path().join("sim-demo"))
+            .ok()
+            .and_then(|mut e| e.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.join("nixl-p1d1-tp1x1-779daf/vllm-20qps.json").exists());
+        if let Some(run) = found {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "first result never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap(); // SIGKILL: no teardown of its own
+    child.wait().unwrap();
+    assert_no_orphans(&run);
+
+    let out = apply(tmp.path(), &sets, &only)
+        .arg("--resume")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(run.join("nixl-p1d1-tp1x1-779daf/vllm-4qps.json").is_file());
+    assert_no_orphans(&run);
+}
