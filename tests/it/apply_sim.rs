@@ -131,6 +131,7 @@ fn read_result(path: &Path) -> RunResult {
 
 #[test]
 fn apply_runs_every_cell_writes_the_run_folder_and_leaves_nothing_behind() {
+    let _busy = crate::support::busy();
     let tmp = tempfile::tempdir().unwrap();
     let out = apply(
         tmp.path(),
@@ -181,6 +182,7 @@ fn apply_runs_every_cell_writes_the_run_folder_and_leaves_nothing_behind() {
 
 #[test]
 fn ctrl_c_stops_everything_keeps_results_and_resume_finishes_the_run() {
+    let _busy = crate::support::busy();
     let tmp = tempfile::tempdir().unwrap();
     let sets = ["load.rates=[20, 4]", "load.num_prompts=20", "load.warmup=0"];
     let only = [
@@ -238,6 +240,7 @@ fn ctrl_c_stops_everything_keeps_results_and_resume_finishes_the_run() {
 
 #[test]
 fn a_crashing_instance_fails_its_variant_but_not_the_run() {
+    let _busy = crate::support::busy();
     let tmp = tempfile::tempdir().unwrap();
     let sets = [
         "load.rates=[20]",
@@ -270,6 +273,7 @@ fn a_crashing_instance_fails_its_variant_but_not_the_run() {
 
 #[test]
 fn an_instance_that_never_gets_healthy_times_out_with_its_log() {
+    let _busy = crate::support::busy();
     let tmp = tempfile::tempdir().unwrap();
     let sets = [
         "load.rates=[20]",
@@ -293,6 +297,7 @@ fn an_instance_that_never_gets_healthy_times_out_with_its_log() {
 
 #[test]
 fn apply_json_lists_every_planned_cell_with_what_it_measured() {
+    let _busy = crate::support::busy();
     let tmp = tempfile::tempdir().unwrap();
     let sets = ["load.rates=[20]", "load.num_prompts=8", "load.warmup=1"];
     let only = first_variant_id(&sets);
@@ -338,6 +343,7 @@ fn apply_json_lists_every_planned_cell_with_what_it_measured() {
 /// counts only result files.
 #[test]
 fn a_resumed_run_reads_whole_in_report_and_ls() {
+    let _busy = crate::support::busy();
     let tmp = tempfile::tempdir().unwrap();
     let sets = [
         "load.rates=[20, 4]",
@@ -421,6 +427,7 @@ fn a_resumed_run_reads_whole_in_report_and_ls() {
 /// no process.
 #[test]
 fn a_missing_tokenizer_is_bad_input_before_any_launch() {
+    let _busy = crate::support::busy();
     let tmp = tempfile::tempdir().unwrap();
     let out = apply(
         tmp.path(),
@@ -439,6 +446,7 @@ fn a_missing_tokenizer_is_bad_input_before_any_launch() {
 /// finishes undisturbed.
 #[test]
 fn a_second_apply_in_the_same_run_folder_is_refused() {
+    let _busy = crate::support::busy();
     let tmp = tempfile::tempdir().unwrap();
     let sets = ["load.rates=[20, 4]", "load.num_prompts=20", "load.warmup=0"];
     let only = ["--only", "simple-tp1-074b25"];
@@ -491,6 +499,7 @@ fn a_second_apply_in_the_same_run_folder_is_refused() {
 /// instance and the proxy, and a resume then finishes the run.
 #[test]
 fn sigkill_of_apply_leaves_no_process_behind() {
+    let _busy = crate::support::busy();
     let tmp = tempfile::tempdir().unwrap();
     let sets = ["load.rates=[20, 4]", "load.num_prompts=20", "load.warmup=0"];
     let only = ["--only", "nixl-p1d1-tp1x1-779daf"];

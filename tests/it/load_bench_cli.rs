@@ -31,6 +31,7 @@ fn tiny() -> String {
 
 #[test]
 fn bench_writes_a_result_and_prints_a_summary() {
+    let _serial = crate::support::serial();
     let (_rt, srv) = server();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");
@@ -76,6 +77,7 @@ fn bench_writes_a_result_and_prints_a_summary() {
 
 #[test]
 fn bad_dataset_file_is_bad_input_with_its_location() {
+    let _serial = crate::support::serial();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("p.jsonl");
     std::fs::write(&data, "{\"prompt\": \"ok\"}\n{\"prompt\": \n").unwrap();
@@ -101,6 +103,7 @@ fn bad_dataset_file_is_bad_input_with_its_location() {
 
 #[test]
 fn unreachable_server_is_a_failed_run_not_a_hang() {
+    let _serial = crate::support::serial();
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -129,6 +132,7 @@ fn unreachable_server_is_a_failed_run_not_a_hang() {
 
 #[test]
 fn goodput_counts_the_requests_that_meet_every_objective() {
+    let _serial = crate::support::serial();
     let (_rt, srv) = server();
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, slo: &[&str]| -> RunResult {

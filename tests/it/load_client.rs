@@ -64,8 +64,11 @@ fn within(x: f64, lo: f64, hi: f64, what: &str) {
     assert!(x >= lo && x <= hi, "{what} = {x:.4} not in [{lo}, {hi}]");
 }
 
+// The guard only keeps whole tests apart; nothing in the test takes it again.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ttft_tpot_e2e_match_the_servers_scripted_timing() {
+    let _serial = crate::support::serial();
     for use_reqwest in [false, true] {
         ttft_tpot_e2e_with(use_reqwest).await;
     }
@@ -109,8 +112,11 @@ async fn ttft_tpot_e2e_with(use_reqwest: bool) {
     assert!(!r.vbench.client.client_fell_behind);
 }
 
+// The guard only keeps whole tests apart; nothing in the test takes it again.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_request_scripted_delays_land_on_the_right_records() {
+    let _serial = crate::support::serial();
     let srv = FakeServer::start(0, timing(10, 5)).await.unwrap();
     let prompts = [
         ("slow @ttft=120", 2u64),
@@ -131,8 +137,11 @@ async fn per_request_scripted_delays_land_on_the_right_records() {
     assert_eq!(r.endpoint_type, "openai-chat");
 }
 
+// The guard only keeps whole tests apart; nothing in the test takes it again.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_recorded_with_their_kind_and_never_dropped() {
+    let _serial = crate::support::serial();
     // both transports: the lean HTTP/1.1 client (http://) and reqwest (https://)
     for use_reqwest in [false, true] {
         failures_with(use_reqwest).await;
@@ -200,8 +209,11 @@ async fn failures_with(use_reqwest: bool) {
     within(r.duration, 0.5, 2.0, "run duration with a 0.5 s timeout");
 }
 
+// The guard only keeps whole tests apart; nothing in the test takes it again.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_errors_are_records_but_all_failed_warmup_is_an_error() {
+    let _serial = crate::support::serial();
     // a port that was free a moment ago: nothing listens there
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -230,8 +242,11 @@ async fn connect_errors_are_records_but_all_failed_warmup_is_an_error() {
     assert!(e.to_string().contains("warm-up"), "{e}");
 }
 
+// The guard only keeps whole tests apart; nothing in the test takes it again.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_is_measured_from_the_schedule_so_queueing_cannot_hide() {
+    let _serial = crate::support::serial();
     // max_concurrency 1, three requests due at once: the second and third wait for the slot.
     let srv = FakeServer::start(0, timing(60, 1)).await.unwrap();
     let mut s = spec(
@@ -263,8 +278,11 @@ async fn latency_is_measured_from_the_schedule_so_queueing_cannot_hide() {
     assert!(r.vbench.client.lag_p99_ms > 100.0);
 }
 
+// The guard only keeps whole tests apart; nothing in the test takes it again.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_sends_on_schedule_while_earlier_requests_are_still_running() {
+    let _serial = crate::support::serial();
     let srv = FakeServer::start(0, timing(300, 1)).await.unwrap();
     let offsets: Vec<f64> = (0..5).map(|i| 0.01 + 0.05 * i as f64).collect();
     let s = spec(
@@ -289,8 +307,11 @@ async fn open_loop_sends_on_schedule_while_earlier_requests_are_still_running() 
     );
 }
 
+// The guard only keeps whole tests apart; nothing in the test takes it again.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_usage_tokens_are_counted_by_the_client_and_flagged() {
+    let _serial = crate::support::serial();
     let srv = FakeServer::start(0, timing(5, 1)).await.unwrap();
     let tok = Arc::new(
         load::Tokenizer::load(&format!(
@@ -316,8 +337,11 @@ async fn without_usage_tokens_are_counted_by_the_client_and_flagged() {
     assert_eq!(r.vbench.requests[0].output_tokens, want);
 }
 
+// The guard only keeps whole tests apart; nothing in the test takes it again.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_seed_replays_the_same_schedule_and_requests() {
+    let _serial = crate::support::serial();
     let srv = FakeServer::start(0, timing(1, 1)).await.unwrap();
     let mk = |seed| {
         let offsets = load::arrival_offsets(20, 200.0, Arrival::Poisson, seed).unwrap();
@@ -334,8 +358,11 @@ async fn same_seed_replays_the_same_schedule_and_requests() {
 /// arrival is taken from the kernel's receive stamp, so the measured TTFT stays the server's
 /// own (from its log), and the wait shows up as client health instead. With the stamps turned
 /// off, the same run measures the wait as latency.
+// The guard only keeps whole tests apart; nothing in the test takes it again.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "current_thread")]
 async fn a_busy_client_still_times_tokens_by_when_they_arrived() {
+    let _serial = crate::support::serial();
     let (r, errors) = busy_client_run(true).await;
     let v = &r.vbench;
     assert_eq!(r.completed, 4, "{:?}", v.requests);
@@ -455,8 +482,11 @@ async fn busy_client_run(rx_timestamps: bool) -> (RunResult, Vec<f64>) {
 
 /// When the client reads later than a token gap, tokens are read together and share a stamp:
 /// the summary says so instead of presenting the ITLs as exact.
+// The guard only keeps whole tests apart; nothing in the test takes it again.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "current_thread")]
 async fn batched_reads_are_called_out_in_the_summary() {
+    let _serial = crate::support::serial();
     // a 20 ms token gap: an idle client reads far within it, the hog's 60 ms blocks do not
     let server = ServerThread::start(timing(10, 20));
     let quiet = {

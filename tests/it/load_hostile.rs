@@ -119,27 +119,32 @@ fn check_with(mode: Hostile, extra: &[&str], kind: &str, within: Duration) {
 
 #[test]
 fn an_endless_token_stream_fails_at_the_chunk_bound() {
+    let _busy = crate::support::busy();
     check(Hostile::Tokens, "too_many_chunks", Duration::from_secs(10));
 }
 
 #[test]
 fn endless_comments_fail_at_the_deadline() {
+    let _busy = crate::support::busy();
     // Bytes never stop, so only the clock read inside the read loop can end the request.
     check(Hostile::Comments, "timeout", Duration::from_secs(10));
 }
 
 #[test]
 fn a_line_that_never_ends_fails_at_the_line_bound() {
+    let _busy = crate::support::busy();
     check(Hostile::Line, "too_large", Duration::from_secs(10));
 }
 
 #[test]
 fn a_chunk_size_line_that_never_ends_is_malformed() {
+    let _busy = crate::support::busy();
     check(Hostile::ChunkSize, "malformed", Duration::from_secs(10));
 }
 
 #[test]
 fn the_reqwest_path_has_the_same_bounds() {
+    let _busy = crate::support::busy();
     check_with(
         Hostile::Tokens,
         &["--reqwest"],

@@ -6,3 +6,19 @@
 pub mod fake_server;
 pub mod report;
 pub mod sim;
+
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+static MACHINE: RwLock<()> = RwLock::new(());
+
+/// Held for a whole test that asserts wall-clock timing: it runs while no [`busy`] test does
+/// (as it did when each file was its own binary). Light tests still run beside it.
+pub fn serial() -> RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held for a whole test that loads the machine (real processes, streams at full speed):
+/// such tests run beside each other, but never beside a [`serial`] one.
+pub fn busy() -> RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|e| e.into_inner())
+}
