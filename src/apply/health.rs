@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
-use tokio::sync::watch;
 
-use super::{until_interrupted, Events, VariantError};
+use super::{Events, Interrupts, VariantError};
 use crate::exec::deploy::{Component, ComponentRole};
 use crate::exec::metrics;
 use crate::exec::process::Supervised;
@@ -45,7 +44,7 @@ pub(crate) async fn watch_crash(running: &mut [Running]) -> anyhow::Error {
 pub(crate) async fn wait_healthy(
     running: &mut [Running],
     timeout_s: f64,
-    interrupted: &mut watch::Receiver<bool>,
+    interrupted: &mut Interrupts,
     events: &dyn Events,
 ) -> Result<(), VariantError> {
     let client = reqwest::Client::new();
@@ -53,7 +52,7 @@ pub(crate) async fn wait_healthy(
     let mut healthy = vec![false; running.len()];
     events.waiting("starting");
     let result = loop {
-        if *interrupted.borrow() {
+        if interrupted.requested() {
             break Err(VariantError::Interrupted);
         }
         if let Err(e) = check_alive(running) {
@@ -100,7 +99,7 @@ pub(crate) async fn wait_healthy(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = until_interrupted(interrupted) => break Err(VariantError::Interrupted),
+            _ = interrupted.first() => break Err(VariantError::Interrupted),
         }
     };
     events.waiting_done();

@@ -136,26 +136,48 @@ pub fn preflight(loaded: &LoadedManifest, plan: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Signals → a watch channel the executor checks at every await point that can take long.
-fn interrupt_channel() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        let _ = tx.send(true);
-    });
-    rx
-}
+/// SIGINT and SIGTERM, counted: the first asks for an orderly stop (teardown with the grace
+/// period), the second for an immediate one (every process group SIGKILLed).
+#[derive(Clone)]
+pub(crate) struct Interrupts(watch::Receiver<u32>);
 
-pub(crate) async fn until_interrupted(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
+impl Interrupts {
+    /// Start counting signals (from now until the runtime ends).
+    fn listen() -> Interrupts {
+        let (tx, rx) = watch::channel(0u32);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                tx.send_modify(|n| *n += 1);
+            }
+        });
+        Interrupts(rx)
+    }
+
+    /// A stop was asked for.
+    pub(crate) fn requested(&self) -> bool {
+        *self.0.borrow() >= 1
+    }
+
+    /// Resolves at the first signal.
+    pub(crate) async fn first(&mut self) {
+        let _ = self.0.wait_for(|n| *n >= 1).await;
+    }
+
+    /// Resolves at the second signal: stop waiting for anything.
+    pub(crate) async fn second(&mut self) {
+        let _ = self.0.wait_for(|n| *n >= 2).await;
+    }
 }
 
 /// Run the experiment: every selected variant, in plan order. Returns the run folder and how
@@ -168,14 +190,16 @@ pub async fn run(
     probe: &dyn GpuProbe,
     events: &dyn Events,
 ) -> anyhow::Result<(RunDir, Outcome)> {
-    // The signal task only flips the channel; the variant that sees the flip says so.
-    let mut interrupted = interrupt_channel();
+    // The signal task only counts; the variant that sees a signal says so.
+    let mut interrupted = Interrupts::listen();
     let m = &loaded.manifest;
     let simulated = plan.backend == Backend::Sim;
+    let stop = interrupted.clone();
     let env = Environment::collect(
         &loaded.path,
         (!simulated).then_some((&m.target.vllm_bin, &m.target.env)),
         simulated,
+        &move || stop.requested(),
     );
     let (run_dir, _lock) = match &options.resume {
         Some(dir) => {
@@ -267,7 +291,7 @@ pub async fn run(
         .filter(|v| options.only.is_empty() || options.only.contains(&v.id))
         .collect();
     for (i, variant) in selected.iter().enumerate() {
-        if *interrupted.borrow() {
+        if interrupted.requested() {
             return Ok((run_dir, Outcome::Interrupted));
         }
         events.info(&format!(

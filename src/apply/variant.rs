@@ -6,10 +6,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::sync::watch;
 
 use super::health::{self, Running};
-use super::{cell, until_interrupted, Events, Options, VariantError};
+use super::{cell, Events, Interrupts, Options, VariantError};
 use crate::exec::deploy::{self, ComponentRole, DeploymentSpec};
 use crate::exec::gpus::{self, GpuProbe};
 use crate::exec::metrics;
@@ -46,7 +45,7 @@ impl VariantRun<'_> {
     pub(crate) async fn run(
         &self,
         ports: &mut PortAllocator,
-        interrupted: &mut watch::Receiver<bool>,
+        interrupted: &mut Interrupts,
     ) -> Result<(), VariantError> {
         let spec = deploy::render(self.target, self.variant, self.dir.path(), ports)?;
         // Local GPUs only: nvidia-smi here knows nothing of a Slurm node's (whose allocation is
@@ -75,12 +74,7 @@ impl VariantRun<'_> {
                 .warning("stopping: tearing down every process (results written so far are kept)");
         }
 
-        // Teardown whatever happened: proxy first (no new work reaches instances), then instances.
-        let grace = self.options.stop_grace.max(Duration::from_millis(100));
-        let mut reports: Vec<StopReport> = Vec::new();
-        while let Some((_, mut proc)) = running.pop() {
-            reports.push(proc.stop(grace).await);
-        }
+        let reports = self.teardown(&mut running, interrupted).await;
         let killed: Vec<&str> = reports
             .iter()
             .filter(|r| r.killed)
@@ -102,12 +96,53 @@ impl VariantRun<'_> {
         result
     }
 
+    /// Stop every component, whatever happened: the proxy first (no new work reaches the
+    /// instances), then all instances at once under one grace period. A second Ctrl-C (or
+    /// SIGTERM) meanwhile SIGKILLs every group at once.
+    async fn teardown(
+        &self,
+        running: &mut Vec<Running>,
+        interrupted: &mut Interrupts,
+    ) -> Vec<StopReport> {
+        let grace = self.options.stop_grace.max(Duration::from_millis(100));
+        let groups: Vec<i32> = running.iter().map(|(_, p)| p.pgid()).collect();
+        let reports = {
+            let (proxies, instances): (Vec<_>, Vec<_>) = running
+                .iter_mut()
+                .partition(|(c, _)| c.role == ComponentRole::Proxy);
+            let stop_all = async move {
+                let mut reports = Vec::new();
+                for (_, p) in proxies {
+                    reports.push(p.stop(grace).await);
+                }
+                reports.extend(
+                    futures::future::join_all(instances.into_iter().map(|(_, p)| p.stop(grace)))
+                        .await,
+                );
+                reports
+            };
+            tokio::pin!(stop_all);
+            tokio::select! {
+                r = &mut stop_all => r,
+                _ = interrupted.second() => {
+                    self.events.warning("second signal: killing every process now");
+                    for pgid in &groups {
+                        crate::exec::process::kill_group(*pgid);
+                    }
+                    stop_all.await
+                }
+            }
+        };
+        running.clear();
+        reports
+    }
+
     /// Start every component, check the path, then measure each rate still to do.
     async fn serve_and_measure(
         &self,
         spec: &DeploymentSpec,
         running: &mut Vec<Running>,
-        interrupted: &mut watch::Receiver<bool>,
+        interrupted: &mut Interrupts,
     ) -> Result<(), VariantError> {
         // Instances first, all at once (vLLM start-up dominates); the proxy once they are healthy.
         let (instances, proxies): (Vec<_>, Vec<_>) = spec
@@ -161,7 +196,7 @@ impl VariantRun<'_> {
         spec: &DeploymentSpec,
         cell: &Cell,
         running: &mut [Running],
-        interrupted: &mut watch::Receiver<bool>,
+        interrupted: &mut Interrupts,
     ) -> Result<(), VariantError> {
         let t0 = Instant::now();
         let tag = format!("{}qps", cell.rate.label());
@@ -186,7 +221,7 @@ impl VariantRun<'_> {
         let progress = self.events.requests(&label);
         let outcome = tokio::select! {
             r = self.workload.run(request, progress.as_ref()) => r.map_err(VariantError::Failed),
-            _ = until_interrupted(interrupted) => Err(VariantError::Interrupted),
+            _ = interrupted.first() => Err(VariantError::Interrupted),
             e = health::watch_crash(running) => Err(VariantError::Failed(e)),
         };
         drop(progress);

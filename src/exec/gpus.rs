@@ -15,21 +15,18 @@ pub struct NvidiaSmiProbe;
 
 impl GpuProbe for NvidiaSmiProbe {
     fn busy(&self) -> Option<Vec<(u32, u32, u64)>> {
-        let out = std::process::Command::new("nvidia-smi")
-            .args([
-                "--query-compute-apps=gpu_uuid,pid,used_memory",
-                "--format=csv,noheader,nounits",
-            ])
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        let uuids = std::process::Command::new("nvidia-smi")
-            .args(["--query-gpu=index,uuid", "--format=csv,noheader"])
-            .output()
-            .ok()?;
-        let index_of: Vec<(u32, String)> = String::from_utf8_lossy(&uuids.stdout)
+        // A wedged driver makes nvidia-smi hang: each query has a time limit.
+        let query = |args: &[&str]| {
+            let mut cmd = std::process::Command::new("nvidia-smi");
+            cmd.args(args);
+            super::probe::output(cmd, super::probe::LIMIT, &|| false)
+        };
+        let apps = query(&[
+            "--query-compute-apps=gpu_uuid,pid,used_memory",
+            "--format=csv,noheader,nounits",
+        ])?;
+        let uuids = query(&["--query-gpu=index,uuid", "--format=csv,noheader"]).unwrap_or_default();
+        let index_of: Vec<(u32, String)> = uuids
             .lines()
             .filter_map(|l| {
                 let (i, u) = l.split_once(',')?;
@@ -37,8 +34,7 @@ impl GpuProbe for NvidiaSmiProbe {
             })
             .collect();
         Some(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
+            apps.lines()
                 .filter_map(|l| {
                     let mut f = l.split(',').map(str::trim);
                     let uuid = f.next()?;

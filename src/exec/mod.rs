@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod gpus;
 pub mod metrics;
 pub mod ports;
+pub mod probe;
 pub mod process;
 pub mod reaper;
 pub mod slurm;

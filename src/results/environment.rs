@@ -7,6 +7,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+use crate::exec::probe;
 use crate::manifest::VllmCommand;
 
 /// `environment.json`: versions, GPUs, host and the manifest's git revision. Written by
@@ -51,25 +52,34 @@ pub struct GitState {
 impl Environment {
     /// This host now. `vllm` is the command that runs vLLM and the environment to ask it for
     /// its version in (`None` on the simulator).
+    ///
+    /// Every query has a time limit ([`probe::LIMIT`]) and gives up at once when `stop()`
+    /// says so (a Ctrl-C meanwhile).
     pub fn collect(
         manifest_path: &Path,
         vllm: Option<(&VllmCommand, &BTreeMap<String, String>)>,
         simulated: bool,
+        stop: &dyn Fn() -> bool,
     ) -> Environment {
         let dir = manifest_path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let dir_s = dir.display().to_string();
-        let git_sha = command_output("git", &["-C", &dir_s, "rev-parse", "HEAD"]);
-        let git_dirty = command_output("git", &["-C", &dir_s, "status", "--porcelain", "--", "."])
-            .map(|s| !s.is_empty());
+        let git_sha = command_output("git", &["-C", &dir_s, "rev-parse", "HEAD"], stop);
+        let git_dirty = command_output(
+            "git",
+            &["-C", &dir_s, "status", "--porcelain", "--", "."],
+            stop,
+        )
+        .map(|s| !s.is_empty());
         let vllm_version = match (simulated, vllm) {
             (true, _) => Some("simulated (vbench sim-serve)".to_owned()),
             (false, Some((cmd, env))) => {
                 let mut c = Command::new(cmd.program());
                 c.args(cmd.leading_args()).arg("--version").envs(env);
-                command_output_of(c).map(|s| s.lines().last().unwrap_or("").to_owned())
+                probe::output(c, probe::LIMIT, stop)
+                    .map(|s| s.lines().last().unwrap_or("").to_owned())
             }
             (false, None) => None,
         };
@@ -79,13 +89,14 @@ impl Environment {
                 "--query-gpu=index,name,memory.total,driver_version",
                 "--format=csv,noheader",
             ],
+            stop,
         )
         .map(|s| s.lines().map(str::to_owned).collect::<Vec<_>>());
         Environment {
             started_at: Some(chrono::Local::now().to_rfc3339()),
             vbench_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             vllm_version,
-            host: command_output("hostname", &[]),
+            host: command_output("hostname", &[], stop),
             gpus: serde_json::to_value(gpus).unwrap_or_default(),
             manifest_git: Some(GitState {
                 sha: git_sha,
@@ -104,17 +115,10 @@ impl Environment {
     }
 }
 
-fn command_output(program: &str, args: &[&str]) -> Option<String> {
+fn command_output(program: &str, args: &[&str], stop: &dyn Fn() -> bool) -> Option<String> {
     let mut c = Command::new(program);
     c.args(args);
-    command_output_of(c)
-}
-
-fn command_output_of(mut command: Command) -> Option<String> {
-    let out = command.output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    probe::output(c, probe::LIMIT, stop)
 }
 
 /// `2 × NVIDIA H200 (143771 MiB)` from nvidia-smi's `index, name, memory, driver` lines

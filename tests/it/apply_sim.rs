@@ -538,3 +538,83 @@ fn sigkill_of_apply_leaves_no_process_behind() {
     assert!(run.join("nixl-p1d1-tp1x1-779daf/vllm-4qps.json").is_file());
     assert_no_orphans(&run);
 }
+
+/// A component whose group ignores SIGTERM (a stubborn worker) would hold teardown for the
+/// whole grace period; a second Ctrl-C kills every group at once.
+#[test]
+fn a_second_ctrl_c_during_teardown_kills_at_once() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = "sleep 3217";
+    let template = std::fs::canonicalize("tests/fixtures/slurm/sim_serve_as_vllm.hbs").unwrap();
+    // vllm_bin: a shell that leaves a TERM-ignoring `sleep` in the group, then runs sim-serve.
+    let manifest = format!(
+        r#"name = "stubborn"
+model = "sim-model"
+tokenizer = "{tok}"
+[dataset]
+kind = "random"
+input_len = 32
+output_len = 4
+[load]
+rates = [2]
+num_prompts = 400
+warmup = 0
+[target]
+backend = "local"
+accelerator = "cpu"
+cpu_cores_per_instance = 1
+vllm_bin = ["sh", "-c", "trap '' TERM; {marker} & exec \"$0\" \"$@\"", "{bin}"]
+health_timeout_s = 60
+[[deployment]]
+mode = "simple"
+templates = {{ vllm_serve = "{template}" }}
+"#,
+        tok = std::fs::canonicalize("tests/fixtures/tiny-model")
+            .unwrap()
+            .display(),
+        bin = BIN,
+        template = template.display(),
+    );
+    let path = tmp.path().join("stubborn.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["apply", path.to_str().unwrap(), "--no-report"])
+        .args(["--stop-grace-s", "120", "--results"])
+        .arg(tmp.path().join("results"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stubborn_alive = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == marker)
+                .unwrap_or(false)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stubborn_alive() {
+        assert!(
+            Instant::now() < deadline,
+            "the stubborn component never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3)); // healthy, and measuring
+                                                // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::thread::sleep(Duration::from_secs(2)); // teardown has begun; the sleep ignores TERM
+    assert!(stubborn_alive(), "the grace period holds teardown");
+    let t0 = Instant::now();
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "still tearing down");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(!stubborn_alive(), "the stubborn group was killed");
+}
