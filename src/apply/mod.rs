@@ -180,6 +180,18 @@ impl Interrupts {
     }
 }
 
+/// This vbench executable, to run its `sim-serve`, `proxy` and `reaper` subcommands. When the
+/// file was replaced while this process runs (a rebuild, an upgrade), Linux names it
+/// `PATH (deleted)`; the new file at `PATH` is the one to run.
+fn vbench_exe() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("locating the vbench executable")?;
+    let text = exe.to_string_lossy();
+    Ok(match text.strip_suffix(" (deleted)") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => exe,
+    })
+}
+
 /// Run the experiment: every selected variant, in plan order. Returns the run folder and how
 /// the run ended; an `Err` means the run could not start or its bookkeeping failed.
 pub async fn run(
@@ -218,7 +230,7 @@ pub async fn run(
             (run_dir, lock)
         }
     };
-    let vbench_bin = std::env::current_exe().context("locating the vbench executable")?;
+    let vbench_bin = vbench_exe()?;
     // Everything launched from here on is registered with the reaper, which stops it should
     // this process die before its own teardown (SIGKILL, the OOM killer).
     let _reaper = Reaper::start(&vbench_bin, options.stop_grace)?;

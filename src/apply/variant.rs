@@ -17,7 +17,6 @@ use crate::exec::process::{StopReport, Supervised};
 use crate::load::RunResult;
 use crate::manifest::{LoadedManifest, Mode};
 use crate::plan::{Cell, Plan, Variant};
-use crate::results::environment;
 use crate::results::rundir::{Attempt, VariantDir};
 
 /// Above this share of prompt tokens served from the prefix cache in a rate, apply warns and
@@ -291,26 +290,20 @@ fn cell_line(
     )
 }
 
-/// What `deployment.json` records: the variant, and each component's resolved command with
-/// secrets redacted.
+/// What `deployment.json` records: the variant, and each component's resolved command (the
+/// run folder redacts the secrets of every `env` map as it writes it).
 fn deployment_record(spec: &DeploymentSpec, variant: &Variant) -> serde_json::Value {
     let components: Vec<_> = spec
         .components
         .iter()
         .map(|c| {
-            let env: std::collections::BTreeMap<_, _> = c
-                .spec
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), environment::redact(k, v)))
-                .collect();
             json!({
                 "name": c.name,
                 "role": c.role,
                 "url": c.url,
                 "program": c.spec.program,
                 "args": c.spec.args,
-                "env": env,
+                "env": c.spec.env,
                 "gpus": c.gpus,
                 "cpus": c.cpus,
                 "config_files": c.files.keys().collect::<Vec<_>>(),

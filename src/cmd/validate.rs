@@ -15,5 +15,8 @@ pub fn run(args: ManifestArgs) -> Result<()> {
         plan.cells.len(),
         plan.total_requests()
     );
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(())
 }

@@ -5,6 +5,7 @@ pub mod one_or_many;
 pub mod overrides;
 pub mod reference;
 pub mod schema;
+pub mod secret;
 mod strings;
 pub mod types;
 

@@ -104,6 +104,7 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
     let mut warnings = Vec::new();
     check_experiment(loaded, &mut warnings)?;
     let variants = expand::variants(loaded)?;
+    warn_of_literal_secrets(m, &variants, &mut warnings);
 
     for v in &variants {
         if let Some(limit) = capacity.gpus {
@@ -166,6 +167,29 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
         overrides: loaded.overrides.clone(),
         warnings,
     })
+}
+
+/// A secret written in the manifest is kept out of the run folder, but it is in a file that
+/// is meant for git: say so, once per variable.
+fn warn_of_literal_secrets(
+    m: &manifest::Manifest,
+    variants: &[Variant],
+    warnings: &mut Vec<String>,
+) {
+    let mut named = std::collections::BTreeSet::new();
+    let envs = std::iter::once(&m.target.env)
+        .chain(variants.iter().flat_map(|v| v.roles.iter().map(|r| &r.env)));
+    for env in envs {
+        for (k, v) in env {
+            if manifest::secret::is_secret(k, v) && named.insert(k.clone()) {
+                warnings.push(format!(
+                    "{k} holds a secret written in the manifest: vbench keeps it out of the run \
+                     folder, but the manifest is meant for git; export it in the shell that runs \
+                     vbench instead (every launched process inherits vbench's environment)"
+                ));
+            }
+        }
+    }
 }
 
 /// Checks of the experiment-wide sections (name, dataset, load, SLO, target, report).

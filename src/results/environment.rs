@@ -102,7 +102,8 @@ impl Environment {
                 sha: git_sha,
                 dirty: git_dirty,
             }),
-            command: std::env::args().collect(),
+            // `--set` values can be secrets (target.env.HF_TOKEN=...).
+            command: super::redact::argv(&std::env::args().collect::<Vec<_>>()),
             simulated: Some(simulated),
             os: Some(std::env::consts::OS.to_owned()),
             arch: Some(std::env::consts::ARCH.to_owned()),
@@ -146,28 +147,4 @@ pub fn gpu_summary(gpus: &[serde_json::Value]) -> String {
         .map(|(d, n)| format!("{n} × {d}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Environment variables whose values must not be written to disk.
-pub fn redact(key: &str, value: &str) -> String {
-    let k = key.to_ascii_uppercase();
-    if ["TOKEN", "KEY", "SECRET", "PASSWORD"]
-        .iter()
-        .any(|s| k.contains(s))
-    {
-        "<redacted>".to_owned()
-    } else {
-        value.to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_redacted() {
-        assert_eq!(redact("HF_TOKEN", "abc"), "<redacted>");
-        assert_eq!(redact("CUDA_VISIBLE_DEVICES", "0,1"), "0,1");
-    }
 }

@@ -29,6 +29,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::environment::Environment;
+use super::redact;
 use super::store::{read_bounded, write_bytes_new, write_json_new, MAX_RECORD_BYTES};
 use crate::load::RunResult;
 use crate::manifest::{self, LoadedManifest};
@@ -235,7 +236,7 @@ impl RunDir {
         env: &Environment,
     ) -> anyhow::Result<()> {
         write_bytes_new(&self.path.join(MANIFEST), loaded.original_text.as_bytes())?;
-        write_json_new(&self.path.join(PLAN), plan)?;
+        write_json_new(&self.path.join(PLAN), &redacted(plan)?)?;
         write_json_new(&self.path.join(ENVIRONMENT), env)
     }
 
@@ -273,7 +274,13 @@ impl RunDir {
                 dir.display()
             )
         })?;
-        if plan.overrides != loaded.overrides {
+        // Stored redacted: compare the redacted forms.
+        let given: Vec<String> = loaded
+            .overrides
+            .iter()
+            .map(|o| redact::override_text(o))
+            .collect();
+        if plan.overrides != given {
             bail!(
                 "--resume {}: the run used --set {:?}, this invocation {:?}; give the same overrides",
                 dir.display(),
@@ -368,6 +375,13 @@ impl RunDir {
         self.path
             .join(format!(".{REPORT_DIR}-new-{}", std::process::id()))
     }
+}
+
+/// `record` as JSON with its secrets redacted ([`redact::json`]).
+fn redacted(record: &impl Serialize) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(record)?;
+    redact::json(&mut value);
+    Ok(value)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<Option<T>, String> {
@@ -474,12 +488,16 @@ impl VariantDir {
         self.path.join(METRICS_DIR)
     }
 
+    /// The deployment record, with every `env` map's secrets redacted.
     pub fn write_deployment(
         &self,
         attempt: &Attempt,
         record: &impl Serialize,
     ) -> anyhow::Result<()> {
-        write_json_new(&self.path.join(attempt.file(DEPLOYMENT)), record)
+        write_json_new(
+            &self.path.join(attempt.file(DEPLOYMENT)),
+            &redacted(record)?,
+        )
     }
 
     pub fn write_teardown(&self, attempt: &Attempt, record: &impl Serialize) -> anyhow::Result<()> {

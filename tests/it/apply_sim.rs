@@ -618,3 +618,68 @@ templates = {{ vllm_serve = "{template}" }}
     assert_eq!(status.code(), Some(130));
     assert!(!stubborn_alive(), "the stubborn group was killed");
 }
+
+/// Secrets given in the manifest or with `--set` reach the processes but no file of the run.
+#[test]
+fn secrets_never_reach_the_run_folder() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "load.rates=[20]",
+        "load.num_prompts=10",
+        "load.warmup=0",
+        "target.env.HF_TOKEN=\"hf_SeCrEt1\"",
+        "target.env.MY_PASSWD=\"SeCrEt2\"",
+        "target.env.AUTH=\"Bearer SeCrEt3\"",
+    ];
+    // The environment is part of a variant's identity.
+    let id = first_variant_id(&sets);
+    let only = ["--only", id.as_str()];
+    let out = apply(tmp.path(), &sets, &only).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = run_dir(tmp.path());
+    let mut stack = vec![run.clone()];
+    let mut read = 0;
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+            read += 1;
+            if p.ends_with("manifest.toml") {
+                continue; // the user's own file, copied as it is
+            }
+            for s in ["SeCrEt1", "SeCrEt2", "SeCrEt3"] {
+                assert!(!text.contains(s), "{s} in {}", p.display());
+            }
+        }
+    }
+    assert!(read > 5);
+    let plan = std::fs::read_to_string(run.join("plan.json")).unwrap();
+    assert!(plan.contains("target.env.HF_TOKEN=<redacted>"), "{plan}");
+    // The same overrides resume the run (they are compared redacted).
+    let out = apply(tmp.path(), &sets, &only)
+        .arg("--resume")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And validate says where the secrets are written.
+    let out = Command::new(BIN)
+        .args(["validate", "experiments/sim-demo.toml", "--set", sets[3]])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HF_TOKEN holds a secret"));
+}
