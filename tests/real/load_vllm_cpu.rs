@@ -90,6 +90,7 @@ async fn completions_against_real_vllm_have_exact_token_counts_and_sane_timings(
     let tok = Arc::new(Tokenizer::load(&model_dir).unwrap());
     let (r, reqs) = run_random(&url, tok.clone(), Api::Completions, "tiny", 12).await;
     assert_eq!(r.completed, 12, "errors: {:?}", r.errors);
+    let mut spread = 0;
     assert!(r.vbench.load.tokens_from_usage, "vLLM sends usage");
     for (q, p) in r.vbench.requests.iter().zip(&reqs) {
         // the server's prompt count equals ours: the random prompts are exactly 48 tokens
@@ -101,8 +102,12 @@ async fn completions_against_real_vllm_have_exact_token_counts_and_sane_timings(
         );
         let (ttft, e2e, tpot) = (q.ttft_s.unwrap(), q.e2e_s.unwrap(), q.tpot_s.unwrap());
         assert!(ttft > 0.0005 && ttft < 5.0, "ttft {ttft}");
-        assert!(e2e > ttft, "e2e {e2e} ttft {ttft}");
-        assert!(tpot > 0.0 && tpot < 0.5, "tpot {tpot}");
+        // On a loaded 2-core machine a whole 24-token stream can land in one read (the
+        // server flushed it at once, or the read came late): one receive stamp, e2e = ttft.
+        // Rare, and counted below; never e2e < ttft.
+        assert!(e2e >= ttft, "e2e {e2e} ttft {ttft}");
+        spread += usize::from(e2e > ttft);
+        assert!((0.0..0.5).contains(&tpot), "tpot {tpot}");
         // a byte-level tokenizer may merge tokens into fewer chunks, never more
         assert!(
             !q.itls_s.is_empty() && q.itls_s.len() <= 23,
@@ -117,6 +122,7 @@ async fn completions_against_real_vllm_have_exact_token_counts_and_sane_timings(
         );
         assert!(q.lag_s() < 0.05, "lag {}", q.lag_s());
     }
+    assert!(spread >= 9, "only {spread} of 12 streams spread over time");
     assert!(r.mean_ttft_ms > 0.0 && r.p99_ttft_ms >= r.median_ttft_ms);
     assert_eq!(r.total_output_tokens, 12 * 24);
     assert_eq!(r.total_input_tokens, 12 * 48);
