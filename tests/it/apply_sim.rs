@@ -29,22 +29,26 @@ fn apply_with_report(results: &Path, sets: &[&str], extra: &[&str]) -> Command {
     c
 }
 
-/// Wait until the run under `results` has `file` (relative to the run folder), then send
-/// SIGINT 0.8 s later, during the next cell. Returns the child's output and the file's path.
-fn interrupt_after(child: Child, results: &Path, file: &str) -> (Output, PathBuf) {
+/// The run folder under `results`, once it holds `file` (relative to it); 60 s at most.
+fn wait_for(results: &Path, file: &str) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let first = loop {
+    loop {
         if let Ok(entries) = std::fs::read_dir(results.join("sim-demo")) {
             if let Some(run) = entries.flatten().next() {
-                let f = run.path().join(file);
-                if f.exists() {
-                    break f;
+                if run.path().join(file).exists() {
+                    return run.path();
                 }
             }
         }
         assert!(Instant::now() < deadline, "{file} never appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait until the run under `results` has `file` (relative to the run folder), then send
+/// SIGINT 0.8 s later, during the next cell. Returns the child's output and the file's path.
+fn interrupt_after(child: Child, results: &Path, file: &str) -> (Output, PathBuf) {
+    let first = wait_for(results, file).join(file);
     std::thread::sleep(Duration::from_millis(800));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -454,20 +458,7 @@ fn a_second_apply_in_the_same_run_folder_is_refused() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let run = loop {
-        if let Some(run) = std::fs::read_dir(tmp.path().join("sim-demo"))
-            .ok()
-            .and_then(|mut e| e.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.join("plan.json").exists())
-        {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "no run folder");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let run = wait_for(tmp.path(), "plan.json");
     let second = apply(tmp.path(), &sets, &only)
         .arg("--resume")
         .arg(&run)
@@ -507,20 +498,7 @@ fn sigkill_of_apply_leaves_no_process_behind() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let run = loop {
-        let found = std::fs::read_dir(tmp.path().join("sim-demo"))
-            .ok()
-            .and_then(|mut e| e.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.join("nixl-p1d1-tp1x1-779daf/vllm-20qps.json").exists());
-        if let Some(run) = found {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "first result never appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let run = wait_for(tmp.path(), "nixl-p1d1-tp1x1-779daf/vllm-20qps.json");
     child.kill().unwrap(); // SIGKILL: no teardown of its own
     child.wait().unwrap();
     assert_no_orphans(&run);
