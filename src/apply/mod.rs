@@ -136,6 +136,46 @@ pub fn preflight(loaded: &LoadedManifest, plan: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A generous size of what one cell leaves on disk: per request its record and the vLLM
+/// arrays (inter-token gaps twice, ~24 bytes each as JSON) plus 1 KiB, and 1 MiB of server
+/// metrics per cell.
+fn cell_bytes(requests: u64, output_tokens: u64) -> u64 {
+    requests * (1024 + 2 * 24 * output_tokens) + (1 << 20)
+}
+
+/// Before anything is launched: the results folder (or the run folder being resumed) takes
+/// new files, and its file system has room for the planned cells.
+pub fn check_results_folder(
+    options: &Options,
+    loaded: &LoadedManifest,
+    plan: &Plan,
+) -> anyhow::Result<()> {
+    let dir = match &options.resume {
+        Some(run) => run.clone(),
+        None => options.results.join(&plan.experiment),
+    };
+    crate::results::store::check_writable(&dir)?;
+    // Unknown output lengths (ShareGPT) are taken as long ones.
+    let output = u64::from(loaded.manifest.dataset.output_len.unwrap_or(1024));
+    let need: u64 = plan
+        .cells
+        .iter()
+        .filter(|c| options.only.is_empty() || options.only.contains(&c.variant_id))
+        .map(|c| cell_bytes(u64::from(c.requests), output))
+        .sum();
+    if let Some(free) = crate::results::store::free_bytes(&dir) {
+        if free < need {
+            bail!(
+                "{} has {} MiB free; the planned cells need about {} MiB of results and metrics",
+                dir.display(),
+                free >> 20,
+                need.div_ceil(1 << 20)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// SIGINT and SIGTERM, counted: the first asks for an orderly stop (teardown with the grace
 /// period), the second for an immediate one (every process group SIGKILLed).
 #[derive(Clone)]

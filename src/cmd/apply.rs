@@ -68,6 +68,7 @@ pub fn run(args: ApplyArgs) -> Result<()> {
     apply::preflight(&loaded, &plan).map_err(Error::bad_input)?;
     apply::check_only(&plan, &args.only).map_err(Error::bad_input)?;
     let options = args.options()?;
+    apply::check_results_folder(&options, &loaded, &plan).map_err(Error::bad_input)?;
     let events = Terminal::default();
     // Before anything is launched: a missing tokenizer or a bad dataset is bad input.
     let workload = apply::cell::Workload::prepare(&loaded, &events).map_err(Error::bad_input)?;

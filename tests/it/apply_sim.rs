@@ -661,3 +661,39 @@ fn secrets_never_reach_the_run_folder() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HF_TOKEN holds a secret"));
 }
+
+/// A results folder that cannot take files, or a file system without room for the planned
+/// cells, is bad input found before anything is prepared or launched.
+#[test]
+fn results_that_cannot_be_written_are_bad_input_before_any_launch() {
+    let out = Command::new(BIN)
+        .args(["apply", "experiments/sim-demo.toml", "--no-report"])
+        .args(["--results", "/proc/vbench-cannot-write-here"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/proc/vbench-cannot-write-here"),
+        "{stderr}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = apply(
+        tmp.path(),
+        &["load.num_prompts=1000000000", "dataset.output_len=4000"],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("MiB free; the planned cells need about"),
+        "{stderr}"
+    );
+    let runs = std::fs::read_dir(tmp.path().join("sim-demo"))
+        .unwrap()
+        .count();
+    assert_eq!(runs, 0, "no run folder");
+}
