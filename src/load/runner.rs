@@ -60,10 +60,19 @@ fn cpu_and_rss() -> (f64, f64) {
         return (f64::NAN, f64::NAN);
     }
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    (
-        tv(ru.ru_utime) + tv(ru.ru_stime),
-        ru.ru_maxrss as f64 / 1024.0,
-    )
+    // Linux carries `ru_maxrss` over from the parent across fork and exec, so a vbench started
+    // by a large process would report the parent's peak; this process's own memory's peak is
+    // `VmHWM`.
+    let rss = peak_rss_mib().unwrap_or(ru.ru_maxrss as f64 / 1024.0);
+    (tv(ru.ru_utime) + tv(ru.ru_stime), rss)
+}
+
+/// `VmHWM` of `/proc/self/status` in MiB: the peak resident set of this process's memory.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Many concurrent streams need many sockets: lift the soft open-file limit to the hard one

@@ -443,7 +443,10 @@ fn a_missing_tokenizer_is_bad_input_before_any_launch() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("/no/such/tokenizer"), "{stderr}");
-    assert!(!tmp.path().join("sim-demo").exists(), "no run folder");
+    let runs = std::fs::read_dir(tmp.path().join("sim-demo"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(runs, 0, "no run folder");
 }
 
 /// Two `apply` in one run folder: the second is refused at once, naming the first, which
