@@ -7,6 +7,8 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::process::kill_group;
+
 /// How long a query may take before it is killed and counted as unanswered.
 pub const LIMIT: Duration = Duration::from_secs(60);
 
@@ -34,16 +36,15 @@ pub fn output(mut cmd: Command, limit: Duration, stop: &dyn Fn() -> bool) -> Opt
                 std::thread::sleep(Duration::from_millis(20))
             }
             _ => {
-                // SAFETY: the child leads its own process group.
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                kill_group(child.id() as i32);
                 let _ = child.wait();
                 break None;
             }
         }
     };
-    // Whatever the query left behind in its group goes too (and with it any hold on the pipe).
-    // SAFETY: as above; the group is the query's own.
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    // Whatever the query left behind in its own group goes too (and with it any hold on the
+    // pipe).
+    kill_group(child.id() as i32);
     let text = reader.join().unwrap_or_default();
     status
         .filter(|s| s.success())

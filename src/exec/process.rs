@@ -185,7 +185,7 @@ pub fn kill_group(pgid: i32) {
     signal_group(pgid, libc::SIGKILL);
 }
 
-fn signal_group(pgid: i32, signal: i32) {
+pub(crate) fn signal_group(pgid: i32, signal: i32) {
     if pgid > 1 {
         // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
         unsafe {

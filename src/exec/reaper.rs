@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::process::{group_alive, signal_group};
+
 /// What the reaper watches.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Watched {
@@ -147,27 +149,20 @@ fn stop(left: &[Watched], grace: Duration) {
         })
         .collect();
     for &pgid in &groups {
-        // SAFETY: signalling a process group by id.
-        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        signal_group(pgid, libc::SIGTERM);
     }
     let deadline = Instant::now() + grace;
-    while groups.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+    while groups.iter().any(|&p| group_alive(p)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    for &pgid in groups.iter().filter(|&&p| alive(p)) {
-        // SAFETY: as above.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    for &pgid in groups.iter().filter(|&&p| group_alive(p)) {
+        signal_group(pgid, libc::SIGKILL);
     }
     for w in left {
         if let Watched::Job(id) = w {
             let _ = Command::new("scancel").arg(id).status();
         }
     }
-}
-
-fn alive(pgid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the group exists.
-    unsafe { libc::kill(-pgid, 0) == 0 }
 }
 
 #[cfg(test)]

@@ -59,29 +59,37 @@ impl ReportOptions {
         slo: &manifest::Slo,
         report: &manifest::ReportOptions,
     ) -> Self {
-        let mut formats: Vec<Format> = report.formats.iter().map(|&f| Format::from(f)).collect();
+        // An empty list in the manifest means the manifest's default, not nothing.
+        let or_default = |given: &[manifest::FigureFormat]| {
+            if given.is_empty() {
+                manifest::defaults::formats()
+            } else {
+                given.to_vec()
+            }
+        };
+        let mut formats: Vec<Format> = or_default(&report.formats)
+            .into_iter()
+            .map(Format::from)
+            .collect();
         formats.sort();
         formats.dedup();
+        let slo_types = if report.slo_types.is_empty() {
+            manifest::defaults::slo_types()
+        } else {
+            report.slo_types.clone()
+        };
         let kinds: Vec<SloKind> = SloKind::ALL
             .into_iter()
-            .filter(|k| report.slo_types.iter().any(|&t| SloKind::from(t) == *k))
+            .filter(|k| slo_types.iter().any(|&t| SloKind::from(t) == *k))
             .collect();
         ReportOptions {
             inputs,
             scoring: Scoring::from(slo),
             compare_all: false,
-            kinds: if kinds.is_empty() {
-                SloKind::ALL.to_vec()
-            } else {
-                kinds
-            },
+            kinds,
             per_gpu: report.x_axis == manifest::XAxis::PerGpu,
             separate_rates: report.rates == manifest::RateSelection::Separate,
-            formats: if formats.is_empty() {
-                vec![Format::Pdf, Format::Svg, Format::Png]
-            } else {
-                formats
-            },
+            formats,
             out: None,
         }
     }
