@@ -253,13 +253,14 @@ pub async fn run(
         simulated,
         &move || stop.requested(),
     );
-    let (run_dir, _lock) = match &options.resume {
+    let (run_dir, lock) = match &options.resume {
         Some(dir) => {
             let run_dir = RunDir::open(dir);
             // Taken before anything is checked or written: a second resume of the same run
             // stops here, naming the first.
             let lock = run_dir.lock()?;
             run_dir.check_resumable(loaded)?;
+            stop_leftovers(lock.mark(), options.stop_grace, events)?;
             run_dir.write_resume_environment(&Attempt::resume(chrono::Local::now()), &env)?;
             (run_dir, lock)
         }
@@ -371,6 +372,7 @@ pub async fn run(
             target: &target,
             variant,
             dir: &variant_dir,
+            run_mark: lock.mark(),
             attempt: &attempt,
             workload,
             probe,
@@ -393,6 +395,35 @@ pub async fn run(
         Outcome::VariantsFailed(failed)
     };
     Ok((run_dir, outcome))
+}
+
+/// Processes an earlier apply of this run left behind (it and its reaper died): named, then
+/// stopped, before anything new starts. One that cannot be stopped is an error.
+fn stop_leftovers(mark: &str, grace: Duration, events: &dyn Events) -> anyhow::Result<()> {
+    let found = crate::exec::leftovers::find(mark);
+    if found.is_empty() {
+        return Ok(());
+    }
+    events.warning(&format!(
+        "an earlier apply of this run left {} process(es) running; stopping them:",
+        found.len()
+    ));
+    for l in &found {
+        events.warning(&format!("  {l}"));
+    }
+    let still = crate::exec::leftovers::stop(&found, grace);
+    if !still.is_empty() {
+        bail!(
+            "could not stop {} process(es) of an earlier apply: {}",
+            still.len(),
+            still
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// The error `apply` ends with for an outcome that is not complete (`None` when complete).

@@ -32,6 +32,8 @@ pub(crate) struct VariantRun<'a> {
     pub target: &'a deploy::Target<'a>,
     pub variant: &'a Variant,
     pub dir: &'a VariantDir,
+    /// The run folder's mark, carried by every process this run starts.
+    pub run_mark: &'a str,
     /// Which attempt at this variant (names its records and metrics).
     pub attempt: &'a Attempt,
     pub workload: &'a cell::Workload,
@@ -153,7 +155,8 @@ impl VariantRun<'_> {
                 continue;
             }
             for c in &group {
-                let proc = Supervised::spawn(&c.spec, &self.dir.log_path(&c.name))?;
+                let proc =
+                    Supervised::spawn(&c.spec, &self.dir.log_path(&c.name), Some(self.run_mark))?;
                 running.push(((*c).clone(), proc));
             }
             let names: Vec<&str> = group.iter().map(|c| c.name.as_str()).collect();

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 pub mod apply;
 pub mod bench;
+pub mod clean;
 pub mod init;
 pub mod ls;
 pub mod plan;
@@ -57,6 +58,8 @@ pub enum Command {
     Report(ReportArgs),
     /// List past runs, newest first.
     Ls(LsArgs),
+    /// Stop what a dead apply left running in a run folder; remove its unfinished writes.
+    Clean(clean::CleanArgs),
     /// Drive an open-loop streaming load against any OpenAI-compatible endpoint.
     Bench(BenchArgs),
     /// Serve a simulated vLLM instance (the `sim` backend's stand-in for a GPU).
@@ -113,6 +116,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Validate(args) => validate::run(args),
         Command::Report(args) => report::run(args),
         Command::Ls(args) => ls::run(args),
+        Command::Clean(args) => clean::run(args),
         Command::Bench(args) => bench::run(args),
         Command::SimServe(args) => sim_serve::run(args),
         Command::Proxy(args) => proxy::run(args),

@@ -5,6 +5,7 @@
 
 pub mod deploy;
 pub mod gpus;
+pub mod leftovers;
 pub mod metrics;
 pub mod ports;
 pub mod probe;

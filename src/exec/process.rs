@@ -72,8 +72,10 @@ pub struct StopReport {
 }
 
 impl Supervised {
-    /// Start `spec` in a new process group, stdout and stderr appended to `log`.
-    pub fn spawn(spec: &ProcessSpec, log: &Path) -> anyhow::Result<Self> {
+    /// Start `spec` in a new process group, stdout and stderr appended to `log`. `run_mark`
+    /// (the run folder's mark) goes into its environment so that a later `apply --resume` or
+    /// `vbench clean` can find it should this vbench and its reaper both die.
+    pub fn spawn(spec: &ProcessSpec, log: &Path, run_mark: Option<&str>) -> anyhow::Result<Self> {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -86,12 +88,16 @@ impl Supervised {
         let mut cmd = tokio::process::Command::new(&spec.program);
         cmd.args(&spec.args)
             .envs(&spec.env)
+            .env(super::leftovers::COMPONENT_VAR, &spec.name)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             // Own group: one signal reaches every descendant; Ctrl-C in the terminal does not
             // reach it directly, so vbench decides the order of teardown.
             .process_group(0);
+        if let Some(mark) = run_mark {
+            cmd.env(super::leftovers::RUN_MARK_VAR, mark);
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}: {}", spec.name, spec.command_line()))?;
@@ -223,6 +229,7 @@ mod tests {
         let mut p = Supervised::spawn(
             &spec("sleep 300 & sleep 300 & wait"),
             &dir.path().join("t.log"),
+            None,
         )
         .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -239,6 +246,7 @@ mod tests {
         let mut p = Supervised::spawn(
             &spec("bash -c 'trap \"\" TERM; while true; do sleep 0.1; done' & wait"),
             &dir.path().join("t.log"),
+            None,
         )
         .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -250,7 +258,8 @@ mod tests {
     #[tokio::test]
     async fn drop_without_stop_leaves_no_orphan() {
         let dir = tempfile::tempdir().unwrap();
-        let p = Supervised::spawn(&spec("sleep 300 & wait"), &dir.path().join("t.log")).unwrap();
+        let p =
+            Supervised::spawn(&spec("sleep 300 & wait"), &dir.path().join("t.log"), None).unwrap();
         let pgid = p.pgid();
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(p);
@@ -265,7 +274,8 @@ mod tests {
     async fn output_goes_to_the_log_and_crashes_are_seen() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("logs/c.log");
-        let mut p = Supervised::spawn(&spec("echo hello; echo oops >&2; exit 3"), &log).unwrap();
+        let mut p =
+            Supervised::spawn(&spec("echo hello; echo oops >&2; exit 3"), &log, None).unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         let status = p.exited().expect("exited");
         assert_eq!(status.code(), Some(3));

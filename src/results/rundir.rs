@@ -14,7 +14,7 @@
 //! <run>/<variant>/vllm-<rate>qps.json  one result file per cell (named by the plan)
 //! <run>/<variant>/teardown.json        how each component stopped
 //! <run>/<variant>/FAILED.txt           why the variant failed
-//! <run>/.apply.lock                    held by the `apply` running here (pid inside)
+//! <run>/.apply.lock                    held by the `apply` running here (its pid, the run's mark)
 //! <run>/report/                        the report (`apply` replaces it whole, through a hidden
 //!                                      `.report-new-<pid>/` beside it)
 //! ```
@@ -209,23 +209,29 @@ impl RunDir {
             .truncate(false)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
+        let mut record = String::new();
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+            let _ = (&file).take(4096).read_to_string(&mut record);
             bail!(
                 "another vbench is running in {} ({}); wait for it to finish, or stop it",
                 self.path.display(),
-                match holder.trim() {
-                    "" => "its process id is not recorded".to_owned(),
-                    pid => format!("process {pid}"),
+                match LockRecord::parse(&record).pid {
+                    None => "its process id is not recorded".to_owned(),
+                    Some(pid) => format!("process {pid}"),
                 }
             );
         }
+        let _ = (&file).take(4096).read_to_string(&mut record);
+        // The mark outlives each apply: it names the run's processes for the next one.
+        let mark = LockRecord::parse(&record)
+            .mark
+            .unwrap_or_else(crate::exec::leftovers::new_mark);
         file.set_len(0)?;
         file.rewind()?;
-        write!(file, "{}", std::process::id())?;
-        Ok(RunLock { _file: file })
+        write!(file, "pid={}\nmark={mark}\n", std::process::id())?;
+        file.sync_all()?;
+        Ok(RunLock { _file: file, mark })
     }
 
     /// The records a new run starts with: the manifest as on disk, the plan, the environment.
@@ -375,6 +381,36 @@ impl RunDir {
         self.path
             .join(format!(".{REPORT_DIR}-new-{}", std::process::id()))
     }
+
+    /// What writers that died left in the folder: unfinished writes' temp files (anywhere in
+    /// the run) and report staging folders whose process is gone. Nothing here is a result.
+    pub fn dead_writes(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let staging = format!(".{REPORT_DIR}-new-");
+        let mut dirs = vec![(self.path.clone(), 0)];
+        while let Some((dir, depth)) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let Ok(kind) = e.file_type() else { continue };
+                let name = e.file_name().to_string_lossy().into_owned();
+                if kind.is_file() && super::store::is_partial_write(&name) {
+                    found.push(e.path());
+                } else if kind.is_dir() && depth == 0 && name.starts_with(&staging) {
+                    let writer = name[staging.len()..].parse::<u32>().ok();
+                    if writer.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                        found.push(e.path());
+                    }
+                } else if kind.is_dir() && depth < 3 {
+                    // Symlinks are not followed: a run folder's own folders are real ones.
+                    dirs.push((e.path(), depth + 1));
+                }
+            }
+        }
+        found.sort();
+        found
+    }
 }
 
 /// `record` as JSON with its secrets redacted ([`redact::json`]).
@@ -407,6 +443,44 @@ pub struct ManifestExtract {
 #[derive(Debug)]
 pub struct RunLock {
     _file: std::fs::File,
+    mark: String,
+}
+
+impl RunLock {
+    /// The run's mark: every process `apply` starts for this run carries it (see
+    /// [`crate::exec::leftovers`]); the same for every apply in the folder.
+    pub fn mark(&self) -> &str {
+        &self.mark
+    }
+}
+
+/// What `.apply.lock` holds: `pid=<pid of the apply holding it>` and `mark=<the run's mark>`,
+/// one per line. A folder from before marks existed holds only a pid.
+struct LockRecord {
+    pid: Option<u32>,
+    mark: Option<String>,
+}
+
+impl LockRecord {
+    fn parse(text: &str) -> LockRecord {
+        let mut record = LockRecord {
+            pid: None,
+            mark: None,
+        };
+        for line in text.lines().map(str::trim) {
+            match line.split_once('=') {
+                Some(("pid", pid)) => record.pid = pid.parse().ok(),
+                Some(("mark", mark))
+                    if !mark.is_empty() && mark.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                {
+                    record.mark = Some(mark.to_owned())
+                }
+                None => record.pid = record.pid.or(line.parse().ok()),
+                _ => {}
+            }
+        }
+        record
+    }
 }
 
 /// Which attempt at a variant (or run) this is: the first writes `deployment.json`, a resumed

@@ -107,6 +107,15 @@ pub fn write_bytes_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write_new_with(path, |mut file| Ok(file.write_all(bytes)?))
 }
 
+/// Temp files of a write in progress start with this; one that stays behind was cut short (a
+/// SIGKILL mid-write) and holds nothing anyone reads (`vbench clean` removes it).
+const PARTIAL_PREFIX: &str = ".vbench-partial-";
+
+/// Whether a file name is an unfinished write's temp file.
+pub fn is_partial_write(name: &str) -> bool {
+    name.starts_with(PARTIAL_PREFIX)
+}
+
 /// The shared mechanism: fill a temp file beside `path`, fsync it, link it into place.
 fn write_new_with(
     path: &Path,
@@ -120,7 +129,9 @@ fn write_new_with(
     if path.exists() {
         bail!("refusing to overwrite existing file {}", path.display());
     }
-    let tmp = tempfile::NamedTempFile::new_in(dir)
+    let tmp = tempfile::Builder::new()
+        .prefix(PARTIAL_PREFIX)
+        .tempfile_in(dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
     fill(tmp.as_file())
         .and_then(|_| Ok(tmp.as_file().sync_all()?))

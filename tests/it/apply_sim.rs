@@ -520,6 +520,136 @@ fn sigkill_of_apply_leaves_no_process_behind() {
     assert_no_orphans(&run);
 }
 
+/// The process ids of `parent`'s children whose command line contains `needle`.
+fn children_running(parent: u32, needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid: u32 = stat[stat.rfind(')')? + 1..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            (ppid == parent && String::from_utf8_lossy(&cmd).contains(needle)).then_some(pid)
+        })
+        .collect()
+}
+
+/// SIGKILL an apply and its reaper together (a `kill -9` of both, a batch system that kills
+/// by name): the components are left running, marked with the run.
+fn kill_apply_and_reaper(child: &mut Child) {
+    let reapers = children_running(child.id(), "reaper");
+    assert_eq!(reapers.len(), 1, "apply runs one reaper");
+    // SAFETY: signalling a process this test started (through apply).
+    unsafe { libc::kill(reapers[0], libc::SIGKILL) };
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn component_count(run: &Path) -> usize {
+    let ports = component_ports(run);
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                    ports.iter().any(|p| c.contains(&format!("--port {p} ")))
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+/// When apply and its reaper both die, the run's processes carry its mark: `vbench clean`
+/// names and stops them (and removes unfinished writes, never results), and so does the next
+/// `--resume` before it launches anything.
+#[test]
+fn leftovers_of_a_run_whose_reaper_died_too_are_found_by_clean_and_resume() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "load.rates=[20, 4, 3]",
+        "load.num_prompts=20",
+        "load.warmup=0",
+    ];
+    let only = ["--only", "nixl-p1d1-tp1x1-779daf"];
+    let mut child = apply(tmp.path(), &sets, &only)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = wait_for(tmp.path(), "nixl-p1d1-tp1x1-779daf/vllm-20qps.json");
+    kill_apply_and_reaper(&mut child);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        component_count(&run),
+        3,
+        "prefill, decode and proxy left running"
+    );
+    let partial = run.join("nixl-p1d1-tp1x1-779daf/.vbench-partial-Ab12Cd");
+    std::fs::write(&partial, "half a result").unwrap();
+    let result = run.join("nixl-p1d1-tp1x1-779daf/vllm-20qps.json");
+    let result_bytes = std::fs::read(&result).unwrap();
+
+    let clean = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("clean")
+            .arg(&run)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed = clean(&["--dry-run"]);
+    for component in ["prefill-0", "decode-0", "proxy"] {
+        assert!(listed.contains("would stop pid "), "{listed}");
+        assert!(
+            listed.contains(&format!("({component}, group ")),
+            "{listed}"
+        );
+    }
+    assert!(listed.contains("would remove") && listed.contains(".vbench-partial-Ab12Cd"));
+    assert_eq!(component_count(&run), 3, "a dry run stops nothing");
+    let cleaned = clean(&[]);
+    assert!(
+        cleaned.contains("stopped 3 process(es), removed 1"),
+        "{cleaned}"
+    );
+    assert_no_orphans(&run);
+    assert!(!partial.exists());
+    assert_eq!(std::fs::read(&result).unwrap(), result_bytes);
+    assert!(clean(&[]).contains("nothing left behind"));
+
+    // The same again, left for the resume to find.
+    let mut child = apply(tmp.path(), &sets, &only)
+        .arg("--resume")
+        .arg(&run)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(tmp.path(), "nixl-p1d1-tp1x1-779daf/vllm-4qps.json");
+    kill_apply_and_reaper(&mut child);
+    let out = apply(tmp.path(), &sets, &only)
+        .arg("--resume")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("an earlier apply of this run left 3 process(es) running"),
+        "{stderr}"
+    );
+    assert!(run.join("nixl-p1d1-tp1x1-779daf/vllm-3qps.json").is_file());
+    assert_no_orphans(&run);
+}
+
 /// A component whose group ignores SIGTERM (a stubborn worker) would hold teardown for the
 /// whole grace period; a second Ctrl-C kills every group at once.
 #[test]
