@@ -124,6 +124,25 @@ pub fn preflight(loaded: &LoadedManifest, plan: &Plan) -> anyhow::Result<()> {
             );
         }
     }
+    let envs = std::iter::once(&m.target.env).chain(
+        plan.variants
+            .iter()
+            .flat_map(|v| v.roles.iter().map(|r| &r.env)),
+    );
+    let mut unset: Vec<String> = envs.flat_map(crate::exec::process::unset_sources).collect();
+    unset.sort();
+    unset.dedup();
+    if !unset.is_empty() {
+        bail!(
+            "the manifest takes {} from vbench's environment, but {} not set in it",
+            unset.join(", "),
+            if unset.len() == 1 {
+                "it is"
+            } else {
+                "they are"
+            }
+        );
+    }
     if plan.backend == Backend::Local
         && plan.accelerator == Accelerator::Cuda
         && plan.capacity.gpus.is_none()
@@ -247,9 +266,10 @@ pub async fn run(
     let m = &loaded.manifest;
     let simulated = plan.backend == Backend::Sim;
     let stop = interrupted.clone();
+    let probe_env = crate::exec::process::resolve_env(&m.target.env);
     let env = Environment::collect(
         &loaded.path,
-        (!simulated).then_some((&m.target.vllm_bin, &m.target.env)),
+        (!simulated).then_some((&m.target.vllm_bin, &probe_env)),
         simulated,
         &move || stop.requested(),
     );
@@ -266,9 +286,21 @@ pub async fn run(
         }
         None => {
             let run_dir = RunDir::create(&options.results, &plan.experiment, chrono::Local::now())?;
-            let lock = run_dir.lock()?;
-            run_dir.write_start(loaded, plan, &env)?;
-            (run_dir, lock)
+            let started = run_dir
+                .lock()
+                .and_then(|lock| run_dir.write_start(loaded, plan, &env).map(|_| lock));
+            match started {
+                Ok(lock) => (run_dir, lock),
+                Err(e) => {
+                    // A folder without its manifest and plan cannot be resumed or reported:
+                    // it is removed (it holds nothing else yet).
+                    let _ = std::fs::remove_dir_all(run_dir.path());
+                    return Err(e.context(format!(
+                        "starting the run folder {} (removed again)",
+                        run_dir.path().display()
+                    )));
+                }
+            }
         }
     };
     let vbench_bin = vbench_exe()?;

@@ -232,6 +232,20 @@ impl VariantRun<'_> {
             let _ = self.dir.write_metrics_samples(self.attempt, &tag, &samples);
         }
         let mut result = outcome?;
+        // A component that died while the load ran (its requests failed fast, before the
+        // crash watch saw it) spoils the cell: its result is kept aside, the cell runs again
+        // on resume.
+        if let Err(crash) = health::check_alive(running) {
+            let kept = self.dir.write_aborted_result(self.attempt, cell, &result)?;
+            return Err(VariantError::Failed(crash.context(format!(
+                "a component died during rate {} req/s; its {} ok / {} failed requests are kept \
+                 in {} and the rate is measured again on --resume",
+                cell.rate.label(),
+                result.completed,
+                result.failed,
+                kept.display()
+            ))));
+        }
         let after = metrics::snapshot(&instances).await;
         self.save_metrics(&after, &format!("{tag}-after"));
         if let Some((hits, total)) = metrics::prefix_cache_share(&before, &after) {
@@ -307,6 +321,7 @@ fn deployment_record(spec: &DeploymentSpec, variant: &Variant) -> serde_json::Va
                 "program": c.spec.program,
                 "args": c.spec.args,
                 "env": c.spec.env,
+                "env_from": c.spec.env_from,
                 "gpus": c.gpus,
                 "cpus": c.cpus,
                 "config_files": c.files.keys().collect::<Vec<_>>(),

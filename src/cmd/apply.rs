@@ -82,7 +82,14 @@ pub fn run(args: ApplyArgs) -> Result<()> {
             &NvidiaSmiProbe,
             &events,
         ))
-        .map_err(Error::failed)?;
+        .map_err(|e| {
+            // A second apply in a run folder is a usage error (exit 2), like a bad flag.
+            if e.is::<crate::results::rundir::Locked>() {
+                Error::bad_input(e)
+            } else {
+                Error::failed(e)
+            }
+        })?;
     eprintln!("results: {}", run_dir.path().display());
     let mut report = None;
     if !args.no_report {

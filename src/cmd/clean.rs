@@ -37,7 +37,13 @@ pub fn run(args: CleanArgs) -> Result<()> {
     }
     let run = RunDir::open(&args.run_dir);
     // Held by a live apply: its processes are not leftovers.
-    let lock = run.lock().map_err(Error::failed)?;
+    let lock = run.lock().map_err(|e| {
+        if e.is::<crate::results::rundir::Locked>() {
+            Error::bad_input(e)
+        } else {
+            Error::failed(e)
+        }
+    })?;
     let found = leftovers::find(lock.mark());
     let files = run.dead_writes();
     if found.is_empty() && files.is_empty() {

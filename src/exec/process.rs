@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::manifest::{EnvMap, EnvValue};
+
 /// What to run for one component.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessSpec {
@@ -23,6 +25,10 @@ pub struct ProcessSpec {
     pub args: Vec<String>,
     /// Extra environment on top of vbench's own.
     pub env: BTreeMap<String, String>,
+    /// Environment taken from vbench's own at launch (variable → the name it has in vbench's
+    /// environment): the manifest's `{ env = "NAME" }` values, never resolved in a record.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_from: BTreeMap<String, String>,
 }
 
 impl ProcessSpec {
@@ -31,7 +37,12 @@ impl ProcessSpec {
         let env = self
             .env
             .iter()
-            .map(|(k, v)| format!("{k}={}", shell_quote(v)));
+            .map(|(k, v)| format!("{k}={}", shell_quote(v)))
+            .chain(
+                self.env_from
+                    .iter()
+                    .map(|(k, from)| format!("{k}=\"${from}\"")),
+            );
         let argv = std::iter::once(&self.program)
             .chain(&self.args)
             .map(|a| shell_quote(a));
@@ -48,6 +59,47 @@ fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
+}
+
+/// Split a manifest's environment into values to set and values to take from vbench's own
+/// environment at launch ([`ProcessSpec::env`] and [`ProcessSpec::env_from`]).
+pub fn split_env(env: &EnvMap) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let mut literal = BTreeMap::new();
+    let mut from = BTreeMap::new();
+    for (k, v) in env {
+        match v {
+            EnvValue::Literal(v) => literal.insert(k.clone(), v.clone()),
+            EnvValue::FromEnv(name) => from.insert(k.clone(), name.clone()),
+        };
+    }
+    (literal, from)
+}
+
+/// The `{ env = "NAME" }` values of `env` whose variable is not set in this process's
+/// environment, as `VAR = { env = "NAME" }` for an error message.
+pub fn unset_sources(env: &EnvMap) -> Vec<String> {
+    env.iter()
+        .filter_map(|(k, v)| {
+            let from = v.source_var()?;
+            std::env::var_os(from)
+                .is_none()
+                .then(|| format!("{k} = {{ env = \"{from}\" }}"))
+        })
+        .collect()
+}
+
+/// `env` with every reference resolved from this process's environment (an unset one is left
+/// out), for a command vbench runs itself and records nowhere.
+pub fn resolve_env(env: &EnvMap) -> BTreeMap<String, String> {
+    env.iter()
+        .filter_map(|(k, v)| {
+            let value = match v {
+                EnvValue::Literal(v) => v.clone(),
+                EnvValue::FromEnv(from) => std::env::var(from).ok()?,
+            };
+            Some((k.clone(), value))
+        })
+        .collect()
 }
 
 /// A running component.
@@ -95,6 +147,15 @@ impl Supervised {
             // Own group: one signal reaches every descendant; Ctrl-C in the terminal does not
             // reach it directly, so vbench decides the order of teardown.
             .process_group(0);
+        for (var, from) in &spec.env_from {
+            let value = std::env::var_os(from).with_context(|| {
+                format!(
+                    "{}: {var} = {{ env = \"{from}\" }}, but {from} is not set",
+                    spec.name
+                )
+            })?;
+            cmd.env(var, value);
+        }
         if let Some(mark) = run_mark {
             cmd.env(super::leftovers::RUN_MARK_VAR, mark);
         }
@@ -220,6 +281,7 @@ mod tests {
             program: "bash".into(),
             args: vec!["-c".into(), script.into()],
             env: BTreeMap::new(),
+            env_from: BTreeMap::new(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The experiment manifest: serde types mirroring the TOML, its schema, and located errors.
 
 pub mod diagnostic;
+pub mod env_value;
 pub mod one_or_many;
 pub mod overrides;
 pub mod reference;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 pub use diagnostic::{ManifestError, Seg, Source};
+pub use env_value::{EnvMap, EnvValue};
 pub use one_or_many::OneOrMany;
 pub use types::*;
 

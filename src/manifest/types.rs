@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::env_value::EnvMap;
 use super::one_or_many::OneOrMany;
 
 /// One benchmark experiment: a model, a workload, SLOs, and the deployments to compare.
@@ -284,8 +285,10 @@ pub struct Target {
     pub vllm_bin: VllmCommand,
     /// Environment for every vLLM instance on this target (and vbench's `vllm --version` probe),
     /// e.g. `PYTHONPATH` or NCCL settings of the site. A deployment's or role's `env` wins.
+    /// A value is a string, or `{ env = "NAME" }` to pass vbench's own `NAME` at launch
+    /// without writing it anywhere (for tokens).
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: EnvMap,
     /// sim backend: simulator profile, a built-in name (e.g. `llama3-8b-h200`) or a TOML path.
     #[serde(default)]
     pub sim_profile: Option<String>,
@@ -609,7 +612,7 @@ pub struct Deployment {
     pub extra_args: Vec<String>,
     /// Extra environment for every instance of this deployment.
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: EnvMap,
     /// The proxy in front of the instances: `builtin` (vbench's own), `vllm-router`, or
     /// `lmcache` (LMCache's disagg proxy script). Default: builtin.
     #[serde(default)]
@@ -668,7 +671,7 @@ pub struct Role {
     pub extra_args: Vec<String>,
     /// Extra environment for this role only.
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: EnvMap,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

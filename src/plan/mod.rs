@@ -181,11 +181,12 @@ fn warn_of_literal_secrets(
         .chain(variants.iter().flat_map(|v| v.roles.iter().map(|r| &r.env)));
     for env in envs {
         for (k, v) in env {
+            let Some(v) = v.literal() else { continue };
             if manifest::secret::is_secret(k, v) && named.insert(k.clone()) {
                 warnings.push(format!(
                     "{k} holds a secret written in the manifest: vbench keeps it out of the run \
                      folder, but the manifest is meant for git; export it in the shell that runs \
-                     vbench instead (every launched process inherits vbench's environment)"
+                     vbench and write `{k} = {{ env = \"{k}\" }}` instead"
                 ));
             }
         }

@@ -36,7 +36,7 @@ pub struct RoleSpec {
     pub tp: u32,
     pub gpu_memory_utilization: f64,
     pub extra_args: Vec<String>,
-    pub env: BTreeMap<String, String>,
+    pub env: crate::manifest::EnvMap,
 }
 
 impl RoleSpec {

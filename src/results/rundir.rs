@@ -12,6 +12,8 @@
 //!                                      variant folder it is given)
 //! <run>/<variant>/metrics/             /metrics before/after each rate, gauge samples
 //! <run>/<variant>/vllm-<rate>qps.json  one result file per cell (named by the plan)
+//! <run>/<variant>/aborted/vllm-<rate>qps[-resume-<T>].json   a cell during which a component
+//!                                      died (kept; not a result; measured again on resume)
 //! <run>/<variant>/teardown.json        how each component stopped
 //! <run>/<variant>/FAILED.txt           why the variant failed
 //! <run>/.apply.lock                    held by the `apply` running here (its pid, the run's mark)
@@ -46,11 +48,14 @@ const FAILED: &str = "FAILED.txt";
 const LOCK: &str = ".apply.lock";
 const LOGS_DIR: &str = "logs";
 const METRICS_DIR: &str = "metrics";
+/// Results of cells during which a component died: kept for the record, never read as
+/// results (the cell is measured again on `--resume`).
+const ABORTED_DIR: &str = "aborted";
 /// Written by the report into its own folder; a report folder is never walked for results,
 /// but a stray copy elsewhere is not a result either.
 const SUMMARY: &str = "summary.json";
 /// Folders of a run that hold no result files.
-const NOT_RESULT_DIRS: &[&str] = &[REPORT_DIR, LOGS_DIR, METRICS_DIR];
+const NOT_RESULT_DIRS: &[&str] = &[REPORT_DIR, LOGS_DIR, METRICS_DIR, ABORTED_DIR];
 /// A resumed attempt's records carry this between the base name and `.json`.
 const RESUME_TAG: &str = "-resume-";
 
@@ -213,24 +218,22 @@ impl RunDir {
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let _ = (&file).take(4096).read_to_string(&mut record);
-            bail!(
-                "another vbench is running in {} ({}); wait for it to finish, or stop it",
-                self.path.display(),
-                match LockRecord::parse(&record).pid {
-                    None => "its process id is not recorded".to_owned(),
-                    Some(pid) => format!("process {pid}"),
-                }
-            );
+            return Err(Locked {
+                run: self.path.clone(),
+                holder: LockRecord::parse(&record).pid,
+            }
+            .into());
         }
         let _ = (&file).take(4096).read_to_string(&mut record);
         // The mark outlives each apply: it names the run's processes for the next one.
         let mark = LockRecord::parse(&record)
             .mark
             .unwrap_or_else(crate::exec::leftovers::new_mark);
-        file.set_len(0)?;
-        file.rewind()?;
-        write!(file, "pid={}\nmark={mark}\n", std::process::id())?;
-        file.sync_all()?;
+        file.set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| write!(file, "pid={}\nmark={mark}\n", std::process::id()))
+            .and_then(|_| file.sync_all())
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(RunLock { _file: file, mark })
     }
 
@@ -439,6 +442,18 @@ pub struct ManifestExtract {
     pub report: manifest::ReportOptions,
 }
 
+/// Another vbench holds the run folder ([`RunDir::lock`]): a usage error, not a failed run.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another vbench is running in {} ({}); wait for it to finish, or stop it",
+    run.display(),
+    match holder { Some(pid) => format!("process {pid}"), None => "its process id is not recorded".to_owned() }
+)]
+pub struct Locked {
+    pub run: PathBuf,
+    pub holder: Option<u32>,
+}
+
 /// The run folder's lock ([`RunDir::lock`]); dropping it releases the folder.
 #[derive(Debug)]
 pub struct RunLock {
@@ -604,6 +619,23 @@ impl VariantDir {
 
     pub fn write_result(&self, cell: &Cell, result: &RunResult) -> anyhow::Result<PathBuf> {
         let path = self.result_path(cell);
+        write_json_new(&path, result)?;
+        Ok(path)
+    }
+
+    /// The result of a cell during which a component died, `aborted/<result>[-resume-T].json`:
+    /// its requests are kept, but it is not the cell's measurement.
+    pub fn write_aborted_result(
+        &self,
+        attempt: &Attempt,
+        cell: &Cell,
+        result: &RunResult,
+    ) -> anyhow::Result<PathBuf> {
+        let stem = cell
+            .result_file
+            .strip_suffix(".json")
+            .unwrap_or(&cell.result_file);
+        let path = self.path.join(ABORTED_DIR).join(attempt.file(stem));
         write_json_new(&path, result)?;
         Ok(path)
     }

@@ -275,6 +275,52 @@ fn a_crashing_instance_fails_its_variant_but_not_the_run() {
     assert_no_orphans(&run);
 }
 
+/// An instance that dies on a rate's last request: the load ends at once (the request fails),
+/// usually before the crash watch looks. The rate's result must not count as its
+/// measurement: it is kept aside in `aborted/`, the variant fails, and a resume measures the
+/// rate again (no result file for it).
+#[test]
+fn a_rate_during_which_an_instance_died_is_not_kept_as_measured() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "load.rates=[20, 10]",
+        "load.num_prompts=20",
+        "load.warmup=0",
+        // The smoke request, then the rate's 20: the last one finds the server gone.
+        "deployment.0.extra_args=[\"--crash-after-requests\", \"20\"]",
+    ];
+    let id = first_variant_id(&sets);
+    let out = apply(tmp.path(), &sets, &["--only", &id]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let run = run_dir(tmp.path());
+    let variant = run.join(&id);
+    assert!(
+        !variant.join("vllm-20qps.json").exists(),
+        "a spoiled rate was kept as measured: {stderr}"
+    );
+    let failed = std::fs::read_to_string(variant.join("FAILED.txt")).unwrap();
+    assert!(failed.contains("serve-0 exited"), "{failed}");
+    // When the load finished before the watch saw the crash (the usual case), its requests
+    // are kept aside, failures counted, and named in the error.
+    if let Ok(kept) = std::fs::read(variant.join("aborted/vllm-20qps.json")) {
+        let kept: RunResult = serde_json::from_slice(&kept).unwrap();
+        assert_eq!(kept.completed + kept.failed, 20);
+        assert!(kept.failed >= 1);
+        assert!(failed.contains("measured again on --resume"), "{failed}");
+    }
+    // Neither the report nor ls takes the aside copy for a result.
+    let ls = Command::new(BIN)
+        .args(["ls", "--json"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(ls[0]["files"], 0, "{ls}");
+    assert_no_orphans(&run);
+}
+
 #[test]
 fn an_instance_that_never_gets_healthy_times_out_with_its_log() {
     let _busy = crate::support::busy();
@@ -468,7 +514,7 @@ fn a_second_apply_in_the_same_run_folder_is_refused() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
-    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains(&format!("another vbench is running in {}", run.display()))
             && stderr.contains(&format!("process {}", first.id())),

@@ -210,8 +210,11 @@ pub fn component(
             templates.env("vllm_env", &ctx)?,
         )
     };
-    // The manifest's own environment wins over the template's.
-    env.extend(role.env.clone());
+    // The manifest's own environment wins over the template's; its references to vbench's
+    // environment are resolved only at launch.
+    let (literal, env_from) = crate::exec::process::split_env(&role.env);
+    env.retain(|k, _| !env_from.contains_key(k));
+    env.extend(literal);
     let (program, args) = match (target.slurm, place.node) {
         (Some((job, _)), Some(n)) => {
             let gres = if sim { 0 } else { role.tp };
@@ -232,6 +235,7 @@ pub fn component(
             program,
             args,
             env,
+            env_from,
         },
         gpus: place.gpus.clone(),
         cpus: place.cpus.clone(),

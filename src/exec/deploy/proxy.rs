@@ -73,6 +73,7 @@ pub fn component(
             program,
             args,
             env: BTreeMap::new(),
+            env_from: BTreeMap::new(),
         },
         gpus: vec![],
         cpus: vec![],
