@@ -841,6 +841,99 @@ fn secrets_never_reach_the_run_folder() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("HF_TOKEN holds a secret"));
 }
 
+/// `{ env = "NAME" }` takes a value from vbench's environment at launch: the process gets it,
+/// no file of the run holds it, and a reference to an unset variable is bad input found
+/// before anything starts.
+#[test]
+fn an_env_reference_reaches_the_process_and_no_file() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = "hf_RefSeCrEt7";
+    let sets = [
+        "load.rates=[5]",
+        "load.num_prompts=15",
+        "load.warmup=0",
+        "target.env.HF_TOKEN={ env = \"VBENCH_TEST_TOKEN_SRC\" }",
+    ];
+    let id = first_variant_id(&sets);
+    let only = ["--only", id.as_str()];
+
+    let unset = apply(tmp.path(), &sets, &only)
+        .env_remove("VBENCH_TEST_TOKEN_SRC")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&unset.stderr);
+    assert_eq!(unset.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("HF_TOKEN = { env = \"VBENCH_TEST_TOKEN_SRC\" }")
+            && stderr.contains("not set"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("sim-demo").exists(), "nothing started");
+
+    let mut child = apply(tmp.path(), &sets, &only)
+        .env("VBENCH_TEST_TOKEN_SRC", secret)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let wanted = format!("HF_TOKEN={secret}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen_in = None;
+    while seen_in.is_none() && Instant::now() < deadline {
+        seen_in = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let env = std::fs::read(e.path().join("environ")).ok()?;
+            let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
+            let component = vars
+                .iter()
+                .find_map(|v| v.strip_prefix(b"VBENCH_COMPONENT="))?;
+            vars.contains(&wanted.as_bytes())
+                .then(|| String::from_utf8_lossy(component).into_owned())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        seen_in.as_deref(),
+        Some("serve-0"),
+        "the instance got the value"
+    );
+    assert!(child.wait().unwrap().success());
+
+    let run = run_dir(tmp.path());
+    let mut stack = vec![run.clone()];
+    let mut read = 0;
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                read += 1;
+                let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+                assert!(
+                    !text.contains("RefSeCrEt7"),
+                    "the value is in {}",
+                    p.display()
+                );
+            }
+        }
+    }
+    assert!(read > 5);
+    let deployment: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join(&id).join("deployment.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        deployment["components"][0]["env_from"]["HF_TOKEN"],
+        "VBENCH_TEST_TOKEN_SRC"
+    );
+    // A reference is what a manifest should hold: validate does not warn about it.
+    let out = Command::new(BIN)
+        .args(["validate", "experiments/sim-demo.toml", "--set", sets[3]])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("secret"));
+}
+
 /// A results folder that cannot take files, or a file system without room for the planned
 /// cells, is bad input found before anything is prepared or launched.
 #[test]
