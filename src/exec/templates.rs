@@ -69,15 +69,16 @@ impl Templates {
             .with_context(|| format!("rendering template `{name}`"))
     }
 
-    /// Render an argument-list template: one argument per non-empty line.
+    /// Render an argument-list template: one argument per non-empty line of the template.
+    /// A value is never split or trimmed, whatever it holds (see [`Masked`]).
     pub fn args(&self, name: &str, context: &impl Serialize) -> anyhow::Result<Vec<String>> {
-        Ok(self
-            .render(name, context)?
+        let masked = Masked::new(context)?;
+        self.render(name, &masked.context)?
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect())
+            .map(|l| masked.unmask(l))
+            .collect()
     }
 
     /// Render an environment template: `KEY=VALUE` per non-empty line.
@@ -86,15 +87,117 @@ impl Templates {
         name: &str,
         context: &impl Serialize,
     ) -> anyhow::Result<BTreeMap<String, String>> {
-        self.render(name, context)?
+        let masked = Masked::new(context)?;
+        self.render(name, &masked.context)?
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .map(|l| {
-                l.split_once('=')
-                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                    .ok_or_else(|| anyhow!("template `{name}` produced {l:?}, expected KEY=VALUE"))
+                let (k, v) = l.split_once('=').ok_or_else(|| {
+                    anyhow!("template `{name}` produced {l:?}, expected KEY=VALUE")
+                })?;
+                Ok((masked.unmask(k.trim())?, masked.unmask(v.trim())?))
             })
             .collect()
+    }
+}
+
+/// A template context whose risky strings are replaced by placeholders until the rendered
+/// text has been cut into lines: a value with a line break or surrounding whitespace (which
+/// the manifest refuses, but a template context may get from elsewhere) then stays one
+/// argument, exactly as given. Ordinary strings are left in place, so a template can still
+/// compare them (`{{#if (eq mode "nixl")}}`).
+struct Masked {
+    context: serde_json::Value,
+    values: Vec<String>,
+}
+
+/// Placeholder delimiters: private-use characters that no template or ordinary value holds.
+const OPEN: char = '\u{F0001}';
+const CLOSE: char = '\u{F0002}';
+
+impl Masked {
+    fn new(context: &impl Serialize) -> anyhow::Result<Masked> {
+        let mut masked = Masked {
+            context: serde_json::to_value(context)?,
+            values: Vec::new(),
+        };
+        let mut context = std::mem::take(&mut masked.context);
+        masked.mask(&mut context);
+        masked.context = context;
+        Ok(masked)
+    }
+
+    fn mask(&mut self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) if Self::risky(s) => {
+                let placeholder = format!("{OPEN}{}{CLOSE}", self.values.len());
+                self.values.push(std::mem::replace(s, placeholder));
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.mask(v)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.mask(v)),
+            _ => {}
+        }
+    }
+
+    fn risky(s: &str) -> bool {
+        s.chars().any(|c| c.is_control() || c == OPEN || c == CLOSE) || s.trim() != s
+    }
+
+    /// `line` with each placeholder replaced by its value (values are not scanned again).
+    fn unmask(&self, line: &str) -> anyhow::Result<String> {
+        let mut out = String::with_capacity(line.len());
+        let mut rest = line;
+        while let Some(start) = rest.find(OPEN) {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + OPEN.len_utf8()..];
+            let end = after
+                .find(CLOSE)
+                .ok_or_else(|| anyhow!("a template line cut a value in two: {line:?}"))?;
+            let index: usize = after[..end]
+                .parse()
+                .map_err(|_| anyhow!("a template line holds a stray placeholder: {line:?}"))?;
+            let value = self
+                .values
+                .get(index)
+                .ok_or_else(|| anyhow!("a template line holds a stray placeholder: {line:?}"))?;
+            out.push_str(value);
+            rest = &after[end + CLOSE.len_utf8()..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_with_line_breaks_or_spaces_stays_one_argument_exactly() {
+        let t = Templates::new(&BTreeMap::new(), Path::new(".")).unwrap();
+        let ctx = serde_json::json!({
+            "host": "127.0.0.1", "port": 8000, "sim_role": "both", "tp": 1,
+            "served_model_name": "m\n--fail-fraction\n1",
+            "is_lmcache": false, "sim_tokenizer": " tok ", "sim_profile": "",
+            "extra_args": ["--x", "a\r\nb"],
+        });
+        let args = t.args("sim_serve", &ctx).unwrap();
+        assert_eq!(
+            args,
+            [
+                "sim-serve", "--host", "127.0.0.1", "--port", "8000", "--role", "both",
+                "--model", "m\n--fail-fraction\n1", "--tp", "1", "--tokenizer", " tok ",
+                "--x", "a\r\nb",
+            ]
+        );
+        let env = t
+            .env(
+                "vllm_env",
+                &serde_json::json!({"cuda_visible_devices": "0,\n1", "cpu_bind": "",
+                    "is_nixl": false, "is_lmcache": false}),
+            )
+            .unwrap();
+        assert_eq!(env["CUDA_VISIBLE_DEVICES"], "0,\n1");
     }
 }
