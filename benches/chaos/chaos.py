@@ -34,6 +34,7 @@ KINDS = [
     "sigint",
     "sigterm",
     "sigkill",
+    "sigkill-reaper",
     "kill-instance",
     "kill-proxy",
     "double-sigint",
@@ -421,6 +422,23 @@ class Campaign:
                 m = self.signal_apply(p, SIGNAL_OF[kind], t0, results)
                 if m:
                     moments.append(m)
+        elif kind == "sigkill-reaper":
+            # apply and its watchdog die together: the components are stranded on purpose,
+            # and the resume must find them by the run's mark and stop them.
+            if self.sleep_while_alive(p, delay):
+                reapers = [q["pid"] for q in self.procs.scan()
+                           if q["ppid"] == p.pid and q.get("argv", [])[1:2] == ["reaper"]]
+                m = self.moment(p, t0, "SIGKILL apply and its reaper", results, reapers=reapers)
+                for pid in reapers:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    os.kill(p.pid, signal.SIGKILL)
+                    moments.append(m)
+                except ProcessLookupError:
+                    pass
         elif kind in ("double-sigint", "concurrent-resume"):
             if self.sleep_while_alive(p, delay):
                 m = self.signal_apply(p, signal.SIGINT, t0, results)
@@ -456,7 +474,13 @@ class Campaign:
         self.check_fault_exit(kind, rc, delivered, moments, p, results, rec)
 
         # -- leftovers, then the snapshot
-        left = self.procs.leftovers(self.grace + 10)
+        if kind == "sigkill-reaper":
+            time.sleep(self.grace + 1)  # what is still there now stays: nothing else stops it
+            rec["stranded"] = [{k: q[k] for k in ("pid", "pgid", "cmdline")}
+                               for q in self.procs.scan()]
+            left = []
+        else:
+            left = self.procs.leftovers(self.grace + 10)
         if left:
             rec["leftovers"] = left
             reasons.append(f"{len(left)} leftover processes after the faulted apply exited")
@@ -496,6 +520,11 @@ class Campaign:
             rec["resume_exit"] = r["exit"]
             if r["exit"] != 0:
                 reasons.append(f"resume exited {r['exit_text']}, expected 0")
+            stranded = rec.get("stranded") or []
+            if stranded and f"an earlier apply of this run left {len(stranded)} process(es)" \
+                    not in tail(q.err_path, 1 << 20):
+                reasons.append(f"{len(stranded)} stranded processes, but the resume did not "
+                               "name them")
 
         # -- the checks after the resume
         left = self.procs.leftovers(self.grace + 10)
@@ -521,7 +550,7 @@ class Campaign:
             cells = read_plan(runs[0])
             total = len(cells) if cells else None
         pending = total is not None and moments[0]["cells_done"] < total
-        if kind == "sigkill":
+        if kind in ("sigkill", "sigkill-reaper"):
             ok = rc == -signal.SIGKILL
             want = "SIGKILL"
         elif kind in ("sigint", "sigterm", "double-sigint", "concurrent-resume"):
@@ -720,10 +749,10 @@ def table(recs: list[dict], kinds: list[str]) -> str:
         return ", ".join(f"{k}×{n}" for k, n in counter.most_common()) or "-"
 
     rows = []
-    head = ("| kind | trials | passed | leftover processes | results altered or lost "
-            "| resumes completed | faulted apply exits | resume exits |")
+    head = ("| kind | trials | passed | leftover processes | stranded, stopped by the resume "
+            "| results altered or lost | resumes completed | faulted apply exits | resume exits |")
     rows.append(head)
-    rows.append("|" + "---|" * 8)
+    rows.append("|" + "---|" * 9)
     tot = collections.Counter()
     tot_fault, tot_res = collections.Counter(), collections.Counter()
     for kind in kinds + ["total"]:
@@ -736,12 +765,13 @@ def table(recs: list[dict], kinds: list[str]) -> str:
             "trials": len(rs),
             "passed": sum(r["passed"] for r in rs),
             "left": sum(len(r["leftovers"]) + len(r["leftovers_after_resume"]) for r in rs),
+            "stranded": sum(len(r.get("stranded") or []) for r in rs),
             "altered": sum(len(r["files_altered"]) + len(r["files_lost"]) for r in rs),
             "resumed": sum(r["resume_exit"] == 0 for r in rs),
         }
         name = f"**{kind}**" if kind == "total" else kind
         rows.append(f"| {name} | {row['trials']} | {row['passed']} | {row['left']} | "
-                    f"{row['altered']} | {row['resumed']}/{row['trials']} | {codes(fault)} | "
+                    f"{row['stranded']} | {row['altered']} | {row['resumed']}/{row['trials']} | {codes(fault)} | "
                     f"{codes(res)} |")
     return "\n".join(rows)
 
