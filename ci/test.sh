@@ -45,3 +45,12 @@ export VBENCH_TINY_MODEL="$VBENCH_VLLM_ROOT/tiny-model"
 export VBENCH_VLLM_ROOT
 
 cargo test --locked --no-fail-fast
+
+# A short chaos campaign (benches/chaos): one trial of each kind against the debug build
+# (signals and kills at random moments, then a leftover scan, a resume and the result checks).
+# The full campaign (RESULTS.md there) runs the same script with --trials 117.
+chaos_kinds=sigint,sigterm,sigkill,sigkill-reaper,kill-instance,kill-proxy,double-sigint,concurrent-resume
+chaos_tmpfs=()
+if [ "$(id -u)" = 0 ]; then chaos_kinds="$chaos_kinds,full-disk"; chaos_tmpfs=(--tmpfs); fi
+python3 benches/chaos/chaos.py --trials 9 --seed "${CHAOS_SEED:-1}" --kinds "$chaos_kinds" \
+  "${chaos_tmpfs[@]}" --binary target/debug/vbench --out "$logdir/chaos"

@@ -713,10 +713,13 @@ class Campaign:
         if failed:
             reasons.append("FAILED.txt remains after resume: "
                            + ", ".join(os.path.relpath(f, run_dir) for f in failed))
+        # An unfinished write's temp file (vbench names them .vbench-partial-*; `vbench clean`
+        # removes them) is never read as a result.
         tmps = sorted(os.path.relpath(f, run_dir)
-                      for v in per_variant for f in glob.glob(os.path.join(run_dir, v, ".tmp*")))
+                      for f in glob.glob(os.path.join(run_dir, "**", ".vbench-partial-*"),
+                                         recursive=True))
         if tmps:
-            rec["warnings"].append(f"temp files left in variant folders (warning, not a "
+            rec["warnings"].append(f"unfinished writes' temp files left (warning, not a "
                                    f"failure): {tmps}")
         stale = sorted(d for d in os.listdir(run_dir) if d.startswith(".report-new"))
         if stale:
