@@ -186,9 +186,21 @@ mod tests {
         assert_eq!(
             args,
             [
-                "sim-serve", "--host", "127.0.0.1", "--port", "8000", "--role", "both",
-                "--model", "m\n--fail-fraction\n1", "--tp", "1", "--tokenizer", " tok ",
-                "--x", "a\r\nb",
+                "sim-serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "8000",
+                "--role",
+                "both",
+                "--model",
+                "m\n--fail-fraction\n1",
+                "--tp",
+                "1",
+                "--tokenizer",
+                " tok ",
+                "--x",
+                "a\r\nb",
             ]
         );
         let env = t

@@ -776,6 +776,27 @@ templates = {{ vllm_serve = "{template}" }}
     assert!(!stubborn_alive(), "the stubborn group was killed");
 }
 
+/// No file of the run folder (it has more than five) holds any of `needles`.
+fn assert_no_file_holds(run: &Path, needles: &[&str]) {
+    let mut stack = vec![run.to_path_buf()];
+    let mut read = 0;
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            read += 1;
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+            for s in needles {
+                assert!(!text.contains(s), "{s} in {}", p.display());
+            }
+        }
+    }
+    assert!(read > 5);
+}
+
 /// Secrets given in the manifest or with `--set` reach the processes but no file of the run.
 #[test]
 fn secrets_never_reach_the_run_folder() {
@@ -799,26 +820,8 @@ fn secrets_never_reach_the_run_folder() {
         String::from_utf8_lossy(&out.stderr)
     );
     let run = run_dir(tmp.path());
-    let mut stack = vec![run.clone()];
-    let mut read = 0;
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
-            read += 1;
-            if p.ends_with("manifest.toml") {
-                continue; // the user's own file, copied as it is
-            }
-            for s in ["SeCrEt1", "SeCrEt2", "SeCrEt3"] {
-                assert!(!text.contains(s), "{s} in {}", p.display());
-            }
-        }
-    }
-    assert!(read > 5);
+    // manifest.toml is the user's own file, copied as it is (the --set values are not in it).
+    assert_no_file_holds(&run, &["SeCrEt1", "SeCrEt2", "SeCrEt3"]);
     let plan = std::fs::read_to_string(run.join("plan.json")).unwrap();
     assert!(plan.contains("target.env.HF_TOKEN=<redacted>"), "{plan}");
     // The same overrides resume the run (they are compared redacted).
@@ -899,25 +902,7 @@ fn an_env_reference_reaches_the_process_and_no_file() {
     assert!(child.wait().unwrap().success());
 
     let run = run_dir(tmp.path());
-    let mut stack = vec![run.clone()];
-    let mut read = 0;
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                read += 1;
-                let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
-                assert!(
-                    !text.contains("RefSeCrEt7"),
-                    "the value is in {}",
-                    p.display()
-                );
-            }
-        }
-    }
-    assert!(read > 5);
+    assert_no_file_holds(&run, &["RefSeCrEt7"]);
     let deployment: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join(&id).join("deployment.json")).unwrap())
             .unwrap();
