@@ -15,12 +15,20 @@ use crate::exec::process::Supervised;
 /// A running component of the variant.
 pub(crate) type Running = (Component, Supervised);
 
-/// A component that exited while it should be serving fails the variant, with its log tail.
+/// A component that exited while it should be serving, or that logged a fatal line (the
+/// `fatal_lines` template), fails the variant, with its log tail.
 pub(crate) fn check_alive(running: &mut [Running]) -> anyhow::Result<()> {
     for (c, p) in running.iter_mut() {
         if let Some(status) = p.exited() {
             bail!(
                 "{} exited ({status}); last log lines:\n{}",
+                c.name,
+                p.log_tail(20)
+            );
+        }
+        if let Some(line) = p.fatal_line() {
+            bail!(
+                "{} logged a fatal error (its process is still up): {line}\nlast log lines:\n{}",
                 c.name,
                 p.log_tail(20)
             );

@@ -155,8 +155,9 @@ impl VariantRun<'_> {
                 continue;
             }
             for c in &group {
-                let proc =
+                let mut proc =
                     Supervised::spawn(&c.spec, &self.dir.log_path(&c.name), Some(self.run_mark))?;
+                proc.watch_log(spec.fatal_lines.clone());
                 running.push(((*c).clone(), proc));
             }
             let names: Vec<&str> = group.iter().map(|c| c.name.as_str()).collect();

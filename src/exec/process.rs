@@ -110,6 +110,7 @@ pub struct Supervised {
     pgid: i32,
     exit: Option<ExitStatus>,
     stopped: bool,
+    fatal: Option<LogWatch>,
 }
 
 /// How a component ended when it was stopped.
@@ -172,6 +173,7 @@ impl Supervised {
             pgid: pid,
             exit: None,
             stopped: false,
+            fatal: None,
         })
     }
 
@@ -225,9 +227,57 @@ impl Supervised {
         }
     }
 
+    /// Watch the log for `patterns` ([`Supervised::fatal_line`]).
+    pub fn watch_log(&mut self, patterns: Vec<String>) {
+        self.fatal = (!patterns.is_empty()).then(|| LogWatch {
+            offset: 0,
+            patterns,
+        });
+    }
+
+    /// The first log line written since the last call that holds a watched pattern: the
+    /// component is dead though its process may live on (vLLM's API server outlives a failed
+    /// engine).
+    pub fn fatal_line(&mut self) -> Option<String> {
+        self.fatal.as_mut()?.scan(&self.log)
+    }
+
     /// The last `n` lines of the component's log, for error messages.
     pub fn log_tail(&self, n: usize) -> String {
         log_tail(&self.log, n)
+    }
+}
+
+/// Where a log has been read up to, and what to look for in it.
+struct LogWatch {
+    offset: u64,
+    patterns: Vec<String>,
+}
+
+impl LogWatch {
+    /// At most this much of the log is read per look (a chatty log is read over several).
+    const MAX_READ: u64 = 1 << 20;
+    /// A line is shown up to this many characters.
+    const MAX_SHOWN: usize = 500;
+
+    fn scan(&mut self, log: &Path) -> Option<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = File::open(log).ok()?;
+        file.seek(SeekFrom::Start(self.offset)).ok()?;
+        let mut bytes = Vec::new();
+        file.take(Self::MAX_READ).read_to_end(&mut bytes).ok()?;
+        // Only whole lines; a partial last line is read again next time, unless it fills the
+        // whole read (then it is taken as it is).
+        let end = match bytes.iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None if bytes.len() as u64 == Self::MAX_READ => bytes.len(),
+            None => return None,
+        };
+        self.offset += end as u64;
+        String::from_utf8_lossy(&bytes[..end])
+            .lines()
+            .find(|line| self.patterns.iter().any(|p| line.contains(p.as_str())))
+            .map(|line| line.trim().chars().take(Self::MAX_SHOWN).collect())
     }
 }
 

@@ -27,6 +27,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "lmcache_decoder_yaml",
         include_str!("templates/lmcache_decoder.yaml.hbs"),
     ),
+    ("fatal_lines", include_str!("templates/fatal_lines.txt")),
 ];
 
 /// The templates one deployment uses: built-ins with its overrides applied.
@@ -67,6 +68,17 @@ impl Templates {
         self.registry
             .render(name, context)
             .with_context(|| format!("rendering template `{name}`"))
+    }
+
+    /// The `fatal_lines` template: plain-text patterns, one per line, `#` comments skipped.
+    pub fn fatal_lines(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .render("fatal_lines", &serde_json::json!({}))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect())
     }
 
     /// Render an argument-list template: one argument per non-empty line of the template.

@@ -321,6 +321,57 @@ fn a_rate_during_which_an_instance_died_is_not_kept_as_measured() {
     assert_no_orphans(&run);
 }
 
+/// vLLM's API server can outlive a failed engine: an instance that logs a fatal line (the
+/// `fatal_lines` template) fails its variant at once, not at the health timeout.
+#[test]
+fn an_instance_that_logs_a_fatal_line_fails_fast_though_its_process_lives() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let line = "ERROR 11-30 12:00:00 [core.py:700] EngineCore failed to start.";
+    let manifest = format!(
+        r#"name = "fatal"
+model = "stub-model"
+tokenizer = "{tok}"
+[dataset]
+kind = "random"
+input_len = 32
+output_len = 4
+[load]
+rates = [2]
+num_prompts = 4
+[target]
+backend = "local"
+accelerator = "cpu"
+cpu_cores_per_instance = 1
+vllm_bin = ["sh", "-c", "[ \"$1\" = --version ] && exit 0; echo starting; sleep 1; echo '{line}'; exec sleep 3000", "stub"]
+health_timeout_s = 120
+[[deployment]]
+mode = "simple"
+"#,
+        tok = std::fs::canonicalize("tests/fixtures/tiny-model")
+            .unwrap()
+            .display(),
+    );
+    let path = tmp.path().join("fatal.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let t0 = Instant::now();
+    let out = Command::new(BIN)
+        .args(["apply", path.to_str().unwrap(), "--no-report"])
+        .args(["--stop-grace-s", "2", "--results"])
+        .arg(tmp.path().join("results"))
+        .output()
+        .unwrap();
+    let took = t0.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("serve-0 logged a fatal error (its process is still up)")
+            && stderr.contains(line),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
 #[test]
 fn an_instance_that_never_gets_healthy_times_out_with_its_log() {
     let _busy = crate::support::busy();

@@ -68,6 +68,10 @@ pub struct DeploymentSpec {
     /// Where the load generator sends requests.
     pub entry_url: String,
     pub gpus: Vec<u32>,
+    /// Log lines that mean an instance is dead though its process may live on (the
+    /// `fatal_lines` template).
+    #[serde(skip)]
+    pub fatal_lines: Vec<String>,
 }
 
 /// What the launcher knows about the target beyond the plan.
@@ -205,6 +209,7 @@ pub fn render(
         components,
         entry_url,
         gpus: placer.all_gpus,
+        fatal_lines: templates.fatal_lines()?,
     })
 }
 
