@@ -161,15 +161,17 @@ def find_run_dirs(results: str) -> list[str]:
 
 
 def result_files(run_dir: str) -> list[str]:
-    """Every vllm-*qps.json under the run folder (not in report/), relative paths."""
-    out = []
-    for root, dirs, files in os.walk(run_dir):
-        if root == run_dir:
-            dirs[:] = [d for d in dirs if d != "report" and not d.startswith(".report")]
-        for f in files:
-            if RESULT_RE.match(f):
-                out.append(os.path.relpath(os.path.join(root, f), run_dir))
-    return sorted(out)
+    """The run's result files, `<variant>/vllm-*qps.json`, as relative paths."""
+    return sorted(os.path.relpath(f, run_dir)
+                  for f in glob.glob(os.path.join(run_dir, "*", "vllm-*qps.json"))
+                  if RESULT_RE.match(os.path.basename(f)))
+
+
+def aborted_files(run_dir: str) -> list[str]:
+    """Rates during which a component died, kept aside by vbench (`<variant>/aborted/`): not
+    results, but as immutable as them."""
+    return sorted(os.path.relpath(f, run_dir)
+                  for f in glob.glob(os.path.join(run_dir, "*", "aborted", "*.json")))
 
 
 def count_results(results: str) -> int:
@@ -186,7 +188,7 @@ def sha256(path: str) -> str:
 
 def snapshot(run_dir: str) -> dict[str, str]:
     snap = {}
-    for rel in result_files(run_dir):
+    for rel in result_files(run_dir) + aborted_files(run_dir):
         try:
             snap[rel] = sha256(os.path.join(run_dir, rel))
         except OSError:
@@ -692,6 +694,9 @@ class Campaign:
             if isinstance(failed, int) and failed > 0:
                 rec["cells_with_failed_requests"].append(f"{rel}: {failed} failed")
         found = result_files(run_dir)
+        aside = aborted_files(run_dir)
+        if aside:
+            rec["notes"].append(f"rates kept aside because a component died during them: {aside}")
         by_variant = collections.Counter(rel.split(os.sep)[0] for rel in found)
         for v, n in sorted(per_variant.items()):
             if by_variant.get(v, 0) > n:

@@ -229,7 +229,7 @@ impl Supervised {
 
     /// Watch the log for `patterns` ([`Supervised::fatal_line`]).
     pub fn watch_log(&mut self, patterns: Vec<String>) {
-        self.fatal = (!patterns.is_empty()).then(|| LogWatch {
+        self.fatal = (!patterns.is_empty()).then_some(LogWatch {
             offset: 0,
             patterns,
         });
