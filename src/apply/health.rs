@@ -37,11 +37,51 @@ pub(crate) fn check_alive(running: &mut [Running]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves when a component exits, with the error [`check_alive`] gives.
+/// While a rate runs, `/health` is asked this often...
+const HEALTH_EVERY: Duration = Duration::from_secs(2);
+/// ...with this timeout...
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+/// ...and this many bad answers in a row fail the variant (one slow answer under load is not
+/// a dead server; a wedged or dead engine gives every time).
+const HEALTH_STRIKES: u32 = 3;
+
+/// Resolves when a component exits, logs a fatal line ([`check_alive`]), or its `/health`,
+/// good when the rate began, turns bad for [`HEALTH_STRIKES`] looks in a row (a wedged
+/// server that holds every request until its timeout).
 pub(crate) async fn watch_crash(running: &mut [Running]) -> anyhow::Error {
+    let client = reqwest::Client::new();
+    let mut strikes = vec![0u32; running.len()];
+    let mut next_look = Instant::now() + HEALTH_EVERY;
     loop {
         if let Err(e) = check_alive(running) {
             return e;
+        }
+        if Instant::now() >= next_look {
+            for (i, (c, p)) in running.iter_mut().enumerate() {
+                let answer = client
+                    .get(format!("{}/health", c.url))
+                    .timeout(HEALTH_TIMEOUT)
+                    .send()
+                    .await;
+                let bad = match answer {
+                    Ok(r) if r.status().is_success() => None,
+                    Ok(r) => Some(format!("HTTP {}", r.status())),
+                    Err(e) if e.is_timeout() => {
+                        Some(format!("no answer in {}s", HEALTH_TIMEOUT.as_secs()))
+                    }
+                    Err(e) => Some(format!("{e}")),
+                };
+                strikes[i] = if bad.is_some() { strikes[i] + 1 } else { 0 };
+                if let (Some(bad), true) = (bad, strikes[i] >= HEALTH_STRIKES) {
+                    return anyhow!(
+                        "{}'s /health went bad while it served ({bad}, {HEALTH_STRIKES} times in \
+                         a row); last log lines:\n{}",
+                        c.name,
+                        p.log_tail(20)
+                    );
+                }
+            }
+            next_look = Instant::now() + HEALTH_EVERY;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

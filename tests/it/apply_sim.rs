@@ -372,6 +372,34 @@ mode = "simple"
     assert!(took < Duration::from_secs(30), "took {took:?}");
 }
 
+/// A server that wedges mid-rate (no answer to anything, /health included) holds every
+/// request until its timeout; its `/health`, watched while the rate runs, fails the variant
+/// within seconds instead.
+#[test]
+fn a_server_that_wedges_mid_rate_fails_its_variant_by_its_health() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "load.rates=[2]",
+        "load.num_prompts=60",
+        "load.warmup=0",
+        "load.timeout_s=300",
+        "deployment.0.extra_args=[\"--hang-after\", \"4\"]",
+    ];
+    let id = first_variant_id(&sets);
+    let t0 = Instant::now();
+    let out = apply(tmp.path(), &sets, &["--only", &id]).output().unwrap();
+    let took = t0.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("serve-0's /health went bad while it served (no answer in 5s, 3 times"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    assert_no_orphans(&run_dir(tmp.path()));
+}
+
 #[test]
 fn an_instance_that_never_gets_healthy_times_out_with_its_log() {
     let _busy = crate::support::busy();
