@@ -128,6 +128,27 @@ fn first_variant_id(sets: &[&str]) -> String {
     plan["variants"][0]["id"].as_str().unwrap().to_owned()
 }
 
+/// What an apply of only the first planned variant did.
+struct Applied {
+    id: String,
+    code: Option<i32>,
+    stderr: String,
+    took: Duration,
+}
+
+/// Applies only the first variant `vbench plan` gives under these overrides.
+fn apply_first_variant(results: &Path, sets: &[&str]) -> Applied {
+    let id = first_variant_id(sets);
+    let t0 = Instant::now();
+    let out = apply(results, sets, &["--only", &id]).output().unwrap();
+    Applied {
+        id,
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: t0.elapsed(),
+    }
+}
+
 fn read_result(path: &Path) -> RunResult {
     serde_json::from_slice(&std::fs::read(path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -290,10 +311,10 @@ fn a_rate_during_which_an_instance_died_is_not_kept_as_measured() {
         // The smoke request, then the rate's 20: the last one finds the server gone.
         "deployment.0.extra_args=[\"--crash-after-requests\", \"20\"]",
     ];
-    let id = first_variant_id(&sets);
-    let out = apply(tmp.path(), &sets, &["--only", &id]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let Applied {
+        id, code, stderr, ..
+    } = apply_first_variant(tmp.path(), &sets);
+    assert_eq!(code, Some(1), "{stderr}");
     let run = run_dir(tmp.path());
     let variant = run.join(&id);
     assert!(
@@ -386,12 +407,10 @@ fn a_server_that_wedges_mid_rate_fails_its_variant_by_its_health() {
         "load.timeout_s=300",
         "deployment.0.extra_args=[\"--hang-after\", \"4\"]",
     ];
-    let id = first_variant_id(&sets);
-    let t0 = Instant::now();
-    let out = apply(tmp.path(), &sets, &["--only", &id]).output().unwrap();
-    let took = t0.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let Applied {
+        code, stderr, took, ..
+    } = apply_first_variant(tmp.path(), &sets);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("serve-0's /health went bad while it served (no answer in 5s, 3 times"),
         "{stderr}"
@@ -411,16 +430,15 @@ fn an_instance_that_never_gets_healthy_times_out_with_its_log() {
         "deployment.0.extra_args=[\"--unhealthy-for\", \"60\"]",
         "deployment.0.tp=1",
     ];
-    let id = first_variant_id(&sets);
-    let t0 = Instant::now();
-    let out = apply(tmp.path(), &sets, &["--only", &id]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let Applied {
+        code, stderr, took, ..
+    } = apply_first_variant(tmp.path(), &sets);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("not healthy after 2s (target.health_timeout_s): serve-0"),
         "{stderr}"
     );
-    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert!(took < Duration::from_secs(30));
     assert_no_orphans(&run_dir(tmp.path()));
 }
 
