@@ -143,6 +143,7 @@ pub fn preflight(loaded: &LoadedManifest, plan: &Plan) -> anyhow::Result<()> {
             }
         );
     }
+    compile_cache(loaded, plan)?;
     if plan.backend == Backend::Local
         && plan.accelerator == Accelerator::Cuda
         && plan.capacity.gpus.is_none()
@@ -153,6 +154,22 @@ pub fn preflight(loaded: &LoadedManifest, plan: &Plan) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The compile-cache folder of this run's vLLM instances, created (none for the simulator).
+pub fn compile_cache(loaded: &LoadedManifest, plan: &Plan) -> anyhow::Result<Option<PathBuf>> {
+    if plan.backend == Backend::Sim {
+        return Ok(None);
+    }
+    let dir = crate::exec::compile_cache::resolve(
+        loaded.manifest.target.compile_cache.as_deref(),
+        loaded.base_dir(),
+        &|name| std::env::var(name).ok(),
+    )?;
+    if let Some(dir) = &dir {
+        crate::exec::compile_cache::prepare(dir)?;
+    }
+    Ok(dir)
 }
 
 /// A generous size of what one cell leaves on disk: per request its record and the vLLM
@@ -324,6 +341,13 @@ pub async fn run(
         Some(l) => l.clone(),
         None => (0..plan.capacity.cpu_cores.unwrap_or(0)).collect(),
     };
+    let compile_cache = compile_cache(loaded, plan)?;
+    if let Some(dir) = &compile_cache {
+        events.info(&format!(
+            "compile cache: {} (target.compile_cache)",
+            dir.display()
+        ));
+    }
     let slurm_options = m.target.slurm.clone().unwrap_or_default();
     let allocation = match plan.backend {
         Backend::Slurm => {
@@ -367,6 +391,7 @@ pub async fn run(
         model: &m.model,
         served_model_name: &plan.served_model_name,
         manifest_dir: loaded.base_dir(),
+        compile_cache: compile_cache.as_deref(),
     };
     let mut ports = PortAllocator::default();
     let mut failed = Vec::new();

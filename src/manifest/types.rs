@@ -292,6 +292,13 @@ pub struct Target {
     /// sim backend: simulator profile, a built-in name (e.g. `llama3-8b-h200`) or a TOML path.
     #[serde(default)]
     pub sim_profile: Option<String>,
+    /// Where vLLM keeps what it compiles (torch.compile, Inductor, Triton, FlashInfer and CUDA
+    /// JIT caches), shared by every instance, variant and run so that only the first start of
+    /// a configuration pays for compilation: `"auto"` (the default: `$VBENCH_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/vbench`, else `~/.cache/vbench`), `"off"` (vLLM's own defaults), or a
+    /// folder (relative to the manifest's). On Slurm, a folder every node sees.
+    #[serde(default)]
+    pub compile_cache: Option<String>,
     /// slurm backend options.
     #[serde(default)]
     pub slurm: Option<SlurmOptions>,
@@ -309,6 +316,7 @@ impl Default for Target {
             vllm_bin: VllmCommand::default(),
             env: BTreeMap::new(),
             sim_profile: None,
+            compile_cache: None,
             slurm: None,
         }
     }

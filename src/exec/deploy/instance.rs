@@ -193,6 +193,7 @@ pub fn component(
         "lmcache_config_file": i.lmcache_config_file,
         "cuda_visible_devices": cuda_visible_devices,
         "cpu_bind": cpu_bind,
+        "cache_dir": target.compile_cache,
         "extra_args": role.extra_args,
     });
     let (program, args, mut env) = if sim {

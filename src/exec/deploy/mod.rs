@@ -98,6 +98,8 @@ pub struct Target<'a> {
     pub slurm: Option<(&'a str, &'a [SlurmNode])>,
     /// slurm backend: CPUs per instance step.
     pub slurm_cpus_per_instance: u32,
+    /// The compile-cache folder every vLLM instance shares (`None`: vLLM's defaults).
+    pub compile_cache: Option<&'a Path>,
 }
 
 const HOST: &str = "127.0.0.1";
