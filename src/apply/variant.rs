@@ -17,7 +17,7 @@ use crate::exec::process::{StopReport, Supervised};
 use crate::load::RunResult;
 use crate::manifest::{LoadedManifest, Mode};
 use crate::plan::{Cell, Plan, Variant};
-use crate::results::rundir::{Attempt, VariantDir};
+use crate::results::rundir::{Attempt, CellTiming, VariantDir, VariantTiming};
 
 /// Above this share of prompt tokens served from the prefix cache in a rate, apply warns and
 /// notes it in the result. vbench's own prompts never repeat across rates, so a share this
@@ -48,6 +48,38 @@ impl VariantRun<'_> {
         ports: &mut PortAllocator,
         interrupted: &mut Interrupts,
     ) -> Result<(), VariantError> {
+        let mut clock = Clock {
+            launched: Instant::now(),
+            record: VariantTiming::default(),
+        };
+        let result = self
+            .launch_and_measure(ports, interrupted, &mut clock)
+            .await;
+        // Recorded whatever happened: a failed attempt's start-up still tells the next plan.
+        let estimate = self.estimate_of_attempt(&clock.record);
+        let timing = clock.finish(&result, estimate);
+        let _ = self.dir.write_timing(self.attempt, &timing);
+        if let Some(line) = estimate_line(&timing) {
+            self.events.info(&line);
+        }
+        result
+    }
+
+    /// What the plan estimated for the work this attempt did: start-up and teardown, and the
+    /// load of the rates it measured (a resume skips the ones measured before).
+    fn estimate_of_attempt(&self, record: &VariantTiming) -> Option<(f64, String)> {
+        let e = self.plan.estimate.of(&self.variant.id)?;
+        let planned = self.plan.cells_of(&self.variant.id).count().max(1);
+        let load = e.load_s * record.cells.len() as f64 / planned as f64;
+        Some((e.startup_s + e.teardown_s + load, e.basis.describe()))
+    }
+
+    async fn launch_and_measure(
+        &self,
+        ports: &mut PortAllocator,
+        interrupted: &mut Interrupts,
+        clock: &mut Clock,
+    ) -> Result<(), VariantError> {
         let spec = deploy::render(self.target, self.variant, self.dir.path(), ports)?;
         // Local GPUs only: nvidia-smi here knows nothing of a Slurm node's (whose allocation is
         // exclusive anyway).
@@ -68,13 +100,14 @@ impl VariantRun<'_> {
         }
         let mut running: Vec<Running> = Vec::new();
         let result = self
-            .serve_and_measure(&spec, &mut running, interrupted)
+            .serve_and_measure(&spec, &mut running, interrupted, clock)
             .await;
         if matches!(result, Err(VariantError::Interrupted)) {
             self.events
                 .warning("stopping: tearing down every process (results written so far are kept)");
         }
 
+        let teardown_started = Instant::now();
         let reports = self.teardown(&mut running, interrupted).await;
         let killed: Vec<&str> = reports
             .iter()
@@ -94,6 +127,7 @@ impl VariantRun<'_> {
         if !spec.gpus.is_empty() {
             gpus::wait_free(self.probe, &spec.gpus, Duration::from_secs(60)).await?;
         }
+        clock.record.teardown_s = Some(teardown_started.elapsed().as_secs_f64());
         result
     }
 
@@ -144,6 +178,7 @@ impl VariantRun<'_> {
         spec: &DeploymentSpec,
         running: &mut Vec<Running>,
         interrupted: &mut Interrupts,
+        clock: &mut Clock,
     ) -> Result<(), VariantError> {
         // Instances first, all at once (vLLM start-up dominates); the proxy once they are healthy.
         let (instances, proxies): (Vec<_>, Vec<_>) = spec
@@ -174,11 +209,15 @@ impl VariantRun<'_> {
                 names.join(", "),
                 t0.elapsed().as_secs_f64()
             ));
+            if clock.record.instances_healthy_s.is_none() {
+                clock.record.instances_healthy_s = Some(clock.seconds());
+            }
         }
         health::smoke(&spec.entry_url, &self.plan.served_model_name).await?;
         if self.variant.mode == Mode::Nixl {
             health::verify_kv_transfer(running, self.events).await?;
         }
+        clock.record.ready_s = Some(clock.seconds());
         for cell in self.plan.cells_of(&self.variant.id) {
             if self.dir.is_measured(cell) {
                 self.events.info(&format!(
@@ -188,7 +227,14 @@ impl VariantRun<'_> {
                 continue;
             }
             health::check_alive(running)?;
+            let t0 = Instant::now();
             self.measure(spec, cell, running, interrupted).await?;
+            clock.record.cells.push(CellTiming {
+                rate: cell.rate.label(),
+                requests: cell.requests,
+                warmup: self.plan.warmup,
+                seconds: t0.elapsed().as_secs_f64(),
+            });
         }
         Ok(())
     }
@@ -287,6 +333,64 @@ impl VariantRun<'_> {
                 .write_metrics_text(self.attempt, instance, tag, text);
         }
     }
+}
+
+/// Time since launch and what it is recorded as (`timing.json`).
+struct Clock {
+    launched: Instant,
+    record: VariantTiming,
+}
+
+impl Clock {
+    fn seconds(&self) -> f64 {
+        self.launched.elapsed().as_secs_f64()
+    }
+
+    fn finish(
+        mut self,
+        result: &Result<(), VariantError>,
+        estimate: Option<(f64, String)>,
+    ) -> VariantTiming {
+        self.record.total_s = self.seconds();
+        self.record.outcome = match result {
+            Ok(()) => "completed",
+            Err(VariantError::Interrupted) => "interrupted",
+            Err(VariantError::Failed(_)) => "failed",
+        }
+        .to_owned();
+        if let Some((seconds, basis)) = estimate {
+            self.record.estimated_s = Some(seconds);
+            self.record.estimate_basis = Some(basis);
+        }
+        self.record
+    }
+}
+
+/// `  took 1m02s; estimated ~58s (3 past runs): +7 %` for an attempt that completed.
+fn estimate_line(t: &VariantTiming) -> Option<String> {
+    let estimated = t.estimated_s.filter(|e| *e > 0.0)?;
+    if t.outcome != "completed" {
+        return None;
+    }
+    let short = |s: f64| {
+        if s < 60.0 {
+            format!("{s:.1}s")
+        } else {
+            crate::plan::table::human_duration(s)
+        }
+    };
+    let off = (100.0 * (t.total_s - estimated) / estimated).round();
+    Some(format!(
+        "  took {}; estimated ~{} ({}): {}",
+        short(t.total_s),
+        short(estimated),
+        t.estimate_basis.as_deref().unwrap_or("defaults"),
+        if off == 0.0 {
+            "on the mark".to_owned()
+        } else {
+            format!("{off:+} %")
+        }
+    ))
 }
 
 /// `  rate      4 req/s: 98 ok, 2 failed, SLO met by 91.0 % in 30.2s → vllm-4qps.json`.

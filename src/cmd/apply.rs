@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::exec::gpus::NvidiaSmiProbe;
 use crate::load::{NoProgress, Progress, RunResult};
 use crate::plan::{self, Plan};
+use crate::results::history::History;
 use crate::results::store::{read_bounded, MAX_RESULT_BYTES};
 use crate::results::RunDir;
 
@@ -64,7 +65,11 @@ impl ApplyArgs {
 pub fn run(args: ApplyArgs) -> Result<()> {
     let loaded = args.manifest.load()?;
     let capacity = plan::capacity::discover(&loaded.manifest.target);
-    let plan = plan::resolve(&loaded, &capacity)?;
+    let mut plan = plan::resolve(&loaded, &capacity)?;
+    // Estimates from past runs: apply compares each variant's time with them.
+    let history = History::scan(&args.results);
+    history.refine(&mut plan);
+    super::warn_of_skipped_history(&history);
     apply::preflight(&loaded, &plan).map_err(Error::bad_input)?;
     apply::check_only(&plan, &args.only).map_err(Error::bad_input)?;
     let options = args.options()?;

@@ -141,6 +141,17 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Past timing records that could not be read do not stop a plan; they are named.
+fn warn_of_skipped_history(history: &crate::results::history::History) {
+    if let Some(first) = history.skipped.first() {
+        eprintln!(
+            "warning: {} record(s) of past runs could not be read for the time estimates \
+             (first: {first})",
+            history.skipped.len()
+        );
+    }
+}
+
 /// Print an error for a human: manifest errors as a located diagnostic, others as a chain.
 pub fn report_error(err: &Error) {
     match err {

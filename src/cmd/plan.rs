@@ -1,8 +1,11 @@
 //! `vbench plan`: the run matrix (variants, GPUs, cells, requests, time estimate), without
 //! running anything.
 
+use std::path::PathBuf;
+
 use crate::error::Result;
 use crate::plan::{self, table};
+use crate::results::history::History;
 
 use super::ManifestArgs;
 
@@ -14,12 +17,24 @@ pub struct PlanArgs {
     /// Print the plan as JSON (every variant and cell).
     #[arg(long)]
     pub json: bool,
+    /// Folder of past runs (as `apply --results`): time estimates come from the runs of the
+    /// same variants found there.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Estimate from built-in defaults only, ignoring past runs.
+    #[arg(long)]
+    pub no_history: bool,
 }
 
 pub fn run(args: PlanArgs) -> Result<()> {
     let loaded = args.manifest.load()?;
     let capacity = plan::capacity::discover(&loaded.manifest.target);
-    let plan = plan::resolve(&loaded, &capacity)?;
+    let mut plan = plan::resolve(&loaded, &capacity)?;
+    if !args.no_history {
+        let history = History::scan(&args.results);
+        history.refine(&mut plan);
+        super::warn_of_skipped_history(&history);
+    }
     if args.json {
         println!(
             "{}",

@@ -19,7 +19,8 @@ const OFF: &str = "off";
 const AUTO: &str = "auto";
 
 /// The folder for `setting` (`None`, `"auto"`, `"off"` or a path relative to `manifest_dir`);
-/// `None` when caching is off. `env` looks up vbench's environment (a parameter for tests).
+/// `None` when caching is off. `"auto"` is `compile/` in vbench's cache folder. `env` looks up
+/// vbench's environment (a parameter for tests).
 pub fn resolve(
     setting: Option<&str>,
     manifest_dir: &Path,
@@ -29,7 +30,7 @@ pub fn resolve(
     let dir = match setting.unwrap_or(AUTO) {
         OFF => return Ok(None),
         AUTO => {
-            if let Some(dir) = nonempty("VBENCH_CACHE_DIR") {
+            let root = if let Some(dir) = nonempty("VBENCH_CACHE_DIR") {
                 PathBuf::from(dir)
             } else if let Some(xdg) = nonempty("XDG_CACHE_HOME") {
                 Path::new(&xdg).join("vbench")
@@ -40,7 +41,8 @@ pub fn resolve(
                     "target.compile_cache = \"auto\" needs VBENCH_CACHE_DIR, XDG_CACHE_HOME or \
                      HOME; none is set (give a folder, or \"off\")"
                 );
-            }
+            };
+            root.join("compile")
         }
         path => manifest_dir.join(path),
     };
@@ -85,15 +87,15 @@ mod tests {
         ];
         assert_eq!(
             resolve(None, m, &env_of(&all)).unwrap(),
-            Some(PathBuf::from("/v"))
+            Some(PathBuf::from("/v/compile"))
         );
         assert_eq!(
             resolve(Some("auto"), m, &env_of(&all[1..])).unwrap(),
-            Some(PathBuf::from("/x/vbench"))
+            Some(PathBuf::from("/x/vbench/compile"))
         );
         assert_eq!(
             resolve(None, m, &env_of(&[("XDG_CACHE_HOME", ""), ("HOME", "/h")])).unwrap(),
-            Some(PathBuf::from("/h/.cache/vbench"))
+            Some(PathBuf::from("/h/.cache/vbench/compile"))
         );
         assert!(resolve(None, m, &env_of(&[])).is_err());
     }

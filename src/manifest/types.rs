@@ -141,6 +141,15 @@ impl Rate {
             Rate::Infinite => f64::INFINITY,
         }
     }
+
+    /// The rate a [`Rate::label`] names; None for anything else.
+    pub fn parse_label(label: &str) -> Option<Rate> {
+        if label == "inf" {
+            return Some(Rate::Infinite);
+        }
+        let r: f64 = label.parse().ok()?;
+        (r.is_finite() && r > 0.0).then_some(Rate::PerSecond(r))
+    }
 }
 
 impl fmt::Display for Rate {
@@ -294,9 +303,10 @@ pub struct Target {
     pub sim_profile: Option<String>,
     /// Where vLLM keeps what it compiles (torch.compile, Inductor, Triton, FlashInfer and CUDA
     /// JIT caches), shared by every instance, variant and run so that only the first start of
-    /// a configuration pays for compilation: `"auto"` (the default: `$VBENCH_CACHE_DIR`, else
-    /// `$XDG_CACHE_HOME/vbench`, else `~/.cache/vbench`), `"off"` (vLLM's own defaults), or a
-    /// folder (relative to the manifest's). On Slurm, a folder every node sees.
+    /// a configuration pays for compilation: `"auto"` (the default: `compile/` in
+    /// `$VBENCH_CACHE_DIR`, else in `$XDG_CACHE_HOME/vbench`, else in `~/.cache/vbench`), `"off"`
+    /// (vLLM's own defaults), or a folder (relative to the manifest's). On Slurm, a folder every
+    /// node sees.
     #[serde(default)]
     pub compile_cache: Option<String>,
     /// slurm backend options.

@@ -5,6 +5,7 @@
 //! manifest line that caused it.
 
 pub mod capacity;
+pub mod estimate;
 mod expand;
 pub mod table;
 pub mod variant;
@@ -18,6 +19,7 @@ use crate::manifest::{self, Accelerator, Backend, LoadedManifest, ManifestError,
 use crate::path;
 
 pub use capacity::Capacity;
+pub use estimate::{Estimate, VariantEstimate};
 pub use variant::{RoleKind, RoleSpec, Variant};
 
 /// Everything `apply` will do, resolved.
@@ -28,6 +30,8 @@ pub struct Plan {
     pub served_model_name: String,
     pub backend: Backend,
     pub accelerator: Accelerator,
+    /// sim backend: the simulator profile (part of what makes past runs comparable).
+    pub sim_profile: Option<String>,
     pub capacity: Capacity,
     pub rates: Vec<Rate>,
     pub num_prompts: u32,
@@ -52,15 +56,6 @@ pub struct Cell {
     pub result_file: String,
 }
 
-/// A rough wall-time estimate: start-up of each variant plus the time to send each rate's
-/// requests and drain them.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Estimate {
-    pub startup_s: f64,
-    pub load_s: f64,
-    pub total_s: f64,
-}
-
 impl Plan {
     pub fn total_requests(&self) -> u64 {
         self.cells.iter().map(|c| u64::from(c.requests)).sum()
@@ -70,31 +65,6 @@ impl Plan {
         self.cells
             .iter()
             .filter(move |c| c.variant_id == variant_id)
-    }
-}
-
-/// Seconds a variant takes to become healthy, by backend and accelerator (rough, for planning).
-fn startup_estimate_s(backend: Backend, accelerator: Accelerator, variant: &Variant) -> f64 {
-    let base = match (backend, accelerator) {
-        (Backend::Sim, _) => 2.0,
-        (_, Accelerator::Cpu) => 90.0,
-        (_, Accelerator::Cuda) => 120.0,
-    };
-    // Instances start in parallel; a disaggregated pair also waits for its KV connector.
-    if variant.roles.len() > 1 {
-        base * 1.3
-    } else {
-        base
-    }
-}
-
-/// Seconds to send one rate's requests (warm-up included) and let the last ones finish.
-fn cell_estimate_s(backend: Backend, rate: Rate, requests: u32, warmup: u32) -> f64 {
-    // The last requests still need their full latency after the last send.
-    let drain_s = if backend == Backend::Sim { 2.0 } else { 10.0 };
-    match rate {
-        Rate::PerSecond(r) => f64::from(requests + warmup) / r + drain_s,
-        Rate::Infinite => drain_s + 0.05 * f64::from(requests + warmup),
     }
 }
 
@@ -128,16 +98,8 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
 
     let rates = m.load.rates.values().to_vec();
     let mut cells = Vec::new();
-    let mut estimate = Estimate {
-        startup_s: 0.0,
-        load_s: 0.0,
-        total_s: 0.0,
-    };
     for v in &variants {
-        estimate.startup_s += startup_estimate_s(m.target.backend, m.target.accelerator, v);
         for rate in &rates {
-            estimate.load_s +=
-                cell_estimate_s(m.target.backend, *rate, m.load.num_prompts, m.load.warmup);
             cells.push(Cell {
                 variant_id: v.id.clone(),
                 rate: *rate,
@@ -146,7 +108,13 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
             });
         }
     }
-    estimate.total_s = estimate.startup_s + estimate.load_s;
+    let estimate = estimate::defaults(
+        m.target.backend,
+        m.target.accelerator,
+        &variants,
+        &cells,
+        m.load.warmup,
+    );
 
     Ok(Plan {
         experiment: m.name.clone(),
@@ -157,6 +125,12 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
             .unwrap_or_else(|| m.model.clone()),
         backend: m.target.backend,
         accelerator: m.target.accelerator,
+        sim_profile: (m.target.backend == Backend::Sim).then(|| {
+            m.target
+                .sim_profile
+                .clone()
+                .unwrap_or_else(|| "default".to_owned())
+        }),
         capacity: capacity.clone(),
         rates,
         num_prompts: m.load.num_prompts,

@@ -58,17 +58,19 @@ pub fn render(plan: &Plan) -> String {
     let _ = writeln!(out);
 
     let header = [
-        "#", "VARIANT", "MODE", "TOPOLOGY", "GPUS", "CELLS", "REQUESTS", "ESTIMATE",
+        "#", "VARIANT", "MODE", "TOPOLOGY", "GPUS", "CELLS", "REQUESTS", "ESTIMATE", "FROM",
     ];
-    let mut rows: Vec<[String; 8]> = Vec::new();
+    let mut rows: Vec<[String; 9]> = Vec::new();
     for (i, v) in plan.variants.iter().enumerate() {
         let cells: Vec<_> = plan.cells_of(&v.id).collect();
         let requests: u64 = cells.iter().map(|c| u64::from(c.requests)).sum();
-        let per_variant = super::startup_estimate_s(plan.backend, plan.accelerator, v)
-            + cells
-                .iter()
-                .map(|c| super::cell_estimate_s(plan.backend, c.rate, c.requests, plan.warmup))
-                .sum::<f64>();
+        let (estimate, basis) = match plan.estimate.of(&v.id) {
+            Some(e) => (
+                format!("~{}", human_duration(e.total_s)),
+                e.basis.describe(),
+            ),
+            None => ("?".to_owned(), String::new()),
+        };
         let mut topology = v.topology.clone();
         if v.label != format!("{} {}", v.mode, v.topology) {
             topology = v
@@ -85,7 +87,8 @@ pub fn render(plan: &Plan) -> String {
             v.gpus.to_string(),
             cells.len().to_string(),
             thousands(requests),
-            format!("~{}", human_duration(per_variant)),
+            estimate,
+            basis,
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
@@ -124,13 +127,32 @@ pub fn render(plan: &Plan) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{} variants · {} cells · {} requests · estimated wall time ~{} (start-up ~{} + load ~{})",
+        "{} variants · {} cells · {} requests · estimated wall time ~{} (start-up ~{} + load ~{} + teardown ~{})",
         plan.variants.len(),
         plan.cells.len(),
         thousands(plan.total_requests()),
         human_duration(plan.estimate.total_s),
         human_duration(plan.estimate.startup_s),
         human_duration(plan.estimate.load_s),
+        human_duration(plan.estimate.teardown_s),
+    );
+    let _ = writeln!(
+        out,
+        "{}",
+        match plan.estimate.from_history() {
+            0 => "Estimates: built-in defaults (no past run of these variants in the results folder)."
+                .to_owned(),
+            n => format!(
+                "Estimates: {n} of {} variants from past runs in the results folder (same \
+                 variant, model, backend; the median of the last 5){}.",
+                plan.variants.len(),
+                if n < plan.variants.len() {
+                    ", the rest from defaults"
+                } else {
+                    ""
+                }
+            ),
+        }
     );
     out
 }

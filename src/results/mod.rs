@@ -3,6 +3,7 @@
 //! the load generator that writes it ([`crate::load::result`]).
 
 pub mod environment;
+pub mod history;
 pub mod redact;
 pub mod rundir;
 pub mod store;

@@ -15,6 +15,8 @@
 //! <run>/<variant>/aborted/vllm-<rate>qps[-resume-<T>].json   a cell during which a component
 //!                                      died (kept; not a result; measured again on resume)
 //! <run>/<variant>/teardown.json        how each component stopped
+//! <run>/<variant>/timing.json          how long start-up, each rate and teardown took, and the
+//!                                      plan's estimate (timing-resume-<T>.json for a resume)
 //! <run>/<variant>/FAILED.txt           why the variant failed
 //! <run>/.apply.lock                    held by the `apply` running here (its pid, the run's mark)
 //! <run>/report/                        the report (`apply` replaces it whole, through a hidden
@@ -43,6 +45,7 @@ pub const ENVIRONMENT: &str = "environment.json";
 pub const REPORT_DIR: &str = "report";
 const DEPLOYMENT: &str = "deployment";
 const TEARDOWN: &str = "teardown";
+const TIMING: &str = "timing";
 const FAILED: &str = "FAILED.txt";
 /// Held (flock) by the `apply` that runs in the folder; hidden, so no walk reads it.
 const LOCK: &str = ".apply.lock";
@@ -61,14 +64,15 @@ const RESUME_TAG: &str = "-resume-";
 
 /// Whether a file (by name) in a run folder, or in any folder given to the report, may hold
 /// results: every `*.json` except vbench's own bookkeeping (plan, environment, deployment,
-/// teardown and summary records, including a resumed attempt's). Other tools' result files
+/// teardown, timing and summary records, including a resumed attempt's). Other tools' result files
 /// have free-form names, so anything else that ends in `.json` is a candidate.
 pub fn is_result_file(name: &str) -> bool {
     name.ends_with(".json") && !is_bookkeeping(name)
 }
 
 /// vbench's own records, by name: `plan.json`, `environment[-resume-T].json`,
-/// `deployment[-resume-T].json`, `teardown[-resume-T].json`, `summary.json`.
+/// `deployment[-resume-T].json`, `teardown[-resume-T].json`, `timing[-resume-T].json`,
+/// `summary.json`.
 fn is_bookkeeping(name: &str) -> bool {
     if name == PLAN || name == SUMMARY {
         return true;
@@ -76,13 +80,18 @@ fn is_bookkeeping(name: &str) -> bool {
     let Some(stem) = name.strip_suffix(".json") else {
         return false;
     };
-    [ENVIRONMENT.trim_end_matches(".json"), DEPLOYMENT, TEARDOWN]
-        .iter()
-        .any(|base| match stem.strip_prefix(base) {
-            Some("") => true,
-            Some(rest) => rest.starts_with(RESUME_TAG),
-            None => false,
-        })
+    [
+        ENVIRONMENT.trim_end_matches(".json"),
+        DEPLOYMENT,
+        TEARDOWN,
+        TIMING,
+    ]
+    .iter()
+    .any(|base| match stem.strip_prefix(base) {
+        Some("") => true,
+        Some(rest) => rest.starts_with(RESUME_TAG),
+        None => false,
+    })
 }
 
 /// Whether a sub-folder of a run can hold results (not `report*/`, `logs/`, `metrics/`, hidden).
@@ -593,6 +602,40 @@ impl VariantDir {
         write_json_new(&self.path.join(attempt.file(TEARDOWN)), record)
     }
 
+    pub fn write_timing(&self, attempt: &Attempt, timing: &VariantTiming) -> anyhow::Result<()> {
+        write_json_new(&self.path.join(attempt.file(TIMING)), timing)
+    }
+
+    /// Every attempt's timing record, oldest first (the first attempt's, then resumes' by
+    /// their time tag); a record that cannot be read is returned as its error.
+    pub fn timings(&self) -> Vec<Result<VariantTiming, String>> {
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n == &Attempt::first().file(TIMING)
+                    || (n.starts_with(&format!("{TIMING}{RESUME_TAG}")) && n.ends_with(".json"))
+            })
+            .collect();
+        // `timing.json` sorts before `timing-resume-…` once the extension is set aside.
+        names.sort_by_key(|n| n.trim_end_matches(".json").to_owned());
+        names
+            .iter()
+            .map(|n| {
+                let path = self.path.join(n);
+                read_bounded(&path, MAX_RECORD_BYTES)
+                    .map_err(|e| format!("{e:#}"))
+                    .and_then(|bytes| {
+                        serde_json::from_slice(&bytes)
+                            .map_err(|e| format!("{}: {e}", path.display()))
+                    })
+            })
+            .collect()
+    }
+
     /// Why this attempt failed: `FAILED.txt`, or `FAILED-resume-<T>.txt` for a resumed one.
     pub fn write_failed(&self, attempt: &Attempt, why: &str) -> anyhow::Result<()> {
         write_bytes_new(
@@ -688,6 +731,15 @@ pub struct PlanRecord {
     #[serde(default)]
     pub experiment: String,
     #[serde(default)]
+    pub model: String,
+    /// As the plan writes it (`sim`, `local`, `slurm`).
+    #[serde(default)]
+    pub backend: String,
+    #[serde(default)]
+    pub accelerator: String,
+    #[serde(default)]
+    pub sim_profile: Option<String>,
+    #[serde(default)]
     pub variants: Vec<PlannedVariant>,
     #[serde(default)]
     pub cells: Vec<PlannedCell>,
@@ -708,6 +760,48 @@ pub struct PlannedCell {
     #[serde(default)]
     pub rate: serde_json::Value,
     pub result_file: String,
+}
+
+/// How long one attempt at a variant took (`timing.json`): what `vbench plan` estimates the
+/// next run from, and what `apply` compares with the plan's estimate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VariantTiming {
+    /// Launch until every instance answered `/health`.
+    #[serde(default)]
+    pub instances_healthy_s: Option<f64>,
+    /// Launch until ready for load: instances and proxy healthy, the smoke request (and the
+    /// KV-transfer check) passed. None when the attempt never got there.
+    #[serde(default)]
+    pub ready_s: Option<f64>,
+    /// The rates this attempt measured (rates measured before it are not here).
+    #[serde(default)]
+    pub cells: Vec<CellTiming>,
+    /// Teardown, until the GPUs were free again.
+    #[serde(default)]
+    pub teardown_s: Option<f64>,
+    /// Launch to the end of teardown.
+    #[serde(default)]
+    pub total_s: f64,
+    /// `completed`, `failed` or `interrupted`.
+    #[serde(default)]
+    pub outcome: String,
+    /// What the plan estimated for this attempt's work (its start-up, teardown and the rates
+    /// it measured), and on what basis.
+    #[serde(default)]
+    pub estimated_s: Option<f64>,
+    #[serde(default)]
+    pub estimate_basis: Option<String>,
+}
+
+/// One measured rate of an attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellTiming {
+    /// The rate's label (`4`, `0.5`, `inf`).
+    pub rate: String,
+    pub requests: u32,
+    pub warmup: u32,
+    /// From `/metrics` before the load to the result written.
+    pub seconds: f64,
 }
 
 /// Planned cells and the ones without a result file.
@@ -746,7 +840,7 @@ mod tests {
     #[test]
     fn bookkeeping_of_every_attempt_is_not_a_result() {
         let resume = Attempt::resume(chrono::Local::now());
-        for base in ["environment", DEPLOYMENT, TEARDOWN] {
+        for base in ["environment", DEPLOYMENT, TEARDOWN, TIMING] {
             assert!(!is_result_file(&Attempt::first().file(base)), "{base}");
             assert!(!is_result_file(&resume.file(base)), "{base} resumed");
         }

@@ -530,8 +530,8 @@ fn a_resumed_run_reads_whole_in_report_and_ls() {
         .collect();
     assert_eq!(
         resumed.len(),
-        3,
-        "deployment, teardown, environment: {resumed:?}"
+        4,
+        "deployment, teardown, timing, environment: {resumed:?}"
     );
     // One report, the resumed one, covering both rates.
     assert!(!run.join("report-2").exists(), "{:?}", names(&run));
@@ -1050,4 +1050,121 @@ fn results_that_cannot_be_written_are_bad_input_before_any_launch() {
         .unwrap()
         .count();
     assert_eq!(runs, 0, "no run folder");
+}
+
+/// Each attempt records how long it took (`timing.json`); `vbench plan` then estimates the
+/// same variant from those records instead of its defaults, and the next apply compares its
+/// time with that estimate.
+#[test]
+fn plan_estimates_a_variant_from_its_past_runs() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "load.rates=[40, 80]",
+        "load.num_prompts=40",
+        "load.warmup=1",
+    ];
+    let only = ["--only", "simple-tp1-074b25"];
+    let plan_json = |extra: &[&str]| -> serde_json::Value {
+        let out = Command::new(BIN)
+            .args(["plan", "experiments/sim-demo.toml", "--json", "--results"])
+            .arg(tmp.path())
+            .args(sets.iter().flat_map(|s| ["--set", s]))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let estimate_of = |plan: &serde_json::Value, id: &str| -> serde_json::Value {
+        plan["estimate"]["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["variant_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let before = plan_json(&[]);
+    assert_eq!(
+        estimate_of(&before, "simple-tp1-074b25")["basis"]["past_attempts"],
+        0
+    );
+    let mut timings = Vec::new();
+    for round in 0..2 {
+        let out = apply(tmp.path(), &sets, &only).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let basis = if round == 0 {
+            "(defaults)"
+        } else {
+            "(1 past run)"
+        };
+        assert!(
+            stderr.contains("  took ") && stderr.contains(basis),
+            "{stderr}"
+        );
+        let runs: Vec<PathBuf> = std::fs::read_dir(tmp.path().join("sim-demo"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(runs.len(), round + 1);
+        timings = runs
+            .iter()
+            .map(|r| {
+                let t: serde_json::Value = serde_json::from_slice(
+                    &std::fs::read(r.join("simple-tp1-074b25/timing.json")).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(t["outcome"], "completed", "{t}");
+                assert_eq!(t["cells"].as_array().unwrap().len(), 2, "{t}");
+                t
+            })
+            .collect();
+    }
+    // Two past runs: start-up, teardown and each rate are the median (mean of two) of them.
+    let after = plan_json(&[]);
+    let e = estimate_of(&after, "simple-tp1-074b25");
+    assert_eq!(e["basis"]["past_attempts"], 2, "{e}");
+    assert_eq!(e["basis"]["rates_measured_before"], 2, "{e}");
+    let mean = |f: &dyn Fn(&serde_json::Value) -> f64| timings.iter().map(f).sum::<f64>() / 2.0;
+    let close = |a: &serde_json::Value, b: f64| (a.as_f64().unwrap() - b).abs() < 1e-6;
+    assert!(
+        close(&e["startup_s"], mean(&|t| t["ready_s"].as_f64().unwrap())),
+        "{e}"
+    );
+    assert!(
+        close(
+            &e["teardown_s"],
+            mean(&|t| t["teardown_s"].as_f64().unwrap())
+        ),
+        "{e}"
+    );
+    let cells = |t: &serde_json::Value| -> f64 {
+        t["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["seconds"].as_f64().unwrap())
+            .sum()
+    };
+    assert!(close(&e["load_s"], mean(&cells)), "{e}");
+    // Other variants, and another request count, are not this history.
+    assert_eq!(
+        estimate_of(&after, "nixl-p1d1-tp1x1-779daf")["basis"]["past_attempts"],
+        0
+    );
+    let more = plan_json(&["--set", "load.num_prompts=80"]);
+    let e = estimate_of(&more, "simple-tp1-074b25");
+    assert_eq!(e["basis"]["rates_measured_before"], 0, "{e}");
+    assert_eq!(e["basis"]["rates_scaled"], 2, "{e}");
+    let defaults = plan_json(&["--no-history"]);
+    assert_eq!(
+        estimate_of(&defaults, "simple-tp1-074b25")["basis"]["past_attempts"],
+        0
+    );
 }

@@ -31,7 +31,7 @@ fn render_all(path: &str, sets: &[&str], cap: Capacity) -> Vec<DeploymentSpec> {
         slurm: None,
         slurm_cpus_per_instance: 4,
         // what apply passes for the default `target.compile_cache = "auto"` (fixed here)
-        compile_cache: (plan.backend != Backend::Sim).then_some(Path::new("/cache/vbench")),
+        compile_cache: (plan.backend != Backend::Sim).then_some(Path::new("/cache/vbench/compile")),
     };
     plan.variants
         .iter()
