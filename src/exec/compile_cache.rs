@@ -4,10 +4,10 @@
 //! its entries by a hash of what it compiled (vLLM: model, parallel and compilation config and
 //! its own source; Inductor and Triton: graph, torch/Triton version, device; CUDA: PTX and
 //! driver), so one folder serves every TP size, role, variant and run without mix-ups. The
-//! `vllm_env` template points each cache into it. Concurrent writers are safe from vLLM 0.11.1
-//! (compile artifacts saved as single files, written atomically) with torch >= 2.10 (Inductor
-//! artifacts written atomically); older versions should use `"off"` or a folder per
-//! deployment (see docs/real-vllm.md).
+//! `vllm_env` template points each cache into it. Concurrent writers are safe with vLLM releases
+//! since the end of 2025 (compile artifacts saved as single files, written atomically) and
+//! torch >= 2.10 (Inductor artifacts written atomically); older versions should use `"off"` or
+//! a folder per deployment (see docs/real-vllm.md).
 
 use std::path::{Path, PathBuf};
 
