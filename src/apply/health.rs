@@ -73,6 +73,7 @@ pub(crate) async fn watch_crash(running: &mut [Running]) -> anyhow::Error {
                 };
                 strikes[i] = if bad.is_some() { strikes[i] + 1 } else { 0 };
                 if let (Some(bad), true) = (bad, strikes[i] >= HEALTH_STRIKES) {
+                    p.mark_dead();
                     return anyhow!(
                         "{}'s /health went bad while it served ({bad}, {HEALTH_STRIKES} times in \
                          a row); last log lines:\n{}",

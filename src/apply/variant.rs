@@ -24,6 +24,11 @@ use crate::results::rundir::{Attempt, CellTiming, VariantDir, VariantTiming};
 /// high means the dataset repeats prefixes (or has too few prompts for the sweep).
 const PREFIX_CACHE_WARN_SHARE: f64 = 0.10;
 
+/// The grace period at teardown for a component known to be dead (it logged a fatal line or
+/// its `/health` hung): vLLM's API server can outlive its engine and ignore SIGTERM, and
+/// nothing it holds is worth the full grace of GPU time.
+const DEAD_GRACE: Duration = Duration::from_secs(3);
+
 /// Everything one variant's run reads.
 pub(crate) struct VariantRun<'a> {
     pub options: &'a Options,
@@ -146,13 +151,24 @@ impl VariantRun<'_> {
                 .iter_mut()
                 .partition(|(c, _)| c.role == ComponentRole::Proxy);
             let stop_all = async move {
+                let grace_of = |p: &Supervised| {
+                    if p.is_dead() {
+                        grace.min(DEAD_GRACE)
+                    } else {
+                        grace
+                    }
+                };
                 let mut reports = Vec::new();
                 for (_, p) in proxies {
-                    reports.push(p.stop(grace).await);
+                    let g = grace_of(p);
+                    reports.push(p.stop(g).await);
                 }
                 reports.extend(
-                    futures::future::join_all(instances.into_iter().map(|(_, p)| p.stop(grace)))
-                        .await,
+                    futures::future::join_all(instances.into_iter().map(|(_, p)| {
+                        let g = grace_of(p);
+                        p.stop(g)
+                    }))
+                    .await,
                 );
                 reports
             };

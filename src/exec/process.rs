@@ -111,6 +111,8 @@ pub struct Supervised {
     exit: Option<ExitStatus>,
     stopped: bool,
     fatal: Option<LogWatch>,
+    /// Known to be dead though its process may live on (a fatal line, a wedged `/health`).
+    dead: bool,
 }
 
 /// How a component ended when it was stopped.
@@ -174,6 +176,7 @@ impl Supervised {
             exit: None,
             stopped: false,
             fatal: None,
+            dead: false,
         })
     }
 
@@ -239,7 +242,22 @@ impl Supervised {
     /// component is dead though its process may live on (vLLM's API server outlives a failed
     /// engine).
     pub fn fatal_line(&mut self) -> Option<String> {
-        self.fatal.as_mut()?.scan(&self.log)
+        let line = self.fatal.as_mut()?.scan(&self.log);
+        if line.is_some() {
+            self.dead = true;
+        }
+        line
+    }
+
+    /// The component is dead to vbench though its process lives (e.g. its `/health` hangs).
+    pub fn mark_dead(&mut self) {
+        self.dead = true;
+    }
+
+    /// It logged a fatal line or was [marked dead](Self::mark_dead): nothing it holds is worth
+    /// a long grace period at teardown.
+    pub fn is_dead(&self) -> bool {
+        self.dead
     }
 
     /// The last `n` lines of the component's log, for error messages.

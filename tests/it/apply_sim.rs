@@ -343,7 +343,9 @@ fn a_rate_during_which_an_instance_died_is_not_kept_as_measured() {
 }
 
 /// vLLM's API server can outlive a failed engine: an instance that logs a fatal line (the
-/// `fatal_lines` template) fails its variant at once, not at the health timeout.
+/// `fatal_lines` template) fails its variant at once, not at the health timeout, and is
+/// stopped under a short grace period though it ignores SIGTERM (as such a server did on the
+/// H200). It also gets the manifest's compile-cache folder.
 #[test]
 fn an_instance_that_logs_a_fatal_line_fails_fast_though_its_process_lives() {
     let _busy = crate::support::busy();
@@ -364,8 +366,9 @@ num_prompts = 4
 backend = "local"
 accelerator = "cpu"
 cpu_cores_per_instance = 1
-vllm_bin = ["sh", "-c", "[ \"$1\" = --version ] && exit 0; echo starting; sleep 1; echo '{line}'; exec sleep 3000", "stub"]
+vllm_bin = ["sh", "-c", "[ \"$1\" = --version ] && exit 0; trap '' TERM; echo cache=$VLLM_CACHE_ROOT; sleep 1; echo '{line}'; exec sleep 3000", "stub"]
 health_timeout_s = 120
+compile_cache = "cache"
 [[deployment]]
 mode = "simple"
 "#,
@@ -378,7 +381,7 @@ mode = "simple"
     let t0 = Instant::now();
     let out = Command::new(BIN)
         .args(["apply", path.to_str().unwrap(), "--no-report"])
-        .args(["--stop-grace-s", "2", "--results"])
+        .args(["--stop-grace-s", "60", "--results"])
         .arg(tmp.path().join("results"))
         .output()
         .unwrap();
@@ -390,7 +393,33 @@ mode = "simple"
             && stderr.contains(line),
         "{stderr}"
     );
+    // The full grace would be 60 s; a dead instance gets 3.
     assert!(took < Duration::from_secs(30), "took {took:?}");
+    let run = std::fs::read_dir(tmp.path().join("results/fatal"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let variant = std::fs::read_dir(run)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("teardown.json").is_file())
+        .unwrap();
+    let teardown: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(variant.join("teardown.json")).unwrap()).unwrap();
+    assert_eq!(teardown[0]["killed"], true, "{teardown}");
+    assert!(
+        teardown[0]["seconds"].as_f64().unwrap() < 10.0,
+        "{teardown}"
+    );
+    let cache = tmp.path().join("cache");
+    assert!(cache.is_dir());
+    let log = std::fs::read_to_string(variant.join("logs/serve-0.log")).unwrap();
+    assert!(
+        log.contains(&format!("cache={}/vllm", cache.display())),
+        "{log}"
+    );
 }
 
 /// A server that wedges mid-rate (no answer to anything, /health included) holds every
