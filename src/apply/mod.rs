@@ -283,14 +283,10 @@ pub async fn run(
     let m = &loaded.manifest;
     let simulated = plan.backend == Backend::Sim;
     let stop = interrupted.clone();
-    let probe_env = crate::exec::process::resolve_env(&m.target.env);
-    let env = Environment::collect(
-        &loaded.path,
-        (!simulated).then_some((&m.target.vllm_bin, &probe_env)),
-        simulated,
-        &move || stop.requested(),
-    );
-    let (run_dir, lock) = match &options.resume {
+    // Everything but vLLM's version now: that probe imports vLLM (20-30 s on a GPU host), so
+    // it runs while the first variant starts, and environment.json follows when it answers.
+    let env = Environment::collect(&loaded.path, None, simulated, &move || stop.requested());
+    let (run_dir, lock, attempt) = match &options.resume {
         Some(dir) => {
             let run_dir = RunDir::open(dir);
             // Taken before anything is checked or written: a second resume of the same run
@@ -298,16 +294,15 @@ pub async fn run(
             let lock = run_dir.lock()?;
             run_dir.check_resumable(loaded)?;
             stop_leftovers(lock.mark(), options.stop_grace, events)?;
-            run_dir.write_resume_environment(&Attempt::resume(chrono::Local::now()), &env)?;
-            (run_dir, lock)
+            (run_dir, lock, Attempt::resume(chrono::Local::now()))
         }
         None => {
             let run_dir = RunDir::create(&options.results, &plan.experiment, chrono::Local::now())?;
             let started = run_dir
                 .lock()
-                .and_then(|lock| run_dir.write_start(loaded, plan, &env).map(|_| lock));
+                .and_then(|lock| run_dir.write_start(loaded, plan).map(|_| lock));
             match started {
-                Ok(lock) => (run_dir, lock),
+                Ok(lock) => (run_dir, lock, Attempt::first()),
                 Err(e) => {
                     // A folder without its manifest and plan cannot be resumed or reported:
                     // it is removed (it holds nothing else yet).
@@ -324,6 +319,18 @@ pub async fn run(
     // Everything launched from here on is registered with the reaper, which stops it should
     // this process die before its own teardown (SIGKILL, the OOM killer).
     let _reaper = Reaper::start(&vbench_bin, options.stop_grace)?;
+    let mut environment = PendingEnvironment::start(
+        env,
+        attempt,
+        (!simulated).then(|| {
+            (
+                m.target.vllm_bin.clone(),
+                crate::exec::process::resolve_env(&m.target.env),
+                interrupted.clone(),
+            )
+        }),
+    );
+    environment.settle(&run_dir, false).await?;
     events.info(&format!(
         "run {}: {} variants, {} cells → {}",
         plan.experiment,
@@ -400,9 +407,12 @@ pub async fn run(
         .iter()
         .filter(|v| options.only.is_empty() || options.only.contains(&v.id))
         .collect();
+    let mut stopped = false;
     for (i, variant) in selected.iter().enumerate() {
+        environment.settle(&run_dir, false).await?;
         if interrupted.requested() {
-            return Ok((run_dir, Outcome::Interrupted));
+            stopped = true;
+            break;
         }
         events.info(&format!(
             "[{}/{}] {} ({})",
@@ -438,7 +448,10 @@ pub async fn run(
         };
         match run.run(&mut ports, &mut interrupted).await {
             Ok(()) => variant_dir.clear_failed()?,
-            Err(VariantError::Interrupted) => return Ok((run_dir, Outcome::Interrupted)),
+            Err(VariantError::Interrupted) => {
+                stopped = true;
+                break;
+            }
             Err(VariantError::Failed(e)) => {
                 events.info(&format!("  variant {} failed: {e:#}", variant.id));
                 let _ = variant_dir.write_failed(&attempt, &format!("{e:#}"));
@@ -446,12 +459,61 @@ pub async fn run(
             }
         }
     }
-    let outcome = if failed.is_empty() {
+    environment.settle(&run_dir, true).await?;
+    let outcome = if stopped {
+        Outcome::Interrupted
+    } else if failed.is_empty() {
         Outcome::Complete
     } else {
         Outcome::VariantsFailed(failed)
     };
     Ok((run_dir, outcome))
+}
+
+/// The run's environment record, written once the vLLM version probe (started in the
+/// background) has answered: while the first variant starts, not before it.
+struct PendingEnvironment {
+    env: Environment,
+    attempt: Attempt,
+    probe: Option<tokio::task::JoinHandle<Option<String>>>,
+    written: bool,
+}
+
+impl PendingEnvironment {
+    fn start(
+        env: Environment,
+        attempt: Attempt,
+        vllm: Option<(
+            manifest::VllmCommand,
+            std::collections::BTreeMap<String, String>,
+            Interrupts,
+        )>,
+    ) -> Self {
+        let probe = vllm.map(|(cmd, probe_env, stop)| {
+            tokio::task::spawn_blocking(move || {
+                Environment::vllm_version(&cmd, &probe_env, &move || stop.requested())
+            })
+        });
+        PendingEnvironment {
+            env,
+            attempt,
+            probe,
+            written: false,
+        }
+    }
+
+    /// Write the record if the probe has answered (or there is none); `wait`: wait for it
+    /// (it gives up at a signal).
+    async fn settle(&mut self, run_dir: &RunDir, wait: bool) -> anyhow::Result<()> {
+        if self.written || (!wait && self.probe.as_ref().is_some_and(|p| !p.is_finished())) {
+            return Ok(());
+        }
+        if let Some(probe) = self.probe.take() {
+            self.env.vllm_version = probe.await.ok().flatten();
+        }
+        self.written = true;
+        run_dir.write_environment(&self.attempt, &self.env)
+    }
 }
 
 /// Processes an earlier apply of this run left behind (it and its reaper died): named, then

@@ -75,12 +75,7 @@ impl Environment {
         .map(|s| !s.is_empty());
         let vllm_version = match (simulated, vllm) {
             (true, _) => Some("simulated (vbench sim-serve)".to_owned()),
-            (false, Some((cmd, env))) => {
-                let mut c = Command::new(cmd.program());
-                c.args(cmd.leading_args()).arg("--version").envs(env);
-                probe::output(c, probe::LIMIT, stop)
-                    .map(|s| s.lines().last().unwrap_or("").to_owned())
-            }
+            (false, Some((cmd, env))) => Self::vllm_version(cmd, env, stop),
             (false, None) => None,
         };
         let gpus = command_output(
@@ -113,6 +108,19 @@ impl Environment {
                     .unwrap_or(1),
             ),
         }
+    }
+}
+
+impl Environment {
+    /// `vllm --version` (its last line). It imports vLLM: 20-30 s on a GPU host.
+    pub fn vllm_version(
+        cmd: &VllmCommand,
+        env: &BTreeMap<String, String>,
+        stop: &dyn Fn() -> bool,
+    ) -> Option<String> {
+        let mut c = Command::new(cmd.program());
+        c.args(cmd.leading_args()).arg("--version").envs(env);
+        probe::output(c, probe::LIMIT, stop).map(|s| s.lines().last().unwrap_or("").to_owned())
     }
 }
 

@@ -3,7 +3,8 @@
 //! ```text
 //! <run>/manifest.toml                  exact copy of what ran
 //! <run>/plan.json                      the resolved plan (variants, cells)
-//! <run>/environment.json               versions, GPUs, host, git state
+//! <run>/environment.json               versions, GPUs, host, git state (written once the
+//!                                      `vllm --version` probe answers, as the first variant starts)
 //! <run>/environment-resume-<T>.json    the same, for each `apply --resume`
 //! <run>/<variant>/deployment.json      resolved commands (secrets redacted), ports, GPUs
 //! <run>/<variant>/deployment-resume-<T>.json, teardown-resume-<T>.json   a resumed attempt's
@@ -246,25 +247,22 @@ impl RunDir {
         Ok(RunLock { _file: file, mark })
     }
 
-    /// The records a new run starts with: the manifest as on disk, the plan, the environment.
-    pub fn write_start(
-        &self,
-        loaded: &LoadedManifest,
-        plan: &Plan,
-        env: &Environment,
-    ) -> anyhow::Result<()> {
+    /// The records a new run starts with: the manifest as on disk and the plan (the
+    /// environment follows with [`Self::write_environment`]).
+    pub fn write_start(&self, loaded: &LoadedManifest, plan: &Plan) -> anyhow::Result<()> {
         write_bytes_new(&self.path.join(MANIFEST), loaded.original_text.as_bytes())?;
-        write_json_new(&self.path.join(PLAN), &redacted(plan)?)?;
-        write_json_new(&self.path.join(ENVIRONMENT), env)
+        write_json_new(&self.path.join(PLAN), &redacted(plan)?)
     }
 
-    /// A resumed run keeps the first environment record and adds one per resume.
-    pub fn write_resume_environment(
-        &self,
-        attempt: &Attempt,
-        env: &Environment,
-    ) -> anyhow::Result<()> {
-        write_json_new(&self.path.join(attempt.file("environment")), env)
+    /// `environment.json` for the first attempt; a resumed run keeps it and adds
+    /// `environment-resume-<T>.json` per resume.
+    pub fn write_environment(&self, attempt: &Attempt, env: &Environment) -> anyhow::Result<()> {
+        write_json_new(
+            &self
+                .path
+                .join(attempt.file(ENVIRONMENT.trim_end_matches(".json"))),
+            env,
+        )
     }
 
     /// A run folder can be resumed with the manifest and overrides it started with.
@@ -870,7 +868,7 @@ mod tests {
         v.write_deployment(&Attempt::first(), &1).unwrap();
         v.write_deployment(&resume, &2).unwrap();
         v.write_teardown(&resume, &3).unwrap();
-        run.write_resume_environment(&resume, &Environment::default())
+        run.write_environment(&resume, &Environment::default())
             .unwrap();
         v.write_metrics_text(&resume, "i0", "1qps-before", "x 1\n")
             .unwrap();
@@ -922,8 +920,7 @@ mode = "nixl"
         let plan = crate::plan::resolve(&loaded, &capacity).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::create(dir.path(), "t", chrono::Local::now()).unwrap();
-        run.write_start(&loaded, &plan, &Environment::default())
-            .unwrap();
+        run.write_start(&loaded, &plan).unwrap();
         let read = run.read_plan().unwrap().unwrap();
         assert_eq!(read.experiment, plan.experiment);
         assert_eq!(read.overrides, plan.overrides);

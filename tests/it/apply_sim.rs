@@ -345,7 +345,8 @@ fn a_rate_during_which_an_instance_died_is_not_kept_as_measured() {
 /// vLLM's API server can outlive a failed engine: an instance that logs a fatal line (the
 /// `fatal_lines` template) fails its variant at once, not at the health timeout, and is
 /// stopped under a short grace period though it ignores SIGTERM (as such a server did on the
-/// H200). It also gets the manifest's compile-cache folder.
+/// H200). It also gets the manifest's compile-cache folder, and is launched while vbench's
+/// `vllm --version` probe (slow: it imports vLLM) still runs.
 #[test]
 fn an_instance_that_logs_a_fatal_line_fails_fast_though_its_process_lives() {
     let _busy = crate::support::busy();
@@ -366,7 +367,7 @@ num_prompts = 4
 backend = "local"
 accelerator = "cpu"
 cpu_cores_per_instance = 1
-vllm_bin = ["sh", "-c", "[ \"$1\" = --version ] && exit 0; trap '' TERM; echo cache=$VLLM_CACHE_ROOT; sleep 1; echo '{line}'; exec sleep 3000", "stub"]
+vllm_bin = ["sh", "-c", "[ \"$1\" = --version ] && sleep 4 && echo 0.0-stub && exit 0; trap '' TERM; echo cache=$VLLM_CACHE_ROOT; sleep 1; echo '{line}'; exec sleep 3000", "stub"]
 health_timeout_s = 120
 compile_cache = "cache"
 [[deployment]]
@@ -415,10 +416,25 @@ mode = "simple"
     );
     let cache = tmp.path().join("cache");
     assert!(cache.is_dir());
-    let log = std::fs::read_to_string(variant.join("logs/serve-0.log")).unwrap();
+    let log_path = variant.join("logs/serve-0.log");
+    let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
         log.contains(&format!("cache={}/vllm", cache.display())),
         "{log}"
+    );
+    // The instance had started and logged its last line (at ~1 s) well before the version
+    // probe answered (at ~4 s) and environment.json was written.
+    let env_path = variant.parent().unwrap().join("environment.json");
+    let env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&env_path).unwrap()).unwrap();
+    assert_eq!(env["vllm_version"], "0.0-stub", "{env}");
+    let modified = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let lead = modified(&env_path)
+        .duration_since(modified(&log_path))
+        .unwrap_or_default();
+    assert!(
+        lead > Duration::from_secs(2),
+        "the probe came first: {lead:?}"
     );
 }
 
