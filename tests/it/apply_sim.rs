@@ -1213,3 +1213,42 @@ fn plan_estimates_a_variant_from_its_past_runs() {
         0
     );
 }
+
+/// A variant's instances start together: three that each take 3 s to become healthy are all
+/// healthy after about 3 s, not 9.
+#[test]
+fn a_variants_instances_start_in_parallel() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "load.rates=[40]",
+        "load.num_prompts=10",
+        "load.warmup=0",
+        "deployment.1.extra_args=[\"--unhealthy-for\", \"3\"]",
+    ];
+    let plan = Command::new(BIN)
+        .args(["plan", "experiments/sim-demo.toml", "--json"])
+        .args(sets.iter().flat_map(|s| ["--set", s]))
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let id = plan["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .find(|id| id.starts_with("nixl-p2d1"))
+        .unwrap();
+    let out = apply(tmp.path(), &sets, &["--only", &id]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let timing: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(run_dir(tmp.path()).join(&id).join("timing.json")).unwrap(),
+    )
+    .unwrap();
+    let healthy = timing["instances_healthy_s"].as_f64().unwrap();
+    assert!((3.0..6.0).contains(&healthy), "{timing}");
+}
