@@ -5,6 +5,7 @@
 
 pub mod analysis;
 pub mod attainment;
+pub mod stats;
 pub mod convert;
 pub mod figures;
 pub mod import;
