@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::attainment::{self, percentile_sorted, Crossing, Slo};
+use super::stats::{self, Interval};
 use crate::report::import::{ClientInfo, FileSummary, Imported, RatePoint, SourceKind, Variant};
 
 /// What to score and how.
@@ -47,6 +48,14 @@ pub struct Pcts {
     pub p99: f64,
 }
 
+/// 95 % intervals of p50/p90/p99, milliseconds; an open end: too few requests to bound it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct PctsInterval {
+    pub p50: Interval,
+    pub p90: Interval,
+    pub p99: Interval,
+}
+
 fn pcts_ms(values: &mut [f64]) -> Option<Pcts> {
     if values.is_empty() {
         return None;
@@ -56,6 +65,15 @@ fn pcts_ms(values: &mut [f64]) -> Option<Pcts> {
         p50: percentile_sorted(values, 50.0) * 1e3,
         p90: percentile_sorted(values, 90.0) * 1e3,
         p99: percentile_sorted(values, 99.0) * 1e3,
+    })
+}
+
+/// The intervals of [`pcts_ms`] (call it first: `values` must be sorted).
+fn pcts_interval_ms(sorted: &[f64]) -> Option<PctsInterval> {
+    (!sorted.is_empty()).then(|| PctsInterval {
+        p50: stats::quantile_interval(sorted, 0.50).scaled(1e3),
+        p90: stats::quantile_interval(sorted, 0.90).scaled(1e3),
+        p99: stats::quantile_interval(sorted, 0.99).scaled(1e3),
     })
 }
 
@@ -74,11 +92,18 @@ pub struct PointStats {
     pub failures_by_kind: std::collections::BTreeMap<String, u64>,
     /// Attainment (%) at scale 1: both, TTFT only, TPOT only. `None` (null) without per-request data.
     pub attainment: Option<[f64; 3]>,
+    /// 95 % Wilson intervals of `attainment` (%), over this point's requests.
+    pub attainment_interval: Option<[Interval; 3]>,
     /// Latency percentiles over successful requests (TPOT: those with ≥ 2 output tokens).
     pub ttft_ms: Option<Pcts>,
     pub tpot_ms: Option<Pcts>,
     pub itl_ms: Option<Pcts>,
     pub e2e_ms: Option<Pcts>,
+    /// 95 % intervals of the TTFT, TPOT and E2E percentiles (distribution-free, over
+    /// requests). ITL has none: the gaps of one request are not independent samples.
+    pub ttft_interval_ms: Option<PctsInterval>,
+    pub tpot_interval_ms: Option<PctsInterval>,
+    pub e2e_interval_ms: Option<PctsInterval>,
     pub request_throughput: Option<f64>,
     pub output_throughput: Option<f64>,
     /// The client's schedule keeping; null for files other tools wrote.
@@ -115,6 +140,10 @@ pub struct VariantStats {
     pub goodput: Crossing,
     /// Goodput per GPU, req/s/GPU.
     pub goodput_per_gpu: Crossing,
+    /// Goodput's 95 % range: where the attainment intervals' lower ends cross the target
+    /// (pessimistic) and where their upper ends do (optimistic).
+    pub goodput_interval: [Crossing; 2],
+    pub goodput_per_gpu_interval: [Crossing; 2],
     /// The rate the SLO-scale panel was scored at.
     pub scale_rate: Option<f64>,
     /// (scale, [both, ttft, tpot]) at `scale_rate`: attainment (%) at each SLO scale.
@@ -137,6 +166,18 @@ impl VariantStats {
             .filter_map(|p| {
                 let x = if per_gpu { p.per_gpu_rate } else { p.rate };
                 p.attainment.map(|a| (x, a[kind]))
+            })
+            .collect()
+    }
+
+    /// [`Self::rate_curve`] with each point's 95 % interval: (x, attainment, low, high) %.
+    pub fn rate_curve_interval(&self, kind: usize, per_gpu: bool) -> Vec<(f64, f64, f64, f64)> {
+        self.points
+            .iter()
+            .filter_map(|p| {
+                let x = if per_gpu { p.per_gpu_rate } else { p.rate };
+                let i = p.attainment_interval?[kind];
+                Some((x, p.attainment?[kind], i.lo?, i.hi?))
             })
             .collect()
     }
@@ -194,12 +235,32 @@ pub fn analyse(imported: &Imported, scoring: &Scoring) -> Analysis {
     }
 }
 
+/// Wilson intervals (%) of attainment percentages over `n` requests.
+fn attainment_interval(att: [f64; 3], n: usize) -> [Interval; 3] {
+    att.map(|pct| {
+        let met = (pct / 100.0 * n as f64).round() as u64;
+        match stats::wilson(met, n as u64, stats::Z95) {
+            Some((lo, hi)) => Interval {
+                lo: Some(100.0 * lo),
+                hi: Some(100.0 * hi),
+            },
+            None => Interval { lo: None, hi: None },
+        }
+    })
+}
+
 fn point_stats(p: &RatePoint, gpus: u32, slo: Slo) -> PointStats {
     let ok = || p.samples.iter().filter(|s| s.ok);
     let mut ttft: Vec<f64> = ok().filter_map(|s| s.ttft_s).collect();
     let mut tpot: Vec<f64> = ok().filter_map(|s| s.tpot_s).collect();
     let mut e2e: Vec<f64> = ok().filter_map(|s| s.e2e_s).collect();
     let mut itl = p.itls_s.clone();
+    let attainment = if p.per_request {
+        attainment::attainment3(&p.samples, slo, 1.0)
+    } else {
+        None
+    };
+    let (ttft_ms, tpot_ms, e2e_ms) = (pcts_ms(&mut ttft), pcts_ms(&mut tpot), pcts_ms(&mut e2e));
     PointStats {
         rate: p.rate,
         per_gpu_rate: p.rate / gpus.max(1) as f64,
@@ -212,15 +273,15 @@ fn point_stats(p: &RatePoint, gpus: u32, slo: Slo) -> PointStats {
         completed: p.completed,
         failed: p.failed,
         failures_by_kind: p.failures_by_kind.clone(),
-        attainment: if p.per_request {
-            attainment::attainment3(&p.samples, slo, 1.0)
-        } else {
-            None
-        },
-        ttft_ms: pcts_ms(&mut ttft),
-        tpot_ms: pcts_ms(&mut tpot),
+        attainment,
+        attainment_interval: attainment.map(|a| attainment_interval(a, p.samples.len())),
+        ttft_ms,
+        tpot_ms,
         itl_ms: pcts_ms(&mut itl),
-        e2e_ms: pcts_ms(&mut e2e),
+        e2e_ms,
+        ttft_interval_ms: pcts_interval_ms(&ttft),
+        tpot_interval_ms: pcts_interval_ms(&tpot),
+        e2e_interval_ms: pcts_interval_ms(&e2e),
         request_throughput: p.request_throughput,
         output_throughput: p.output_throughput,
         client: p.client.clone(),
@@ -243,7 +304,7 @@ fn analyse_variant(run: &str, slug: String, v: &Variant, sc: &Scoring) -> Varian
     let rate_crossing = [0, 1, 2].map(|k| attainment::rate_crossing(&curve(k), sc.target_pct));
     let goodput = rate_crossing[0];
     let g = v.gpus.max(1) as f64;
-    let goodput_per_gpu = match goodput {
+    let per_gpu = |c: Crossing| match c {
         Crossing::At { x, lo, hi } => Crossing::At {
             x: x / g,
             lo: lo / g,
@@ -253,6 +314,18 @@ fn analyse_variant(run: &str, slug: String, v: &Variant, sc: &Scoring) -> Varian
         Crossing::NotReached { edge } => Crossing::NotReached { edge: edge / g },
         Crossing::NoData => Crossing::NoData,
     };
+    let goodput_per_gpu = per_gpu(goodput);
+    let bound_curve = |upper: bool| -> Vec<(f64, f64)> {
+        points
+            .iter()
+            .filter_map(|p| {
+                let i = p.attainment_interval?[0];
+                Some((p.rate, if upper { i.hi? } else { i.lo? }))
+            })
+            .collect()
+    };
+    let goodput_interval =
+        [false, true].map(|upper| attainment::rate_crossing(&bound_curve(upper), sc.target_pct));
 
     // The SLO-scale panel's rate.
     let with_data: Vec<&RatePoint> = v.points.iter().filter(|p| p.per_request).collect();
@@ -299,6 +372,8 @@ fn analyse_variant(run: &str, slug: String, v: &Variant, sc: &Scoring) -> Varian
         rate_crossing,
         goodput,
         goodput_per_gpu,
+        goodput_interval,
+        goodput_per_gpu_interval: goodput_interval.map(per_gpu),
         scale_rate: chosen.map(|p| p.rate),
         scale_curve,
         scale_crossing,

@@ -149,6 +149,8 @@ struct Series {
     dash: Dash,
     label: String,
     markers: bool,
+    /// 95 % intervals drawn as error bars: (x, value, low, high).
+    bars: Vec<(f64, f64, f64, f64)>,
 }
 
 struct Mark {
@@ -305,6 +307,11 @@ fn draw_panel(area: &DrawingArea<SVGBackend, Shift>, p: &Panel) -> anyhow::Resul
                 )
                 .map_err(pe)?;
         }
+        chart
+            .draw_series(s.bars.iter().map(|&(x, y, lo, hi)| {
+                ErrorBar::new_vertical(tx(x), lo, y, hi, style_of(s.color, 1), 7)
+            }))
+            .map_err(pe)?;
     }
     for (i, m) in p.marks.iter().enumerate() {
         let x = tx(m.x);
@@ -567,6 +574,12 @@ pub fn variant_figure(a: &Analysis, v: &VariantStats, per_gpu: bool) -> anyhow::
                 dash: KIND_DASH[k],
                 label: kind.title().to_string(),
                 markers: true,
+                // "Both" only: three sets of bars would hide the curves.
+                bars: if k == 0 {
+                    v.rate_curve_interval(0, per_gpu)
+                } else {
+                    Vec::new()
+                },
             });
         }
         lp.hline = Some((target, format!("target {}%", fmt_num(target))));
@@ -598,6 +611,7 @@ pub fn variant_figure(a: &Analysis, v: &VariantStats, per_gpu: bool) -> anyhow::
                 dash: KIND_DASH[k],
                 label: kind.title().to_string(),
                 markers: true,
+                bars: Vec::new(),
             });
         }
         rp.hline = Some((target, format!("target {}%", fmt_num(target))));
@@ -685,12 +699,18 @@ pub fn comparison_figure(
             );
             lp.marks
                 .extend(crossing_mark(&crossing, target, *color, "", unit));
+            let bars = v
+                .rate_curve_interval(k, per_gpu)
+                .into_iter()
+                .filter(|b| pts.iter().any(|p| p.0 == b.0))
+                .collect();
             lp.series.push(Series {
                 points: pts,
                 color: *color,
                 dash: *dash,
                 label,
                 markers: true,
+                bars,
             });
             rp.series.push(Series {
                 points: v.scale_curve.iter().map(|(s, att)| (*s, att[k])).collect(),
@@ -701,6 +721,7 @@ pub fn comparison_figure(
                     None => v.label.clone(),
                 },
                 markers: true,
+                bars: Vec::new(),
             });
             rp.marks
                 .extend(crossing_mark(&v.scale_crossing[k], target, *color, "", ""));
@@ -767,6 +788,7 @@ pub fn latency_figure(a: &Analysis, v: &VariantStats) -> anyhow::Result<String> 
                     dash,
                     label: format!("{name} {pname}"),
                     markers: true,
+                    bars: Vec::new(),
                 });
             }
             let y_top = series
@@ -830,6 +852,7 @@ pub fn client_figure(a: &Analysis, v: &VariantStats) -> anyhow::Result<String> {
             dash: Dash::Solid,
             label: "achieved".into(),
             markers: true,
+            bars: Vec::new(),
         });
         let ymax = with
             .iter()
@@ -860,6 +883,7 @@ pub fn client_figure(a: &Analysis, v: &VariantStats) -> anyhow::Result<String> {
                 dash,
                 label: name.into(),
                 markers: true,
+                bars: Vec::new(),
             });
         }
         let thr = with.first().map(|(_, c)| c.lag_threshold_ms);

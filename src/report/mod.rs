@@ -5,10 +5,10 @@
 
 pub mod analysis;
 pub mod attainment;
-pub mod stats;
 pub mod convert;
 pub mod figures;
 pub mod import;
+pub mod stats;
 pub mod summary;
 
 use std::path::{Path, PathBuf};

@@ -156,9 +156,7 @@ mod tests {
             let mut covered = 0;
             let mut bounded = 0;
             for _ in 0..1000 {
-                let mut xs: Vec<f64> = (0..n)
-                    .map(|_| -(1.0 - rng.gen::<f64>()).ln())
-                    .collect();
+                let mut xs: Vec<f64> = (0..n).map(|_| -(1.0 - rng.gen::<f64>()).ln()).collect();
                 xs.sort_by(f64::total_cmp);
                 let i = quantile_interval(&xs, q);
                 covered += i.contains(truth) as u32;

@@ -22,6 +22,7 @@ mod proxy;
 mod report_cli;
 mod report_html;
 mod report_import;
+mod report_intervals;
 mod report_render;
 mod report_snapshot;
 mod schema;

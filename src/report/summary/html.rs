@@ -84,10 +84,16 @@ pub(super) fn html(
         slo: slo_line(&a.scoring.slo, a.scoring.target_pct),
         winner: if w.by_goodput.is_empty() {
             "none reaches the target".into()
-        } else {
+        } else if w.distinguishable {
             w.by_goodput.join(", ")
+        } else {
+            format!("{} (not distinguishable)", w.by_goodput.join(", "))
         },
-        winner_per_gpu: w.by_goodput_per_gpu.join(", "),
+        winner_per_gpu: if w.distinguishable_per_gpu {
+            w.by_goodput_per_gpu.join(", ")
+        } else {
+            format!("{} (not distinguishable)", w.by_goodput_per_gpu.join(", "))
+        },
         winner_note: w.note.clone(),
         head: head_rows(a, w),
         blocks: rate_blocks(a),

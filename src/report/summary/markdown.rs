@@ -44,9 +44,19 @@ pub(super) fn markdown(
     match w.by_goodput.as_slice() {
         [] => s.push_str("**Winner at the target:** none reaches it.\n\n"),
         list => s.push_str(&format!(
-            "**Winner at the target:** {} (goodput); per GPU: {}.\n\n",
+            "**Winner at the target:** {} (goodput{}); per GPU: {}{}.\n\n",
             md(&list.join(", ")),
-            md(&w.by_goodput_per_gpu.join(", "))
+            if w.distinguishable {
+                ""
+            } else {
+                ", not distinguishable"
+            },
+            md(&w.by_goodput_per_gpu.join(", ")),
+            if w.distinguishable_per_gpu {
+                ""
+            } else {
+                " (not distinguishable)"
+            }
         )),
     }
     if !w.note.is_empty() {
@@ -74,7 +84,10 @@ pub(super) fn markdown(
     for b in rate_blocks(a) {
         s.push_str(&format!("## {}\n\n", md(&b.label)));
         s.push_str(
-            "Latencies in ms as p50 / p90 / p99; attainment % as both / TTFT only / TPOT only.\n\n",
+            "Latencies in ms as p50 / p90 / p99; attainment % as both (with its 95 % Wilson \
+             interval) / TTFT only / TPOT only. Goodput ranges (95 %) are where the attainment \
+             intervals' ends cross the target; summary.json has 95 % intervals of every TTFT, \
+             TPOT and E2E percentile too.\n\n",
         );
         s.push_str("| Rate (req/s) | Attainment | TTFT | TPOT | ITL | E2E | Throughput | Failed | Client |\n");
         s.push_str("|---|---|---|---|---|---|---|---|---|\n");

@@ -51,6 +51,12 @@ pub struct Winner {
     pub by_goodput: Vec<String>,
     /// The same by goodput per GPU.
     pub by_goodput_per_gpu: Vec<String>,
+    /// Whether the goodput winner's 95 % range lies above every other variant's (false: not
+    /// distinguishable at this sample size; the note says about how many requests per rate
+    /// would be).
+    pub distinguishable: bool,
+    /// The same for goodput per GPU.
+    pub distinguishable_per_gpu: bool,
     /// How a reader should take it ("lower bound" when a winner never dropped below target);
     /// empty when there is nothing to add.
     pub note: String,
@@ -89,25 +95,101 @@ fn best(vs: &[VariantStats], f: impl Fn(&VariantStats) -> &Crossing) -> Vec<Stri
         .collect()
 }
 
+/// The low end of a goodput range as a number: a crossing, the edge of "always above" (a
+/// lower bound), 0 for "not reached".
+fn low_end(c: &Crossing) -> f64 {
+    goodput_rank_value(c)
+}
+
+/// The high end: a crossing, the edge of "not reached" (goodput lies below it), unbounded for
+/// "always above".
+fn high_end(c: &Crossing) -> f64 {
+    match c {
+        Crossing::At { x, .. } => *x,
+        Crossing::NotReached { edge } => *edge,
+        Crossing::AlwaysAbove { .. } => f64::INFINITY,
+        Crossing::NoData => 0.0,
+    }
+}
+
+/// Whether the winners' ranges lie above every other variant's, and if not, roughly how many
+/// requests per rate would separate the best two (interval widths shrink as 1/√n).
+fn separation(
+    vs: &[VariantStats],
+    winners: &[String],
+    range: impl Fn(&VariantStats) -> &[Crossing; 2],
+    point: impl Fn(&VariantStats) -> &Crossing,
+) -> (bool, Option<u64>) {
+    let (ws, others): (Vec<&VariantStats>, Vec<&VariantStats>) =
+        vs.iter().partition(|v| winners.contains(&v.label));
+    let Some(w) = ws.first() else {
+        return (true, None);
+    };
+    let Some(rival) = others
+        .iter()
+        .max_by(|a, b| goodput_rank_value(point(a)).total_cmp(&goodput_rank_value(point(b))))
+    else {
+        return (true, None);
+    };
+    if low_end(&range(w)[0]) > high_end(&range(rival)[1]) {
+        return (true, None);
+    }
+    let width = |v: &VariantStats| high_end(&range(v)[1]) - low_end(&range(v)[0]);
+    let gap = goodput_rank_value(point(w)) - goodput_rank_value(point(rival));
+    let per_point = |v: &VariantStats| v.total_requests / v.points.len().max(1) as u64;
+    let widths = width(w) + width(rival);
+    let needed = (gap > 0.0 && widths.is_finite()).then(|| {
+        let n = per_point(w).max(per_point(rival)).max(1) as f64;
+        (n * (widths / (2.0 * gap)).powi(2)).ceil() as u64
+    });
+    (false, needed)
+}
+
 pub fn winner(a: &Analysis) -> Winner {
     let by_goodput = best(&a.variants, |v| &v.goodput);
     let by_goodput_per_gpu = best(&a.variants, |v| &v.goodput_per_gpu);
-    let mut note = String::new();
+    let (distinguishable, needed) = separation(
+        &a.variants,
+        &by_goodput,
+        |v| &v.goodput_interval,
+        |v| &v.goodput,
+    );
+    let (distinguishable_per_gpu, _) = separation(
+        &a.variants,
+        &by_goodput_per_gpu,
+        |v| &v.goodput_per_gpu_interval,
+        |v| &v.goodput_per_gpu,
+    );
+    let mut notes = Vec::new();
     if by_goodput.is_empty() {
-        note = "no variant reaches the target at any measured rate".into();
+        notes.push("no variant reaches the target at any measured rate".to_owned());
     } else if a
         .variants
         .iter()
         .any(|v| matches!(v.goodput, Crossing::AlwaysAbove { .. }))
     {
-        note = "at least one variant met the target at every measured rate: its goodput is a \
-                lower bound; measure higher rates to separate them"
-            .into();
+        notes.push(
+            "at least one variant met the target at every measured rate: its goodput is a \
+             lower bound; measure higher rates to separate them"
+                .to_owned(),
+        );
+    }
+    if !by_goodput.is_empty() && !distinguishable {
+        notes.push(match needed {
+            Some(n) => format!(
+                "not distinguishable at this sample size: the goodput ranges (95 %) overlap; \
+                 about {n} requests per rate would separate the best two"
+            ),
+            None => "not distinguishable at this sample size: the goodput ranges (95 %) overlap"
+                .to_owned(),
+        });
     }
     Winner {
         by_goodput,
         by_goodput_per_gpu,
-        note,
+        distinguishable,
+        distinguishable_per_gpu,
+        note: notes.join("; "),
     }
 }
 
@@ -120,6 +202,31 @@ fn pcts(p: Option<Pcts>) -> String {
             fmt_num(p.p99)
         ),
         None => "-".into(),
+    }
+}
+
+/// `5.46 req/s (95 %: 4.9-6.1)`; the range's open ends as `≥ x` or `< x`.
+fn with_range(point: &Crossing, range: &[Crossing; 2], unit: &str) -> String {
+    let text = point.describe(unit, "≥");
+    // "Always above" at every bound says it all already.
+    if matches!(range[0], Crossing::AlwaysAbove { .. }) {
+        return text;
+    }
+    let (lo, hi) = (low_end(&range[0]), high_end(&range[1]));
+    let range = match (lo > 0.0, hi.is_finite()) {
+        (true, true) => format!("{}-{}", fmt_num(lo), fmt_num(hi)),
+        (true, false) => format!("≥ {}", fmt_num(lo)),
+        (false, true) => format!("< {}", fmt_num(hi)),
+        (false, false) => return text,
+    };
+    format!("{text} (95 %: {range})")
+}
+
+/// `72.5 (64.8-79.1)`: a percentage with its interval.
+fn pct_with_interval(pct: f64, i: Option<&crate::report::stats::Interval>) -> String {
+    match i.and_then(|i| Some((i.lo?, i.hi?))) {
+        Some((lo, hi)) => format!("{} ({}-{})", fmt_num(pct), fmt_num(lo), fmt_num(hi)),
+        None => fmt_num(pct),
     }
 }
 
@@ -195,8 +302,12 @@ fn head_rows(a: &Analysis, w: &Winner) -> Vec<HeadRow> {
                     "?".into()
                 },
                 simulated: v.simulated,
-                goodput: v.goodput.describe("req/s", "≥"),
-                goodput_per_gpu: v.goodput_per_gpu.describe("req/s/GPU", "≥"),
+                goodput: with_range(&v.goodput, &v.goodput_interval, "req/s"),
+                goodput_per_gpu: with_range(
+                    &v.goodput_per_gpu,
+                    &v.goodput_per_gpu_interval,
+                    "req/s/GPU",
+                ),
                 scale: match v.scale_rate {
                     Some(r) => format!(
                         "{} (at {} req/s)",
@@ -231,9 +342,12 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
                 .map(|p| RateRow {
                     rate: fmt_num(p.rate),
                     attainment: match p.attainment {
-                        Some(x) => {
-                            format!("{} / {} / {}", fmt_num(x[0]), fmt_num(x[1]), fmt_num(x[2]))
-                        }
+                        Some(x) => format!(
+                            "{} / {} / {}",
+                            pct_with_interval(x[0], p.attainment_interval.as_ref().map(|i| &i[0])),
+                            fmt_num(x[1]),
+                            fmt_num(x[2])
+                        ),
                         None => "no per-request data".into(),
                     },
                     ttft: match (&p.ttft_ms, &p.file_summary) {

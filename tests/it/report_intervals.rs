@@ -1,0 +1,108 @@
+//! How sure the report is: Wilson intervals of attainment per rate, goodput ranges from them,
+//! and a winner declared only when the ranges separate.
+
+use std::path::Path;
+
+use crate::support::report::*;
+
+/// `n` requests, of which `met` meet the default SLO (TTFT ≤ 125 ms) and the rest miss it.
+fn requests(n: usize, met: usize) -> Vec<vbench::load::RequestRecord> {
+    (0..n as u64)
+        .map(|i| {
+            let ttft = if (i as usize) < met { 0.05 } else { 0.5 };
+            ok(i, ttft, 0.02, 16)
+        })
+        .collect()
+}
+
+/// A run folder with two one-GPU variants; `curves` gives each one's met count per rate
+/// (rates 1, 2, 3), out of `n`.
+fn run_with(dir: &Path, n: usize, curves: [[usize; 3]; 2]) -> serde_json::Value {
+    std::fs::write(
+        dir.join("manifest.toml"),
+        "name = \"x\"\nmodel = \"m\"\n\n[slo]\nttft_ms = 125\ntpot_ms = 200\ntarget_pct = 90\n",
+    )
+    .unwrap();
+    for (i, curve) in curves.iter().enumerate() {
+        let d = dep("simple", &format!("v{i}"), 1, &format!("v{i}"));
+        for (rate, met) in [1.0, 2.0, 3.0].iter().zip(curve) {
+            write(dir, &result(&d, "m", *rate, requests(n, *met)));
+        }
+    }
+    let out = vbench::report::report_run_folder(dir).unwrap();
+    serde_json::from_slice(&std::fs::read(out.out_dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn variant<'a>(summary: &'a serde_json::Value, label: &str) -> &'a serde_json::Value {
+    summary["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["label"] == label)
+        .unwrap()
+}
+
+#[test]
+fn attainment_intervals_are_wilson_over_each_rates_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = run_with(tmp.path(), 20, [[20, 19, 10], [20, 17, 10]]);
+    let close = |v: &serde_json::Value, want: f64| (v.as_f64().unwrap() - want).abs() < 1e-6;
+    // 19 of 20 → 76.39-99.11 %; 17 of 20 → 63.96-94.76 % (Wilson, 95 %).
+    let i = &variant(&s, "v0")["points"][1]["attainment_interval"][0];
+    assert!(
+        close(&i["lo"], 76.386_880_655) && close(&i["hi"], 99.111_855_120),
+        "{i}"
+    );
+    let i = &variant(&s, "v1")["points"][1]["attainment_interval"][0];
+    assert!(
+        close(&i["lo"], 63.958_113_526) && close(&i["hi"], 94.763_125_410),
+        "{i}"
+    );
+    // Percentile intervals are there for TTFT; p99 of 20 requests cannot be bounded above.
+    let ttft = &variant(&s, "v0")["points"][0]["ttft_interval_ms"];
+    assert!(
+        ttft["p50"]["lo"].is_number() && ttft["p99"]["hi"].is_null(),
+        "{ttft}"
+    );
+}
+
+#[test]
+fn a_winner_whose_range_overlaps_is_not_distinguishable() {
+    let tmp = tempfile::tempdir().unwrap();
+    // v0 crosses 90 % between 2 and 3 req/s, v1 between 1 and 2: v0 wins on the points, but
+    // with 20 requests per rate v1's optimistic crossing (17/20 → up to 94.8 %) passes 2.
+    let s = run_with(tmp.path(), 20, [[20, 19, 10], [20, 17, 10]]);
+    assert_eq!(s["winner"]["by_goodput"], serde_json::json!(["v0"]));
+    assert_eq!(s["winner"]["distinguishable"], false, "{}", s["winner"]);
+    let note = s["winner"]["note"].as_str().unwrap();
+    assert!(
+        note.contains("not distinguishable at this sample size")
+            && note.contains("requests per rate"),
+        "{note}"
+    );
+    let v1 = variant(&s, "v1");
+    assert_eq!(v1["goodput_interval"][1]["kind"], "at", "{v1}");
+    assert!(
+        v1["goodput_interval"][1]["x"].as_f64().unwrap() > 2.0,
+        "{v1}"
+    );
+    let md = std::fs::read_to_string(tmp.path().join("report/summary.md")).unwrap();
+    assert!(md.contains("(goodput, not distinguishable)"), "{md}");
+}
+
+#[test]
+fn a_winner_whose_range_is_clear_is_distinguishable() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The same shapes with 1,000 requests per rate: the ranges separate.
+    let s = run_with(tmp.path(), 1000, [[1000, 950, 500], [1000, 850, 500]]);
+    assert_eq!(s["winner"]["by_goodput"], serde_json::json!(["v0"]));
+    assert_eq!(s["winner"]["distinguishable"], true, "{}", s["winner"]);
+    let (v0, v1) = (variant(&s, "v0"), variant(&s, "v1"));
+    let pessimistic_v0 = v0["goodput_interval"][0]["x"].as_f64().unwrap();
+    let optimistic_v1 = v1["goodput_interval"][1]["x"].as_f64().unwrap();
+    assert!(pessimistic_v0 > optimistic_v1, "{v0} {v1}");
+    // The point estimate lies inside its own range.
+    let g = v0["goodput"]["x"].as_f64().unwrap();
+    let hi = v0["goodput_interval"][1]["x"].as_f64().unwrap();
+    assert!(pessimistic_v0 <= g && g <= hi, "{v0}");
+}
