@@ -101,7 +101,9 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
         },
     };
     let per_rate = m.load.num_prompts as usize + m.load.warmup as usize;
-    let rates = m.load.rates.values().len().max(1);
+    // Every rate of every repeat gets its own prompts: a repeat of a prompt the server has
+    // seen would be answered from its prefix cache.
+    let rates = m.load.rates.values().len().max(1) * m.load.repeats.max(1) as usize;
     let data = dataset::load(&spec, per_rate * rates, m.load.seed, tokenizer.as_deref())
         .context("preparing the request set")?;
     let requests = data.requests.clone();
@@ -112,8 +114,8 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
         .len();
     if distinct < requests.len() {
         events.warning(&format!(
-            "the dataset has {distinct} distinct prompts for {} rates x {per_rate} \
-             requests: prompts repeat, and a server's prefix cache can answer the repeats \
+            "the dataset has {distinct} distinct prompts for {} rates (and repeats) x \
+             {per_rate} requests: prompts repeat, and a server's prefix cache can answer the repeats \
              (vLLM: --no-enable-prefix-caching in the deployment's extra_args prevents it)",
             rates
         ));
@@ -154,7 +156,11 @@ impl Workload {
             },
         };
         let n = m.load.num_prompts as usize;
-        let slot = rate_slot(m.load.rates.values(), req.cell.rate);
+        let sweep = m.load.rates.values().len().max(1);
+        let repeat = req.cell.repeat.max(1) as usize;
+        let slot = (repeat - 1) * sweep + rate_slot(m.load.rates.values(), req.cell.rate);
+        // Repeat 1 keeps the manifest's seed (the same instants as without repeats).
+        let arrival_seed = m.load.seed.wrapping_add(repeat as u64 - 1);
         let slice = prepared
             .requests
             .get(slot * prepared.per_rate..(slot + 1) * prepared.per_rate)
@@ -167,7 +173,7 @@ impl Workload {
             );
         };
         let requests: Arc<[PreparedRequest]> = slice.into();
-        let offsets = schedule::arrival_offsets(n, rate, arrival, m.load.seed)?;
+        let offsets = schedule::arrival_offsets(n, rate, arrival, arrival_seed)?;
         let v = req.variant;
         let deployment = DeploymentInfo {
             variant_id: Some(v.id.clone()),
@@ -190,7 +196,7 @@ impl Workload {
             offsets.into(),
             rate,
             arrival,
-            m.load.seed,
+            arrival_seed,
         );
         spec.warmup = m.load.warmup as usize;
         spec.max_concurrency = m.load.max_concurrency.map(|c| c as usize);
@@ -210,15 +216,21 @@ impl Workload {
             "no prompt is sent at two rates".to_string()
         };
         spec.notes.push(format!(
-            "rate {} of {} in the sweep: requests {}..{} of the seed-{} request set (measured, \
-             then {} warm-up); {repeats}",
-            slot + 1,
-            m.load.rates.values().len(),
+            "rate {} of {} in the sweep{}: requests {}..{} of the seed-{} request set \
+             (measured, then {} warm-up), arrivals from seed {arrival_seed}; {repeats}",
+            slot % sweep + 1,
+            sweep,
+            if m.load.repeats > 1 {
+                format!(", repeat {repeat} of {}", m.load.repeats)
+            } else {
+                String::new()
+            },
             slot * prepared.per_rate,
             (slot + 1) * prepared.per_rate,
             m.load.seed,
             m.load.warmup
         ));
+        spec.repeat = (m.load.repeats > 1).then_some(repeat as u32);
         Ok(load::execute(&spec, progress).await?)
     }
 }

@@ -322,6 +322,7 @@ pub async fn run(
     let mut environment = PendingEnvironment::start(
         env,
         attempt,
+        &run_dir,
         (!simulated).then(|| {
             (
                 m.target.vllm_bin.clone(),
@@ -329,8 +330,7 @@ pub async fn run(
                 interrupted.clone(),
             )
         }),
-    );
-    environment.settle(&run_dir, false).await?;
+    )?;
     events.info(&format!(
         "run {}: {} variants, {} cells → {}",
         plan.experiment,
@@ -409,7 +409,6 @@ pub async fn run(
         .collect();
     let mut stopped = false;
     for (i, variant) in selected.iter().enumerate() {
-        environment.settle(&run_dir, false).await?;
         if interrupted.requested() {
             stopped = true;
             break;
@@ -459,7 +458,7 @@ pub async fn run(
             }
         }
     }
-    environment.settle(&run_dir, true).await?;
+    environment.settle().await?;
     let outcome = if stopped {
         Outcome::Interrupted
     } else if failed.is_empty() {
@@ -470,49 +469,47 @@ pub async fn run(
     Ok((run_dir, outcome))
 }
 
-/// The run's environment record, written once the vLLM version probe (started in the
-/// background) has answered: while the first variant starts, not before it.
+/// The run's environment record, written as soon as the vLLM version probe (started in the
+/// background) answers: while the first variant starts, not before it.
 struct PendingEnvironment {
-    env: Environment,
-    attempt: Attempt,
-    probe: Option<tokio::task::JoinHandle<Option<String>>>,
-    written: bool,
+    /// Writes the record; resolves with the write's outcome.
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl PendingEnvironment {
     fn start(
         env: Environment,
         attempt: Attempt,
+        run_dir: &RunDir,
         vllm: Option<(
             manifest::VllmCommand,
             std::collections::BTreeMap<String, String>,
             Interrupts,
         )>,
-    ) -> Self {
-        let probe = vllm.map(|(cmd, probe_env, stop)| {
-            tokio::task::spawn_blocking(move || {
+    ) -> anyhow::Result<Self> {
+        // Nothing to wait for (the simulator): written at once.
+        let Some((cmd, probe_env, stop)) = vllm else {
+            run_dir.write_environment(&attempt, &env)?;
+            return Ok(PendingEnvironment { task: None });
+        };
+        let run_dir = RunDir::open(run_dir.path());
+        let task = tokio::spawn(async move {
+            let mut env = env;
+            let probe = tokio::task::spawn_blocking(move || {
                 Environment::vllm_version(&cmd, &probe_env, &move || stop.requested())
-            })
+            });
+            env.vllm_version = probe.await.ok().flatten();
+            run_dir.write_environment(&attempt, &env)
         });
-        PendingEnvironment {
-            env,
-            attempt,
-            probe,
-            written: false,
-        }
+        Ok(PendingEnvironment { task: Some(task) })
     }
 
-    /// Write the record if the probe has answered (or there is none); `wait`: wait for it
-    /// (it gives up at a signal).
-    async fn settle(&mut self, run_dir: &RunDir, wait: bool) -> anyhow::Result<()> {
-        if self.written || (!wait && self.probe.as_ref().is_some_and(|p| !p.is_finished())) {
-            return Ok(());
+    /// Wait until the record is written (the probe gives up at a signal).
+    async fn settle(&mut self) -> anyhow::Result<()> {
+        match self.task.take() {
+            Some(task) => task.await.context("writing environment.json")?,
+            None => Ok(()),
         }
-        if let Some(probe) = self.probe.take() {
-            self.env.vllm_version = probe.await.ok().flatten();
-        }
-        self.written = true;
-        run_dir.write_environment(&self.attempt, &self.env)
     }
 }
 

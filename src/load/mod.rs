@@ -136,6 +136,8 @@ pub struct LoadSpec {
     pub token_counts: String,
     /// Notes from preparing the dataset, carried into the result.
     pub notes: Vec<String>,
+    /// Which repeat of its rate this load is (1-based), when a sweep has repeats.
+    pub repeat: Option<u32>,
     /// Send through reqwest even for `http://` URLs (default: the lean HTTP/1.1 client for
     /// `http://`, reqwest for `https://`).
     pub use_reqwest: bool,
@@ -241,6 +243,7 @@ impl LoadSpec {
                 TokenCounts::Estimated => "estimated".into(),
             },
             notes: dataset.notes.clone(),
+            repeat: None,
             use_reqwest: false,
             rx_timestamps: true,
             goodput: None,

@@ -158,6 +158,9 @@ pub struct LoadInfo {
     /// Things the user should know about how the load was prepared (oversampling, estimates).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Which repeat of its rate this file is (1-based); absent without repeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
 }
 
 /// How well the client kept to its schedule. A run whose client fell behind measured the
@@ -259,6 +262,7 @@ pub fn schema_json() -> String {
         serde_json::to_value(&schema).expect("schema serialises"),
         "vbench result file (vllm-<rate>qps.json)",
         "RunResult",
-        &[],
+        // `repeat` is left out of files without repeats (`skip_serializing_if`).
+        &[("LoadInfo", "repeat")],
     )
 }

@@ -219,6 +219,7 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
                 ignore_eos: spec.ignore_eos,
                 warmup_failed: facts.warmup_failed,
                 notes: spec.notes.clone(),
+                repeat: spec.repeat,
             },
             client,
             requests: records,

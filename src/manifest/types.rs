@@ -97,6 +97,12 @@ pub struct Load {
     /// Requests measured at each rate (warm-up not included).
     #[serde(default = "defaults::num_prompts")]
     pub num_prompts: u32,
+    /// How many times each rate is measured (1 to 100). Repeats run within one launch of a
+    /// variant, all its rates in turn before the next repeat; each repeat draws its own
+    /// prompts from the dataset and its own arrival instants (seed + repeat - 1), and the
+    /// report pools them, with the spread between repeats beside the pooled intervals.
+    #[serde(default = "defaults::one")]
+    pub repeats: u32,
     /// Seed for the prompt sample and the arrival schedule; the same seed replays the same
     /// requests at the same instants against every variant.
     #[serde(default)]

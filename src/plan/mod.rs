@@ -35,6 +35,8 @@ pub struct Plan {
     pub capacity: Capacity,
     pub rates: Vec<Rate>,
     pub num_prompts: u32,
+    /// Times each rate is measured.
+    pub repeats: u32,
     pub warmup: u32,
     pub variants: Vec<Variant>,
     pub cells: Vec<Cell>,
@@ -45,11 +47,25 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
-/// One variant at one rate: one result file.
+/// The most repeats a manifest may ask for.
+pub const MAX_REPEATS: u32 = 100;
+
+/// `vllm-2qps.json` for the first repeat (as without repeats), `vllm-2qps-repeat3.json` after.
+pub fn result_file_name(rate: Rate, repeat: u32) -> String {
+    if repeat <= 1 {
+        format!("vllm-{}qps.json", rate.label())
+    } else {
+        format!("vllm-{}qps-repeat{repeat}.json", rate.label())
+    }
+}
+
+/// One variant at one rate in one repeat: one result file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
     pub variant_id: String,
     pub rate: Rate,
+    /// 1-based; every rate of repeat 1 runs before repeat 2.
+    pub repeat: u32,
     /// Measured requests (warm-up excluded).
     pub requests: u32,
     /// File name inside the variant's folder, e.g. `vllm-2qps.json`.
@@ -99,13 +115,18 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
     let rates = m.load.rates.values().to_vec();
     let mut cells = Vec::new();
     for v in &variants {
-        for rate in &rates {
-            cells.push(Cell {
-                variant_id: v.id.clone(),
-                rate: *rate,
-                requests: m.load.num_prompts,
-                result_file: format!("vllm-{}qps.json", rate.label()),
-            });
+        // All rates of a repeat before the next: drift over a variant's life spreads over
+        // every rate instead of piling onto the last.
+        for repeat in 1..=m.load.repeats {
+            for rate in &rates {
+                cells.push(Cell {
+                    variant_id: v.id.clone(),
+                    rate: *rate,
+                    repeat,
+                    requests: m.load.num_prompts,
+                    result_file: result_file_name(*rate, repeat),
+                });
+            }
         }
     }
     let estimate = estimate::defaults(
@@ -134,6 +155,7 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
         capacity: capacity.clone(),
         rates,
         num_prompts: m.load.num_prompts,
+        repeats: m.load.repeats,
         warmup: m.load.warmup,
         variants,
         cells,
@@ -295,6 +317,13 @@ fn check_experiment(
             path!["load", "num_prompts"],
             "num_prompts must be at least 1".into(),
             "",
+        );
+    }
+    if !(1..=MAX_REPEATS).contains(&l.repeats) {
+        return err(
+            path!["load", "repeats"],
+            format!("repeats must be 1 to {MAX_REPEATS}, got {}", l.repeats),
+            "each repeat measures every rate once more",
         );
     }
     match (l.arrival, l.burstiness) {

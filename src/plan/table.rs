@@ -43,11 +43,16 @@ pub fn render(plan: &Plan) -> String {
     let rates: Vec<String> = plan.rates.iter().map(|r| r.label()).collect();
     let _ = writeln!(
         out,
-        "Rates (req/s): {} · {} requests per rate{}",
+        "Rates (req/s): {} · {} requests per rate{}{}",
         rates.join(", "),
         plan.num_prompts,
         if plan.warmup > 0 {
             format!(" + {} warm-up", plan.warmup)
+        } else {
+            String::new()
+        },
+        if plan.repeats > 1 {
+            format!(" · {} repeats of every rate", plan.repeats)
         } else {
             String::new()
         }

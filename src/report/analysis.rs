@@ -92,7 +92,8 @@ pub struct PointStats {
     pub failures_by_kind: std::collections::BTreeMap<String, u64>,
     /// Attainment (%) at scale 1: both, TTFT only, TPOT only. `None` (null) without per-request data.
     pub attainment: Option<[f64; 3]>,
-    /// 95 % Wilson intervals of `attainment` (%), over this point's requests.
+    /// 95 % Wilson intervals of `attainment` (%), over this point's requests; with repeats,
+    /// "both" is widened to the t-interval of the repeats' mean where that is wider.
     pub attainment_interval: Option<[Interval; 3]>,
     /// Latency percentiles over successful requests (TPOT: those with ≥ 2 output tokens).
     pub ttft_ms: Option<Pcts>,
@@ -106,11 +107,114 @@ pub struct PointStats {
     pub e2e_interval_ms: Option<PctsInterval>,
     pub request_throughput: Option<f64>,
     pub output_throughput: Option<f64>,
-    /// The client's schedule keeping; null for files other tools wrote.
+    /// The client's schedule keeping (with repeats: the repeat that kept it worst); null for
+    /// files other tools wrote.
     pub client: Option<ClientInfo>,
+    /// Result files pooled into this point: 1, or the number of repeats of this rate.
+    pub repeats: u32,
+    /// With repeats: each repeat's own numbers, to show the spread between them beside the
+    /// pooled intervals (which count requests, not repeats).
+    pub spread: Option<RepeatSpread>,
     /// Only when the file has no per-request data: its own summary numbers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_summary: Option<FileSummary>,
+}
+
+/// Each repeat's attainment and medians, and their spread.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct RepeatSpread {
+    /// Attainment (both SLOs, %) of each repeat, in file order.
+    pub attainment: Vec<f64>,
+    /// Their standard deviation, percentage points.
+    pub attainment_sd: f64,
+    /// TTFT and TPOT p50 (ms) of each repeat, and their coefficients of variation (sd / mean).
+    pub ttft_p50_ms: Vec<f64>,
+    pub ttft_p50_cv: Option<f64>,
+    pub tpot_p50_ms: Vec<f64>,
+    pub tpot_p50_cv: Option<f64>,
+}
+
+/// Sample standard deviation; 0 for fewer than two values.
+fn sd(xs: &[f64]) -> f64 {
+    if xs.len() < 2 {
+        return 0.0;
+    }
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
+}
+
+fn cv(xs: &[f64]) -> Option<f64> {
+    let mean = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+    (xs.len() >= 2 && mean > 0.0).then(|| sd(xs) / mean)
+}
+
+/// One point from several repeats of a rate: their requests pooled, counts summed, the worst
+/// client health kept.
+fn pooled(repeats: &[&RatePoint]) -> RatePoint {
+    let mut out = repeats[0].clone();
+    for p in &repeats[1..] {
+        out.samples.extend_from_slice(&p.samples);
+        out.itls_s.extend_from_slice(&p.itls_s);
+        out.per_request &= p.per_request;
+        out.num_requests += p.num_requests;
+        out.completed += p.completed;
+        out.failed += p.failed;
+        out.duration_s = match (out.duration_s, p.duration_s) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        for (kind, n) in &p.failures_by_kind {
+            *out.failures_by_kind.entry(kind.clone()).or_default() += n;
+        }
+        if let Some(c) = &p.client {
+            // Falling behind outranks any lag; then the larger lag.
+            let rank = |x: &ClientInfo| (x.client_fell_behind, x.lag_p99_ms);
+            let worse = out
+                .client
+                .as_ref()
+                .is_none_or(|o| rank(c).partial_cmp(&rank(o)) == Some(std::cmp::Ordering::Greater));
+            if worse {
+                out.client = Some(c.clone());
+            }
+        }
+    }
+    let mean = |f: fn(&RatePoint) -> Option<f64>| -> Option<f64> {
+        let xs: Option<Vec<f64>> = repeats.iter().map(|p| f(p)).collect();
+        xs.map(|xs| xs.iter().sum::<f64>() / xs.len() as f64)
+    };
+    out.request_throughput = mean(|p| p.request_throughput);
+    out.output_throughput = mean(|p| p.output_throughput);
+    out
+}
+
+/// The spread between repeats of one rate (None for a single file).
+fn repeat_spread(repeats: &[&RatePoint], slo: Slo) -> Option<RepeatSpread> {
+    if repeats.len() < 2 || !repeats.iter().all(|p| p.per_request) {
+        return None;
+    }
+    let attainment: Vec<f64> = repeats
+        .iter()
+        .filter_map(|p| attainment::attainment3(&p.samples, slo, 1.0).map(|a| a[0]))
+        .collect();
+    let p50 = |f: fn(&crate::report::import::Sample) -> Option<f64>| -> Vec<f64> {
+        repeats
+            .iter()
+            .filter_map(|p| {
+                let mut xs: Vec<f64> = p.samples.iter().filter(|s| s.ok).filter_map(f).collect();
+                attainment::percentile(&mut xs, 50.0).map(|v| v * 1e3)
+            })
+            .collect()
+    };
+    let ttft_p50_ms = p50(|s| s.ttft_s);
+    let tpot_p50_ms = p50(|s| s.tpot_s);
+    Some(RepeatSpread {
+        attainment_sd: sd(&attainment),
+        attainment,
+        ttft_p50_cv: cv(&ttft_p50_ms),
+        ttft_p50_ms,
+        tpot_p50_cv: cv(&tpot_p50_ms),
+        tpot_p50_ms,
+    })
 }
 
 /// Curves and headline numbers of one variant.
@@ -249,6 +353,29 @@ fn attainment_interval(att: [f64; 3], n: usize) -> [Interval; 3] {
     })
 }
 
+/// The stats of one rate: its only file, or its repeats pooled.
+///
+/// The pooled Wilson interval counts requests as independent; repeats that disagree more than
+/// that allows (drift, a noisy neighbour) widen it to the t-interval of their mean, so the
+/// interval (and the goodput range from it) never claims more than the repeats support.
+fn rate_stats(repeats: &[&RatePoint], gpus: u32, slo: Slo) -> PointStats {
+    let mut stats = if repeats.len() == 1 {
+        point_stats(repeats[0], gpus, slo)
+    } else {
+        point_stats(&pooled(repeats), gpus, slo)
+    };
+    stats.repeats = repeats.len() as u32;
+    stats.spread = repeat_spread(repeats, slo);
+    if let (Some(spread), Some(intervals)) = (&stats.spread, stats.attainment_interval.as_mut()) {
+        if let Some((lo, hi)) = stats::mean_interval(&spread.attainment) {
+            let both = &mut intervals[0];
+            both.lo = both.lo.map(|w| w.min(lo.max(0.0)));
+            both.hi = both.hi.map(|w| w.max(hi.min(100.0)));
+        }
+    }
+    stats
+}
+
 fn point_stats(p: &RatePoint, gpus: u32, slo: Slo) -> PointStats {
     let ok = || p.samples.iter().filter(|s| s.ok);
     let mut ttft: Vec<f64> = ok().filter_map(|s| s.ttft_s).collect();
@@ -285,15 +412,24 @@ fn point_stats(p: &RatePoint, gpus: u32, slo: Slo) -> PointStats {
         request_throughput: p.request_throughput,
         output_throughput: p.output_throughput,
         client: p.client.clone(),
+        repeats: 1,
+        spread: None,
         file_summary: (!p.per_request).then(|| p.file_summary.clone()),
     }
 }
 
 fn analyse_variant(run: &str, slug: String, v: &Variant, sc: &Scoring) -> VariantStats {
-    let points: Vec<PointStats> = v
-        .points
+    // Points come sorted by rate: files of the same rate are its repeats.
+    let mut groups: Vec<Vec<&RatePoint>> = Vec::new();
+    for p in &v.points {
+        match groups.last_mut() {
+            Some(g) if g[0].rate == p.rate => g.push(p),
+            _ => groups.push(vec![p]),
+        }
+    }
+    let points: Vec<PointStats> = groups
         .iter()
-        .map(|p| point_stats(p, v.gpus, sc.slo))
+        .map(|g| rate_stats(g, v.gpus, sc.slo))
         .collect();
     let curve = |k: usize| -> Vec<(f64, f64)> {
         points

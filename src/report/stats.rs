@@ -96,6 +96,33 @@ fn binomial_cdf(n: u64, p: f64) -> Vec<f64> {
         .collect()
 }
 
+/// The 97.5 % quantile of Student's t with `df` degrees of freedom (two-sided 95 %).
+pub fn t975(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::INFINITY,
+        1..=30 => TABLE[df - 1],
+        // Beyond the table: the normal quantile plus the first correction term.
+        _ => Z95 + (Z95.powi(3) + Z95) / (4.0 * df as f64),
+    }
+}
+
+/// The 95 % interval of a mean from `k` independent values (Student's t); None below two.
+pub fn mean_interval(values: &[f64]) -> Option<(f64, f64)> {
+    let k = values.len();
+    if k < 2 {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / k as f64;
+    let var = values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1) as f64;
+    let half = t975(k - 1) * (var / k as f64).sqrt();
+    Some((mean - half, mean + half))
+}
+
 /// Requests per point for an attainment interval no wider than `half_width` (percentage
 /// points, each side) where attainment is near `pct` %: the normal approximation
 /// `n = z² p (1 - p) / h²`.
@@ -175,6 +202,19 @@ mod tests {
         let p50 = quantile_interval(&xs, 0.5);
         // Order statistics 22 and 39 (60 samples: exact coverage 97.3 %).
         assert_eq!((p50.lo, p50.hi), (Some(22.0), Some(39.0)), "{p50:?}");
+    }
+
+    #[test]
+    fn t_quantiles_and_mean_intervals() {
+        assert_eq!(t975(2), 4.303);
+        assert!(close(t975(1000), 1.9623, 1e-3), "{}", t975(1000));
+        // 26, 83, 45: mean 51.33, sd 29.02, t(2) 4.303 → ±72.1.
+        let (lo, hi) = mean_interval(&[26.0, 83.0, 45.0]).unwrap();
+        assert!(
+            close(lo, -20.76, 0.01) && close(hi, 123.43, 0.01),
+            "{lo} {hi}"
+        );
+        assert_eq!(mean_interval(&[1.0]), None);
     }
 
     #[test]

@@ -1252,3 +1252,55 @@ fn a_variants_instances_start_in_parallel() {
     let healthy = timing["instances_healthy_s"].as_f64().unwrap();
     assert!((3.0..6.0).contains(&healthy), "{timing}");
 }
+
+/// Repeats measure every rate again within one launch, each with its own prompts and arrival
+/// instants, into their own files; a resume measures only the repeat that is missing.
+#[test]
+fn repeats_get_their_own_prompts_instants_and_files_and_resume_per_repeat() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "load.rates=[40]",
+        "load.num_prompts=20",
+        "load.warmup=0",
+        "load.repeats=2",
+    ];
+    let only = ["--only", "simple-tp1-074b25"];
+    let out = apply(tmp.path(), &sets, &only).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = run_dir(tmp.path());
+    let v = run.join("simple-tp1-074b25");
+    let first = read_result(&v.join("vllm-40qps.json"));
+    let second = read_result(&v.join("vllm-40qps-repeat2.json"));
+    assert_eq!(first.vbench.load.repeat, Some(1));
+    assert_eq!(second.vbench.load.repeat, Some(2));
+    let instants =
+        |r: &RunResult| -> Vec<f64> { r.vbench.requests.iter().map(|q| q.scheduled_s).collect() };
+    assert_ne!(instants(&first), instants(&second), "same arrival instants");
+    assert_ne!(first.input_lens, second.input_lens, "same prompts");
+    // Without its file, only the second repeat runs again.
+    std::fs::remove_file(v.join("vllm-40qps-repeat2.json")).unwrap();
+    let out = apply(tmp.path(), &sets, &only)
+        .arg("--resume")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("already measured, skipped"), "{stderr}");
+    assert_eq!(
+        stderr.matches("→ vllm-40qps-repeat2.json").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        instants(&read_result(&v.join("vllm-40qps-repeat2.json"))),
+        instants(&second),
+        "a repeat measured again replays the same instants"
+    );
+    assert_no_orphans(&run);
+}

@@ -162,3 +162,39 @@ fn swept_setting_outside_topology_shows_in_the_label() {
         ]
     );
 }
+
+#[test]
+fn repeats_run_every_rate_in_turn_each_into_its_own_file() {
+    let p = plan_of(
+        "experiments/sim-demo.toml",
+        &["load.repeats=3", "load.rates=[10, 40]"],
+        &eight_gpus(),
+    );
+    let id = &p.variants[0].id;
+    let mine: Vec<(u32, String)> = p
+        .cells_of(id)
+        .map(|c| (c.repeat, c.result_file.clone()))
+        .collect();
+    assert_eq!(
+        mine,
+        [
+            (1, "vllm-10qps.json".to_owned()),
+            (1, "vllm-40qps.json".to_owned()),
+            (2, "vllm-10qps-repeat2.json".to_owned()),
+            (2, "vllm-40qps-repeat2.json".to_owned()),
+            (3, "vllm-10qps-repeat3.json".to_owned()),
+            (3, "vllm-40qps-repeat3.json".to_owned()),
+        ]
+    );
+    assert!(plan::table::render(&p).contains("3 repeats of every rate"));
+    // Out of range: a located error.
+    for bad in ["load.repeats=0", "load.repeats=101"] {
+        let loaded =
+            manifest::load(Path::new("experiments/sim-demo.toml"), &[bad.to_owned()]).unwrap();
+        let err = plan::resolve(&loaded, &eight_gpus()).unwrap_err();
+        assert!(
+            format!("{err:?}").contains("repeats must be 1 to 100"),
+            "{err:?}"
+        );
+    }
+}

@@ -106,3 +106,51 @@ fn a_winner_whose_range_is_clear_is_distinguishable() {
     let hi = v0["goodput_interval"][1]["x"].as_f64().unwrap();
     assert!(pessimistic_v0 <= g && g <= hi, "{v0}");
 }
+
+/// Repeats of a rate (files of the same rate in one variant) are one point: their requests
+/// pooled, each repeat's attainment beside it, and an interval no narrower than the repeats'
+/// disagreement allows.
+#[test]
+fn repeats_are_pooled_and_their_spread_widens_the_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("manifest.toml"),
+        "name = \"x\"\nmodel = \"m\"\n\n[slo]\nttft_ms = 125\ntpot_ms = 200\ntarget_pct = 90\n",
+    )
+    .unwrap();
+    let d = dep("simple", "v", 1, "v");
+    for (repeat, met) in [(1, 26), (2, 83), (3, 45)] {
+        let mut r = result(&d, "m", 2.0, requests(100, met));
+        r.vbench.load.repeat = Some(repeat);
+        let path = dir.join("v").join(format!("vllm-2qps-repeat{repeat}.json"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_vec(&r).unwrap()).unwrap();
+    }
+    let out = vbench::report::report_run_folder(dir).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.out_dir.join("summary.json")).unwrap()).unwrap();
+    let points = variant(&s, "v")["points"].as_array().unwrap();
+    assert_eq!(points.len(), 1, "one point per rate");
+    let p = &points[0];
+    assert_eq!(p["repeats"], 3);
+    assert_eq!(p["requests"], 300);
+    assert_eq!(
+        p["spread"]["attainment"],
+        serde_json::json!([26.0, 83.0, 45.0])
+    );
+    // Pooled: 154 of 300 met (51.3 %); Wilson alone would say 45.7-56.9 %, but repeats of 26,
+    // 83 and 45 % only support mean ± t(2)·sd/√3: the interval spans 0-100 %.
+    assert!(
+        (p["attainment"][0].as_f64().unwrap() - 51.333).abs() < 0.01,
+        "{p}"
+    );
+    let i = &p["attainment_interval"][0];
+    assert_eq!(
+        (i["lo"].as_f64(), i["hi"].as_f64()),
+        (Some(0.0), Some(100.0)),
+        "{i}"
+    );
+    let md = std::fs::read_to_string(out.out_dir.join("summary.md")).unwrap();
+    assert!(md.contains("3 repeats: 26, 83, 45 (sd 29.02)"), "{md}");
+}

@@ -230,6 +230,24 @@ fn pct_with_interval(pct: f64, i: Option<&crate::report::stats::Interval>) -> St
     }
 }
 
+/// ` · 3 repeats: 91, 88.5, 93 (sd 2.3); TTFT p50 CV 4 %` for a pooled point.
+fn repeats_text(p: &super::analysis::PointStats) -> String {
+    let Some(s) = &p.spread else {
+        return String::new();
+    };
+    let each: Vec<String> = s.attainment.iter().map(|a| fmt_num(*a)).collect();
+    let mut text = format!(
+        " · {} repeats: {} (sd {})",
+        p.repeats,
+        each.join(", "),
+        fmt_num(s.attainment_sd)
+    );
+    if let Some(cv) = s.ttft_p50_cv {
+        text.push_str(&format!("; TTFT p50 CV {} %", fmt_num(100.0 * cv)));
+    }
+    text
+}
+
 fn opt(x: Option<f64>) -> String {
     x.map(fmt_num).unwrap_or_else(|| "-".into())
 }
@@ -343,10 +361,11 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
                     rate: fmt_num(p.rate),
                     attainment: match p.attainment {
                         Some(x) => format!(
-                            "{} / {} / {}",
+                            "{} / {} / {}{}",
                             pct_with_interval(x[0], p.attainment_interval.as_ref().map(|i| &i[0])),
                             fmt_num(x[1]),
-                            fmt_num(x[2])
+                            fmt_num(x[2]),
+                            repeats_text(p)
                         ),
                         None => "no per-request data".into(),
                     },
