@@ -103,7 +103,13 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
     let per_rate = m.load.num_prompts as usize + m.load.warmup as usize;
     // Every rate of every repeat gets its own prompts: a repeat of a prompt the server has
     // seen would be answered from its prefix cache.
-    let rates = m.load.rates.values().len().max(1) * m.load.repeats.max(1) as usize;
+    let rates = match &m.load.search {
+        // One slot per batch the budget allows.
+        Some(s) => crate::plan::SearchSpec::resolve(s, m)
+            .budget
+            .div_ceil(u64::from(m.load.num_prompts.max(1))) as usize,
+        None => m.load.rates().len().max(1) * m.load.repeats.max(1) as usize,
+    };
     let data = dataset::load(&spec, per_rate * rates, m.load.seed, tokenizer.as_deref())
         .context("preparing the request set")?;
     let requests = data.requests.clone();
@@ -156,9 +162,9 @@ impl Workload {
             },
         };
         let n = m.load.num_prompts as usize;
-        let sweep = m.load.rates.values().len().max(1);
+        let sweep = m.load.rates().len().max(1);
         let repeat = req.cell.repeat.max(1) as usize;
-        let slot = (repeat - 1) * sweep + rate_slot(m.load.rates.values(), req.cell.rate);
+        let slot = (repeat - 1) * sweep + rate_slot(m.load.rates(), req.cell.rate);
         // Repeat 1 keeps the manifest's seed (the same instants as without repeats).
         let arrival_seed = m.load.seed.wrapping_add(repeat as u64 - 1);
         let slice = prepared
@@ -304,7 +310,7 @@ mode = "simple"
         assert_eq!(p.per_rate, 8, "6 measured + 2 warm-up");
         assert_eq!(p.requests.len(), 24, "room for 3 rates");
         assert_eq!(p.distinct, 24);
-        let rates = l.manifest.load.rates.values();
+        let rates = l.manifest.load.rates();
         let slots: Vec<usize> = rates.iter().map(|r| rate_slot(rates, *r)).collect();
         assert_eq!(slots, [0, 1, 2]);
         let prompts = |slot: usize| -> HashSet<&str> {

@@ -13,6 +13,7 @@
 
 pub mod cell;
 pub mod health;
+pub mod search;
 pub mod variant;
 
 use std::path::{Path, PathBuf};
@@ -421,10 +422,13 @@ pub async fn run(
             variant.label
         ));
         let variant_dir = run_dir.variant(&variant.id);
-        if plan
-            .cells_of(&variant.id)
-            .all(|c| variant_dir.is_measured(c))
-        {
+        let complete = match plan.search {
+            Some(_) => variant_dir.search_done(),
+            None => plan
+                .cells_of(&variant.id)
+                .all(|c| variant_dir.is_measured(c)),
+        };
+        if complete {
             events.info("  every rate already measured: skipped");
             variant_dir.clear_failed()?;
             continue;

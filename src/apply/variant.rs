@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::health::{self, Running};
+use super::search::{BatchOutcome, Ending, Probe, Search, Step, Verdict};
 use super::{cell, Events, Interrupts, Options, VariantError};
 use crate::exec::deploy::{self, ComponentRole, DeploymentSpec};
 use crate::exec::gpus::{self, GpuProbe};
@@ -15,8 +16,9 @@ use crate::exec::metrics;
 use crate::exec::ports::PortAllocator;
 use crate::exec::process::{StopReport, Supervised};
 use crate::load::RunResult;
+use crate::manifest::Rate;
 use crate::manifest::{LoadedManifest, Mode};
-use crate::plan::{Cell, Plan, Variant};
+use crate::plan::{Cell, Plan, SearchSpec, Variant};
 use crate::results::rundir::{Attempt, CellTiming, VariantDir, VariantTiming};
 
 /// Above this share of prompt tokens served from the prefix cache in a rate, apply warns and
@@ -75,7 +77,12 @@ impl VariantRun<'_> {
     fn estimate_of_attempt(&self, record: &VariantTiming) -> Option<(f64, String)> {
         let e = self.plan.estimate.of(&self.variant.id)?;
         let planned = self.plan.cells_of(&self.variant.id).count().max(1);
-        let load = e.load_s * record.cells.len() as f64 / planned as f64;
+        let load = if self.plan.search.is_some() {
+            // A search's probes are not planned: its estimate is the whole search.
+            e.load_s
+        } else {
+            e.load_s * record.cells.len() as f64 / planned as f64
+        };
         Some((e.startup_s + e.teardown_s + load, e.basis.describe()))
     }
 
@@ -234,6 +241,9 @@ impl VariantRun<'_> {
             health::verify_kv_transfer(running, self.events).await?;
         }
         clock.record.ready_s = Some(clock.seconds());
+        if let Some(search) = &self.plan.search {
+            return self.search(search, spec, running, interrupted, clock).await;
+        }
         for cell in self.plan.cells_of(&self.variant.id) {
             if self.dir.is_measured(cell) {
                 self.events.info(&format!(
@@ -243,15 +253,110 @@ impl VariantRun<'_> {
                 continue;
             }
             health::check_alive(running)?;
-            let t0 = Instant::now();
-            self.measure(spec, cell, running, interrupted).await?;
-            clock.record.cells.push(CellTiming {
-                rate: cell.rate.label(),
-                requests: cell.requests,
-                warmup: self.plan.warmup,
-                seconds: t0.elapsed().as_secs_f64(),
-            });
+            self.measure_timed(spec, cell, running, interrupted, clock)
+                .await?;
         }
+        Ok(())
+    }
+
+    /// [`Self::measure`], its time recorded for the next plan's estimate.
+    async fn measure_timed(
+        &self,
+        spec: &DeploymentSpec,
+        cell: &Cell,
+        running: &mut [Running],
+        interrupted: &mut Interrupts,
+        clock: &mut Clock,
+    ) -> Result<RunResult, VariantError> {
+        let t0 = Instant::now();
+        let result = self.measure(spec, cell, running, interrupted).await?;
+        clock.record.cells.push(CellTiming {
+            rate: cell.rate.label(),
+            requests: cell.requests,
+            warmup: self.plan.warmup,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+        Ok(result)
+    }
+
+    /// `[load.search]`: probe rates as the search asks until it ends. Batches already on disk
+    /// (a resumed run) are read back instead of measured: the search replays them and goes on.
+    async fn search(
+        &self,
+        search_spec: &SearchSpec,
+        spec: &DeploymentSpec,
+        running: &mut [Running],
+        interrupted: &mut Interrupts,
+        clock: &mut Clock,
+    ) -> Result<(), VariantError> {
+        let mut search = Search::new(search_spec.clone());
+        let mut index = 0u32;
+        let ending = loop {
+            let rate = match search.next() {
+                Step::Done(ending) => break ending,
+                Step::Measure { rate, .. } => rate,
+            };
+            index += 1;
+            let rate = Rate::PerSecond(rate);
+            let cell = Cell {
+                variant_id: self.variant.id.clone(),
+                rate,
+                repeat: index,
+                requests: search_spec.batch,
+                result_file: format!("vllm-{}qps-search{index}.json", rate.label()),
+            };
+            let result = if self.dir.is_measured(&cell) {
+                let r = self.dir.read_result(&cell)?;
+                if r.request_rate.as_f64() != Some(rate.as_f64()) {
+                    return Err(VariantError::Failed(anyhow::anyhow!(
+                        "{} was measured at {} req/s, but the search now asks for {}: the \
+                         run folder holds another search's probes",
+                        cell.result_file,
+                        r.request_rate,
+                        rate.label()
+                    )));
+                }
+                self.events.info(&format!(
+                    "  probe {index} at {} req/s: already measured, read back",
+                    rate.label()
+                ));
+                r
+            } else {
+                health::check_alive(running)?;
+                self.measure_timed(spec, &cell, running, interrupted, clock)
+                    .await?
+            };
+            let requests = result.vbench.requests.len() as u64;
+            let met = crate::report::attainment::share_meeting(
+                &result.vbench.requests,
+                &self.loaded.manifest.slo,
+            ) * requests as f64;
+            search.record(
+                rate.as_f64(),
+                BatchOutcome {
+                    met: met.round() as u64,
+                    requests,
+                    failed: result.failed,
+                    client_fell_behind: result.vbench.client.client_fell_behind,
+                },
+            );
+            if let Some(p) = search.probes.last().filter(|p| p.verdict.is_some()) {
+                self.events.info(&probe_line(p));
+            }
+        };
+        self.events.info(&format!(
+            "  search: {}",
+            describe_ending(&ending, search.used)
+        ));
+        self.dir.write_search(
+            self.attempt,
+            &json!({
+                "spec": search.spec,
+                "probes": search.probes,
+                "requests": search.used,
+                "ending": ending,
+            }),
+        )?;
         Ok(())
     }
 
@@ -262,7 +367,7 @@ impl VariantRun<'_> {
         cell: &Cell,
         running: &mut [Running],
         interrupted: &mut Interrupts,
-    ) -> Result<(), VariantError> {
+    ) -> Result<RunResult, VariantError> {
         let t0 = Instant::now();
         let tag = format!("{}qps", cell.rate.label());
         let instances: Vec<(String, String)> = running
@@ -338,7 +443,7 @@ impl VariantRun<'_> {
                 client.lag_p99_ms
             ));
         }
-        Ok(())
+        Ok(result)
     }
 
     /// Best effort: metrics are context, never a reason to fail a measured cell.
@@ -348,6 +453,60 @@ impl VariantRun<'_> {
                 .dir
                 .write_metrics_text(self.attempt, instance, tag, text);
         }
+    }
+}
+
+/// `  probe at 8 req/s: 91.5 % (88.3-93.9) over 200 requests → pass`.
+fn probe_line(p: &Probe) -> String {
+    let verdict = match p.verdict {
+        Some(Verdict::Pass) => "pass",
+        _ => "fail",
+    };
+    let mut why = Vec::new();
+    if p.saturated {
+        why.push("saturated");
+    }
+    if p.forced {
+        why.push("forced by the point estimate");
+    }
+    format!(
+        "  probe at {} req/s: {:.1} % ({:.1}-{:.1}) over {} requests → {verdict}{}",
+        crate::report::attainment::fmt_num(p.rate),
+        p.attainment_pct,
+        p.interval_pct.0,
+        p.interval_pct.1,
+        p.requests,
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", why.join(", "))
+        }
+    )
+}
+
+fn describe_ending(e: &Ending, used: u64) -> String {
+    let fmt = crate::report::attainment::fmt_num;
+    match e {
+        Ending::Bracketed { pass, fail } => format!(
+            "goodput between {} and {} req/s ({used} requests)",
+            fmt(*pass),
+            fmt(*fail)
+        ),
+        Ending::AboveMax { pass } => {
+            format!(
+                "meets the target up to max_rate, {} req/s ({used} requests)",
+                fmt(*pass)
+            )
+        }
+        Ending::BelowMin { fail } => format!(
+            "misses the target even at {} req/s (min_rate reached; {used} requests)",
+            fmt(*fail)
+        ),
+        Ending::BudgetSpent { pass, fail } => format!(
+            "budget spent ({used} requests): passed up to {}, failed from {}",
+            pass.map_or("-".to_owned(), fmt),
+            fail.map_or("-".to_owned(), fmt)
+        ),
     }
 }
 

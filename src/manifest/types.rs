@@ -85,8 +85,13 @@ pub enum DatasetKind {
 #[serde(deny_unknown_fields)]
 pub struct Load {
     /// Request rates in requests per second, swept in order for each variant; `"inf"` sends
-    /// every request at once.
-    pub rates: OneOrMany<Rate>,
+    /// every request at once. Required unless `[load.search]` finds the rate instead.
+    #[serde(default)]
+    pub rates: Option<OneOrMany<Rate>>,
+    /// Instead of `rates`: search each variant for the highest rate that meets the SLO target
+    /// (`[slo]`'s `target_pct`), probing in batches of `num_prompts` requests.
+    #[serde(default)]
+    pub search: Option<SearchOptions>,
     /// Inter-arrival distribution: `poisson` (exponential gaps), `gamma` (set `burstiness`),
     /// `constant` (equal gaps).
     #[serde(default)]
@@ -123,6 +128,42 @@ pub struct Load {
     /// Forced on for the random dataset.
     #[serde(default)]
     pub ignore_eos: bool,
+}
+
+impl Load {
+    /// The swept rates (none with `[load.search]`).
+    pub fn rates(&self) -> &[Rate] {
+        self.rates.as_ref().map(OneOrMany::values).unwrap_or(&[])
+    }
+}
+
+/// `[load.search]`: the SLO-capacity search (docs/metrics.md, "SLO-capacity search").
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchOptions {
+    /// The first rate probed, requests per second; rates that meet the target double.
+    pub start: f64,
+    /// Never probe above this rate (default 64 × `start`).
+    #[serde(default)]
+    pub max_rate: Option<f64>,
+    /// Stop when the target is missed down to this rate (default `start` / 64).
+    #[serde(default)]
+    pub min_rate: Option<f64>,
+    /// Stop when the bracket [highest pass, lowest fail] is this narrow, relative (default
+    /// 0.05).
+    #[serde(default = "defaults::search_tolerance")]
+    pub tolerance: f64,
+    /// Batches of `num_prompts` requests one rate may get while its attainment interval
+    /// straddles the target (default 4).
+    #[serde(default = "defaults::search_max_batches")]
+    pub max_batches: u32,
+    /// Measured requests per variant at most (default 20 × `num_prompts`).
+    #[serde(default)]
+    pub budget: Option<u64>,
+    /// A probe whose failed requests pass this share (%) is saturated: a fail at once
+    /// (default 5).
+    #[serde(default = "defaults::search_max_failed_pct")]
+    pub max_failed_pct: f64,
 }
 
 /// A request rate: a positive number of requests per second, or `"inf"`.
@@ -807,6 +848,15 @@ pub mod defaults {
     }
     pub fn one() -> u32 {
         1
+    }
+    pub fn search_tolerance() -> f64 {
+        0.05
+    }
+    pub fn search_max_batches() -> u32 {
+        4
+    }
+    pub fn search_max_failed_pct() -> f64 {
+        5.0
     }
     pub fn slurm_cpus_per_instance() -> u32 {
         4

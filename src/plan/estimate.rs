@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{Cell, Variant};
+use super::{Cell, SearchSpec, Variant};
 use crate::manifest::{Accelerator, Backend, Rate};
 
 /// The whole plan's estimate and each variant's.
@@ -114,6 +114,13 @@ pub fn default_cell_s(backend: Backend, rate: Rate, requests: u32, warmup: u32) 
     }
 }
 
+/// A search's worst case: every batch of its budget at its first rate (rates that pass
+/// double, so later batches are shorter).
+pub fn search_worst_case_s(backend: Backend, s: &SearchSpec, warmup: u32) -> f64 {
+    let batches = s.budget / u64::from(s.batch.max(1));
+    batches as f64 * default_cell_s(backend, Rate::PerSecond(s.start), s.batch, warmup)
+}
+
 /// The defaults for every variant of a plan.
 pub fn defaults(
     backend: Backend,
@@ -121,17 +128,23 @@ pub fn defaults(
     variants: &[Variant],
     cells: &[Cell],
     warmup: u32,
+    search: Option<&SearchSpec>,
 ) -> Estimate {
     let per_variant = variants
         .iter()
         .map(|v| {
             let mine: Vec<&Cell> = cells.iter().filter(|c| c.variant_id == v.id).collect();
+            let load_s = match search {
+                Some(s) => search_worst_case_s(backend, s, warmup),
+                None => mine
+                    .iter()
+                    .map(|c| default_cell_s(backend, c.rate, c.requests, warmup))
+                    .sum(),
+            };
             VariantEstimate::new(
                 &v.id,
                 default_startup_s(backend, accelerator, v),
-                mine.iter()
-                    .map(|c| default_cell_s(backend, c.rate, c.requests, warmup))
-                    .sum(),
+                load_s,
                 default_teardown_s(backend),
                 Basis {
                     rates_default: mine.len(),

@@ -37,6 +37,9 @@ pub struct Plan {
     pub num_prompts: u32,
     /// Times each rate is measured.
     pub repeats: u32,
+    /// `[load.search]`, resolved: each variant searches for its capacity instead of sweeping
+    /// `rates` (then empty, and so are `cells`).
+    pub search: Option<SearchSpec>,
     pub warmup: u32,
     pub variants: Vec<Variant>,
     pub cells: Vec<Cell>,
@@ -45,6 +48,44 @@ pub struct Plan {
     pub overrides: Vec<String>,
     /// Problems that do not stop planning but would stop `apply` (e.g. a missing dataset file).
     pub warnings: Vec<String>,
+}
+
+/// What the manifest's `[load.search]` asks for, resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchSpec {
+    /// Target attainment, 0..1.
+    pub target: f64,
+    pub start: f64,
+    pub max_rate: f64,
+    /// Below this the search stops: the variant does not meet the target at any useful rate.
+    pub min_rate: f64,
+    /// Relative width of the final bracket, e.g. 0.05.
+    pub tolerance: f64,
+    /// Measured requests per batch.
+    pub batch: u32,
+    /// Batches one rate may get while its interval straddles the target.
+    pub max_batches: u32,
+    /// Measured requests per variant, at most.
+    pub budget: u64,
+    /// A probe with more failed requests than this share is saturated.
+    pub max_failed_pct: f64,
+}
+
+impl SearchSpec {
+    /// The manifest's `[load.search]` with its defaults filled in.
+    pub fn resolve(s: &manifest::SearchOptions, m: &manifest::Manifest) -> SearchSpec {
+        SearchSpec {
+            target: m.slo.target_pct / 100.0,
+            start: s.start,
+            max_rate: s.max_rate.unwrap_or(s.start * 64.0),
+            min_rate: s.min_rate.unwrap_or(s.start / 64.0),
+            tolerance: s.tolerance,
+            batch: m.load.num_prompts,
+            max_batches: s.max_batches,
+            budget: s.budget.unwrap_or(20 * u64::from(m.load.num_prompts)),
+            max_failed_pct: s.max_failed_pct,
+        }
+    }
 }
 
 /// The most repeats a manifest may ask for.
@@ -73,8 +114,13 @@ pub struct Cell {
 }
 
 impl Plan {
+    /// Measured requests of every cell; with a search, every variant's whole budget (the most
+    /// it may send).
     pub fn total_requests(&self) -> u64 {
-        self.cells.iter().map(|c| u64::from(c.requests)).sum()
+        match &self.search {
+            Some(s) => s.budget * self.variants.len() as u64,
+            None => self.cells.iter().map(|c| u64::from(c.requests)).sum(),
+        }
     }
 
     pub fn cells_of<'a>(&'a self, variant_id: &'a str) -> impl Iterator<Item = &'a Cell> + 'a {
@@ -112,7 +158,7 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
         }
     }
 
-    let rates = m.load.rates.values().to_vec();
+    let rates = m.load.rates().to_vec();
     let mut cells = Vec::new();
     for v in &variants {
         // All rates of a repeat before the next: drift over a variant's life spreads over
@@ -129,12 +175,14 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
             }
         }
     }
+    let search = m.load.search.as_ref().map(|s| SearchSpec::resolve(s, m));
     let estimate = estimate::defaults(
         m.target.backend,
         m.target.accelerator,
         &variants,
         &cells,
         m.load.warmup,
+        search.as_ref(),
     );
 
     Ok(Plan {
@@ -156,6 +204,7 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
         rates,
         num_prompts: m.load.num_prompts,
         repeats: m.load.repeats,
+        search,
         warmup: m.load.warmup,
         variants,
         cells,
@@ -163,6 +212,81 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
         overrides: loaded.overrides.clone(),
         warnings,
     })
+}
+
+/// How a check reports a located error (the planner's `err`).
+type Located<'a> = &'a dyn Fn(Vec<manifest::Seg>, String, &str) -> Result<(), ManifestError>;
+
+/// `[load.search]`'s values make sense together.
+fn check_search(
+    s: &manifest::SearchOptions,
+    l: &manifest::Load,
+    err: Located,
+) -> Result<(), ManifestError> {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if !positive(s.start) {
+        return err(
+            path!["load", "search", "start"],
+            format!("start {} must be a positive rate (req/s)", s.start),
+            "",
+        );
+    }
+    if let Some(max) = s.max_rate.filter(|m| !(positive(*m) && *m >= s.start)) {
+        return err(
+            path!["load", "search", "max_rate"],
+            format!("max_rate {max} must be at least start ({})", s.start),
+            "",
+        );
+    }
+    if let Some(min) = s.min_rate.filter(|m| !(positive(*m) && *m <= s.start)) {
+        return err(
+            path!["load", "search", "min_rate"],
+            format!(
+                "min_rate {min} must be positive and at most start ({})",
+                s.start
+            ),
+            "",
+        );
+    }
+    if !(s.tolerance > 0.0 && s.tolerance < 1.0) {
+        return err(
+            path!["load", "search", "tolerance"],
+            format!("tolerance {} must be in (0, 1)", s.tolerance),
+            "0.05 stops when the bracket is within 5 %",
+        );
+    }
+    if !(1..=100).contains(&s.max_batches) {
+        return err(
+            path!["load", "search", "max_batches"],
+            format!("max_batches must be 1 to 100, got {}", s.max_batches),
+            "",
+        );
+    }
+    if s.budget.is_some_and(|b| b < u64::from(l.num_prompts)) {
+        return err(
+            path!["load", "search", "budget"],
+            format!(
+                "a budget below one batch (num_prompts = {}) cannot measure anything",
+                l.num_prompts
+            ),
+            "",
+        );
+    }
+    if !(0.0..=100.0).contains(&s.max_failed_pct) {
+        return err(
+            path!["load", "search", "max_failed_pct"],
+            format!("max_failed_pct {} must be 0 to 100", s.max_failed_pct),
+            "",
+        );
+    }
+    if l.repeats > 1 {
+        return err(
+            path!["load", "repeats"],
+            "repeats with [load.search]: a search adds requests where it is unsure instead".into(),
+            "remove repeats, or search once per apply",
+        );
+    }
+    Ok(())
 }
 
 /// A secret written in the manifest is kept out of the run folder, but it is in a file that
@@ -302,7 +426,25 @@ fn check_experiment(
 
     // Load.
     let l = &m.load;
-    let rates = l.rates.values();
+    match (&l.rates, &l.search) {
+        (None, None) => {
+            return err(
+                path!["load"],
+                "[load] needs `rates` (a sweep) or a `[load.search]` table".into(),
+                "e.g. rates = [1, 2, 4, 8], or [load.search] with start = 2",
+            )
+        }
+        (Some(_), Some(_)) => {
+            return err(
+                path!["load", "search"],
+                "`rates` and `[load.search]` both given: a search chooses its own rates".into(),
+                "remove one of them",
+            )
+        }
+        (None, Some(s)) => check_search(s, l, &err)?,
+        (Some(_), None) => {}
+    }
+    let rates = l.rates();
     for (i, r) in rates.iter().enumerate() {
         if rates[..i].contains(r) {
             return err(

@@ -14,6 +14,12 @@ pub fn human_duration(seconds: f64) -> String {
     }
 }
 
+/// `90`, `2.5`: a percentage without trailing zeros.
+fn fmt_pct(x: f64) -> String {
+    let s = format!("{x:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
@@ -41,22 +47,40 @@ pub fn render(plan: &Plan) -> String {
         }
     );
     let rates: Vec<String> = plan.rates.iter().map(|r| r.label()).collect();
-    let _ = writeln!(
-        out,
-        "Rates (req/s): {} · {} requests per rate{}{}",
-        rates.join(", "),
-        plan.num_prompts,
-        if plan.warmup > 0 {
-            format!(" + {} warm-up", plan.warmup)
-        } else {
-            String::new()
-        },
-        if plan.repeats > 1 {
-            format!(" · {} repeats of every rate", plan.repeats)
-        } else {
-            String::new()
-        }
-    );
+    if let Some(s) = &plan.search {
+        let _ = writeln!(
+            out,
+            "Search: the highest rate meeting {} % of requests within the SLO, from {} req/s \
+             (doubling up to {}, halving down to {}), to a bracket within {} %; batches of {} \
+             requests + {} warm-up, up to {} per rate; at most {} requests per variant",
+            fmt_pct(100.0 * s.target),
+            s.start,
+            s.max_rate,
+            s.min_rate,
+            fmt_pct(100.0 * s.tolerance),
+            s.batch,
+            plan.warmup,
+            s.max_batches,
+            thousands(s.budget)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Rates (req/s): {} · {} requests per rate{}{}",
+            rates.join(", "),
+            plan.num_prompts,
+            if plan.warmup > 0 {
+                format!(" + {} warm-up", plan.warmup)
+            } else {
+                String::new()
+            },
+            if plan.repeats > 1 {
+                format!(" · {} repeats of every rate", plan.repeats)
+            } else {
+                String::new()
+            }
+        );
+    }
     if !plan.overrides.is_empty() {
         let _ = writeln!(out, "Overrides: --set {}", plan.overrides.join(" --set "));
     }
@@ -90,8 +114,15 @@ pub fn render(plan: &Plan) -> String {
             v.mode.to_string(),
             topology,
             v.gpus.to_string(),
-            cells.len().to_string(),
-            thousands(requests),
+            if plan.search.is_some() {
+                "search".to_owned()
+            } else {
+                cells.len().to_string()
+            },
+            match &plan.search {
+                Some(s) => format!("≤{}", thousands(s.budget)),
+                None => thousands(requests),
+            },
             estimate,
             basis,
         ]);

@@ -185,6 +185,24 @@ impl History {
                 .then(|| c.seconds - estimate::send_s(rate, c.requests + c.warmup))
         }));
         let mut load_s = 0.0;
+        if plan.search.is_some() {
+            // A search's probes depend on what it measures: the whole load of past searches.
+            let searches = recent(
+                past.iter()
+                    .filter(|t| t.outcome == "completed")
+                    .map(|t| t.cells.iter().map(|c| c.seconds).sum::<f64>()),
+            );
+            match median(&searches) {
+                Some(s) => {
+                    load_s = s;
+                    basis.rates_measured_before = 1;
+                }
+                None => {
+                    load_s = default.load_s;
+                    basis.rates_default = 1;
+                }
+            }
+        }
         for cell in plan.cells_of(variant_id) {
             let label = cell.rate.label();
             let same = recent(

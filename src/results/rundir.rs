@@ -16,6 +16,9 @@
 //! <run>/<variant>/aborted/vllm-<rate>qps[-resume-<T>].json   a cell during which a component
 //!                                      died (kept; not a result; measured again on resume)
 //! <run>/<variant>/teardown.json        how each component stopped
+//! <run>/<variant>/vllm-<rate>qps-search<k>.json   the k-th batch of a `[load.search]`
+//! <run>/<variant>/search.json          how the search went: every probe, the bracket
+//!                                      (search-resume-<T>.json when a resume finished it)
 //! <run>/<variant>/timing.json          how long start-up, each rate and teardown took, and the
 //!                                      plan's estimate (timing-resume-<T>.json for a resume)
 //! <run>/<variant>/FAILED.txt           why the variant failed
@@ -47,6 +50,7 @@ pub const REPORT_DIR: &str = "report";
 const DEPLOYMENT: &str = "deployment";
 const TEARDOWN: &str = "teardown";
 const TIMING: &str = "timing";
+const SEARCH: &str = "search";
 const FAILED: &str = "FAILED.txt";
 /// Held (flock) by the `apply` that runs in the folder; hidden, so no walk reads it.
 const LOCK: &str = ".apply.lock";
@@ -86,6 +90,7 @@ fn is_bookkeeping(name: &str) -> bool {
         DEPLOYMENT,
         TEARDOWN,
         TIMING,
+        SEARCH,
     ]
     .iter()
     .any(|base| match stem.strip_prefix(base) {
@@ -600,6 +605,31 @@ impl VariantDir {
         write_json_new(&self.path.join(attempt.file(TEARDOWN)), record)
     }
 
+    /// The search's record, written when it ends: the variant is then complete.
+    pub fn write_search(&self, attempt: &Attempt, record: &impl Serialize) -> anyhow::Result<()> {
+        write_json_new(&self.path.join(attempt.file(SEARCH)), record)
+    }
+
+    /// Whether a search of this variant has ended (any attempt's record).
+    pub fn search_done(&self) -> bool {
+        std::fs::read_dir(&self.path).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name == Attempt::first().file(SEARCH)
+                    || (name.starts_with(&format!("{SEARCH}{RESUME_TAG}"))
+                        && name.ends_with(".json"))
+            })
+        })
+    }
+
+    /// A result file of this variant, read back (bounded).
+    pub fn read_result(&self, cell: &Cell) -> anyhow::Result<RunResult> {
+        let path = self.result_path(cell);
+        let bytes =
+            read_bounded(&path, super::store::MAX_RESULT_BYTES).map_err(anyhow::Error::msg)?;
+        serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))
+    }
+
     pub fn write_timing(&self, attempt: &Attempt, timing: &VariantTiming) -> anyhow::Result<()> {
         write_json_new(&self.path.join(attempt.file(TIMING)), timing)
     }
@@ -838,7 +868,7 @@ mod tests {
     #[test]
     fn bookkeeping_of_every_attempt_is_not_a_result() {
         let resume = Attempt::resume(chrono::Local::now());
-        for base in ["environment", DEPLOYMENT, TEARDOWN, TIMING] {
+        for base in ["environment", DEPLOYMENT, TEARDOWN, TIMING, SEARCH] {
             assert!(!is_result_file(&Attempt::first().file(base)), "{base}");
             assert!(!is_result_file(&resume.file(base)), "{base} resumed");
         }

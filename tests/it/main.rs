@@ -26,6 +26,7 @@ mod report_intervals;
 mod report_render;
 mod report_snapshot;
 mod schema;
+mod search;
 mod sim_calibration;
 mod sim_faults;
 mod sim_server;
