@@ -260,6 +260,8 @@ pub struct VariantStats {
     pub total_requests: u64,
     /// Rate points without per-request data (attainment cannot be computed there).
     pub summary_only_points: usize,
+    /// The variant's `[load.search]` outcome, when it ran one (its points are the probes).
+    pub search: Option<crate::results::rundir::SearchSummary>,
 }
 
 impl VariantStats {
@@ -510,6 +512,7 @@ fn analyse_variant(run: &str, slug: String, v: &Variant, sc: &Scoring) -> Varian
         goodput_per_gpu,
         goodput_interval,
         goodput_per_gpu_interval: goodput_interval.map(per_gpu),
+        search: v.search.clone(),
         scale_rate: chosen.map(|p| p.rate),
         scale_curve,
         scale_crossing,

@@ -622,6 +622,34 @@ impl VariantDir {
         })
     }
 
+    /// The newest search record of this variant (`search[-resume-T].json`): None when it has
+    /// none, `Err` (a reason) when it cannot be read.
+    pub fn read_search(&self) -> Option<Result<SearchSummary, String>> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.path)
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n == &Attempt::first().file(SEARCH)
+                    || (n.starts_with(&format!("{SEARCH}{RESUME_TAG}")) && n.ends_with(".json"))
+            })
+            .collect();
+        names.sort_by_key(|n| n.trim_end_matches(".json").to_owned());
+        let path = self.path.join(names.last()?);
+        Some(
+            read_bounded(&path, MAX_RECORD_BYTES)
+                .and_then(|bytes| {
+                    serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .map_err(|e| format!("not a search record: {e}"))
+                })
+                .map(|v| SearchSummary {
+                    requests: v["requests"].as_u64().unwrap_or(0),
+                    probes: v["probes"].as_array().map_or(0, Vec::len),
+                    ending: v["ending"].clone(),
+                }),
+        )
+    }
+
     /// A result file of this variant, read back (bounded).
     pub fn read_result(&self, cell: &Cell) -> anyhow::Result<RunResult> {
         let path = self.result_path(cell);
@@ -788,6 +816,18 @@ pub struct PlannedCell {
     #[serde(default)]
     pub rate: serde_json::Value,
     pub result_file: String,
+}
+
+/// What a variant's `search.json` says, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct SearchSummary {
+    /// Measured requests the search used.
+    pub requests: u64,
+    /// Rates probed.
+    pub probes: usize,
+    /// How it ended: `{"kind": "bracketed", "pass": .., "fail": ..}`, `above_max`,
+    /// `below_min` or `budget_spent`.
+    pub ending: serde_json::Value,
 }
 
 /// How long one attempt at a variant took (`timing.json`): what `vbench plan` estimates the

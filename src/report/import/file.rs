@@ -194,6 +194,7 @@ pub(super) fn read_file(path: &Path) -> Result<Parsed, String> {
                 dataset,
                 source: SourceKind::Vbench,
                 points: Vec::new(),
+                search: None,
             },
             point,
         });
@@ -250,6 +251,7 @@ pub(super) fn read_file(path: &Path) -> Result<Parsed, String> {
             dataset,
             source,
             points: Vec::new(),
+            search: None,
         },
         point,
     })

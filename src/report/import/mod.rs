@@ -126,6 +126,8 @@ pub struct Variant {
     pub dataset: String,
     pub source: SourceKind,
     pub points: Vec<RatePoint>,
+    /// A vbench `[load.search]`'s outcome (its `search.json`), when the variant ran one.
+    pub search: Option<rundir::SearchSummary>,
 }
 
 /// One input path.
@@ -176,7 +178,17 @@ pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
                 }),
             }
         }
-        let variants = group_variants(parsed);
+        let mut variants = group_variants(parsed);
+        for v in &mut variants {
+            match run_dir.variant(&v.key).read_search() {
+                Some(Ok(search)) => v.search = Some(search),
+                Some(Err(reason)) => out.skipped.push(Skipped {
+                    path: path.join(&v.key),
+                    reason,
+                }),
+                None => {}
+            }
+        }
         let environment = run_dir.read_environment().unwrap_or_else(|reason| {
             out.skipped.push(Skipped {
                 path: path.join(rundir::ENVIRONMENT),

@@ -222,6 +222,27 @@ fn with_range(point: &Crossing, range: &[Crossing; 2], unit: &str) -> String {
     format!("{text} (95 %: {range})")
 }
 
+/// `search: goodput between 8.25 and 8.5 req/s (9 probes, 900 requests)`.
+fn search_note(s: &crate::results::rundir::SearchSummary) -> String {
+    let e = &s.ending;
+    let num = |k: &str| e[k].as_f64().map(fmt_num).unwrap_or_else(|| "-".into());
+    let what = match e["kind"].as_str().unwrap_or("") {
+        "bracketed" => format!("goodput between {} and {} req/s", num("pass"), num("fail")),
+        "above_max" => format!("meets the target up to max_rate ({} req/s)", num("pass")),
+        "below_min" => format!("misses the target even at {} req/s", num("fail")),
+        "budget_spent" => format!(
+            "budget spent: passed up to {}, failed from {} req/s",
+            num("pass"),
+            num("fail")
+        ),
+        other => format!("ended: {other}"),
+    };
+    format!(
+        "search: {what} ({} probes, {} requests)",
+        s.probes, s.requests
+    )
+}
+
 /// `72.5 (64.8-79.1)`: a percentage with its interval.
 fn pct_with_interval(pct: f64, i: Option<&crate::report::stats::Interval>) -> String {
     match i.and_then(|i| Some((i.lo?, i.hi?))) {
@@ -302,6 +323,9 @@ fn head_rows(a: &Analysis, w: &Winner) -> Vec<HeadRow> {
             }
             if !v.gpus_known {
                 note.push("GPU count unknown: per-GPU assumes 1".to_string());
+            }
+            if let Some(s) = &v.search {
+                note.push(search_note(s));
             }
             if v.mode == "lmcache" {
                 note.push(
