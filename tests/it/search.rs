@@ -171,6 +171,8 @@ fn a_search_brackets_the_capacity_and_a_resume_continues_it() {
         "{}",
         String::from_utf8_lossy(&report.stderr)
     );
+    let md = std::fs::read_to_string(run.join("report/summary.md")).unwrap();
+    assert!(md.contains("search: ") && md.contains(" probes, "), "{md}");
 }
 
 #[test]
