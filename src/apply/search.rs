@@ -259,6 +259,16 @@ mod tests {
 
     /// A synthetic server: attainment falls from 1 to 0 around `capacity` (logistic), each
     /// request meeting the SLO independently (binomial noise).
+    fn synthetic_batch(rng: &mut impl Rng, rate: f64, capacity: f64, n: u64) -> BatchOutcome {
+        let p = 1.0 / (1.0 + ((rate / capacity - 1.0) * 12.0).exp());
+        BatchOutcome {
+            met: (0..n).filter(|_| rng.gen::<f64>() < p).count() as u64,
+            requests: n,
+            failed: 0,
+            client_fell_behind: false,
+        }
+    }
+
     fn run(capacity: f64, seed: u64, spec: SearchSpec) -> Search {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut s = Search::new(spec);
@@ -266,18 +276,9 @@ mod tests {
             match s.next() {
                 Step::Done(_) => return s,
                 Step::Measure { rate, .. } => {
-                    let p = 1.0 / (1.0 + ((rate / capacity - 1.0) * 12.0).exp());
                     let n = u64::from(s.spec.batch);
-                    let met = (0..n).filter(|_| rng.gen::<f64>() < p).count() as u64;
-                    s.record(
-                        rate,
-                        BatchOutcome {
-                            met,
-                            requests: n,
-                            failed: 0,
-                            client_fell_behind: false,
-                        },
-                    );
+                    let batch = synthetic_batch(&mut rng, rate, capacity, n);
+                    s.record(rate, batch);
                 }
             }
         }
@@ -397,17 +398,7 @@ mod tests {
         let mut b = Search::new(spec());
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         while let Step::Measure { rate, .. } = b.next() {
-            let p = 1.0 / (1.0 + ((rate / 9.0 - 1.0) * 12.0).exp());
-            let met = (0..100).filter(|_| rng.gen::<f64>() < p).count() as u64;
-            b.record(
-                rate,
-                BatchOutcome {
-                    met,
-                    requests: 100,
-                    failed: 0,
-                    client_fell_behind: false,
-                },
-            );
+            b.record(rate, synthetic_batch(&mut rng, rate, 9.0, 100));
         }
         assert_eq!(a.probes, b.probes);
         assert_eq!(round_rate(5.4321), 5.43);

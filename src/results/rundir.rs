@@ -610,32 +610,34 @@ impl VariantDir {
         write_json_new(&self.path.join(attempt.file(SEARCH)), record)
     }
 
+    /// Every attempt's `<base>[-resume-T].json` in this folder, oldest first (the first
+    /// attempt's, then resumes' by their time tag).
+    fn attempt_records(&self, base: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n == &Attempt::first().file(base)
+                    || (n.starts_with(&format!("{base}{RESUME_TAG}")) && n.ends_with(".json"))
+            })
+            .collect();
+        // `base.json` sorts before `base-resume-…` once the extension is set aside.
+        names.sort_by_key(|n| n.trim_end_matches(".json").to_owned());
+        names
+    }
+
     /// Whether a search of this variant has ended (any attempt's record).
     pub fn search_done(&self) -> bool {
-        std::fs::read_dir(&self.path).is_ok_and(|entries| {
-            entries.flatten().any(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name == Attempt::first().file(SEARCH)
-                    || (name.starts_with(&format!("{SEARCH}{RESUME_TAG}"))
-                        && name.ends_with(".json"))
-            })
-        })
+        !self.attempt_records(SEARCH).is_empty()
     }
 
     /// The newest search record of this variant (`search[-resume-T].json`): None when it has
     /// none, `Err` (a reason) when it cannot be read.
     pub fn read_search(&self) -> Option<Result<SearchSummary, String>> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.path)
-            .ok()?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| {
-                n == &Attempt::first().file(SEARCH)
-                    || (n.starts_with(&format!("{SEARCH}{RESUME_TAG}")) && n.ends_with(".json"))
-            })
-            .collect();
-        names.sort_by_key(|n| n.trim_end_matches(".json").to_owned());
-        let path = self.path.join(names.last()?);
+        let path = self.path.join(self.attempt_records(SEARCH).pop()?);
         Some(
             read_bounded(&path, MAX_RECORD_BYTES)
                 .and_then(|bytes| {
@@ -665,20 +667,7 @@ impl VariantDir {
     /// Every attempt's timing record, oldest first (the first attempt's, then resumes' by
     /// their time tag); a record that cannot be read is returned as its error.
     pub fn timings(&self) -> Vec<Result<VariantTiming, String>> {
-        let Ok(entries) = std::fs::read_dir(&self.path) else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| {
-                n == &Attempt::first().file(TIMING)
-                    || (n.starts_with(&format!("{TIMING}{RESUME_TAG}")) && n.ends_with(".json"))
-            })
-            .collect();
-        // `timing.json` sorts before `timing-resume-…` once the extension is set aside.
-        names.sort_by_key(|n| n.trim_end_matches(".json").to_owned());
-        names
+        self.attempt_records(TIMING)
             .iter()
             .map(|n| {
                 let path = self.path.join(n);

@@ -146,3 +146,98 @@ fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
         assert!(left.is_empty(), "left running: {left:?}");
     }
 }
+
+/// `[load.search]` on the real vLLM CPU build (simple variant, a small budget): the search ends
+/// with its record, every batch is a result file with its requests, and nothing is left running.
+#[test]
+fn cpu_tiny_searches_for_its_capacity_on_real_vllm() {
+    let _alone = crate::alone();
+    let Some(root) = vllm_root() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    // cpu-tiny's manifest with its simple deployment only and a search instead of rates.
+    let text = std::fs::read_to_string("experiments/cpu-tiny.toml").unwrap();
+    let mut parts = text.split("[[deployment]]");
+    let head: String = parts
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("rates"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let simple = parts.next().unwrap();
+    let manifest = format!(
+        "{head}\n[load.search]\nstart = 2\ntolerance = 0.25\nmax_batches = 2\nbudget = 60\n\n\
+         [[deployment]]{simple}"
+    );
+    let path = tmp.path().join("cpu-search.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let tokenizer = std::fs::canonicalize("tests/fixtures/tiny-model").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vbench"))
+        .arg("apply")
+        .arg(&path)
+        .arg("--results")
+        .arg(tmp.path().join("results"))
+        .args(["--set", "load.num_prompts=10", "--set", "load.warmup=1"])
+        .args([
+            "--set",
+            &format!("model={}", root.join("tiny-model").display()),
+        ])
+        .args(["--set", &format!("tokenizer={}", tokenizer.display())])
+        .args([
+            "--set",
+            &format!("target.vllm_bin={}", root.join("venv/bin/vllm").display()),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("  search: "), "{stderr}");
+    let run = std::fs::read_dir(tmp.path().join("results/cpu-tiny"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let variant = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("search.json").is_file())
+        .expect("a search record");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(variant.join("search.json")).unwrap()).unwrap();
+    assert!(record["requests"].as_u64().unwrap() <= 60, "{record}");
+    let batches: u64 = record["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["batches"].as_u64().unwrap())
+        .sum();
+    let files: Vec<PathBuf> = std::fs::read_dir(&variant)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains("-search"))
+        .collect();
+    assert_eq!(files.len() as u64, batches, "{record}");
+    for f in &files {
+        let r: vbench::load::RunResult =
+            serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+        assert_eq!(r.completed + r.failed, 10, "{}", f.display());
+        assert!(!r.vbench.deployment.simulated);
+    }
+    // The report names the search's outcome.
+    let md = std::fs::read_to_string(run.join("report/summary.md")).unwrap();
+    assert!(md.contains("search: "), "{md}");
+    let d: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(variant.join("deployment.json")).unwrap()).unwrap();
+    let port = d["components"][0]["url"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let left = vllm_processes(&format!("--port {port} "));
+    assert!(left.is_empty(), "left running: {left:?}");
+}

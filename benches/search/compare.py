@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""The SLO-capacity search against a dense sweep's ground truth.
+
+Reads the dense sweep's report (`summary.json` of each run folder given with --dense: the
+goodput where the pooled attainment of 3 repeats crosses the target, and its range) and each
+search run's `search.json` records (--search run folders), and prints a Markdown table: per
+variant and search, the bracket, its midpoint's distance from the dense crossing, whether
+the bracket contains it, its width, and the requests used against the dense sweep's.
+
+Usage: compare.py --dense RUN [RUN ...] --search RUN [RUN ...] [--json OUT]
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+
+def dense_truth(runs):
+    """variant id -> (goodput x, range lo, range hi, requests)."""
+    out = {}
+    for run in runs:
+        s = json.loads((pathlib.Path(run) / "report" / "summary.json").read_text())
+        for v in s["variants"]:
+            g = v["goodput"]
+            if g["kind"] != "at":
+                sys.exit(f"{run}: {v['key']} has no crossing in the dense sweep ({g['kind']})")
+            lo, hi = v["goodput_interval"]
+            out[v["key"]] = {
+                "label": v["label"],
+                "x": g["x"],
+                "lo": lo.get("x"),
+                "hi": hi.get("x"),
+                "requests": v["total_requests"],
+            }
+    return out
+
+
+def searches(runs):
+    """(run, variant id, search record) for every search.json under the runs."""
+    for run in runs:
+        for variant in sorted(pathlib.Path(run).iterdir()):
+            records = sorted(variant.glob("search*.json")) if variant.is_dir() else []
+            if records:
+                yield run, variant.name, json.loads(records[-1].read_text())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dense", nargs="+", required=True)
+    ap.add_argument("--search", nargs="+", required=True)
+    ap.add_argument("--json", dest="json_out")
+    a = ap.parse_args()
+    truth = dense_truth(a.dense)
+    rows = []
+    for run, vid, rec in searches(a.search):
+        t = truth.get(vid)
+        if t is None:
+            sys.exit(f"{run}: {vid} is not in the dense sweep")
+        e = rec["ending"]
+        if e["kind"] != "bracketed":
+            rows.append({"run": run, "variant": vid, "ending": e["kind"], "requests": rec["requests"]})
+            continue
+        mid = (e["pass"] + e["fail"]) / 2
+        rows.append({
+            "run": pathlib.Path(run).name,
+            "variant": vid,
+            "label": t["label"],
+            "pass": e["pass"],
+            "fail": e["fail"],
+            "midpoint": mid,
+            "dense": t["x"],
+            "error_pct": 100 * (mid - t["x"]) / t["x"],
+            "contains": e["pass"] <= t["x"] <= e["fail"],
+            "width_pct": 100 * (e["fail"] - e["pass"]) / t["x"],
+            "probes": len(rec["probes"]),
+            "requests": rec["requests"],
+            "dense_requests": t["requests"],
+            "share_pct": 100 * rec["requests"] / t["requests"],
+        })
+    print("| variant | search run | bracket (req/s) | midpoint | dense crossing | error | contains | width | probes | requests (share of dense) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "pass" not in r:
+            print(f"| {r['variant']} | {r['run']} | ended {r['ending']} | | | | | | | {r['requests']} |")
+            continue
+        print(f"| {r['label']} | {r['run']} | {r['pass']:g}-{r['fail']:g} | {r['midpoint']:.3f} | "
+              f"{r['dense']:.3f} | {r['error_pct']:+.1f} % | {'yes' if r['contains'] else 'no'} | "
+              f"{r['width_pct']:.1f} % | {r['probes']} | {r['requests']} of {r['dense_requests']} "
+              f"({r['share_pct']:.0f} %) |")
+    for vid, t in truth.items():
+        rng = f"{t['lo']:.3f}-{t['hi']:.3f}" if t["lo"] and t["hi"] else "open"
+        print(f"\ndense {t['label']}: crossing {t['x']:.3f} req/s (95 % range {rng}), {t['requests']} requests")
+    if a.json_out:
+        pathlib.Path(a.json_out).write_text(json.dumps({"truth": truth, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
