@@ -37,12 +37,18 @@ def dense_truth(runs):
 
 
 def searches(runs):
-    """(run, variant id, search record) for every search.json under the runs."""
+    """(run, variant id, search record, the report's goodput from the probes) for every
+    search.json under the runs."""
     for run in runs:
+        report = pathlib.Path(run) / "report" / "summary.json"
+        goodput = {}
+        if report.is_file():
+            for v in json.loads(report.read_text())["variants"]:
+                goodput[v["key"]] = v["goodput"].get("x")
         for variant in sorted(pathlib.Path(run).iterdir()):
             records = sorted(variant.glob("search*.json")) if variant.is_dir() else []
             if records:
-                yield run, variant.name, json.loads(records[-1].read_text())
+                yield run, variant.name, json.loads(records[-1].read_text()), goodput.get(variant.name)
 
 
 def main():
@@ -53,7 +59,7 @@ def main():
     a = ap.parse_args()
     truth = dense_truth(a.dense)
     rows = []
-    for run, vid, rec in searches(a.search):
+    for run, vid, rec, interpolated in searches(a.search):
         t = truth.get(vid)
         if t is None:
             sys.exit(f"{run}: {vid} is not in the dense sweep")
@@ -69,8 +75,10 @@ def main():
             "pass": e["pass"],
             "fail": e["fail"],
             "midpoint": mid,
+            "interpolated": interpolated,
             "dense": t["x"],
             "error_pct": 100 * (mid - t["x"]) / t["x"],
+            "interpolated_error_pct": None if interpolated is None else 100 * (interpolated - t["x"]) / t["x"],
             "contains": e["pass"] <= t["x"] <= e["fail"],
             "width_pct": 100 * (e["fail"] - e["pass"]) / t["x"],
             "probes": len(rec["probes"]),
@@ -78,14 +86,15 @@ def main():
             "dense_requests": t["requests"],
             "share_pct": 100 * rec["requests"] / t["requests"],
         })
-    print("| variant | search run | bracket (req/s) | midpoint | dense crossing | error | contains | width | probes | requests (share of dense) |")
+    print("| variant | search run | bracket (req/s) | midpoint (error) | interpolated (error) | dense crossing | contains | width | probes | requests (share of dense) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "pass" not in r:
             print(f"| {r['variant']} | {r['run']} | ended {r['ending']} | | | | | | | {r['requests']} |")
             continue
-        print(f"| {r['label']} | {r['run']} | {r['pass']:g}-{r['fail']:g} | {r['midpoint']:.3f} | "
-              f"{r['dense']:.3f} | {r['error_pct']:+.1f} % | {'yes' if r['contains'] else 'no'} | "
+        ip = "-" if r["interpolated"] is None else f"{r['interpolated']:.3f} ({r['interpolated_error_pct']:+.1f} %)"
+        print(f"| {r['label']} | {r['run']} | {r['pass']:g}-{r['fail']:g} | {r['midpoint']:.3f} ({r['error_pct']:+.1f} %) | "
+              f"{ip} | {r['dense']:.3f} | {'yes' if r['contains'] else 'no'} | "
               f"{r['width_pct']:.1f} % | {r['probes']} | {r['requests']} of {r['dense_requests']} "
               f"({r['share_pct']:.0f} %) |")
     for vid, t in truth.items():
