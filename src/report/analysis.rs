@@ -357,9 +357,11 @@ fn attainment_interval(att: [f64; 3], n: usize) -> [Interval; 3] {
 
 /// The stats of one rate: its only file, or its repeats pooled.
 ///
-/// The pooled Wilson interval counts requests as independent; repeats that disagree more than
-/// that allows (drift, a noisy neighbour) widen it to the t-interval of their mean, so the
-/// interval (and the goodput range from it) never claims more than the repeats support.
+/// The pooled Wilson interval counts requests as independent; three or more repeats that
+/// disagree more than that allows (drift, a noisy neighbour) widen it to the t-interval of
+/// their mean, so the interval (and the goodput range from it) never claims more than the
+/// repeats support. Two repeats give one degree of freedom, too few to estimate a spread
+/// (t = 12.7): they are pooled only.
 fn rate_stats(repeats: &[&RatePoint], gpus: u32, slo: Slo) -> PointStats {
     let mut stats = if repeats.len() == 1 {
         point_stats(repeats[0], gpus, slo)
@@ -368,7 +370,8 @@ fn rate_stats(repeats: &[&RatePoint], gpus: u32, slo: Slo) -> PointStats {
     };
     stats.repeats = repeats.len() as u32;
     stats.spread = repeat_spread(repeats, slo);
-    if let (Some(spread), Some(intervals)) = (&stats.spread, stats.attainment_interval.as_mut()) {
+    let spread = stats.spread.as_ref().filter(|s| s.attainment.len() >= 3);
+    if let (Some(spread), Some(intervals)) = (spread, stats.attainment_interval.as_mut()) {
         if let Some((lo, hi)) = stats::mean_interval(&spread.attainment) {
             let both = &mut intervals[0];
             both.lo = both.lo.map(|w| w.min(lo.max(0.0)));
