@@ -105,9 +105,7 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
     // seen would be answered from its prefix cache.
     let rates = match &m.load.search {
         // One slot per batch the budget allows.
-        Some(s) => crate::plan::SearchSpec::resolve(s, m)
-            .budget
-            .div_ceil(u64::from(m.load.num_prompts.max(1))) as usize,
+        Some(s) => crate::plan::SearchSpec::resolve(s, m).max_batches_total() as usize,
         None => m.load.rates().len().max(1) * m.load.repeats.max(1) as usize,
     };
     let data = dataset::load(&spec, per_rate * rates, m.load.seed, tokenizer.as_deref())

@@ -194,12 +194,20 @@ pub fn check_results_folder(
     crate::results::store::check_writable(&dir)?;
     // Unknown output lengths (ShareGPT) are taken as long ones.
     let output = u64::from(loaded.manifest.dataset.output_len.unwrap_or(1024));
-    let need: u64 = plan
-        .cells
-        .iter()
-        .filter(|c| options.only.is_empty() || options.only.contains(&c.variant_id))
-        .map(|c| cell_bytes(u64::from(c.requests), output))
-        .sum();
+    let selected = |id: &str| options.only.is_empty() || options.only.iter().any(|o| o == id);
+    let need: u64 = match &plan.search {
+        // A search has no planned cells: every variant may spend its whole budget.
+        Some(s) => {
+            let variants = plan.variants.iter().filter(|v| selected(&v.id)).count() as u64;
+            variants * s.max_batches_total() * cell_bytes(u64::from(s.batch), output)
+        }
+        None => plan
+            .cells
+            .iter()
+            .filter(|c| selected(&c.variant_id))
+            .map(|c| cell_bytes(u64::from(c.requests), output))
+            .sum(),
+    };
     if let Some(free) = crate::results::store::free_bytes(&dir) {
         if free < need {
             bail!(
@@ -286,7 +294,7 @@ pub async fn run(
     let stop = interrupted.clone();
     // Everything but vLLM's version now: that probe imports vLLM (20-30 s on a GPU host), so
     // it runs while the first variant starts, and environment.json follows when it answers.
-    let env = Environment::collect(&loaded.path, None, simulated, &move || stop.requested());
+    let env = Environment::collect(&loaded.path, simulated, &move || stop.requested());
     let (run_dir, lock, attempt) = match &options.resume {
         Some(dir) => {
             let run_dir = RunDir::open(dir);

@@ -17,7 +17,7 @@
 
 use serde::Serialize;
 
-use crate::plan::SearchSpec;
+use crate::plan::search::{Ending, SearchSpec};
 use crate::report::stats::{wilson, Z95};
 
 /// What one batch measured.
@@ -54,23 +54,6 @@ pub struct Probe {
     pub forced: bool,
     /// The client fell behind or failures passed `max_failed_pct`.
     pub saturated: bool,
-}
-
-/// How the search ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Ending {
-    /// Goodput lies in `[pass, fail]`, within the tolerance.
-    Bracketed { pass: f64, fail: f64 },
-    /// Met the target up to `max_rate`: goodput ≥ it.
-    AboveMax { pass: f64 },
-    /// Missed the target down to `min_rate`.
-    BelowMin { fail: f64 },
-    /// The request budget ran out; the bracket so far (either end may be missing).
-    BudgetSpent {
-        pass: Option<f64>,
-        fail: Option<f64>,
-    },
 }
 
 /// What to do next.
@@ -230,11 +213,6 @@ impl Search {
             });
         }
         Step::Measure { rate, batch: 1 }
-    }
-
-    /// The worst case: every batch of the budget.
-    pub fn max_batches_total(spec: &SearchSpec) -> u64 {
-        spec.budget / u64::from(spec.batch.max(1))
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::health::{self, Running};
-use super::search::{BatchOutcome, Ending, Probe, Search, Step, Verdict};
+use super::search::{BatchOutcome, Probe, Search, Step, Verdict};
 use super::{cell, Events, Interrupts, Options, VariantError};
 use crate::exec::deploy::{self, ComponentRole, DeploymentSpec};
 use crate::exec::gpus::{self, GpuProbe};
@@ -18,7 +18,8 @@ use crate::exec::process::{StopReport, Supervised};
 use crate::load::RunResult;
 use crate::manifest::Rate;
 use crate::manifest::{LoadedManifest, Mode};
-use crate::plan::{Cell, Plan, SearchSpec, Variant};
+use crate::plan::search::{batch_file_name, SearchSpec};
+use crate::plan::{Cell, Plan, Variant};
 use crate::results::rundir::{Attempt, CellTiming, VariantDir, VariantTiming};
 
 /// Above this share of prompt tokens served from the prefix cache in a rate, apply warns and
@@ -303,7 +304,7 @@ impl VariantRun<'_> {
                 rate,
                 repeat: index,
                 requests: search_spec.batch,
-                result_file: format!("vllm-{}qps-search{index}.json", rate.label()),
+                result_file: batch_file_name(rate, index),
             };
             let result = if self.dir.is_measured(&cell) {
                 let r = self.dir.read_result(&cell)?;
@@ -345,8 +346,9 @@ impl VariantRun<'_> {
             }
         };
         self.events.info(&format!(
-            "  search: {}",
-            describe_ending(&ending, search.used)
+            "  search: {} ({} requests)",
+            ending.describe(),
+            search.used
         ));
         self.dir.write_search(
             self.attempt,
@@ -482,32 +484,6 @@ fn probe_line(p: &Probe) -> String {
             format!(" ({})", why.join(", "))
         }
     )
-}
-
-fn describe_ending(e: &Ending, used: u64) -> String {
-    let fmt = crate::report::attainment::fmt_num;
-    match e {
-        Ending::Bracketed { pass, fail } => format!(
-            "goodput between {} and {} req/s ({used} requests)",
-            fmt(*pass),
-            fmt(*fail)
-        ),
-        Ending::AboveMax { pass } => {
-            format!(
-                "meets the target up to max_rate, {} req/s ({used} requests)",
-                fmt(*pass)
-            )
-        }
-        Ending::BelowMin { fail } => format!(
-            "misses the target even at {} req/s (min_rate reached; {used} requests)",
-            fmt(*fail)
-        ),
-        Ending::BudgetSpent { pass, fail } => format!(
-            "budget spent ({used} requests): passed up to {}, failed from {}",
-            pass.map_or("-".to_owned(), fmt),
-            fail.map_or("-".to_owned(), fmt)
-        ),
-    }
 }
 
 /// Time since launch and what it is recorded as (`timing.json`).

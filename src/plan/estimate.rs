@@ -117,8 +117,8 @@ pub fn default_cell_s(backend: Backend, rate: Rate, requests: u32, warmup: u32) 
 /// A search's worst case: every batch of its budget at its first rate (rates that pass
 /// double, so later batches are shorter).
 pub fn search_worst_case_s(backend: Backend, s: &SearchSpec, warmup: u32) -> f64 {
-    let batches = s.budget / u64::from(s.batch.max(1));
-    batches as f64 * default_cell_s(backend, Rate::PerSecond(s.start), s.batch, warmup)
+    s.max_batches_total() as f64
+        * default_cell_s(backend, Rate::PerSecond(s.start), s.batch, warmup)
 }
 
 /// The defaults for every variant of a plan.

@@ -7,6 +7,7 @@
 pub mod capacity;
 pub mod estimate;
 mod expand;
+pub mod search;
 pub mod table;
 pub mod variant;
 
@@ -20,6 +21,7 @@ use crate::path;
 
 pub use capacity::Capacity;
 pub use estimate::{Estimate, VariantEstimate};
+pub use search::SearchSpec;
 pub use variant::{RoleKind, RoleSpec, Variant};
 
 /// Everything `apply` will do, resolved.
@@ -48,44 +50,6 @@ pub struct Plan {
     pub overrides: Vec<String>,
     /// Problems that do not stop planning but would stop `apply` (e.g. a missing dataset file).
     pub warnings: Vec<String>,
-}
-
-/// What the manifest's `[load.search]` asks for, resolved.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SearchSpec {
-    /// Target attainment, 0..1.
-    pub target: f64,
-    pub start: f64,
-    pub max_rate: f64,
-    /// Below this the search stops: the variant does not meet the target at any useful rate.
-    pub min_rate: f64,
-    /// Relative width of the final bracket, e.g. 0.05.
-    pub tolerance: f64,
-    /// Measured requests per batch.
-    pub batch: u32,
-    /// Batches one rate may get while its interval straddles the target.
-    pub max_batches: u32,
-    /// Measured requests per variant, at most.
-    pub budget: u64,
-    /// A probe with more failed requests than this share is saturated.
-    pub max_failed_pct: f64,
-}
-
-impl SearchSpec {
-    /// The manifest's `[load.search]` with its defaults filled in.
-    pub fn resolve(s: &manifest::SearchOptions, m: &manifest::Manifest) -> SearchSpec {
-        SearchSpec {
-            target: m.slo.target_pct / 100.0,
-            start: s.start,
-            max_rate: s.max_rate.unwrap_or(s.start * 64.0),
-            min_rate: s.min_rate.unwrap_or(s.start / 64.0),
-            tolerance: s.tolerance,
-            batch: m.load.num_prompts,
-            max_batches: s.max_batches,
-            budget: s.budget.unwrap_or(20 * u64::from(m.load.num_prompts)),
-            max_failed_pct: s.max_failed_pct,
-        }
-    }
 }
 
 /// The most repeats a manifest may ask for.

@@ -50,17 +50,12 @@ pub struct GitState {
 }
 
 impl Environment {
-    /// This host now. `vllm` is the command that runs vLLM and the environment to ask it for
-    /// its version in (`None` on the simulator).
+    /// This host now. vLLM's version is left out (except on the simulator): its probe imports
+    /// vLLM, so `apply` runs [`Self::vllm_version`] while the first variant starts.
     ///
     /// Every query has a time limit ([`probe::LIMIT`]) and gives up at once when `stop()`
     /// says so (a Ctrl-C meanwhile).
-    pub fn collect(
-        manifest_path: &Path,
-        vllm: Option<(&VllmCommand, &BTreeMap<String, String>)>,
-        simulated: bool,
-        stop: &dyn Fn() -> bool,
-    ) -> Environment {
+    pub fn collect(manifest_path: &Path, simulated: bool, stop: &dyn Fn() -> bool) -> Environment {
         let dir = manifest_path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -73,11 +68,7 @@ impl Environment {
             stop,
         )
         .map(|s| !s.is_empty());
-        let vllm_version = match (simulated, vllm) {
-            (true, _) => Some("simulated (vbench sim-serve)".to_owned()),
-            (false, Some((cmd, env))) => Self::vllm_version(cmd, env, stop),
-            (false, None) => None,
-        };
+        let vllm_version = simulated.then(|| "simulated (vbench sim-serve)".to_owned());
         let gpus = command_output(
             "nvidia-smi",
             &[

@@ -638,18 +638,15 @@ impl VariantDir {
     /// none, `Err` (a reason) when it cannot be read.
     pub fn read_search(&self) -> Option<Result<SearchSummary, String>> {
         let path = self.path.join(self.attempt_records(SEARCH).pop()?);
-        Some(
-            read_bounded(&path, MAX_RECORD_BYTES)
-                .and_then(|bytes| {
-                    serde_json::from_slice::<serde_json::Value>(&bytes)
-                        .map_err(|e| format!("not a search record: {e}"))
-                })
-                .map(|v| SearchSummary {
-                    requests: v["requests"].as_u64().unwrap_or(0),
-                    probes: v["probes"].as_array().map_or(0, Vec::len),
-                    ending: v["ending"].clone(),
-                }),
-        )
+        let record = read_bounded(&path, MAX_RECORD_BYTES).and_then(|bytes| {
+            serde_json::from_slice::<SearchRecord>(&bytes)
+                .map_err(|e| format!("{}: not a search record: {e}", path.display()))
+        });
+        Some(record.map(|r| SearchSummary {
+            requests: r.requests,
+            probes: r.probes.len(),
+            ending: r.ending,
+        }))
     }
 
     /// A result file of this variant, read back (bounded).
@@ -807,6 +804,14 @@ pub struct PlannedCell {
     pub result_file: String,
 }
 
+/// `search.json` as read back: the parts the report uses.
+#[derive(Deserialize)]
+struct SearchRecord {
+    requests: u64,
+    probes: Vec<serde_json::Value>,
+    ending: crate::plan::search::Ending,
+}
+
 /// What a variant's `search.json` says, for the report.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SearchSummary {
@@ -814,9 +819,8 @@ pub struct SearchSummary {
     pub requests: u64,
     /// Rates probed.
     pub probes: usize,
-    /// How it ended: `{"kind": "bracketed", "pass": .., "fail": ..}`, `above_max`,
-    /// `below_min` or `budget_spent`.
-    pub ending: serde_json::Value,
+    /// How it ended.
+    pub ending: crate::plan::search::Ending,
 }
 
 /// How long one attempt at a variant took (`timing.json`): what `vbench plan` estimates the

@@ -224,22 +224,11 @@ fn with_range(point: &Crossing, range: &[Crossing; 2], unit: &str) -> String {
 
 /// `search: goodput between 8.25 and 8.5 req/s (9 probes, 900 requests)`.
 fn search_note(s: &crate::results::rundir::SearchSummary) -> String {
-    let e = &s.ending;
-    let num = |k: &str| e[k].as_f64().map(fmt_num).unwrap_or_else(|| "-".into());
-    let what = match e["kind"].as_str().unwrap_or("") {
-        "bracketed" => format!("goodput between {} and {} req/s", num("pass"), num("fail")),
-        "above_max" => format!("meets the target up to max_rate ({} req/s)", num("pass")),
-        "below_min" => format!("misses the target even at {} req/s", num("fail")),
-        "budget_spent" => format!(
-            "budget spent: passed up to {}, failed from {} req/s",
-            num("pass"),
-            num("fail")
-        ),
-        other => format!("ended: {other}"),
-    };
     format!(
-        "search: {what} ({} probes, {} requests)",
-        s.probes, s.requests
+        "search: {} ({} probes, {} requests)",
+        s.ending.describe(),
+        s.probes,
+        s.requests
     )
 }
 
