@@ -170,7 +170,7 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
 /// slice has the same structure, but texts of its own, so the prefix cache of one rate cannot
 /// serve the next while the reuse within a rate is exactly the dataset's.
 fn per_slice_prefixes(kind: DatasetKind) -> bool {
-    matches!(kind, DatasetKind::SharedPrefix | DatasetKind::Trace)
+    kind.reuses_prefixes()
 }
 
 /// One dataset preparation per slice, each from its own seed (the manifest's for the first),

@@ -419,7 +419,16 @@ impl VariantRun<'_> {
         let after = metrics::snapshot(&instances).await;
         self.save_metrics(&after, &format!("{tag}-after"));
         if let Some((hits, total)) = metrics::prefix_cache_share(&before, &after) {
-            if hits > PREFIX_CACHE_WARN_SHARE * total {
+            if self.loaded.manifest.dataset.kind.reuses_prefixes() {
+                // Reuse is what this workload measures: say how much, without alarm.
+                let note = format!(
+                    "{:.0} % of this cell's prompt tokens ({hits:.0} of {total:.0}) came from \
+                     the servers' prefix cache (the workload shares prefixes by design)",
+                    100.0 * hits / total
+                );
+                self.events.info(&format!("  {note}"));
+                result.vbench.load.notes.push(note);
+            } else if hits > PREFIX_CACHE_WARN_SHARE * total {
                 let note = format!(
                     "{:.0} % of this rate's prompt tokens ({hits:.0} of {total:.0}) came from \
                      the servers' prefix cache: latencies are better than for prompts the \

@@ -117,6 +117,12 @@ impl DatasetKind {
         }
     }
 
+    /// Whether the workload shares prompt prefixes between requests by design (so a prefix
+    /// cache is meant to find them).
+    pub fn reuses_prefixes(&self) -> bool {
+        matches!(self, DatasetKind::SharedPrefix | DatasetKind::Trace)
+    }
+
     /// Whether prompts are synthesised to exact token lengths (so a tokenizer is required).
     pub fn needs_tokenizer(&self) -> bool {
         matches!(

@@ -10,6 +10,9 @@ use super::tokens;
 pub struct GenRequest {
     pub api: Api,
     pub prompt_tokens: u32,
+    /// The prompt as token ids (the model's tokenizer's, or stand-in ids that are equal for
+    /// equal text prefixes), for the prefix cache's block hashes.
+    pub prompt_ids: Vec<u32>,
     pub max_tokens: u32,
     pub stream: bool,
     pub include_usage: bool,
@@ -91,6 +94,41 @@ pub fn chat_prompt_tokens(messages: &Value, counter: &tokens::Counter) -> Result
         }
     }
     Ok(n)
+}
+
+/// The ids of a completions `prompt` already validated by [`completion_prompt_tokens`].
+fn completion_prompt_ids(prompt: Option<&Value>, counter: &tokens::Counter) -> Vec<u32> {
+    match prompt {
+        Some(Value::String(s)) => counter.prompt_ids(s),
+        Some(Value::Array(a)) if a.iter().all(Value::is_u64) => a
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|i| i as u32)
+            .collect(),
+        Some(Value::Array(a)) if a.len() == 1 => completion_prompt_ids(a.first(), counter),
+        _ => Vec::new(),
+    }
+}
+
+/// Stand-in ids of a chat conversation already validated by [`chat_prompt_tokens`]: a marker
+/// per message (where the template's tokens go) and its content's ids.
+fn chat_prompt_ids(messages: &Value, counter: &tokens::Counter) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for m in messages.as_array().into_iter().flatten() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        ids.extend(tokens::ids(role, u32::MAX));
+        ids.push(u32::MAX);
+        match m.get("content") {
+            Some(Value::String(s)) => ids.extend(counter.content_ids(s)),
+            Some(Value::Array(parts)) => {
+                for t in parts.iter().filter_map(|p| p.get("text")?.as_str()) {
+                    ids.extend(counter.content_ids(t));
+                }
+            }
+            _ => {}
+        }
+    }
+    ids
 }
 
 /// Tokens of a completions `prompt`: a string, a list of token ids, or a list of one of those.
@@ -235,9 +273,14 @@ pub fn parse(
             ))
         }
     };
+    let prompt_ids = match api {
+        Api::Completions => completion_prompt_ids(obj.get("prompt"), counter),
+        Api::Chat => chat_prompt_ids(obj.get("messages").unwrap_or(&Value::Null), counter),
+    };
     Ok(GenRequest {
         api,
         prompt_tokens,
+        prompt_ids,
         max_tokens,
         stream,
         include_usage,

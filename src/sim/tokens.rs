@@ -34,6 +34,26 @@ impl Counter {
         self.with(text, false)
     }
 
+    /// Token ids of a completions prompt (see [`Counter::prompt`]); stand-in ids without a
+    /// tokenizer, equal for equal text prefixes.
+    pub fn prompt_ids(&self, text: &str) -> Vec<u32> {
+        self.ids_with(text, true)
+    }
+
+    /// Token ids of a chat message's content.
+    pub fn content_ids(&self, text: &str) -> Vec<u32> {
+        self.ids_with(text, false)
+    }
+
+    fn ids_with(&self, text: &str, special: bool) -> Vec<u32> {
+        match &self.0 {
+            Some(t) => t
+                .encode(text, special)
+                .unwrap_or_else(|_| ids(text, u32::MAX)),
+            None => ids(text, u32::MAX),
+        }
+    }
+
     fn with(&self, text: &str, special: bool) -> u32 {
         match &self.0 {
             Some(t) => t
