@@ -96,20 +96,6 @@ pub fn chat_prompt_tokens(messages: &Value, counter: &tokens::Counter) -> Result
     Ok(n)
 }
 
-/// The ids of a completions `prompt` already validated by [`completion_prompt_tokens`].
-fn completion_prompt_ids(prompt: Option<&Value>, counter: &tokens::Counter) -> Vec<u32> {
-    match prompt {
-        Some(Value::String(s)) => counter.prompt_ids(s),
-        Some(Value::Array(a)) if a.iter().all(Value::is_u64) => a
-            .iter()
-            .filter_map(Value::as_u64)
-            .map(|i| i as u32)
-            .collect(),
-        Some(Value::Array(a)) if a.len() == 1 => completion_prompt_ids(a.first(), counter),
-        _ => Vec::new(),
-    }
-}
-
 /// Stand-in ids of a chat conversation already validated by [`chat_prompt_tokens`]: a marker
 /// per message (where the template's tokens go) and its content's ids.
 fn chat_prompt_ids(messages: &Value, counter: &tokens::Counter) -> Vec<u32> {
@@ -136,13 +122,26 @@ pub fn completion_prompt_tokens(
     prompt: Option<&Value>,
     counter: &tokens::Counter,
 ) -> Result<u32, ApiError> {
+    Ok(completion_prompt_ids(prompt, counter)?.len() as u32)
+}
+
+/// A completions `prompt` as token ids (a string is tokenised as [`tokens::Counter`] counts
+/// it); the errors vLLM gives for a missing, empty or batched prompt.
+pub fn completion_prompt_ids(
+    prompt: Option<&Value>,
+    counter: &tokens::Counter,
+) -> Result<Vec<u32>, ApiError> {
     let err = |m: &str| ApiError::bad_request(m, Some("prompt"));
     let p = prompt.ok_or_else(|| err("`prompt` is required"))?;
-    let n = match p {
-        Value::String(s) => counter.prompt(s),
+    let ids = match p {
+        Value::String(s) => counter.prompt_ids(s),
         Value::Array(a) if a.is_empty() => return Err(err("prompt cannot be empty")),
-        Value::Array(a) if a.iter().all(Value::is_u64) => a.len() as u32,
-        Value::Array(a) if a.len() == 1 => return completion_prompt_tokens(a.first(), counter),
+        Value::Array(a) if a.iter().all(Value::is_u64) => a
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|i| i as u32)
+            .collect(),
+        Value::Array(a) if a.len() == 1 => return completion_prompt_ids(a.first(), counter),
         Value::Array(_) => {
             return Err(err(
                 "sim-serve takes one prompt per request (a string or a list of token ids)",
@@ -150,10 +149,10 @@ pub fn completion_prompt_tokens(
         }
         _ => return Err(err("prompt must be a string or a list of token ids")),
     };
-    if n == 0 {
+    if ids.is_empty() {
         return Err(err("prompt cannot be empty"));
     }
-    Ok(n)
+    Ok(ids)
 }
 
 /// Parse a completions or chat body for the model `served` with context `max_model_len`.
@@ -186,9 +185,19 @@ pub fn parse(
             ))
         }
     }
-    let prompt_tokens = match api {
-        Api::Completions => completion_prompt_tokens(obj.get("prompt"), counter)?,
-        Api::Chat => chat_prompt_tokens(obj.get("messages").unwrap_or(&Value::Null), counter)?,
+    // The prompt's ids are counted (completions) and hashed into prefix-cache blocks.
+    let (prompt_tokens, prompt_ids) = match api {
+        Api::Completions => {
+            let ids = completion_prompt_ids(obj.get("prompt"), counter)?;
+            (ids.len() as u32, ids)
+        }
+        Api::Chat => {
+            let messages = obj.get("messages").unwrap_or(&Value::Null);
+            (
+                chat_prompt_tokens(messages, counter)?,
+                chat_prompt_ids(messages, counter),
+            )
+        }
     };
     if let Some(n) = obj.get("n") {
         if n.as_u64() != Some(1) && !n.is_null() {
@@ -272,10 +281,6 @@ pub fn parse(
                 Some("stream_options"),
             ))
         }
-    };
-    let prompt_ids = match api {
-        Api::Completions => completion_prompt_ids(obj.get("prompt"), counter),
-        Api::Chat => chat_prompt_ids(obj.get("messages").unwrap_or(&Value::Null), counter),
     };
     Ok(GenRequest {
         api,

@@ -23,19 +23,13 @@ impl Counter {
         Counter(Some(tokenizer))
     }
 
-    /// Tokens of a completions prompt (with the tokenizer's special tokens, such as BOS, as
-    /// vLLM adds them).
-    pub fn prompt(&self, text: &str) -> u32 {
-        self.with(text, true)
-    }
-
     /// Tokens of a chat message's content (the template's own tokens are counted apart).
     pub fn content(&self, text: &str) -> u32 {
         self.with(text, false)
     }
 
-    /// Token ids of a completions prompt (see [`Counter::prompt`]); stand-in ids without a
-    /// tokenizer, equal for equal text prefixes.
+    /// Token ids of a completions prompt, with the tokenizer's special tokens (such as BOS) as
+    /// vLLM adds them; stand-in ids without a tokenizer, equal for equal text prefixes.
     pub fn prompt_ids(&self, text: &str) -> Vec<u32> {
         self.ids_with(text, true)
     }
