@@ -307,3 +307,55 @@ fn a_trace_at_speedup_1_is_sent_within_1_ms_of_its_timestamps() {
         assert!((rate - 60.0 / span).abs() < 1e-6 * rate, "{rate}");
     }
 }
+
+#[test]
+fn gen_trace_writes_a_mooncake_trace_that_replays_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.jsonl");
+    let gen = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["gen-trace", "--requests", "30", "--input-len", "64"])
+            .args(["--block-size", "16", "--prefixes", "3", "-o"])
+            .arg(&out)
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let first = gen(&["--reuse", "0.5"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let records = vbench::load::dataset::trace::read(
+        &out,
+        vbench::load::dataset::TraceFormat::Mooncake,
+        30,
+        &mut Vec::new(),
+    )
+    .unwrap();
+    // 4 blocks of 16 per prompt, the first 2 one of 3 shared prefixes.
+    let prefixes: std::collections::HashSet<&[u64]> =
+        records.iter().map(|r| &r.hash_ids[..2]).collect();
+    assert_eq!(prefixes.len(), 3);
+    assert!(records
+        .iter()
+        .all(|r| r.hash_ids.len() == 4 && r.input_len == 64));
+    let before = std::fs::read(&out).unwrap();
+    let again = gen(&["--reuse", "0.5", "--seed", "9"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        before,
+        "the file was overwritten"
+    );
+    std::fs::remove_file(&out).unwrap();
+    let bad = gen(&["--reuse", "1.5"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("reuse 1.5 must be a share from 0 to 1"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

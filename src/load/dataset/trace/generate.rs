@@ -28,7 +28,7 @@ impl SampleTrace {
     /// Whole blocks of each prompt that come from a shared prefix.
     pub fn shared_blocks(&self) -> u64 {
         let whole = self.input_len / self.block_size;
-        ((whole as f64) * self.reuse.clamp(0.0, 1.0)).round() as u64
+        ((whole as f64) * self.reuse).round() as u64
     }
 
     /// The trace's records: request `i`'s hash ids are one of the shared prefixes' blocks
@@ -39,6 +39,17 @@ impl SampleTrace {
             "block_size, input_len and output_len must be at least 1"
         );
         anyhow::ensure!(self.prefixes > 0, "prefixes must be at least 1");
+        anyhow::ensure!(self.requests > 0, "requests must be at least 1");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.reuse),
+            "reuse {} must be a share from 0 to 1",
+            self.reuse
+        );
+        anyhow::ensure!(
+            self.rate.is_finite() && self.rate > 0.0,
+            "rate {} must be a positive number of requests per second",
+            self.rate
+        );
         let offsets = arrival_offsets(self.requests, self.rate, Arrival::Poisson, self.seed)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
         let blocks = self.input_len.div_ceil(self.block_size);

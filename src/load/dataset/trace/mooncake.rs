@@ -4,7 +4,7 @@
 //! `block_size` prompt tokens (512 in Mooncake's traces), the last block possibly partial, and
 //! requests that share leading hash ids share those prompt tokens.
 
-use std::io::Write;
+use std::fmt::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -73,19 +73,25 @@ fn count(obj: &Map<String, Value>, field: &str) -> Result<u64, String> {
     }
 }
 
-/// Write records as a Mooncake trace (timestamps rounded to whole milliseconds, as Mooncake's).
+/// Write records as a Mooncake trace file.
 pub fn write(path: &Path, records: &[TraceRecord]) -> anyhow::Result<()> {
-    let mut out = Vec::new();
+    std::fs::write(path, render(records))
+        .with_context(|| format!("writing trace {}", path.display()))
+}
+
+/// Records as Mooncake trace text (timestamps rounded to whole milliseconds, as Mooncake's).
+pub fn render(records: &[TraceRecord]) -> String {
+    let mut out = String::new();
     for r in records {
         // Mooncake's own key order.
-        writeln!(
+        let _ = writeln!(
             out,
             "{{\"timestamp\": {}, \"input_length\": {}, \"output_length\": {}, \"hash_ids\": {}}}",
             (r.at_s * 1000.0).round() as u64,
             r.input_len,
             r.output_len,
-            serde_json::to_string(&r.hash_ids)?
-        )?;
+            serde_json::to_string(&r.hash_ids).expect("a list of integers serialises")
+        );
     }
-    std::fs::write(path, out).with_context(|| format!("writing trace {}", path.display()))
+    out
 }
