@@ -67,6 +67,17 @@ const NOT_RESULT_DIRS: &[&str] = &[REPORT_DIR, LOGS_DIR, METRICS_DIR, ABORTED_DI
 /// A resumed attempt's records carry this between the base name and `.json`.
 const RESUME_TAG: &str = "-resume-";
 
+/// The name a cell's metrics files carry, `metrics/<tag>-…`: its result file's name without
+/// `vllm-` and `.json` (`8qps`, `8qps-repeat2`, `8qps-search3`), so repeats and search
+/// batches of one rate keep their own.
+pub fn cell_tag(cell: &Cell) -> String {
+    let f = cell.result_file.as_str();
+    f.strip_prefix("vllm-")
+        .and_then(|f| f.strip_suffix(".json"))
+        .unwrap_or(f)
+        .to_owned()
+}
+
 /// Whether a file (by name) in a run folder, or in any folder given to the report, may hold
 /// results: every `*.json` except vbench's own bookkeeping (plan, environment, deployment,
 /// teardown, timing and summary records, including a resumed attempt's). Other tools' result files
