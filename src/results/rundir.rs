@@ -653,10 +653,22 @@ impl VariantDir {
             serde_json::from_slice::<SearchRecord>(&bytes)
                 .map_err(|e| format!("{}: not a search record: {e}", path.display()))
         });
-        Some(record.map(|r| SearchSummary {
-            requests: r.requests,
-            probes: r.probes.len(),
-            ending: r.ending,
+        Some(record.map(|r| {
+            SearchSummary {
+                requests: r.requests,
+                probes: r.probes.len(),
+                verdicts: r
+                    .probes
+                    .iter()
+                    .filter_map(|p| {
+                        Some(ProbeVerdict {
+                            rate: p.get("rate")?.as_f64()?,
+                            pass: p.get("verdict")?.as_str()? == "pass",
+                        })
+                    })
+                    .collect(),
+                ending: r.ending,
+            }
         }))
     }
 
@@ -830,8 +842,17 @@ pub struct SearchSummary {
     pub requests: u64,
     /// Rates probed.
     pub probes: usize,
+    /// Each decided probe's rate and verdict, in the order probed.
+    pub verdicts: Vec<ProbeVerdict>,
     /// How it ended.
     pub ending: crate::plan::search::Ending,
+}
+
+/// One probe of a search: its rate and whether it met the target.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct ProbeVerdict {
+    pub rate: f64,
+    pub pass: bool,
 }
 
 /// How long one attempt at a variant took (`timing.json`): what `vbench plan` estimates the

@@ -179,6 +179,30 @@ fn a_search_brackets_the_capacity_and_a_resume_continues_it() {
     );
     let md = std::fs::read_to_string(run.join("report/summary.md")).unwrap();
     assert!(md.contains("search: ") && md.contains(" probes, "), "{md}");
+    // The figure marks each probe with its verdict (the search has both kinds by now).
+    let svg = std::fs::read_dir(run.join("report"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("_benchmark_plots.svg"))
+        .expect("the attainment figure");
+    let svg = std::fs::read_to_string(svg).unwrap();
+    let verdicts: Vec<&str> = record["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["verdict"].as_str().unwrap())
+        .collect();
+    for (verdict, legend) in [
+        ("pass", "search probe: pass"),
+        ("fail", "search probe: fail"),
+    ] {
+        assert_eq!(
+            verdicts.contains(&verdict),
+            svg.contains(legend),
+            "{verdicts:?}"
+        );
+    }
 }
 
 #[test]
