@@ -13,6 +13,7 @@
 
 pub mod cell;
 pub mod health;
+pub mod queue;
 pub mod search;
 pub mod variant;
 

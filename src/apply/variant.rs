@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::health::{self, Running};
+use super::queue;
 use super::search::{BatchOutcome, Probe, Search, Step, Verdict};
 use super::{cell, Events, Interrupts, Options, VariantError};
 use crate::exec::deploy::{self, ComponentRole, DeploymentSpec};
@@ -332,17 +333,22 @@ impl VariantRun<'_> {
                 &result.vbench.requests,
                 &self.loaded.manifest.slo,
             ) * requests as f64;
-            search.record(
+            let probe = search.record(
                 rate.as_f64(),
                 BatchOutcome {
                     met: met.round() as u64,
                     requests,
                     failed: result.failed,
                     client_fell_behind: result.vbench.client.client_fell_behind,
+                    queue_growing: result
+                        .vbench
+                        .server_queue
+                        .as_ref()
+                        .is_some_and(|q| q.growing),
                 },
             );
-            if let Some(p) = search.probes.last().filter(|p| p.verdict.is_some()) {
-                self.events.info(&probe_line(p));
+            if probe.verdict.is_some() {
+                self.events.info(&probe_line(probe));
             }
         };
         self.events.info(&format!(
@@ -371,7 +377,7 @@ impl VariantRun<'_> {
         interrupted: &mut Interrupts,
     ) -> Result<RunResult, VariantError> {
         let t0 = Instant::now();
-        let tag = cell.pace.tag();
+        let tag = crate::results::rundir::cell_tag(cell);
         let instances: Vec<(String, String)> = running
             .iter()
             .filter(|(c, _)| c.role != ComponentRole::Proxy)
@@ -379,6 +385,7 @@ impl VariantRun<'_> {
             .collect();
         let before = metrics::snapshot(&instances).await;
         self.save_metrics(&before, &format!("{tag}-before"));
+        let sampling = Instant::now();
         let (stop_sampling, sampler) =
             metrics::spawn_sampler(instances.clone(), Duration::from_secs(1));
         let request = cell::CellRequest {
@@ -396,12 +403,18 @@ impl VariantRun<'_> {
             _ = interrupted.first() => Err(VariantError::Interrupted),
             e = health::watch_crash(running) => Err(VariantError::Failed(e)),
         };
+        let load_ended_s = sampling.elapsed().as_secs_f64();
         drop(progress);
         let _ = stop_sampling.send(true);
-        if let Ok(samples) = sampler.await {
-            let _ = self.dir.write_metrics_samples(self.attempt, &tag, &samples);
-        }
+        let samples = sampler.await.unwrap_or_default();
+        let _ = self.dir.write_metrics_samples(self.attempt, &tag, &samples);
         let mut result = outcome?;
+        // The load's clock started `duration` before it returned (its last request's end).
+        result.vbench.server_queue = queue::trend(
+            &samples,
+            load_ended_s - result.duration,
+            &result.vbench.requests,
+        );
         // A component that died while the load ran (its requests failed fast, before the
         // crash watch saw it) spoils the cell: its result is kept aside, the cell runs again
         // on resume.

@@ -109,6 +109,32 @@ pub struct VbenchSection {
     pub client: ClientHealth,
     /// Raw per-request records, in request-index order; warm-up requests are not here.
     pub requests: Vec<RequestRecord>,
+    /// The servers' waiting queues while the requests were sent (`apply` only: it samples
+    /// the servers' `/metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_queue: Option<ServerQueue>,
+}
+
+/// The servers' waiting queues (`vllm:num_requests_waiting`, summed over instances, sampled
+/// every second) over the window in which the requests were sent. A server queues arrivals
+/// only once its running batch is full; a queue that keeps growing means the rate is past what
+/// it drains.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct ServerQueue {
+    /// From the first send to the last, seconds.
+    pub window_s: f64,
+    /// Samples per instance in the window (the most any instance had).
+    pub samples: u32,
+    /// Mean waiting requests over the window's first and last third.
+    pub waiting_first_third: f64,
+    pub waiting_last_third: f64,
+    /// Waiting requests at the last sample in the window.
+    pub waiting_end: f64,
+    /// The last third's mean that counts as a pile-up: a twentieth of the batch, at least 5.
+    pub threshold: f64,
+    /// The queue piled up: the last third's mean reached `threshold` and more than doubled
+    /// the first third's.
+    pub growing: bool,
 }
 
 /// Which deployment produced a result; enough for labels, colours and per-GPU rates.
@@ -262,7 +288,8 @@ pub fn schema_json() -> String {
         serde_json::to_value(&schema).expect("schema serialises"),
         "vbench result file (vllm-<rate>qps.json)",
         "RunResult",
-        // `repeat` is left out of files without repeats (`skip_serializing_if`).
-        &[("LoadInfo", "repeat")],
+        // Left out when absent (`skip_serializing_if`): `repeat` without repeats,
+        // `server_queue` in files not written by `apply`.
+        &[("LoadInfo", "repeat"), ("VbenchSection", "server_queue")],
     )
 }

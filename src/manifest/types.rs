@@ -239,6 +239,11 @@ pub struct SearchOptions {
     /// straddles the target (default 4).
     #[serde(default = "defaults::search_max_batches")]
     pub max_batches: u32,
+    /// Batches (each with its own arrival seed) both ends of the final bracket must rest on
+    /// before the search ends (default 2; 1 turns the confirmation off): one batch near
+    /// capacity passes or fails with its seed.
+    #[serde(default = "defaults::search_confirm_batches")]
+    pub confirm_batches: u32,
     /// Measured requests per variant at most (default 20 × `num_prompts`).
     #[serde(default)]
     pub budget: Option<u64>,
@@ -938,6 +943,9 @@ pub mod defaults {
     }
     pub fn search_max_batches() -> u32 {
         4
+    }
+    pub fn search_confirm_batches() -> u32 {
+        2
     }
     pub fn search_max_failed_pct() -> f64 {
         5.0

@@ -296,6 +296,17 @@ fn check_search(
             "",
         );
     }
+    if !(1..=s.max_batches).contains(&s.confirm_batches) {
+        return err(
+            path!["load", "search", "confirm_batches"],
+            format!(
+                "confirm_batches must be 1 to max_batches ({}), got {}",
+                s.max_batches, s.confirm_batches
+            ),
+            "1 ends the search on single batches; 2 (the default) measures each end of the \
+             bracket with a second seed",
+        );
+    }
     if s.budget.is_some_and(|b| b < u64::from(l.num_prompts)) {
         return err(
             path!["load", "search", "budget"],

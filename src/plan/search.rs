@@ -21,6 +21,8 @@ pub struct SearchSpec {
     pub batch: u32,
     /// Batches one rate may get while its interval straddles the target.
     pub max_batches: u32,
+    /// Batches each end of the final bracket must rest on.
+    pub confirm_batches: u32,
     /// Measured requests per variant, at most.
     pub budget: u64,
     /// A probe with more failed requests than this share is saturated.
@@ -38,6 +40,7 @@ impl SearchSpec {
             tolerance: s.tolerance,
             batch: m.load.num_prompts,
             max_batches: s.max_batches,
+            confirm_batches: s.confirm_batches,
             budget: s.budget.unwrap_or(20 * u64::from(m.load.num_prompts)),
             max_failed_pct: s.max_failed_pct,
         }

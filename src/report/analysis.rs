@@ -276,6 +276,26 @@ impl VariantStats {
             .collect()
     }
 
+    /// A search's verdicts placed on the "both" curve: (x, attainment, passed) for each probe
+    /// whose rate has a point (a rate's batches are pooled into one point).
+    pub fn probe_points(
+        &self,
+        verdicts: &[crate::results::rundir::ProbeVerdict],
+        per_gpu: bool,
+    ) -> Vec<(f64, f64, bool)> {
+        verdicts
+            .iter()
+            .filter_map(|v| {
+                let p = self
+                    .points
+                    .iter()
+                    .find(|p| (p.rate - v.rate).abs() < 1e-9)?;
+                let x = if per_gpu { p.per_gpu_rate } else { p.rate };
+                Some((x, p.attainment?[0], v.pass))
+            })
+            .collect()
+    }
+
     /// [`Self::rate_curve`] with each point's 95 % interval: (x, attainment, low, high) %.
     pub fn rate_curve_interval(&self, kind: usize, per_gpu: bool) -> Vec<(f64, f64, f64, f64)> {
         self.points

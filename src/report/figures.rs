@@ -172,6 +172,8 @@ struct Panel<'a> {
     hline: Option<(f64, String)>,
     /// Vertical dashed lines from the axis to the curve, labelled.
     marks: Vec<Mark>,
+    /// A search's probes: (x, attainment, passed), drawn over the curve with their verdict.
+    probes: Vec<(f64, f64, bool)>,
     /// Shown in the middle of an empty panel.
     empty_note: Option<String>,
     /// Draw y = x (achieved vs offered).
@@ -191,6 +193,7 @@ impl<'a> Panel<'a> {
             series: Vec::new(),
             hline: None,
             marks: Vec::new(),
+            probes: Vec::new(),
             empty_note: None,
             diagonal: false,
             legend_at: SeriesLabelPosition::UpperRight,
@@ -312,6 +315,41 @@ fn draw_panel(area: &DrawingArea<SVGBackend, Shift>, p: &Panel) -> anyhow::Resul
                 ErrorBar::new_vertical(tx(x), lo, y, hi, style_of(s.color, 1), 7)
             }))
             .map_err(pe)?;
+    }
+    // A search's verdicts: a triangle for a probe that met the target, a cross for one that
+    // did not (its attainment point may still sit above the target line: a saturated probe).
+    let ink = RGBColor(40, 40, 40);
+    let pass: Vec<(f64, f64)> = p
+        .probes
+        .iter()
+        .filter(|q| q.2)
+        .map(|q| (tx(q.0), q.1))
+        .collect();
+    let fail: Vec<(f64, f64)> = p
+        .probes
+        .iter()
+        .filter(|q| !q.2)
+        .map(|q| (tx(q.0), q.1))
+        .collect();
+    if !pass.is_empty() {
+        chart
+            .draw_series(
+                pass.iter()
+                    .map(|&pt| TriangleMarker::new(pt, 6, ink.stroke_width(1))),
+            )
+            .map_err(pe)?
+            .label("search probe: pass")
+            .legend(move |(x, y)| TriangleMarker::new((x + 12, y), 6, ink.stroke_width(1)));
+    }
+    if !fail.is_empty() {
+        chart
+            .draw_series(
+                fail.iter()
+                    .map(|&pt| Cross::new(pt, 5, ink.stroke_width(2))),
+            )
+            .map_err(pe)?
+            .label("search probe: fail")
+            .legend(move |(x, y)| Cross::new((x + 12, y), 5, ink.stroke_width(2)));
     }
     for (i, m) in p.marks.iter().enumerate() {
         let x = tx(m.x);
@@ -583,6 +621,9 @@ pub fn variant_figure(a: &Analysis, v: &VariantStats, per_gpu: bool) -> anyhow::
             });
         }
         lp.hline = Some((target, format!("target {}%", fmt_num(target))));
+        if let Some(search) = &v.search {
+            lp.probes = v.probe_points(&search.verdicts, per_gpu);
+        }
         let g = if per_gpu {
             &v.goodput_per_gpu
         } else {

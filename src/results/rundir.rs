@@ -67,6 +67,17 @@ const NOT_RESULT_DIRS: &[&str] = &[REPORT_DIR, LOGS_DIR, METRICS_DIR, ABORTED_DI
 /// A resumed attempt's records carry this between the base name and `.json`.
 const RESUME_TAG: &str = "-resume-";
 
+/// The name a cell's metrics files carry, `metrics/<tag>-…`: its result file's name without
+/// `vllm-` and `.json` (`8qps`, `8qps-repeat2`, `8qps-search3`), so repeats and search
+/// batches of one rate keep their own.
+pub fn cell_tag(cell: &Cell) -> String {
+    let f = cell.result_file.as_str();
+    f.strip_prefix("vllm-")
+        .and_then(|f| f.strip_suffix(".json"))
+        .unwrap_or(f)
+        .to_owned()
+}
+
 /// Whether a file (by name) in a run folder, or in any folder given to the report, may hold
 /// results: every `*.json` except vbench's own bookkeeping (plan, environment, deployment,
 /// teardown, timing and summary records, including a resumed attempt's). Other tools' result files
@@ -643,10 +654,22 @@ impl VariantDir {
             serde_json::from_slice::<SearchRecord>(&bytes)
                 .map_err(|e| format!("{}: not a search record: {e}", path.display()))
         });
-        Some(record.map(|r| SearchSummary {
-            requests: r.requests,
-            probes: r.probes.len(),
-            ending: r.ending,
+        Some(record.map(|r| {
+            SearchSummary {
+                requests: r.requests,
+                probes: r.probes.len(),
+                verdicts: r
+                    .probes
+                    .iter()
+                    .filter_map(|p| {
+                        Some(ProbeVerdict {
+                            rate: p.get("rate")?.as_f64()?,
+                            pass: p.get("verdict")?.as_str()? == "pass",
+                        })
+                    })
+                    .collect(),
+                ending: r.ending,
+            }
         }))
     }
 
@@ -823,8 +846,17 @@ pub struct SearchSummary {
     pub requests: u64,
     /// Rates probed.
     pub probes: usize,
+    /// Each decided probe's rate and verdict, in the order probed.
+    pub verdicts: Vec<ProbeVerdict>,
     /// How it ended.
     pub ending: crate::plan::search::Ending,
+}
+
+/// One probe of a search: its rate and whether it met the target.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct ProbeVerdict {
+    pub rate: f64,
+    pub pass: bool,
 }
 
 /// How long one attempt at a variant took (`timing.json`): what `vbench plan` estimates the

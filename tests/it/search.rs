@@ -21,9 +21,15 @@ const SETS: &[&str] = &[
 
 /// The simple variant's id under [`SETS`].
 fn variant_id() -> String {
+    variant_id_with(&[])
+}
+
+/// The simple variant's id under [`SETS`] and `extra` arguments.
+fn variant_id_with(extra: &[&str]) -> String {
     let out = Command::new(BIN)
         .args(["plan", "experiments/sim-search.toml", "--json"])
         .args(SETS.iter().flat_map(|s| ["--set", s]))
+        .args(extra)
         .output()
         .unwrap();
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -173,6 +179,30 @@ fn a_search_brackets_the_capacity_and_a_resume_continues_it() {
     );
     let md = std::fs::read_to_string(run.join("report/summary.md")).unwrap();
     assert!(md.contains("search: ") && md.contains(" probes, "), "{md}");
+    // The figure marks each probe with its verdict (the search has both kinds by now).
+    let svg = std::fs::read_dir(run.join("report"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("_benchmark_plots.svg"))
+        .expect("the attainment figure");
+    let svg = std::fs::read_to_string(svg).unwrap();
+    let verdicts: Vec<&str> = record["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["verdict"].as_str().unwrap())
+        .collect();
+    for (verdict, legend) in [
+        ("pass", "search probe: pass"),
+        ("fail", "search probe: fail"),
+    ] {
+        assert_eq!(
+            verdicts.contains(&verdict),
+            svg.contains(legend),
+            "{verdicts:?}"
+        );
+    }
 }
 
 #[test]
@@ -192,4 +222,52 @@ fn rates_and_a_search_together_are_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Far past capacity the servers' waiting queue piles up: the batch's result records it and
+/// the search counts the probe as saturated, whatever its attainment.
+#[test]
+fn a_batch_whose_server_queue_piles_up_is_saturated() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    // The 8B profile at 30 req/s (capacity near 10) for 200 requests of 2048 tokens: about
+    // 7 s of sends, the queue climbing from the third second.
+    let sets = [
+        "--set",
+        "target.sim_profile=\"llama3-8b-h200\"",
+        "--set",
+        "dataset.input_len=2048",
+        "--set",
+        "dataset.output_len=128",
+        "--set",
+        "load.num_prompts=200",
+        "--set",
+        "load.search.start=30",
+        "--set",
+        "load.search.budget=200",
+    ];
+    let id = variant_id_with(&sets);
+    let out = apply(tmp.path(), &id, &sets).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("probe at 30 req/s") && stderr.contains("(saturated)"),
+        "{stderr}"
+    );
+    let variant = run_folder(tmp.path()).unwrap().join(&id);
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(variant.join("vllm-30qps-search1.json")).unwrap())
+            .unwrap();
+    let queue = &result["vbench"]["server_queue"];
+    assert_eq!(queue["growing"], true, "{queue}");
+    assert!(
+        queue["waiting_last_third"].as_f64().unwrap() >= 10.0
+            && queue["waiting_first_third"].as_f64().unwrap() * 2.0
+                < queue["waiting_last_third"].as_f64().unwrap(),
+        "{queue}"
+    );
+    // Its gauge samples are kept under the batch's own name.
+    assert!(variant
+        .join("metrics/30qps-search1-samples.jsonl")
+        .is_file());
 }

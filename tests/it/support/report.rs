@@ -161,6 +161,7 @@ pub fn result(d: &Dep, model: &str, rate: f64, requests: Vec<RequestRecord>) -> 
                 "lag_threshold_ms": 10.0,
             })),
             requests,
+            server_queue: None,
         },
     }
 }
