@@ -305,7 +305,34 @@ fn a_trace_at_speedup_1_is_sent_within_1_ms_of_its_timestamps() {
         let span = (records[59].at_s - t0) / speedup;
         let rate = r.request_rate.as_f64().unwrap();
         assert!((rate - 60.0 / span).abs() < 1e-6 * rate, "{rate}");
+        // The simulator's prefix cache finds exactly the trace's sharing: every request whose
+        // shared prefix (2 blocks of 16 tokens) came earlier in this cell hits 32 tokens; the
+        // 1x cell's texts do not carry over to the 4x cell. A request that arrives while the
+        // first of its prefix is still being computed may miss (one per prefix at most).
+        let seen: std::collections::HashSet<&[u64]> =
+            records.iter().map(|r| &r.hash_ids[..2]).collect();
+        let want = 32.0 * (60 - seen.len()) as f64;
+        let (hits, total) = prefix_cache_note(&r);
+        assert_eq!(total, 60.0 * 64.0, "{name}");
+        assert!(
+            hits <= want && hits >= want - 32.0 * seen.len() as f64,
+            "{name}: {hits} cached prompt tokens, the trace shares {want}"
+        );
     }
+}
+
+/// The (cached, all) prompt tokens of the note `apply` adds for a workload that reuses prefixes.
+fn prefix_cache_note(r: &RunResult) -> (f64, f64) {
+    let note = r
+        .vbench
+        .load
+        .notes
+        .iter()
+        .find(|n| n.contains("came from the servers' prefix cache"))
+        .expect("a prefix-cache note");
+    let inner = &note[note.find('(').unwrap() + 1..note.find(')').unwrap()];
+    let (hits, total) = inner.split_once(" of ").unwrap();
+    (hits.parse().unwrap(), total.parse().unwrap())
 }
 
 #[test]
