@@ -124,42 +124,14 @@ pub fn read(
     n: usize,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<TraceRecord>> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot open trace file {}", path.display()))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if size > MAX_FILE_BYTES {
-        bail!(
-            "trace file {} is {size} bytes, more than the {MAX_FILE_BYTES} vbench reads; cut \
-             it to the requests you replay (e.g. with head)",
-            path.display()
-        );
-    }
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut lines = BoundedLines::open(path, format)?;
     let mut header: Option<csv::Header> = None;
     let mut records: Vec<TraceRecord> = Vec::with_capacity(n);
     let mut skipped: std::collections::BTreeMap<&'static str, usize> = Default::default();
-    let mut buf = Vec::new();
-    let mut line = 0usize;
     while records.len() < n {
-        buf.clear();
-        let read = (&mut reader)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .with_context(|| format!("{}:{}: cannot read", path.display(), line + 1))?;
-        if read == 0 {
+        let Some((line, text)) = lines.next_line()? else {
             break;
-        }
-        line += 1;
-        if buf.len() > MAX_LINE_BYTES {
-            bail!(
-                "{}:{line}: line longer than {MAX_LINE_BYTES} bytes; not a {} trace",
-                path.display(),
-                format.name()
-            );
-        }
-        let text = std::str::from_utf8(&buf)
-            .map_err(|_| anyhow::anyhow!("{}:{line}: not UTF-8 text", path.display()))?
-            .trim_end_matches(['\n', '\r']);
+        };
         if text.trim().is_empty() {
             continue;
         }
@@ -176,15 +148,13 @@ pub fn read(
         .map_err(|e| anyhow::anyhow!("{}:{line}: {e}", path.display()))?;
         match parsed {
             Parsed::Record(r) => {
-                if let Some(prev) = records.last() {
-                    if r.at_s < prev.at_s {
-                        bail!(
-                            "{}:{line}: timestamp goes back in time (line {} is later); a \
-                             trace must be sorted by arrival",
-                            path.display(),
-                            prev.line
-                        );
-                    }
+                if let Some(prev) = records.last().filter(|p| r.at_s < p.at_s) {
+                    bail!(
+                        "{}:{line}: timestamp goes back in time (line {} is later); a trace \
+                         must be sorted by arrival",
+                        path.display(),
+                        prev.line
+                    );
                 }
                 records.push(r);
             }
@@ -204,6 +174,62 @@ pub fn read(
         notes.push(format!("{count} trace records skipped: {why}"));
     }
     Ok(records)
+}
+
+/// A trace file's lines, each at most [`MAX_LINE_BYTES`], from a file of at most
+/// [`MAX_FILE_BYTES`].
+struct BoundedLines<'p> {
+    path: &'p Path,
+    format: TraceFormat,
+    reader: std::io::BufReader<std::fs::File>,
+    buf: Vec<u8>,
+    line: usize,
+}
+
+impl<'p> BoundedLines<'p> {
+    fn open(path: &'p Path, format: TraceFormat) -> anyhow::Result<Self> {
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot open trace file {}", path.display()))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if size > MAX_FILE_BYTES {
+            bail!(
+                "trace file {} is {size} bytes, more than the {MAX_FILE_BYTES} vbench reads; \
+                 cut it to the requests you replay (e.g. with head)",
+                path.display()
+            );
+        }
+        Ok(BoundedLines {
+            path,
+            format,
+            reader: std::io::BufReader::with_capacity(1 << 20, file),
+            buf: Vec::new(),
+            line: 0,
+        })
+    }
+
+    /// The next line (1-based number, text without its line ending); None at the end.
+    fn next_line(&mut self) -> anyhow::Result<Option<(usize, &str)>> {
+        self.buf.clear();
+        let path = self.path.display();
+        let read = (&mut self.reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut self.buf)
+            .with_context(|| format!("{path}:{}: cannot read", self.line + 1))?;
+        if read == 0 {
+            return Ok(None);
+        }
+        self.line += 1;
+        let line = self.line;
+        if self.buf.strip_suffix(b"\n").unwrap_or(&self.buf).len() > MAX_LINE_BYTES {
+            bail!(
+                "{path}:{line}: line longer than {MAX_LINE_BYTES} bytes; not a {} trace",
+                self.format.name()
+            );
+        }
+        let text = std::str::from_utf8(&self.buf)
+            .map_err(|_| anyhow::anyhow!("{path}:{line}: not UTF-8 text"))?;
+        Ok(Some((line, text.trim_end_matches(['\n', '\r']))))
+    }
 }
 
 /// SplitMix64: a well-mixed 64-bit value from two keys (seeds per block and per request).

@@ -141,6 +141,16 @@ fn trace_files_are_read_with_caps_and_only_as_far_as_needed() {
             .len(),
         1
     );
+    // A line of exactly the cap (here padded with spaces JSON ignores) is still read.
+    let record = "{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 2}";
+    let at_cap = format!("{record}{}\n", " ".repeat(MAX_LINE_BYTES - record.len()));
+    let f = file(&at_cap);
+    assert_eq!(
+        read(f.path(), TraceFormat::Mooncake, 1, &mut Vec::new())
+            .unwrap()
+            .len(),
+        1
+    );
     let f = file(MOONCAKE);
     let e = err(&f, TraceFormat::Mooncake, 6);
     assert!(
