@@ -163,8 +163,7 @@ impl Workload {
         let sweep = m.load.rates().len().max(1);
         let repeat = req.cell.repeat.max(1) as usize;
         let slot = (repeat - 1) * sweep + rate_slot(m.load.rates(), req.cell.rate);
-        // Repeat 1 keeps the manifest's seed (the same instants as without repeats).
-        let arrival_seed = m.load.seed.wrapping_add(repeat as u64 - 1);
+        let arrival_seed = arrival_seed(m.load.seed, repeat as u64);
         let slice = prepared
             .requests
             .get(slot * prepared.per_rate..(slot + 1) * prepared.per_rate)
@@ -237,6 +236,20 @@ impl Workload {
         spec.repeat = (m.load.repeats > 1).then_some(repeat as u32);
         Ok(load::execute(&spec, progress).await?)
     }
+}
+
+/// The arrival seed of a cell's `repeat`-th run (a repeat, or a search's batch). Repeat 1
+/// keeps the manifest's seed (the same instants as without repeats); later ones get a seed
+/// mixed from both (SplitMix64), not `seed + k`: runs with seeds 0 and 1 would otherwise share
+/// all their repeats but one, and look independent when they are not.
+pub fn arrival_seed(seed: u64, repeat: u64) -> u64 {
+    if repeat <= 1 {
+        return seed;
+    }
+    let mut z = seed ^ repeat.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// The position of `rate` in the manifest's sweep (0 when it is not there, e.g. a single rate).
@@ -347,5 +360,14 @@ mode = "simple"
         let p = prepare(&l, &super::super::Silent).unwrap();
         assert_eq!(p.requests.len(), 16);
         assert_eq!(p.distinct, 10);
+    }
+
+    #[test]
+    fn repeats_of_neighbouring_seeds_share_no_arrival_seed() {
+        assert_eq!(arrival_seed(7, 1), 7);
+        let a: HashSet<u64> = (1..=50).map(|k| arrival_seed(0, k)).collect();
+        let b: HashSet<u64> = (1..=50).map(|k| arrival_seed(1, k)).collect();
+        assert_eq!((a.len(), b.len()), (50, 50));
+        assert!(a.is_disjoint(&b));
     }
 }
