@@ -9,7 +9,9 @@
 #   gpu-apply.sh nixl PART_DIR             install the nixl wheels of PART_DIR into /tmp/vsite
 #   gpu-apply.sh apply TAG VBENCH_ARGS...  vbench apply into /root/results; logs and a tarball of
 #                                          the run folder into $OUT (TAG names them); the manifest
-#                                          is $MANIFEST (default experiments/h200-distserve.toml)
+#                                          is $MANIFEST (default experiments/h200-distserve.toml);
+#                                          APPLY_TIMEOUT_S (default 560) interrupts it (SIGINT:
+#                                          teardown, results kept) before the call's limit
 set -u
 APP=${APP:-.gpu/app}
 MANIFEST=${MANIFEST:-experiments/h200-distserve.toml}
@@ -34,7 +36,8 @@ apply)
   chmod +x /tmp/vbench
   { date -u; nvidia-smi; nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory --format=csv; } > "$OUT/$tag-nvidia-smi-before.txt" 2>&1
   t0=$SECONDS
-  (cd "$APP" && /tmp/vbench apply "$MANIFEST" --results /root/results "$@") > "$OUT/$tag-apply.log" 2>&1
+  (cd "$APP" && timeout -s INT -k 30 "${APPLY_TIMEOUT_S:-560}" \
+     /tmp/vbench apply "$MANIFEST" --results /root/results "$@") > "$OUT/$tag-apply.log" 2>&1
   rc=$?
   echo "vbench apply rc=$rc after $((SECONDS-t0)) s" | tee -a "$OUT/$tag-apply.log"
   { date -u; nvidia-smi; echo "compute apps:"; nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory --format=csv; echo "vllm/vbench processes left:"; ps -eo pid,pgid,etime,args | grep -E "vllm|vbench" | grep -v grep; } > "$OUT/$tag-nvidia-smi-after.txt" 2>&1

@@ -173,8 +173,8 @@ fn per_slice_prefixes(kind: DatasetKind) -> bool {
     kind.reuses_prefixes()
 }
 
-/// One dataset preparation per slice, each from its own seed (the manifest's for the first),
-/// concatenated.
+/// One dataset preparation per slice, each from its own seed (the manifest's for the first,
+/// then mixed as repeats' arrival seeds are), concatenated.
 fn slices_with_fresh_prefixes(
     spec: &dataset::DatasetSpec,
     per_slice: usize,
@@ -185,7 +185,7 @@ fn slices_with_fresh_prefixes(
     let mut first: Option<dataset::Dataset> = None;
     let mut requests = Vec::with_capacity(per_slice * slices);
     for slice in 0..slices {
-        let slice_seed = seed.wrapping_add((slice as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let slice_seed = arrival_seed(seed, slice as u64 + 1);
         let data = dataset::load(spec, per_slice, slice_seed, tokenizer)
             .context("preparing the request set")?;
         requests.extend(data.requests.iter().cloned());
@@ -223,8 +223,7 @@ impl Workload {
         let sweep = paces.len().max(1);
         let repeat = req.cell.repeat.max(1) as usize;
         let slot = (repeat - 1) * sweep + pace_slot(&paces, req.cell.pace);
-        // Repeat 1 keeps the manifest's seed (the same instants as without repeats).
-        let arrival_seed = m.load.seed.wrapping_add(repeat as u64 - 1);
+        let arrival_seed = arrival_seed(m.load.seed, repeat as u64);
         let slice = prepared
             .requests
             .get(slot * prepared.per_rate..(slot + 1) * prepared.per_rate)
@@ -328,6 +327,20 @@ impl Workload {
         spec.repeat = (m.load.repeats > 1).then_some(repeat as u32);
         Ok(load::execute(&spec, progress).await?)
     }
+}
+
+/// The arrival seed of a cell's `repeat`-th run (a repeat, or a search's batch). Repeat 1
+/// keeps the manifest's seed (the same instants as without repeats); later ones get a seed
+/// mixed from both (SplitMix64), not `seed + k`: runs with seeds 0 and 1 would otherwise share
+/// all their repeats but one, and look independent when they are not.
+pub fn arrival_seed(seed: u64, repeat: u64) -> u64 {
+    if repeat <= 1 {
+        return seed;
+    }
+    let mut z = seed ^ repeat.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// The position of `pace` in the manifest's sweep (0 when it is not there, e.g. a search's).
@@ -524,5 +537,14 @@ mode = "simple"
         let p = prepare(&l, &super::super::Silent).unwrap();
         assert_eq!(p.requests.len(), 16);
         assert_eq!(p.distinct, 10);
+    }
+
+    #[test]
+    fn repeats_of_neighbouring_seeds_share_no_arrival_seed() {
+        assert_eq!(arrival_seed(7, 1), 7);
+        let a: HashSet<u64> = (1..=50).map(|k| arrival_seed(0, k)).collect();
+        let b: HashSet<u64> = (1..=50).map(|k| arrival_seed(1, k)).collect();
+        assert_eq!((a.len(), b.len()), (50, 50));
+        assert!(a.is_disjoint(&b));
     }
 }
