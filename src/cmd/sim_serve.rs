@@ -56,6 +56,10 @@ pub struct SimServeArgs {
     /// Wait this long before listening, as a model load does: connections are refused meanwhile.
     #[arg(long, value_name = "SECS")]
     pub startup_delay: Option<f64>,
+    /// Compute every prompt in full, as `vllm serve --no-enable-prefix-caching` does (by
+    /// default, prompt blocks an earlier prompt computed are taken from the prefix cache).
+    #[arg(long)]
+    pub no_enable_prefix_caching: bool,
     /// Tokio worker threads for HTTP (the engine has a thread of its own).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -165,6 +169,7 @@ impl SimServeArgs {
             kv_port: self.kv_port,
             engine_id: self.engine_id.clone(),
             counter,
+            prefix_caching: !self.no_enable_prefix_caching,
         })
     }
 }
