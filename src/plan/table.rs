@@ -58,7 +58,7 @@ pub fn render(plan: &Plan) -> String {
             out,
             "Search: the highest rate meeting {} % of requests within the SLO, from {} req/s \
              (doubling up to {}, halving down to {}), to a bracket within {} %; batches of {} \
-             requests + {} warm-up, up to {} per rate; at most {} requests per variant",
+             requests + {} warm-up, up to {} per rate{}; at most {} requests per variant",
             fmt_pct(100.0 * s.target),
             s.start,
             s.max_rate,
@@ -67,6 +67,11 @@ pub fn render(plan: &Plan) -> String {
             s.batch,
             plan.warmup,
             s.max_batches,
+            if s.confirm_batches > 1 {
+                format!(", each end of the bracket on {} at least", s.confirm_batches)
+            } else {
+                String::new()
+            },
             thousands(s.budget)
         );
     } else {
