@@ -194,7 +194,9 @@ pub(crate) async fn verify_kv_transfer(
     if external == 0.0 {
         bail!(
             "the smoke request reached the decoders without a KV transfer ({local} prompt tokens \
-             computed locally, 0 transferred): check the proxy and --kv-transfer-config"
+             computed locally, 0 transferred): check the proxy, --kv-transfer-config, and that \
+             decoders reach the prefills' side channels (VLLM_NIXL_SIDE_CHANNEL_HOST; the \
+             decoders' logs say)"
         );
     }
     events.info(&format!(

@@ -611,6 +611,7 @@ fn deployment_record(spec: &DeploymentSpec, variant: &Variant) -> serde_json::Va
             json!({
                 "name": c.name,
                 "role": c.role,
+                "node": c.node,
                 "url": c.url,
                 "program": c.spec.program,
                 "args": c.spec.args,

@@ -1,5 +1,5 @@
-//! The slurm backend against a real Slurm cluster (ci/start-cluster.sh: one node, 4 fake GPUs as
-//! GRES). Instances run as `srun` steps of an allocation vbench makes and cancels; the
+//! The slurm backend against a real Slurm cluster (ci/start-cluster.sh: 4 fake GPUs as GRES per
+//! node; one node or several, this test uses one). Instances run as `srun` steps of an allocation vbench makes and cancels; the
 //! simulator stands in for vLLM through a template override, so no GPU is needed.
 
 use std::path::Path;
@@ -7,7 +7,7 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vbench");
 
-fn slurm_ready() -> bool {
+pub(crate) fn slurm_ready() -> bool {
     if std::env::var_os("SLURM_CONF").is_none() {
         if std::env::var("VBENCH_SKIP_SLURM").as_deref() == Ok("1") {
             eprintln!("\n*** VBENCH_SKIP_SLURM=1: the Slurm tests did NOT run ***\n");
@@ -21,7 +21,7 @@ fn slurm_ready() -> bool {
     true
 }
 
-fn squeue_jobs(name: &str) -> Vec<String> {
+pub(crate) fn squeue_jobs(name: &str) -> Vec<String> {
     let out = Command::new("squeue")
         .args(["-h", "-n", name, "-o", "%i"])
         .output()
