@@ -387,6 +387,13 @@ pub async fn run(
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
+            if !alloc.owned && alloc.nodes.len() != slurm_options.nodes as usize {
+                events.warning(&format!(
+                    "the allocation has {} node(s), the manifest plans for {}                      (target.slurm.nodes): placing on the allocation's",
+                    alloc.nodes.len(),
+                    slurm_options.nodes
+                ));
+            }
             Some(alloc)
         }
         _ => None,

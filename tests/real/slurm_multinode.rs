@@ -324,3 +324,55 @@ fn a_decode_step_killed_on_its_node_fails_the_variant_with_that_nodes_log() {
     assert!(measured < Duration::from_secs(60), "{measured:?}");
     assert_nothing_left("vbench-slurm-kill", served);
 }
+
+/// `sbatch examples/slurm/run.sh MANIFEST`: vbench runs on the batch host (the first node), uses
+/// the job's allocation instead of making one, and spreads the variant over its nodes.
+#[test]
+fn apply_inside_an_sbatch_job_uses_that_allocation() {
+    let _alone = crate::alone();
+    if !slurm_ready() {
+        return;
+    }
+    let nodes = cluster_nodes();
+    let tmp = tempfile::tempdir().unwrap();
+    let served = "sim-spread-batch";
+    let path = manifest(tmp.path(), "slurm-batch", served, "[4]", 8);
+    let results = tmp.path().join("results");
+    let out_file = tmp.path().join("batch.out");
+    let job_name = "vbench-batch-test";
+    let script = std::fs::canonicalize("examples/slurm/run.sh").unwrap();
+    let status = Command::new("timeout")
+        .args(["120", "sbatch", "--wait", "--nodes=3", "--gres=gpu:4"])
+        .arg(format!("--job-name={job_name}"))
+        .arg(format!("--output={}", out_file.display()))
+        .arg(&script)
+        .arg(&path)
+        .arg("--results")
+        .arg(&results)
+        .env("VBENCH", BIN)
+        .status()
+        .unwrap();
+    let log = std::fs::read_to_string(&out_file).unwrap_or_default();
+    assert!(status.success(), "{log}");
+    let first = nodes.keys().next().unwrap();
+    assert!(log.contains(&format!("vbench on {first}, job ")), "{log}");
+    assert!(log.contains("(current allocation)"), "{log}");
+    assert!(
+        log.contains("placement: prefill-0 on node1")
+            && log.contains("prefill-1 on node2")
+            && log.contains("decode-0 on node3"),
+        "{log}"
+    );
+    let run = only_dir(&results.join("slurm-batch"));
+    let variant = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && !p.ends_with("report"))
+        .unwrap();
+    let r: vbench::load::RunResult =
+        serde_json::from_slice(&std::fs::read(variant.join("vllm-4qps.json")).unwrap()).unwrap();
+    assert_eq!((r.completed, r.failed), (8, 0), "{:?}", r.errors);
+    assert!(run.join("report/summary.md").is_file());
+    assert_nothing_left(job_name, served);
+}
