@@ -271,43 +271,61 @@ fn nixl_2p1d_spread_over_three_nodes_measures_and_reports() {
     assert_nothing_left("vbench-slurm-spread", served);
 }
 
-#[test]
-fn a_decode_step_killed_on_its_node_fails_the_variant_with_that_nodes_log() {
-    let _alone = crate::alone();
-    if !slurm_ready() {
-        return;
-    }
-    let nodes = cluster_nodes();
+/// What a test kills on the decode instance's node, a few seconds into a rate.
+#[derive(Clone, Copy, PartialEq)]
+enum Victim {
+    /// The instance itself, on its node (a crash of vLLM).
+    Instance,
+    /// The `srun` on vbench's host that started the step: the step itself lives on.
+    Srun,
+}
+
+/// A decode-0 of a 2P1D variant spread over three nodes is killed mid-rate: the run fails
+/// within seconds; returns apply's stderr and the decode's node.
+fn kill_mid_rate(victim: Victim, name: &str, served: &str) -> (String, String) {
     let tmp = tempfile::tempdir().unwrap();
-    let served = "sim-spread-kill";
     // 400 requests at 4 req/s: 100 s of load, killed a few seconds in.
-    let path = manifest(tmp.path(), "slurm-kill", served, "[4]", 400);
+    let path = manifest(tmp.path(), name, served, "[4]", 400);
     let results = tmp.path().join("results");
     let mut killed = None;
-    let mut measuring_since = None;
     let (out, seen) = apply_watching_steps(&path, &results, &["decode-0"], |line| {
-        if line.contains("KV transfer verified") {
-            measuring_since = Some(Instant::now());
-        }
         if killed.is_none() && line.contains("KV transfer verified") {
             std::thread::sleep(Duration::from_secs(3));
-            // The instance itself on its node, not the `srun` that started it here.
-            let decode = processes_with(served)
+            let (pid, _) = processes_with(served)
                 .into_iter()
-                .find(|(_, cmd)| cmd.starts_with(BIN) && cmd.contains("--role decode"))
+                .find(|(_, cmd)| {
+                    let program = match victim {
+                        Victim::Instance => BIN,
+                        Victim::Srun => "srun ",
+                    };
+                    cmd.starts_with(program) && cmd.contains("--role decode")
+                })
                 .expect("the decode instance runs");
             let status = Command::new("kill")
-                .args(["-KILL", &decode.0.to_string()])
+                .args(["-KILL", &pid.to_string()])
                 .status()
                 .unwrap();
             assert!(status.success());
             killed = Some(Instant::now());
         }
     });
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(killed.is_some(), "the rate never started: {stderr}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let killed = killed.unwrap_or_else(|| panic!("the rate never started: {stderr}"));
     assert_eq!(out.status.code(), Some(1), "a failed run: {stderr}");
-    let node = &seen["decode-0"];
+    // Failed within seconds of the kill, not at the end of the rate.
+    assert!(killed.elapsed() < Duration::from_secs(60), "{stderr}");
+    (stderr, seen["decode-0"].clone())
+}
+
+#[test]
+fn a_decode_killed_on_its_node_fails_the_variant_with_that_nodes_log() {
+    let _alone = crate::alone();
+    if !slurm_ready() {
+        return;
+    }
+    let nodes = cluster_nodes();
+    let served = "sim-spread-kill";
+    let (stderr, node) = kill_mid_rate(Victim::Instance, "slurm-kill", served);
     // The error names the component and its node, and carries the step's log relayed by
     // srun: sim-serve's own line from that node (its address) and srun's report.
     assert!(
@@ -315,14 +333,30 @@ fn a_decode_step_killed_on_its_node_fails_the_variant_with_that_nodes_log() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(&format!("listening on http://{}:", nodes[node])),
+        stderr.contains(&format!("listening on http://{}:", nodes[&node])),
         "{stderr}"
     );
     assert!(stderr.contains(&format!("{node}: task 0")), "{stderr}");
-    // Failed within seconds of the kill, not at the end of the rate.
-    let measured = measuring_since.unwrap().elapsed();
-    assert!(measured < Duration::from_secs(60), "{measured:?}");
     assert_nothing_left("vbench-slurm-kill", served);
+}
+
+/// An `srun` killed on vbench's host cannot pass a signal on to its step on the node: the
+/// variant fails, and the step ends all the same (Slurm ends a step whose srun is gone within
+/// seconds; teardown would cancel it by id otherwise, `a_leftover_step_is_cancelled_by_id`).
+#[test]
+fn a_killed_srun_leaves_no_step_behind() {
+    let _alone = crate::alone();
+    if !slurm_ready() {
+        return;
+    }
+    cluster_nodes();
+    let served = "sim-spread-srun";
+    let (stderr, node) = kill_mid_rate(Victim::Srun, "slurm-srun", served);
+    assert!(
+        stderr.contains(&format!("decode-0 on {node} exited")),
+        "{stderr}"
+    );
+    assert_nothing_left("vbench-slurm-srun", served);
 }
 
 /// `sbatch examples/slurm/run.sh MANIFEST`: vbench runs on the batch host (the first node), uses
@@ -342,7 +376,14 @@ fn apply_inside_an_sbatch_job_uses_that_allocation() {
     let job_name = "vbench-batch-test";
     let script = std::fs::canonicalize("examples/slurm/run.sh").unwrap();
     let status = Command::new("timeout")
-        .args(["120", "sbatch", "--wait", "--nodes=3", "--gres=gpu:4"])
+        .args([
+            "120",
+            "sbatch",
+            "--quiet",
+            "--wait",
+            "--nodes=3",
+            "--gres=gpu:4",
+        ])
         .arg(format!("--job-name={job_name}"))
         .arg(format!("--output={}", out_file.display()))
         .arg(&script)
