@@ -389,7 +389,8 @@ pub async fn run(
             ));
             if !alloc.owned && alloc.nodes.len() != slurm_options.nodes as usize {
                 events.warning(&format!(
-                    "the allocation has {} node(s), the manifest plans for {}                      (target.slurm.nodes): placing on the allocation's",
+                    "the allocation has {} node(s), the manifest plans for {} \
+                     (target.slurm.nodes): placing on the allocation's",
                     alloc.nodes.len(),
                     slurm_options.nodes
                 ));
