@@ -147,6 +147,16 @@ fn only_dir(dir: &Path) -> PathBuf {
     dirs.pop().unwrap()
 }
 
+/// The one variant's folder of a run (beside its report).
+fn variant_dir(run: &Path) -> PathBuf {
+    std::fs::read_dir(run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && !p.ends_with("report"))
+        .unwrap()
+}
+
 /// Processes whose command line holds `marker`, on any node (the nodes share this machine's
 /// process table).
 fn processes_with(marker: &str) -> Vec<(u32, String)> {
@@ -208,12 +218,7 @@ fn nixl_2p1d_spread_over_three_nodes_measures_and_reports() {
     assert_eq!(step_nodes.len(), 3, "three nodes: {seen:?}");
 
     let run = only_dir(&results.join("slurm-spread"));
-    let variant = std::fs::read_dir(&run)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.is_dir() && !p.ends_with("report"))
-        .unwrap();
+    let variant = variant_dir(&run);
     let d: serde_json::Value =
         serde_json::from_slice(&std::fs::read(variant.join("deployment.json")).unwrap()).unwrap();
     for c in d["components"].as_array().unwrap() {
@@ -405,15 +410,89 @@ fn apply_inside_an_sbatch_job_uses_that_allocation() {
         "{log}"
     );
     let run = only_dir(&results.join("slurm-batch"));
-    let variant = std::fs::read_dir(&run)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.is_dir() && !p.ends_with("report"))
-        .unwrap();
+    let variant = variant_dir(&run);
     let r: vbench::load::RunResult =
         serde_json::from_slice(&std::fs::read(variant.join("vllm-4qps.json")).unwrap()).unwrap();
     assert_eq!((r.completed, r.failed), (8, 0), "{:?}", r.errors);
     assert!(run.join("report/summary.md").is_file());
     assert_nothing_left(job_name, served);
+}
+
+/// The real thing: vLLM's CPU build, a NIXL prefill on one node and its decoder on another,
+/// KV over TCP between the nodes' namespaces (UCX on their eth0). Each instance is pinned to a
+/// core of its own (two cores: one each), niced below the machine's other work.
+#[test]
+fn real_vllm_nixl_prefill_and_decode_on_two_nodes() {
+    let _alone = crate::alone();
+    if !slurm_ready() {
+        return;
+    }
+    let Some(root) = crate::apply_vllm_cpu::vllm_root() else {
+        return;
+    };
+    let nodes = cluster_nodes();
+    let tmp = tempfile::tempdir().unwrap();
+    let model = root.join("tiny-model");
+    let manifest = format!(
+        r#"name = "slurm-vllm"
+model = "{model}"
+served_model_name = "tiny-slurm-vllm"
+tokenizer = "{tok}"
+[dataset]
+kind = "random"
+input_len = 128
+output_len = 16
+[load]
+rates = [1]
+num_prompts = 8
+warmup = 0
+timeout_s = 60
+[target]
+backend = "slurm"
+accelerator = "cpu"
+health_timeout_s = 400
+compile_cache = "off"
+vllm_bin = ["nice", "-n", "10", "{vllm}"]
+[target.slurm]
+nodes = 2
+gpus_per_node = 4
+cpus_per_instance = 1
+placement = "spread"
+[[deployment]]
+mode = "nixl"
+max_model_len = 2048
+extra_args = ["--enforce-eager", "--dtype", "bfloat16"]
+env = {{ VLLM_CPU_KVCACHE_SPACE = "1", VLLM_TARGET_DEVICE = "cpu", UCX_TLS = "tcp,self,sm", UCX_NET_DEVICES = "eth0" }}
+nixl = {{ kv_buffer_device = "cpu" }}
+prefill = {{ instances = 1, tp = 1, env = {{ VLLM_CPU_OMP_THREADS_BIND = "0" }} }}
+decode = {{ instances = 1, tp = 1, env = {{ VLLM_CPU_OMP_THREADS_BIND = "1" }} }}
+"#,
+        model = model.display(),
+        tok = std::fs::canonicalize("tests/fixtures/tiny-model")
+            .unwrap()
+            .display(),
+        vllm = root.join("venv/bin/vllm").display(),
+    );
+    let path = tmp.path().join("slurm-vllm.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let results = tmp.path().join("results");
+    let (out, seen) = apply_watching_steps(&path, &results, &["prefill-0", "decode-0"], |_| {});
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_ne!(seen["prefill-0"], seen["decode-0"], "two nodes: {seen:?}");
+    // The smoke request's prompt reached the decoder by NIXL transfer from the other node.
+    assert!(stderr.contains("KV transfer verified"), "{stderr}");
+    let run = only_dir(&results.join("slurm-vllm"));
+    let variant = variant_dir(&run);
+    let d: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(variant.join("deployment.json")).unwrap()).unwrap();
+    let prefill = &d["components"][0];
+    let side_channel_host = prefill["env"]["VLLM_NIXL_SIDE_CHANNEL_HOST"]
+        .as_str()
+        .unwrap();
+    assert_eq!(side_channel_host, nodes[prefill["node"].as_str().unwrap()]);
+    let r: vbench::load::RunResult =
+        serde_json::from_slice(&std::fs::read(variant.join("vllm-1qps.json")).unwrap()).unwrap();
+    assert_eq!((r.completed, r.failed), (8, 0), "{:?}", r.errors);
+    assert_nothing_left("vbench-slurm-vllm", "tiny-slurm-vllm");
 }
