@@ -13,12 +13,13 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::Events;
+use crate::load::dataset::{SharedPrefixSpec, TraceFormat, TraceSpec};
 use crate::load::{
     self, dataset, schedule, Api, DeploymentInfo, LoadSpec, PreparedRequest, Progress, RunResult,
     Tokenizer, Topology,
 };
 use crate::manifest::{self, DatasetKind, LoadedManifest, Mode};
-use crate::plan::{Cell, Plan, RoleKind, Variant};
+use crate::plan::{Cell, Pace, Plan, RoleKind, Variant};
 
 /// Everything one cell's load needs.
 pub struct CellRequest<'a> {
@@ -38,6 +39,9 @@ pub struct Workload {
 
 struct Prepared {
     dataset: dataset::Dataset,
+    /// A trace's arrival offsets (seconds from its first request) for one slice, when the
+    /// dataset is a trace.
+    trace_offsets: Option<Vec<f64>>,
     /// One slice of `per_rate` requests per rate of the sweep, in sweep order.
     requests: Vec<PreparedRequest>,
     per_rate: usize,
@@ -69,10 +73,11 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
     let spec_str = tokenizer_spec(loaded);
     let tokenizer = match Tokenizer::load(&spec_str) {
         Ok(t) => Some(Arc::new(t)),
-        Err(e) if m.dataset.kind == DatasetKind::Random => {
+        Err(e) if m.dataset.kind.needs_tokenizer() => {
             return Err(e.context(format!(
-                "the random dataset needs a tokenizer; set `tokenizer` in the manifest (tried {spec_str})"
-            )))
+            "the {} dataset needs a tokenizer; set `tokenizer` in the manifest (tried {spec_str})",
+            m.dataset.kind.as_str()
+        )))
         }
         Err(e) => {
             events.warning(&format!("no tokenizer ({e:#}); token counts are estimates"));
@@ -99,6 +104,22 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
             output_len: u64::from(d.output_len.unwrap_or(1)),
             range_ratio: d.range_ratio.unwrap_or(0.0),
         },
+        DatasetKind::SharedPrefix => dataset::DatasetSpec::SharedPrefix(SharedPrefixSpec {
+            groups: u64::from(d.groups.unwrap_or(1)),
+            system_len: u64::from(d.system_prompt_len.unwrap_or(1)),
+            question_len: u64::from(d.question_len.unwrap_or(1)),
+            output_len: u64::from(d.output_len.unwrap_or(1)),
+        }),
+        DatasetKind::Trace => dataset::DatasetSpec::Trace(TraceSpec {
+            path: path(&d.path),
+            format: match d.format.unwrap_or(manifest::TraceFormat::Mooncake) {
+                manifest::TraceFormat::Mooncake => TraceFormat::Mooncake,
+                manifest::TraceFormat::Azure => TraceFormat::Azure,
+                manifest::TraceFormat::Burstgpt => TraceFormat::BurstGpt,
+            },
+            block_size: u64::from(d.block_size.unwrap_or(manifest::defaults::TRACE_BLOCK_SIZE)),
+            output_len: d.output_len.map(u64::from),
+        }),
     };
     let per_rate = m.load.num_prompts as usize + m.load.warmup as usize;
     // Every rate of every repeat gets its own prompts: a repeat of a prompt the server has
@@ -106,16 +127,26 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
     let rates = match &m.load.search {
         // One slot per batch the budget allows.
         Some(s) => crate::plan::SearchSpec::resolve(s, m).max_batches_total() as usize,
-        None => m.load.rates().len().max(1) * m.load.repeats.max(1) as usize,
+        None => crate::plan::sweep(&m.load).len().max(1) * m.load.repeats.max(1) as usize,
     };
-    let data = dataset::load(&spec, per_rate * rates, m.load.seed, tokenizer.as_deref())
-        .context("preparing the request set")?;
-    let requests = data.requests.clone();
-    let distinct = requests
-        .iter()
-        .map(|r| r.prompt.as_str())
-        .collect::<std::collections::HashSet<_>>()
-        .len();
+    let (data, requests) = if per_slice_prefixes(m.dataset.kind) {
+        slices_with_fresh_prefixes(&spec, per_rate, rates, m.load.seed, tokenizer.as_deref())?
+    } else {
+        let data = dataset::load(&spec, per_rate * rates, m.load.seed, tokenizer.as_deref())
+            .context("preparing the request set")?;
+        let requests = data.requests.clone();
+        (data, requests)
+    };
+    // Slices with fresh prefixes share no text between rates, whatever they share within one.
+    let distinct = if per_slice_prefixes(m.dataset.kind) {
+        requests.len()
+    } else {
+        requests
+            .iter()
+            .map(|r| r.prompt.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
     if distinct < requests.len() {
         events.warning(&format!(
             "the dataset has {distinct} distinct prompts for {} rates (and repeats) x \
@@ -125,6 +156,7 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
         ));
     }
     Ok(Prepared {
+        trace_offsets: data.offsets_s.clone(),
         dataset: data,
         requests,
         per_rate,
@@ -132,6 +164,34 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
         tokenizer_id: tokenizer.as_ref().map(|_| spec_str),
         tokenizer,
     })
+}
+
+/// Datasets whose reuse is the point (shared system prompts, a trace's prefix blocks): every
+/// slice has the same structure, but texts of its own, so the prefix cache of one rate cannot
+/// serve the next while the reuse within a rate is exactly the dataset's.
+fn per_slice_prefixes(kind: DatasetKind) -> bool {
+    kind.reuses_prefixes()
+}
+
+/// One dataset preparation per slice, each from its own seed (the manifest's for the first,
+/// then mixed as repeats' arrival seeds are), concatenated.
+fn slices_with_fresh_prefixes(
+    spec: &dataset::DatasetSpec,
+    per_slice: usize,
+    slices: usize,
+    seed: u64,
+    tokenizer: Option<&Tokenizer>,
+) -> anyhow::Result<(dataset::Dataset, Vec<PreparedRequest>)> {
+    let mut first: Option<dataset::Dataset> = None;
+    let mut requests = Vec::with_capacity(per_slice * slices);
+    for slice in 0..slices {
+        let slice_seed = arrival_seed(seed, slice as u64 + 1);
+        let data = dataset::load(spec, per_slice, slice_seed, tokenizer)
+            .context("preparing the request set")?;
+        requests.extend(data.requests.iter().cloned());
+        first.get_or_insert(data);
+    }
+    Ok((first.expect("at least one slice"), requests))
 }
 
 impl Workload {
@@ -151,7 +211,6 @@ impl Workload {
     ) -> anyhow::Result<RunResult> {
         let m = &req.loaded.manifest;
         let prepared = &self.prepared;
-        let rate = req.cell.rate.as_f64();
         let arrival = match m.load.arrival {
             manifest::Arrival::Poisson => schedule::Arrival::Poisson,
             manifest::Arrival::Constant => schedule::Arrival::Constant,
@@ -160,9 +219,10 @@ impl Workload {
             },
         };
         let n = m.load.num_prompts as usize;
-        let sweep = m.load.rates().len().max(1);
+        let paces = crate::plan::sweep(&m.load);
+        let sweep = paces.len().max(1);
         let repeat = req.cell.repeat.max(1) as usize;
-        let slot = (repeat - 1) * sweep + rate_slot(m.load.rates(), req.cell.rate);
+        let slot = (repeat - 1) * sweep + pace_slot(&paces, req.cell.pace);
         let arrival_seed = arrival_seed(m.load.seed, repeat as u64);
         let slice = prepared
             .requests
@@ -176,7 +236,18 @@ impl Workload {
             );
         };
         let requests: Arc<[PreparedRequest]> = slice.into();
-        let offsets = schedule::arrival_offsets(n, rate, arrival, arrival_seed)?;
+        let (offsets, rate) = match req.cell.pace {
+            Pace::Rate(rate) => (
+                schedule::arrival_offsets(n, rate.as_f64(), arrival, arrival_seed)?,
+                rate.as_f64(),
+            ),
+            Pace::Speedup(speedup) => {
+                let Some(trace) = &prepared.trace_offsets else {
+                    bail!("a speedup cell needs a trace's arrival times");
+                };
+                replay_offsets(&trace[..n], speedup)
+            }
+        };
         let v = req.variant;
         let deployment = DeploymentInfo {
             variant_id: Some(v.id.clone()),
@@ -204,13 +275,32 @@ impl Workload {
         spec.warmup = m.load.warmup as usize;
         spec.max_concurrency = m.load.max_concurrency.map(|c| c as usize);
         spec.timeout = Duration::from_secs_f64(m.load.timeout_s);
-        spec.ignore_eos = m.load.ignore_eos || m.dataset.kind == DatasetKind::Random;
+        if let Pace::Speedup(speedup) = req.cell.pace {
+            spec.arrival_name = "trace".to_owned();
+            // No gamma draw: written as 0, like constant arrivals.
+            spec.burstiness = f64::INFINITY;
+            spec.notes.push(format!(
+                "trace replay at speedup {speedup}x: request i is sent at its trace timestamp \
+                 minus the first one's, divided by {speedup}; the offered rate is the requests \
+                 over the last send time"
+            ));
+        }
+        // Synthetic prompts have exact output lengths to keep; so has a trace.
+        spec.ignore_eos = m.load.ignore_eos
+            || matches!(
+                m.dataset.kind,
+                DatasetKind::Random | DatasetKind::SharedPrefix | DatasetKind::Trace
+            );
         spec.tokenizer = prepared.tokenizer.clone();
         spec.tokenizer_id = prepared.tokenizer_id.clone();
         spec.topology = topology(v);
         spec.label = Some(v.label.clone());
         spec.goodput = Some(slo_objectives(&m.slo));
-        let repeats = if prepared.distinct < prepared.requests.len() {
+        let repeats = if per_slice_prefixes(m.dataset.kind) {
+            "the dataset's structure (shared prefixes) is the same at every rate, its texts are \
+             this rate's own"
+                .to_string()
+        } else if prepared.distinct < prepared.requests.len() {
             format!(
                 "the dataset had only {} distinct prompts for all rates, so prompts repeat",
                 prepared.distinct
@@ -219,8 +309,9 @@ impl Workload {
             "no prompt is sent at two rates".to_string()
         };
         spec.notes.push(format!(
-            "rate {} of {} in the sweep{}: requests {}..{} of the seed-{} request set \
+            "{} ({} of {} in the sweep{}): requests {}..{} of the seed-{} request set \
              (measured, then {} warm-up), arrivals from seed {arrival_seed}; {repeats}",
+            req.cell.pace,
             slot % sweep + 1,
             sweep,
             if m.load.repeats > 1 {
@@ -252,9 +343,22 @@ pub fn arrival_seed(seed: u64, repeat: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The position of `rate` in the manifest's sweep (0 when it is not there, e.g. a single rate).
-fn rate_slot(rates: &[manifest::Rate], rate: manifest::Rate) -> usize {
-    rates.iter().position(|r| *r == rate).unwrap_or(0)
+/// The position of `pace` in the manifest's sweep (0 when it is not there, e.g. a search's).
+fn pace_slot(sweep: &[Pace], pace: Pace) -> usize {
+    sweep.iter().position(|p| *p == pace).unwrap_or(0)
+}
+
+/// A trace's arrival offsets compressed by `speedup`, and the rate they offer (requests over
+/// the last send, as vLLM's schedules end at `n / rate`; infinite when all arrive at once).
+fn replay_offsets(trace: &[f64], speedup: f64) -> (Vec<f64>, f64) {
+    let offsets: Vec<f64> = trace.iter().map(|t| t / speedup).collect();
+    let last = offsets.last().copied().unwrap_or(0.0);
+    let rate = if last > 0.0 {
+        offsets.len() as f64 / last
+    } else {
+        f64::INFINITY
+    };
+    (offsets, rate)
 }
 
 /// The original suite's topology keys for a variant.
@@ -321,8 +425,8 @@ mode = "simple"
         assert_eq!(p.per_rate, 8, "6 measured + 2 warm-up");
         assert_eq!(p.requests.len(), 24, "room for 3 rates");
         assert_eq!(p.distinct, 24);
-        let rates = l.manifest.load.rates();
-        let slots: Vec<usize> = rates.iter().map(|r| rate_slot(rates, *r)).collect();
+        let paces = crate::plan::sweep(&l.manifest.load);
+        let slots: Vec<usize> = paces.iter().map(|p| pace_slot(&paces, *p)).collect();
         assert_eq!(slots, [0, 1, 2]);
         let prompts = |slot: usize| -> HashSet<&str> {
             p.requests[slot * 8..(slot + 1) * 8]
@@ -340,6 +444,79 @@ mode = "simple"
             .zip(&again.requests)
             .all(|(a, b)| a.prompt == b.prompt);
         assert!(same);
+    }
+
+    /// The first `n` tokens of each prompt of `slot`, as a set.
+    fn prefixes(p: &Prepared, slot: usize, n: usize) -> HashSet<Vec<u32>> {
+        let tok = p.tokenizer.as_ref().unwrap();
+        p.requests[slot * p.per_rate..(slot + 1) * p.per_rate]
+            .iter()
+            .map(|r| tok.encode(&r.prompt, true).unwrap()[..n].to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn shared_prefixes_are_shared_within_a_rate_and_never_between_rates() {
+        let l = loaded(
+            "kind = \"shared_prefix\"\ngroups = 2\nsystem_prompt_len = 40\nquestion_len = 8\n\
+             output_len = 4",
+            "[1, 2]",
+        );
+        let p = prepare(&l, &super::super::Silent).unwrap();
+        assert_eq!(p.requests.len(), 16);
+        assert_eq!(p.distinct, 16, "no text is repeated between rates");
+        let (a, b) = (prefixes(&p, 0, 40), prefixes(&p, 1, 40));
+        assert_eq!((a.len(), b.len()), (2, 2), "two groups per rate");
+        assert!(a.is_disjoint(&b));
+        assert!(p.trace_offsets.is_none());
+    }
+
+    #[test]
+    fn a_trace_keeps_its_sharing_and_times_at_every_rate_with_texts_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        // Every request starts with block 7; the rest is its own.
+        std::fs::write(
+            &path,
+            (0..8)
+                .map(|i| {
+                    format!(
+                        "{{\"timestamp\": {}, \"input_length\": 24, \"output_length\": 3, \
+                         \"hash_ids\": [7, {}]}}\n",
+                        i * 100,
+                        100 + i
+                    )
+                })
+                .collect::<String>(),
+        )
+        .unwrap();
+        let l = loaded(
+            &format!(
+                "kind = \"trace\"\nformat = \"mooncake\"\nblock_size = 16\npath = \"{}\"",
+                path.display()
+            ),
+            "[1, 2]",
+        );
+        let p = prepare(&l, &super::super::Silent).unwrap();
+        assert_eq!(p.requests.len(), 16);
+        let (a, b) = (prefixes(&p, 0, 16), prefixes(&p, 1, 16));
+        assert_eq!(
+            (a.len(), b.len()),
+            (1, 1),
+            "block 7 is shared within a rate"
+        );
+        assert!(a.is_disjoint(&b), "but not between rates");
+        assert_eq!(
+            prefixes(&p, 0, 17).len(),
+            8,
+            "the second block is each request's own"
+        );
+        let offsets = p.trace_offsets.as_ref().unwrap();
+        assert_eq!(offsets[..3], [0.0, 0.1, 0.2]);
+        let (sent, rate) = replay_offsets(&offsets[..6], 2.0);
+        assert_eq!(sent[..3], [0.0, 0.05, 0.1]);
+        assert!((rate - 6.0 / 0.25).abs() < 1e-9, "{rate}");
+        assert_eq!(replay_offsets(&[0.0, 0.0], 1.0).1, f64::INFINITY);
     }
 
     #[test]

@@ -115,7 +115,10 @@ pub fn check_only(plan: &Plan, only: &[String]) -> anyhow::Result<()> {
 /// Checks that need the file system, before anything starts.
 pub fn preflight(loaded: &LoadedManifest, plan: &Plan) -> anyhow::Result<()> {
     let m = &loaded.manifest;
-    if matches!(m.dataset.kind, DatasetKind::Sharegpt | DatasetKind::Jsonl) {
+    if matches!(
+        m.dataset.kind,
+        DatasetKind::Sharegpt | DatasetKind::Jsonl | DatasetKind::Trace
+    ) {
         let path = loaded
             .base_dir()
             .join(m.dataset.path.as_deref().unwrap_or(Path::new("")));

@@ -20,7 +20,7 @@ use crate::load::RunResult;
 use crate::manifest::Rate;
 use crate::manifest::{LoadedManifest, Mode};
 use crate::plan::search::{batch_file_name, SearchSpec};
-use crate::plan::{Cell, Plan, Variant};
+use crate::plan::{Cell, Pace, Plan, Variant};
 use crate::results::rundir::{Attempt, CellTiming, VariantDir, VariantTiming};
 
 /// Above this share of prompt tokens served from the prefix cache in a rate, apply warns and
@@ -274,8 +274,8 @@ impl VariantRun<'_> {
         for cell in self.plan.cells_of(&self.variant.id) {
             if self.dir.is_measured(cell) {
                 self.events.info(&format!(
-                    "  rate {:>6} req/s: already measured, skipped",
-                    cell.rate.label()
+                    "  {}: already measured, skipped",
+                    cell.pace.describe()
                 ));
                 continue;
             }
@@ -298,7 +298,7 @@ impl VariantRun<'_> {
         let t0 = Instant::now();
         let result = self.measure(spec, cell, running, interrupted).await?;
         clock.record.cells.push(CellTiming {
-            rate: cell.rate.label(),
+            rate: cell.pace.label(),
             requests: cell.requests,
             warmup: self.plan.warmup,
             seconds: t0.elapsed().as_secs_f64(),
@@ -327,7 +327,7 @@ impl VariantRun<'_> {
             let rate = Rate::PerSecond(rate);
             let cell = Cell {
                 variant_id: self.variant.id.clone(),
-                rate,
+                pace: Pace::Rate(rate),
                 repeat: index,
                 requests: search_spec.batch,
                 result_file: batch_file_name(rate, index),
@@ -421,7 +421,7 @@ impl VariantRun<'_> {
             entry_url: &spec.entry_url,
             simulated: self.simulated,
         };
-        let label = format!("  rate {:>6} req/s", cell.rate.label());
+        let label = format!("  {}", cell.pace.describe());
         let progress = self.events.requests(&label);
         let outcome = tokio::select! {
             r = self.workload.run(request, progress.as_ref()) => r.map_err(VariantError::Failed),
@@ -446,9 +446,9 @@ impl VariantRun<'_> {
         if let Err(crash) = health::check_alive(running) {
             let kept = self.dir.write_aborted_result(self.attempt, cell, &result)?;
             return Err(VariantError::Failed(crash.context(format!(
-                "a component died during rate {} req/s; its {} ok / {} failed requests are kept \
-                 in {} and the rate is measured again on --resume",
-                cell.rate.label(),
+                "a component died during {}; its {} ok / {} failed requests are kept in {} and \
+                 the cell is measured again on --resume",
+                cell.pace,
                 result.completed,
                 result.failed,
                 kept.display()
@@ -457,7 +457,16 @@ impl VariantRun<'_> {
         let after = metrics::snapshot(&instances).await;
         self.save_metrics(&after, &format!("{tag}-after"));
         if let Some((hits, total)) = metrics::prefix_cache_share(&before, &after) {
-            if hits > PREFIX_CACHE_WARN_SHARE * total {
+            if self.loaded.manifest.dataset.kind.reuses_prefixes() {
+                // Reuse is what this workload measures: say how much, without alarm.
+                let note = format!(
+                    "{:.0} % of this cell's prompt tokens ({hits:.0} of {total:.0}) came from \
+                     the servers' prefix cache (the workload shares prefixes by design)",
+                    100.0 * hits / total
+                );
+                self.events.info(&format!("  {note}"));
+                result.vbench.load.notes.push(note);
+            } else if hits > PREFIX_CACHE_WARN_SHARE * total {
                 let note = format!(
                     "{:.0} % of this rate's prompt tokens ({hits:.0} of {total:.0}) came from \
                      the servers' prefix cache: latencies are better than for prompts the \
@@ -591,8 +600,8 @@ fn cell_line(
 ) -> String {
     let met = crate::report::attainment::share_meeting(&result.vbench.requests, slo);
     format!(
-        "  rate {:>6} req/s: {} ok, {} failed, SLO met by {:.1} % in {:.1}s → {}",
-        cell.rate.label(),
+        "  {}: {} ok, {} failed, SLO met by {:.1} % in {:.1}s → {}",
+        cell.pace.describe(),
         result.completed,
         result.failed,
         100.0 * met,

@@ -151,7 +151,11 @@ fn run_json(
                 .and_then(|b| serde_json::from_slice(&b).ok());
             json!({
                 "variant_id": c.variant_id,
-                "rate": c.rate.label(),
+                "rate": c.pace.rate().map(|r| r.label()),
+                "speedup": match c.pace {
+                    crate::plan::Pace::Speedup(s) => Some(s),
+                    crate::plan::Pace::Rate(_) => None,
+                },
                 "result_file": path,
                 "measured": result.is_some(),
                 "completed": result.as_ref().map(|r| r.completed),

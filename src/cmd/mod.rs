@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 pub mod apply;
 pub mod bench;
 pub mod clean;
+pub mod gen_trace;
 pub mod init;
 pub mod ls;
 pub mod plan;
@@ -70,6 +71,8 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Write a commented starter manifest.
     Init(InitArgs),
+    /// Write a sample request trace (Mooncake format) with a chosen prefix reuse.
+    GenTrace(gen_trace::GenTraceArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// (internal) The watchdog `apply` starts: stops what apply launched if apply dies.
@@ -122,6 +125,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Proxy(args) => proxy::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Init(args) => init::run(args),
+        Command::GenTrace(args) => gen_trace::run(args),
         Command::Reaper(args) => {
             let left = crate::exec::reaper::run(
                 std::io::stdin().lock(),

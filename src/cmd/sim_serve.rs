@@ -61,6 +61,10 @@ pub struct SimServeArgs {
     /// Wait this long before listening, as a model load does: connections are refused meanwhile.
     #[arg(long, value_name = "SECS")]
     pub startup_delay: Option<f64>,
+    /// Compute every prompt in full, as `vllm serve --no-enable-prefix-caching` does (by
+    /// default, prompt blocks an earlier prompt computed are taken from the prefix cache).
+    #[arg(long)]
+    pub no_enable_prefix_caching: bool,
     /// Tokio worker threads for HTTP (the engine has a thread of its own).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -172,6 +176,7 @@ impl SimServeArgs {
             kv_side_channel: self.kv_side_channel,
             log: None,
             counter,
+            prefix_caching: !self.no_enable_prefix_caching,
         })
     }
 }

@@ -55,29 +55,100 @@ pub struct Manifest {
 #[serde(deny_unknown_fields)]
 pub struct Dataset {
     /// `sharegpt` (ShareGPT JSON, filtered as vLLM does), `random` (synthetic prompts of exact
-    /// token lengths; needs a tokenizer) or `jsonl` (one JSON object per line with a `prompt`).
+    /// token lengths; needs a tokenizer), `jsonl` (one JSON object per line with a `prompt`),
+    /// `shared_prefix` (groups of requests sharing a system prompt; needs a tokenizer) or
+    /// `trace` (a request trace with arrival times and lengths, see `format`; needs a
+    /// tokenizer).
     pub kind: DatasetKind,
-    /// Path of the dataset file (sharegpt, jsonl), relative to the manifest's folder.
+    /// Path of the dataset file (sharegpt, jsonl, trace), relative to the manifest's folder.
     #[serde(default)]
     pub path: Option<PathBuf>,
     /// random: prompt length in tokens.
     #[serde(default)]
     pub input_len: Option<u32>,
-    /// random: output length in tokens (sent as `max_tokens` with `ignore_eos`). sharegpt and
-    /// jsonl: overrides each entry's own output length.
+    /// random and shared_prefix: output length in tokens (sent as `max_tokens` with
+    /// `ignore_eos`). sharegpt, jsonl and trace: overrides each entry's own output length.
     #[serde(default)]
     pub output_len: Option<u32>,
     /// random: lengths are drawn uniformly from `[len·(1−r), len·(1+r)]`. Default 0.
     #[serde(default)]
     pub range_ratio: Option<f64>,
+    /// shared_prefix: number of groups; each group's requests share one system prompt.
+    #[serde(default)]
+    pub groups: Option<u32>,
+    /// shared_prefix: system-prompt length in tokens (the special tokens the tokenizer adds,
+    /// e.g. a BOS, included), identical across a group's requests.
+    #[serde(default)]
+    pub system_prompt_len: Option<u32>,
+    /// shared_prefix: question length in tokens, different for every request.
+    #[serde(default)]
+    pub question_len: Option<u32>,
+    /// trace: the file's format: `mooncake` (JSONL with `timestamp` in ms, `input_length`,
+    /// `output_length`, `hash_ids`), `azure` (Azure LLM inference CSV: `TIMESTAMP`,
+    /// `ContextTokens`, `GeneratedTokens`) or `burstgpt` (BurstGPT CSV: `Timestamp` in s,
+    /// `Model`, `Request tokens`, `Response tokens`, `Total tokens`, `Log Type`).
+    #[serde(default)]
+    pub format: Option<TraceFormat>,
+    /// trace, mooncake format: tokens per `hash_ids` block (Mooncake's traces use 512).
+    /// Requests that share leading hash ids share exactly those prompt tokens.
+    #[serde(default)]
+    pub block_size: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum DatasetKind {
     Sharegpt,
     Random,
     Jsonl,
+    SharedPrefix,
+    Trace,
+}
+
+impl DatasetKind {
+    /// The name as written in the manifest.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DatasetKind::Sharegpt => "sharegpt",
+            DatasetKind::Random => "random",
+            DatasetKind::Jsonl => "jsonl",
+            DatasetKind::SharedPrefix => "shared_prefix",
+            DatasetKind::Trace => "trace",
+        }
+    }
+
+    /// Whether the workload shares prompt prefixes between requests by design (so a prefix
+    /// cache is meant to find them).
+    pub fn reuses_prefixes(&self) -> bool {
+        matches!(self, DatasetKind::SharedPrefix | DatasetKind::Trace)
+    }
+
+    /// Whether prompts are synthesised to exact token lengths (so a tokenizer is required).
+    pub fn needs_tokenizer(&self) -> bool {
+        matches!(
+            self,
+            DatasetKind::Random | DatasetKind::SharedPrefix | DatasetKind::Trace
+        )
+    }
+}
+
+/// The public request-trace formats `kind = "trace"` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceFormat {
+    Mooncake,
+    Azure,
+    Burstgpt,
+}
+
+impl TraceFormat {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TraceFormat::Mooncake => "mooncake",
+            TraceFormat::Azure => "azure",
+            TraceFormat::Burstgpt => "burstgpt",
+        }
+    }
 }
 
 /// The offered load: open loop, one sweep over `rates` per variant.
@@ -88,6 +159,12 @@ pub struct Load {
     /// every request at once. Required unless `[load.search]` finds the rate instead.
     #[serde(default)]
     pub rates: Option<OneOrMany<Rate>>,
+    /// Instead of `rates`, for `kind = "trace"`: replay the trace's own arrival times
+    /// (relative to its first request), compressed by each factor in turn (2 = twice as fast);
+    /// each speedup is one cell of the sweep. With `rates` instead, a trace keeps its lengths
+    /// and prefixes but arrivals follow `arrival` at each rate.
+    #[serde(default)]
+    pub speedups: Option<OneOrMany<f64>>,
     /// Instead of `rates`: search each variant for the highest rate that meets the SLO target
     /// (`[slo]`'s `target_pct`), probing in batches of `num_prompts` requests.
     #[serde(default)]
@@ -131,9 +208,14 @@ pub struct Load {
 }
 
 impl Load {
-    /// The swept rates (none with `[load.search]`).
+    /// The swept rates (none with `[load.search]` or `speedups`).
     pub fn rates(&self) -> &[Rate] {
         self.rates.as_ref().map(OneOrMany::values).unwrap_or(&[])
+    }
+
+    /// The swept trace speedups (none unless a trace is replayed).
+    pub fn speedups(&self) -> &[f64] {
+        self.speedups.as_ref().map(OneOrMany::values).unwrap_or(&[])
     }
 }
 
@@ -889,6 +971,8 @@ pub mod defaults {
     pub fn one() -> u32 {
         1
     }
+    /// Tokens per `hash_ids` block of a Mooncake trace.
+    pub const TRACE_BLOCK_SIZE: u32 = 512;
     pub fn search_tolerance() -> f64 {
         0.05
     }

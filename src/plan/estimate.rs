@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{Cell, SearchSpec, Variant};
+use super::{Cell, Pace, SearchSpec, Variant};
 use crate::manifest::{Accelerator, Backend, Rate};
 
 /// The whole plan's estimate and each variant's.
@@ -114,6 +114,15 @@ pub fn default_cell_s(backend: Backend, rate: Rate, requests: u32, warmup: u32) 
     }
 }
 
+/// [`default_cell_s`] for any cell. A trace replay's length is the trace's, which the plan
+/// does not read: only the drain is counted until a past run measured it.
+pub fn default_pace_s(backend: Backend, pace: Pace, requests: u32, warmup: u32) -> f64 {
+    match pace {
+        Pace::Rate(rate) => default_cell_s(backend, rate, requests, warmup),
+        Pace::Speedup(_) => default_cell_s(backend, Rate::Infinite, requests, warmup),
+    }
+}
+
 /// A search's worst case: every batch of its budget at its first rate (rates that pass
 /// double, so later batches are shorter).
 pub fn search_worst_case_s(backend: Backend, s: &SearchSpec, warmup: u32) -> f64 {
@@ -138,7 +147,7 @@ pub fn defaults(
                 Some(s) => search_worst_case_s(backend, s, warmup),
                 None => mine
                     .iter()
-                    .map(|c| default_cell_s(backend, c.rate, c.requests, warmup))
+                    .map(|c| default_pace_s(backend, c.pace, c.requests, warmup))
                     .sum(),
             };
             VariantEstimate::new(

@@ -37,6 +37,8 @@ pub struct Plan {
     pub sim_profile: Option<String>,
     pub capacity: Capacity,
     pub rates: Vec<Rate>,
+    /// Trace replay: the speedups swept instead of rates (else empty).
+    pub speedups: Vec<f64>,
     pub num_prompts: u32,
     /// Times each rate is measured.
     pub repeats: u32,
@@ -59,12 +61,68 @@ pub struct Plan {
 /// The most repeats a manifest may ask for.
 pub const MAX_REPEATS: u32 = 100;
 
-/// `vllm-2qps.json` for the first repeat (as without repeats), `vllm-2qps-repeat3.json` after.
-pub fn result_file_name(rate: Rate, repeat: u32) -> String {
+/// The file a cell's result goes to: `vllm-2qps.json` for the first repeat (as without
+/// repeats), `vllm-2qps-repeat3.json` after; a trace replay's `vllm-speedup-2x.json` (never a
+/// rate's name: it has no `qps`).
+pub fn result_file_name(pace: Pace, repeat: u32) -> String {
+    let base = format!("vllm-{}", pace.tag());
     if repeat <= 1 {
-        format!("vllm-{}qps.json", rate.label())
+        format!("{base}.json")
     } else {
-        format!("vllm-{}qps-repeat{repeat}.json", rate.label())
+        format!("{base}-repeat{repeat}.json")
+    }
+}
+
+/// How a cell's arrivals are paced: vbench's arrival process at a rate, or a trace's own
+/// arrival times compressed by a speedup.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pace {
+    Rate(Rate),
+    Speedup(f64),
+}
+
+impl Pace {
+    /// Short form for records and files: `2`, `inf`, `2x`.
+    pub fn label(&self) -> String {
+        match self {
+            Pace::Rate(r) => r.label(),
+            Pace::Speedup(s) => format!("{s}x"),
+        }
+    }
+
+    /// In file names: `2qps`, `speedup-2x`.
+    pub fn tag(&self) -> String {
+        match self {
+            Pace::Rate(r) => format!("{}qps", r.label()),
+            Pace::Speedup(s) => format!("speedup-{s}x"),
+        }
+    }
+
+    /// For aligned progress lines: `rate      2 req/s`, `speedup     2x`.
+    pub fn describe(&self) -> String {
+        match self {
+            Pace::Rate(r) => format!("rate {:>6} req/s", r.label()),
+            Pace::Speedup(s) => format!("speedup {:>5}x", s),
+        }
+    }
+
+    /// The rate, when the cell has one.
+    pub fn rate(&self) -> Option<Rate> {
+        match self {
+            Pace::Rate(r) => Some(*r),
+            Pace::Speedup(_) => None,
+        }
+    }
+}
+
+/// `rate 2 req/s`, `speedup 2x`.
+impl std::fmt::Display for Pace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pace::Rate(r) => write!(f, "rate {r} req/s"),
+            Pace::Speedup(s) => write!(f, "speedup {s}x"),
+        }
     }
 }
 
@@ -87,11 +145,13 @@ impl SlurmPlan {
     }
 }
 
-/// One variant at one rate in one repeat: one result file.
+/// One variant at one rate (or trace speedup) in one repeat: one result file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
     pub variant_id: String,
-    pub rate: Rate,
+    /// `"rate": 2` or `"speedup": 2` in plan.json.
+    #[serde(flatten)]
+    pub pace: Pace,
     /// 1-based; every rate of repeat 1 runs before repeat 2.
     pub repeat: u32,
     /// Measured requests (warm-up excluded).
@@ -115,6 +175,13 @@ impl Plan {
             .iter()
             .filter(move |c| c.variant_id == variant_id)
     }
+}
+
+/// The sweep of one repeat, in order: the manifest's rates, or its trace speedups.
+pub fn sweep(load: &manifest::Load) -> Vec<Pace> {
+    let rates = load.rates().iter().map(|r| Pace::Rate(*r));
+    let speedups = load.speedups().iter().map(|s| Pace::Speedup(*s));
+    rates.chain(speedups).collect()
 }
 
 /// Resolve and validate a loaded manifest against the target's capacity.
@@ -146,18 +213,20 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
     }
 
     let rates = m.load.rates().to_vec();
+    let speedups = m.load.speedups().to_vec();
+    let paces = sweep(&m.load);
     let mut cells = Vec::new();
     for v in &variants {
         // All rates of a repeat before the next: drift over a variant's life spreads over
         // every rate instead of piling onto the last.
         for repeat in 1..=m.load.repeats {
-            for rate in &rates {
+            for pace in &paces {
                 cells.push(Cell {
                     variant_id: v.id.clone(),
-                    rate: *rate,
+                    pace: *pace,
                     repeat,
                     requests: m.load.num_prompts,
-                    result_file: result_file_name(*rate, repeat),
+                    result_file: result_file_name(*pace, repeat),
                 });
             }
         }
@@ -190,6 +259,7 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
         }),
         capacity: capacity.clone(),
         rates,
+        speedups,
         num_prompts: m.load.num_prompts,
         repeats: m.load.repeats,
         search,
@@ -390,87 +460,12 @@ fn check_experiment(
         );
     }
 
-    // Dataset.
-    use manifest::DatasetKind;
-    let d = &m.dataset;
-    match d.kind {
-        DatasetKind::Sharegpt | DatasetKind::Jsonl => {
-            let Some(p) = &d.path else {
-                return err(
-                    path!["dataset", "kind"],
-                    format!("dataset kind `{}` needs a `path`", kind_name(d.kind)),
-                    "add path = \"data/sharegpt.json\" (relative to the manifest's folder)",
-                );
-            };
-            if d.input_len.is_some() || d.range_ratio.is_some() {
-                let key = if d.input_len.is_some() {
-                    "input_len"
-                } else {
-                    "range_ratio"
-                };
-                return err(
-                    path!["dataset", key],
-                    format!("`{key}` only applies to kind = \"random\""),
-                    "remove it, or use kind = \"random\"",
-                );
-            }
-            let full = loaded.base_dir().join(p);
-            if !full.exists() {
-                warnings.push(format!(
-                    "dataset file {} does not exist yet; apply will refuse to start without it",
-                    full.display()
-                ));
-            }
-        }
-        DatasetKind::Random => {
-            if d.path.is_some() {
-                return err(
-                    path!["dataset", "path"],
-                    "a random dataset is generated, it has no `path`".into(),
-                    "remove path, or use kind = \"sharegpt\" or \"jsonl\"",
-                );
-            }
-            for (key, v) in [("input_len", d.input_len), ("output_len", d.output_len)] {
-                match v {
-                    None => {
-                        return err(
-                            path!["dataset", "kind"],
-                            format!("kind = \"random\" needs `{key}` (tokens)"),
-                            "e.g. input_len = 1024 and output_len = 128",
-                        )
-                    }
-                    Some(0) => {
-                        return err(
-                            path!["dataset", key],
-                            format!("`{key}` must be at least 1 token"),
-                            "",
-                        )
-                    }
-                    Some(_) => {}
-                }
-            }
-            if let Some(r) = d.range_ratio {
-                if !(0.0..1.0).contains(&r) {
-                    return err(
-                        path!["dataset", "range_ratio"],
-                        format!("range_ratio {r} must be in [0, 1)"),
-                        "lengths are drawn from [len*(1-r), len*(1+r)]",
-                    );
-                }
-            }
-        }
-    }
-    if d.output_len == Some(0) {
-        return err(
-            path!["dataset", "output_len"],
-            "`output_len` must be at least 1 token".into(),
-            "",
-        );
-    }
+    check_dataset(loaded, &err, warnings)?;
 
     // Load.
     let l = &m.load;
     match (&l.rates, &l.search) {
+        (None, None) if l.speedups.is_some() => check_speedups(loaded, &err)?,
         (None, None) => {
             return err(
                 path!["load"],
@@ -487,6 +482,21 @@ fn check_experiment(
         }
         (None, Some(s)) => check_search(s, l, &err)?,
         (Some(_), None) => {}
+    }
+    if l.speedups.is_some() && (l.rates.is_some() || l.search.is_some()) {
+        return err(
+            path!["load", "speedups"],
+            format!(
+                "`speedups` and `{}` both given: a trace is either replayed at its own pace \
+                 (speedups) or paced by vbench's arrival process (rates or a search)",
+                if l.rates.is_some() {
+                    "rates"
+                } else {
+                    "[load.search]"
+                }
+            ),
+            "remove one of them",
+        );
     }
     let rates = l.rates();
     for (i, r) in rates.iter().enumerate() {
@@ -582,6 +592,13 @@ fn check_experiment(
             );
         }
     }
+    if let (Some(_), Some(_)) = (s.scale_rate, &l.speedups) {
+        return err(
+            path!["slo", "scale_rate"],
+            "scale_rate names a rate, but this sweep is over trace speedups".into(),
+            "remove it: the SLO-scale panel then re-scores the middle speedup",
+        );
+    }
     if let Some(sr) = s.scale_rate {
         if !rates.iter().any(|r| r.as_f64() == sr) {
             let listed: Vec<String> = rates.iter().map(|r| r.label()).collect();
@@ -664,12 +681,191 @@ fn check_experiment(
     Ok(())
 }
 
-fn kind_name(k: manifest::DatasetKind) -> &'static str {
-    match k {
-        manifest::DatasetKind::Sharegpt => "sharegpt",
-        manifest::DatasetKind::Random => "random",
-        manifest::DatasetKind::Jsonl => "jsonl",
+/// The dataset's keys make sense for its kind.
+fn check_dataset(
+    loaded: &LoadedManifest,
+    err: Located,
+    warnings: &mut Vec<String>,
+) -> Result<(), ManifestError> {
+    use manifest::DatasetKind::{self, *};
+    let d = &loaded.manifest.dataset;
+    if d.kind == Random && d.path.is_some() {
+        return err(
+            path!["dataset", "path"],
+            "a random dataset is generated, it has no `path`".into(),
+            "remove path, or use kind = \"sharegpt\" or \"jsonl\"",
+        );
     }
+    // Which kinds each optional key applies to.
+    let applies: [(&str, bool, &[DatasetKind]); 8] = [
+        ("path", d.path.is_some(), &[Sharegpt, Jsonl, Trace]),
+        ("input_len", d.input_len.is_some(), &[Random]),
+        ("range_ratio", d.range_ratio.is_some(), &[Random]),
+        ("groups", d.groups.is_some(), &[SharedPrefix]),
+        (
+            "system_prompt_len",
+            d.system_prompt_len.is_some(),
+            &[SharedPrefix],
+        ),
+        ("question_len", d.question_len.is_some(), &[SharedPrefix]),
+        ("format", d.format.is_some(), &[Trace]),
+        ("block_size", d.block_size.is_some(), &[Trace]),
+    ];
+    for (key, given, kinds) in applies {
+        if given && !kinds.contains(&d.kind) {
+            let names: Vec<String> = kinds
+                .iter()
+                .map(|k| format!("\"{}\"", k.as_str()))
+                .collect();
+            return err(
+                path!["dataset", key],
+                format!("`{key}` only applies to kind = {}", names.join(" or ")),
+                &format!("remove it, or use kind = {}", names.join(" or ")),
+            );
+        }
+    }
+    // Which keys each kind needs.
+    let needs: &[(&str, Option<u32>)] = match d.kind {
+        Random => &[("input_len", d.input_len), ("output_len", d.output_len)],
+        SharedPrefix => &[
+            ("groups", d.groups),
+            ("system_prompt_len", d.system_prompt_len),
+            ("question_len", d.question_len),
+            ("output_len", d.output_len),
+        ],
+        Sharegpt | Jsonl | Trace => &[],
+    };
+    for (key, v) in needs {
+        match v {
+            None => {
+                return err(
+                    path!["dataset", "kind"],
+                    format!("kind = \"{}\" needs `{key}`", d.kind.as_str()),
+                    match d.kind {
+                        Random => "e.g. input_len = 1024 and output_len = 128",
+                        _ => "e.g. groups = 8, system_prompt_len = 1024, question_len = 64, output_len = 128",
+                    },
+                )
+            }
+            Some(0) => {
+                return err(
+                    path!["dataset", *key],
+                    format!("`{key}` must be at least 1"),
+                    "",
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    if d.output_len == Some(0) {
+        return err(
+            path!["dataset", "output_len"],
+            "`output_len` must be at least 1 token".into(),
+            "",
+        );
+    }
+    if let Some(r) = d.range_ratio {
+        if !(0.0..1.0).contains(&r) {
+            return err(
+                path!["dataset", "range_ratio"],
+                format!("range_ratio {r} must be in [0, 1)"),
+                "lengths are drawn from [len*(1-r), len*(1+r)]",
+            );
+        }
+    }
+    if d.kind == Trace {
+        if d.format.is_none() {
+            return err(
+                path!["dataset", "kind"],
+                "kind = \"trace\" needs a `format`".into(),
+                "format = \"mooncake\", \"azure\" or \"burstgpt\"",
+            );
+        }
+        if d.block_size.is_some() && d.format != Some(manifest::TraceFormat::Mooncake) {
+            return err(
+                path!["dataset", "block_size"],
+                "`block_size` sizes the `hash_ids` blocks of a mooncake trace; this format has none"
+                    .into(),
+                "remove it",
+            );
+        }
+        if d.block_size == Some(0) {
+            return err(
+                path!["dataset", "block_size"],
+                "`block_size` must be at least 1 token".into(),
+                "Mooncake's traces use 512",
+            );
+        }
+    }
+    if let Some(p) = &d.path {
+        let full = loaded.base_dir().join(p);
+        if !full.exists() {
+            warnings.push(format!(
+                "dataset file {} does not exist yet; apply will refuse to start without it",
+                full.display()
+            ));
+        }
+    } else if matches!(d.kind, Sharegpt | Jsonl | Trace) {
+        return err(
+            path!["dataset", "kind"],
+            format!("dataset kind `{}` needs a `path`", d.kind.as_str()),
+            "add path = \"data/sharegpt.json\" (relative to the manifest's folder)",
+        );
+    }
+    Ok(())
+}
+
+/// `speedups` replay a trace: positive, distinct, and nothing that paces arrivals otherwise.
+fn check_speedups(loaded: &LoadedManifest, err: Located) -> Result<(), ManifestError> {
+    let m = &loaded.manifest;
+    if m.dataset.kind != manifest::DatasetKind::Trace {
+        return err(
+            path!["load", "speedups"],
+            format!(
+                "`speedups` replay a trace's arrival times, but the dataset is kind = \"{}\"",
+                m.dataset.kind.as_str()
+            ),
+            "use rates = [...] for this dataset, or kind = \"trace\"",
+        );
+    }
+    let speedups = m.load.speedups();
+    for (i, s) in speedups.iter().enumerate() {
+        if !(s.is_finite() && *s > 0.0) {
+            return err(
+                path!["load", "speedups", i],
+                format!("speedup {s} must be a positive factor"),
+                "1 replays the trace as recorded, 2 twice as fast",
+            );
+        }
+        if speedups[..i].contains(s) {
+            return err(
+                path!["load", "speedups", i],
+                format!("speedup {s} appears twice in load.speedups"),
+                "remove the duplicate",
+            );
+        }
+    }
+    if m.load.burstiness.is_some() || written(loaded, "arrival") {
+        let key = if m.load.burstiness.is_some() {
+            "burstiness"
+        } else {
+            "arrival"
+        };
+        return err(
+            path!["load", key],
+            format!("`{key}` shapes vbench's arrival process, but `speedups` replay the trace's own arrival times"),
+            "remove it, or use rates = [...] to pace the trace's requests by vbench's arrival process",
+        );
+    }
+    Ok(())
+}
+
+/// Whether `[load]` spells out `key` (a key with a default cannot tell otherwise).
+fn written(loaded: &LoadedManifest, key: &str) -> bool {
+    toml::from_str::<toml::Value>(&loaded.source.text)
+        .ok()
+        .and_then(|v| v.get("load")?.get(key).cloned())
+        .is_some()
 }
 
 fn arrival_name(a: manifest::Arrival) -> &'static str {

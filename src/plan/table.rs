@@ -46,7 +46,13 @@ pub fn render(plan: &Plan) -> String {
             None => plan.capacity.source.clone(),
         }
     );
-    let rates: Vec<String> = plan.rates.iter().map(|r| r.label()).collect();
+    let (sweep, unit, each) = if plan.speedups.is_empty() {
+        let rates: Vec<String> = plan.rates.iter().map(|r| r.label()).collect();
+        ("Rates (req/s)", rates, "rate")
+    } else {
+        let speedups: Vec<String> = plan.speedups.iter().map(|s| format!("{s}x")).collect();
+        ("Trace replay at speedups", speedups, "speedup")
+    };
     if let Some(s) = &plan.search {
         let _ = writeln!(
             out,
@@ -66,8 +72,8 @@ pub fn render(plan: &Plan) -> String {
     } else {
         let _ = writeln!(
             out,
-            "Rates (req/s): {} · {} requests per rate{}{}",
-            rates.join(", "),
+            "{sweep}: {} · {} requests per {each}{}{}",
+            unit.join(", "),
             plan.num_prompts,
             if plan.warmup > 0 {
                 format!(" + {} warm-up", plan.warmup)
@@ -75,7 +81,7 @@ pub fn render(plan: &Plan) -> String {
                 String::new()
             },
             if plan.repeats > 1 {
-                format!(" · {} repeats of every rate", plan.repeats)
+                format!(" · {} repeats of every {each}", plan.repeats)
             } else {
                 String::new()
             }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::rundir::{CellTiming, PlanRecord, RunDir, VariantTiming};
 use crate::manifest::Rate;
 use crate::plan::estimate::{self, Basis, Estimate, VariantEstimate};
-use crate::plan::Plan;
+use crate::plan::{Pace, Plan};
 
 /// Attempts an estimate takes the median of (the newest).
 pub const RECENT: usize = 5;
@@ -204,7 +204,7 @@ impl History {
             }
         }
         for cell in plan.cells_of(variant_id) {
-            let label = cell.rate.label();
+            let label = cell.pace.label();
             let same = recent(
                 cells
                     .iter()
@@ -216,12 +216,14 @@ impl History {
             load_s += if let Some(s) = median(&same) {
                 basis.rates_measured_before += 1;
                 s
-            } else if let (Some(drain), Rate::PerSecond(_)) = (median(&drains), cell.rate) {
+            } else if let (Some(drain), Pace::Rate(rate @ Rate::PerSecond(_))) =
+                (median(&drains), cell.pace)
+            {
                 basis.rates_scaled += 1;
-                estimate::send_s(cell.rate, cell.requests + plan.warmup) + drain.max(0.0)
+                estimate::send_s(rate, cell.requests + plan.warmup) + drain.max(0.0)
             } else {
                 basis.rates_default += 1;
-                estimate::default_cell_s(plan.backend, cell.rate, cell.requests, plan.warmup)
+                estimate::default_pace_s(plan.backend, cell.pace, cell.requests, plan.warmup)
             };
         }
         Some(VariantEstimate::new(

@@ -380,6 +380,7 @@ impl RunDir {
                     .find(|v| v.id == c.variant_id)
                     .map_or_else(|| c.variant_id.clone(), |v| v.label.clone()),
                 rate: c.rate.as_f64(),
+                speedup: c.speedup,
                 result_file: format!("{}/{}", c.variant_id, c.result_file),
                 variant_id: c.variant_id.clone(),
             })
@@ -824,6 +825,9 @@ pub struct PlannedCell {
     pub variant_id: String,
     #[serde(default)]
     pub rate: serde_json::Value,
+    /// A trace replay's speedup (then there is no rate).
+    #[serde(default)]
+    pub speedup: Option<f64>,
     pub result_file: String,
 }
 
@@ -910,8 +914,11 @@ pub struct MissingCell {
     pub variant_id: String,
     /// The variant's label from the plan.
     pub label: String,
-    /// Requests per second; null for `inf`.
+    /// Requests per second; null for `inf` and for a trace replay.
     pub rate: Option<f64>,
+    /// A trace replay's speedup; absent for a rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speedup: Option<f64>,
     /// The file that would hold it, relative to the run folder.
     pub result_file: String,
 }
@@ -1033,6 +1040,36 @@ mode = "nixl"
         // Nothing measured yet: every planned cell is missing.
         let coverage = run.coverage().unwrap().unwrap();
         assert_eq!((coverage.planned, coverage.missing.len()), (4, 4));
+    }
+
+    #[test]
+    fn a_missing_trace_replay_cell_is_named_by_its_speedup() {
+        let text = r#"
+name = "t"
+model = "m"
+[dataset]
+kind = "trace"
+format = "mooncake"
+path = "t.jsonl"
+[load]
+speedups = [1, 2.5]
+num_prompts = 4
+[target]
+backend = "sim"
+[[deployment]]
+mode = "simple"
+"#;
+        let loaded = crate::manifest::load_str(Path::new("t.toml"), text, &[]).unwrap();
+        let capacity = crate::plan::capacity::discover(&loaded.manifest.target);
+        let plan = crate::plan::resolve(&loaded, &capacity).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path(), "t", chrono::Local::now()).unwrap();
+        run.write_start(&loaded, &plan).unwrap();
+        let missing = run.coverage().unwrap().unwrap().missing;
+        let got: Vec<(Option<f64>, Option<f64>)> =
+            missing.iter().map(|m| (m.rate, m.speedup)).collect();
+        assert_eq!(got, [(None, Some(1.0)), (None, Some(2.5))]);
+        assert!(missing[1].result_file.ends_with("/vllm-speedup-2.5x.json"));
     }
 
     #[test]

@@ -144,6 +144,7 @@ impl EngineHandle {
         prompt_tokens: u32,
         max_tokens: u32,
         remote_kv: bool,
+        prefix_blocks: Vec<u64>,
     ) -> Option<TokenStream> {
         let (stx, srx) = unbounded_channel();
         let req = NewRequest {
@@ -151,6 +152,7 @@ impl EngineHandle {
             prompt_tokens,
             max_tokens,
             remote_kv,
+            prefix_blocks,
             sink: stx,
         };
         self.tx

@@ -206,7 +206,10 @@ impl Metrics {
             &mut o,
             "vllm:prompt_tokens_total",
             "Number of prefill tokens processed.",
-            &[("", c.prompt_tokens_local + c.prompt_tokens_external)],
+            &[(
+                "",
+                c.prompt_tokens_local + c.prompt_tokens_cached + c.prompt_tokens_external,
+            )],
         );
         counter(
             &mut o,
@@ -214,9 +217,21 @@ impl Metrics {
             "Number of prompt tokens by source.",
             &[
                 (",source=\"local_compute\"", c.prompt_tokens_local),
-                (",source=\"local_cache_hit\"", 0),
+                (",source=\"local_cache_hit\"", c.prompt_tokens_cached),
                 (",source=\"external_kv_transfer\"", c.prompt_tokens_external),
             ],
+        );
+        counter(
+            &mut o,
+            "vllm:prefix_cache_queries_total",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            &[("", c.prefix_cache_queries)],
+        );
+        counter(
+            &mut o,
+            "vllm:prefix_cache_hits_total",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            &[("", c.prefix_cache_hits)],
         );
         counter(
             &mut o,

@@ -20,6 +20,7 @@ pub mod kv;
 pub mod metrics;
 pub mod model;
 pub mod pd;
+pub mod prefix_cache;
 pub mod profile;
 pub mod request;
 pub mod scheduler;

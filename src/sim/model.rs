@@ -224,6 +224,7 @@ fn run(insts: &[Instance], arrivals: &[Arrival], hops: Hops, pd: bool) -> Vec<Cl
                         prompt_tokens: arrivals[p.req].prompt_tokens,
                         max_tokens: p.max_tokens,
                         remote_kv: p.remote_kv,
+                        prefix_blocks: Vec::new(),
                         sink: p.req,
                     },
                 );

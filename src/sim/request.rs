@@ -10,6 +10,9 @@ use super::tokens;
 pub struct GenRequest {
     pub api: Api,
     pub prompt_tokens: u32,
+    /// The prompt as token ids (the model's tokenizer's, or stand-in ids that are equal for
+    /// equal text prefixes), for the prefix cache's block hashes.
+    pub prompt_ids: Vec<u32>,
     pub max_tokens: u32,
     pub stream: bool,
     pub include_usage: bool,
@@ -93,18 +96,52 @@ pub fn chat_prompt_tokens(messages: &Value, counter: &tokens::Counter) -> Result
     Ok(n)
 }
 
+/// Stand-in ids of a chat conversation already validated by [`chat_prompt_tokens`]: a marker
+/// per message (where the template's tokens go) and its content's ids.
+fn chat_prompt_ids(messages: &Value, counter: &tokens::Counter) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for m in messages.as_array().into_iter().flatten() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        ids.extend(tokens::ids(role, u32::MAX));
+        ids.push(u32::MAX);
+        match m.get("content") {
+            Some(Value::String(s)) => ids.extend(counter.content_ids(s)),
+            Some(Value::Array(parts)) => {
+                for t in parts.iter().filter_map(|p| p.get("text")?.as_str()) {
+                    ids.extend(counter.content_ids(t));
+                }
+            }
+            _ => {}
+        }
+    }
+    ids
+}
+
 /// Tokens of a completions `prompt`: a string, a list of token ids, or a list of one of those.
 pub fn completion_prompt_tokens(
     prompt: Option<&Value>,
     counter: &tokens::Counter,
 ) -> Result<u32, ApiError> {
+    Ok(completion_prompt_ids(prompt, counter)?.len() as u32)
+}
+
+/// A completions `prompt` as token ids (a string is tokenised as [`tokens::Counter`] counts
+/// it); the errors vLLM gives for a missing, empty or batched prompt.
+pub fn completion_prompt_ids(
+    prompt: Option<&Value>,
+    counter: &tokens::Counter,
+) -> Result<Vec<u32>, ApiError> {
     let err = |m: &str| ApiError::bad_request(m, Some("prompt"));
     let p = prompt.ok_or_else(|| err("`prompt` is required"))?;
-    let n = match p {
-        Value::String(s) => counter.prompt(s),
+    let ids = match p {
+        Value::String(s) => counter.prompt_ids(s),
         Value::Array(a) if a.is_empty() => return Err(err("prompt cannot be empty")),
-        Value::Array(a) if a.iter().all(Value::is_u64) => a.len() as u32,
-        Value::Array(a) if a.len() == 1 => return completion_prompt_tokens(a.first(), counter),
+        Value::Array(a) if a.iter().all(Value::is_u64) => a
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|i| i as u32)
+            .collect(),
+        Value::Array(a) if a.len() == 1 => return completion_prompt_ids(a.first(), counter),
         Value::Array(_) => {
             return Err(err(
                 "sim-serve takes one prompt per request (a string or a list of token ids)",
@@ -112,10 +149,10 @@ pub fn completion_prompt_tokens(
         }
         _ => return Err(err("prompt must be a string or a list of token ids")),
     };
-    if n == 0 {
+    if ids.is_empty() {
         return Err(err("prompt cannot be empty"));
     }
-    Ok(n)
+    Ok(ids)
 }
 
 /// Parse a completions or chat body for the model `served` with context `max_model_len`.
@@ -148,9 +185,19 @@ pub fn parse(
             ))
         }
     }
-    let prompt_tokens = match api {
-        Api::Completions => completion_prompt_tokens(obj.get("prompt"), counter)?,
-        Api::Chat => chat_prompt_tokens(obj.get("messages").unwrap_or(&Value::Null), counter)?,
+    // The prompt's ids are counted (completions) and hashed into prefix-cache blocks.
+    let (prompt_tokens, prompt_ids) = match api {
+        Api::Completions => {
+            let ids = completion_prompt_ids(obj.get("prompt"), counter)?;
+            (ids.len() as u32, ids)
+        }
+        Api::Chat => {
+            let messages = obj.get("messages").unwrap_or(&Value::Null);
+            (
+                chat_prompt_tokens(messages, counter)?,
+                chat_prompt_ids(messages, counter),
+            )
+        }
     };
     if let Some(n) = obj.get("n") {
         if n.as_u64() != Some(1) && !n.is_null() {
@@ -238,6 +285,7 @@ pub fn parse(
     Ok(GenRequest {
         api,
         prompt_tokens,
+        prompt_ids,
         max_tokens,
         stream,
         include_usage,

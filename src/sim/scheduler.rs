@@ -11,10 +11,14 @@
 //! KV blocks for prompt + max_tokens are reserved at admission, so no request is ever preempted
 //! (vLLM allocates lazily and preempts instead; reservation makes the simulator admit slightly
 //! fewer requests when the cache is nearly full).
+//!
+//! With prefix caching (vLLM's default), a request admitted for local prefill starts after the
+//! leading blocks of its prompt that an earlier prompt computed ([`PrefixCache`]).
 
 use std::collections::VecDeque;
 
 use super::kv::KvCache;
+use super::prefix_cache::PrefixCache;
 use super::profile::Profile;
 
 /// Everything the scheduler needs, resolved from a profile and a TP size.
@@ -33,6 +37,8 @@ pub struct SchedConfig {
     pub kv_bytes_per_token: u64,
     pub link_bytes_per_s: f64,
     pub transfer_latency_s: f64,
+    /// vLLM's automatic prefix caching (on unless `--no-enable-prefix-caching`).
+    pub prefix_caching: bool,
 }
 
 impl SchedConfig {
@@ -54,6 +60,7 @@ impl SchedConfig {
             kv_bytes_per_token: p.kv_bytes_per_token,
             link_bytes_per_s: p.kv_transfer.bandwidth_gb_s * 1e9,
             transfer_latency_s: p.kv_transfer.latency_ms * 1e-3,
+            prefix_caching: true,
         }
     }
 
@@ -89,6 +96,9 @@ pub struct NewRequest<T> {
     /// The prompt's KV comes from a remote prefill (NIXL / LMCache consumer): the request
     /// waits for the transfer instead of computing its prefill.
     pub remote_kv: bool,
+    /// Hashes of the prompt's full blocks ([`super::prefix_cache::block_hashes`]); empty when
+    /// unknown (then nothing is cached for it).
+    pub prefix_blocks: Vec<u64>,
     pub sink: T,
 }
 
@@ -115,8 +125,15 @@ pub struct StepInfo {
 /// Cumulative counters, read by /metrics.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counters {
+    /// Prompt tokens computed here.
     pub prompt_tokens_local: u64,
+    /// Prompt tokens found in the prefix cache.
+    pub prompt_tokens_cached: u64,
     pub prompt_tokens_external: u64,
+    /// Prompt tokens looked up in the prefix cache, and those found (vLLM's
+    /// `prefix_cache_queries` and `prefix_cache_hits`).
+    pub prefix_cache_queries: u64,
+    pub prefix_cache_hits: u64,
     pub generation_tokens: u64,
     pub finished: u64,
     pub aborted: u64,
@@ -132,6 +149,9 @@ struct Req<T> {
     generated: u32,
     blocks: u64,
     remote_kv: bool,
+    prefix_blocks: Vec<u64>,
+    /// Leading prompt tokens taken from the prefix cache.
+    cached: u32,
     ready_at: f64,
     arrival: f64,
     last_token: f64,
@@ -143,6 +163,7 @@ struct Req<T> {
 pub struct Scheduler<T> {
     cfg: SchedConfig,
     kv: KvCache,
+    prefix_cache: PrefixCache,
     waiting: VecDeque<Req<T>>,
     transferring: Vec<Req<T>>,
     running: Vec<Req<T>>,
@@ -153,8 +174,10 @@ pub struct Scheduler<T> {
 
 impl<T> Scheduler<T> {
     pub fn new(cfg: SchedConfig) -> Self {
+        let kv = KvCache::new(cfg.kv_capacity_tokens, cfg.block_size);
         Scheduler {
-            kv: KvCache::new(cfg.kv_capacity_tokens, cfg.block_size),
+            prefix_cache: PrefixCache::new(kv.total_blocks()),
+            kv,
             cfg,
             waiting: VecDeque::new(),
             transferring: Vec::new(),
@@ -178,6 +201,8 @@ impl<T> Scheduler<T> {
             generated: 0,
             blocks: 0,
             remote_kv: r.remote_kv,
+            prefix_blocks: r.prefix_blocks,
+            cached: 0,
             ready_at: 0.0,
             arrival: now,
             last_token: now,
@@ -296,11 +321,19 @@ impl<T> Scheduler<T> {
                 self.transferring.push(r);
                 continue;
             }
-            let chunk = r.prompt.min(budget);
+            if self.cfg.prefix_caching {
+                r.cached =
+                    self.prefix_cache
+                        .hit_tokens(&r.prefix_blocks, r.prompt, self.cfg.block_size);
+                r.computed = r.cached;
+                self.counters.prefix_cache_queries += r.prompt as u64;
+                self.counters.prefix_cache_hits += r.cached as u64;
+            }
+            let chunk = (r.prompt - r.computed).min(budget);
             r.scheduled = chunk;
             budget -= chunk;
             prefill += chunk as u64;
-            attn += chunk as f64 * chunk as f64 / 2.0;
+            attn += chunk as f64 * (r.computed as f64 + chunk as f64 / 2.0);
             self.running.push(r);
         }
 
@@ -327,6 +360,8 @@ impl<T> Scheduler<T> {
             running,
             kv,
             counters,
+            prefix_cache,
+            cfg,
             ..
         } = self;
         running.retain_mut(|r| {
@@ -336,7 +371,11 @@ impl<T> Scheduler<T> {
             let produces = if r.computed < r.prompt {
                 r.computed += r.scheduled;
                 if r.computed == r.prompt && !r.remote_kv {
-                    counters.prompt_tokens_local += r.prompt as u64;
+                    counters.prompt_tokens_local += (r.prompt - r.cached) as u64;
+                    counters.prompt_tokens_cached += r.cached as u64;
+                    if cfg.prefix_caching {
+                        prefix_cache.insert(&r.prefix_blocks);
+                    }
                 }
                 r.computed == r.prompt
             } else {
@@ -389,6 +428,7 @@ mod tests {
             kv_bytes_per_token: 1000,
             link_bytes_per_s: 1e6,
             transfer_latency_s: 0.0,
+            prefix_caching: true,
         }
     }
 
@@ -398,8 +438,58 @@ mod tests {
             prompt_tokens: prompt,
             max_tokens,
             remote_kv,
+            prefix_blocks: Vec::new(),
             sink: Vec::new(),
         }
+    }
+
+    /// A request whose prompt is `shared` tokens common to every such request, then its own.
+    fn with_prefix(id: u64, shared: u32, own: u32) -> NewRequest<Vec<TokenEvent>> {
+        let ids: Vec<u32> = (0..shared)
+            .chain((0..own).map(|i| 1_000_000 * id as u32 + i))
+            .collect();
+        NewRequest {
+            prefix_blocks: super::super::prefix_cache::block_hashes(&ids, 16),
+            ..req(id, shared + own, 2, false)
+        }
+    }
+
+    #[test]
+    fn a_cached_prefix_is_not_prefilled_again_and_the_first_token_comes_sooner() {
+        let ttft = |caching: bool| {
+            let mut s = Scheduler::new(SchedConfig {
+                prefix_caching: caching,
+                ..cfg()
+            });
+            s.submit(0.0, with_prefix(1, 320, 40));
+            let t = drain(&mut s, 0.0);
+            s.submit(t, with_prefix(2, 320, 40));
+            let mut now = t;
+            let mut first = None;
+            while first.is_none() {
+                let info = s.begin_step(now).expect("work to do");
+                now += info.duration;
+                s.end_step(now, |_, ev| {
+                    if ev.index == 0 {
+                        first = Some(now - t);
+                    }
+                    true
+                });
+            }
+            (first.unwrap(), s.counters())
+        };
+        let (cold, c) = ttft(false);
+        assert_eq!((c.prefix_cache_queries, c.prefix_cache_hits), (0, 0));
+        let (warm, c) = ttft(true);
+        // 320 shared tokens = 20 blocks; the second request computes only its 40 own tokens.
+        assert_eq!(c.prefix_cache_queries, 720);
+        assert_eq!(c.prefix_cache_hits, 320);
+        assert_eq!(c.prompt_tokens_cached, 320);
+        assert_eq!(c.prompt_tokens_local, 360 + 40);
+        assert!(
+            warm < cold / 3.0,
+            "cached prefix: TTFT {warm} s vs {cold} s"
+        );
     }
 
     /// Run until idle; returns the time it became idle.

@@ -20,6 +20,7 @@ use super::engine::{EngineHandle, FrontendCosts, TokenStream};
 use super::faults::{FaultSpec, Faults, RequestFault};
 use super::metrics::{FaultKind, Metrics};
 use super::pd::{self, Connector, KvIdentity, KvPlan, KvVerdict, Role};
+use super::prefix_cache::block_hashes;
 use super::profile::Profile;
 use super::request::{self, ApiError, GenRequest};
 use super::scheduler::SchedConfig;
@@ -50,6 +51,8 @@ pub struct SimConfig {
     pub log: Option<std::sync::mpsc::Sender<String>>,
     /// How prompt tokens are counted (the real tokenizer when given one).
     pub counter: tokens::Counter,
+    /// vLLM's automatic prefix caching (its default; off with `--no-enable-prefix-caching`).
+    pub prefix_caching: bool,
 }
 
 impl SimConfig {
@@ -68,6 +71,7 @@ impl SimConfig {
             kv_side_channel: false,
             log: None,
             counter: tokens::Counter::default(),
+            prefix_caching: true,
         }
     }
 }
@@ -135,7 +139,10 @@ pub async fn serve(
 ) -> anyhow::Result<ServeExit> {
     config.faults.check()?;
     let metrics = Arc::new(Metrics::default());
-    let sched = SchedConfig::from_profile(&config.profile, config.tp);
+    let sched = SchedConfig {
+        prefix_caching: config.prefix_caching,
+        ..SchedConfig::from_profile(&config.profile, config.tp)
+    };
     let t = &config.profile.timing;
     let engine = EngineHandle::start(
         sched,
@@ -545,6 +552,7 @@ async fn generate(app: Arc<App>, req: GenRequest) -> Response {
         req.prompt_tokens,
         req.max_tokens,
         plan == KvPlan::Consume,
+        block_hashes(&req.prompt_ids, app.cfg.profile.block_size),
     ) else {
         return api_error(
             &app,

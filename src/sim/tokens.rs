@@ -23,15 +23,29 @@ impl Counter {
         Counter(Some(tokenizer))
     }
 
-    /// Tokens of a completions prompt (with the tokenizer's special tokens, such as BOS, as
-    /// vLLM adds them).
-    pub fn prompt(&self, text: &str) -> u32 {
-        self.with(text, true)
-    }
-
     /// Tokens of a chat message's content (the template's own tokens are counted apart).
     pub fn content(&self, text: &str) -> u32 {
         self.with(text, false)
+    }
+
+    /// Token ids of a completions prompt, with the tokenizer's special tokens (such as BOS) as
+    /// vLLM adds them; stand-in ids without a tokenizer, equal for equal text prefixes.
+    pub fn prompt_ids(&self, text: &str) -> Vec<u32> {
+        self.ids_with(text, true)
+    }
+
+    /// Token ids of a chat message's content.
+    pub fn content_ids(&self, text: &str) -> Vec<u32> {
+        self.ids_with(text, false)
+    }
+
+    fn ids_with(&self, text: &str, special: bool) -> Vec<u32> {
+        match &self.0 {
+            Some(t) => t
+                .encode(text, special)
+                .unwrap_or_else(|_| ids(text, u32::MAX)),
+            None => ids(text, u32::MAX),
+        }
     }
 
     fn with(&self, text: &str, special: bool) -> u32 {

@@ -12,11 +12,15 @@ fn vbench() -> Command {
 
 #[test]
 fn validate_accepts_every_shipped_experiment() {
-    for m in [
-        "experiments/qwen-pd.toml",
-        "experiments/sim-demo.toml",
-        "experiments/cpu-tiny.toml",
-    ] {
+    let mut shipped: Vec<String> = std::fs::read_dir("experiments")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().display().to_string())
+        .filter(|p| p.ends_with(".toml"))
+        .collect();
+    shipped.sort();
+    assert!(shipped.len() >= 7, "{shipped:?}");
+    for m in &shipped {
         vbench()
             .args(["validate", m])
             .assert()

@@ -32,6 +32,7 @@ fn spec(base_url: &str, api: Api, prompts: &[(&str, u64)], offsets: Vec<f64>) ->
         requests: requests.clone(),
         token_counts: TokenCounts::Estimated,
         notes: vec![],
+        offsets_s: None,
     };
     let dep = DeploymentInfo {
         variant_id: None,

@@ -30,3 +30,4 @@ mod search;
 mod sim_calibration;
 mod sim_faults;
 mod sim_server;
+mod workloads;

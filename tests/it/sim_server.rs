@@ -180,6 +180,9 @@ async fn health_models_tokenize_and_metrics_answer_like_vllm() {
         18.0
     );
     assert_eq!(metric(&m, "vllm:request_success_total", &l), 2.0);
+    // Two prompts of their own: every token queried in the prefix cache, none found.
+    assert_eq!(metric(&m, "vllm:prefix_cache_queries_total", &l), 200.0);
+    assert_eq!(metric(&m, "vllm:prefix_cache_hits_total", &l), 0.0);
     assert_eq!(metric(&m, "vllm:num_requests_running", &l), 0.0);
     assert_eq!(metric(&m, "vllm:kv_cache_usage_perc", &l), 0.0);
 }
@@ -426,6 +429,55 @@ async fn lmcache_pair_delays_the_decoder_by_the_kv_arrival() {
 }
 
 // ---- engine properties, in real time ----
+
+/// The same 2000-token system prompt before two different questions: the second request finds
+/// the first's blocks in the prefix cache, computes only its question, answers sooner, and
+/// /metrics counts the hit as vLLM does. With --no-enable-prefix-caching it computes it all.
+#[tokio::test]
+async fn a_shared_prefix_is_served_from_the_prefix_cache() {
+    let run = |caching: bool| async move {
+        let srv = start(SimConfig {
+            prefix_caching: caching,
+            ..cfg(Role::Simple)
+        })
+        .await;
+        let c = client();
+        let u = format!("{}/v1/completions", srv.url());
+        let system: Vec<u64> = (0..2000).map(|i| 7 + (i % 3000)).collect();
+        let body = |question: u64| {
+            let mut b = completion_body(1, 2);
+            let mut ids = system.clone();
+            ids.extend((0..40).map(|i| question + i));
+            b["prompt"] = serde_json::json!(ids);
+            b
+        };
+        let first = stream(&c, &u, &body(50_000)).await.ttft();
+        let second = stream(&c, &u, &body(60_000)).await.ttft();
+        let m = scrape(&c, &srv.url()).await;
+        let l = [("model_name", "m")];
+        let hits = metric(&m, "vllm:prefix_cache_hits_total", &l);
+        let queries = metric(&m, "vllm:prefix_cache_queries_total", &l);
+        let cached = metric(
+            &m,
+            "vllm:prompt_tokens_by_source_total",
+            &[("source", "local_cache_hit")],
+        );
+        (first, second, hits, queries, cached)
+    };
+    let (first, second, hits, queries, cached) = run(true).await;
+    // 2000 shared tokens = 125 blocks of 16.
+    assert_eq!((hits, queries, cached), (2000.0, 4080.0, 2000.0));
+    assert!(
+        second < first / 3.0,
+        "cached: {second:.4} s vs {first:.4} s"
+    );
+    let (first, second, hits, queries, _) = run(false).await;
+    assert_eq!((hits, queries), (0.0, 0.0));
+    assert!(
+        second > first / 2.0,
+        "uncached: {second:.4} s vs {first:.4} s"
+    );
+}
 
 #[tokio::test]
 async fn ttft_grows_with_prompt_length_and_with_the_queue() {

@@ -1,6 +1,7 @@
 //! Request sets: ShareGPT JSON (filtered and sampled as `vllm bench serve` does), random prompts
-//! of exact token lengths, and JSONL prompts. The result is prepared once and replayed, the
-//! same requests in the same order, against every deployment.
+//! of exact token lengths, JSONL prompts, groups sharing a system prompt, and request traces
+//! (arrival times, lengths and shared prefix blocks). The result is prepared once and replayed,
+//! the same requests in the same order, against every deployment.
 
 use std::path::PathBuf;
 
@@ -10,10 +11,15 @@ use rand::{Rng, SeedableRng};
 use super::pyrandom::PyRandom;
 use super::tokenizer::{estimate_tokens, Tokenizer};
 use files::{jsonl, sharegpt};
+pub use shared_prefix::SharedPrefixSpec;
 use synthetic::random;
+pub use trace::{TraceFormat, TraceSpec};
 
 mod files;
+mod shared_prefix;
 mod synthetic;
+pub mod trace;
+mod words;
 
 /// One request of the replayed set.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,15 +53,21 @@ pub enum DatasetSpec {
         path: PathBuf,
         output_len: Option<u64>,
     },
+    /// Groups of requests sharing a system prompt; needs a tokenizer.
+    SharedPrefix(SharedPrefixSpec),
+    /// A request trace's lengths, shared prefix blocks and arrival times; needs a tokenizer.
+    Trace(TraceSpec),
 }
 
 impl DatasetSpec {
-    /// `sharegpt`, `random` or `jsonl`.
+    /// `sharegpt`, `random`, `jsonl`, `shared_prefix` or `trace`.
     pub fn name(&self) -> &'static str {
         match self {
             DatasetSpec::ShareGpt { .. } => "sharegpt",
             DatasetSpec::Random { .. } => "random",
             DatasetSpec::Jsonl { .. } => "jsonl",
+            DatasetSpec::SharedPrefix(_) => "shared_prefix",
+            DatasetSpec::Trace(_) => "trace",
         }
     }
 }
@@ -76,6 +88,8 @@ pub struct Dataset {
     pub token_counts: TokenCounts,
     /// Things a user should know (oversampling, estimates), one sentence each.
     pub notes: Vec<String>,
+    /// A trace's arrival offsets, seconds from its first request, one per request.
+    pub offsets_s: Option<Vec<f64>>,
 }
 
 /// Prepare `num_prompts` requests. Bad files give an error naming the file and the place.
@@ -101,6 +115,7 @@ pub fn load(
                 .to_string(),
         );
     }
+    let mut offsets_s = None;
     let requests = match spec {
         DatasetSpec::ShareGpt { path, output_len } => {
             sharegpt(path, *output_len, num_prompts, seed, tokenizer, &mut notes)?
@@ -109,26 +124,26 @@ pub fn load(
             input_len,
             output_len,
             range_ratio,
-        } => {
-            let tok = tokenizer.ok_or_else(|| {
-                anyhow!(
-                    "the random dataset needs a tokenizer to make prompts of exact token \
-                     lengths: pass --tokenizer (a tokenizer.json, a model folder or a cached \
-                     model id)"
-                )
-            })?;
-            random(
-                *input_len,
-                *output_len,
-                *range_ratio,
-                num_prompts,
-                seed,
-                tok,
-                &mut notes,
-            )?
-        }
+        } => random(
+            *input_len,
+            *output_len,
+            *range_ratio,
+            num_prompts,
+            seed,
+            needs_tokenizer(spec, tokenizer)?,
+            &mut notes,
+        )?,
         DatasetSpec::Jsonl { path, output_len } => {
             jsonl(path, *output_len, num_prompts, seed, tokenizer, &mut notes)?
+        }
+        DatasetSpec::SharedPrefix(s) => {
+            shared_prefix::shared_prefix(s, num_prompts, seed, needs_tokenizer(spec, tokenizer)?)?
+        }
+        DatasetSpec::Trace(t) => {
+            let tok = needs_tokenizer(spec, tokenizer)?;
+            let trace = trace::trace(t, num_prompts, seed, tok, &mut notes)?;
+            offsets_s = Some(trace.offsets_s);
+            trace.requests
         }
     };
     Ok(Dataset {
@@ -136,6 +151,21 @@ pub fn load(
         requests,
         token_counts: counts,
         notes,
+        offsets_s,
+    })
+}
+
+/// The tokenizer a synthesised dataset cannot do without.
+fn needs_tokenizer<'t>(
+    spec: &DatasetSpec,
+    tokenizer: Option<&'t Tokenizer>,
+) -> anyhow::Result<&'t Tokenizer> {
+    tokenizer.ok_or_else(|| {
+        anyhow!(
+            "the {} dataset needs a tokenizer to make prompts of exact token lengths: pass \
+             --tokenizer (a tokenizer.json, a model folder or a cached model id)",
+            spec.name()
+        )
     })
 }
 

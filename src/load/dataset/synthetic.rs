@@ -67,7 +67,7 @@ pub(super) fn random(
                 tok,
                 &mut text,
                 target,
-                filler.get_or_insert_with(|| pick_filler(tok, &allowed)),
+                filler.get_or_insert_with(|| pick_filler(tok)),
             )?;
         }
         if got != target {
@@ -89,18 +89,10 @@ pub(super) fn random(
 }
 
 /// A short word that tokenizes as one token per repetition (e.g. " the"), to pad with.
-fn pick_filler(tok: &Tokenizer, allowed: &[u32]) -> String {
-    for &id in allowed {
-        let Ok(t) = tok.decode(&[id]) else { continue };
-        let word = t.strip_prefix(' ').unwrap_or("");
-        if word.len() >= 2 && word.chars().all(|c| c.is_ascii_lowercase()) {
-            let three = t.repeat(3);
-            if tok.encode(&three, false).map(|v| v.len()).ok() == Some(3) {
-                return t;
-            }
-        }
-    }
-    " a".to_string()
+fn pick_filler(tok: &Tokenizer) -> String {
+    super::words::single_token_words(tok, 1)
+        .pop()
+        .unwrap_or_else(|| " a".to_string())
 }
 
 /// Pad with `filler` or drop trailing characters until `text` is `target` tokens (bounded).

@@ -504,9 +504,13 @@ fn missing_lines(a: &Analysis) -> Vec<String> {
         .iter()
         .flat_map(|r| {
             r.missing_cells.iter().map(move |c| {
-                let rate = c.rate.map_or_else(|| "inf".to_string(), |x| format!("{x}"));
+                let at = match (c.speedup, c.rate) {
+                    (Some(s), _) => format!("speedup {s}x"),
+                    (None, Some(x)) => format!("{x} req/s"),
+                    (None, None) => "inf req/s".to_string(),
+                };
                 format!(
-                    "{}: {} at {rate} req/s has no result ({}): the run was interrupted, the \
+                    "{}: {} at {at} has no result ({}): the run was interrupted, the \
                      variant failed (see its logs/), or it was left out with --only",
                     r.name, c.label, c.result_file
                 )

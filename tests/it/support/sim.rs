@@ -124,10 +124,15 @@ pub async fn stream(
     out
 }
 
+/// A completions body of `prompt_tokens` token ids. Every body's first token is its own, so
+/// no two prompts share a prefix-cache block (as a benchmark's prompts do not).
 pub fn completion_body(prompt_tokens: usize, max_tokens: u32) -> Value {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let unique = 10_000 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ids = (0..prompt_tokens).map(|i| if i == 0 { unique } else { 3 + (i % 4000) });
     json!({
         "model": "m",
-        "prompt": (0..prompt_tokens).map(|i| 3 + (i % 4000)).collect::<Vec<_>>(),
+        "prompt": ids.collect::<Vec<_>>(),
         "max_tokens": max_tokens,
         "ignore_eos": true,
         "stream": true,
