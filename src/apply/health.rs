@@ -22,19 +22,28 @@ pub(crate) fn check_alive(running: &mut [Running]) -> anyhow::Result<()> {
         if let Some(status) = p.exited() {
             bail!(
                 "{} exited ({status}); last log lines:\n{}",
-                c.name,
+                who(c),
                 p.log_tail(20)
             );
         }
         if let Some(line) = p.fatal_line() {
             bail!(
                 "{} logged a fatal error (its process is still up): {line}\nlast log lines:\n{}",
-                c.name,
+                who(c),
                 p.log_tail(20)
             );
         }
     }
     Ok(())
+}
+
+/// `prefill-1`, or `prefill-1 on node2` on Slurm (whose step's output, relayed by
+/// `srun`, is the log tail that follows).
+fn who(c: &Component) -> String {
+    match &c.node {
+        Some(node) => format!("{} on {node}", c.name),
+        None => c.name.clone(),
+    }
 }
 
 /// While a rate runs, `/health` is asked this often...
@@ -77,7 +86,7 @@ pub(crate) async fn watch_crash(running: &mut [Running]) -> anyhow::Error {
                     return anyhow!(
                         "{}'s /health went bad while it served ({bad}, {HEALTH_STRIKES} times in \
                          a row); last log lines:\n{}",
-                        c.name,
+                        who(c),
                         p.log_tail(20)
                     );
                 }
@@ -135,7 +144,7 @@ pub(crate) async fn wait_healthy(
                 .map(|((c, p), _)| {
                     format!(
                         "{} ({}); last log lines:\n{}",
-                        c.name,
+                        who(c),
                         c.url,
                         p.log_tail(10)
                     )
@@ -185,7 +194,9 @@ pub(crate) async fn verify_kv_transfer(
     if external == 0.0 {
         bail!(
             "the smoke request reached the decoders without a KV transfer ({local} prompt tokens \
-             computed locally, 0 transferred): check the proxy and --kv-transfer-config"
+             computed locally, 0 transferred): check the proxy, --kv-transfer-config, and that \
+             decoders reach the prefills' side channels (VLLM_NIXL_SIDE_CHANNEL_HOST; the \
+             decoders' logs say)"
         );
     }
     events.info(&format!(

@@ -386,19 +386,29 @@ pub async fn run(
                 alloc
                     .nodes
                     .iter()
-                    .map(|n| format!("{} ({} GPUs)", n.name, n.gpus))
+                    .map(|n| format!("{} at {} ({} GPUs)", n.name, n.addr, n.gpus))
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
+            if !alloc.owned && alloc.nodes.len() != slurm_options.nodes as usize {
+                events.warning(&format!(
+                    "the allocation has {} node(s), the manifest plans for {} \
+                     (target.slurm.nodes): placing on the allocation's",
+                    alloc.nodes.len(),
+                    slurm_options.nodes
+                ));
+            }
             Some(alloc)
         }
         _ => None,
     };
     let target = deploy::Target {
-        slurm: allocation
-            .as_ref()
-            .map(|a| (a.job_id.as_str(), a.nodes.as_slice())),
-        slurm_cpus_per_instance: slurm_options.cpus_per_instance,
+        slurm: allocation.as_ref().map(|a| deploy::SlurmTarget {
+            job_id: &a.job_id,
+            nodes: &a.nodes,
+            placement: slurm_options.placement,
+            cpus_per_instance: slurm_options.cpus_per_instance,
+        }),
         backend: plan.backend,
         accelerator: plan.accelerator,
         vllm_bin: &m.target.vllm_bin,
@@ -413,7 +423,7 @@ pub async fn run(
         manifest_dir: loaded.base_dir(),
         compile_cache: compile_cache.as_deref(),
     };
-    let mut ports = PortAllocator::default();
+    let mut ports = PortAllocator::default().with_node_range(slurm_options.port_range);
     let mut failed = Vec::new();
     let selected: Vec<&Variant> = plan
         .variants

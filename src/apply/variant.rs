@@ -33,6 +33,15 @@ const PREFIX_CACHE_WARN_SHARE: f64 = 0.10;
 /// nothing it holds is worth the full grace of GPU time.
 const DEAD_GRACE: Duration = Duration::from_secs(3);
 
+/// `prefill-0 on node1 (http://10.77.0.11:20000), ...`: where each Slurm step runs.
+fn placement_line(spec: &DeploymentSpec) -> String {
+    spec.components
+        .iter()
+        .filter_map(|c| Some(format!("{} on {} ({})", c.name, c.node.as_ref()?, c.url)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Everything one variant's run reads.
 pub(crate) struct VariantRun<'a> {
     pub options: &'a Options,
@@ -95,6 +104,10 @@ impl VariantRun<'_> {
         clock: &mut Clock,
     ) -> Result<(), VariantError> {
         let spec = deploy::render(self.target, self.variant, self.dir.path(), ports)?;
+        if self.target.slurm.is_some() {
+            self.events
+                .info(&format!("  placement: {}", placement_line(&spec)));
+        }
         // Local GPUs only: nvidia-smi here knows nothing of a Slurm node's (whose allocation is
         // exclusive anyway).
         if !spec.gpus.is_empty() && self.target.slurm.is_none() {
@@ -135,8 +148,20 @@ impl VariantRun<'_> {
             ));
         }
         let _ = self.dir.write_teardown(attempt, &reports);
-        if let Some((job, _)) = self.target.slurm {
-            crate::exec::slurm::wait_steps_gone(job, Duration::from_secs(60)).await?;
+        if let Some(slurm) = &self.target.slurm {
+            let steps: Vec<&str> = spec
+                .components
+                .iter()
+                .filter(|c| c.node.is_some())
+                .map(|c| c.name.as_str())
+                .collect();
+            crate::exec::slurm::end_steps(
+                slurm.job_id,
+                &steps,
+                Duration::from_secs(5),
+                Duration::from_secs(60),
+            )
+            .await?;
         }
         if !spec.gpus.is_empty() {
             gpus::wait_free(self.probe, &spec.gpus, Duration::from_secs(60)).await?;
@@ -595,6 +620,7 @@ fn deployment_record(spec: &DeploymentSpec, variant: &Variant) -> serde_json::Va
             json!({
                 "name": c.name,
                 "role": c.role,
+                "node": c.node,
                 "url": c.url,
                 "program": c.spec.program,
                 "args": c.spec.args,

@@ -53,6 +53,11 @@ pub struct SimServeArgs {
     /// Engine id advertised in kv_transfer_params (random by default).
     #[arg(long)]
     pub engine_id: Option<String>,
+    /// NIXL: listen on the side channel (--kv-host, --kv-port) as a prefill, or handshake with
+    /// the prefill's before each new transfer as a decoder, as vLLM does; a decoder that cannot
+    /// reach it prefills locally.
+    #[arg(long)]
+    pub kv_side_channel: bool,
     /// Wait this long before listening, as a model load does: connections are refused meanwhile.
     #[arg(long, value_name = "SECS")]
     pub startup_delay: Option<f64>,
@@ -168,6 +173,8 @@ impl SimServeArgs {
             kv_host: self.kv_host.clone(),
             kv_port: self.kv_port,
             engine_id: self.engine_id.clone(),
+            kv_side_channel: self.kv_side_channel,
+            log: None,
             counter,
             prefix_caching: !self.no_enable_prefix_caching,
         })
@@ -175,7 +182,14 @@ impl SimServeArgs {
 }
 
 pub fn run(args: SimServeArgs) -> Result<()> {
-    let config = args.config()?;
+    let mut config = args.config()?;
+    let (log, lines) = std::sync::mpsc::channel::<String>();
+    config.log = Some(log);
+    std::thread::spawn(move || {
+        for line in lines {
+            eprintln!("sim-serve: {line}");
+        }
+    });
     let mut rt = if args.workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {

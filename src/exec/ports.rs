@@ -1,25 +1,88 @@
-//! Free ports on loopback for instances, proxies and NIXL side channels.
+//! Ports for instances, proxies and NIXL side channels: on this host, free ones the OS
+//! confirms; on a Slurm node, which vbench cannot ask, ones from the manifest's range that
+//! nothing else of this run holds there.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 
 use anyhow::bail;
 
-/// Hands out ports that were free when asked and never the same one twice in a run.
+/// Hands out ports that were free when asked and never the same one twice in a run (on this
+/// host, or on one node).
 #[derive(Debug, Default)]
 pub struct PortAllocator {
     given: BTreeSet<u16>,
     /// Deterministic mode for snapshot tests: hand out consecutive ports from here, unchecked.
     sequential: Option<u16>,
+    /// Slurm nodes: the range ports come from, and what each node has been given.
+    node_range: Option<(u16, u16)>,
+    node_given: BTreeMap<String, BTreeSet<u16>>,
 }
 
 impl PortAllocator {
     /// Consecutive ports from `start` without asking the OS (for tests of rendered commands).
     pub fn sequential(start: u16) -> Self {
         PortAllocator {
-            given: BTreeSet::new(),
             sequential: Some(start),
+            ..PortAllocator::default()
         }
+    }
+
+    /// Ports on Slurm nodes come from `[first, last]` (`target.slurm.port_range`).
+    pub fn with_node_range(mut self, [first, last]: [u16; 2]) -> Self {
+        self.node_range = Some((first, last));
+        self
+    }
+
+    /// A port for a process on `node` (a Slurm node's name), or on this host when `None`.
+    pub fn any_on(&mut self, node: Option<&str>) -> anyhow::Result<u16> {
+        match node {
+            None => self.any(),
+            Some(node) => {
+                let (first, _) = self.range()?;
+                self.block_on_node(node, first, 1)
+            }
+        }
+    }
+
+    /// [`Self::block`] on `node`, or on this host when `None`.
+    pub fn block_on(&mut self, node: Option<&str>, from: u16, len: u16) -> anyhow::Result<u16> {
+        match node {
+            None => self.block(from, len),
+            Some(node) => self.block_on_node(node, from, len),
+        }
+    }
+
+    fn range(&self) -> anyhow::Result<(u16, u16)> {
+        self.node_range
+            .ok_or_else(|| anyhow::anyhow!("no port range for Slurm nodes was given"))
+    }
+
+    /// `len` consecutive ports at or above `from` that `node` has not been given; HTTP ports
+    /// (asked from the range's start) must end inside the range.
+    fn block_on_node(&mut self, node: &str, from: u16, len: u16) -> anyhow::Result<u16> {
+        let (first, last) = self.range()?;
+        let given = self.node_given.entry(node.to_owned()).or_default();
+        let limit = if from >= first {
+            u32::from(last)
+        } else {
+            65535
+        };
+        let mut base = u32::from(from.max(1024));
+        while base + u32::from(len) - 1 <= limit {
+            let block = base as u16..(base + u32::from(len)) as u16;
+            match block.clone().find(|p| given.contains(p)) {
+                Some(taken) => base = u32::from(taken) + 1,
+                None => {
+                    given.extend(block);
+                    return Ok(base as u16);
+                }
+            }
+        }
+        bail!(
+            "node {node}: no {len} free port(s) left at or above {from} (up to {limit}); \
+             widen target.slurm.port_range"
+        )
     }
 
     /// A port the OS reports free now.
@@ -78,5 +141,24 @@ mod tests {
         assert!(base > taken, "the held port is skipped");
         let next = a.block(base, 2).unwrap();
         assert!(next >= base + 2, "blocks never overlap");
+    }
+
+    #[test]
+    fn node_ports_come_from_the_range_once_per_node() {
+        let mut a = PortAllocator::default().with_node_range([30000, 30002]);
+        assert_eq!(a.any_on(Some("n1")).unwrap(), 30000);
+        assert_eq!(a.any_on(Some("n1")).unwrap(), 30001);
+        assert_eq!(
+            a.any_on(Some("n2")).unwrap(),
+            30000,
+            "another node, its own ports"
+        );
+        // Side-channel blocks below the range skip what the node was given.
+        assert_eq!(a.block_on(Some("n1"), 5600, 2).unwrap(), 5600);
+        assert_eq!(a.block_on(Some("n1"), 5600, 2).unwrap(), 5602);
+        assert_eq!(a.block_on(Some("n1"), 29999, 2).unwrap(), 30002);
+        let e = a.any_on(Some("n1")).unwrap_err().to_string();
+        assert!(e.contains("node n1") && e.contains("port_range"), "{e}");
+        assert!(PortAllocator::default().any_on(Some("n1")).is_err());
     }
 }

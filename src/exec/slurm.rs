@@ -165,25 +165,6 @@ fn nodes_of(job_id: &str, gpus_per_node: Option<u32>) -> anyhow::Result<Vec<Slur
         .collect()
 }
 
-/// First-fit placement: the node of the allocation with `gpus` free, taken from `free`.
-pub fn place(nodes: &[SlurmNode], free: &mut [u32], gpus: u32) -> anyhow::Result<usize> {
-    for (i, _) in nodes.iter().enumerate() {
-        if free[i] >= gpus {
-            free[i] -= gpus;
-            return Ok(i);
-        }
-    }
-    bail!(
-        "no node of the allocation has {gpus} free GPUs left ({})",
-        nodes
-            .iter()
-            .zip(free.iter())
-            .map(|(n, f)| format!("{}: {f} free", n.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
-}
-
 /// `srun` arguments that run one instance as a step on `node` with `gpus` GPUs.
 pub fn srun_args(job_id: &str, node: &str, gpus: u32, cpus: u32, name: &str) -> Vec<String> {
     let mut args = vec![
@@ -204,34 +185,48 @@ pub fn srun_args(job_id: &str, node: &str, gpus: u32, cpus: u32, name: &str) -> 
     args
 }
 
-/// Steps of the job still running (besides none): used to check teardown left nothing.
-pub fn running_steps(job_id: &str) -> anyhow::Result<Vec<String>> {
+/// The running steps of the job whose names are in `names`, as `(step id, name)`.
+fn steps_named(job_id: &str, names: &[&str]) -> anyhow::Result<Vec<(String, String)>> {
     let out = run(Command::new("squeue").args(["-h", "-s", "-j", job_id, "-o", "%i %j"]))?;
     Ok(out
         .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
+        .filter_map(|l| l.trim().split_once(' '))
+        .filter(|(_, name)| names.contains(name))
+        .map(|(id, name)| (id.to_owned(), name.to_owned()))
         .collect())
 }
 
-/// Wait until the job has no step named like one of ours.
-pub async fn wait_steps_gone(job_id: &str, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + timeout;
+/// After a variant's `srun` processes were stopped: wait until none of its steps (named
+/// `names`) is left in the job. A step still there after `patience` (its `srun` was killed
+/// before it could pass the signal on) is cancelled by its id; one still there at `timeout`
+/// is an error that names it.
+pub async fn end_steps(
+    job_id: &str,
+    names: &[&str],
+    patience: Duration,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut cancelled = false;
     loop {
-        let steps: Vec<String> = running_steps(job_id)?
-            .into_iter()
-            .filter(|s| {
-                !s.ends_with(" extern") && !s.ends_with(" batch") && !s.ends_with(" interactive")
-            })
-            .collect();
+        let steps = steps_named(job_id, names)?;
         if steps.is_empty() {
             return Ok(());
         }
-        if std::time::Instant::now() >= deadline {
+        let ids: Vec<&str> = steps.iter().map(|(id, _)| id.as_str()).collect();
+        if !cancelled && started.elapsed() >= patience {
+            // A step that ends meanwhile makes scancel complain; the next look tells.
+            let _ = Command::new("scancel").args(&ids).output();
+            cancelled = true;
+        }
+        if started.elapsed() >= timeout {
             bail!(
                 "Slurm steps still running after teardown: {}",
-                steps.join(", ")
+                steps
+                    .iter()
+                    .map(|(id, name)| format!("{id} ({name})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -241,32 +236,6 @@ pub async fn wait_steps_gone(job_id: &str, timeout: Duration) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn nodes() -> Vec<SlurmNode> {
-        vec![
-            SlurmNode {
-                name: "a".into(),
-                addr: "10.0.0.1".into(),
-                gpus: 4,
-            },
-            SlurmNode {
-                name: "b".into(),
-                addr: "10.0.0.2".into(),
-                gpus: 4,
-            },
-        ]
-    }
-
-    #[test]
-    fn first_fit_fills_nodes_in_order_and_refuses_when_full() {
-        let n = nodes();
-        let mut free = vec![4, 4];
-        assert_eq!(place(&n, &mut free, 2).unwrap(), 0);
-        assert_eq!(place(&n, &mut free, 4).unwrap(), 1);
-        assert_eq!(place(&n, &mut free, 2).unwrap(), 0);
-        let e = place(&n, &mut free, 1).unwrap_err();
-        assert!(e.to_string().contains("a: 0 free, b: 0 free"), "{e}");
-    }
 
     #[test]
     fn srun_runs_one_exact_task_on_the_node() {

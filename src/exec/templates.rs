@@ -218,8 +218,8 @@ mod tests {
         let env = t
             .env(
                 "vllm_env",
-                &serde_json::json!({"cuda_visible_devices": "0,\n1", "cpu_bind": "",
-                    "is_nixl": false, "is_lmcache": false}),
+                &serde_json::json!({"host": "127.0.0.1", "cuda_visible_devices": "0,\n1",
+                    "cpu_bind": "", "is_nixl": false, "is_lmcache": false}),
             )
             .unwrap();
         assert_eq!(env["CUDA_VISIBLE_DEVICES"], "0,\n1");

@@ -644,6 +644,39 @@ pub struct SlurmOptions {
     /// Extra `salloc` arguments.
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// How a variant's instances are spread over the allocation's nodes: `pack` (the default:
+    /// a variant on as few nodes as it fits, one whenever it can, so KV moves over the
+    /// node's fastest link) or `spread` (prefill and decode instances on different nodes, and
+    /// the instances of each role over its nodes in turn: KV crosses the network, as in a
+    /// deployment larger than a node). `vbench plan` shows where each instance goes.
+    #[serde(default)]
+    pub placement: Placement,
+    /// Ports vbench hands out on the nodes, `[first, last]`: each instance's HTTP port comes
+    /// from this range, never twice on one node in a run (vbench cannot ask a remote node which
+    /// ports are free, so it keeps them apart itself). Keep it clear of the nodes' ephemeral
+    /// range (`/proc/sys/net/ipv4/ip_local_port_range`, usually from 32768).
+    #[serde(default = "defaults::slurm_port_range")]
+    pub port_range: [u16; 2],
+}
+
+/// Where the instances of a variant go on the nodes of a Slurm allocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    // (Described in `SlurmOptions::placement`, so the schema keeps a plain list of names.)
+    #[default]
+    Pack,
+    Spread,
+}
+
+impl Placement {
+    /// As the manifest spells it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Placement::Pack => "pack",
+            Placement::Spread => "spread",
+        }
+    }
 }
 
 impl Default for SlurmOptions {
@@ -656,6 +689,8 @@ impl Default for SlurmOptions {
             time: None,
             cpus_per_instance: defaults::slurm_cpus_per_instance(),
             extra_args: Vec::new(),
+            placement: Placement::default(),
+            port_range: defaults::slurm_port_range(),
         }
     }
 }
@@ -952,6 +987,9 @@ pub mod defaults {
     }
     pub fn slurm_cpus_per_instance() -> u32 {
         4
+    }
+    pub fn slurm_port_range() -> [u16; 2] {
+        [20000, 29999]
     }
     pub fn formats() -> Vec<FigureFormat> {
         vec![FigureFormat::Pdf, FigureFormat::Svg, FigureFormat::Png]

@@ -7,6 +7,7 @@
 pub mod capacity;
 pub mod estimate;
 mod expand;
+pub mod placement;
 pub mod search;
 pub mod table;
 pub mod variant;
@@ -47,6 +48,9 @@ pub struct Plan {
     pub warmup: u32,
     pub variants: Vec<Variant>,
     pub cells: Vec<Cell>,
+    /// slurm backend: where each variant's instances go on the nodes the manifest asks for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmPlan>,
     pub estimate: Estimate,
     /// `--set` overrides this plan was made with.
     pub overrides: Vec<String>,
@@ -119,6 +123,25 @@ impl std::fmt::Display for Pace {
             Pace::Rate(r) => write!(f, "rate {r} req/s"),
             Pace::Speedup(s) => write!(f, "speedup {s}x"),
         }
+    }
+}
+
+/// The slurm backend's placement, as planned for the allocation the manifest describes (apply
+/// places again on the nodes it gets, with the same policy).
+#[derive(Debug, Clone, Serialize)]
+pub struct SlurmPlan {
+    pub placement: manifest::Placement,
+    pub nodes: u32,
+    /// GPUs per node, when the manifest says (else GPUs do not limit the planned placement).
+    pub gpus_per_node: Option<u32>,
+    /// Variant id → each instance's node (position in the allocation, from 0).
+    pub instances: BTreeMap<String, Vec<placement::InstanceNode>>,
+}
+
+impl SlurmPlan {
+    /// The planned node of every instance of `variant_id`.
+    pub fn of(&self, variant_id: &str) -> &[placement::InstanceNode] {
+        self.instances.get(variant_id).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -209,6 +232,7 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
         }
     }
     let search = m.load.search.as_ref().map(|s| SearchSpec::resolve(s, m));
+    let slurm = plan_slurm(loaded, &variants)?;
     let estimate = estimate::defaults(
         m.target.backend,
         m.target.accelerator,
@@ -242,10 +266,55 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
         warmup: m.load.warmup,
         variants,
         cells,
+        slurm,
         estimate,
         overrides: loaded.overrides.clone(),
         warnings,
     })
+}
+
+/// slurm backend: each variant placed on the nodes `[target.slurm]` asks for; a variant that
+/// cannot be placed there is an error at `placement` (or `gpus_per_node`).
+fn plan_slurm(
+    loaded: &LoadedManifest,
+    variants: &[Variant],
+) -> Result<Option<SlurmPlan>, ManifestError> {
+    let t = &loaded.manifest.target;
+    if t.backend != Backend::Slurm {
+        return Ok(None);
+    }
+    let options = t.slurm.clone().unwrap_or_default();
+    let nodes = vec![options.gpus_per_node; options.nodes as usize];
+    let mut instances = BTreeMap::new();
+    for v in variants {
+        let placed = placement::place(&v.roles, &nodes, options.placement).map_err(|why| {
+            loaded.error_at(
+                path!["target", "slurm", "placement"],
+                format!(
+                    "variant `{}` ({}) cannot be placed on {} node(s){}: {why}",
+                    v.id,
+                    v.label,
+                    options.nodes,
+                    options
+                        .gpus_per_node
+                        .map(|g| format!(" of {g} GPUs"))
+                        .unwrap_or_default()
+                ),
+                Some(
+                    "allocate more nodes (target.slurm.nodes), use a smaller variant, or the \
+                     other placement (\"pack\" or \"spread\")"
+                        .into(),
+                ),
+            )
+        })?;
+        instances.insert(v.id.clone(), placed);
+    }
+    Ok(Some(SlurmPlan {
+        placement: options.placement,
+        nodes: options.nodes,
+        gpus_per_node: options.gpus_per_node,
+        instances,
+    }))
 }
 
 /// How a check reports a located error (the planner's `err`).
@@ -577,6 +646,23 @@ fn check_experiment(
             "[target.slurm] is set but backend is not \"slurm\"".into(),
             "set backend = \"slurm\", or remove [target.slurm]",
         );
+    }
+    if let Some(s) = &t.slurm {
+        if s.nodes == 0 {
+            return err(
+                path!["target", "slurm", "nodes"],
+                "nodes must be at least 1".into(),
+                "",
+            );
+        }
+        let [first, last] = s.port_range;
+        if first < 1024 || first > last {
+            return err(
+                path!["target", "slurm", "port_range"],
+                format!("port_range [{first}, {last}] is not a range of unprivileged ports"),
+                "give [first, last] with 1024 <= first <= last, e.g. [20000, 29999]",
+            );
+        }
     }
     if m.report.formats.is_empty() {
         return err(

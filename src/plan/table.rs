@@ -171,6 +171,9 @@ pub fn render(plan: &Plan) -> String {
     for r in &rows {
         let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
     }
+    if let Some(slurm) = &plan.slurm {
+        render_placement(&mut out, plan, slurm);
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -202,6 +205,32 @@ pub fn render(plan: &Plan) -> String {
         }
     );
     out
+}
+
+/// Where each variant's instances go: node numbers of the allocation, in its order.
+fn render_placement(out: &mut String, plan: &Plan, slurm: &super::SlurmPlan) {
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Placement ({}) on {} Slurm node(s){}, numbered in the allocation's order:",
+        slurm.placement.as_str(),
+        slurm.nodes,
+        slurm
+            .gpus_per_node
+            .map(|g| format!(" of {g} GPUs"))
+            .unwrap_or_default()
+    );
+    let width = plan.variants.len().to_string().len();
+    let id_width = plan.variants.iter().map(|v| v.id.len()).max().unwrap_or(0);
+    for (i, v) in plan.variants.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{:>width$}  {:<id_width$}  {}",
+            i + 1,
+            v.id,
+            super::placement::describe(slurm.of(&v.id))
+        );
+    }
 }
 
 #[cfg(test)]

@@ -142,6 +142,10 @@ pub async fn serve(
         .timeout(config.timeout)
         .tcp_nodelay(true)
         .pool_max_idle_per_host(1024)
+        // vLLM's server (uvicorn) closes a keep-alive connection idle for 5 s; one the pool
+        // hands out just as that close arrives fails the request ("error sending request").
+        // Dropping idle connections sooner leaves no such race.
+        .pool_idle_timeout(std::time::Duration::from_secs(3))
         .build()
         .context("building the HTTP client")?;
     let shared = Arc::new(Shared {

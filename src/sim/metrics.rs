@@ -125,6 +125,8 @@ pub struct Metrics {
     pub decode_without_kv: AtomicU64,
     /// Requests whose kv_transfer_params were present but not valid.
     pub kv_params_invalid: AtomicU64,
+    /// Decode-role requests whose prefill's NIXL side channel could not be reached.
+    pub kv_side_channel_failures: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -139,6 +141,7 @@ impl Default for Metrics {
             faults: Default::default(),
             decode_without_kv: AtomicU64::new(0),
             kv_params_invalid: AtomicU64::new(0),
+            kv_side_channel_failures: AtomicU64::new(0),
         }
     }
 }
@@ -286,6 +289,13 @@ impl Metrics {
             "vbench_sim:kv_transfer_params_invalid_total",
             "Requests whose kv_transfer_params were present but unusable.",
             &[("", self.kv_params_invalid.load(Relaxed))],
+        );
+        counter(
+            &mut o,
+            "vbench_sim:kv_side_channel_failures_total",
+            "Decode-role requests whose prefill's NIXL side channel did not answer (prefilled \
+             locally).",
+            &[("", self.kv_side_channel_failures.load(Relaxed))],
         );
         counter(
             &mut o,

@@ -25,6 +25,7 @@ pub mod profile;
 pub mod request;
 pub mod scheduler;
 pub mod server;
+pub mod side_channel;
 pub mod sse;
 pub mod tokens;
 

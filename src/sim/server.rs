@@ -24,6 +24,7 @@ use super::prefix_cache::block_hashes;
 use super::profile::Profile;
 use super::request::{self, ApiError, GenRequest};
 use super::scheduler::SchedConfig;
+use super::side_channel;
 use super::sse::{Api, Encoder};
 use super::tokens;
 
@@ -42,6 +43,12 @@ pub struct SimConfig {
     pub kv_port: u16,
     /// Engine id for kv_transfer_params; random when None.
     pub engine_id: Option<String>,
+    /// NIXL: serve (prefill) or handshake with (decode) the side channel, as vLLM does
+    /// ([`super::side_channel`]).
+    pub kv_side_channel: bool,
+    /// Where lines for the instance's log go (the command prints them; the server prints
+    /// nothing itself). None: dropped.
+    pub log: Option<std::sync::mpsc::Sender<String>>,
     /// How prompt tokens are counted (the real tokenizer when given one).
     pub counter: tokens::Counter,
     /// vLLM's automatic prefix caching (its default; off with `--no-enable-prefix-caching`).
@@ -61,6 +68,8 @@ impl SimConfig {
             kv_host: "localhost".into(),
             kv_port: 5600,
             engine_id: None,
+            kv_side_channel: false,
+            log: None,
             counter: tokens::Counter::default(),
             prefix_caching: true,
         }
@@ -83,6 +92,8 @@ struct App {
     faults: Faults,
     crash: watch::Sender<Option<String>>,
     kv_id: KvIdentity,
+    /// A NIXL decoder's side-channel handshakes (with `kv_side_channel`).
+    handshakes: Option<side_channel::Handshakes>,
     started: u64,
 }
 
@@ -150,8 +161,17 @@ pub async fn serve(
         tp: config.tp,
         block_size: config.profile.block_size,
     };
+    let nixl_side_channel = config.kv_side_channel && config.connector == Connector::Nixl;
+    let side_channel = match (nixl_side_channel, config.role) {
+        (true, Role::Prefill) => {
+            Some(side_channel::listen(&kv_id.host, kv_id.port, kv_id.engine_id.clone()).await?)
+        }
+        _ => None,
+    };
     let app = Arc::new(App {
         faults: Faults::new(config.faults.clone()),
+        handshakes: (nixl_side_channel && config.role == Role::Decode)
+            .then(side_channel::Handshakes::default),
         cfg: config,
         engine,
         metrics,
@@ -188,6 +208,7 @@ pub async fn serve(
         let _ = stop_rx.wait_for(|s| *s).await;
     });
     let server = tokio::spawn(async move { server.await });
+    let _side_channel = side_channel.map(AbortOnDrop);
     tokio::select! {
         _ = shutdown => {
             let _ = stop_tx.send(true);
@@ -199,6 +220,15 @@ pub async fn serve(
             let _ = stop_tx.send(true);
             Ok(ServeExit::Crashed(why))
         }
+    }
+}
+
+/// Stops a background task when `serve` returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -476,12 +506,26 @@ async fn generate(app: Arc<App>, req: GenRequest) -> Response {
         }
         RequestFault::Cut { .. } | RequestFault::None => {}
     }
-    let (plan, verdict) = pd::plan(
+    let (mut plan, verdict) = pd::plan(
         app.cfg.role,
         app.cfg.connector,
         &req.kv_params,
         req.prompt_tokens,
     );
+    if let (KvPlan::Consume, Some(handshakes)) = (&plan, &app.handshakes) {
+        if let Err(why) = handshakes.check(&req.kv_params).await {
+            // vLLM's "recompute" policy: the decoder prefills the prompt itself.
+            if let Some(log) = &app.cfg.log {
+                let _ = log.send(format!(
+                    "NIXL KV transfer failed, prefilling locally: {why}"
+                ));
+            }
+            app.metrics
+                .kv_side_channel_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            plan = KvPlan::Local;
+        }
+    }
     match verdict {
         KvVerdict::Ok => {}
         KvVerdict::DecodeWithoutParams => {

@@ -29,7 +29,6 @@ fn render_all(path: &str, sets: &[&str], cap: Capacity) -> Vec<DeploymentSpec> {
         served_model_name: &plan.served_model_name,
         manifest_dir: loaded.base_dir(),
         slurm: None,
-        slurm_cpus_per_instance: 4,
         // what apply passes for the default `target.compile_cache = "auto"` (fixed here)
         compile_cache: (plan.backend != Backend::Sim).then_some(Path::new("/cache/vbench/compile")),
     };

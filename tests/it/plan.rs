@@ -43,6 +43,39 @@ fn cpu_tiny_plan_table() {
     insta::assert_snapshot!(plan::table::render(&p));
 }
 
+/// The slurm backend's plan says on which node of the allocation each instance runs.
+#[test]
+fn slurm_plan_table_places_every_instance_on_a_node() {
+    let cap = Capacity {
+        gpus: Some(24),
+        cpu_cores: None,
+        source: "slurm: 3 nodes x 8 GPUs".into(),
+    };
+    let p = plan_of("experiments/slurm-multinode.toml", &[], &cap);
+    insta::assert_snapshot!(plan::table::render(&p));
+    let packed = plan_of(
+        "experiments/slurm-multinode.toml",
+        &["target.slurm.placement=pack"],
+        &cap,
+    );
+    let slurm = packed.slurm.as_ref().unwrap();
+    let nodes: Vec<usize> = packed
+        .variants
+        .iter()
+        .flat_map(|v| slurm.of(&v.id).iter().map(|i| i.node))
+        .collect();
+    assert!(
+        nodes.iter().all(|&n| n == 0),
+        "pack: every variant on node 1"
+    );
+    let json = serde_json::to_value(&packed).unwrap();
+    assert_eq!(json["slurm"]["placement"], "pack");
+    assert_eq!(
+        json["slurm"]["instances"]["nixl-p2d1-tp1x1-914735"][1],
+        serde_json::json!({"role": "prefill", "index": 1, "node": 0})
+    );
+}
+
 #[test]
 fn plan_json_lists_every_variant_and_cell() {
     let p = plan_of("experiments/qwen-pd.toml", &[], &eight_gpus());

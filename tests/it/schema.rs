@@ -91,3 +91,25 @@ fn readme_reference_matches_the_schema() {
         "README's manifest reference is stale: replace it with `cargo run -- schema --markdown`"
     );
 }
+
+/// The README's batch script is `examples/slurm/run.sh` (which a Slurm test runs) without its
+/// comments.
+#[test]
+fn readme_sbatch_script_is_the_example() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let shown = readme
+        .split("```bash\n")
+        .find(|block| block.contains("#SBATCH"))
+        .and_then(|block| block.split("```").next())
+        .expect("README shows a batch script");
+    let example = std::fs::read_to_string("examples/slurm/run.sh").unwrap();
+    let code: String = example
+        .lines()
+        .filter(|l| !l.starts_with("# ") && *l != "#")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        shown, code,
+        "README's batch script differs from examples/slurm/run.sh"
+    );
+}

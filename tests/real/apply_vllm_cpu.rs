@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn vllm_root() -> Option<PathBuf> {
+pub(crate) fn vllm_root() -> Option<PathBuf> {
     if std::env::var("VBENCH_SKIP_VLLM").as_deref() == Ok("1") {
         eprintln!("\n*** VBENCH_SKIP_VLLM=1: apply against real vLLM did NOT run ***\n");
         return None;

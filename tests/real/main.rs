@@ -1,11 +1,13 @@
 //! Tests against real components that `ci/test.sh` installs and starts: the vLLM CPU build
 //! (`VBENCH_VLLM_URL`, `VBENCH_VLLM_ROOT`, `VBENCH_TINY_MODEL`) and a real Slurm cluster
-//! (`SLURM_CONF`). They run one at a time ([`alone`]): each loads the machine's few cores with
-//! real servers, and their timings and teardown checks must not share them with another.
+//! (`SLURM_CONF`; the multi-node tests need three nodes or more, `NODES=3`). They run one at a
+//! time ([`alone`]): each loads the machine's few cores with real servers, and their timings
+//! and teardown checks must not share them with another.
 
 mod apply_vllm_cpu;
 mod load_vllm_cpu;
 mod slurm;
+mod slurm_multinode;
 
 use std::sync::{Mutex, MutexGuard};
 

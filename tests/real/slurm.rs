@@ -1,5 +1,5 @@
-//! The slurm backend against a real Slurm cluster (ci/start-cluster.sh: one node, 4 fake GPUs as
-//! GRES). Instances run as `srun` steps of an allocation vbench makes and cancels; the
+//! The slurm backend against a real Slurm cluster (ci/start-cluster.sh: 4 fake GPUs as GRES per
+//! node; one node or several, this test uses one). Instances run as `srun` steps of an allocation vbench makes and cancels; the
 //! simulator stands in for vLLM through a template override, so no GPU is needed.
 
 use std::path::Path;
@@ -7,7 +7,7 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vbench");
 
-fn slurm_ready() -> bool {
+pub(crate) fn slurm_ready() -> bool {
     if std::env::var_os("SLURM_CONF").is_none() {
         if std::env::var("VBENCH_SKIP_SLURM").as_deref() == Ok("1") {
             eprintln!("\n*** VBENCH_SKIP_SLURM=1: the Slurm tests did NOT run ***\n");
@@ -21,7 +21,7 @@ fn slurm_ready() -> bool {
     true
 }
 
-fn squeue_jobs(name: &str) -> Vec<String> {
+pub(crate) fn squeue_jobs(name: &str) -> Vec<String> {
     let out = Command::new("squeue")
         .args(["-h", "-n", name, "-o", "%i"])
         .output()
@@ -130,4 +130,96 @@ templates = {{ vllm_serve = "{template}" }}
             .map(|c| String::from_utf8_lossy(&c).contains("sim-model"))
             .unwrap_or(false)
     }));
+}
+
+/// An allocation (and the `srun`s started in it) that a test holds: cancelled, and waited
+/// for, however the test ends.
+struct Held {
+    job: String,
+    sruns: Vec<std::process::Child>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = Command::new("scancel").arg(&self.job).status();
+        for s in &mut self.sruns {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        // A completing job is still listed (and holds its node) for a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let out = Command::new("squeue")
+                .args(["-h", "-j", &self.job])
+                .output()
+                .unwrap();
+            if out.stdout.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+/// Teardown's last resort: a step of the variant still listed after the patience is cancelled
+/// by its id, and only steps of that variant are touched.
+#[test]
+fn a_leftover_step_is_cancelled_by_id() {
+    let _alone = crate::alone();
+    if !slurm_ready() {
+        return;
+    }
+    let job_name = "vbench-leftover-step";
+    let out = Command::new("timeout")
+        .args(["30", "salloc", "--no-shell", "--exclusive", "--nodes=1"])
+        .args(["--job-name", job_name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut held = Held {
+        job: squeue_jobs(job_name).pop().expect("allocated"),
+        sruns: Vec::new(),
+    };
+    let job = held.job.clone();
+    for name in ["decode-0", "someone-else"] {
+        let srun = Command::new("srun")
+            .args([&format!("--jobid={job}"), "--exact", "--ntasks=1"])
+            .arg(format!("--job-name={name}"))
+            .args(["sleep", "300"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        held.sruns.push(srun);
+    }
+    let listed = |name: &str| {
+        let out = Command::new("squeue")
+            .args(["-h", "-s", "-j", &job, "-o", "%j"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == name)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !(listed("decode-0") && listed("someone-else")) {
+        assert!(std::time::Instant::now() < deadline, "steps never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(vbench::exec::slurm::end_steps(
+        &job,
+        &["decode-0"],
+        std::time::Duration::ZERO,
+        std::time::Duration::from_secs(30),
+    ))
+    .unwrap();
+    assert!(!listed("decode-0"), "our step is cancelled");
+    assert!(listed("someone-else"), "another step is left alone");
+    drop(held);
+    assert!(squeue_jobs(job_name).is_empty());
 }

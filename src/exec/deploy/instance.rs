@@ -216,11 +216,11 @@ pub fn component(
     let (literal, env_from) = crate::exec::process::split_env(&role.env);
     env.retain(|k, _| !env_from.contains_key(k));
     env.extend(literal);
-    let (program, args) = match (target.slurm, place.node) {
-        (Some((job, _)), Some(n)) => {
+    let (program, args) = match (&target.slurm, place.node) {
+        (Some(s), Some(n)) => {
             let gres = if sim { 0 } else { role.tp };
             let mut wrapped =
-                slurm::srun_args(job, &n.name, gres, target.slurm_cpus_per_instance, i.name);
+                slurm::srun_args(s.job_id, &n.name, gres, s.cpus_per_instance, i.name);
             wrapped.push(program);
             wrapped.extend(args);
             ("srun".to_owned(), wrapped)

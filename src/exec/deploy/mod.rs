@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::manifest::{Accelerator, Backend, Mode, VllmCommand};
+use crate::manifest::{Accelerator, Backend, Mode, Placement, VllmCommand};
 use crate::plan::{RoleKind, Variant};
 
 use super::ports::PortAllocator;
@@ -94,14 +94,23 @@ pub struct Target<'a> {
     pub model: &'a str,
     pub served_model_name: &'a str,
     pub manifest_dir: &'a Path,
-    /// slurm backend: the allocation's job id and nodes.
-    pub slurm: Option<(&'a str, &'a [SlurmNode])>,
-    /// slurm backend: CPUs per instance step.
-    pub slurm_cpus_per_instance: u32,
+    /// slurm backend: the allocation and how instances are placed on it.
+    pub slurm: Option<SlurmTarget<'a>>,
     /// The compile-cache folder every vLLM instance shares (`None`: vLLM's defaults).
     pub compile_cache: Option<&'a Path>,
 }
 
+/// The slurm backend's part of the target.
+#[derive(Clone, Copy)]
+pub struct SlurmTarget<'a> {
+    pub job_id: &'a str,
+    pub nodes: &'a [SlurmNode],
+    pub placement: Placement,
+    /// CPUs per instance step.
+    pub cpus_per_instance: u32,
+}
+
+/// Where vbench's own servers (the proxy) listen, and local instances bind.
 const HOST: &str = "127.0.0.1";
 
 /// The manifest's tokenizer (else its model) as a local path, when it is one: a path relative
@@ -157,16 +166,17 @@ pub fn render(
     ports: &mut PortAllocator,
 ) -> anyhow::Result<DeploymentSpec> {
     let templates = Templates::new(&variant.templates, target.manifest_dir)?;
-    let mut placer = Placer::new(target);
+    let mut placer = Placer::new(target, variant)?;
     let mut lmcache = variant.lmcache.as_ref().map(|l| LmcachePorts::new(l.port));
     let mut components = Vec::new();
     for role in &variant.roles {
         for index in 0..role.instances {
             let name = format!("{}-{index}", role.role.as_str());
-            let port = ports.any()?;
-            let place = placer.place(role.tp)?;
+            let place = placer.place(role, index)?;
+            let node = place.node.map(|n| n.name.as_str());
+            let port = ports.any_on(node)?;
             let side_channel_port = match &variant.nixl {
-                Some(n) => Some(ports.block(n.side_channel_port, role.tp as u16)?),
+                Some(n) => Some(ports.block_on(node, n.side_channel_port, role.tp as u16)?),
                 None => None,
             };
             let lmcache_config = match (&mut lmcache, &variant.lmcache) {

@@ -1,11 +1,14 @@
 //! Where each instance runs: GPUs from the pool (CUDA), cores from the pool (the CPU build), or
-//! a node of the Slurm allocation (first fit on its GPUs; Slurm binds the GPUs itself).
+//! a node of the Slurm allocation (as `plan::placement` decides on the allocation's nodes;
+//! Slurm binds the GPUs itself).
 
 use anyhow::Context;
 
 use super::{Target, HOST};
-use crate::exec::slurm::{self, SlurmNode};
+use crate::exec::slurm::SlurmNode;
 use crate::manifest::{Accelerator, Backend};
+use crate::plan::placement::{self, InstanceNode};
+use crate::plan::{RoleSpec, Variant};
 
 /// One instance's place.
 #[derive(Debug, Clone)]
@@ -25,31 +28,53 @@ pub struct Placer<'a> {
     target: &'a Target<'a>,
     gpu_pool: std::vec::IntoIter<u32>,
     cpu_pool: std::vec::IntoIter<u32>,
-    /// Free GPUs per Slurm node.
-    slurm_free: Vec<u32>,
+    /// slurm backend: the node of every instance of the variant.
+    slurm_nodes: Vec<InstanceNode>,
     /// Every GPU handed out, for the GPU checks before and after the variant.
     pub all_gpus: Vec<u32>,
 }
 
 impl<'a> Placer<'a> {
-    pub fn new(target: &'a Target<'a>) -> Self {
-        Placer {
+    pub fn new(target: &'a Target<'a>, variant: &Variant) -> anyhow::Result<Self> {
+        let slurm_nodes = match &target.slurm {
+            Some(s) => {
+                let gpus: Vec<Option<u32>> = s.nodes.iter().map(|n| Some(n.gpus)).collect();
+                placement::place(&variant.roles, &gpus, s.placement).map_err(|why| {
+                    anyhow::anyhow!(
+                        "variant {} cannot be placed on the allocation ({}): {why}",
+                        variant.id,
+                        s.nodes
+                            .iter()
+                            .map(|n| format!("{} with {} GPUs", n.name, n.gpus))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?
+            }
+            None => Vec::new(),
+        };
+        Ok(Placer {
             target,
             gpu_pool: target.gpu_pool.clone().into_iter(),
             cpu_pool: target.cpu_pool.clone().into_iter(),
-            slurm_free: target
-                .slurm
-                .map(|(_, nodes)| nodes.iter().map(|n| n.gpus).collect())
-                .unwrap_or_default(),
+            slurm_nodes,
             all_gpus: Vec::new(),
-        }
+        })
     }
 
-    /// The place of the next instance, of tensor-parallel size `tp`.
-    pub fn place(&mut self, tp: u32) -> anyhow::Result<Place<'a>> {
+    /// The place of instance `index` of `role`.
+    pub fn place(&mut self, role: &RoleSpec, index: u32) -> anyhow::Result<Place<'a>> {
         let target = self.target;
-        let node = match target.slurm {
-            Some((_, nodes)) => Some(&nodes[slurm::place(nodes, &mut self.slurm_free, tp)?]),
+        let tp = role.tp;
+        let node: Option<&'a SlurmNode> = match &target.slurm {
+            Some(s) => {
+                let placed = self
+                    .slurm_nodes
+                    .iter()
+                    .find(|p| p.role == role.role && p.index == index)
+                    .context("instance left out of the placement")?;
+                Some(&s.nodes[placed.node])
+            }
             None => None,
         };
         let host = node.map_or(HOST, |n| n.addr.as_str());
