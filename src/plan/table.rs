@@ -68,7 +68,10 @@ pub fn render(plan: &Plan) -> String {
             plan.warmup,
             s.max_batches,
             if s.confirm_batches > 1 {
-                format!(", each end of the bracket on {} at least", s.confirm_batches)
+                format!(
+                    ", each end of the bracket on {} at least",
+                    s.confirm_batches
+                )
             } else {
                 String::new()
             },
