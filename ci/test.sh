@@ -51,6 +51,13 @@ export VBENCH_VLLM_ROOT
 
 cargo test --locked --no-fail-fast
 
+# Real vLLM across Slurm nodes (a NIXL prefill and its decoder in two node namespaces, one core
+# each) needs the machine to itself: stop the shared server first.
+cleanup
+rm -f "$pidfile"
+cargo test --locked --test real -- --ignored --exact \
+  slurm_multinode::real_vllm_nixl_prefill_and_decode_on_two_nodes
+
 # A short chaos campaign (benches/chaos): one trial of each kind against the debug build
 # (signals and kills at random moments, then a leftover scan, a resume and the result checks).
 # The full campaign (RESULTS.md there) runs the same script with --trials 117.

@@ -420,8 +420,12 @@ fn apply_inside_an_sbatch_job_uses_that_allocation() {
 
 /// The real thing: vLLM's CPU build, a NIXL prefill on one node and its decoder on another,
 /// KV over TCP between the nodes' namespaces (UCX on their eth0). Each instance is pinned to a
-/// core of its own (two cores: one each), niced below the machine's other work.
+/// core of its own (two cores: one each), niced below the machine's other work. On a 2-core
+/// machine it needs the machine to itself: in a full suite run with the shared vLLM server up,
+/// 3 of 8 requests once stalled for 60 s with no token (alone it passed, 111 s), so
+/// `ci/test.sh` runs it last, by name (`--ignored`), after stopping that server.
 #[test]
+#[ignore = "ci/test.sh runs it on its own once the suite's shared vLLM server is stopped"]
 fn real_vllm_nixl_prefill_and_decode_on_two_nodes() {
     let _alone = crate::alone();
     if !slurm_ready() {
