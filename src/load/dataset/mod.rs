@@ -208,12 +208,14 @@ fn oversample(
     v
 }
 
+/// What the datasets' unit tests share: the tiny tokenizer and a temporary file.
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod test_support {
     use std::io::Write;
 
-    fn tiny() -> Tokenizer {
+    use crate::load::tokenizer::Tokenizer;
+
+    pub fn tiny() -> Tokenizer {
         Tokenizer::load(&format!(
             "{}/tests/fixtures/tiny-model",
             env!("CARGO_MANIFEST_DIR")
@@ -221,11 +223,17 @@ mod tests {
         .unwrap()
     }
 
-    fn file(content: &str) -> tempfile::NamedTempFile {
+    pub fn file(content: &str) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(content.as_bytes()).unwrap();
         f
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{file, tiny};
+    use super::*;
 
     fn conv(p: &str, r: &str) -> serde_json::Value {
         serde_json::json!({"id": "x", "conversations": [

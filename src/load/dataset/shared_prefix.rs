@@ -70,15 +70,8 @@ pub(super) fn shared_prefix(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::dataset::test_support::tiny;
     use std::collections::BTreeMap;
-
-    fn tiny() -> Tokenizer {
-        Tokenizer::load(&format!(
-            "{}/tests/fixtures/tiny-model",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
 
     const SPEC: SharedPrefixSpec = SharedPrefixSpec {
         groups: 3,

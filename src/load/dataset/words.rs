@@ -109,15 +109,8 @@ impl Words {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::dataset::test_support::tiny;
     use rand::SeedableRng;
-
-    fn tiny() -> Tokenizer {
-        Tokenizer::load(&format!(
-            "{}/tests/fixtures/tiny-model",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
 
     #[test]
     fn a_text_of_n_words_is_n_tokens_and_concatenation_concatenates_tokens() {

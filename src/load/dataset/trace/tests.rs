@@ -1,20 +1,6 @@
-use std::io::Write;
-
 use super::*;
 
-fn tiny() -> Tokenizer {
-    Tokenizer::load(&format!(
-        "{}/tests/fixtures/tiny-model",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-fn file(content: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    f.write_all(content.as_bytes()).unwrap();
-    f
-}
+use crate::load::dataset::test_support::{file, tiny};
 
 fn spec(f: &tempfile::NamedTempFile, format: TraceFormat, block_size: u64) -> TraceSpec {
     TraceSpec {
