@@ -998,6 +998,17 @@ mod tests {
         assert!(v.write_deployment(&Attempt::first(), &3).is_err());
     }
 
+    /// A run folder started (plan.json written) for the manifest `text`.
+    fn started_run(text: &str) -> (tempfile::TempDir, RunDir, Plan) {
+        let loaded = crate::manifest::load_str(Path::new("t.toml"), text, &[]).unwrap();
+        let capacity = crate::plan::capacity::discover(&loaded.manifest.target);
+        let plan = crate::plan::resolve(&loaded, &capacity).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path(), "t", chrono::Local::now()).unwrap();
+        run.write_start(&loaded, &plan).unwrap();
+        (dir, run, plan)
+    }
+
     #[test]
     fn the_plan_written_at_the_start_reads_back_with_its_cells() {
         let text = r#"
@@ -1017,12 +1028,7 @@ mode = "simple"
 [[deployment]]
 mode = "nixl"
 "#;
-        let loaded = crate::manifest::load_str(Path::new("t.toml"), text, &[]).unwrap();
-        let capacity = crate::plan::capacity::discover(&loaded.manifest.target);
-        let plan = crate::plan::resolve(&loaded, &capacity).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::create(dir.path(), "t", chrono::Local::now()).unwrap();
-        run.write_start(&loaded, &plan).unwrap();
+        let (_dir, run, plan) = started_run(text);
         let read = run.read_plan().unwrap().unwrap();
         assert_eq!(read.experiment, plan.experiment);
         assert_eq!(read.overrides, plan.overrides);
@@ -1059,12 +1065,7 @@ backend = "sim"
 [[deployment]]
 mode = "simple"
 "#;
-        let loaded = crate::manifest::load_str(Path::new("t.toml"), text, &[]).unwrap();
-        let capacity = crate::plan::capacity::discover(&loaded.manifest.target);
-        let plan = crate::plan::resolve(&loaded, &capacity).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::create(dir.path(), "t", chrono::Local::now()).unwrap();
-        run.write_start(&loaded, &plan).unwrap();
+        let (_dir, run, _) = started_run(text);
         let missing = run.coverage().unwrap().unwrap().missing;
         let got: Vec<(Option<f64>, Option<f64>)> =
             missing.iter().map(|m| (m.rate, m.speedup)).collect();
