@@ -61,12 +61,7 @@ fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("KV transfer verified"), "{stderr}");
 
-    let run = std::fs::read_dir(tmp.path().join("cpu-tiny"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = crate::only_dir(&tmp.path().join("cpu-tiny"));
     let env: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("environment.json")).unwrap()).unwrap();
     assert!(
@@ -192,12 +187,7 @@ fn cpu_tiny_searches_for_its_capacity_on_real_vllm() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("  search: "), "{stderr}");
-    let run = std::fs::read_dir(tmp.path().join("results/cpu-tiny"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = crate::only_dir(&tmp.path().join("results/cpu-tiny"));
     let variant = std::fs::read_dir(&run)
         .unwrap()
         .flatten()

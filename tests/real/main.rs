@@ -9,6 +9,7 @@ mod load_vllm_cpu;
 mod slurm;
 mod slurm_multinode;
 
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 static ALONE: Mutex<()> = Mutex::new(());
@@ -16,4 +17,17 @@ static ALONE: Mutex<()> = Mutex::new(());
 /// Held for a whole test: no other test of this binary runs meanwhile.
 pub fn alone() -> MutexGuard<'static, ()> {
     ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The one folder inside `dir` (a run folder inside its experiment folder), asserting there is
+/// exactly one.
+pub fn only_dir(dir: &Path) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.pop().unwrap()
 }

@@ -86,12 +86,7 @@ templates = {{ vllm_serve = "{template}" }}
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("allocated by vbench"), "{stderr}");
 
-    let run = std::fs::read_dir(tmp.path().join("results/slurm-e2e"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = crate::only_dir(&tmp.path().join("results/slurm-e2e"));
     let variant = std::fs::read_dir(&run)
         .unwrap()
         .flatten()

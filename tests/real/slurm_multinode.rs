@@ -136,17 +136,6 @@ fn apply_watching_steps(
     (out, watcher.join().unwrap())
 }
 
-fn only_dir(dir: &Path) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs.pop().unwrap()
-}
-
 /// The one variant's folder of a run (beside its report).
 fn variant_dir(run: &Path) -> PathBuf {
     std::fs::read_dir(run)
@@ -217,7 +206,7 @@ fn nixl_2p1d_spread_over_three_nodes_measures_and_reports() {
     assert_eq!(seen.len(), 3, "steps seen in squeue: {seen:?}");
     assert_eq!(step_nodes.len(), 3, "three nodes: {seen:?}");
 
-    let run = only_dir(&results.join("slurm-spread"));
+    let run = crate::only_dir(&results.join("slurm-spread"));
     let variant = variant_dir(&run);
     let d: serde_json::Value =
         serde_json::from_slice(&std::fs::read(variant.join("deployment.json")).unwrap()).unwrap();
@@ -409,7 +398,7 @@ fn apply_inside_an_sbatch_job_uses_that_allocation() {
             && log.contains("decode-0 on node3"),
         "{log}"
     );
-    let run = only_dir(&results.join("slurm-batch"));
+    let run = crate::only_dir(&results.join("slurm-batch"));
     let variant = variant_dir(&run);
     let r: vbench::load::RunResult =
         serde_json::from_slice(&std::fs::read(variant.join("vllm-4qps.json")).unwrap()).unwrap();
@@ -486,7 +475,7 @@ decode = {{ instances = 1, tp = 1, env = {{ VLLM_CPU_OMP_THREADS_BIND = "1" }} }
     assert_ne!(seen["prefill-0"], seen["decode-0"], "two nodes: {seen:?}");
     // The smoke request's prompt reached the decoder by NIXL transfer from the other node.
     assert!(stderr.contains("KV transfer verified"), "{stderr}");
-    let run = only_dir(&results.join("slurm-vllm"));
+    let run = crate::only_dir(&results.join("slurm-vllm"));
     let variant = variant_dir(&run);
     let d: serde_json::Value =
         serde_json::from_slice(&std::fs::read(variant.join("deployment.json")).unwrap()).unwrap();
