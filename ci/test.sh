@@ -56,7 +56,7 @@ cargo test --locked --no-fail-fast
 cleanup
 rm -f "$pidfile"
 cargo test --locked --test real -- --ignored --exact \
-  slurm_multinode::real_vllm_nixl_prefill_and_decode_on_two_nodes
+  slurm_multinode::real_vllm_nixl_prefill_and_decode_on_two_nodes --nocapture
 
 # A short chaos campaign (benches/chaos): one trial of each kind against the debug build
 # (signals and kills at random moments, then a leftover scan, a resume and the result checks).
