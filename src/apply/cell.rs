@@ -203,6 +203,64 @@ impl Workload {
         })
     }
 
+    /// A cell's slot in the request set and its slice: its measured prompts, then its
+    /// warm-up prompts.
+    fn slice(
+        &self,
+        m: &manifest::Manifest,
+        cell: &Cell,
+    ) -> anyhow::Result<(usize, &[PreparedRequest])> {
+        let prepared = &self.prepared;
+        let n = m.load.num_prompts as usize;
+        let paces = crate::plan::sweep(&m.load);
+        let sweep = paces.len().max(1);
+        let repeat = cell.repeat.max(1) as usize;
+        let slot = (repeat - 1) * sweep + pace_slot(&paces, cell.pace);
+        let slice = prepared
+            .requests
+            .get(slot * prepared.per_rate..(slot + 1) * prepared.per_rate)
+            .filter(|s| s.len() >= n && n > 0);
+        let Some(slice) = slice else {
+            bail!(
+                "the dataset produced {} requests, fewer than the {} this rate needs",
+                prepared.requests.len(),
+                (slot + 1) * prepared.per_rate
+            );
+        };
+        Ok((slot, slice))
+    }
+
+    /// What a prefix cache that never evicts could reuse of the prompts a cell sends, in the
+    /// order the load sends them (its warm-up first, then the measured requests), with KV
+    /// blocks of `block_size` tokens. `None` for chat requests (the server's chat template
+    /// adds tokens vbench does not see) or without a tokenizer.
+    pub fn ideal_reuse(
+        &self,
+        loaded: &LoadedManifest,
+        cell: &Cell,
+        block_size: u32,
+    ) -> Option<load::result::IdealReuse> {
+        let m = &loaded.manifest;
+        if m.load.api != manifest::Api::Completions {
+            return None;
+        }
+        let tokenizer = self.prepared.tokenizer.as_ref()?;
+        let (_, slice) = self.slice(m, cell).ok()?;
+        let n = m.load.num_prompts as usize;
+        let order = (0..m.load.warmup as usize)
+            .map(|w| (n + w) % slice.len())
+            .chain(0..n);
+        // The server tokenizes a completion's prompt with its special tokens (a BOS).
+        let ids: Vec<Vec<u32>> = order
+            .map(|i| tokenizer.encode(&slice[i].prompt, true))
+            .collect::<anyhow::Result<_>>()
+            .ok()?;
+        Some(load::cache_reuse::ideal_reuse(
+            ids.iter().map(Vec::as_slice),
+            block_size,
+        ))
+    }
+
     /// Run one cell's load, showing its requests on `progress`.
     pub async fn run(
         &self,
@@ -222,19 +280,8 @@ impl Workload {
         let paces = crate::plan::sweep(&m.load);
         let sweep = paces.len().max(1);
         let repeat = req.cell.repeat.max(1) as usize;
-        let slot = (repeat - 1) * sweep + pace_slot(&paces, req.cell.pace);
+        let (slot, slice) = self.slice(m, req.cell)?;
         let arrival_seed = arrival_seed(m.load.seed, repeat as u64);
-        let slice = prepared
-            .requests
-            .get(slot * prepared.per_rate..(slot + 1) * prepared.per_rate)
-            .filter(|s| s.len() >= n && n > 0);
-        let Some(slice) = slice else {
-            bail!(
-                "the dataset produced {} requests, fewer than the {} this rate needs",
-                prepared.requests.len(),
-                (slot + 1) * prepared.per_rate
-            );
-        };
         let requests: Arc<[PreparedRequest]> = slice.into();
         let (offsets, rate) = match req.cell.pace {
             Pace::Rate(rate) => (

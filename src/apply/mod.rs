@@ -11,6 +11,7 @@
 //! fails its variant but not the variants after it. Nothing here prints: what the user sees
 //! goes through [`Events`], which the command implements.
 
+pub mod cache;
 pub mod cell;
 pub mod health;
 pub mod queue;

@@ -3,13 +3,14 @@
 //! has no result yet (sampling the servers' `/metrics` around and during it), and tear
 //! everything down whatever happened.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use super::health::{self, Running};
-use super::queue;
 use super::search::{BatchOutcome, Probe, Search, Step, Verdict};
+use super::{cache, queue};
 use super::{cell, Events, Interrupts, Options, VariantError};
 use crate::exec::deploy::{self, ComponentRole, DeploymentSpec};
 use crate::exec::gpus::{self, GpuProbe};
@@ -456,26 +457,41 @@ impl VariantRun<'_> {
         }
         let after = metrics::snapshot(&instances).await;
         self.save_metrics(&after, &format!("{tag}-after"));
-        if let Some((hits, total)) = metrics::prefix_cache_share(&before, &after) {
-            if self.loaded.manifest.dataset.kind.reuses_prefixes() {
+        let roles: BTreeMap<String, &'static str> = running
+            .iter()
+            .filter_map(|(c, _)| {
+                let role = match c.role {
+                    ComponentRole::Serve => "instance",
+                    ComponentRole::Prefill => "prefill",
+                    ComponentRole::Decode => "decode",
+                    ComponentRole::Proxy => return None,
+                };
+                Some((c.name.clone(), role))
+            })
+            .collect();
+        let reuses = self.loaded.manifest.dataset.kind.reuses_prefixes();
+        let ideal = if reuses {
+            before
+                .values()
+                .find_map(|t| metrics::block_size(t))
+                .and_then(|block| self.workload.ideal_reuse(self.loaded, cell, block))
+        } else {
+            None
+        };
+        result.vbench.cache_reuse = cache::reuse(&roles, &before, &after, &samples, ideal);
+        if let Some(note) = result
+            .vbench
+            .cache_reuse
+            .as_ref()
+            .and_then(|r| reuse_note(r, reuses))
+        {
+            if reuses {
                 // Reuse is what this workload measures: say how much, without alarm.
-                let note = format!(
-                    "{:.0} % of this cell's prompt tokens ({hits:.0} of {total:.0}) came from \
-                     the servers' prefix cache (the workload shares prefixes by design)",
-                    100.0 * hits / total
-                );
                 self.events.info(&format!("  {note}"));
-                result.vbench.load.notes.push(note);
-            } else if hits > PREFIX_CACHE_WARN_SHARE * total {
-                let note = format!(
-                    "{:.0} % of this rate's prompt tokens ({hits:.0} of {total:.0}) came from \
-                     the servers' prefix cache: latencies are better than for prompts the \
-                     servers have not seen",
-                    100.0 * hits / total
-                );
+            } else {
                 self.events.warning(&note);
-                result.vbench.load.notes.push(note);
             }
+            result.vbench.load.notes.push(note);
         }
         self.dir.write_result(cell, &result)?;
         self.events.info(&cell_line(
@@ -592,6 +608,50 @@ fn estimate_line(t: &VariantTiming) -> Option<String> {
 }
 
 /// `  rate      4 req/s: 98 ok, 2 failed, SLO met by 91.0 % in 30.2s → vllm-4qps.json`.
+/// What to say about a cell's cache reuse: for a workload built to reuse, how much the
+/// instances that compute prompts reused (and what the prompts allowed); otherwise only a
+/// share above [`PREFIX_CACHE_WARN_SHARE`], as a warning's text.
+fn reuse_note(r: &crate::load::result::CacheReuse, reuses: bool) -> Option<String> {
+    let c = r.computing()?;
+    if c.prompt_tokens <= 0.0 {
+        return None;
+    }
+    let local = c.local_hit_tokens / c.prompt_tokens;
+    if reuses {
+        let ideal = r.ideal.as_ref().map_or(String::new(), |i| {
+            format!(
+                "; the prompts allowed {:.1} % ({}-token blocks, nothing evicted)",
+                100.0 * i.hit_share(),
+                i.block_size
+            )
+        });
+        let at = if c.role == "instance" {
+            "the instances".to_owned()
+        } else {
+            format!("the {} instances", c.role)
+        };
+        Some(format!(
+            "{:.1} % of this cell's prompt tokens at {at} ({:.0} of {:.0}) were not computed: \
+             {:.1} % from their prefix cache, {:.1} % from a KV connector{ideal}",
+            100.0 * c.reused_share,
+            c.local_hit_tokens + c.external_tokens,
+            c.prompt_tokens,
+            100.0 * local,
+            100.0 * c.external_tokens / c.prompt_tokens,
+        ))
+    } else if local > PREFIX_CACHE_WARN_SHARE {
+        Some(format!(
+            "{:.0} % of this rate's prompt tokens ({:.0} of {:.0}) came from the servers' \
+             prefix cache: latencies are better than for prompts the servers have not seen",
+            100.0 * local,
+            c.local_hit_tokens,
+            c.prompt_tokens
+        ))
+    } else {
+        None
+    }
+}
+
 fn cell_line(
     cell: &Cell,
     result: &RunResult,

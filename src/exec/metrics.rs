@@ -106,22 +106,83 @@ pub async fn snapshot(components: &[(String, String)]) -> BTreeMap<String, Strin
     texts
 }
 
-/// Prompt tokens the instances took from their own prefix cache between two snapshots, and
-/// all prompt tokens they accounted for (vLLM's `prompt_tokens_by_source_total`); `None` when
-/// the servers do not export it or saw no prompt tokens.
-pub fn prefix_cache_share(
-    before: &BTreeMap<String, String>,
-    after: &BTreeMap<String, String>,
-) -> Option<(f64, f64)> {
-    let name = "vllm:prompt_tokens_by_source_total";
-    let (mut hits, mut total) = (0.0, 0.0);
-    for (component, a) in after {
-        let b = before.get(component).map(String::as_str).unwrap_or("");
-        let delta = |f: &dyn Fn(&str) -> Option<f64>| f(a).unwrap_or(0.0) - f(b).unwrap_or(0.0);
-        hits += delta(&|t| labelled_sum(t, name, "source", "local_cache_hit"));
-        total += delta(&|t| gauge_sum(t, name));
+/// One instance's prompt-token counters over an interval (the difference of two `/metrics`
+/// snapshots), in tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CacheCounters {
+    pub prompt_tokens: f64,
+    pub computed: f64,
+    pub local_hit: f64,
+    pub external: f64,
+    pub prefix_cache_queries: f64,
+    pub prefix_cache_hits: f64,
+}
+
+impl CacheCounters {
+    /// The counters in one snapshot; `None` when the server exports neither the prompt tokens
+    /// by source nor its prefix-cache counters (an older vLLM, another server).
+    pub fn read(text: &str) -> Option<CacheCounters> {
+        let by_source = "vllm:prompt_tokens_by_source_total";
+        let queries = gauge_sum(text, "vllm:prefix_cache_queries_total");
+        let hits = gauge_sum(text, "vllm:prefix_cache_hits_total");
+        let source = |s: &str| labelled_sum(text, by_source, "source", s);
+        let c = match gauge_sum(text, by_source) {
+            Some(total) => CacheCounters {
+                prompt_tokens: total,
+                computed: source("local_compute").unwrap_or(0.0),
+                local_hit: source("local_cache_hit").unwrap_or(0.0),
+                external: source("external_kv_transfer").unwrap_or(0.0),
+                prefix_cache_queries: queries.unwrap_or(0.0),
+                prefix_cache_hits: hits.unwrap_or(0.0),
+            },
+            // Without the sources, the prefix cache's own counts: lookups are prompt tokens,
+            // hits were not computed.
+            None => {
+                let (q, h) = (queries?, hits.unwrap_or(0.0));
+                CacheCounters {
+                    prompt_tokens: q,
+                    computed: q - h,
+                    local_hit: h,
+                    external: 0.0,
+                    prefix_cache_queries: q,
+                    prefix_cache_hits: h,
+                }
+            }
+        };
+        Some(c)
     }
-    (total > 0.0).then_some((hits, total))
+
+    /// `after - before`, or `after` alone when `before` did not have the counters.
+    pub fn delta(before: Option<&str>, after: &str) -> Option<CacheCounters> {
+        let a = CacheCounters::read(after)?;
+        let b = before.and_then(CacheCounters::read).unwrap_or_default();
+        Some(CacheCounters {
+            prompt_tokens: a.prompt_tokens - b.prompt_tokens,
+            computed: a.computed - b.computed,
+            local_hit: a.local_hit - b.local_hit,
+            external: a.external - b.external,
+            prefix_cache_queries: a.prefix_cache_queries - b.prefix_cache_queries,
+            prefix_cache_hits: a.prefix_cache_hits - b.prefix_cache_hits,
+        })
+    }
+
+    pub fn add(&mut self, o: &CacheCounters) {
+        self.prompt_tokens += o.prompt_tokens;
+        self.computed += o.computed;
+        self.local_hit += o.local_hit;
+        self.external += o.external;
+        self.prefix_cache_queries += o.prefix_cache_queries;
+        self.prefix_cache_hits += o.prefix_cache_hits;
+    }
+}
+
+/// The KV block size a vLLM reports in `cache_config_info{block_size="…"}`.
+pub fn block_size(text: &str) -> Option<u32> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("vllm:cache_config_info{"))?;
+    let (_, rest) = line.split_once("block_size=\"")?;
+    rest.split('"').next()?.parse().ok().filter(|b| *b > 0)
 }
 
 /// Sample the gauges of every component every `period` until told to stop.
@@ -162,32 +223,61 @@ pub fn spawn_sampler(
 
 #[cfg(test)]
 mod tests {
-    use super::gauge_sum;
-    use std::collections::BTreeMap;
+    use super::{gauge_sum, CacheCounters};
 
     #[test]
-    fn prefix_cache_share_is_the_rate_s_delta_over_all_instances() {
-        let text = |hit: f64, compute: f64| {
+    fn cache_counters_are_the_interval_s_delta_by_source() {
+        let text = |hit: f64, compute: f64, ext: f64| {
             format!(
                 "vllm:prompt_tokens_by_source_total{{engine=\"0\",source=\"local_cache_hit\"}} {hit}\n\
-                 vllm:prompt_tokens_by_source_total{{engine=\"0\",source=\"local_compute\"}} {compute}\n"
+                 vllm:prompt_tokens_by_source_total{{engine=\"0\",source=\"local_compute\"}} {compute}\n\
+                 vllm:prompt_tokens_by_source_total{{engine=\"0\",source=\"external_kv_transfer\"}} {ext}\n\
+                 vllm:prefix_cache_queries_total{{engine=\"0\"}} {}\n\
+                 vllm:prefix_cache_hits_total{{engine=\"0\"}} {hit}\n",
+                hit + compute
             )
         };
-        let snap = |pairs: &[(&str, String)]| -> BTreeMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect()
-        };
-        let before = snap(&[("a", text(100.0, 1000.0)), ("b", text(0.0, 0.0))]);
-        let after = snap(&[("a", text(400.0, 1600.0)), ("b", text(100.0, 900.0))]);
+        let d = CacheCounters::delta(Some(&text(100.0, 1000.0, 7.0)), &text(400.0, 1600.0, 7.0))
+            .unwrap();
         assert_eq!(
-            super::prefix_cache_share(&before, &after),
-            Some((400.0, 1900.0))
+            d,
+            CacheCounters {
+                prompt_tokens: 900.0,
+                computed: 600.0,
+                local_hit: 300.0,
+                external: 0.0,
+                prefix_cache_queries: 900.0,
+                prefix_cache_hits: 300.0,
+            }
         );
-        // an older vLLM without the counter, or no traffic
-        let plain = snap(&[("a", "vllm:num_requests_running 0\n".to_string())]);
-        assert_eq!(super::prefix_cache_share(&plain, &plain), None);
+        // No earlier snapshot: the counters since the server started.
+        assert_eq!(
+            CacheCounters::delta(None, &text(1.0, 2.0, 3.0))
+                .unwrap()
+                .prompt_tokens,
+            6.0
+        );
+        // Only the prefix cache's counters (an older vLLM): hits are the reused tokens.
+        let old = "vllm:prefix_cache_queries_total 500\nvllm:prefix_cache_hits_total 200\n";
+        let c = CacheCounters::read(old).unwrap();
+        assert_eq!(
+            (c.prompt_tokens, c.computed, c.local_hit),
+            (500.0, 300.0, 200.0)
+        );
+        // Neither: nothing to say.
+        assert_eq!(CacheCounters::read("vllm:num_requests_running 0\n"), None);
+    }
+
+    #[test]
+    fn block_size_comes_from_the_cache_config_info_labels() {
+        let text = "# TYPE vllm:cache_config_info gauge\n\
+                    vllm:cache_config_info{block_size=\"128\",cache_dtype=\"auto\"} 1.0\n";
+        assert_eq!(super::block_size(text), Some(128));
+        assert_eq!(
+            super::block_size("vllm:cache_config_info{cache_dtype=\"auto\"} 1.0\n"),
+            None
+        );
+        assert_eq!(super::block_size(""), None);
     }
 
     #[test]

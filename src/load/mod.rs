@@ -49,6 +49,7 @@
 //! (`net.rs`), so it cannot delay a token either, as long as it reads each within a token gap
 //! (the `read_wait_*` figures of the client health say whether it did).
 
+pub mod cache_reuse;
 pub mod client;
 pub mod dataset;
 pub mod http1;

@@ -113,6 +113,80 @@ pub struct VbenchSection {
     /// the servers' `/metrics`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_queue: Option<ServerQueue>,
+    /// What the servers' KV caches reused of this cell's prompts, from their `/metrics`
+    /// before and after it (`apply` only, when the servers export the counters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_reuse: Option<CacheReuse>,
+}
+
+/// Prompt-token reuse during one cell: per role, the servers' own counters (deltas over the
+/// cell, warm-up included, summed over the role's instances), and what the prompts allowed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct CacheReuse {
+    /// One entry per role that reported counters: `instance` (simple and LMCache-less
+    /// modes), `prefill`, `decode`.
+    pub roles: Vec<RoleCacheReuse>,
+    /// What a prefix cache that never evicts would have reused of the prompts sent, at the
+    /// servers' block size; absent when vbench cannot know the prompts' tokens (chat
+    /// requests, no tokenizer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ideal: Option<IdealReuse>,
+}
+
+impl CacheReuse {
+    /// The role that computes prompts (`instance`, else `prefill`): where reuse saves work.
+    pub fn computing(&self) -> Option<&RoleCacheReuse> {
+        ["instance", "prefill"]
+            .iter()
+            .find_map(|r| self.roles.iter().find(|x| x.role == *r))
+    }
+}
+
+/// One role's prompt tokens by where they came from (vLLM's
+/// `prompt_tokens_by_source_total`, or, where a server lacks it, its prefix-cache counters).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct RoleCacheReuse {
+    pub role: String,
+    /// Instances of the role whose counters were read.
+    pub instances: u32,
+    pub prompt_tokens: f64,
+    /// Computed by the instance (prefill work done).
+    pub computed_tokens: f64,
+    /// Found in the instance's own prefix cache.
+    pub local_hit_tokens: f64,
+    /// Brought by a KV connector: a NIXL transfer from a prefill, or LMCache.
+    pub external_tokens: f64,
+    /// Share of prompt tokens not computed here: (local + external) / prompt tokens.
+    pub reused_share: f64,
+    /// The prefix cache's own lookups and hits in tokens (`prefix_cache_{queries,hits}_total`).
+    pub prefix_cache_queries: f64,
+    pub prefix_cache_hits: f64,
+    /// The highest KV-cache use (0-1) any of the role's instances reported while the load
+    /// ran (`kv_cache_usage_perc`, sampled every second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_usage_max: Option<f64>,
+}
+
+/// What a prefix cache that never evicts would reuse if every request found every earlier
+/// one's blocks (see `load::cache_reuse`): an upper bound, met when requests do not overlap.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct IdealReuse {
+    /// The servers' KV block size in tokens (from `cache_config_info`).
+    pub block_size: u32,
+    /// Prompt tokens of the requests sent (warm-up included), as the tokenizer counts them.
+    pub prompt_tokens: u64,
+    /// Of those, tokens in leading full blocks an earlier request had.
+    pub hit_tokens: u64,
+}
+
+impl IdealReuse {
+    pub fn hit_share(&self) -> f64 {
+        if self.prompt_tokens == 0 {
+            0.0
+        } else {
+            self.hit_tokens as f64 / self.prompt_tokens as f64
+        }
+    }
 }
 
 /// The servers' waiting queues (`vllm:num_requests_waiting`, summed over instances, sampled
@@ -289,7 +363,14 @@ pub fn schema_json() -> String {
         "vbench result file (vllm-<rate>qps.json)",
         "RunResult",
         // Left out when absent (`skip_serializing_if`): `repeat` without repeats,
-        // `server_queue` in files not written by `apply`.
-        &[("LoadInfo", "repeat"), ("VbenchSection", "server_queue")],
+        // `server_queue` and `cache_reuse` in files not written by `apply`, `ideal` and
+        // `kv_usage_max` where they cannot be known.
+        &[
+            ("LoadInfo", "repeat"),
+            ("VbenchSection", "server_queue"),
+            ("VbenchSection", "cache_reuse"),
+            ("CacheReuse", "ideal"),
+            ("RoleCacheReuse", "kv_usage_max"),
+        ],
     )
 }

@@ -224,6 +224,7 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
             client,
             requests: records,
             server_queue: None,
+            cache_reuse: None,
         },
     }
 }

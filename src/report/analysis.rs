@@ -4,7 +4,9 @@ use serde::Serialize;
 
 use super::attainment::{self, percentile_sorted, Crossing, Slo};
 use super::stats::{self, Interval};
-use crate::report::import::{ClientInfo, FileSummary, Imported, RatePoint, SourceKind, Variant};
+use crate::report::import::{
+    CacheInfo, ClientInfo, FileSummary, Imported, RatePoint, SourceKind, Variant,
+};
 
 /// What to score and how.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -110,6 +112,9 @@ pub struct PointStats {
     /// The client's schedule keeping (with repeats: the repeat that kept it worst); null for
     /// files other tools wrote.
     pub client: Option<ClientInfo>,
+    /// What the instances that compute prompts reused of this point's prompt tokens; null
+    /// where the servers did not say.
+    pub cache: Option<CacheInfo>,
     /// Result files pooled into this point: 1, or the number of repeats of this rate.
     pub repeats: u32,
     /// With repeats: each repeat's own numbers, to show the spread between them beside the
@@ -166,6 +171,10 @@ fn pooled(repeats: &[&RatePoint]) -> RatePoint {
         for (kind, n) in &p.failures_by_kind {
             *out.failures_by_kind.entry(kind.clone()).or_default() += n;
         }
+        out.cache = match (&out.cache, &p.cache) {
+            (Some(a), Some(b)) => Some(a.merged(b)),
+            _ => None,
+        };
         if let Some(c) = &p.client {
             // Falling behind outranks any lag; then the larger lag.
             let rank = |x: &ClientInfo| (x.client_fell_behind, x.lag_p99_ms);
@@ -437,6 +446,7 @@ fn point_stats(p: &RatePoint, gpus: u32, slo: Slo) -> PointStats {
         request_throughput: p.request_throughput,
         output_throughput: p.output_throughput,
         client: p.client.clone(),
+        cache: p.cache.clone(),
         repeats: 1,
         spread: None,
         file_summary: (!p.per_request).then(|| p.file_summary.clone()),

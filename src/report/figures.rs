@@ -958,3 +958,84 @@ pub fn client_figure(a: &Analysis, v: &VariantStats) -> anyhow::Result<String> {
         Ok(())
     })
 }
+
+/// Cache reuse: TTFT p50 against the share of prompt tokens the computing instances reused,
+/// one path per variant through its rates (left), and that share against the rate beside what
+/// the prompts allowed (right), so a user sees whether prefix caching or LMCache reused KV,
+/// and what it bought.
+pub fn cache_figure(a: &Analysis, vs: &[&VariantStats]) -> anyhow::Result<String> {
+    let styles = variant_styles(vs);
+    with_svg(|root| {
+        let (head, body) = root.split_vertically(HEADER);
+        let mut lines = context_lines(a, vs);
+        lines.push(
+            "Reused: prompt tokens the instances that compute prompts (simple: each instance; \
+             disaggregated: the prefills) did not compute, from their own counters"
+                .to_string(),
+        );
+        draw_header(&head, "Prompt KV reuse and TTFT", &lines)?;
+        let (left, right) = body.split_horizontally(W / 2);
+        let mut lp = Panel::new(
+            "TTFT p50 vs prompt KV reused".to_string(),
+            "Prompt tokens reused (%)",
+            "TTFT p50 (ms)",
+        );
+        let mut rp = Panel::new(
+            "Prompt KV reused vs rate".to_string(),
+            "Request rate (req/s)",
+            "Prompt tokens reused (%)",
+        );
+        rp.legend_at = SeriesLabelPosition::LowerLeft;
+        let mut ttft_top: f64 = 0.0;
+        for (v, (color, dash)) in vs.iter().zip(&styles) {
+            let with: Vec<_> = v
+                .points
+                .iter()
+                .filter_map(|p| p.cache.as_ref().map(|c| (p, c)))
+                .collect();
+            let path: Vec<(f64, f64)> = with
+                .iter()
+                .filter_map(|(p, c)| p.ttft_ms.as_ref().map(|t| (c.reused_pct, t.p50)))
+                .filter(|q| q.1.is_finite())
+                .collect();
+            ttft_top = path.iter().map(|q| q.1).fold(ttft_top, f64::max);
+            lp.series.push(Series {
+                points: path,
+                color: *color,
+                dash: *dash,
+                label: v.label.clone(),
+                markers: true,
+                bars: Vec::new(),
+            });
+            rp.series.push(Series {
+                points: with.iter().map(|(p, c)| (p.rate, c.reused_pct)).collect(),
+                color: *color,
+                dash: *dash,
+                label: format!("{} reused", v.label),
+                markers: true,
+                bars: Vec::new(),
+            });
+            let ideal: Vec<(f64, f64)> = with
+                .iter()
+                .filter_map(|(p, c)| c.ideal_pct.map(|i| (p.rate, i)))
+                .collect();
+            if !ideal.is_empty() {
+                rp.series.push(Series {
+                    points: ideal,
+                    color: shade(*color, 2),
+                    dash: Dash::Dotted,
+                    label: format!("{} ideal (nothing evicted)", v.label),
+                    markers: false,
+                    bars: Vec::new(),
+                });
+            }
+        }
+        lp.y_max = (ttft_top * 1.15).max(1e-3);
+        if lp.series.iter().all(|s| s.points.is_empty()) {
+            lp.empty_note = Some("no rates with cache counters and latencies".into());
+        }
+        draw_panel(&left, &lp)?;
+        draw_panel(&right, &rp)?;
+        Ok(())
+    })
+}

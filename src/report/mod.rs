@@ -243,6 +243,23 @@ pub fn figure_jobs<'a>(a: &'a Analysis, opts: &'a ReportOptions) -> Vec<FigureJo
             });
         }
     }
+    let cached: Vec<&VariantStats> = a
+        .variants
+        .iter()
+        .filter(|v| v.points.iter().any(|p| p.cache.is_some()))
+        .collect();
+    if !cached.is_empty() {
+        jobs.push(FigureJob {
+            stem: "cache_reuse".to_string(),
+            section: "Cache reuse",
+            caption: format!(
+                "Prompt KV reused and TTFT p50, {} variant{}",
+                cached.len(),
+                if cached.len() == 1 { "" } else { "s" }
+            ),
+            draw: Box::new(move || figures::cache_figure(a, &cached)),
+        });
+    }
     for v in &a.variants {
         jobs.push(FigureJob {
             stem: format!("{}_benchmark_plots", v.slug),

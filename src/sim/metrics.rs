@@ -168,7 +168,7 @@ impl Metrics {
     }
 
     /// The /metrics page.
-    pub fn render(&self, snap: &EngineSnapshot, model: &str) -> String {
+    pub fn render(&self, snap: &EngineSnapshot, model: &str, block_size: u32) -> String {
         let labels = format!("engine=\"0\",model_name=\"{}\"", label_value(model));
         let mut o = String::with_capacity(8192);
         let gauge = |o: &mut String, name: &str, help: &str, v: f64| {
@@ -193,6 +193,16 @@ impl Metrics {
             "vllm:kv_cache_usage_perc",
             "KV-cache usage. 1 means 100 percent usage.",
             snap.kv_usage,
+        );
+        // vLLM's cache settings as labels of a constant gauge; clients read the block size.
+        let _ = writeln!(
+            o,
+            "# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig"
+        );
+        let _ = writeln!(o, "# TYPE vllm:cache_config_info gauge");
+        let _ = writeln!(
+            o,
+            "vllm:cache_config_info{{block_size=\"{block_size}\",cache_dtype=\"auto\",enable_prefix_caching=\"True\",engine=\"0\"}} 1.0"
         );
         let counter = |o: &mut String, name: &str, help: &str, series: &[(&str, u64)]| {
             let _ = writeln!(o, "# HELP {name} {help}");

@@ -12,20 +12,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-/// Chained hashes of the full blocks of `ids` (a trailing partial block has none).
-pub fn block_hashes(ids: &[u32], block_size: u32) -> Vec<u64> {
-    let block = block_size.max(1) as usize;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    ids.chunks_exact(block)
-        .map(|chunk| {
-            for &id in chunk {
-                h = (h ^ u64::from(id)).wrapping_mul(0x100_0000_01b3);
-                h ^= h >> 29;
-            }
-            h
-        })
-        .collect()
-}
+// The hashes are the load side's too: vbench computes the ideal reuse of a cell's prompts
+// with the same blocks.
+pub use crate::load::cache_reuse::block_hashes;
+use crate::load::cache_reuse::cacheable_blocks;
 
 /// The cached blocks of one instance, least recently used first out.
 #[derive(Debug, Default)]
@@ -49,7 +39,7 @@ impl PrefixCache {
     /// Prompt tokens already cached for a prompt of `prompt` tokens with these block hashes:
     /// its leading cached blocks, short of its last token. The blocks found are used again.
     pub fn hit_tokens(&mut self, hashes: &[u64], prompt: u32, block_size: u32) -> u32 {
-        let usable = (prompt.saturating_sub(1) / block_size.max(1)) as usize;
+        let usable = cacheable_blocks(prompt as usize, block_size);
         let hits = hashes
             .iter()
             .take(usable)
@@ -94,26 +84,6 @@ impl PrefixCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_block_hash_depends_on_everything_before_it() {
-        let a: Vec<u32> = (0..48).collect();
-        let mut b = a.clone();
-        b[20] = 999; // in the second block
-        let (ha, hb) = (block_hashes(&a, 16), block_hashes(&b, 16));
-        assert_eq!(ha.len(), 3, "48 tokens = 3 full blocks");
-        assert_eq!(
-            block_hashes(&a[..47], 16).len(),
-            2,
-            "a partial block has no hash"
-        );
-        assert_eq!(ha[0], hb[0]);
-        assert_ne!(ha[1], hb[1]);
-        assert_ne!(
-            ha[2], hb[2],
-            "the third block differs because the second does"
-        );
-    }
 
     #[test]
     fn hits_are_leading_cached_blocks_short_of_the_last_token() {

@@ -401,9 +401,11 @@ async fn metrics_page(State(app): St) -> Response {
     if let Some(r) = gate(&app).await {
         return r;
     }
-    let text = app
-        .metrics
-        .render(&app.engine.snapshot(), &app.cfg.served_model);
+    let text = app.metrics.render(
+        &app.engine.snapshot(),
+        &app.cfg.served_model,
+        app.cfg.profile.block_size,
+    );
     (
         StatusCode::OK,
         [(

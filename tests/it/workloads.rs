@@ -312,27 +312,39 @@ fn a_trace_at_speedup_1_is_sent_within_1_ms_of_its_timestamps() {
         let seen: std::collections::HashSet<&[u64]> =
             records.iter().map(|r| &r.hash_ids[..2]).collect();
         let want = 32.0 * (60 - seen.len()) as f64;
-        let (hits, total) = prefix_cache_note(&r);
-        assert_eq!(total, 60.0 * 64.0, "{name}");
+        let reuse = r.vbench.cache_reuse.as_ref().expect("cache reuse counted");
+        let c = reuse.computing().unwrap();
+        let (hits, total) = (c.local_hit_tokens, c.prompt_tokens);
+        assert_eq!(
+            (c.role.as_str(), total),
+            ("instance", 60.0 * 64.0),
+            "{name}"
+        );
         assert!(
             hits <= want && hits >= want - 32.0 * seen.len() as f64,
             "{name}: {hits} cached prompt tokens, the trace shares {want}"
         );
+        // vbench's own count from the prompts' tokens is the trace's sharing exactly.
+        let ideal = reuse
+            .ideal
+            .as_ref()
+            .expect("an ideal for completions with a tokenizer");
+        assert_eq!(
+            (
+                ideal.block_size,
+                ideal.prompt_tokens,
+                ideal.hit_tokens as f64
+            ),
+            (16, 60 * 64, want),
+            "{name}"
+        );
+        assert!(r
+            .vbench
+            .load
+            .notes
+            .iter()
+            .any(|n| n.contains("the prompts allowed")));
     }
-}
-
-/// The (cached, all) prompt tokens of the note `apply` adds for a workload that reuses prefixes.
-fn prefix_cache_note(r: &RunResult) -> (f64, f64) {
-    let note = r
-        .vbench
-        .load
-        .notes
-        .iter()
-        .find(|n| n.contains("came from the servers' prefix cache"))
-        .expect("a prefix-cache note");
-    let inner = &note[note.find('(').unwrap() + 1..note.find(')').unwrap()];
-    let (hits, total) = inner.split_once(" of ").unwrap();
-    (hits.parse().unwrap(), total.parse().unwrap())
 }
 
 #[test]

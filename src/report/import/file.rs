@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::*;
+use crate::load::result::CacheReuse;
 use crate::results::store::{read_bounded, MAX_RESULT_BYTES};
 
 /// Scalars every format may carry; arrays are read only by the format that needs them.
@@ -53,6 +54,9 @@ struct LeanVbench {
     client: Option<LeanClient>,
     #[serde(default)]
     requests: Vec<LeanRecord>,
+    /// Read apart, so a malformed section costs only itself.
+    #[serde(default)]
+    cache_reuse: Option<serde_json::Value>,
 }
 
 /// The client-health section, lenient: a non-finite number is written as `null` by serde_json.
@@ -173,6 +177,23 @@ pub(super) fn read_file(path: &Path) -> Result<Parsed, String> {
             lag_threshold_ms: n(c.lag_threshold_ms),
             client_fell_behind: c.client_fell_behind,
         });
+        point.cache = vb
+            .cache_reuse
+            .and_then(|v| serde_json::from_value::<CacheReuse>(v).ok())
+            .and_then(|r| {
+                let c = r.computing()?;
+                let ideal = r
+                    .ideal
+                    .as_ref()
+                    .map(|i| (i.prompt_tokens as f64, i.hit_tokens as f64));
+                Some(CacheInfo::new(
+                    c.role.clone(),
+                    c.prompt_tokens,
+                    c.local_hit_tokens,
+                    c.external_tokens,
+                    ideal,
+                ))
+            });
         let d = vb.deployment;
         let label = if d.label.is_empty() {
             d.mode.clone()
@@ -287,6 +308,7 @@ fn empty_point(path: &Path, rate: f64, file_summary: FileSummary) -> RatePoint {
         request_throughput: None,
         output_throughput: None,
         client: None,
+        cache: None,
         file_summary,
         failures_by_kind: BTreeMap::new(),
     }

@@ -71,6 +71,68 @@ pub struct ClientInfo {
     pub client_fell_behind: bool,
 }
 
+/// What the instances that compute prompts reused of a point's prompt tokens (from the result
+/// file's `vbench.cache_reuse`; several repeats are summed).
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct CacheInfo {
+    /// `instance` (one instance serves whole requests) or `prefill`.
+    pub role: String,
+    pub prompt_tokens: f64,
+    /// From the instances' own prefix cache.
+    pub local_hit_tokens: f64,
+    /// From a KV connector (LMCache; NIXL brings KV to decoders, not here).
+    pub external_tokens: f64,
+    /// Share (%) of prompt tokens not computed: (local + external) / prompt tokens.
+    pub reused_pct: f64,
+    /// Share (%) a prefix cache that never evicts could have served, from the prompts
+    /// themselves; null where vbench could not compute it.
+    pub ideal_pct: Option<f64>,
+    #[serde(skip)]
+    pub ideal_tokens: Option<(f64, f64)>,
+}
+
+impl CacheInfo {
+    pub fn new(
+        role: String,
+        prompt_tokens: f64,
+        local_hit_tokens: f64,
+        external_tokens: f64,
+        ideal_tokens: Option<(f64, f64)>,
+    ) -> CacheInfo {
+        let pct = |part: f64, whole: f64| {
+            if whole > 0.0 {
+                100.0 * part / whole
+            } else {
+                0.0
+            }
+        };
+        CacheInfo {
+            reused_pct: pct(local_hit_tokens + external_tokens, prompt_tokens),
+            ideal_pct: ideal_tokens.map(|(prompt, hit)| pct(hit, prompt)),
+            role,
+            prompt_tokens,
+            local_hit_tokens,
+            external_tokens,
+            ideal_tokens,
+        }
+    }
+
+    /// Two repeats of one point together (the ideal only when both have one).
+    pub fn merged(&self, o: &CacheInfo) -> CacheInfo {
+        let ideal = match (self.ideal_tokens, o.ideal_tokens) {
+            (Some(a), Some(b)) => Some((a.0 + b.0, a.1 + b.1)),
+            _ => None,
+        };
+        CacheInfo::new(
+            self.role.clone(),
+            self.prompt_tokens + o.prompt_tokens,
+            self.local_hit_tokens + o.local_hit_tokens,
+            self.external_tokens + o.external_tokens,
+            ideal,
+        )
+    }
+}
+
 /// Summary latencies as written in the file (milliseconds), used when per-request arrays are
 /// missing (`vllm bench serve --save-result` without `--save-detailed`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
@@ -104,6 +166,8 @@ pub struct RatePoint {
     pub request_throughput: Option<f64>,
     pub output_throughput: Option<f64>,
     pub client: Option<ClientInfo>,
+    /// Prompt-token reuse at the computing instances (vbench results written by `apply`).
+    pub cache: Option<CacheInfo>,
     pub file_summary: FileSummary,
     /// Failure counts by kind (`http`, `timeout`, ... or the error text's first words).
     pub failures_by_kind: BTreeMap<String, u64>,

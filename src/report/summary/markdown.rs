@@ -89,11 +89,33 @@ pub(super) fn markdown(
              intervals' ends cross the target; summary.json has 95 % intervals of every TTFT, \
              TPOT and E2E percentile too.\n\n",
         );
-        s.push_str("| Rate (req/s) | Attainment | TTFT | TPOT | ITL | E2E | Throughput | Failed | Client |\n");
-        s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        if b.has_cache {
+            s.push_str(
+                "Prompt KV reused: the share of prompt tokens the instances that compute prompts \
+                 did not compute (their prefix cache, or a connector such as LMCache), from their \
+                 own counters; ideal: what the prompts allowed with nothing evicted.\n\n",
+            );
+        }
+        let cache_head = if b.has_cache {
+            " Prompt KV reused |"
+        } else {
+            ""
+        };
+        s.push_str(&format!(
+            "| Rate (req/s) | Attainment | TTFT | TPOT | ITL | E2E | Throughput | Failed | Client |{cache_head}\n"
+        ));
+        s.push_str(&format!(
+            "|---|---|---|---|---|---|---|---|---|{}\n",
+            if b.has_cache { "---|" } else { "" }
+        ));
         for r in b.rows {
+            let cache = if b.has_cache {
+                format!(" {} |", r.cache)
+            } else {
+                String::new()
+            };
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |{cache}\n",
                 r.rate,
                 r.attainment,
                 r.ttft,

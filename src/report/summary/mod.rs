@@ -291,11 +291,15 @@ struct RateRow {
     throughput: String,
     failed: String,
     client: String,
+    /// Prompt tokens the computing instances reused (and could have), when known.
+    cache: String,
 }
 
 #[derive(Serialize)]
 struct VariantBlock {
     label: String,
+    /// Whether any rate has cache numbers (the column is shown only then).
+    has_cache: bool,
     rows: Vec<RateRow>,
 }
 
@@ -367,6 +371,7 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
         .iter()
         .map(|v| VariantBlock {
             label: v.label.clone(),
+            has_cache: v.points.iter().any(|p| p.cache.is_some()),
             rows: v
                 .points
                 .iter()
@@ -428,6 +433,15 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
                             } else {
                                 ""
                             }
+                        ),
+                        None => "-".into(),
+                    },
+                    cache: match &p.cache {
+                        Some(c) => format!(
+                            "{} %{}",
+                            fmt_num(c.reused_pct),
+                            c.ideal_pct
+                                .map_or(String::new(), |i| format!(" (ideal {} %)", fmt_num(i)))
                         ),
                         None => "-".into(),
                     },
