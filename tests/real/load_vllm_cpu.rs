@@ -166,3 +166,78 @@ async fn a_wrong_model_name_is_a_recorded_http_failure() {
         );
     }
 }
+
+/// A shared-prefix workload on real vLLM: the prompt tokens vLLM says its prefix cache served
+/// equal, token for token, what vbench computes from the prompts (`vbench.cache_reuse.ideal`
+/// in a result), with vLLM's own block size. One request at a time, so none can miss a
+/// prefix still being computed; the texts are new to the server (seeded from the clock),
+/// since its cache outlives a test.
+// The guard only keeps whole tests apart; nothing in the test takes it again.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vllm_s_prefix_cache_hits_equal_the_reuse_vbench_computes_from_the_prompts() {
+    use vbench::exec::metrics::{self, CacheCounters};
+    let _alone = crate::alone();
+    let Some((url, model_dir)) = env() else {
+        return;
+    };
+    let tok = Arc::new(Tokenizer::load(&model_dir).unwrap());
+    let spec = DatasetSpec::SharedPrefix(dataset::SharedPrefixSpec {
+        groups: 3,
+        system_len: 300,
+        question_len: 40,
+        output_len: 4,
+    });
+    let n = 18;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let data = dataset::load(&spec, n, seed, Some(&tok)).unwrap();
+    let offsets = load::arrival_offsets(n, 4.0, Arrival::Constant, 0).unwrap();
+    let mut ls = LoadSpec::new(
+        deployment(&url),
+        Api::Completions,
+        "tiny",
+        &data,
+        data.requests.clone().into(),
+        offsets.into(),
+        4.0,
+        Arrival::Constant,
+        0,
+    );
+    ls.tokenizer = Some(tok.clone());
+    ls.timeout = Duration::from_secs(60);
+    ls.max_concurrency = Some(1);
+    let server = [("server".to_owned(), url.clone())];
+    let before = metrics::snapshot(&server).await;
+    let r = load::execute(&ls, &NoProgress).await.expect("run");
+    let after = metrics::snapshot(&server).await;
+    assert_eq!(r.completed, n as u64, "errors: {:?}", r.errors);
+    let block = metrics::block_size(&before["server"]).expect("vLLM reports its block size");
+    let served = CacheCounters::delta(Some(&before["server"]), &after["server"]).unwrap();
+    let ids: Vec<Vec<u32>> = data
+        .requests
+        .iter()
+        .map(|p| tok.encode(&p.prompt, true).unwrap())
+        .collect();
+    let ideal = load::cache_reuse::ideal_reuse(ids.iter().map(Vec::as_slice), block);
+    eprintln!(
+        "block {block}: vLLM {} of {} prompt tokens from its prefix cache \
+         (prefix_cache_hits {} of {} queried); vbench's count from the prompts: {} of {}",
+        served.local_hit,
+        served.prompt_tokens,
+        served.prefix_cache_hits,
+        served.prefix_cache_queries,
+        ideal.hit_tokens,
+        ideal.prompt_tokens
+    );
+    // 3 groups of 6: the first of a group computes all, the other 5 find the system prompt's
+    // full blocks (300 tokens: with vLLM CPU's 128-token blocks, 2 blocks, 256 tokens).
+    let shared = 300 / u64::from(block) * u64::from(block);
+    assert_eq!(ideal.prompt_tokens, (n * 340) as u64);
+    assert_eq!(ideal.hit_tokens, 15 * shared);
+    assert_eq!(served.prompt_tokens, ideal.prompt_tokens as f64);
+    assert_eq!(served.local_hit, ideal.hit_tokens as f64);
+    assert_eq!(served.prefix_cache_hits, ideal.hit_tokens as f64);
+}
