@@ -205,6 +205,81 @@ pub(crate) async fn verify_kv_transfer(
     Ok(())
 }
 
+/// A disaggregated deployment must answer what one instance answers. The same greedy
+/// completion goes through the proxy (prefill, KV hand-off, decode) and straight to a prefill
+/// instance, which then computes it alone; with the same weights (`--load-format dummy` seeds
+/// both instances alike) greedy decoding gives the same tokens, and KV that arrives corrupt,
+/// incomplete or for the wrong positions changes them. The transfer counters prove KV moved;
+/// this proves it was the right KV.
+pub(crate) async fn verify_pd_output(
+    entry_url: &str,
+    single_url: &str,
+    model: &str,
+    events: &dyn Events,
+) -> anyhow::Result<()> {
+    let prompt =
+        "The vbench output check compares a disaggregated answer with one instance's. ".repeat(4);
+    // Streamed, as the load is (LMCache's proxy serves streams only).
+    let body = json!({"model": model, "prompt": prompt, "max_tokens": 8, "temperature": 0,
+                      "stream": true});
+    let client = reqwest::Client::new();
+    let answer = |url: String| {
+        let request = client
+            .post(format!("{url}/v1/completions"))
+            .json(&body)
+            .timeout(Duration::from_secs(120));
+        async move {
+            let resp = request.send().await?;
+            let status = resp.status();
+            let raw = resp.text().await?;
+            if !status.is_success() {
+                bail!(
+                    "HTTP {status}: {}",
+                    raw.chars().take(300).collect::<String>()
+                );
+            }
+            streamed_text(&raw)
+        }
+    };
+    let through = answer(entry_url.to_owned())
+        .await
+        .with_context(|| format!("output check through {entry_url}"))?;
+    let alone = answer(single_url.to_owned())
+        .await
+        .with_context(|| format!("output check on the prefill instance {single_url}"))?;
+    if through != alone {
+        bail!(
+            "a greedy completion through prefill and decode ({through:?}) differs from the same \
+             request on one instance ({alone:?}): the decoder did not continue from the right KV \
+             (check that prefill and decode run the same model, weights, dtype and block size, \
+             and the same PYTHONHASHSEED)"
+        );
+    }
+    events
+        .info("  output verified: 8 greedy tokens through prefill and decode equal one instance's");
+    Ok(())
+}
+
+/// The text of a streamed completion: its chunks' `choices[0].text`, in order, up to
+/// `[DONE]`.
+fn streamed_text(raw: &str) -> anyhow::Result<String> {
+    let mut text = String::new();
+    for line in raw.lines() {
+        let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+            continue;
+        };
+        if data == "[DONE]" {
+            return Ok(text);
+        }
+        let chunk: serde_json::Value = serde_json::from_str(data)
+            .with_context(|| format!("a stream chunk is not JSON: {data:.200}"))?;
+        if let Some(t) = chunk["choices"][0]["text"].as_str() {
+            text.push_str(t);
+        }
+    }
+    bail!("the stream ended without [DONE]: {:.300}", raw)
+}
+
 /// One short streaming request through the whole path before measuring anything. Its prompt
 /// spans several KV blocks (16 tokens each by default), so the decoders' transfer counter moves
 /// even for a connector that only transfers full blocks.

@@ -268,6 +268,21 @@ impl VariantRun<'_> {
         if self.variant.mode == Mode::Nixl {
             health::verify_kv_transfer(running, self.events).await?;
         }
+        if matches!(self.variant.mode, Mode::Nixl | Mode::Lmcache) {
+            let prefill = running
+                .iter()
+                .find(|(c, _)| c.role == ComponentRole::Prefill)
+                .map(|(c, _)| c.url.clone());
+            if let Some(single) = prefill {
+                health::verify_pd_output(
+                    &spec.entry_url,
+                    &single,
+                    &self.plan.served_model_name,
+                    self.events,
+                )
+                .await?;
+            }
+        }
         clock.record.ready_s = Some(clock.seconds());
         if let Some(search) = &self.plan.search {
             return self.search(search, spec, running, interrupted, clock).await;

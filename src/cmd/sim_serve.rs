@@ -287,6 +287,10 @@ pub struct FaultArgs {
     /// Seed of the fault draws.
     #[arg(long, default_value_t = 0)]
     pub fault_seed: u64,
+    /// A decoder answers greedy requests that took KV by transfer as if that KV were garbage
+    /// (what vbench's P→D output check must catch).
+    #[arg(long)]
+    pub corrupt_kv: bool,
 }
 
 impl From<FaultArgs> for FaultSpec {
@@ -301,6 +305,7 @@ impl From<FaultArgs> for FaultSpec {
             crash_after: a.crash_after,
             hang_after: a.hang_after,
             fault_seed: a.fault_seed,
+            corrupt_kv: a.corrupt_kv,
         }
     }
 }

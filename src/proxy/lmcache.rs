@@ -1,12 +1,20 @@
-//! The LMCache prefill/decode flow.
+//! The LMCache prefill/decode flow, as LMCache's own disaggregation proxy runs it.
 //!
-//! 1. The prefiller gets the request with `max_tokens = 1`, streaming, and
+//! 1. The prompt is tokenised on the prefiller (`/tokenize`), so prefill and decode see the
+//!    same token ids.
+//! 2. The prefiller gets those ids with `max_tokens = 1`, not streamed, and
 //!    `kv_transfer_params = {ret_first_tok: true, disagg_spec: {req_id, receiver_host,
-//!    receiver_init_port[], receiver_alloc_port[]}}`; it pushes the KV to the decoder's LMCache.
-//! 2. Its first token goes to the client at once.
-//! 3. The decoder gets the original request with `max_tokens − 1` and the same params; it waits
-//!    for the KV and streams the rest, which is relayed with its usage corrected by the one
-//!    token the prefiller produced.
+//!    receiver_init_port[], receiver_alloc_port[]}}`; it pushes the prompt's KV to the
+//!    decoder's LMCache and answers its first token, text and id (`kv_transfer_params.first_tok`).
+//! 3. The client gets that first token at once.
+//! 4. The decoder gets the prompt's ids followed by the first token's id, with `max_tokens − 1`
+//!    and no `kv_transfer_params`: it finds the prompt's KV in its LMCache and continues after
+//!    the first token. Its stream is relayed with its usage corrected (one more completion
+//!    token; the prompt counted without the appended token).
+//!
+//! Without step 4's appended token the decoder would generate the first token a second time:
+//! the client would read it twice and every later token one place late (vbench's output check
+//! at start-up, `apply::health::verify_pd_output`, fails such a deployment).
 //!
 //! vbench's proxy does not listen for LMCache's ZMQ "prefill done" notification: the prefiller
 //! YAML it writes sets `pd_skip_proxy_notification: true`, and the decoder waits for the KV.
@@ -25,17 +33,28 @@ use super::server::{error_response, pick, relay, upstream_failure, Shared};
 static NEXT_REQ: AtomicU64 = AtomicU64::new(0);
 
 pub(super) async fn handle(s: &Shared, path: &str, request: Value) -> Result<Response, Response> {
-    let max_key = if request.get("max_completion_tokens").is_some() {
-        "max_completion_tokens"
-    } else {
-        "max_tokens"
-    };
-    let Some(max_tokens) = request.get(max_key).and_then(Value::as_u64) else {
+    if path != "/v1/completions" {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "lmcache mode serves /v1/completions only (the decoder continues from token ids)",
+        ));
+    }
+    let Some(max_tokens) = request.get("max_tokens").and_then(Value::as_u64) else {
         return Err(error_response(
             StatusCode::BAD_REQUEST,
             "lmcache mode needs max_tokens in the request",
         ));
     };
+    let stream_client = request
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if !stream_client {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "lmcache mode supports streaming requests only",
+        ));
+    }
     let prefiller = pick(&s.config.prefill, &s.next_prefill);
     let d_index = s.next_decode.fetch_add(1, Ordering::Relaxed) % s.config.decode.len();
     let decoder = s.config.decode[d_index].clone();
@@ -51,31 +70,27 @@ pub(super) async fn handle(s: &Shared, path: &str, request: Value) -> Result<Res
         std::process::id(),
         NEXT_REQ.fetch_add(1, Ordering::Relaxed)
     );
-    let params = json!({
-        "ret_first_tok": true,
-        "disagg_spec": {
-            "req_id": req_id,
-            "receiver_host": receiver_host,
-            "receiver_init_port": init,
-            "receiver_alloc_port": alloc,
-        }
-    });
-    let stream_client = request
-        .get("stream")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if !stream_client {
-        return Err(error_response(
-            StatusCode::BAD_REQUEST,
-            "lmcache mode supports streaming requests only",
-        ));
-    }
+
+    let tokens = tokenize(s, prefiller, &request).await?;
 
     let mut prefill_body = request.clone();
     let obj = prefill_body.as_object_mut().expect("checked object");
-    obj.insert(max_key.into(), json!(1));
-    obj.insert("kv_transfer_params".into(), params.clone());
+    obj.insert("prompt".into(), json!(tokens));
+    obj.insert("max_tokens".into(), json!(1));
+    obj.insert("stream".into(), json!(false));
     obj.remove("stream_options");
+    obj.insert(
+        "kv_transfer_params".into(),
+        json!({
+            "ret_first_tok": true,
+            "disagg_spec": {
+                "req_id": req_id,
+                "receiver_host": receiver_host,
+                "receiver_init_port": init,
+                "receiver_alloc_port": alloc,
+            }
+        }),
+    );
     let first = s
         .client
         .post(format!("{prefiller}{path}"))
@@ -86,58 +101,100 @@ pub(super) async fn handle(s: &Shared, path: &str, request: Value) -> Result<Res
     if !first.status().is_success() {
         return Err(relay(first).await);
     }
-    let first_events = read_events(first).await.map_err(|e| {
+    let bad = |why: String| {
         error_response(
             StatusCode::BAD_GATEWAY,
-            format!("prefill instance {prefiller}: {e}"),
+            format!("prefill instance {prefiller}: {why}"),
         )
-    })?;
+    };
+    let first: Value = first
+        .json()
+        .await
+        .map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let Some(first_tok) = first["kv_transfer_params"]["first_tok"].as_u64() else {
+        return Err(bad(
+            "no kv_transfer_params.first_tok in its answer: is it running LMCacheConnectorV1 \
+             as kv_producer?"
+                .into(),
+        ));
+    };
+    let head = json!({
+        "id": first["id"],
+        "object": "text_completion",
+        "created": first["created"],
+        "model": first["model"],
+        "choices": [{
+            "index": 0,
+            "text": first["choices"][0]["text"].as_str().unwrap_or(""),
+            "logprobs": null,
+            "finish_reason": if max_tokens <= 1 { json!("length") } else { Value::Null },
+            "stop_reason": null,
+        }],
+    });
 
     let mut decode_body = request;
     let obj = decode_body.as_object_mut().expect("checked object");
     let remaining = max_tokens.saturating_sub(1);
-    obj.insert("kv_transfer_params".into(), params);
-    obj.insert(max_key.into(), json!(remaining));
+    let mut prompt = tokens;
+    prompt.push(first_tok);
+    obj.insert("prompt".into(), json!(prompt));
+    obj.insert("max_tokens".into(), json!(remaining));
+    obj.remove("kv_transfer_params");
     let client = s.client.clone();
     let path = path.to_owned();
 
-    // Stream: prefiller's content events now, then the decoder's (usage corrected), then [DONE].
-    let head = futures::stream::iter(
-        first_events
-            .into_iter()
-            .filter(|e| is_content(e))
-            .map(|e| Ok::<Bytes, std::io::Error>(Bytes::from(format!("data: {e}\n\n")))),
-    );
+    // Stream: the prefiller's token now, then the decoder's (usage corrected), then [DONE].
+    let head = futures::stream::iter([Ok::<Bytes, std::io::Error>(Bytes::from(format!(
+        "data: {head}\n\n"
+    )))]);
     let tail = async_stream_decoder(client, decoder, path, decode_body, remaining);
     let body = Body::from_stream(head.chain(tail));
     Ok(([(header::CONTENT_TYPE, "text/event-stream")], body).into_response())
 }
 
-fn is_content(event: &str) -> bool {
-    serde_json::from_str::<Value>(event)
-        .ok()
-        .and_then(|v| {
-            v.get("choices")
-                .and_then(Value::as_array)
-                .map(|c| !c.is_empty())
+/// The prompt's token ids, as the prefiller's tokenizer reads a completion's prompt (a list of
+/// ids is taken as it is).
+async fn tokenize(s: &Shared, prefiller: &str, request: &Value) -> Result<Vec<u64>, Response> {
+    let prompt = &request["prompt"];
+    if let Some(ids) = prompt.as_array().and_then(|a| {
+        a.iter()
+            .map(Value::as_u64)
+            .collect::<Option<Vec<u64>>>()
+            .filter(|v| !v.is_empty())
+    }) {
+        return Ok(ids);
+    }
+    if !prompt.is_string() {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "lmcache mode takes one prompt per request: a string or a list of token ids",
+        ));
+    }
+    let resp = s
+        .client
+        .post(format!("{prefiller}/tokenize"))
+        .json(&json!({"model": request["model"], "prompt": prompt}))
+        .send()
+        .await
+        .map_err(|e| upstream_failure(prefiller, "/tokenize", &e))?;
+    if !resp.status().is_success() {
+        return Err(relay(resp).await);
+    }
+    let v: Value = resp.json().await.map_err(|e| {
+        error_response(
+            StatusCode::BAD_GATEWAY,
+            format!("prefill instance {prefiller}/tokenize sent invalid JSON: {e}"),
+        )
+    })?;
+    v["tokens"]
+        .as_array()
+        .and_then(|a| a.iter().map(Value::as_u64).collect::<Option<Vec<u64>>>())
+        .ok_or_else(|| {
+            error_response(
+                StatusCode::BAD_GATEWAY,
+                format!("prefill instance {prefiller}/tokenize answered no `tokens` list"),
+            )
         })
-        .unwrap_or(false)
-}
-
-/// Read a whole SSE response into its `data:` payloads (without `[DONE]`).
-async fn read_events(resp: reqwest::Response) -> anyhow::Result<Vec<String>> {
-    let text = resp.text().await?;
-    Ok(text
-        .split("\n\n")
-        .filter_map(|block| {
-            block
-                .lines()
-                .find_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
-        })
-        .map(str::trim)
-        .filter(|d| *d != "[DONE]" && !d.is_empty())
-        .map(str::to_owned)
-        .collect())
 }
 
 fn async_stream_decoder(
@@ -189,7 +246,9 @@ fn async_stream_decoder(
     .flatten()
 }
 
-/// Add the prefiller's first token to a usage event's completion and total counts.
+/// Correct a decoder's usage event for the split: the first token, which the decoder read as
+/// the prompt's last, was the prefiller's output (one more completion token, one fewer prompt
+/// token; the total stays).
 fn rewrite_usage(block: &str) -> String {
     let Some(data) = block.trim().strip_prefix("data: ") else {
         return block.to_owned();
@@ -200,10 +259,11 @@ fn rewrite_usage(block: &str) -> String {
     let Some(usage) = v.get_mut("usage").filter(|u| u.is_object()) else {
         return block.to_owned();
     };
-    for key in ["completion_tokens", "total_tokens"] {
-        if let Some(n) = usage.get(key).and_then(Value::as_u64) {
-            usage[key] = json!(n + 1);
-        }
+    if let Some(n) = usage.get("completion_tokens").and_then(Value::as_u64) {
+        usage["completion_tokens"] = json!(n + 1);
+    }
+    if let Some(n) = usage.get("prompt_tokens").and_then(Value::as_u64) {
+        usage["prompt_tokens"] = json!(n.saturating_sub(1));
     }
     format!("data: {v}\n\n")
 }
@@ -213,11 +273,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn usage_counts_the_prefillers_token() {
-        let b = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":6,\"total_tokens\":11}}\n\n";
+    fn usage_counts_the_prefillers_token_as_output_not_prompt() {
+        let b = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":6,\"completion_tokens\":6,\"total_tokens\":12}}\n\n";
         let out = rewrite_usage(b);
         assert!(
-            out.contains("\"completion_tokens\":7") && out.contains("\"total_tokens\":12"),
+            out.contains("\"completion_tokens\":7")
+                && out.contains("\"prompt_tokens\":5")
+                && out.contains("\"total_tokens\":12"),
             "{out}"
         );
         let plain = "data: {\"choices\":[{\"text\":\"a\"}]}\n\n";

@@ -28,6 +28,9 @@ pub struct FaultSpec {
     pub hang_after: Option<f64>,
     /// Seed of the fault draws.
     pub fault_seed: u64,
+    /// A decoder's KV taken by transfer is garbage: its greedy answers differ from what one
+    /// instance would say for the same prompt.
+    pub corrupt_kv: bool,
 }
 
 impl FaultSpec {

@@ -13,11 +13,12 @@
 //! first served.
 //!
 //! LMCache (`--kv-connector lmcache`): the producer (role prefill) prefills requests whose
-//! params carry `disagg_spec` and returns the first token; the consumer (role decode) treats a
-//! request whose params carry `disagg_spec` as one whose KV the producer pushed: it waits for
-//! the KV to arrive, then decodes. (The real producer pushes the KV to the consumer's LMCache
-//! and notifies LMCache's proxy over ZMQ; the simulator's contract is that the proxy forwards
-//! `disagg_spec` to the decoder as well.)
+//! params carry `disagg_spec` and, asked with `ret_first_tok`, answers `kv_transfer_params =
+//! {first_tok: id}`; the consumer (role decode) takes a request as one whose KV the producer
+//! pushed (LMCache's proxy sends it the prompt's token ids plus that first token, without
+//! params; one that still carries `disagg_spec` is read the same way): it waits for the KV to
+//! arrive, then decodes. (The real producer pushes the KV to the consumer's LMCache, which the
+//! consumer finds by the prompt's tokens.)
 
 use serde_json::{json, Value};
 
@@ -90,6 +91,12 @@ pub fn plan(
         KvVerdict::Ok
     };
     let Some(obj) = obj else {
+        // An LMCache decoder (kv_consumer) finds the KV the producer pushed by looking the
+        // prompt up in its own LMCache; LMCache's proxy sends it no params. The simulator takes
+        // every such request as one whose KV was pushed.
+        if role == Role::Decode && connector == Connector::Lmcache {
+            return (KvPlan::Consume, KvVerdict::Ok);
+        }
         return (KvPlan::Local, missing);
     };
     match connector {
@@ -118,6 +125,22 @@ pub fn plan(
             }
         }
     }
+}
+
+/// What an LMCache producer answers when the proxy asks for the first token back
+/// (`ret_first_tok`): `{"first_tok": id}`, which the proxy appends to the decoder's prompt.
+pub fn first_token_params(
+    role: Role,
+    connector: Connector,
+    params: &Value,
+    first_id: u32,
+) -> Option<Value> {
+    let wants = params
+        .get("ret_first_tok")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    (role == Role::Prefill && connector == Connector::Lmcache && wants)
+        .then(|| json!({"first_tok": first_id}))
 }
 
 fn nixl_params_valid(obj: &serde_json::Map<String, Value>, prompt_tokens: u32) -> bool {

@@ -18,6 +18,8 @@ pub struct GenRequest {
     pub include_usage: bool,
     /// `kv_transfer_params` as sent (null when absent).
     pub kv_params: Value,
+    /// `temperature` = 0: greedy decoding, whose answer follows from the prompt.
+    pub greedy: bool,
 }
 
 /// An error answered as vLLM answers it: `{"error": {message, type, param, code}}`.
@@ -282,6 +284,18 @@ pub fn parse(
             ))
         }
     };
+    let greedy = match obj.get("temperature") {
+        None | Some(Value::Null) => false,
+        Some(t) => match t.as_f64() {
+            Some(t) if t >= 0.0 => t == 0.0,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "temperature must be a number of at least 0",
+                    Some("temperature"),
+                ))
+            }
+        },
+    };
     Ok(GenRequest {
         api,
         prompt_tokens,
@@ -293,6 +307,7 @@ pub fn parse(
             .get("kv_transfer_params")
             .cloned()
             .unwrap_or(Value::Null),
+        greedy,
     })
 }
 

@@ -444,8 +444,9 @@ async fn tokenize(State(app): St, body: Bytes) -> Response {
         }
     } else {
         match v.get("prompt") {
+            // The ids a completion of this prompt is read as (so a proxy may send them back).
             Some(Value::String(s)) => {
-                let ids = tokens::ids(s, 4096);
+                let ids = app.cfg.counter.prompt_ids(s);
                 (ids.len() as u32, ids)
             }
             other => match request::completion_prompt_tokens(other, &app.cfg.counter) {
@@ -566,6 +567,20 @@ async fn generate(app: Arc<App>, req: GenRequest) -> Response {
             },
         );
     };
+    // Which text the tokens spell: a sampled answer is the request's own; a greedy one
+    // (temperature 0) follows from the prompt, as a real model's does, so the same prompt
+    // through a prefill and a decoder reads the same as on one instance, unless the decoder's
+    // transferred KV is corrupt (`--corrupt-kv`).
+    let text = if req.greedy {
+        let g = tokens::Greedy::after(&req.prompt_ids);
+        OutputText::Greedy(if plan == KvPlan::Consume && app.cfg.faults.corrupt_kv {
+            g.corrupted()
+        } else {
+            g
+        })
+    } else {
+        OutputText::Sampled(ts.id)
+    };
     let rid = match req.api {
         Api::Completions => format!("cmpl-{}", random_hex()),
         Api::Chat => format!("chatcmpl-{}", random_hex()),
@@ -576,9 +591,29 @@ async fn generate(app: Arc<App>, req: GenRequest) -> Response {
             RequestFault::Cut { after_tokens } => Some(after_tokens),
             _ => None,
         };
-        stream_response(app, req, enc, ts, received, cut_after)
+        stream_response(app, req, enc, ts, received, cut_after, text)
     } else {
-        full_response(app, req, enc, ts, received, plan).await
+        full_response(app, req, enc, ts, received, plan, text).await
+    }
+}
+
+/// Where a response's token texts come from: a sampled answer is the request's own (keyed by
+/// its engine id); a greedy one follows from the context ([`tokens::Greedy`]).
+enum OutputText {
+    Sampled(u64),
+    Greedy(tokens::Greedy),
+}
+
+impl OutputText {
+    /// Output token `index` (asked in order): its id (greedy only) and text.
+    fn token(&mut self, index: u32) -> (Option<u32>, &'static str) {
+        match self {
+            OutputText::Sampled(key) => (None, tokens::piece(*key, index)),
+            OutputText::Greedy(g) => {
+                let (id, text) = g.next_token();
+                (Some(id), text)
+            }
+        }
     }
 }
 
@@ -611,9 +646,11 @@ async fn full_response(
     mut ts: TokenStream,
     received: Instant,
     plan: KvPlan,
+    mut out: OutputText,
 ) -> Response {
     let mut crash = app.crash.subscribe();
     let mut text = String::new();
+    let mut first_id = None;
     let mut n = 0u32;
     let mut timing = Timing {
         received,
@@ -627,7 +664,11 @@ async fn full_response(
         let Some(ev) = ev else {
             return broken_response();
         };
-        text.push_str(tokens::piece(ts.id, ev.index));
+        let (id, piece) = out.token(ev.index);
+        if ev.index == 0 {
+            first_id = id;
+        }
+        text.push_str(piece);
         n += 1;
         timing.token(&app.metrics, ev.index, ev.finished);
         if ev.finished {
@@ -636,6 +677,13 @@ async fn full_response(
     }
     let kv = if plan == KvPlan::ProduceNixl {
         pd::produced_params(&app.kv_id, &enc.id, req.prompt_tokens)
+    } else if let Some(kv) = pd::first_token_params(
+        app.cfg.role,
+        app.cfg.connector,
+        &req.kv_params,
+        first_id.unwrap_or_else(|| tokens::piece_id(ts.id, 0)),
+    ) {
+        kv
     } else {
         Value::Null
     };
@@ -654,6 +702,7 @@ struct StreamState {
     prompt: u32,
     include_usage: bool,
     cut_after: Option<u32>,
+    text: OutputText,
     sent: u32,
     end: bool,
 }
@@ -665,6 +714,7 @@ fn stream_response(
     ts: TokenStream,
     received: Instant,
     cut_after: Option<u32>,
+    text: OutputText,
 ) -> Response {
     let state = StreamState {
         crash: app.crash.subscribe(),
@@ -678,6 +728,7 @@ fn stream_response(
         prompt: req.prompt_tokens,
         include_usage: req.include_usage,
         cut_after,
+        text,
         sent: 0,
         end: false,
     };
@@ -705,7 +756,7 @@ fn stream_response(
             out.push_str(&s.enc.role_chunk());
         }
         s.enc
-            .token_chunk(&mut out, tokens::piece(s.ts.id, ev.index), ev.finished);
+            .token_chunk(&mut out, s.text.token(ev.index).1, ev.finished);
         s.sent += 1;
         s.timing.token(&s.app.metrics, ev.index, ev.finished);
         if ev.finished {

@@ -105,17 +105,74 @@ pub fn ids(text: &str, vocab: u32) -> Vec<u32> {
     out
 }
 
+/// Greedy decoding, as far as a simulator can have it: each output token follows from
+/// everything before it (a hash chained over the context's token ids), so the same context
+/// gives the same continuation on any instance, and a prompt extended by its own first output
+/// token continues where the longer answer would have. Output token ids are indices into the
+/// stand-in pieces, valid in any vocabulary.
+#[derive(Debug, Clone, Copy)]
+pub struct Greedy(u64);
+
+impl Greedy {
+    pub fn after(context: &[u32]) -> Greedy {
+        let mut g = Greedy(0xcbf2_9ce4_8422_2325);
+        for &id in context {
+            g.push(id);
+        }
+        g
+    }
+
+    fn push(&mut self, id: u32) {
+        self.0 = (self.0 ^ u64::from(id)).wrapping_mul(0x100_0000_01b3);
+        self.0 ^= self.0 >> 29;
+    }
+
+    /// A context the model would read differently (a corrupt KV cache).
+    pub fn corrupted(self) -> Greedy {
+        Greedy(self.0.rotate_left(17) ^ 0x5bd1_e995)
+    }
+
+    /// The next output token: its id and text; the context grows by it.
+    pub fn next_token(&mut self) -> (u32, &'static str) {
+        let id = (self.0 % PIECES.len() as u64) as u32;
+        self.push(id);
+        (id, PIECES[id as usize])
+    }
+}
+
 /// The text of output token `index` of request `req`.
 pub fn piece(req: u64, index: u32) -> &'static str {
+    PIECES[piece_id(req, index) as usize]
+}
+
+/// The id of output token `index` of request `req` (an index into the pieces).
+pub fn piece_id(req: u64, index: u32) -> u32 {
     let mut x = req.wrapping_mul(0x9e37_79b9_7f4a_7c15)
         ^ (index as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^= x >> 31;
-    PIECES[(x % PIECES.len() as u64) as usize]
+    (x % PIECES.len() as u64) as u32
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_greedy_answer_continues_the_same_after_its_own_first_token() {
+        let prompt = [5u32, 9, 11, 300];
+        let mut whole = Greedy::after(&prompt);
+        let answer: Vec<(u32, &str)> = (0..6).map(|_| whole.next_token()).collect();
+        // The first token, then a context extended by it: the rest of the same answer.
+        let mut extended = prompt.to_vec();
+        extended.push(answer[0].0);
+        let mut rest = Greedy::after(&extended);
+        let tail: Vec<(u32, &str)> = (0..5).map(|_| rest.next_token()).collect();
+        assert_eq!(tail, answer[1..]);
+        // A corrupt context reads differently from the first token on (for this prompt).
+        let mut bad = Greedy::after(&prompt).corrupted();
+        let other: Vec<(u32, &str)> = (0..6).map(|_| bad.next_token()).collect();
+        assert_ne!(other, answer);
+    }
 
     #[test]
     fn counts_words_by_four_characters_and_punctuation_singly() {

@@ -1304,3 +1304,48 @@ fn repeats_get_their_own_prompts_instants_and_files_and_resume_per_repeat() {
     );
     assert_no_orphans(&run);
 }
+
+/// Start-up checks that a disaggregated deployment answers what one instance answers: the same
+/// greedy completion through prefill and decode and on a prefill alone. With the simulator's
+/// decoders continuing from corrupt KV (`--corrupt-kv`) every NIXL and LMCache variant fails
+/// with both answers; the simple ones, which have nothing to compare, run. Without the fault
+/// the same variants pass the check.
+#[test]
+fn a_decoder_continuing_from_the_wrong_kv_fails_the_output_check() {
+    let _busy = crate::support::busy();
+    let base = ["load.rates=[20]", "load.num_prompts=10", "load.warmup=0"];
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sets = base.to_vec();
+    sets.push("deployment.1.decode.extra_args=[\"--corrupt-kv\"]");
+    sets.push("deployment.2.decode.extra_args=[\"--corrupt-kv\"]");
+    let out = apply(tmp.path(), &sets, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("3 variant(s) failed"), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("differs from the same request on one instance")
+            .count(),
+        3,
+        "{stderr}"
+    );
+    let run = run_dir(tmp.path());
+    let measured = variant_dirs(&run)
+        .iter()
+        .filter(|v| v.join("vllm-20qps.json").is_file())
+        .count();
+    assert_eq!(measured, 2, "the two simple variants ran");
+    assert_no_orphans(&run);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = apply(tmp.path(), &base, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("output verified: 8 greedy tokens through prefill and decode")
+            .count(),
+        3,
+        "{stderr}"
+    );
+}

@@ -355,9 +355,23 @@ fn config_without_instances_is_refused() {
         .contains("at least one --prefill URL and one --decode URL"));
 }
 
-/// LMCache-flavoured instances: the prefiller streams one token, the decoder the rest.
+/// LMCache-flavoured instances, answering as vLLM does: `/tokenize` gives a prompt's ids (here
+/// one per character, plus 100), a producer asked `ret_first_tok` answers one token and its
+/// id in JSON, and a stream answers `max_tokens` tokens named after the instance.
 async fn lmcache_upstream(name: &'static str, seen: Arc<Mutex<Vec<Value>>>) -> String {
     let app = Router::new()
+        .route(
+            "/tokenize",
+            post(|Json(body): Json<Value>| async move {
+                let ids: Vec<u64> = body["prompt"]
+                    .as_str()
+                    .unwrap()
+                    .bytes()
+                    .map(|b| 100 + u64::from(b))
+                    .collect();
+                Json(json!({"count": ids.len(), "tokens": ids}))
+            }),
+        )
         .route(
             "/v1/completions",
             post(move |Json(body): Json<Value>| {
@@ -365,13 +379,20 @@ async fn lmcache_upstream(name: &'static str, seen: Arc<Mutex<Vec<Value>>>) -> S
                 async move {
                     seen.lock().unwrap().push(body.clone());
                     let n = body["max_tokens"].as_u64().unwrap();
+                    let prompt = body["prompt"].as_array().map_or(0, Vec::len) as u64;
+                    if body["stream"] == json!(false) {
+                        let answer = json!({"id": "cmpl-p", "created": 1, "model": "m",
+                            "choices": [{"index": 0, "text": format!("{name}0")}],
+                            "kv_transfer_params": {"first_tok": 42}});
+                        return ([("content-type", "application/json")], answer.to_string());
+                    }
                     let mut sse = String::new();
                     for i in 0..n {
                         sse.push_str(&format!("data: {{\"choices\":[{{\"text\":\"{name}{i}\"}}]}}\n\n"));
                     }
                     sse.push_str(&format!(
-                        "data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":3,\"completion_tokens\":{n},\"total_tokens\":{}}}}}\n\n",
-                        n + 3
+                        "data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":{prompt},\"completion_tokens\":{n},\"total_tokens\":{}}}}}\n\n",
+                        n + prompt
                     ));
                     sse.push_str("data: [DONE]\n\n");
                     ([("content-type", "text/event-stream")], sse)
@@ -386,7 +407,7 @@ async fn lmcache_upstream(name: &'static str, seen: Arc<Mutex<Vec<Value>>>) -> S
 }
 
 #[tokio::test]
-async fn lmcache_flow_streams_prefill_token_then_decoder_rest_with_usage_fixed() {
+async fn lmcache_flow_streams_prefill_token_then_decoder_rest_after_it() {
     let (ps, ds) = (Arc::new(Mutex::new(vec![])), Arc::new(Mutex::new(vec![])));
     let config = ProxyConfig {
         mode: ProxyMode::Lmcache,
@@ -419,16 +440,20 @@ async fn lmcache_flow_streams_prefill_token_then_decoder_rest_with_usage_fixed()
         "first token from the prefiller, the rest from the decoder"
     );
     assert!(
-        text.contains("\"completion_tokens\":4"),
-        "usage counts all four tokens: {text}"
+        text.contains("\"completion_tokens\":4") && text.contains("\"prompt_tokens\":2"),
+        "usage counts all four tokens out and the two-token prompt in: {text}"
     );
     assert!(text.ends_with("data: [DONE]\n\n"));
     assert_eq!(text.matches("[DONE]").count(), 1);
 
     let p = ps.lock().unwrap()[0].clone();
     let d = ds.lock().unwrap()[0].clone();
-    assert_eq!(p["max_tokens"], 1);
-    assert_eq!(d["max_tokens"], 3);
+    // The prefiller reads the prompt's ids, answers one token in JSON, and pushes the KV.
+    assert_eq!(p["prompt"], json!([204, 205]));
+    assert_eq!(
+        (p["max_tokens"].clone(), p["stream"].clone()),
+        (json!(1), json!(false))
+    );
     assert_eq!(p["kv_transfer_params"]["ret_first_tok"], true);
     assert_eq!(
         p["kv_transfer_params"]["disagg_spec"]["receiver_init_port"],
@@ -438,8 +463,8 @@ async fn lmcache_flow_streams_prefill_token_then_decoder_rest_with_usage_fixed()
         p["kv_transfer_params"]["disagg_spec"]["receiver_alloc_port"],
         json!([7400, 7401])
     );
-    assert_eq!(
-        p["kv_transfer_params"], d["kv_transfer_params"],
-        "the decoder gets the same disagg_spec"
-    );
+    // The decoder continues after the first token: the prompt's ids and its id, no params.
+    assert_eq!(d["prompt"], json!([204, 205, 42]));
+    assert_eq!(d["max_tokens"], 3);
+    assert!(d.get("kv_transfer_params").is_none(), "{d}");
 }
