@@ -60,6 +60,11 @@ fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("KV transfer verified"), "{stderr}");
+    // Real vLLM, greedy: the answer through prefill and decode is a single instance's.
+    assert!(
+        stderr.contains("output verified: 8 greedy tokens through prefill and decode"),
+        "{stderr}"
+    );
 
     let run = crate::only_dir(&tmp.path().join("cpu-tiny"));
     let env: serde_json::Value =
