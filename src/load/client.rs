@@ -312,6 +312,8 @@ pub async fn send(
             http_status: status,
             error_kind: failure.as_ref().map(|f| f.kind.to_string()),
             error: failure.map(|f| f.message),
+            session: None,
+            turn: None,
         },
         finished_s: since(end, at.start),
         usage_seen: usage.and_then(|u| u.completion_tokens).is_some(),

@@ -257,6 +257,13 @@ pub struct RequestRecord {
     /// Failure class (`http`, `connect`, `timeout`, `stream_cut`, `malformed`, ...).
     pub error_kind: Option<String>,
     pub error: Option<String>,
+    /// Multi-turn sessions (`dataset.kind = "sessions"`): which session (0-based, the order
+    /// sessions started in) this request is a turn of; absent for other workloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<u64>,
+    /// Multi-turn sessions: this request's turn in its session (1-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<u32>,
 }
 
 impl RequestRecord {
@@ -289,7 +296,13 @@ pub fn schema_json() -> String {
         "vbench result file (vllm-<rate>qps.json)",
         "RunResult",
         // Left out when absent (`skip_serializing_if`): `repeat` without repeats,
-        // `server_queue` in files not written by `apply`.
-        &[("LoadInfo", "repeat"), ("VbenchSection", "server_queue")],
+        // `server_queue` in files not written by `apply`, a request's `session` and `turn`
+        // outside multi-turn sessions.
+        &[
+            ("LoadInfo", "repeat"),
+            ("VbenchSection", "server_queue"),
+            ("RequestRecord", "session"),
+            ("RequestRecord", "turn"),
+        ],
     )
 }

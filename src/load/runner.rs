@@ -393,6 +393,8 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
                 http_status: None,
                 error_kind: Some("not_sent".into()),
                 error: Some("the run was stopped before this request was sent".into()),
+                session: None,
+                turn: None,
             },
         })
         .collect();
