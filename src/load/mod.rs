@@ -57,6 +57,7 @@ mod pyrandom;
 pub mod result;
 pub mod runner;
 pub mod schedule;
+pub mod sessions;
 pub mod sse;
 pub mod summary;
 pub mod tokenizer;
@@ -65,7 +66,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use client::Api;
-pub use dataset::{Dataset, DatasetSpec, PreparedRequest, TokenCounts};
+pub use dataset::{Dataset, DatasetSpec, PreparedRequest, PreparedSession, TokenCounts};
 pub use runner::{execute, LoadError, NoProgress, Progress};
 pub use schedule::{arrival_offsets, Arrival};
 pub use tokenizer::Tokenizer;
@@ -107,8 +108,12 @@ pub struct LoadSpec {
     pub model: String,
     /// The replayed request set, shared between runs.
     pub requests: Arc<[PreparedRequest]>,
-    /// Send offsets in seconds from the run's start; request `i` is sent at `offsets[i]`.
+    /// Send offsets in seconds from the run's start; request `i` is sent at `offsets[i]`
+    /// (with `sessions`: session `i` starts then).
     pub offsets: Arc<[f64]>,
+    /// Multi-turn sessions (`load::sessions`), one per entry of `requests` (which then holds
+    /// each session's first turn alone, for warm-up); `None` for single requests.
+    pub sessions: Option<Arc<[PreparedSession]>>,
     /// Offered rate, req/s (`f64::INFINITY` for all at once); recorded, not used for timing.
     pub request_rate: f64,
     /// `poisson`, `gamma` or `constant`.
@@ -225,6 +230,7 @@ impl LoadSpec {
             model: model.to_string(),
             requests,
             offsets,
+            sessions: None,
             request_rate,
             arrival_name: arrival.name().to_string(),
             burstiness: arrival.burstiness(),

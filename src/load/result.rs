@@ -201,7 +201,8 @@ pub struct ClientHealth {
     /// True when `lag_p99_ms` exceeded `lag_threshold_ms`.
     pub client_fell_behind: bool,
     pub lag_threshold_ms: f64,
-    /// Requests per second the schedule asked for: n / last scheduled offset.
+    /// Requests per second the schedule asked for: n / last scheduled offset (multi-turn
+    /// sessions: session starts per second, since later turns wait for answers).
     #[serde(default)]
     pub offered_rate: Option<f64>,
     /// p99 of (dispatcher wake-up - scheduled instant): the timer's own lag, without the wait
