@@ -250,7 +250,8 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
         }
         if spec.max_concurrency.is_some() {
             return Err(LoadError::Spec(
-                "a concurrency cap does not apply to sessions (their turns wait for their                  answers, not for a slot)"
+                "a concurrency cap does not apply to sessions (their turns wait for their \
+                 answers, not for a slot)"
                     .into(),
             ));
         }

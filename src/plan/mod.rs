@@ -561,7 +561,8 @@ fn check_experiment(
         if l.search.is_some() {
             return err(
                 path!["load", "search"],
-                "the SLO-capacity search probes request rates in batches of single requests;                  it does not run multi-turn sessions"
+                "the SLO-capacity search probes request rates in batches of single requests; \
+                 it does not run multi-turn sessions"
                     .into(),
                 "sweep session-start rates with rates = [...]",
             );
@@ -569,7 +570,8 @@ fn check_experiment(
         if l.max_concurrency.is_some() {
             return err(
                 path!["load", "max_concurrency"],
-                "max_concurrency caps requests in flight, but a session's turns already wait                  for their answers: sessions are an open loop over session starts"
+                "max_concurrency caps requests in flight, but a session's turns already wait \
+                 for their answers: sessions are an open loop over session starts"
                     .into(),
                 "remove it; lower the rates (session starts per second) for less load",
             );
@@ -864,7 +866,8 @@ fn check_sessions(d: &manifest::Dataset, err: Located) -> Result<(), ManifestErr
                 return err(
                     path!["dataset", key],
                     format!(
-                        "`{key}` sizes synthetic sessions, but `path` reads the messages of a                          ShareGPT file"
+                        "`{key}` sizes synthetic sessions, but `path` reads the messages of a \
+                         ShareGPT file"
                     ),
                     "remove it, or remove `path` for synthetic sessions",
                 );
