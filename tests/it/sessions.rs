@@ -381,12 +381,18 @@ fn sessions_manifests_are_checked_with_located_errors() {
         "a session's turns already wait for their answers",
     );
     refused(
-        &MANIFEST.replace("rates = [1]", "[load.search]\nstart = 1"),
+        &MANIFEST.replace(
+            "rates = [1]\nnum_prompts = 4",
+            "num_prompts = 4\n\n[load.search]\nstart = 1",
+        ),
         "[load.search]",
         "does not run multi-turn sessions",
     );
     refused(
-        &MANIFEST.replace("kind = \"sessions\"", "kind = \"random\"\ninput_len = 8"),
+        &MANIFEST.replace(
+            "kind = \"sessions\"\nturns = 3\nquestion_len = 8",
+            "kind = \"random\"\ninput_len = 8\nturns = 3",
+        ),
         "3\n",
         "`turns` only applies to kind = \"sessions\"",
     );
