@@ -38,7 +38,8 @@
 //! counts from the usage chunk. vbench measures all of them from the *scheduled* instant.
 //! A request is `ok` with HTTP 200, at least one content chunk and `data: [DONE]`; anything
 //! else is a failed record with an `error_kind` (`http`, `connect`, `request`, `timeout`,
-//! `stream_cut`, `malformed`, `server_error`, `no_content`, `not_sent`), never dropped.
+//! `stream_cut`, `malformed`, `server_error`, `no_content`, `not_sent`, and `session_ended`
+//! for a multi-turn session's turns after a failed one), never dropped.
 //!
 //! Transport: `http://` endpoints are driven by a lean HTTP/1.1 reader (`http1.rs`: one task
 //! per request reads its own socket, keep-alive pool, TCP_NODELAY); `https://` (or

@@ -255,7 +255,8 @@ pub struct RequestRecord {
     /// True: HTTP 200, at least one content chunk, and the stream ended properly.
     pub ok: bool,
     pub http_status: Option<u16>,
-    /// Failure class (`http`, `connect`, `timeout`, `stream_cut`, `malformed`, ...).
+    /// Failure class (`http`, `connect`, `timeout`, `stream_cut`, `malformed`, ...;
+    /// `session_ended`: a turn not sent because an earlier turn of its session failed).
     pub error_kind: Option<String>,
     pub error: Option<String>,
     /// Multi-turn sessions (`dataset.kind = "sessions"`): which session (0-based, the order

@@ -203,7 +203,8 @@ impl TraceFormat {
 #[serde(deny_unknown_fields)]
 pub struct Load {
     /// Request rates in requests per second, swept in order for each variant; `"inf"` sends
-    /// every request at once. Required unless `[load.search]` finds the rate instead.
+    /// every request at once. Required unless `[load.search]` finds the rate instead. With
+    /// `kind = "sessions"`: session starts per second (later turns follow their answers).
     #[serde(default)]
     pub rates: Option<OneOrMany<Rate>>,
     /// Instead of `rates`, for `kind = "trace"`: replay the trace's own arrival times
@@ -213,7 +214,8 @@ pub struct Load {
     #[serde(default)]
     pub speedups: Option<OneOrMany<f64>>,
     /// Instead of `rates`: search each variant for the highest rate that meets the SLO target
-    /// (`[slo]`'s `target_pct`), probing in batches of `num_prompts` requests.
+    /// (`[slo]`'s `target_pct`), probing in batches of `num_prompts` requests. Not with
+    /// `kind = "sessions"`.
     #[serde(default)]
     pub search: Option<SearchOptions>,
     /// Inter-arrival distribution: `poisson` (exponential gaps), `gamma` (set `burstiness`),
@@ -223,7 +225,8 @@ pub struct Load {
     /// Gamma shape for `arrival = "gamma"`: 1 is Poisson, below 1 burstier, above 1 smoother.
     #[serde(default)]
     pub burstiness: Option<f64>,
-    /// Requests measured at each rate (warm-up not included).
+    /// Requests measured at each rate (warm-up not included); with `kind = "sessions"`, the
+    /// sessions started at each rate (each sends all its turns).
     #[serde(default = "defaults::num_prompts")]
     pub num_prompts: u32,
     /// How many times each rate is measured (1 to 100). Repeats run within one launch of a
@@ -236,10 +239,12 @@ pub struct Load {
     /// requests at the same instants against every variant.
     #[serde(default)]
     pub seed: u64,
-    /// Requests sent before each rate's measurement and excluded from results.
+    /// Requests sent before each rate's measurement and excluded from results (sessions: the
+    /// first turns of this many extra sessions).
     #[serde(default)]
     pub warmup: u32,
     /// Cap on requests in flight. Unset: pure open loop (recommended; a cap hides queueing).
+    /// Not with `kind = "sessions"`, whose turns already wait for their answers.
     #[serde(default)]
     pub max_concurrency: Option<u32>,
     /// Per-request timeout in seconds; a request that exceeds it counts as failed.
