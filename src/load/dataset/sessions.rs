@@ -258,7 +258,7 @@ fn usable(messages: &[Message], max_turns: Option<u64>) -> Usable<'_> {
         pairs.push((user.value.as_str(), answer.value.as_str()));
         rest = tail;
     }
-    let cut = !rest.is_empty() && !max_turns.is_some_and(|m| pairs.len() as u64 >= m);
+    let cut = !rest.is_empty() && max_turns.is_none_or(|m| (pairs.len() as u64) < m);
     Usable { system, pairs, cut }
 }
 
