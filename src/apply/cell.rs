@@ -13,7 +13,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::Events;
-use crate::load::dataset::{SharedPrefixSpec, TraceFormat, TraceSpec};
+use crate::load::dataset::{
+    PreparedSession, SessionSource, SessionsSpec, SharedPrefixSpec, ThinkTime, TraceFormat,
+    TraceSpec,
+};
 use crate::load::{
     self, dataset, schedule, Api, DeploymentInfo, LoadSpec, PreparedRequest, Progress, RunResult,
     Tokenizer, Topology,
@@ -44,6 +47,8 @@ struct Prepared {
     trace_offsets: Option<Vec<f64>>,
     /// One slice of `per_rate` requests per rate of the sweep, in sweep order.
     requests: Vec<PreparedRequest>,
+    /// Multi-turn sessions, one per entry of `requests` (which holds their first turns).
+    sessions: Option<Vec<PreparedSession>>,
     per_rate: usize,
     /// Distinct prompts in `requests` (fewer than its length when the dataset was too small).
     distinct: usize,
@@ -73,7 +78,7 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
     let spec_str = tokenizer_spec(loaded);
     let tokenizer = match Tokenizer::load(&spec_str) {
         Ok(t) => Some(Arc::new(t)),
-        Err(e) if m.dataset.kind.needs_tokenizer() => {
+        Err(e) if m.dataset.needs_tokenizer() => {
             return Err(e.context(format!(
             "the {} dataset needs a tokenizer; set `tokenizer` in the manifest (tried {spec_str})",
             m.dataset.kind.as_str()
@@ -120,6 +125,26 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
             block_size: u64::from(d.block_size.unwrap_or(manifest::defaults::TRACE_BLOCK_SIZE)),
             output_len: d.output_len.map(u64::from),
         }),
+        DatasetKind::Sessions => dataset::DatasetSpec::Sessions(SessionsSpec {
+            source: match &d.path {
+                Some(_) => SessionSource::ShareGpt {
+                    path: path(&d.path),
+                    max_turns: d.turns.map(u64::from),
+                    output_len: d.output_len.map(u64::from),
+                },
+                None => SessionSource::Synthetic {
+                    turns: u64::from(d.turns.unwrap_or(1)),
+                    system_len: u64::from(d.system_prompt_len.unwrap_or(0)),
+                    question_len: u64::from(d.question_len.unwrap_or(1)),
+                    output_len: u64::from(d.output_len.unwrap_or(1)),
+                },
+            },
+            think_time_s: d.think_time_s.unwrap_or(0.0),
+            think_time: match d.think_time {
+                Some(manifest::ThinkTime::Fixed) => ThinkTime::Fixed,
+                _ => ThinkTime::Exponential,
+            },
+        }),
     };
     let per_rate = m.load.num_prompts as usize + m.load.warmup as usize;
     // Every rate of every repeat gets its own prompts: a repeat of a prompt the server has
@@ -129,16 +154,17 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
         Some(s) => crate::plan::SearchSpec::resolve(s, m).max_batches_total() as usize,
         None => crate::plan::sweep(&m.load).len().max(1) * m.load.repeats.max(1) as usize,
     };
-    let (data, requests) = if per_slice_prefixes(m.dataset.kind) {
+    let (data, requests, sessions) = if per_slice_prefixes(&m.dataset) {
         slices_with_fresh_prefixes(&spec, per_rate, rates, m.load.seed, tokenizer.as_deref())?
     } else {
         let data = dataset::load(&spec, per_rate * rates, m.load.seed, tokenizer.as_deref())
             .context("preparing the request set")?;
         let requests = data.requests.clone();
-        (data, requests)
+        let sessions = data.sessions.clone();
+        (data, requests, sessions)
     };
     // Slices with fresh prefixes share no text between rates, whatever they share within one.
-    let distinct = if per_slice_prefixes(m.dataset.kind) {
+    let distinct = if per_slice_prefixes(&m.dataset) {
         requests.len()
     } else {
         requests
@@ -159,6 +185,7 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
         trace_offsets: data.offsets_s.clone(),
         dataset: data,
         requests,
+        sessions,
         per_rate,
         distinct,
         tokenizer_id: tokenizer.as_ref().map(|_| spec_str),
@@ -166,32 +193,43 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
     })
 }
 
-/// Datasets whose reuse is the point (shared system prompts, a trace's prefix blocks): every
-/// slice has the same structure, but texts of its own, so the prefix cache of one rate cannot
-/// serve the next while the reuse within a rate is exactly the dataset's.
-fn per_slice_prefixes(kind: DatasetKind) -> bool {
-    kind.reuses_prefixes()
+/// Datasets whose reuse is the point (shared system prompts, a trace's prefix blocks, a
+/// synthetic session's history): every slice has the same structure, but texts of its own, so
+/// the prefix cache of one rate cannot serve the next while the reuse within a rate is exactly
+/// the dataset's. ShareGPT sessions are sliced from one sample instead, like ShareGPT prompts:
+/// a sample per slice would send the same conversations at several rates.
+fn per_slice_prefixes(d: &manifest::Dataset) -> bool {
+    d.kind.reuses_prefixes() && !(d.kind == DatasetKind::Sessions && d.path.is_some())
 }
 
 /// One dataset preparation per slice, each from its own seed (the manifest's for the first,
 /// then mixed as repeats' arrival seeds are), concatenated.
+#[allow(clippy::type_complexity)]
 fn slices_with_fresh_prefixes(
     spec: &dataset::DatasetSpec,
     per_slice: usize,
     slices: usize,
     seed: u64,
     tokenizer: Option<&Tokenizer>,
-) -> anyhow::Result<(dataset::Dataset, Vec<PreparedRequest>)> {
+) -> anyhow::Result<(
+    dataset::Dataset,
+    Vec<PreparedRequest>,
+    Option<Vec<PreparedSession>>,
+)> {
     let mut first: Option<dataset::Dataset> = None;
     let mut requests = Vec::with_capacity(per_slice * slices);
+    let mut sessions: Option<Vec<PreparedSession>> = None;
     for slice in 0..slices {
         let slice_seed = arrival_seed(seed, slice as u64 + 1);
-        let data = dataset::load(spec, per_slice, slice_seed, tokenizer)
+        let mut data = dataset::load(spec, per_slice, slice_seed, tokenizer)
             .context("preparing the request set")?;
         requests.extend(data.requests.iter().cloned());
+        if let Some(s) = data.sessions.take() {
+            sessions.get_or_insert_with(Vec::new).extend(s);
+        }
         first.get_or_insert(data);
     }
-    Ok((first.expect("at least one slice"), requests))
+    Ok((first.expect("at least one slice"), requests, sessions))
 }
 
 impl Workload {
@@ -241,7 +279,8 @@ impl Workload {
         block_size: u32,
     ) -> Option<load::result::IdealReuse> {
         let m = &loaded.manifest;
-        if m.load.api != manifest::Api::Completions {
+        // A session's later prompts hold the server's answers, which vbench cannot know here.
+        if m.load.api != manifest::Api::Completions || m.dataset.kind == DatasetKind::Sessions {
             return None;
         }
         let tokenizer = self.prepared.tokenizer.as_ref()?;
@@ -283,6 +322,14 @@ impl Workload {
         let (slot, slice) = self.slice(m, req.cell)?;
         let arrival_seed = arrival_seed(m.load.seed, repeat as u64);
         let requests: Arc<[PreparedRequest]> = slice.into();
+        let range = slot * prepared.per_rate..(slot + 1) * prepared.per_rate;
+        let sessions: Option<Arc<[PreparedSession]>> = match &prepared.sessions {
+            Some(all) => match all.get(range) {
+                Some(s) => Some(s.into()),
+                None => bail!("the dataset produced fewer sessions than this rate needs"),
+            },
+            None => None,
+        };
         let (offsets, rate) = match req.cell.pace {
             Pace::Rate(rate) => (
                 schedule::arrival_offsets(n, rate.as_f64(), arrival, arrival_seed)?,
@@ -320,6 +367,16 @@ impl Workload {
             arrival_seed,
         );
         spec.warmup = m.load.warmup as usize;
+        if sessions.is_some() {
+            spec.notes.push(
+                "multi-turn sessions: the rate is session starts per second; each session's \
+                 turn k+1 is sent when turn k's answer has ended plus a think time, with the \
+                 whole conversation (the server's answers included) as its prompt; warm-up \
+                 sends warm-up sessions' first turns only"
+                    .into(),
+            );
+        }
+        spec.sessions = sessions;
         spec.max_concurrency = m.load.max_concurrency.map(|c| c as usize);
         spec.timeout = Duration::from_secs_f64(m.load.timeout_s);
         if let Pace::Speedup(speedup) = req.cell.pace {
@@ -334,6 +391,7 @@ impl Workload {
         }
         // Synthetic prompts have exact output lengths to keep; so has a trace.
         spec.ignore_eos = m.load.ignore_eos
+            || m.dataset.synthetic_sessions()
             || matches!(
                 m.dataset.kind,
                 DatasetKind::Random | DatasetKind::SharedPrefix | DatasetKind::Trace
@@ -343,7 +401,7 @@ impl Workload {
         spec.topology = topology(v);
         spec.label = Some(v.label.clone());
         spec.goodput = Some(slo_objectives(&m.slo));
-        let repeats = if per_slice_prefixes(m.dataset.kind) {
+        let repeats = if per_slice_prefixes(&m.dataset) {
             "the dataset's structure (shared prefixes) is the same at every rate, its texts are \
              this rate's own"
                 .to_string()

@@ -119,7 +119,8 @@ pub fn preflight(loaded: &LoadedManifest, plan: &Plan) -> anyhow::Result<()> {
     if matches!(
         m.dataset.kind,
         DatasetKind::Sharegpt | DatasetKind::Jsonl | DatasetKind::Trace
-    ) {
+    ) || (m.dataset.kind == DatasetKind::Sessions && m.dataset.path.is_some())
+    {
         let path = loaded
             .base_dir()
             .join(m.dataset.path.as_deref().unwrap_or(Path::new("")));

@@ -97,6 +97,8 @@ mod tests {
                     http_status: Some(200),
                     error_kind: None,
                     error: None,
+                    session: None,
+                    turn: None,
                 }
             })
             .collect()

@@ -8,8 +8,13 @@ use super::ManifestArgs;
 pub fn run(args: ManifestArgs) -> Result<()> {
     let loaded = args.load()?;
     let plan = plan::resolve(&loaded, &plan::capacity::discover(&loaded.manifest.target))?;
+    // With sessions, each of `num_prompts` is a session of several requests.
+    let unit = match loaded.manifest.dataset.kind {
+        crate::manifest::DatasetKind::Sessions => "sessions",
+        _ => "requests",
+    };
     println!(
-        "{}: valid ({} variants, {} cells, {} requests)",
+        "{}: valid ({} variants, {} cells, {} {unit})",
         args.manifest.display(),
         plan.variants.len(),
         plan.cells.len(),

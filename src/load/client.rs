@@ -97,16 +97,18 @@ struct CompletionBody<'a> {
     ignore_eos: bool,
 }
 
-#[derive(Serialize)]
-struct Message<'a> {
-    role: &'a str,
-    content: &'a str,
+/// One message of a chat conversation.
+#[derive(Serialize, Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// `system`, `user` or `assistant`.
+    pub role: &'a str,
+    pub content: &'a str,
 }
 
 #[derive(Serialize)]
 struct ChatBody<'a> {
     model: &'a str,
-    messages: [Message<'a>; 1],
+    messages: &'a [Message<'a>],
     max_completion_tokens: u64,
     stream: bool,
     stream_options: StreamOptions,
@@ -116,25 +118,42 @@ struct ChatBody<'a> {
 
 /// The JSON body vLLM's benchmark client would send for this request.
 pub fn request_body(target: &Target, req: &PreparedRequest) -> Vec<u8> {
+    let message = Message {
+        role: "user",
+        content: &req.prompt,
+    };
+    body(target, &req.prompt, &[message], req.max_tokens)
+}
+
+/// The body of a turn of a conversation: chat sends the messages as they are; completions
+/// sends their contents one after the other, with nothing in between (the server's answers
+/// exactly as it streamed them), so each turn's prompt starts with the previous turn's
+/// prompt and answer, token for token where the texts tokenize alike.
+pub fn conversation_body(target: &Target, messages: &[Message<'_>], max_tokens: u64) -> Vec<u8> {
+    let prompt = match target.api {
+        Api::Completions => messages.iter().map(|m| m.content).collect(),
+        Api::Chat => String::new(),
+    };
+    body(target, &prompt, messages, max_tokens)
+}
+
+fn body(target: &Target, prompt: &str, messages: &[Message<'_>], max_tokens: u64) -> Vec<u8> {
     let opts = StreamOptions {
         include_usage: true,
     };
     let r = match target.api {
         Api::Completions => serde_json::to_vec(&CompletionBody {
             model: &target.model,
-            prompt: &req.prompt,
-            max_tokens: req.max_tokens,
+            prompt,
+            max_tokens,
             stream: true,
             stream_options: opts,
             ignore_eos: target.ignore_eos,
         }),
         Api::Chat => serde_json::to_vec(&ChatBody {
             model: &target.model,
-            messages: [Message {
-                role: "user",
-                content: &req.prompt,
-            }],
-            max_completion_tokens: req.max_tokens,
+            messages,
+            max_completion_tokens: max_tokens,
             stream: true,
             stream_options: opts,
             ignore_eos: target.ignore_eos,
@@ -153,6 +172,8 @@ pub struct Measured {
     pub usage_seen: bool,
     /// How its body reads were timed (lean HTTP/1.1 path only).
     pub reads: ReadStats,
+    /// The generated text, when the job asked to keep it.
+    pub answer: Option<String>,
 }
 
 /// A request the dispatcher thread prepared at its instant: the bytes for the wire and, when a
@@ -204,6 +225,11 @@ pub struct Job<'a> {
     pub at: Anchors,
     /// What the dispatcher already did for it (lean HTTP/1.1 path only).
     pub dispatched: Option<Dispatched>,
+    /// The JSON body to send instead of `req`'s own (a session turn's conversation); `req`
+    /// still gives the token counts.
+    pub body: Option<Vec<u8>>,
+    /// Keep the generated text in [`Measured::answer`] (a session's next turn needs it).
+    pub keep_answer: bool,
 }
 
 /// Send the request (or finish sending it) and measure it. Never fails: every problem is
@@ -220,8 +246,10 @@ pub async fn send(
         request_id,
         at,
         dispatched,
+        body,
+        keep_answer,
     } = job;
-    let keep_text = tokenizer.is_some();
+    let keep_text = tokenizer.is_some() || keep_answer;
     let mut acct = StreamAccount::new(keep_text, req.max_tokens as usize);
     let mut reads = ReadStats::default();
     let (outcome, sent) = match &target.raw {
@@ -229,7 +257,10 @@ pub async fn send(
             let (wire, started) = match dispatched {
                 Some(d) => (d.wire, d.started),
                 None => (
-                    ep.request_bytes(&request_body(target, req), request_id),
+                    ep.request_bytes(
+                        &body.unwrap_or_else(|| request_body(target, req)),
+                        request_id,
+                    ),
                     None,
                 ),
             };
@@ -248,7 +279,7 @@ pub async fn send(
             (run_stream_raw(stream, &mut acct, &mut reads).await, sent)
         }
         None => {
-            let body = request_body(target, req);
+            let body = body.unwrap_or_else(|| request_body(target, req));
             let sent = Instant::now();
             let deadline = tokio::time::Instant::from_std(sent + target.timeout);
             let outcome = run_stream(client, target, body, request_id, deadline, &mut acct).await;
@@ -312,10 +343,13 @@ pub async fn send(
             http_status: status,
             error_kind: failure.as_ref().map(|f| f.kind.to_string()),
             error: failure.map(|f| f.message),
+            session: None,
+            turn: None,
         },
         finished_s: since(end, at.start),
         usage_seen: usage.and_then(|u| u.completion_tokens).is_some(),
         reads,
+        answer: if keep_answer { acct.text } else { None },
     }
 }
 

@@ -38,7 +38,8 @@
 //! counts from the usage chunk. vbench measures all of them from the *scheduled* instant.
 //! A request is `ok` with HTTP 200, at least one content chunk and `data: [DONE]`; anything
 //! else is a failed record with an `error_kind` (`http`, `connect`, `request`, `timeout`,
-//! `stream_cut`, `malformed`, `server_error`, `no_content`, `not_sent`), never dropped.
+//! `stream_cut`, `malformed`, `server_error`, `no_content`, `not_sent`, and `session_ended`
+//! for a multi-turn session's turns after a failed one), never dropped.
 //!
 //! Transport: `http://` endpoints are driven by a lean HTTP/1.1 reader (`http1.rs`: one task
 //! per request reads its own socket, keep-alive pool, TCP_NODELAY); `https://` (or
@@ -58,6 +59,7 @@ mod pyrandom;
 pub mod result;
 pub mod runner;
 pub mod schedule;
+pub mod sessions;
 pub mod sse;
 pub mod summary;
 pub mod tokenizer;
@@ -66,7 +68,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use client::Api;
-pub use dataset::{Dataset, DatasetSpec, PreparedRequest, TokenCounts};
+pub use dataset::{Dataset, DatasetSpec, PreparedRequest, PreparedSession, TokenCounts};
 pub use runner::{execute, LoadError, NoProgress, Progress};
 pub use schedule::{arrival_offsets, Arrival};
 pub use tokenizer::Tokenizer;
@@ -108,8 +110,12 @@ pub struct LoadSpec {
     pub model: String,
     /// The replayed request set, shared between runs.
     pub requests: Arc<[PreparedRequest]>,
-    /// Send offsets in seconds from the run's start; request `i` is sent at `offsets[i]`.
+    /// Send offsets in seconds from the run's start; request `i` is sent at `offsets[i]`
+    /// (with `sessions`: session `i` starts then).
     pub offsets: Arc<[f64]>,
+    /// Multi-turn sessions (`load::sessions`), one per entry of `requests` (which then holds
+    /// each session's first turn alone, for warm-up); `None` for single requests.
+    pub sessions: Option<Arc<[PreparedSession]>>,
     /// Offered rate, req/s (`f64::INFINITY` for all at once); recorded, not used for timing.
     pub request_rate: f64,
     /// `poisson`, `gamma` or `constant`.
@@ -226,6 +232,7 @@ impl LoadSpec {
             model: model.to_string(),
             requests,
             offsets,
+            sessions: None,
             request_rate,
             arrival_name: arrival.name().to_string(),
             burstiness: arrival.burstiness(),
@@ -285,6 +292,8 @@ mod tests {
             http_status: Some(200),
             error_kind: None,
             error: None,
+            session: None,
+            turn: None,
         }
     }
 

@@ -275,7 +275,8 @@ pub struct ClientHealth {
     /// True when `lag_p99_ms` exceeded `lag_threshold_ms`.
     pub client_fell_behind: bool,
     pub lag_threshold_ms: f64,
-    /// Requests per second the schedule asked for: n / last scheduled offset.
+    /// Requests per second the schedule asked for: n / last scheduled offset (multi-turn
+    /// sessions: session starts per second, since later turns wait for answers).
     #[serde(default)]
     pub offered_rate: Option<f64>,
     /// p99 of (dispatcher wake-up - scheduled instant): the timer's own lag, without the wait
@@ -328,9 +329,17 @@ pub struct RequestRecord {
     /// True: HTTP 200, at least one content chunk, and the stream ended properly.
     pub ok: bool,
     pub http_status: Option<u16>,
-    /// Failure class (`http`, `connect`, `timeout`, `stream_cut`, `malformed`, ...).
+    /// Failure class (`http`, `connect`, `timeout`, `stream_cut`, `malformed`, ...;
+    /// `session_ended`: a turn not sent because an earlier turn of its session failed).
     pub error_kind: Option<String>,
     pub error: Option<String>,
+    /// Multi-turn sessions (`dataset.kind = "sessions"`): which session (0-based, the order
+    /// sessions started in) this request is a turn of; absent for other workloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<u64>,
+    /// Multi-turn sessions: this request's turn in its session (1-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<u32>,
 }
 
 impl RequestRecord {
@@ -364,13 +373,16 @@ pub fn schema_json() -> String {
         "RunResult",
         // Left out when absent (`skip_serializing_if`): `repeat` without repeats,
         // `server_queue` and `cache_reuse` in files not written by `apply`, `ideal` and
-        // `kv_usage_max` where they cannot be known.
+        // `kv_usage_max` where they cannot be known, a request's `session` and `turn`
+        // outside multi-turn sessions.
         &[
             ("LoadInfo", "repeat"),
             ("VbenchSection", "server_queue"),
             ("VbenchSection", "cache_reuse"),
             ("CacheReuse", "ideal"),
             ("RoleCacheReuse", "kv_usage_max"),
+            ("RequestRecord", "session"),
+            ("RequestRecord", "turn"),
         ],
     )
 }

@@ -215,6 +215,8 @@ impl Dispatcher {
                     request_id: &request_id,
                     at: Anchors { start, scheduled },
                     dispatched,
+                    body: None,
+                    keep_answer: false,
                 };
                 let m = client::send(&http, &target, job, tok.as_deref()).await;
                 let _ = tx.send((i, m, dispatch_lag));
@@ -238,6 +240,21 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
             n,
             spec.requests.len()
         )));
+    }
+    if let Some(sessions) = &spec.sessions {
+        if sessions.len() < n || sessions[..n].iter().any(|s| s.turns.is_empty()) {
+            return Err(LoadError::Spec(format!(
+                "{n} session starts but {} prepared sessions (each needs a turn)",
+                sessions.len()
+            )));
+        }
+        if spec.max_concurrency.is_some() {
+            return Err(LoadError::Spec(
+                "a concurrency cap does not apply to sessions (their turns wait for their \
+                 answers, not for a slot)"
+                    .into(),
+            ));
+        }
     }
     raise_nofile_limit();
     prepare_process(65_536);
@@ -283,6 +300,8 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
                     request_id: &id,
                     at,
                     dispatched: None,
+                    body: None,
+                    keep_answer: false,
                 };
                 client::send(&http, &target, job, tok.as_deref()).await
             });
@@ -311,6 +330,27 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
     }
 
     // --- measured phase ------------------------------------------------------------------
+    if let Some(sessions) = &spec.sessions {
+        let (cpu0, _) = cpu_and_rss();
+        let m =
+            super::sessions::measure(sessions, &spec.offsets, http, target, tokenizer, progress)
+                .await;
+        let (cpu1, rss) = cpu_and_rss();
+        let facts = RunFacts {
+            duration_s: m.duration_s,
+            dispatch_lags_s: Vec::new(),
+            read_waits_s: m.read_waits_s,
+            kernel_stamped_share: (m.stamped + m.unstamped > 0)
+                .then(|| m.stamped as f64 / (m.stamped + m.unstamped) as f64),
+            tokens_from_usage: m.all_usage,
+            warmup_failed,
+            // Turns are timed by the runtime, not by the dispatcher thread.
+            dispatcher_realtime: false,
+            cpu_s: (cpu1 - cpu0).is_finite().then_some(cpu1 - cpu0),
+            max_rss_mib: rss.is_finite().then_some(rss),
+        };
+        return Ok(build_result(spec, m.records, facts));
+    }
     progress.start(n as u64);
     let (cpu0, _) = cpu_and_rss();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Measured, f64)>();
@@ -393,6 +433,8 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
                 http_status: None,
                 error_kind: Some("not_sent".into()),
                 error: Some("the run was stopped before this request was sent".into()),
+                session: None,
+                turn: None,
             },
         })
         .collect();

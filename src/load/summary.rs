@@ -115,7 +115,8 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
         lag_max_ms: lags.last().copied().unwrap_or(0.0),
         client_fell_behind: judged > spec.lag_threshold_ms,
         lag_threshold_ms: spec.lag_threshold_ms,
-        offered_rate: (last_sched > 0.0).then(|| n as f64 / last_sched),
+        // Sends the schedule fixed in advance: requests, or session starts.
+        offered_rate: (last_sched > 0.0).then(|| spec.offsets.len() as f64 / last_sched),
         dispatch_lag_p99_ms: dispatch_p99,
         kernel_stamped_share: facts.kernel_stamped_share,
         dispatcher_realtime: Some(facts.dispatcher_realtime),

@@ -56,18 +56,24 @@ pub struct Manifest {
 pub struct Dataset {
     /// `sharegpt` (ShareGPT JSON, filtered as vLLM does), `random` (synthetic prompts of exact
     /// token lengths; needs a tokenizer), `jsonl` (one JSON object per line with a `prompt`),
-    /// `shared_prefix` (groups of requests sharing a system prompt; needs a tokenizer) or
+    /// `shared_prefix` (groups of requests sharing a system prompt; needs a tokenizer),
     /// `trace` (a request trace with arrival times and lengths, see `format`; needs a
-    /// tokenizer).
+    /// tokenizer) or `sessions` (multi-turn conversations: each turn is sent after the
+    /// previous answer plus a think time, with the whole conversation as its prompt;
+    /// synthetic, needing a tokenizer, or from a ShareGPT `path`). With `sessions`,
+    /// `load.rates` are session starts per second and `load.num_prompts` is sessions.
     pub kind: DatasetKind,
-    /// Path of the dataset file (sharegpt, jsonl, trace), relative to the manifest's folder.
+    /// Path of the dataset file (sharegpt, jsonl, trace; sessions: a ShareGPT file whose
+    /// conversations' human turns become the user messages), relative to the manifest's
+    /// folder.
     #[serde(default)]
     pub path: Option<PathBuf>,
     /// random: prompt length in tokens.
     #[serde(default)]
     pub input_len: Option<u32>,
-    /// random and shared_prefix: output length in tokens (sent as `max_tokens` with
-    /// `ignore_eos`). sharegpt, jsonl and trace: overrides each entry's own output length.
+    /// random, shared_prefix and synthetic sessions: output length in tokens (per turn for
+    /// sessions; sent as `max_tokens` with `ignore_eos`). sharegpt, jsonl, trace and ShareGPT
+    /// sessions: overrides each entry's (each answer's) own output length.
     #[serde(default)]
     pub output_len: Option<u32>,
     /// random: lengths are drawn uniformly from `[len·(1−r), len·(1+r)]`. Default 0.
@@ -77,12 +83,26 @@ pub struct Dataset {
     #[serde(default)]
     pub groups: Option<u32>,
     /// shared_prefix: system-prompt length in tokens (the special tokens the tokenizer adds,
-    /// e.g. a BOS, included), identical across a group's requests.
+    /// e.g. a BOS, included), identical across a group's requests. Synthetic sessions: each
+    /// session's own system prompt (default: none).
     #[serde(default)]
     pub system_prompt_len: Option<u32>,
-    /// shared_prefix: question length in tokens, different for every request.
+    /// shared_prefix: question length in tokens, different for every request. Synthetic
+    /// sessions: the user message of every turn, in tokens.
     #[serde(default)]
     pub question_len: Option<u32>,
+    /// sessions: turns per session (synthetic: required; ShareGPT: at most this many of each
+    /// conversation's turns, default all of them).
+    #[serde(default)]
+    pub turns: Option<u32>,
+    /// sessions: mean think time in seconds between the end of a turn's answer and the next
+    /// turn's send (default 0: at once).
+    #[serde(default)]
+    pub think_time_s: Option<f64>,
+    /// sessions: how think times are drawn (from the seed): `exponential` (default) around
+    /// `think_time_s`, or `fixed` at exactly `think_time_s`.
+    #[serde(default)]
+    pub think_time: Option<ThinkTime>,
     /// trace: the file's format: `mooncake` (JSONL with `timestamp` in ms, `input_length`,
     /// `output_length`, `hash_ids`), `azure` (Azure LLM inference CSV: `TIMESTAMP`,
     /// `ContextTokens`, `GeneratedTokens`) or `burstgpt` (BurstGPT CSV: `Timestamp` in s,
@@ -103,6 +123,15 @@ pub enum DatasetKind {
     Jsonl,
     SharedPrefix,
     Trace,
+    Sessions,
+}
+
+/// How `kind = "sessions"` draws think times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ThinkTime {
+    Exponential,
+    Fixed,
 }
 
 impl DatasetKind {
@@ -114,21 +143,39 @@ impl DatasetKind {
             DatasetKind::Jsonl => "jsonl",
             DatasetKind::SharedPrefix => "shared_prefix",
             DatasetKind::Trace => "trace",
+            DatasetKind::Sessions => "sessions",
         }
     }
 
     /// Whether the workload shares prompt prefixes between requests by design (so a prefix
-    /// cache is meant to find them).
+    /// cache is meant to find them): a session's turns share its history.
     pub fn reuses_prefixes(&self) -> bool {
-        matches!(self, DatasetKind::SharedPrefix | DatasetKind::Trace)
+        matches!(
+            self,
+            DatasetKind::SharedPrefix | DatasetKind::Trace | DatasetKind::Sessions
+        )
     }
 
-    /// Whether prompts are synthesised to exact token lengths (so a tokenizer is required).
+    /// Whether prompts are synthesised to exact token lengths (so a tokenizer is required);
+    /// for sessions that depends on the source ([`Dataset::needs_tokenizer`]).
     pub fn needs_tokenizer(&self) -> bool {
         matches!(
             self,
             DatasetKind::Random | DatasetKind::SharedPrefix | DatasetKind::Trace
         )
+    }
+}
+
+impl Dataset {
+    /// Whether prompts are synthesised to exact token lengths (so a tokenizer is required):
+    /// sessions are, unless they come from a ShareGPT file.
+    pub fn needs_tokenizer(&self) -> bool {
+        self.kind.needs_tokenizer() || self.synthetic_sessions()
+    }
+
+    /// Synthetic multi-turn sessions (`kind = "sessions"` without a `path`).
+    pub fn synthetic_sessions(&self) -> bool {
+        self.kind == DatasetKind::Sessions && self.path.is_none()
     }
 }
 
@@ -156,7 +203,8 @@ impl TraceFormat {
 #[serde(deny_unknown_fields)]
 pub struct Load {
     /// Request rates in requests per second, swept in order for each variant; `"inf"` sends
-    /// every request at once. Required unless `[load.search]` finds the rate instead.
+    /// every request at once. Required unless `[load.search]` finds the rate instead. With
+    /// `kind = "sessions"`: session starts per second (later turns follow their answers).
     #[serde(default)]
     pub rates: Option<OneOrMany<Rate>>,
     /// Instead of `rates`, for `kind = "trace"`: replay the trace's own arrival times
@@ -166,7 +214,8 @@ pub struct Load {
     #[serde(default)]
     pub speedups: Option<OneOrMany<f64>>,
     /// Instead of `rates`: search each variant for the highest rate that meets the SLO target
-    /// (`[slo]`'s `target_pct`), probing in batches of `num_prompts` requests.
+    /// (`[slo]`'s `target_pct`), probing in batches of `num_prompts` requests. Not with
+    /// `kind = "sessions"`.
     #[serde(default)]
     pub search: Option<SearchOptions>,
     /// Inter-arrival distribution: `poisson` (exponential gaps), `gamma` (set `burstiness`),
@@ -176,7 +225,8 @@ pub struct Load {
     /// Gamma shape for `arrival = "gamma"`: 1 is Poisson, below 1 burstier, above 1 smoother.
     #[serde(default)]
     pub burstiness: Option<f64>,
-    /// Requests measured at each rate (warm-up not included).
+    /// Requests measured at each rate (warm-up not included); with `kind = "sessions"`, the
+    /// sessions started at each rate (each sends all its turns).
     #[serde(default = "defaults::num_prompts")]
     pub num_prompts: u32,
     /// How many times each rate is measured (1 to 100). Repeats run within one launch of a
@@ -189,10 +239,12 @@ pub struct Load {
     /// requests at the same instants against every variant.
     #[serde(default)]
     pub seed: u64,
-    /// Requests sent before each rate's measurement and excluded from results.
+    /// Requests sent before each rate's measurement and excluded from results (sessions: the
+    /// first turns of this many extra sessions).
     #[serde(default)]
     pub warmup: u32,
     /// Cap on requests in flight. Unset: pure open loop (recommended; a cap hides queueing).
+    /// Not with `kind = "sessions"`, whose turns already wait for their answers.
     #[serde(default)]
     pub max_concurrency: Option<u32>,
     /// Per-request timeout in seconds; a request that exceeds it counts as failed.

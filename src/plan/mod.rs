@@ -557,6 +557,26 @@ fn check_experiment(
             "remove it for a pure open loop, or give a positive cap",
         );
     }
+    if m.dataset.kind == manifest::DatasetKind::Sessions {
+        if l.search.is_some() {
+            return err(
+                path!["load", "search"],
+                "the SLO-capacity search probes request rates in batches of single requests; \
+                 it does not run multi-turn sessions"
+                    .into(),
+                "sweep session-start rates with rates = [...]",
+            );
+        }
+        if l.max_concurrency.is_some() {
+            return err(
+                path!["load", "max_concurrency"],
+                "max_concurrency caps requests in flight, but a session's turns already wait \
+                 for their answers: sessions are an open loop over session starts"
+                    .into(),
+                "remove it; lower the rates (session starts per second) for less load",
+            );
+        }
+    }
 
     // SLOs.
     let s = &m.slo;
@@ -697,19 +717,30 @@ fn check_dataset(
         );
     }
     // Which kinds each optional key applies to.
-    let applies: [(&str, bool, &[DatasetKind]); 8] = [
-        ("path", d.path.is_some(), &[Sharegpt, Jsonl, Trace]),
+    let applies: [(&str, bool, &[DatasetKind]); 11] = [
+        (
+            "path",
+            d.path.is_some(),
+            &[Sharegpt, Jsonl, Trace, Sessions],
+        ),
         ("input_len", d.input_len.is_some(), &[Random]),
         ("range_ratio", d.range_ratio.is_some(), &[Random]),
         ("groups", d.groups.is_some(), &[SharedPrefix]),
         (
             "system_prompt_len",
             d.system_prompt_len.is_some(),
-            &[SharedPrefix],
+            &[SharedPrefix, Sessions],
         ),
-        ("question_len", d.question_len.is_some(), &[SharedPrefix]),
+        (
+            "question_len",
+            d.question_len.is_some(),
+            &[SharedPrefix, Sessions],
+        ),
         ("format", d.format.is_some(), &[Trace]),
         ("block_size", d.block_size.is_some(), &[Trace]),
+        ("turns", d.turns.is_some(), &[Sessions]),
+        ("think_time_s", d.think_time_s.is_some(), &[Sessions]),
+        ("think_time", d.think_time.is_some(), &[Sessions]),
     ];
     for (key, given, kinds) in applies {
         if given && !kinds.contains(&d.kind) {
@@ -733,7 +764,12 @@ fn check_dataset(
             ("question_len", d.question_len),
             ("output_len", d.output_len),
         ],
-        Sharegpt | Jsonl | Trace => &[],
+        Sessions if d.path.is_none() => &[
+            ("turns", d.turns),
+            ("question_len", d.question_len),
+            ("output_len", d.output_len),
+        ],
+        Sharegpt | Jsonl | Trace | Sessions => &[],
     };
     for (key, v) in needs {
         match v {
@@ -743,6 +779,7 @@ fn check_dataset(
                     format!("kind = \"{}\" needs `{key}`", d.kind.as_str()),
                     match d.kind {
                         Random => "e.g. input_len = 1024 and output_len = 128",
+                        Sessions => "synthetic sessions: e.g. turns = 4, question_len = 64, output_len = 128; or path = a ShareGPT file",
                         _ => "e.g. groups = 8, system_prompt_len = 1024, question_len = 64, output_len = 128",
                     },
                 )
@@ -772,6 +809,9 @@ fn check_dataset(
                 "lengths are drawn from [len*(1-r), len*(1+r)]",
             );
         }
+    }
+    if d.kind == Sessions {
+        check_sessions(d, err)?;
     }
     if d.kind == Trace {
         if d.format.is_none() {
@@ -813,6 +853,56 @@ fn check_dataset(
         );
     }
     Ok(())
+}
+
+/// A sessions dataset's keys: what a ShareGPT source brings itself, and the think times.
+fn check_sessions(d: &manifest::Dataset, err: Located) -> Result<(), ManifestError> {
+    if d.path.is_some() {
+        for (key, given) in [
+            ("question_len", d.question_len.is_some()),
+            ("system_prompt_len", d.system_prompt_len.is_some()),
+        ] {
+            if given {
+                return err(
+                    path!["dataset", key],
+                    format!(
+                        "`{key}` sizes synthetic sessions, but `path` reads the messages of a \
+                         ShareGPT file"
+                    ),
+                    "remove it, or remove `path` for synthetic sessions",
+                );
+            }
+        }
+    }
+    for (key, v) in [
+        ("turns", d.turns),
+        ("system_prompt_len", d.system_prompt_len),
+    ] {
+        if v == Some(0) {
+            return err(
+                path!["dataset", key],
+                format!("`{key}` must be at least 1"),
+                if key == "turns" {
+                    ""
+                } else {
+                    "leave it out for sessions without a system prompt"
+                },
+            );
+        }
+    }
+    match (d.think_time_s, d.think_time) {
+        (Some(t), _) if !(t.is_finite() && t >= 0.0) => err(
+            path!["dataset", "think_time_s"],
+            format!("think_time_s {t} must be a number of seconds, 0 or more"),
+            "the mean time between an answer and the next turn, e.g. 2.0",
+        ),
+        (None, Some(_)) => err(
+            path!["dataset", "think_time"],
+            "`think_time` shapes think times around `think_time_s`, which is not given".into(),
+            "add think_time_s = 2.0 (the mean, seconds), or remove think_time",
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// `speedups` replay a trace: positive, distinct, and nothing that paces arrivals otherwise.

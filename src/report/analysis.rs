@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::attainment::{self, percentile_sorted, Crossing, Slo};
 use super::stats::{self, Interval};
 use crate::report::import::{
-    CacheInfo, ClientInfo, FileSummary, Imported, RatePoint, SourceKind, Variant,
+    CacheInfo, ClientInfo, FileSummary, Imported, RatePoint, Sample, SourceKind, Variant,
 };
 
 /// What to score and how.
@@ -123,6 +123,35 @@ pub struct PointStats {
     /// Only when the file has no per-request data: its own summary numbers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_summary: Option<FileSummary>,
+    /// Only for multi-turn sessions (`rate` is then session starts per second): attainment
+    /// per turn index and per session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionStats>,
+}
+
+/// Multi-turn sessions at one rate. Every turn is also one of the point's requests.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct SessionStats {
+    pub sessions: u64,
+    /// Sessions every turn of which met the SLO (TTFT and TPOT, scale 1), % of `sessions`.
+    pub attainment: f64,
+    /// Sessions with a failed turn; the turns after it are failed `session_ended` requests.
+    pub sessions_failed: u64,
+    /// One entry per turn index, from turn 1.
+    pub by_turn: Vec<TurnStats>,
+}
+
+/// The requests of one turn index across a rate's sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct TurnStats {
+    /// 1 for the first turn of every session, 2 for the second, ...
+    pub turn: u32,
+    pub requests: u64,
+    /// % of this turn's requests meeting the SLO (failed ones included, as misses).
+    pub attainment: f64,
+    /// Over this turn's successful requests.
+    pub ttft_ms: Option<Pcts>,
+    pub tpot_ms: Option<Pcts>,
 }
 
 /// Each repeat's attainment and medians, and their spread.
@@ -158,7 +187,18 @@ fn cv(xs: &[f64]) -> Option<f64> {
 fn pooled(repeats: &[&RatePoint]) -> RatePoint {
     let mut out = repeats[0].clone();
     for p in &repeats[1..] {
-        out.samples.extend_from_slice(&p.samples);
+        // Each repeat numbers its sessions from 0: renumber after the ones pooled so far.
+        let next = out
+            .samples
+            .iter()
+            .filter_map(|s| s.session_turn)
+            .map(|(session, _)| session + 1)
+            .max()
+            .unwrap_or(0);
+        out.samples.extend(p.samples.iter().map(|s| Sample {
+            session_turn: s.session_turn.map(|(session, turn)| (session + next, turn)),
+            ..*s
+        }));
         out.itls_s.extend_from_slice(&p.itls_s);
         out.per_request &= p.per_request;
         out.num_requests += p.num_requests;
@@ -422,6 +462,29 @@ fn point_stats(p: &RatePoint, gpus: u32, slo: Slo) -> PointStats {
         None
     };
     let (ttft_ms, tpot_ms, e2e_ms) = (pcts_ms(&mut ttft), pcts_ms(&mut tpot), pcts_ms(&mut e2e));
+    let sessions = attainment::session_attainment(&p.samples, slo).map(|a| {
+        let of_turn = |turn: u32, f: fn(&Sample) -> Option<f64>| -> Vec<f64> {
+            ok().filter(|s| s.session_turn.is_some_and(|(_, t)| t == turn))
+                .filter_map(f)
+                .collect()
+        };
+        SessionStats {
+            sessions: a.sessions,
+            attainment: 100.0 * a.sessions_met as f64 / a.sessions.max(1) as f64,
+            sessions_failed: a.sessions_failed,
+            by_turn: a
+                .by_turn
+                .iter()
+                .map(|&(turn, requests, met)| TurnStats {
+                    turn,
+                    requests,
+                    attainment: 100.0 * met as f64 / requests.max(1) as f64,
+                    ttft_ms: pcts_ms(&mut of_turn(turn, |s| s.ttft_s)),
+                    tpot_ms: pcts_ms(&mut of_turn(turn, |s| s.tpot_s)),
+                })
+                .collect(),
+        }
+    });
     PointStats {
         rate: p.rate,
         per_gpu_rate: p.rate / gpus.max(1) as f64,
@@ -450,6 +513,7 @@ fn point_stats(p: &RatePoint, gpus: u32, slo: Slo) -> PointStats {
         repeats: 1,
         spread: None,
         file_summary: (!p.per_request).then(|| p.file_summary.clone()),
+        sessions,
     }
 }
 

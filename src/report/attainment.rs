@@ -98,6 +98,7 @@ impl From<&crate::load::RequestRecord> for Sample {
             tpot_s: r.tpot_s,
             e2e_s: r.e2e_s,
             output_tokens: Some(r.output_tokens),
+            session_turn: r.session.zip(r.turn),
         }
     }
 }
@@ -111,6 +112,47 @@ pub fn share_meeting(requests: &[crate::load::RequestRecord], slo: &crate::manif
         .filter(|r| meets(&Sample::from(*r), slo, 1.0, SloKind::Both))
         .count();
     met as f64 / requests.len().max(1) as f64
+}
+
+/// Multi-turn sessions' attainment: per turn index and per session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionAttainment {
+    pub sessions: u64,
+    /// Sessions every turn of which met the SLO.
+    pub sessions_met: u64,
+    /// Sessions with a failed turn (the turns after it are failed `session_ended` ones).
+    pub sessions_failed: u64,
+    /// (turn, requests, met), by turn index from 1.
+    pub by_turn: Vec<(u32, u64, u64)>,
+}
+
+/// Attainment of multi-turn sessions (TTFT and TPOT at scale 1): per turn index over that
+/// turn's requests, and per session: a session attains when every one of its turns met the
+/// SLO, so a failed turn (and the `session_ended` turns after it) fails its session. `None`
+/// when no sample belongs to a session.
+pub fn session_attainment(samples: &[Sample], slo: Slo) -> Option<SessionAttainment> {
+    use std::collections::BTreeMap;
+    // session -> (all met, any failed); turn -> (requests, met)
+    let mut sessions: BTreeMap<u64, (bool, bool)> = BTreeMap::new();
+    let mut turns: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for s in samples {
+        let Some((session, turn)) = s.session_turn else {
+            continue;
+        };
+        let met = meets(s, slo, 1.0, SloKind::Both);
+        let e = sessions.entry(session).or_insert((true, false));
+        e.0 &= met;
+        e.1 |= !s.ok;
+        let t = turns.entry(turn).or_default();
+        t.0 += 1;
+        t.1 += u64::from(met);
+    }
+    (!sessions.is_empty()).then(|| SessionAttainment {
+        sessions: sessions.len() as u64,
+        sessions_met: sessions.values().filter(|(met, _)| *met).count() as u64,
+        sessions_failed: sessions.values().filter(|(_, failed)| *failed).count() as u64,
+        by_turn: turns.into_iter().map(|(t, (n, met))| (t, n, met)).collect(),
+    })
 }
 
 /// Attainment in percent over all samples; `None` when there are no samples.
@@ -295,6 +337,7 @@ mod tests {
             tpot_s: Some(tpot),
             e2e_s: Some(ttft + tpot * 10.0),
             output_tokens: Some(11),
+            session_turn: None,
         }
     }
 
@@ -305,6 +348,7 @@ mod tests {
             tpot_s: None,
             e2e_s: None,
             output_tokens: None,
+            session_turn: None,
         }
     }
 
@@ -327,6 +371,27 @@ mod tests {
     }
 
     #[test]
+    fn a_session_attains_only_when_every_turn_does() {
+        let turn = |s: Sample, session: u64, turn: u32| Sample {
+            session_turn: Some((session, turn)),
+            ..s
+        };
+        let samples = vec![
+            turn(ok(0.1, 0.1), 0, 1),
+            turn(ok(0.1, 0.1), 0, 2),
+            turn(ok(0.1, 0.1), 1, 1),
+            turn(ok(0.5, 0.1), 1, 2), // slow second turn
+            turn(ok(0.1, 0.1), 2, 1),
+            turn(failed(), 2, 2), // failed: the session ended
+            ok(0.1, 0.1),         // not a session's
+        ];
+        let a = session_attainment(&samples, SLO).unwrap();
+        assert_eq!((a.sessions, a.sessions_met, a.sessions_failed), (3, 1, 1));
+        assert_eq!(a.by_turn, [(1, 3, 3), (2, 3, 1)]);
+        assert_eq!(session_attainment(&[ok(0.1, 0.1)], SLO), None);
+    }
+
+    #[test]
     fn all_failed_is_zero_not_nan() {
         let s = vec![failed(); 5];
         assert_eq!(attainment(&s, SLO, 10.0, SloKind::TtftOnly), Some(0.0));
@@ -342,6 +407,7 @@ mod tests {
             tpot_s: Some(0.0),
             e2e_s: Some(0.0),
             output_tokens: Some(0),
+            session_turn: None,
         };
         assert!(!meets(&s, SLO, 1.0, SloKind::TtftOnly));
     }
@@ -354,6 +420,7 @@ mod tests {
             tpot_s: None,
             e2e_s: Some(0.05),
             output_tokens: Some(1),
+            session_turn: None,
         };
         let slow = Sample {
             ttft_s: Some(0.5),

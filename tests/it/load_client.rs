@@ -33,6 +33,7 @@ fn spec(base_url: &str, api: Api, prompts: &[(&str, u64)], offsets: Vec<f64>) ->
         token_counts: TokenCounts::Estimated,
         notes: vec![],
         offsets_s: None,
+        sessions: None,
     };
     let dep = DeploymentInfo {
         variant_id: None,

@@ -27,6 +27,7 @@ mod report_render;
 mod report_snapshot;
 mod schema;
 mod search;
+mod sessions;
 mod sim_calibration;
 mod sim_faults;
 mod sim_server;

@@ -1,6 +1,6 @@
 //! Request sets: ShareGPT JSON (filtered and sampled as `vllm bench serve` does), random prompts
-//! of exact token lengths, JSONL prompts, groups sharing a system prompt, and request traces
-//! (arrival times, lengths and shared prefix blocks). The result is prepared once and replayed,
+//! of exact token lengths, JSONL prompts, groups sharing a system prompt, request traces
+//! (arrival times, lengths and shared prefix blocks), and multi-turn sessions. The result is prepared once and replayed,
 //! the same requests in the same order, against every deployment.
 
 use std::path::PathBuf;
@@ -11,11 +11,13 @@ use rand::{Rng, SeedableRng};
 use super::pyrandom::PyRandom;
 use super::tokenizer::{estimate_tokens, Tokenizer};
 use files::{jsonl, sharegpt};
+pub use sessions::{PreparedSession, SessionSource, SessionsSpec, ThinkTime};
 pub use shared_prefix::SharedPrefixSpec;
 use synthetic::random;
 pub use trace::{TraceFormat, TraceSpec};
 
 mod files;
+mod sessions;
 mod shared_prefix;
 mod synthetic;
 pub mod trace;
@@ -57,10 +59,12 @@ pub enum DatasetSpec {
     SharedPrefix(SharedPrefixSpec),
     /// A request trace's lengths, shared prefix blocks and arrival times; needs a tokenizer.
     Trace(TraceSpec),
+    /// Multi-turn sessions, synthetic (needs a tokenizer) or from ShareGPT conversations.
+    Sessions(SessionsSpec),
 }
 
 impl DatasetSpec {
-    /// `sharegpt`, `random`, `jsonl`, `shared_prefix` or `trace`.
+    /// `sharegpt`, `random`, `jsonl`, `shared_prefix`, `trace` or `sessions`.
     pub fn name(&self) -> &'static str {
         match self {
             DatasetSpec::ShareGpt { .. } => "sharegpt",
@@ -68,6 +72,7 @@ impl DatasetSpec {
             DatasetSpec::Jsonl { .. } => "jsonl",
             DatasetSpec::SharedPrefix(_) => "shared_prefix",
             DatasetSpec::Trace(_) => "trace",
+            DatasetSpec::Sessions(_) => "sessions",
         }
     }
 }
@@ -90,9 +95,11 @@ pub struct Dataset {
     pub notes: Vec<String>,
     /// A trace's arrival offsets, seconds from its first request, one per request.
     pub offsets_s: Option<Vec<f64>>,
+    /// Multi-turn sessions, one per request: `requests[i]` is session `i`'s first turn alone.
+    pub sessions: Option<Vec<PreparedSession>>,
 }
 
-/// Prepare `num_prompts` requests. Bad files give an error naming the file and the place.
+/// Prepare `num_prompts` requests (sessions, for a sessions dataset). Bad files give an error naming the file and the place.
 pub fn load(
     spec: &DatasetSpec,
     num_prompts: usize,
@@ -116,6 +123,7 @@ pub fn load(
         );
     }
     let mut offsets_s = None;
+    let mut sessions = None;
     let requests = match spec {
         DatasetSpec::ShareGpt { path, output_len } => {
             sharegpt(path, *output_len, num_prompts, seed, tokenizer, &mut notes)?
@@ -145,6 +153,12 @@ pub fn load(
             offsets_s = Some(trace.offsets_s);
             trace.requests
         }
+        DatasetSpec::Sessions(s) => {
+            let prepared = sessions::sessions(s, num_prompts, seed, tokenizer, &mut notes)?;
+            let firsts = prepared.iter().map(|s| s.first_request()).collect();
+            sessions = Some(prepared);
+            firsts
+        }
     };
     Ok(Dataset {
         name: spec.name().to_string(),
@@ -152,6 +166,7 @@ pub fn load(
         token_counts: counts,
         notes,
         offsets_s,
+        sessions,
     })
 }
 

@@ -102,6 +102,10 @@ struct LeanRecord {
     error_kind: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    session: Option<u64>,
+    #[serde(default)]
+    turn: Option<u32>,
 }
 
 /// Per-request arrays of the original suite's and vLLM's files.
@@ -164,6 +168,7 @@ pub(super) fn read_file(path: &Path) -> Result<Parsed, String> {
                 tpot_s: r.tpot_s.filter(|t| t.is_finite()),
                 e2e_s: r.e2e_s.filter(|t| t.is_finite()),
                 output_tokens: r.output_tokens,
+                session_turn: r.session.zip(r.turn),
             });
         }
         finish_point(&mut point, &common);
@@ -415,6 +420,7 @@ fn legacy_samples(a: &LegacyArrays, point: &mut RatePoint) -> Result<(), String>
             tpot_s: tpot.filter(|t| t.is_finite()),
             e2e_s: if ok { lat } else { None },
             output_tokens: out,
+            session_turn: None,
         });
     }
     Ok(())

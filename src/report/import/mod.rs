@@ -49,6 +49,8 @@ pub struct Sample {
     pub e2e_s: Option<f64>,
     /// Output tokens, when known.
     pub output_tokens: Option<u64>,
+    /// Multi-turn sessions: (session, turn) of this request; None for other workloads.
+    pub session_turn: Option<(u64, u32)>,
 }
 
 /// Client-side schedule keeping, as recorded by vbench (absent for other tools' files).

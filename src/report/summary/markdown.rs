@@ -81,7 +81,7 @@ pub(super) fn markdown(
         ));
     }
     s.push('\n');
-    for b in rate_blocks(a) {
+    for (b, v) in rate_blocks(a).into_iter().zip(&a.variants) {
         s.push_str(&format!("## {}\n\n", md(&b.label)));
         s.push_str(
             "Latencies in ms as p50 / p90 / p99; attainment % as both (with its 95 % Wilson \
@@ -128,6 +128,7 @@ pub(super) fn markdown(
             ));
         }
         s.push('\n');
+        sessions_table(&mut s, v);
     }
     let runs = run_lines(a);
     if !runs.is_empty() {
@@ -165,4 +166,45 @@ pub(super) fn markdown(
         }
     }
     s
+}
+
+/// Multi-turn sessions of one variant: per rate, each turn index's attainment and latencies,
+/// then the sessions' own attainment (a session attains when all its turns do).
+fn sessions_table(s: &mut String, v: &VariantStats) {
+    let points: Vec<_> = v
+        .points
+        .iter()
+        .filter_map(|p| Some((p.rate, p.sessions.as_ref()?)))
+        .collect();
+    if points.is_empty() {
+        return;
+    }
+    s.push_str(
+        "Sessions (the rate is session starts per second): attainment % per turn index over \
+         that turn's requests, and per session (every turn met the SLO; a failed turn ends its \
+         session).\n\n",
+    );
+    s.push_str("| Rate (sessions/s) | Turn | Requests | Attainment | TTFT | TPOT |\n");
+    s.push_str("|---|---|---|---|---|---|\n");
+    for (rate, st) in points {
+        for t in &st.by_turn {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                fmt_num(rate),
+                t.turn,
+                t.requests,
+                fmt_num(t.attainment),
+                pcts(t.ttft_ms),
+                pcts(t.tpot_ms)
+            ));
+        }
+        s.push_str(&format!(
+            "| {} | whole session | {} sessions ({} with a failed turn) | {} | | |\n",
+            fmt_num(rate),
+            st.sessions,
+            st.sessions_failed,
+            fmt_num(st.attainment)
+        ));
+    }
+    s.push('\n');
 }

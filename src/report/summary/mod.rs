@@ -76,8 +76,9 @@ pub fn schema_json() -> String {
         serde_json::to_value(&schema).expect("schema serialises"),
         "vbench report summary (summary.json)",
         "SummaryJson",
-        // `file_summary` is left out when a point has none (`skip_serializing_if`).
-        &[("PointStats", "file_summary")],
+        // `file_summary` is left out when a point has none, `sessions` outside multi-turn
+        // sessions (`skip_serializing_if`).
+        &[("PointStats", "file_summary"), ("PointStats", "sessions")],
     )
 }
 
