@@ -18,6 +18,7 @@ use rand_distr::{Binomial, Distribution, Normal};
 use vbench::apply::search::{BatchOutcome, Search, Step};
 use vbench::plan::search::{Ending, SearchSpec};
 use vbench::report::attainment::{rate_crossing, Crossing};
+use vbench::report::stats::{mean_interval, wilson, Z95};
 
 struct Curve {
     name: &'static str,
@@ -140,6 +141,150 @@ fn reported_monotone(s: &Search) -> Option<f64> {
     }
 }
 
+/// The report's 95 % goodput range from a search's probes: where the attainment intervals'
+/// lower ends cross the target and where their upper ends do (each rate's Wilson interval
+/// over its pooled requests, widened to the t-interval of its batches' attainments when it has
+/// three or more, as the report widens repeats). `batches` holds each batch's (rate,
+/// attainment %) in the order measured.
+fn reported_range(s: &Search, batches: &[(f64, f64)], dispersed: bool) -> (f64, f64) {
+    let mut probes: Vec<_> = s.probes.iter().collect();
+    probes.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    // Overdispersion: the batches' spread at the rates measured more than once, against the
+    // binomial spread, pooled over those rates.
+    let phi = if dispersed {
+        let (mut seen, mut expected, mut df) = (0.0, 0.0, 0usize);
+        for p in &probes {
+            let own: Vec<f64> = batches
+                .iter()
+                .filter(|b| b.0 == p.rate)
+                .map(|b| b.1 / 100.0)
+                .collect();
+            if own.len() < 2 {
+                continue;
+            }
+            let k = own.len() as f64;
+            let mean = own.iter().sum::<f64>() / k;
+            let var = own.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0);
+            let n = p.requests as f64 / k;
+            seen += (k - 1.0) * var;
+            expected += (k - 1.0) * mean * (1.0 - mean) / n;
+            df += own.len() - 1;
+        }
+        if expected > 0.0 && df >= 2 {
+            (seen / expected).max(1.0)
+        } else {
+            1.0
+        }
+    } else {
+        1.0
+    };
+    let (mut lows, mut highs) = (Vec::new(), Vec::new());
+    for p in probes {
+        let n_eff = (p.requests as f64 / phi).max(1.0);
+        let met_eff = p.met as f64 / p.requests.max(1) as f64 * n_eff;
+        let (lo, hi) =
+            wilson(met_eff.round() as u64, n_eff.round() as u64, Z95).unwrap_or((0.0, 1.0));
+        let (mut lo, mut hi) = (100.0 * lo, 100.0 * hi);
+        let own: Vec<f64> = batches
+            .iter()
+            .filter(|b| b.0 == p.rate)
+            .map(|b| b.1)
+            .collect();
+        if own.len() >= 3 {
+            if let Some((a, b)) = mean_interval(&own) {
+                lo = lo.min(a.max(0.0));
+                hi = hi.max(b.min(100.0));
+            }
+        }
+        lows.push((p.rate, lo));
+        highs.push((p.rate, hi));
+    }
+    let target = 100.0 * s.spec.target;
+    let low = match rate_crossing(&lows, target) {
+        Crossing::At { x, .. } => x,
+        Crossing::AlwaysAbove { edge } => edge,
+        _ => 0.0,
+    };
+    let high = match rate_crossing(&highs, target) {
+        Crossing::At { x, .. } => x,
+        _ => f64::INFINITY,
+    };
+    (low, high)
+}
+
+/// The goodput and its 95 % range from a straight line through the batches near the crossing
+/// (an alternative the report does not use): batches, not requests, are the units, so their
+/// spread around the line carries the seed effect.
+fn line_range(batches: &[(f64, f64)], target: f64) -> Option<(f64, f64, f64)> {
+    let mut rates: Vec<f64> = batches.iter().map(|b| b.0).collect();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    let pooled = |r: f64| {
+        let own: Vec<f64> = batches.iter().filter(|b| b.0 == r).map(|b| b.1).collect();
+        own.iter().sum::<f64>() / own.len() as f64
+    };
+    // The window: from the highest rate clearly above the target to the lowest clearly below.
+    let lo = rates
+        .iter()
+        .copied()
+        .filter(|&r| pooled(r) >= target + 5.0)
+        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))
+        .unwrap_or(rates[0]);
+    let hi = rates
+        .iter()
+        .copied()
+        .filter(|&r| r > lo && pooled(r) <= target - 5.0)
+        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))))
+        .unwrap_or(rates[rates.len() - 1]);
+    let window: Vec<f64> = rates.into_iter().filter(|&r| r >= lo && r <= hi).collect();
+    if window.len() < 2 {
+        return None;
+    }
+    let fit = |pts: &[(f64, f64)]| -> Option<f64> {
+        let n = pts.len() as f64;
+        let (mx, my) = (
+            pts.iter().map(|p| p.0).sum::<f64>() / n,
+            pts.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+        if sxx <= 0.0 || sxy >= 0.0 {
+            return None;
+        }
+        let b = sxy / sxx;
+        Some(mx + (target - my) / b)
+    };
+    let by_rate: Vec<Vec<f64>> = window
+        .iter()
+        .map(|&r| batches.iter().filter(|b| b.0 == r).map(|b| b.1).collect())
+        .collect();
+    let all: Vec<(f64, f64)> = window
+        .iter()
+        .zip(&by_rate)
+        .flat_map(|(&r, ys)| ys.iter().map(move |&y| (r, y)))
+        .collect();
+    let point = fit(&all)?;
+    // Inverse prediction of the line: the batches' residual spread, through the delta method,
+    // t with n - 2 degrees of freedom.
+    let n = all.len() as f64;
+    if n < 3.0 {
+        return None;
+    }
+    let mx = all.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = all.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = all.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let b = all.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
+    let a = my - b * mx;
+    let rss: f64 = all.iter().map(|p| (p.1 - a - b * p.0).powi(2)).sum();
+    let sigma = (rss / (n - 2.0)).sqrt();
+    let t = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23]
+        .get((n - 3.0) as usize)
+        .copied()
+        .unwrap_or(2.1);
+    let se = sigma / b.abs() * (1.0 / n + (point - mx).powi(2) / sxx).sqrt();
+    Some((point, point - t * se, point + t * se))
+}
+
 fn main() {
     let searches: u64 = std::env::args()
         .nth(1)
@@ -170,19 +315,44 @@ fn main() {
     for c in CURVES {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let (mut mid_ok, mut rep_ok, mut bracketed, mut contains, mut mono_ok) = (0, 0, 0, 0, 0);
+        let (mut covered, mut narrow_covered, mut dcovered) = (0, 0, 0);
+        let mut dwidths: Vec<f64> = Vec::new();
+        let (mut bcovered, mut bok) = (0, 0);
+        let mut bwidths: Vec<f64> = Vec::new();
+        let mut widths: Vec<f64> = Vec::new();
         let mut used = 0u64;
         let mut errors: Vec<f64> = Vec::new();
         for _ in 0..searches {
             let mut s = Search::new(spec.clone());
+            let mut batches: Vec<(f64, f64)> = Vec::new();
             let ending = loop {
                 match s.next() {
                     Step::Done(e) => break e,
                     Step::Measure { rate, .. } => {
                         let b = batch(&mut rng, c, rate, u64::from(spec.batch));
+                        batches.push((rate, 100.0 * b.met as f64 / b.requests as f64));
                         s.record(rate, b);
                     }
                 }
             };
+            let (lo, hi) = reported_range(&s, &batches, false);
+            let inside = lo <= c.truth && c.truth <= hi;
+            let (dlo, dhi) = reported_range(&s, &batches, true);
+            let dinside = dlo <= c.truth && c.truth <= dhi;
+            dcovered += usize::from(dinside);
+            dwidths.push((dhi - dlo) / c.truth);
+            match line_range(&batches, 100.0 * spec.target) {
+                Some((g, blo, bhi)) => {
+                    bcovered += usize::from(blo <= c.truth && c.truth <= bhi);
+                    bwidths.push((bhi - blo) / c.truth);
+                    bok += usize::from((g / c.truth - 1.0).abs() <= 0.05);
+                }
+                None => bwidths.push(f64::INFINITY),
+            }
+            covered += usize::from(inside);
+            let width = (hi - lo) / c.truth;
+            widths.push(width);
+            narrow_covered += usize::from(inside && width <= 0.10);
             used += s.used;
             let (lo, hi) = match ending {
                 Ending::Bracketed { pass, fail } => {
@@ -207,6 +377,9 @@ fn main() {
             }
         }
         errors.sort_by(f64::total_cmp);
+        widths.sort_by(f64::total_cmp);
+        dwidths.sort_by(f64::total_cmp);
+        bwidths.sort_by(f64::total_cmp);
         let q = |f: f64| errors[((errors.len() - 1) as f64 * f) as usize] * 100.0;
         let n = searches as f64;
         println!(
@@ -223,6 +396,33 @@ fn main() {
             100.0 * mono_ok as f64 / n,
             100.0 * contains as f64 / n,
             used as f64 / n
+        );
+        println!(
+            "{:<11} the report's 95 % goodput range before 2026-12-01 contains the truth in {:.0} % (and is also \
+             at most 10 % wide in {:.0} %); width p50 {:.1} %, p90 {:.1} %",
+            "",
+            100.0 * covered as f64 / n,
+            100.0 * narrow_covered as f64 / n,
+            100.0 * widths[widths.len() / 2],
+            100.0 * widths[widths.len() * 9 / 10],
+        );
+        println!(
+            "{:<11} widened for the batches' overdispersion (the report since 2026-12-01): contains the truth \
+             in {:.0} %; width p50 {:.1} %, p90 {:.1} %",
+            "",
+            100.0 * dcovered as f64 / n,
+            100.0 * dwidths[dwidths.len() / 2],
+            100.0 * dwidths[dwidths.len() * 9 / 10],
+        );
+        println!(
+            "{:<11} a line through the batches near the crossing (delta-method range): \
+             within 5 % {:.0} %, its 95 % range contains the truth in {:.0} %; width p50 {:.1} %, \
+             p90 {:.1} %",
+            "",
+            100.0 * bok as f64 / n,
+            100.0 * bcovered as f64 / n,
+            100.0 * bwidths[bwidths.len() / 2],
+            100.0 * bwidths[bwidths.len() * 9 / 10],
         );
     }
 }

@@ -296,6 +296,12 @@ pub struct VariantStats {
     /// Goodput's 95 % range: where the attainment intervals' lower ends cross the target
     /// (pessimistic) and where their upper ends do (optimistic).
     pub goodput_interval: [Crossing; 2],
+    /// How many times more the attainment of repeated measurements of one rate (repeats, or a
+    /// search's batches) varied than independent requests would make it (a variance ratio,
+    /// pooled over the rates measured more than once; null without two degrees of freedom).
+    /// Above 1, every attainment interval of the variant is widened to match: near capacity
+    /// requests queue behind each other and pass or fail together.
+    pub attainment_dispersion: Option<f64>,
     pub goodput_per_gpu_interval: [Crossing; 2],
     /// The rate the SLO-scale panel was scored at.
     pub scale_rate: Option<f64>,
@@ -517,6 +523,46 @@ fn point_stats(p: &RatePoint, gpus: u32, slo: Slo) -> PointStats {
     }
 }
 
+/// The overdispersion of attainment: the spread between repeated measurements of one rate
+/// against the binomial spread of that many independent requests, pooled over the rates with
+/// two or more (Σ (k−1)·s² / Σ (k−1)·p(1−p)/n). `None` below two degrees of freedom.
+fn dispersion(points: &[PointStats]) -> Option<f64> {
+    let (mut seen, mut expected, mut df) = (0.0, 0.0, 0usize);
+    for p in points {
+        let Some(spread) = &p.spread else {
+            continue;
+        };
+        let k = spread.attainment.len();
+        if k < 2 || p.requests == 0 {
+            continue;
+        }
+        let xs: Vec<f64> = spread.attainment.iter().map(|a| a / 100.0).collect();
+        let mean = xs.iter().sum::<f64>() / k as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1) as f64;
+        let per_file = p.requests as f64 / k as f64;
+        seen += (k - 1) as f64 * var;
+        expected += (k - 1) as f64 * mean * (1.0 - mean) / per_file;
+        df += k - 1;
+    }
+    (df >= 2 && expected > 0.0).then(|| (seen / expected).max(1.0))
+}
+
+/// Widen a point's attainment intervals to what `phi` times the binomial variance gives: the
+/// Wilson interval of the same share over `n / phi` requests (never narrower than before).
+fn widen_for_dispersion(p: &mut PointStats, phi: f64) {
+    let (Some(att), Some(intervals)) = (p.attainment, p.attainment_interval.as_mut()) else {
+        return;
+    };
+    let n_eff = (p.requests as f64 / phi).round().max(1.0);
+    for (share, iv) in att.iter().zip(intervals.iter_mut()) {
+        let met = (share / 100.0 * n_eff).round() as u64;
+        if let Some((lo, hi)) = stats::wilson(met, n_eff as u64, stats::Z95) {
+            iv.lo = iv.lo.map(|w| w.min(100.0 * lo));
+            iv.hi = iv.hi.map(|w| w.max(100.0 * hi));
+        }
+    }
+}
+
 fn analyse_variant(run: &str, slug: String, v: &Variant, sc: &Scoring) -> VariantStats {
     // Points come sorted by rate: files of the same rate are its repeats.
     let mut groups: Vec<Vec<&RatePoint>> = Vec::new();
@@ -526,10 +572,16 @@ fn analyse_variant(run: &str, slug: String, v: &Variant, sc: &Scoring) -> Varian
             _ => groups.push(vec![p]),
         }
     }
-    let points: Vec<PointStats> = groups
+    let mut points: Vec<PointStats> = groups
         .iter()
         .map(|g| rate_stats(g, v.gpus, sc.slo))
         .collect();
+    let attainment_dispersion = dispersion(&points);
+    if let Some(phi) = attainment_dispersion.filter(|phi| *phi > 1.0) {
+        for p in &mut points {
+            widen_for_dispersion(p, phi);
+        }
+    }
     let curve = |k: usize| -> Vec<(f64, f64)> {
         points
             .iter()
@@ -609,6 +661,7 @@ fn analyse_variant(run: &str, slug: String, v: &Variant, sc: &Scoring) -> Varian
         goodput_per_gpu,
         goodput_interval,
         goodput_per_gpu_interval: goodput_interval.map(per_gpu),
+        attainment_dispersion,
         search: v.search.clone(),
         scale_rate: chosen.map(|p| p.rate),
         scale_curve,

@@ -154,3 +154,59 @@ fn repeats_are_pooled_and_their_spread_widens_the_interval() {
     let md = std::fs::read_to_string(out.out_dir.join("summary.md")).unwrap();
     assert!(md.contains("3 repeats: 26, 83, 45 (sd 29.02)"), "{md}");
 }
+
+/// Repeated measurements that disagree beyond what independent requests allow widen every
+/// attainment interval of their variant, single measurements included: the spread between
+/// repeats (pooled over the rates measured twice) sets how many independent requests a
+/// measurement is worth. Repeats that agree as binomial noise would leave the intervals alone.
+#[test]
+fn overdispersed_repeats_widen_every_interval_of_their_variant() {
+    let run = |dir: &Path, twice: [[usize; 2]; 2]| -> serde_json::Value {
+        std::fs::write(
+            dir.join("manifest.toml"),
+            "name = \"x\"\nmodel = \"m\"\n\n[slo]\nttft_ms = 125\ntpot_ms = 200\ntarget_pct = 90\n",
+        )
+        .unwrap();
+        let d = dep("simple", "v", 1, "v");
+        let mut files = vec![(3.0, 1, 50)];
+        for (rate, mets) in [1.0, 2.0].iter().zip(twice) {
+            files.extend(
+                mets.iter()
+                    .enumerate()
+                    .map(|(i, m)| (*rate, i as u32 + 1, *m)),
+            );
+        }
+        for (rate, repeat, met) in files {
+            let mut r = result(&d, "m", rate, requests(100, met));
+            r.vbench.load.repeat = Some(repeat);
+            let path = dir
+                .join("v")
+                .join(format!("vllm-{rate}qps-repeat{repeat}.json"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, serde_json::to_vec(&r).unwrap()).unwrap();
+        }
+        let out = vbench::report::report_run_folder(dir).unwrap();
+        serde_json::from_slice(&std::fs::read(out.out_dir.join("summary.json")).unwrap()).unwrap()
+    };
+    // 95 and 75 %, 60 and 80 %: variance 0.02 at each rate where 100 independent requests
+    // would give 0.85·0.15/100 and 0.7·0.3/100: φ = 0.04 / 0.003375 = 11.85.
+    let tmp = tempfile::tempdir().unwrap();
+    let s = run(tmp.path(), [[95, 75], [60, 80]]);
+    let v = variant(&s, "v");
+    let phi = v["attainment_dispersion"].as_f64().unwrap();
+    assert!((phi - 0.04 / 0.003375).abs() < 1e-6, "{phi}");
+    // The single measurement at 3 req/s (50 of 100, Wilson 40.4-59.6 %) is worth about 8
+    // requests: 4 of 8, 21.5-78.5 %.
+    let i = &v["points"][2]["attainment_interval"][0];
+    let (lo, hi) = (i["lo"].as_f64().unwrap(), i["hi"].as_f64().unwrap());
+    assert!((lo - 21.52).abs() < 0.1 && (hi - 78.48).abs() < 0.1, "{i}");
+
+    // 85 and 86 %, 70 and 71 %: less spread than binomial noise, nothing widened.
+    let tmp = tempfile::tempdir().unwrap();
+    let s = run(tmp.path(), [[85, 86], [70, 71]]);
+    let v = variant(&s, "v");
+    assert_eq!(v["attainment_dispersion"].as_f64(), Some(1.0));
+    let i = &v["points"][2]["attainment_interval"][0];
+    let (lo, hi) = (i["lo"].as_f64().unwrap(), i["hi"].as_f64().unwrap());
+    assert!((lo - 40.38).abs() < 0.1 && (hi - 59.62).abs() < 0.1, "{i}");
+}

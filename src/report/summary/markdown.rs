@@ -89,6 +89,9 @@ pub(super) fn markdown(
              intervals' ends cross the target; summary.json has 95 % intervals of every TTFT, \
              TPOT and E2E percentile too.\n\n",
         );
+        if !b.dispersion_note.is_empty() {
+            s.push_str(&format!("{}\n\n", md(&b.dispersion_note)));
+        }
         if b.has_cache {
             s.push_str(
                 "Prompt KV reused: the share of prompt tokens the instances that compute prompts \

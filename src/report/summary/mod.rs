@@ -301,6 +301,8 @@ struct VariantBlock {
     label: String,
     /// Whether any rate has cache numbers (the column is shown only then).
     has_cache: bool,
+    /// Said when the attainment intervals were widened for overdispersion; else empty.
+    dispersion_note: String,
     rows: Vec<RateRow>,
 }
 
@@ -373,6 +375,15 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
         .map(|v| VariantBlock {
             label: v.label.clone(),
             has_cache: v.points.iter().any(|p| p.cache.is_some()),
+            dispersion_note: match v.attainment_dispersion {
+                Some(phi) if phi > 1.0 => format!(
+                    "Attainment intervals widened: repeated measurements of a rate varied {} \
+                     times as much (in variance) as independent requests would, since requests \
+                     near capacity pass or fail together; every interval here allows for that.",
+                    fmt_num(phi)
+                ),
+                _ => String::new(),
+            },
             rows: v
                 .points
                 .iter()
