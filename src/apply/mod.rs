@@ -102,6 +102,9 @@ impl From<anyhow::Error> for VariantError {
 /// `--only` names variants of the plan.
 pub fn check_only(plan: &Plan, only: &[String]) -> anyhow::Result<()> {
     for id in only {
+        if let Some(v) = plan.skipped.iter().find(|v| &v.id == id) {
+            bail!("--only {id}: {} cannot run here: it {}", v.label, v.reason);
+        }
         if !plan.variants.iter().any(|v| &v.id == id) {
             let ids: Vec<&str> = plan.variants.iter().map(|v| v.id.as_str()).collect();
             bail!(
@@ -353,6 +356,12 @@ pub async fn run(
         plan.cells.len(),
         run_dir.path().display()
     ));
+    for v in &plan.skipped {
+        events.warning(&format!(
+            "{} ({}) is not run: it {}",
+            v.id, v.label, v.reason
+        ));
+    }
 
     let vbench_bin = vbench_bin.display().to_string();
     let gpu_pool: Vec<u32> = match &m.target.gpus {

@@ -56,6 +56,18 @@ pub struct Plan {
     pub overrides: Vec<String>,
     /// Problems that do not stop planning but would stop `apply` (e.g. a missing dataset file).
     pub warnings: Vec<String>,
+    /// Variants of the manifest left out because the target is too small for them.
+    pub skipped: Vec<SkippedVariant>,
+}
+
+/// A variant the target cannot hold: planned, named, not run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SkippedVariant {
+    pub id: String,
+    pub label: String,
+    pub gpus: u32,
+    /// Why, e.g. `needs 3 GPUs but the target has 2 (2 GPUs from nvidia-smi)`.
+    pub reason: String,
 }
 
 /// The most repeats a manifest may ask for.
@@ -192,23 +204,37 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
     let variants = expand::variants(loaded)?;
     warn_of_literal_secrets(m, &variants, &mut warnings);
 
-    for v in &variants {
-        if let Some(limit) = capacity.gpus {
-            if v.gpus > limit {
-                let unit = if m.target.accelerator == Accelerator::Cpu {
-                    "instance slots"
-                } else {
-                    "GPUs"
-                };
-                return Err(loaded.error_at(
-                    path!["deployment", v.deployment_index],
-                    format!(
-                        "variant `{}` ({}) needs {} {unit} but the target has {limit} ({})",
-                        v.id, v.label, v.gpus, capacity.source
-                    ),
-                    Some("use fewer instances or a smaller tp, or give the target more GPUs (target.gpus)".into()),
-                ));
-            }
+    // A variant larger than the target is left out and named (a manifest may keep a 2P1D
+    // beside variants that fit two GPUs); when none fits, the manifest cannot run here.
+    let unit = if m.target.accelerator == Accelerator::Cpu {
+        "instance slots"
+    } else {
+        "GPUs"
+    };
+    let (variants, too_large): (Vec<Variant>, Vec<Variant>) = variants
+        .into_iter()
+        .partition(|v| capacity.gpus.is_none_or(|limit| v.gpus <= limit));
+    let skipped: Vec<SkippedVariant> = too_large
+        .iter()
+        .map(|v| SkippedVariant {
+            id: v.id.clone(),
+            label: v.label.clone(),
+            gpus: v.gpus,
+            reason: format!(
+                "needs {} {unit} but the target has {} ({})",
+                v.gpus,
+                capacity.gpus.unwrap_or(0),
+                capacity.source
+            ),
+        })
+        .collect();
+    if variants.is_empty() {
+        if let Some(v) = too_large.first() {
+            return Err(loaded.error_at(
+                path!["deployment", v.deployment_index],
+                format!("variant `{}` ({}) {}", v.id, v.label, skipped[0].reason),
+                Some("use fewer instances or a smaller tp, or give the target more GPUs (target.gpus)".into()),
+            ));
         }
     }
 
@@ -270,6 +296,7 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
         estimate,
         overrides: loaded.overrides.clone(),
         warnings,
+        skipped,
     })
 }
 

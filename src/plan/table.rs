@@ -174,6 +174,13 @@ pub fn render(plan: &Plan) -> String {
     for r in &rows {
         let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
     }
+    for v in &plan.skipped {
+        let _ = writeln!(
+            out,
+            "-  {}  ({}) is left out: it {}",
+            v.id, v.label, v.reason
+        );
+    }
     if let Some(slurm) = &plan.slurm {
         render_placement(&mut out, plan, slurm);
     }

@@ -381,6 +381,8 @@ pub struct RunInfo {
     pub environment: Option<crate::results::Environment>,
     /// Planned cells without a result (from the run's plan.json).
     pub missing_cells: Vec<crate::results::rundir::MissingCell>,
+    /// Variants the plan left out because the target was too small for them.
+    pub not_run: Vec<crate::results::rundir::SkippedRecord>,
 }
 
 pub fn analyse(imported: &Imported, scoring: &Scoring) -> Analysis {
@@ -407,6 +409,7 @@ pub fn analyse(imported: &Imported, scoring: &Scoring) -> Analysis {
             path: r.path.display().to_string(),
             environment: r.environment.clone(),
             missing_cells: r.missing_cells.clone(),
+            not_run: r.not_run.clone(),
         })
         .collect();
     Analysis {

@@ -388,6 +388,7 @@ impl RunDir {
         Ok(Some(Coverage {
             planned: plan.cells.len(),
             missing,
+            skipped: plan.skipped,
         }))
     }
 
@@ -811,6 +812,19 @@ pub struct PlanRecord {
     pub cells: Vec<PlannedCell>,
     #[serde(default)]
     pub overrides: Vec<String>,
+    /// Variants left out because the target was too small for them.
+    #[serde(default)]
+    pub skipped: Vec<SkippedRecord>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+pub struct SkippedRecord {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -906,6 +920,8 @@ pub struct CellTiming {
 pub struct Coverage {
     pub planned: usize,
     pub missing: Vec<MissingCell>,
+    /// Variants the plan left out (the target was too small for them).
+    pub skipped: Vec<SkippedRecord>,
 }
 
 /// A planned (variant, rate) without a result file.

@@ -1349,3 +1349,59 @@ fn a_decoder_continuing_from_the_wrong_kv_fails_the_output_check() {
         "{stderr}"
     );
 }
+
+/// A variant larger than the target is left out, not the whole manifest: `plan` names it and
+/// why, `apply` runs the rest (exit 0) and says so, the report lists it as not run, and
+/// `--only` that variant is refused. (On two GPUs, sim-demo's 2P1D needs three.)
+#[test]
+fn a_variant_larger_than_the_target_is_left_out_and_named() {
+    let _busy = crate::support::busy();
+    let sets = [
+        "target.gpus=2",
+        "load.rates=[20]",
+        "load.num_prompts=10",
+        "load.warmup=0",
+    ];
+    let why = "nixl-p2d1-tp1x1-0eb410 (nixl PF:2 D:1 TP:1x1) is not run: it needs 3 GPUs but \
+               the target has 2 (target.gpus = 2)";
+    let plan = Command::new(BIN)
+        .args(["plan", "experiments/sim-demo.toml"])
+        .args(sets.iter().flat_map(|s| ["--set", s]))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{table}");
+    assert!(
+        table.contains(
+            "nixl-p2d1-tp1x1-0eb410  (nixl PF:2 D:1 TP:1x1) is left out: it needs 3 \
+                        GPUs but the target has 2 (target.gpus = 2)"
+        ) && table.contains("4 variants · 4 cells"),
+        "{table}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = apply_with_report(tmp.path(), &sets, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(why), "{stderr}");
+    let run = run_dir(tmp.path());
+    assert_eq!(variant_dirs(&run).len(), 4);
+    let md = std::fs::read_to_string(run.join("report/summary.md")).unwrap();
+    assert!(
+        md.contains("nixl PF:2 D:1 TP:1x1 was not run: it needs 3 GPUs but the target has 2"),
+        "{md}"
+    );
+
+    let only = apply(tmp.path(), &sets, &["--only", "nixl-p2d1-tp1x1-0eb410"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&only.stderr);
+    assert_eq!(only.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--only nixl-p2d1-tp1x1-0eb410: nixl PF:2 D:1 TP:1x1 cannot run here: it \
+                         needs 3 GPUs"
+        ),
+        "{stderr}"
+    );
+}

@@ -97,18 +97,20 @@ fn set_override_changes_the_plan_and_is_validated() {
 }
 
 #[test]
-fn plan_refuses_more_gpus_than_the_target_has() {
+fn plan_refuses_a_target_no_variant_fits() {
     vbench()
         .args([
             "plan",
             "experiments/sim-demo.toml",
             "--set",
-            "target.gpus=2",
+            "target.gpus=1",
+            "--set",
+            "deployment.0.tp=2",
         ])
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "needs 3 GPUs but the target has 2",
+            "needs 2 GPUs but the target has 1",
         ));
 }
 

@@ -208,6 +208,8 @@ pub struct Run {
     /// Cells the run's `plan.json` planned that have no result file: an interrupted run, a
     /// variant that failed to start, or one left out with `--only`.
     pub missing_cells: Vec<MissingCell>,
+    /// Variants the run's plan left out: the target was too small for them.
+    pub not_run: Vec<rundir::SkippedRecord>,
 }
 
 /// A file that was not used, and why.
@@ -262,14 +264,14 @@ pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
             });
             None
         });
-        let missing_cells = match run_dir.coverage() {
-            Ok(coverage) => coverage.map(|c| c.missing).unwrap_or_default(),
+        let (missing_cells, not_run) = match run_dir.coverage() {
+            Ok(coverage) => coverage.map(|c| (c.missing, c.skipped)).unwrap_or_default(),
             Err(reason) => {
                 out.skipped.push(Skipped {
                     path: path.join(rundir::PLAN),
                     reason,
                 });
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
         out.runs.push(Run {
@@ -278,6 +280,7 @@ pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
             variants,
             environment,
             missing_cells,
+            not_run,
         });
     }
     dedupe_run_names(&mut out.runs);

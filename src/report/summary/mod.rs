@@ -526,9 +526,18 @@ fn run_lines(a: &Analysis) -> Vec<String> {
 /// One line per planned cell without a result, so a partial sweep is not mistaken for a
 /// whole one.
 fn missing_lines(a: &Analysis) -> Vec<String> {
-    a.runs
-        .iter()
-        .flat_map(|r| {
+    let not_run = a.runs.iter().flat_map(|r| {
+        r.not_run.iter().map(move |v| {
+            format!(
+                "{}: {} was not run: it {}",
+                r.name,
+                if v.label.is_empty() { &v.id } else { &v.label },
+                v.reason
+            )
+        })
+    });
+    not_run
+        .chain(a.runs.iter().flat_map(|r| {
             r.missing_cells.iter().map(move |c| {
                 let at = match (c.speedup, c.rate) {
                     (Some(s), _) => format!("speedup {s}x"),
@@ -541,7 +550,7 @@ fn missing_lines(a: &Analysis) -> Vec<String> {
                     r.name, c.label, c.result_file
                 )
             })
-        })
+        }))
         .collect()
 }
 
