@@ -496,7 +496,17 @@ fn apply_runs_sessions_on_the_simulator_and_the_report_scores_turns_and_sessions
         .find(|p| p.is_file())
         .or_else(|| Some(run.join("report/summary.json")).filter(|p| p.is_file()))
         .expect("a summary.json");
-    let summary: Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+    let summary: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    // summary.md and index.html show the same table: three turns and the whole sessions.
+    for page in ["summary.md", "index.html"] {
+        let text = std::fs::read_to_string(report.with_file_name(page)).unwrap();
+        assert!(
+            text.contains("Rate (sessions/s)")
+                && text.contains("whole session")
+                && text.contains("4 sessions (0 with a failed turn)"),
+            "{page}: {text}"
+        );
+    }
     let sessions = &summary["variants"][0]["points"][0]["sessions"];
     assert_eq!(sessions["sessions"], 4, "{sessions}");
     let turns = sessions["by_turn"].as_array().unwrap();

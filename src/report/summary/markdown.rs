@@ -81,7 +81,7 @@ pub(super) fn markdown(
         ));
     }
     s.push('\n');
-    for (b, v) in rate_blocks(a).into_iter().zip(&a.variants) {
+    for b in rate_blocks(a) {
         s.push_str(&format!("## {}\n\n", md(&b.label)));
         s.push_str(
             "Latencies in ms as p50 / p90 / p99; attainment % as both (with its 95 % Wilson \
@@ -131,7 +131,7 @@ pub(super) fn markdown(
             ));
         }
         s.push('\n');
-        sessions_table(&mut s, v);
+        sessions_table(&mut s, &b.sessions);
     }
     let runs = run_lines(a);
     if !runs.is_empty() {
@@ -173,13 +173,8 @@ pub(super) fn markdown(
 
 /// Multi-turn sessions of one variant: per rate, each turn index's attainment and latencies,
 /// then the sessions' own attainment (a session attains when all its turns do).
-fn sessions_table(s: &mut String, v: &VariantStats) {
-    let points: Vec<_> = v
-        .points
-        .iter()
-        .filter_map(|p| Some((p.rate, p.sessions.as_ref()?)))
-        .collect();
-    if points.is_empty() {
+fn sessions_table(s: &mut String, rows: &[SessionRow]) {
+    if rows.is_empty() {
         return;
     }
     s.push_str(
@@ -189,24 +184,10 @@ fn sessions_table(s: &mut String, v: &VariantStats) {
     );
     s.push_str("| Rate (sessions/s) | Turn | Requests | Attainment | TTFT | TPOT |\n");
     s.push_str("|---|---|---|---|---|---|\n");
-    for (rate, st) in points {
-        for t in &st.by_turn {
-            s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} |\n",
-                fmt_num(rate),
-                t.turn,
-                t.requests,
-                fmt_num(t.attainment),
-                pcts(t.ttft_ms),
-                pcts(t.tpot_ms)
-            ));
-        }
+    for r in rows {
         s.push_str(&format!(
-            "| {} | whole session | {} sessions ({} with a failed turn) | {} | | |\n",
-            fmt_num(rate),
-            st.sessions,
-            st.sessions_failed,
-            fmt_num(st.attainment)
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.rate, r.turn, r.requests, r.attainment, r.ttft, r.tpot
         ));
     }
     s.push('\n');

@@ -297,12 +297,57 @@ struct RateRow {
 }
 
 #[derive(Serialize)]
+struct SessionRow {
+    rate: String,
+    /// `1`, `2`, ... or `whole session`.
+    turn: String,
+    requests: String,
+    attainment: String,
+    ttft: String,
+    tpot: String,
+}
+
+/// Each rate's turn rows, then its whole-session row (a session attains when all its turns do).
+fn session_rows(v: &VariantStats) -> Vec<SessionRow> {
+    let mut rows = Vec::new();
+    for p in &v.points {
+        let Some(st) = &p.sessions else {
+            continue;
+        };
+        for t in &st.by_turn {
+            rows.push(SessionRow {
+                rate: fmt_num(p.rate),
+                turn: t.turn.to_string(),
+                requests: t.requests.to_string(),
+                attainment: fmt_num(t.attainment),
+                ttft: pcts(t.ttft_ms),
+                tpot: pcts(t.tpot_ms),
+            });
+        }
+        rows.push(SessionRow {
+            rate: fmt_num(p.rate),
+            turn: "whole session".into(),
+            requests: format!(
+                "{} sessions ({} with a failed turn)",
+                st.sessions, st.sessions_failed
+            ),
+            attainment: fmt_num(st.attainment),
+            ttft: String::new(),
+            tpot: String::new(),
+        });
+    }
+    rows
+}
+
+#[derive(Serialize)]
 struct VariantBlock {
     label: String,
     /// Whether any rate has cache numbers (the column is shown only then).
     has_cache: bool,
     /// Said when the attainment intervals were widened for overdispersion; else empty.
     dispersion_note: String,
+    /// Multi-turn sessions: per rate, a row per turn index and one for whole sessions.
+    sessions: Vec<SessionRow>,
     rows: Vec<RateRow>,
 }
 
@@ -375,6 +420,7 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
         .map(|v| VariantBlock {
             label: v.label.clone(),
             has_cache: v.points.iter().any(|p| p.cache.is_some()),
+            sessions: session_rows(v),
             dispersion_note: match v.attainment_dispersion {
                 Some(phi) if phi > 1.0 => format!(
                     "Attainment intervals widened: repeated measurements of a rate varied {} \
