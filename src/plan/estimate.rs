@@ -130,7 +130,16 @@ pub fn search_worst_case_s(backend: Backend, s: &SearchSpec, warmup: u32) -> f64
         * default_cell_s(backend, Rate::PerSecond(s.start), s.batch, warmup)
 }
 
-/// The defaults for every variant of a plan.
+/// Multi-turn sessions: after its last session starts, a cell still waits for that session's
+/// later turns, each a think time and a response after the one before (a response counted as
+/// long as a cell's drain).
+pub fn session_tail_s(backend: Backend, turns: u32, think_time_s: f64) -> f64 {
+    let response_s = default_cell_s(backend, Rate::Infinite, 0, 0);
+    f64::from(turns.saturating_sub(1)) * (think_time_s + response_s)
+}
+
+/// The defaults for every variant of a plan; `tail_s` is added to every cell (the later turns
+/// of multi-turn sessions, else 0).
 pub fn defaults(
     backend: Backend,
     accelerator: Accelerator,
@@ -138,6 +147,7 @@ pub fn defaults(
     cells: &[Cell],
     warmup: u32,
     search: Option<&SearchSpec>,
+    tail_s: f64,
 ) -> Estimate {
     let per_variant = variants
         .iter()
@@ -147,7 +157,7 @@ pub fn defaults(
                 Some(s) => search_worst_case_s(backend, s, warmup),
                 None => mine
                     .iter()
-                    .map(|c| default_pace_s(backend, c.pace, c.requests, warmup))
+                    .map(|c| default_pace_s(backend, c.pace, c.requests, warmup) + tail_s)
                     .sum(),
             };
             VariantEstimate::new(
@@ -225,6 +235,13 @@ mod tests {
             rates_default: 1,
         };
         assert_eq!(b.describe(), "default start-up, 1 rate by default");
+    }
+
+    #[test]
+    fn a_session_cell_waits_for_its_last_sessions_later_turns() {
+        // Three more turns, each a 1 s think and a 0.5 s response on the simulator.
+        assert_eq!(session_tail_s(Backend::Sim, 4, 1.0), 4.5);
+        assert_eq!(session_tail_s(Backend::Local, 1, 3.0), 0.0);
     }
 
     #[test]

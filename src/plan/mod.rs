@@ -259,6 +259,16 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
     }
     let search = m.load.search.as_ref().map(|s| SearchSpec::resolve(s, m));
     let slurm = plan_slurm(loaded, &variants)?;
+    let session_tail_s = if m.dataset.kind == manifest::DatasetKind::Sessions {
+        // A ShareGPT source without `turns` has conversations of any length: one turn assumed.
+        estimate::session_tail_s(
+            m.target.backend,
+            m.dataset.turns.unwrap_or(1),
+            m.dataset.think_time_s.unwrap_or(0.0),
+        )
+    } else {
+        0.0
+    };
     let estimate = estimate::defaults(
         m.target.backend,
         m.target.accelerator,
@@ -266,6 +276,7 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
         &cells,
         m.load.warmup,
         search.as_ref(),
+        session_tail_s,
     );
 
     Ok(Plan {
