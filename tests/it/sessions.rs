@@ -450,14 +450,7 @@ fn apply_runs_sessions_on_the_simulator_and_the_report_scores_turns_and_sessions
         .next()
         .unwrap()
         .path();
-    let variant = std::fs::read_dir(&run)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.join("vllm-20qps.json").is_file())
-        .expect("a variant folder with the result");
-    let r: RunResult =
-        serde_json::from_slice(&std::fs::read(variant.join("vllm-20qps.json")).unwrap()).unwrap();
+    let r = crate::support::only_result(&results, "sess", "vllm-20qps.json");
     assert_eq!(r.vbench.requests.len(), 12, "4 sessions x 3 turns");
     assert_eq!(r.completed, 12, "{:?}", r.errors);
     // The simulator counts the history's tokens: the first turn is the system prompt and the

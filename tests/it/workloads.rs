@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::Command;
 
 use vbench::load::dataset::trace::{generate::SampleTrace, mooncake};
-use vbench::load::RunResult;
 use vbench::manifest::{self, ManifestError};
 use vbench::plan::{self, Capacity, Pace};
 
@@ -222,22 +221,6 @@ mode = "simple"
     path
 }
 
-fn only_result(results: &Path, name: &str) -> RunResult {
-    let run = std::fs::read_dir(results.join("replay"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    let variant = std::fs::read_dir(&run)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.join(name).is_file())
-        .unwrap_or_else(|| panic!("no {name} under {}", run.display()));
-    serde_json::from_slice(&std::fs::read(variant.join(name)).unwrap()).unwrap()
-}
-
 #[test]
 fn a_trace_at_speedup_1_is_sent_within_1_ms_of_its_timestamps() {
     let _serial = crate::support::serial();
@@ -278,7 +261,7 @@ fn a_trace_at_speedup_1_is_sent_within_1_ms_of_its_timestamps() {
         String::from_utf8_lossy(&out.stderr)
     );
     for (name, speedup) in [("vllm-speedup-1x.json", 1.0), ("vllm-speedup-4x.json", 4.0)] {
-        let r = only_result(&dir.path().join("results"), name);
+        let r = crate::support::only_result(&dir.path().join("results"), "replay", name);
         assert_eq!(r.vbench.load.arrival, "trace");
         assert_eq!(r.completed, 60, "{name}");
         let reqs = &r.vbench.requests;

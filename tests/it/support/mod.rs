@@ -22,3 +22,25 @@ pub fn serial() -> RwLockWriteGuard<'static, ()> {
 pub fn busy() -> RwLockReadGuard<'static, ()> {
     MACHINE.read().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The result file `name` of the one run of `experiment` under `results` (in whichever variant
+/// folder has it).
+pub fn only_result(
+    results: &std::path::Path,
+    experiment: &str,
+    name: &str,
+) -> vbench::load::RunResult {
+    let run = std::fs::read_dir(results.join(experiment))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let variant = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join(name).is_file())
+        .unwrap_or_else(|| panic!("no {name} under {}", run.display()));
+    serde_json::from_slice(&std::fs::read(variant.join(name)).unwrap()).unwrap()
+}
