@@ -268,7 +268,9 @@ impl VariantRun<'_> {
         if self.variant.mode == Mode::Nixl {
             health::verify_kv_transfer(running, self.events).await?;
         }
-        if matches!(self.variant.mode, Mode::Nixl | Mode::Lmcache) {
+        if matches!(self.variant.mode, Mode::Nixl | Mode::Lmcache)
+            && self.loaded.manifest.target.verify_output
+        {
             let prefill = running
                 .iter()
                 .find(|(c, _)| c.role == ComponentRole::Prefill)

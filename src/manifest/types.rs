@@ -473,6 +473,12 @@ pub struct Target {
     /// Seconds to wait for every component's `/health` before the variant counts as failed.
     #[serde(default = "defaults::health_timeout_s")]
     pub health_timeout_s: f64,
+    /// Before measuring a NIXL or LMCache variant, compare a greedy completion through prefill
+    /// and decode with the same request on a prefill instance alone, and fail the variant when
+    /// they differ (KV that arrived wrong). Default true; false where greedy decoding is not
+    /// reproducible across the two paths (near-ties in random weights on different kernels).
+    #[serde(default = "defaults::verify_output")]
+    pub verify_output: bool,
     /// The `vllm` executable (or a path to it), or a whole command as a list whose first item is
     /// the program, e.g. `["python3", "-m", "vllm.entrypoints.cli.main"]` for a vLLM that is
     /// importable but has no usable `vllm` script. vbench appends `serve ...` (and `--version`).
@@ -509,6 +515,7 @@ impl Default for Target {
             cpu_cores_per_instance: defaults::cpu_cores_per_instance(),
             cpus: None,
             health_timeout_s: defaults::health_timeout_s(),
+            verify_output: true,
             vllm_bin: VllmCommand::default(),
             env: BTreeMap::new(),
             sim_profile: None,
@@ -1014,6 +1021,10 @@ pub mod defaults {
     pub fn cpu_cores_per_instance() -> u32 {
         1
     }
+    pub fn verify_output() -> bool {
+        true
+    }
+
     pub fn health_timeout_s() -> f64 {
         600.0
     }

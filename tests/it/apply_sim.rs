@@ -1336,6 +1336,15 @@ fn a_decoder_continuing_from_the_wrong_kv_fails_the_output_check() {
         .count();
     assert_eq!(measured, 2, "the two simple variants ran");
     assert_no_orphans(&run);
+    assert!(stderr.contains("target.verify_output = false"), "{stderr}");
+
+    // Turned off (where greedy decoding is not reproducible), the same deployments run.
+    let tmp = tempfile::tempdir().unwrap();
+    sets.push("target.verify_output=false");
+    let out = apply(tmp.path(), &sets, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("output verified"), "{stderr}");
 
     let tmp = tempfile::tempdir().unwrap();
     let out = apply(tmp.path(), &base, &[]).output().unwrap();
