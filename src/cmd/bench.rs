@@ -23,6 +23,9 @@ pub enum DatasetKind {
     Sharegpt,
     Random,
     Jsonl,
+    /// Groups of requests sharing a system prompt (`--groups`, `--system-prompt-len`,
+    /// `--question-len`, `--output-len`); needs a tokenizer.
+    SharedPrefix,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,6 +79,15 @@ pub struct BenchOptions {
     /// random: lengths are drawn uniformly from len·(1 ± ratio).
     #[arg(long, default_value_t = 0.0)]
     pub range_ratio: f64,
+    /// shared-prefix: number of groups; a group's requests share one system prompt.
+    #[arg(long, default_value_t = 8)]
+    pub groups: u64,
+    /// shared-prefix: system-prompt tokens (special tokens included), the same in a group.
+    #[arg(long, default_value_t = 1024)]
+    pub system_prompt_len: u64,
+    /// shared-prefix: question tokens, different for every request.
+    #[arg(long, default_value_t = 64)]
+    pub question_len: u64,
     /// Requests in the measured run.
     #[arg(long, default_value_t = 1000)]
     pub num_prompts: usize,
@@ -203,6 +215,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
             output_len: args.output_len.unwrap_or(128),
             range_ratio: args.range_ratio,
         },
+        DatasetKind::SharedPrefix => DatasetSpec::SharedPrefix(dataset::SharedPrefixSpec {
+            groups: args.groups,
+            system_len: args.system_prompt_len,
+            question_len: args.question_len,
+            output_len: args.output_len.unwrap_or(128),
+        }),
     };
     // The warm-up gets prompts of its own, after the measured ones, so a prefix cache cannot
     // serve a measured request from a warm-up.
@@ -240,7 +258,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     ls.warmup = args.warmup;
     ls.max_concurrency = args.max_concurrency;
     ls.timeout = Duration::from_secs_f64(args.timeout_s);
-    ls.ignore_eos = args.ignore_eos || matches!(args.dataset, DatasetKind::Random);
+    ls.ignore_eos = args.ignore_eos
+        || matches!(
+            args.dataset,
+            DatasetKind::Random | DatasetKind::SharedPrefix
+        );
     ls.lag_threshold_ms = args.lag_threshold_ms;
     ls.goodput = goodput;
     ls.use_reqwest = args.reqwest;

@@ -174,3 +174,34 @@ fn goodput_counts_the_requests_that_meet_every_objective() {
         .failure()
         .stderr(predicate::str::contains("unknown objective"));
 }
+
+#[test]
+fn bench_sends_a_shared_prefix_workload_of_exact_lengths() {
+    let _serial = crate::support::serial();
+    let (_rt, srv) = server();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let bench = |extra: &[&str]| {
+        Command::cargo_bin("vbench")
+            .unwrap()
+            .args(["bench", "--base-url", &srv.base_url(), "--model", "m"])
+            .args(["--tokenizer", &tiny(), "--dataset", "shared-prefix"])
+            .args(["--system-prompt-len", "48", "--question-len", "8"])
+            .args(["--output-len", "4", "--num-prompts", "20", "--rate", "100"])
+            .args(extra)
+            .assert()
+    };
+    bench(&["--groups", "4", "--out", out.to_str().unwrap()]).success();
+    let r: RunResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!((r.completed, r.failed), (20, 0));
+    assert!(r.input_lens.iter().all(|&n| n == 56), "{:?}", r.input_lens);
+    assert!(r.output_lens.iter().all(|&n| n == 4));
+    assert_eq!(r.dataset_name, "shared_prefix");
+    let refused = dir.path().join("refused.json");
+    bench(&["--groups", "0", "--out", refused.to_str().unwrap()])
+        .code(2)
+        .stderr(predicate::str::contains(
+            "groups, question_len and output_len must each be at least 1",
+        ));
+    assert!(!refused.exists());
+}
