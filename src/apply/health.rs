@@ -21,20 +21,44 @@ pub(crate) fn check_alive(running: &mut [Running]) -> anyhow::Result<()> {
     for (c, p) in running.iter_mut() {
         if let Some(status) = p.exited() {
             bail!(
-                "{} exited ({status}); last log lines:\n{}",
+                "{} exited ({status}); last log lines:\n{}{}",
                 who(c),
-                p.log_tail(20)
+                p.log_tail(20),
+                known_cause(p)
             );
         }
         if let Some(line) = p.fatal_line() {
             bail!(
-                "{} logged a fatal error (its process is still up): {line}\nlast log lines:\n{}",
+                "{} logged a fatal error (its process is still up): {line}\nlast log lines:\n{}{}",
                 who(c),
-                p.log_tail(20)
+                p.log_tail(20),
+                known_cause(p)
             );
         }
     }
     Ok(())
+}
+
+/// Start-up failures whose cause the same log names earlier: markers that must all appear
+/// in its first lines, and what to do.
+const KNOWN_CAUSES: &[(&[&str], &str)] = &[(
+    &["allreduce_rms", "allreduce backend: mnnvl"],
+    "vLLM fused all-reduce with RMSNorm on FlashInfer's multi-node-NVLink (mnnvl) backend, \
+     which needs NVLink multicast; without it a TP > 1 instance dies at start-up (seen with \
+     vLLM 0.26 on H200s). Add to the deployment: extra_args = [\"--compilation-config\", \
+     '{\"pass_config\":{\"fuse_allreduce_rms\":false}}'] (docs/real-vllm.md, \"TP2 of the 8B \
+     shape\")",
+)];
+
+/// `\nlikely cause: ...` when the log matches a [`KNOWN_CAUSES`] entry, else nothing.
+fn known_cause(p: &Supervised) -> String {
+    let start = p.log_start(8 << 20);
+    KNOWN_CAUSES
+        .iter()
+        .find(|(markers, _)| markers.iter().all(|m| start.contains(m)))
+        .map_or(String::new(), |(_, advice)| {
+            format!("\nlikely cause: {advice}")
+        })
 }
 
 /// `prefill-1`, or `prefill-1 on node2` on Slurm (whose step's output, relayed by

@@ -264,6 +264,16 @@ impl Supervised {
     pub fn log_tail(&self, n: usize) -> String {
         log_tail(&self.log, n)
     }
+
+    /// The first `max_bytes` of the log (start-up lines say which paths a server chose).
+    pub fn log_start(&self, max_bytes: u64) -> String {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        if let Ok(file) = File::open(&self.log) {
+            let _ = file.take(max_bytes).read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 }
 
 /// Where a log has been read up to, and what to look for in it.

@@ -391,7 +391,8 @@ mode = "simple"
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("serve-0 logged a fatal error (its process is still up)")
-            && stderr.contains(line),
+            && stderr.contains(line)
+            && !stderr.contains("likely cause"),
         "{stderr}"
     );
     // The full grace would be 60 s; a dead instance gets 3.
@@ -441,6 +442,54 @@ mode = "simple"
 /// A server that wedges mid-rate (no answer to anything, /health included) holds every
 /// request until its timeout; its `/health`, watched while the rate runs, fails the variant
 /// within seconds instead.
+/// A start-up failure whose cause its own log names earlier gets the fix in the error: here
+/// vLLM 0.26's all-reduce + RMSNorm fusion on the NVLink-multicast backend, which kills TP2 on
+/// machines without multicast (the stub logs the lines vLLM logged on the H200s).
+#[test]
+fn a_known_start_up_failure_names_its_fix() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        r#"name = "fusion"
+model = "stub-model"
+tokenizer = "{tok}"
+[dataset]
+kind = "random"
+input_len = 32
+output_len = 4
+[load]
+rates = [2]
+num_prompts = 4
+[target]
+backend = "local"
+accelerator = "cpu"
+cpu_cores_per_instance = 1
+vllm_bin = ["sh", "-c", "[ \"$1\" = --version ] && echo 0.0-stub && exit 0; echo 'INFO [compilation] Enabled custom fusions: allreduce_rms'; echo 'INFO [flashinfer_comm] Auto-selected flashinfer allreduce backend: mnnvl'; sleep 1; echo 'ERROR RuntimeError: CUDA error: cudaErrorIllegalAddress'; exit 1", "stub"]
+health_timeout_s = 120
+[[deployment]]
+mode = "simple"
+"#,
+        tok = std::fs::canonicalize("tests/fixtures/tiny-model")
+            .unwrap()
+            .display(),
+    );
+    let path = tmp.path().join("fusion.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let out = Command::new(BIN)
+        .args(["apply", path.to_str().unwrap(), "--no-report", "--results"])
+        .arg(tmp.path().join("results"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cudaErrorIllegalAddress")
+            && stderr.contains("likely cause: vLLM fused all-reduce with RMSNorm")
+            && stderr.contains(r#"'{"pass_config":{"fuse_allreduce_rms":false}}'"#),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_server_that_wedges_mid_rate_fails_its_variant_by_its_health() {
     let _busy = crate::support::busy();
