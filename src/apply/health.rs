@@ -11,6 +11,7 @@ use super::{Events, Interrupts, VariantError};
 use crate::exec::deploy::{Component, ComponentRole};
 use crate::exec::metrics;
 use crate::exec::process::Supervised;
+use crate::load::sse::{SseParser, StreamAccount, StreamError};
 
 /// A running component of the variant.
 pub(crate) type Running = (Component, Supervised);
@@ -202,9 +203,9 @@ pub(crate) async fn verify_kv_transfer(
         .filter(|(c, _)| c.role == ComponentRole::Decode)
     {
         match metrics::kv_sources(&c.url).await {
-            Some((e, l)) => {
-                external += e;
-                local += l;
+            Some(counters) => {
+                external += counters.external;
+                local += counters.computed;
             }
             None => {
                 events.warning(&format!(
@@ -252,18 +253,7 @@ pub(crate) async fn verify_pd_output(
             .post(format!("{url}/v1/completions"))
             .json(&body)
             .timeout(Duration::from_secs(120));
-        async move {
-            let resp = request.send().await?;
-            let status = resp.status();
-            let raw = resp.text().await?;
-            if !status.is_success() {
-                bail!(
-                    "HTTP {status}: {}",
-                    raw.chars().take(300).collect::<String>()
-                );
-            }
-            streamed_text(&raw)
-        }
+        async move { streamed_text(request.send().await?, 8).await }
     };
     let through = answer(entry_url.to_owned())
         .await
@@ -286,24 +276,37 @@ pub(crate) async fn verify_pd_output(
     Ok(())
 }
 
-/// The text of a streamed completion: its chunks' `choices[0].text`, in order, up to
-/// `[DONE]`.
-fn streamed_text(raw: &str) -> anyhow::Result<String> {
-    let mut text = String::new();
-    for line in raw.lines() {
-        let Some(data) = line.strip_prefix("data:").map(str::trim) else {
-            continue;
-        };
-        if data == "[DONE]" {
-            return Ok(text);
-        }
-        let chunk: serde_json::Value = serde_json::from_str(data)
-            .with_context(|| format!("a stream chunk is not JSON: {data:.200}"))?;
-        if let Some(t) = chunk["choices"][0]["text"].as_str() {
-            text.push_str(t);
-        }
+/// The text a streamed completion of at most `max_tokens` tokens generated, read with the load
+/// generator's bounded SSE reader (a hostile or broken server cannot make it hold more).
+async fn streamed_text(resp: reqwest::Response, max_tokens: usize) -> anyhow::Result<String> {
+    use futures::StreamExt;
+    let status = resp.status();
+    let mut bytes = resp.bytes_stream();
+    if !status.is_success() {
+        let first = bytes.next().await.and_then(Result::ok).unwrap_or_default();
+        bail!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&first)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        );
     }
-    bail!("the stream ended without [DONE]: {:.300}", raw)
+    let mut parser = SseParser::new();
+    let mut account = StreamAccount::new(true, max_tokens);
+    let stream_error = |e: StreamError| anyhow!("{}: {}", e.kind(), e.message());
+    while let Some(chunk) = bytes.next().await {
+        parser
+            .push(&chunk?, |data| account.on_event(data, Instant::now()))
+            .map_err(stream_error)?;
+    }
+    parser
+        .finish(|data| account.on_event(data, Instant::now()))
+        .map_err(stream_error)?;
+    if !account.done {
+        bail!("the stream ended without [DONE]");
+    }
+    Ok(account.text.unwrap_or_default())
 }
 
 /// One short streaming request through the whole path before measuring anything. Its prompt

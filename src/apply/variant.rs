@@ -624,7 +624,6 @@ fn estimate_line(t: &VariantTiming) -> Option<String> {
     ))
 }
 
-/// `  rate      4 req/s: 98 ok, 2 failed, SLO met by 91.0 % in 30.2s → vllm-4qps.json`.
 /// What to say about a cell's cache reuse: for a workload built to reuse, how much the
 /// instances that compute prompts reused (and what the prompts allowed); otherwise only a
 /// share above [`PREFIX_CACHE_WARN_SHARE`], as a warning's text.
@@ -669,6 +668,7 @@ fn reuse_note(r: &crate::load::result::CacheReuse, reuses: bool) -> Option<Strin
     }
 }
 
+/// `  rate      4 req/s: 98 ok, 2 failed, SLO met by 91.0 % in 30.2s → vllm-4qps.json`.
 fn cell_line(
     cell: &Cell,
     result: &RunResult,

@@ -70,15 +70,12 @@ pub fn labelled_sum(text: &str, name: &str, label: &str, value: &str) -> Option<
     found
 }
 
-/// Prompt tokens a decoder got by KV transfer and computed itself (vLLM's
-/// `prompt_tokens_by_source_total`), or `None` when this vLLM does not export them.
-pub async fn kv_sources(url: &str) -> Option<(f64, f64)> {
+/// An instance's prompt-token counters since it started, or `None` when this vLLM does not
+/// export them by source (`prompt_tokens_by_source_total`): without it a transfer cannot be
+/// told from a local prefill.
+pub async fn kv_sources(url: &str) -> Option<CacheCounters> {
     let text = fetch(&reqwest::Client::new(), url).await?;
-    let name = "vllm:prompt_tokens_by_source_total";
-    Some((
-        labelled_sum(&text, name, "source", "external_kv_transfer")?,
-        labelled_sum(&text, name, "source", "local_compute").unwrap_or(0.0),
-    ))
+    CacheCounters::read(&text).filter(|c| c.by_source)
 }
 
 async fn fetch(client: &reqwest::Client, url: &str) -> Option<String> {
@@ -116,6 +113,8 @@ pub struct CacheCounters {
     pub external: f64,
     pub prefix_cache_queries: f64,
     pub prefix_cache_hits: f64,
+    /// Read from `prompt_tokens_by_source_total` (else from the prefix cache's counters).
+    pub by_source: bool,
 }
 
 impl CacheCounters {
@@ -134,6 +133,7 @@ impl CacheCounters {
                 external: source("external_kv_transfer").unwrap_or(0.0),
                 prefix_cache_queries: queries.unwrap_or(0.0),
                 prefix_cache_hits: hits.unwrap_or(0.0),
+                by_source: true,
             },
             // Without the sources, the prefix cache's own counts: lookups are prompt tokens,
             // hits were not computed.
@@ -146,6 +146,7 @@ impl CacheCounters {
                     external: 0.0,
                     prefix_cache_queries: q,
                     prefix_cache_hits: h,
+                    by_source: false,
                 }
             }
         };
@@ -163,6 +164,7 @@ impl CacheCounters {
             external: a.external - b.external,
             prefix_cache_queries: a.prefix_cache_queries - b.prefix_cache_queries,
             prefix_cache_hits: a.prefix_cache_hits - b.prefix_cache_hits,
+            by_source: a.by_source,
         })
     }
 
@@ -248,6 +250,7 @@ mod tests {
                 external: 0.0,
                 prefix_cache_queries: 900.0,
                 prefix_cache_hits: 300.0,
+                by_source: true,
             }
         );
         // No earlier snapshot: the counters since the server started.

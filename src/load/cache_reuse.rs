@@ -12,16 +12,23 @@ use std::collections::HashSet;
 
 use super::result::IdealReuse;
 
+/// The hash of an empty token sequence, for [`chain`].
+pub const CHAIN_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// The hash of a token sequence hashed `h`, extended by `id`: chained from [`CHAIN_START`] it
+/// names everything up to a position.
+pub fn chain(h: u64, id: u32) -> u64 {
+    let h = (h ^ u64::from(id)).wrapping_mul(0x100_0000_01b3);
+    h ^ (h >> 29)
+}
+
 /// Chained hashes of the full blocks of `ids` (a trailing partial block has none).
 pub fn block_hashes(ids: &[u32], block_size: u32) -> Vec<u64> {
     let block = block_size.max(1) as usize;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = CHAIN_START;
     ids.chunks_exact(block)
         .map(|chunk| {
-            for &id in chunk {
-                h = (h ^ u64::from(id)).wrapping_mul(0x100_0000_01b3);
-                h ^= h >> 29;
-            }
+            h = chunk.iter().fold(h, |h, &id| chain(h, id));
             h
         })
         .collect()

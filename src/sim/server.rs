@@ -605,14 +605,14 @@ enum OutputText {
 }
 
 impl OutputText {
-    /// Output token `index` (asked in order): its id (greedy only) and text.
-    fn token(&mut self, index: u32) -> (Option<u32>, &'static str) {
+    /// Output token `index` (asked in order): its id and text.
+    fn token(&mut self, index: u32) -> (u32, &'static str) {
         match self {
-            OutputText::Sampled(key) => (None, tokens::piece(*key, index)),
-            OutputText::Greedy(g) => {
-                let (id, text) = g.next_token();
-                (Some(id), text)
+            OutputText::Sampled(key) => {
+                let id = tokens::piece_id(*key, index);
+                (id, tokens::piece(*key, index))
             }
+            OutputText::Greedy(g) => g.next_token(),
         }
     }
 }
@@ -650,7 +650,7 @@ async fn full_response(
 ) -> Response {
     let mut crash = app.crash.subscribe();
     let mut text = String::new();
-    let mut first_id = None;
+    let mut first_id = 0;
     let mut n = 0u32;
     let mut timing = Timing {
         received,
@@ -677,12 +677,9 @@ async fn full_response(
     }
     let kv = if plan == KvPlan::ProduceNixl {
         pd::produced_params(&app.kv_id, &enc.id, req.prompt_tokens)
-    } else if let Some(kv) = pd::first_token_params(
-        app.cfg.role,
-        app.cfg.connector,
-        &req.kv_params,
-        first_id.unwrap_or_else(|| tokens::piece_id(ts.id, 0)),
-    ) {
+    } else if let Some(kv) =
+        pd::first_token_params(app.cfg.role, app.cfg.connector, &req.kv_params, first_id)
+    {
         kv
     } else {
         Value::Null

@@ -2,6 +2,7 @@
 //! per 4 characters (a leading space belongs to the word, as in byte-level BPE); every other
 //! visible character is a token of its own. Output text is drawn from a fixed list of pieces.
 
+use crate::load::cache_reuse::{chain, CHAIN_START};
 /// Output pieces. Plain ASCII letters and spaces only, so they never need JSON escaping.
 const PIECES: &[&str] = &[
     " the", " of", "ing", " and", " model", " to", "ed", " in", " is", " for", "tion", " that",
@@ -115,16 +116,7 @@ pub struct Greedy(u64);
 
 impl Greedy {
     pub fn after(context: &[u32]) -> Greedy {
-        let mut g = Greedy(0xcbf2_9ce4_8422_2325);
-        for &id in context {
-            g.push(id);
-        }
-        g
-    }
-
-    fn push(&mut self, id: u32) {
-        self.0 = (self.0 ^ u64::from(id)).wrapping_mul(0x100_0000_01b3);
-        self.0 ^= self.0 >> 29;
+        Greedy(context.iter().fold(CHAIN_START, |h, &id| chain(h, id)))
     }
 
     /// A context the model would read differently (a corrupt KV cache).
@@ -135,7 +127,7 @@ impl Greedy {
     /// The next output token: its id and text; the context grows by it.
     pub fn next_token(&mut self) -> (u32, &'static str) {
         let id = (self.0 % PIECES.len() as u64) as u32;
-        self.push(id);
+        self.0 = chain(self.0, id);
         (id, PIECES[id as usize])
     }
 }

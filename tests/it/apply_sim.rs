@@ -342,18 +342,12 @@ fn a_rate_during_which_an_instance_died_is_not_kept_as_measured() {
     assert_no_orphans(&run);
 }
 
-/// vLLM's API server can outlive a failed engine: an instance that logs a fatal line (the
-/// `fatal_lines` template) fails its variant at once, not at the health timeout, and is
-/// stopped under a short grace period though it ignores SIGTERM (as such a server did on the
-/// H200). It also gets the manifest's compile-cache folder, and is launched while vbench's
-/// `vllm --version` probe (slow: it imports vLLM) still runs.
-#[test]
-fn an_instance_that_logs_a_fatal_line_fails_fast_though_its_process_lives() {
-    let _busy = crate::support::busy();
-    let tmp = tempfile::tempdir().unwrap();
-    let line = "ERROR 11-30 12:00:00 [core.py:700] EngineCore failed to start.";
-    let manifest = format!(
-        r#"name = "fatal"
+/// A one-variant manifest named `name` on the local backend whose "vLLM" is the shell script
+/// `script` (a TOML string; `$1` is `--version` when vbench asks for the version), with
+/// `target_extra` added to `[target]`.
+fn stub_vllm_manifest(name: &str, script: &str, target_extra: &str) -> String {
+    format!(
+        r#"name = "{name}"
 model = "stub-model"
 tokenizer = "{tok}"
 [dataset]
@@ -367,15 +361,33 @@ num_prompts = 4
 backend = "local"
 accelerator = "cpu"
 cpu_cores_per_instance = 1
-vllm_bin = ["sh", "-c", "[ \"$1\" = --version ] && sleep 4 && echo 0.0-stub && exit 0; trap '' TERM; echo cache=$VLLM_CACHE_ROOT; sleep 1; echo '{line}'; exec sleep 3000", "stub"]
+vllm_bin = ["sh", "-c", {script}, "stub"]
 health_timeout_s = 120
-compile_cache = "cache"
-[[deployment]]
+{target_extra}[[deployment]]
 mode = "simple"
 "#,
         tok = std::fs::canonicalize("tests/fixtures/tiny-model")
             .unwrap()
             .display(),
+    )
+}
+
+/// vLLM's API server can outlive a failed engine: an instance that logs a fatal line (the
+/// `fatal_lines` template) fails its variant at once, not at the health timeout, and is
+/// stopped under a short grace period though it ignores SIGTERM (as such a server did on the
+/// H200). It also gets the manifest's compile-cache folder, and is launched while vbench's
+/// `vllm --version` probe (slow: it imports vLLM) still runs.
+#[test]
+fn an_instance_that_logs_a_fatal_line_fails_fast_though_its_process_lives() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let line = "ERROR 11-30 12:00:00 [core.py:700] EngineCore failed to start.";
+    let manifest = stub_vllm_manifest(
+        "fatal",
+        &format!(
+            r#""[ \"$1\" = --version ] && sleep 4 && echo 0.0-stub && exit 0; trap '' TERM; echo cache=$VLLM_CACHE_ROOT; sleep 1; echo '{line}'; exec sleep 3000""#
+        ),
+        "compile_cache = \"cache\"\n",
     );
     let path = tmp.path().join("fatal.toml");
     std::fs::write(&path, manifest).unwrap();
@@ -449,29 +461,10 @@ mode = "simple"
 fn a_known_start_up_failure_names_its_fix() {
     let _busy = crate::support::busy();
     let tmp = tempfile::tempdir().unwrap();
-    let manifest = format!(
-        r#"name = "fusion"
-model = "stub-model"
-tokenizer = "{tok}"
-[dataset]
-kind = "random"
-input_len = 32
-output_len = 4
-[load]
-rates = [2]
-num_prompts = 4
-[target]
-backend = "local"
-accelerator = "cpu"
-cpu_cores_per_instance = 1
-vllm_bin = ["sh", "-c", "[ \"$1\" = --version ] && echo 0.0-stub && exit 0; echo 'INFO [compilation] Enabled custom fusions: allreduce_rms'; echo 'INFO [flashinfer_comm] Auto-selected flashinfer allreduce backend: mnnvl'; sleep 1; echo 'ERROR RuntimeError: CUDA error: cudaErrorIllegalAddress'; exit 1", "stub"]
-health_timeout_s = 120
-[[deployment]]
-mode = "simple"
-"#,
-        tok = std::fs::canonicalize("tests/fixtures/tiny-model")
-            .unwrap()
-            .display(),
+    let manifest = stub_vllm_manifest(
+        "fusion",
+        r#""[ \"$1\" = --version ] && echo 0.0-stub && exit 0; echo 'INFO [compilation] Enabled custom fusions: allreduce_rms'; echo 'INFO [flashinfer_comm] Auto-selected flashinfer allreduce backend: mnnvl'; sleep 1; echo 'ERROR RuntimeError: CUDA error: cudaErrorIllegalAddress'; exit 1""#,
+        "",
     );
     let path = tmp.path().join("fusion.toml");
     std::fs::write(&path, manifest).unwrap();
