@@ -7,7 +7,8 @@
 //! `results` (the run folder: its layout and records) → `report` (import, attainment math,
 //! figures, HTML/Markdown). `apply` drives them for `vbench apply`; `cmd` is the edge (flags,
 //! terminal output, exit codes). Beside the pipeline: `sim` (the simulated vLLM server) and
-//! `proxy` (the prefill/decode proxy), which `apply` launches as processes.
+//! `proxy` (the prefill/decode proxy), which `apply` launches as processes, and `kv_notify`
+//! (LMCache's KV-ready notification on the wire, which both of them speak).
 
 // Manifest diagnostics carry their source text and are returned on cold paths only.
 #![allow(clippy::result_large_err)]
@@ -16,6 +17,7 @@ pub mod apply;
 pub mod cmd;
 pub mod error;
 pub mod exec;
+pub mod kv_notify;
 pub mod load;
 pub mod manifest;
 pub mod plan;

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # On the GPU machine of the device tool: stage the vLLM site folder built as docs/real-vllm.md
 # ("Staging") describes (carried in parts, one per call), assemble it in /tmp/vsite, install the
-# nixl wheels into it, and run `vbench apply`.
+# nixl wheels (and, for the LMCache variants, the LMCache wheels) into it, and run `vbench apply`.
 # APP is the carried folder that mirrors the repo: vbench.xz, experiments/, benches/gpu/.
 # Usage (from the repository root, APP=.gpu/app):
 #   gpu-apply.sh stage PART_DIR            copy one carried part into /root/stage
 #   gpu-apply.sh assemble                  unpack /root/stage/vsite.part.* into /tmp/vsite
 #   gpu-apply.sh nixl PART_DIR             install the nixl wheels of PART_DIR into /tmp/vsite
+#   gpu-apply.sh lmcache PART_DIR          install the LMCache wheels of PART_DIR (prepare-lmcache.sh)
+#                                          into /tmp/vsite, then import lmcache and its vLLM
+#                                          adapter (fails if they do not import) and say whether
+#                                          lmcache.cuda_ops loads (it need not: torch fallback)
+#   gpu-apply.sh unbundle                  the parts of bundle.sh instead: join /root/stage/
+#                                          bundle.part.*, unpack the site folder into /tmp/vsite,
+#                                          install the nixl and LMCache wheels, check the
+#                                          LMCache imports as `lmcache` does, put vbench at
+#                                          /tmp/vbench (then APP=. runs the repo's manifests)
 #   gpu-apply.sh apply TAG VBENCH_ARGS...  vbench apply into /root/results; logs and a tarball of
 #                                          the run folder into $OUT (TAG names them); the manifest
 #                                          is $MANIFEST (default experiments/h200-distserve.toml);
@@ -27,6 +36,27 @@ assemble)
   echo "assembled in $((SECONDS-t0)) s" ;;
 nixl)
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/vsite "$1"/nixl*.whl && echo "nixl installed" ;;
+unbundle)
+  t0=$SECONDS
+  cat "$STAGE"/bundle.part.* > /root/bundle.tar && tar -xf /root/bundle.tar -C /root && rm -f /root/bundle.tar || { echo "unbundle failed"; exit 1; }
+  python3 -c "import tarfile; tarfile.open('/root/b/vsite.tar.xz').extractall('/tmp')" || { echo "site folder failed"; exit 1; }
+  python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open('/tmp/vbench','wb'))" /root/b/vbench.xz && chmod +x /tmp/vbench
+  echo "unpacked in $((SECONDS-t0)) s"
+  exec "$0" lmcache /root/b ;;
+lmcache)
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/vsite "$1"/*.whl && echo "wheels installed: $(cd "$1" && echo *.whl)" || exit 1
+  # the compiled lmcache.cuda_ops was built against another torch: report, do not fail
+  PYTHONPATH=/tmp/vsite python3 -c "
+import importlib, sys
+ok = True
+for m in ('lmcache', 'lmcache.integration.vllm.vllm_v1_adapter', 'lmcache.lmcache_native', 'lmcache.cuda_ops'):
+    try:
+        mod = importlib.import_module(m)
+        print('import', m, 'ok', getattr(mod, '__version__', ''), flush=True)
+    except Exception as e:
+        print('import', m, 'FAILED', type(e).__name__, str(e)[:300], flush=True)
+        ok = ok and m in ('lmcache.lmcache_native', 'lmcache.cuda_ops')
+sys.exit(0 if ok else 1)" ;;
 apply)
   tag=$1; shift
   export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 UCX_NET_DEVICES=all

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 
 use crate::error::{Error, Result};
-use crate::proxy::{serve, ProxyConfig, ProxyMode};
+use crate::proxy::{serve, LmcacheFlags, ProxyConfig, ProxyMode};
 
 /// Run the built-in prefill/decode (or round-robin) proxy.
 #[derive(Debug, clap::Args)]
@@ -32,6 +32,14 @@ pub struct ProxyArgs {
     /// (one port per TP rank), in the order of --decode. Repeat per decoder.
     #[arg(long = "lmcache-decoder-ports", value_name = "INIT:ALLOC")]
     pub lmcache_decoder_ports: Vec<String>,
+    /// lmcache mode: address to receive the prefillers' "KV is on the decoder" notifications
+    /// (ZeroMQ PULL; their LMCache `pd_proxy_host:pd_proxy_port`).
+    #[arg(long = "lmcache-notify", value_name = "HOST:PORT")]
+    pub lmcache_notify: Option<SocketAddr>,
+    /// lmcache mode: seconds a request's decode waits for those notifications before the
+    /// request fails (a decoder asked sooner would recompute the prompt).
+    #[arg(long, default_value_t = 30.0)]
+    pub kv_wait_s: f64,
     /// Seconds an upstream request may take before the proxy answers 504.
     #[arg(long, default_value_t = 600.0)]
     pub timeout_s: f64,
@@ -63,14 +71,25 @@ impl ProxyArgs {
             &self.prefill,
             &self.decode,
             &self.backend,
-            &self.lmcache_decoder_ports,
+            LmcacheFlags {
+                decoder_ports: &self.lmcache_decoder_ports,
+                notify: self.lmcache_notify,
+                kv_wait_s: self.kv_wait_s,
+            },
             self.timeout_s,
         )
     }
 }
 
 pub fn run(args: ProxyArgs) -> Result<()> {
-    let config = args.config().map_err(Error::bad_input)?;
+    let mut config = args.config().map_err(Error::bad_input)?;
+    let (log, lines) = std::sync::mpsc::channel::<String>();
+    config.log = Some(log);
+    std::thread::spawn(move || {
+        for line in lines {
+            eprintln!("vbench proxy: {line}");
+        }
+    });
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .with_context(|| format!("bad --host/--port {}:{}", args.host, args.port))

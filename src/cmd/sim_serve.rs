@@ -65,6 +65,10 @@ pub struct SimServeArgs {
     /// default, prompt blocks an earlier prompt computed are taken from the prefix cache).
     #[arg(long)]
     pub no_enable_prefix_caching: bool,
+    /// LMCache producer: tell the proxy listening here (LMCache's `pd_proxy_host:pd_proxy_port`,
+    /// ZeroMQ PULL) when a request's KV is on its decoder, once per TP rank, as LMCache does.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub lmcache_proxy: Option<std::net::SocketAddr>,
     /// Tokio worker threads for HTTP (the engine has a thread of its own).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -177,6 +181,7 @@ impl SimServeArgs {
             log: None,
             counter,
             prefix_caching: !self.no_enable_prefix_caching,
+            lmcache_proxy: self.lmcache_proxy,
         })
     }
 }

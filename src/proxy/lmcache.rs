@@ -16,10 +16,16 @@
 //! the client would read it twice and every later token one place late (vbench's output check
 //! at start-up, `apply::health::verify_pd_output`, fails such a deployment).
 //!
-//! vbench's proxy does not listen for LMCache's ZMQ "prefill done" notification: the prefiller
-//! YAML it writes sets `pd_skip_proxy_notification: true`, and the decoder waits for the KV.
+//! Between 3 and 4 the proxy waits, as LMCache's does, until every decoder TP rank's KV has
+//! been reported written (`super::kv_ready`: the prefiller's ZeroMQ `ProxyNotif`). The
+//! decoder looks the prompt up in its LMCache once, when the request arrives: asked before the
+//! KV is there it recomputes the prompt. (`pd_skip_proxy_notification` is no way out: LMCache
+//! 0.5.6's default async PD backend ignores it and PUSHes anyway.) A wait longer than
+//! `kv_wait` fails the request: its stream breaks after the first token.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, StatusCode};
@@ -28,6 +34,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use super::kv_ready::KvReady;
 use super::server::{error_response, pick, relay, upstream_failure, Shared};
 
 static NEXT_REQ: AtomicU64 = AtomicU64::new(0);
@@ -59,6 +66,7 @@ pub(super) async fn handle(s: &Shared, path: &str, request: Value) -> Result<Res
     let d_index = s.next_decode.fetch_add(1, Ordering::Relaxed) % s.config.decode.len();
     let decoder = s.config.decode[d_index].clone();
     let (init, alloc) = s.config.lmcache_decoder_ports[d_index].clone();
+    let init_ranks = init.len() as u32;
     let receiver_host = decoder
         .split("://")
         .nth(1)
@@ -147,7 +155,14 @@ pub(super) async fn handle(s: &Shared, path: &str, request: Value) -> Result<Res
     let head = futures::stream::iter([Ok::<Bytes, std::io::Error>(Bytes::from(format!(
         "data: {head}\n\n"
     )))]);
-    let tail = async_stream_decoder(client, decoder, path, decode_body, remaining);
+    let wait = KvWait {
+        ready: s.kv_ready.clone(),
+        req_id,
+        ranks: init_ranks,
+        timeout: s.config.kv_wait,
+        log: s.config.log.clone(),
+    };
+    let tail = async_stream_decoder(client, decoder, path, decode_body, remaining, wait);
     let body = Body::from_stream(head.chain(tail));
     Ok(([(header::CONTENT_TYPE, "text/event-stream")], body).into_response())
 }
@@ -197,15 +212,49 @@ async fn tokenize(s: &Shared, prefiller: &str, request: &Value) -> Result<Vec<u6
         })
 }
 
+/// What the decoder's request waits for: every rank's notification for `req_id`.
+struct KvWait {
+    ready: Arc<KvReady>,
+    req_id: String,
+    ranks: u32,
+    timeout: Duration,
+    log: Option<std::sync::mpsc::Sender<String>>,
+}
+
+/// The longest SSE event relayed from a decoder; a stream without an event end within this
+/// many bytes is broken off.
+const MAX_EVENT_BYTES: usize = 1 << 20;
+
 fn async_stream_decoder(
     client: reqwest::Client,
     decoder: String,
     path: String,
     body: Value,
     remaining: u64,
+    wait: KvWait,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     futures::stream::once(async move {
+        let fail =
+            |msg: String| futures::stream::iter(vec![Err(std::io::Error::other(msg))]).boxed();
         let done = Bytes::from_static(b"data: [DONE]\n\n");
+        if let Err(seen) = wait
+            .ready
+            .wait(&wait.req_id, wait.ranks, wait.timeout)
+            .await
+        {
+            wait.ready.timeouts.fetch_add(1, Ordering::Relaxed);
+            let msg = format!(
+                "request {}: {seen} of {} prefiller ranks reported its KV on decoder {decoder} \
+                 within {:.1} s (LMCache notification); not decoding it without its KV",
+                wait.req_id,
+                wait.ranks,
+                wait.timeout.as_secs_f64()
+            );
+            if let Some(log) = &wait.log {
+                let _ = log.send(msg.clone());
+            }
+            return fail(msg);
+        }
         if remaining == 0 {
             return futures::stream::iter(vec![Ok(done)]).boxed();
         }
@@ -217,15 +266,12 @@ fn async_stream_decoder(
         {
             Ok(r) if r.status().is_success() => r,
             Ok(r) => {
-                let msg = format!("decode instance {decoder} answered HTTP {}", r.status());
-                return futures::stream::iter(vec![Err(std::io::Error::other(msg))]).boxed();
+                return fail(format!(
+                    "decode instance {decoder} answered HTTP {}",
+                    r.status()
+                ))
             }
-            Err(e) => {
-                return futures::stream::iter(vec![Err(std::io::Error::other(format!(
-                    "decode instance {decoder}: {e}"
-                )))])
-                .boxed()
-            }
+            Err(e) => return fail(format!("decode instance {decoder}: {e}")),
         };
         // Re-frame the decoder's events, adding the prefiller's token to its usage.
         let mut buffer = String::new();
@@ -238,6 +284,11 @@ fn async_stream_decoder(
                 while let Some(end) = buffer.find("\n\n") {
                     let block: String = buffer.drain(..end + 2).collect();
                     out.push_str(&rewrite_usage(&block));
+                }
+                if buffer.len() > MAX_EVENT_BYTES {
+                    return Err(std::io::Error::other(format!(
+                        "decode stream: no event end within {MAX_EVENT_BYTES} bytes"
+                    )));
                 }
                 Ok(Bytes::from(out))
             })

@@ -13,7 +13,8 @@
 //! Unlike vLLM's toy proxy it serves `/health` (healthy only when every instance is) and
 //! `/v1/models`, and forwards errors as errors: a benchmark must see failures, never retries.
 
+mod kv_ready;
 mod lmcache;
 mod server;
 
-pub use server::{serve, ProxyConfig, ProxyMode};
+pub use server::{serve, LmcacheFlags, ProxyConfig, ProxyMode};

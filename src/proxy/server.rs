@@ -1,6 +1,7 @@
 //! The proxy's HTTP server.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
+
+use super::kv_ready::KvReady;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyMode {
@@ -40,17 +43,32 @@ pub struct ProxyConfig {
     pub backends: Vec<String>,
     /// lmcache mode: each decoder's LMCache side-channel ports (init, alloc), one per TP rank.
     pub lmcache_decoder_ports: Vec<(Vec<u16>, Vec<u16>)>,
+    /// lmcache mode: where to listen for the prefillers' "KV is on the decoder" notifications
+    /// (their `pd_proxy_host:pd_proxy_port`).
+    pub lmcache_notify: Option<SocketAddr>,
+    /// lmcache mode: how long a request's decode waits for those notifications before it fails.
+    pub kv_wait: Duration,
     pub timeout: Duration,
+    /// Where the proxy's log lines go (its command prints them); None: dropped.
+    pub log: Option<std::sync::mpsc::Sender<String>>,
+}
+
+/// The lmcache mode's flags, as `vbench proxy` takes them.
+pub struct LmcacheFlags<'a> {
+    /// Per decoder, `INIT[,INIT..]:ALLOC[,ALLOC..]`.
+    pub decoder_ports: &'a [String],
+    pub notify: Option<SocketAddr>,
+    pub kv_wait_s: f64,
 }
 
 impl ProxyConfig {
-    /// A checked configuration; `lmcache_decoder_ports` as `INIT[,INIT..]:ALLOC[,ALLOC..]`.
+    /// A checked configuration.
     pub fn new(
         mode: ProxyMode,
         prefill: &[String],
         decode: &[String],
         backends: &[String],
-        lmcache_decoder_ports: &[String],
+        lmcache: LmcacheFlags<'_>,
         timeout_s: f64,
     ) -> anyhow::Result<Self> {
         let clean = |urls: &[String]| -> Vec<String> {
@@ -63,11 +81,15 @@ impl ProxyConfig {
             prefill: clean(prefill),
             decode: clean(decode),
             backends: clean(backends),
-            lmcache_decoder_ports: lmcache_decoder_ports
+            lmcache_decoder_ports: lmcache
+                .decoder_ports
                 .iter()
                 .map(|s| parse_lmcache_ports(s))
                 .collect::<anyhow::Result<_>>()?,
+            lmcache_notify: lmcache.notify,
+            kv_wait: Duration::from_secs_f64(lmcache.kv_wait_s.max(0.001)),
             timeout: Duration::from_secs_f64(timeout_s.max(0.001)),
+            log: None,
         };
         config.check()?;
         Ok(config)
@@ -88,6 +110,11 @@ impl ProxyConfig {
                     "lmcache mode needs one --lmcache-decoder-ports per --decode URL ({} given for {} decoders)",
                     self.lmcache_decoder_ports.len(),
                     self.decode.len()
+                )
+            }
+            ProxyMode::Lmcache if self.lmcache_notify.is_none() => {
+                bail!(
+                    "lmcache mode needs --lmcache-notify HOST:PORT, the prefillers' pd_proxy_host:pd_proxy_port"
                 )
             }
             ProxyMode::RoundRobin if self.backends.is_empty() => {
@@ -125,6 +152,8 @@ pub(super) struct Shared {
     pub(super) requests: AtomicU64,
     pub(super) upstream_errors: AtomicU64,
     pub(super) missing_kv_params: AtomicU64,
+    /// lmcache mode: the prefillers' notifications, by request id.
+    pub(super) kv_ready: Arc<KvReady>,
 }
 
 pub(super) fn pick<'a>(list: &'a [String], counter: &AtomicUsize) -> &'a str {
@@ -138,6 +167,21 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.check()?;
+    let kv_ready = Arc::new(KvReady::default());
+    // Ends with the proxy: the listener task is aborted when this guard drops.
+    let _notifications = match (config.mode, config.lmcache_notify) {
+        (ProxyMode::Lmcache, Some(addr)) => {
+            let pull = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for LMCache notifications on {addr}"))?;
+            Some(AbortOnDrop(tokio::spawn(super::kv_ready::listen(
+                pull,
+                kv_ready.clone(),
+                config.log.clone(),
+            ))))
+        }
+        _ => None,
+    };
     let client = reqwest::Client::builder()
         .timeout(config.timeout)
         .tcp_nodelay(true)
@@ -157,6 +201,7 @@ pub async fn serve(
         requests: AtomicU64::new(0),
         upstream_errors: AtomicU64::new(0),
         missing_kv_params: AtomicU64::new(0),
+        kv_ready,
     });
     let app = Router::new()
         .route("/health", get(health))
@@ -173,6 +218,14 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .context("proxy server")
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub(super) fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
@@ -228,10 +281,14 @@ async fn metrics(State(s): State<Arc<Shared>>) -> String {
     format!(
         "# TYPE vbench_proxy_requests_total counter\nvbench_proxy_requests_total {}\n\
          # TYPE vbench_proxy_upstream_errors_total counter\nvbench_proxy_upstream_errors_total {}\n\
-         # TYPE vbench_proxy_missing_kv_transfer_params_total counter\nvbench_proxy_missing_kv_transfer_params_total {}\n",
+         # TYPE vbench_proxy_missing_kv_transfer_params_total counter\nvbench_proxy_missing_kv_transfer_params_total {}\n\
+         # TYPE vbench_proxy_lmcache_notifications_total counter\nvbench_proxy_lmcache_notifications_total {}\n\
+         # TYPE vbench_proxy_lmcache_kv_wait_timeouts_total counter\nvbench_proxy_lmcache_kv_wait_timeouts_total {}\n",
         s.requests.load(Ordering::Relaxed),
         s.upstream_errors.load(Ordering::Relaxed),
         s.missing_kv_params.load(Ordering::Relaxed),
+        s.kv_ready.received.load(Ordering::Relaxed),
+        s.kv_ready.timeouts.load(Ordering::Relaxed),
     )
 }
 

@@ -53,6 +53,9 @@ pub struct SimConfig {
     pub counter: tokens::Counter,
     /// vLLM's automatic prefix caching (its default; off with `--no-enable-prefix-caching`).
     pub prefix_caching: bool,
+    /// LMCache producer: the proxy's notification socket (LMCache's `pd_proxy_host:port`),
+    /// told once per TP rank when a request's KV is on its decoder.
+    pub lmcache_proxy: Option<std::net::SocketAddr>,
 }
 
 impl SimConfig {
@@ -72,6 +75,7 @@ impl SimConfig {
             log: None,
             counter: tokens::Counter::default(),
             prefix_caching: true,
+            lmcache_proxy: None,
         }
     }
 }
@@ -680,6 +684,7 @@ async fn full_response(
     } else if let Some(kv) =
         pd::first_token_params(app.cfg.role, app.cfg.connector, &req.kv_params, first_id)
     {
+        notify_kv_pushed(&app, &req.kv_params);
         kv
     } else {
         Value::Null
@@ -688,6 +693,29 @@ async fn full_response(
         StatusCode::OK,
         enc.full_response(&text, req.prompt_tokens, n, kv),
     )
+}
+
+/// As LMCache's producer does once the KV is written to the decoder: one `ProxyNotif` per TP
+/// rank to the proxy (the decoder side models the transfer time itself).
+fn notify_kv_pushed(app: &Arc<App>, params: &Value) {
+    let (Some(addr), Some(req_id)) = (
+        app.cfg.lmcache_proxy,
+        params["disagg_spec"]["req_id"].as_str(),
+    ) else {
+        return;
+    };
+    let (req_id, ranks, log) = (req_id.to_owned(), app.cfg.tp, app.cfg.log.clone());
+    tokio::spawn(async move {
+        for _ in 0..ranks {
+            if let Err(e) = crate::kv_notify::push(addr, &req_id).await {
+                if let Some(log) = &log {
+                    let _ = log.send(format!(
+                        "LMCache: notifying the proxy at {addr} for {req_id} failed: {e:#}"
+                    ));
+                }
+            }
+        }
+    });
 }
 
 struct StreamState {

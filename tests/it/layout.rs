@@ -10,9 +10,11 @@ const ORDER: &[&str] = &[
     "error", "manifest", "plan", "exec", "load", "results", "report", "apply", "cmd",
 ];
 /// Beside the pipeline: the servers `apply` launches as processes. They may use these only.
+/// `kv_notify` is a wire format both servers speak (LMCache's KV-ready notification).
 const BESIDE: &[(&str, &[&str])] = &[
-    ("sim", &["error", "load", "manifest"]),
-    ("proxy", &["error"]),
+    ("sim", &["error", "load", "manifest", "kv_notify"]),
+    ("proxy", &["error", "kv_notify"]),
+    ("kv_notify", &[]),
 ];
 
 /// Top-level module → the top-level modules its files name, with one file that does.

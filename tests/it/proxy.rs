@@ -90,7 +90,10 @@ fn nixl(prefill: Vec<String>, decode: Vec<String>) -> ProxyConfig {
         decode,
         backends: vec![],
         lmcache_decoder_ports: vec![],
+        lmcache_notify: None,
+        kv_wait: Duration::from_secs(5),
         timeout: Duration::from_secs(10),
+        log: None,
     }
 }
 
@@ -293,7 +296,10 @@ async fn round_robin_spreads_whole_requests() {
         decode: vec![],
         backends: vec![start(a.clone()).await, start(b.clone()).await],
         lmcache_decoder_ports: vec![],
+        lmcache_notify: None,
+        kv_wait: Duration::from_secs(5),
         timeout: Duration::from_secs(10),
+        log: None,
     };
     let url = proxy(config).await;
     let client = reqwest::Client::new();
@@ -347,6 +353,8 @@ fn config_without_instances_is_refused() {
         decode: vec![],
         backend: vec![],
         lmcache_decoder_ports: vec![],
+        lmcache_notify: None,
+        kv_wait_s: 1.0,
         timeout_s: 1.0,
     };
     let err = args.config().unwrap_err();
@@ -357,8 +365,14 @@ fn config_without_instances_is_refused() {
 
 /// LMCache-flavoured instances, answering as vLLM does: `/tokenize` gives a prompt's ids (here
 /// one per character, plus 100), a producer asked `ret_first_tok` answers one token and its
-/// id in JSON, and a stream answers `max_tokens` tokens named after the instance.
-async fn lmcache_upstream(name: &'static str, seen: Arc<Mutex<Vec<Value>>>) -> String {
+/// id in JSON and sends `notify_ranks` "KV is on the decoder" notifications to `notify` (as
+/// many as the decoder has ranks, unless told fewer), and a stream answers `max_tokens` tokens
+/// named after the instance.
+async fn lmcache_upstream(
+    name: &'static str,
+    seen: Arc<Mutex<Vec<Value>>>,
+    notify: Option<(std::net::SocketAddr, usize)>,
+) -> String {
     let app = Router::new()
         .route(
             "/tokenize",
@@ -381,6 +395,15 @@ async fn lmcache_upstream(name: &'static str, seen: Arc<Mutex<Vec<Value>>>) -> S
                     let n = body["max_tokens"].as_u64().unwrap();
                     let prompt = body["prompt"].as_array().map_or(0, Vec::len) as u64;
                     if body["stream"] == json!(false) {
+                        let req_id = body["kv_transfer_params"]["disagg_spec"]["req_id"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned();
+                        if let Some((addr, ranks)) = notify {
+                            for _ in 0..ranks {
+                                vbench::kv_notify::push(addr, &req_id).await.unwrap();
+                            }
+                        }
                         let answer = json!({"id": "cmpl-p", "created": 1, "model": "m",
                             "choices": [{"index": 0, "text": format!("{name}0")}],
                             "kv_transfer_params": {"first_tok": 42}});
@@ -406,18 +429,38 @@ async fn lmcache_upstream(name: &'static str, seen: Arc<Mutex<Vec<Value>>>) -> S
     format!("http://{addr}")
 }
 
-#[tokio::test]
-async fn lmcache_flow_streams_prefill_token_then_decoder_rest_after_it() {
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// An LMCache proxy over one producer sending `ranks_notified` notifications per request and
+/// one decoder of two TP ranks.
+async fn lmcache_pair(
+    ranks_notified: usize,
+    kv_wait: Duration,
+) -> (String, Arc<Mutex<Vec<Value>>>, Arc<Mutex<Vec<Value>>>) {
     let (ps, ds) = (Arc::new(Mutex::new(vec![])), Arc::new(Mutex::new(vec![])));
+    let notify = free_port();
     let config = ProxyConfig {
         mode: ProxyMode::Lmcache,
-        prefill: vec![lmcache_upstream("p", ps.clone()).await],
-        decode: vec![lmcache_upstream("d", ds.clone()).await],
+        prefill: vec![lmcache_upstream("p", ps.clone(), Some((notify, ranks_notified))).await],
+        decode: vec![lmcache_upstream("d", ds.clone(), None).await],
         backends: vec![],
         lmcache_decoder_ports: vec![(vec![7300, 7301], vec![7400, 7401])],
+        lmcache_notify: Some(notify),
+        kv_wait,
         timeout: Duration::from_secs(10),
+        log: None,
     };
-    let url = proxy(config).await;
+    (proxy(config).await, ps, ds)
+}
+
+#[tokio::test]
+async fn lmcache_flow_streams_prefill_token_then_decoder_rest_after_it() {
+    let (url, ps, ds) = lmcache_pair(2, Duration::from_secs(10)).await;
     let body = json!({"model": "m", "prompt": "hi", "max_tokens": 4, "stream": true, "stream_options": {"include_usage": true}});
     let text = reqwest::Client::new()
         .post(format!("{url}/v1/completions"))
@@ -467,4 +510,68 @@ async fn lmcache_flow_streams_prefill_token_then_decoder_rest_after_it() {
     assert_eq!(d["prompt"], json!([204, 205, 42]));
     assert_eq!(d["max_tokens"], 3);
     assert!(d.get("kv_transfer_params").is_none(), "{d}");
+}
+
+/// A decoder asked before its KV arrived would recompute the prompt: without every rank's
+/// notification the proxy never asks it, and the request fails after its first token.
+#[tokio::test]
+async fn lmcache_decode_waits_for_every_rank_and_fails_without_them() {
+    let (url, ps, ds) = lmcache_pair(1, Duration::from_millis(300)).await;
+    let body = json!({"model": "m", "prompt": "hi", "max_tokens": 4, "stream": true});
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the first token was already on its way");
+    let mut stream = resp.bytes_stream();
+    let mut got = Vec::new();
+    let mut broke = false;
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        match chunk {
+            Ok(b) => got.extend_from_slice(&b),
+            Err(_) => {
+                broke = true;
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(broke, "the stream must break, not end cleanly: {text}");
+    assert!(
+        text.contains("\"p0\"") && !text.contains("[DONE]"),
+        "{text}"
+    );
+    assert_eq!(ps.lock().unwrap().len(), 1);
+    assert!(ds.lock().unwrap().is_empty(), "the decoder was never asked");
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("vbench_proxy_lmcache_notifications_total 1\n")
+            && metrics.contains("vbench_proxy_lmcache_kv_wait_timeouts_total 1\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn lmcache_mode_needs_the_notification_address() {
+    let args = vbench::cmd::proxy::ProxyArgs {
+        host: "127.0.0.1".into(),
+        port: 0,
+        mode: vbench::cmd::proxy::ModeArg::Lmcache,
+        prefill: vec!["http://127.0.0.1:1".into()],
+        decode: vec!["http://127.0.0.1:2".into()],
+        backend: vec![],
+        lmcache_decoder_ports: vec!["7300:7400".into()],
+        lmcache_notify: None,
+        kv_wait_s: 1.0,
+        timeout_s: 1.0,
+    };
+    let err = args.config().unwrap_err().to_string();
+    assert!(err.contains("--lmcache-notify"), "{err}");
 }

@@ -5,6 +5,7 @@
 //! and teardown checks must not share them with another.
 
 mod apply_vllm_cpu;
+mod lmcache_notify_pyzmq;
 mod load_vllm_cpu;
 mod slurm;
 mod slurm_multinode;

@@ -11,7 +11,7 @@ use super::{core_list, model_arg, Component, Target, HOST};
 use crate::exec::process::ProcessSpec;
 use crate::exec::slurm;
 use crate::exec::templates::Templates;
-use crate::manifest::{Accelerator, Backend, LmcacheOptions, Mode, ProxyKind};
+use crate::manifest::{Accelerator, Backend, LmcacheOptions, Mode};
 use crate::plan::{RoleKind, RoleSpec, Variant};
 
 /// What is decided about an instance before its command is rendered.
@@ -24,12 +24,14 @@ pub struct Instance<'a> {
     /// NIXL side-channel base port (one per TP rank from here).
     pub side_channel_port: Option<u16>,
     pub lmcache_config_file: Option<&'a Path>,
+    /// LMCache producer: the proxy's notification address (its YAML's pd_proxy_host:port).
+    pub lmcache_proxy: Option<String>,
 }
 
-/// LMCache side-channel ports: `base` is the proxy's notification port, then each decoder
-/// instance gets one init and one alloc port per TP rank.
+/// LMCache side-channel ports: `base` is the proxy's notification port (the prefillers'
+/// `pd_proxy_port`), then each decoder instance gets one init and one alloc port per TP rank.
 pub struct LmcachePorts {
-    base: u16,
+    pub base: u16,
     next: u16,
     /// Per decoder, `INIT[,INIT..]:ALLOC[,ALLOC..]`, as `vbench proxy` takes them.
     pub decoder_ports: Vec<String>,
@@ -57,7 +59,6 @@ fn join(ports: &[u16]) -> String {
 #[allow(clippy::too_many_arguments)]
 pub fn lmcache_config(
     templates: &Templates,
-    variant: &Variant,
     opts: &LmcacheOptions,
     role: &RoleSpec,
     name: &str,
@@ -90,7 +91,6 @@ pub fn lmcache_config(
         _ => (
             "lmcache_prefiller_yaml",
             json!({"host": HOST, "lmcache_proxy_port": ports.base,
-                   "skip_proxy_notification": variant.proxy == ProxyKind::Builtin,
                    "yaml_overrides": yaml_overrides}),
         ),
     };
@@ -191,6 +191,7 @@ pub fn component(
         "is_lmcache": variant.mode == Mode::Lmcache,
         "side_channel_port": i.side_channel_port,
         "lmcache_config_file": i.lmcache_config_file,
+        "lmcache_proxy": i.lmcache_proxy,
         "cuda_visible_devices": cuda_visible_devices,
         "cpu_bind": cpu_bind,
         "cache_dir": target.compile_cache,

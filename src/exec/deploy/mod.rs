@@ -113,6 +113,19 @@ pub struct SlurmTarget<'a> {
 /// Where vbench's own servers (the proxy) listen, and local instances bind.
 const HOST: &str = "127.0.0.1";
 
+/// An LMCache prefiller tells the proxy, which runs beside vbench on 127.0.0.1, when a KV
+/// transfer is done; from another host that address is not vbench's.
+fn check_reaches_proxy(name: &str, host: &str) -> anyhow::Result<()> {
+    if host == HOST || host == "localhost" {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "LMCache's {name} runs on {host}, but LMCache prefillers must reach vbench's proxy on \
+         {HOST} to report finished KV transfers; LMCache variants across hosts are not \
+         supported yet (run them on the host vbench runs on)"
+    )
+}
+
 /// The manifest's tokenizer (else its model) as a local path, when it is one: a path relative
 /// to the manifest's folder or an absolute one that exists. sim-serve then counts prompt
 /// tokens as the model would; a Hugging Face id is left to the stand-in (sim-serve must not
@@ -181,7 +194,7 @@ pub fn render(
             };
             let lmcache_config = match (&mut lmcache, &variant.lmcache) {
                 (Some(lp), Some(opts)) => Some(instance::lmcache_config(
-                    &templates, variant, opts, role, &name, &place, lp, config_dir,
+                    &templates, opts, role, &name, &place, lp, config_dir,
                 )?),
                 _ => None,
             };
@@ -193,6 +206,13 @@ pub fn render(
                 place: &place,
                 side_channel_port,
                 lmcache_config_file: lmcache_config.as_ref().map(|(path, _)| path.as_path()),
+                lmcache_proxy: match (&lmcache, role.role) {
+                    (Some(lp), RoleKind::Prefill) => {
+                        check_reaches_proxy(&name, place.host)?;
+                        Some(format!("{HOST}:{}", lp.base))
+                    }
+                    _ => None,
+                },
             };
             let mut component = instance::component(target, &templates, variant, &instance)?;
             component.files.extend(lmcache_config);
@@ -200,13 +220,12 @@ pub fn render(
         }
     }
     let entry_url = if needs_proxy(variant) {
-        let decoder_ports = lmcache.map(|l| l.decoder_ports).unwrap_or_default();
         let proxy = proxy::component(
             target,
             &templates,
             variant,
             &components,
-            &decoder_ports,
+            lmcache.as_ref(),
             ports,
         )?;
         let url = proxy.url.clone();

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::bail;
 use serde_json::json;
 
+use super::instance::LmcachePorts;
 use super::{Component, ComponentRole, Target, HOST};
 use crate::exec::ports::PortAllocator;
 use crate::exec::process::ProcessSpec;
@@ -14,13 +15,14 @@ use crate::exec::templates::Templates;
 use crate::manifest::{Mode, ProxyKind};
 use crate::plan::Variant;
 
-/// The proxy component for `instances`; `lmcache_decoder_ports` per decoder, in order.
+/// The proxy component for `instances`; for LMCache, where it hears the prefillers and each
+/// decoder's side-channel ports, in order.
 pub fn component(
     target: &Target,
     templates: &Templates,
     variant: &Variant,
     instances: &[Component],
-    lmcache_decoder_ports: &[String],
+    lmcache: Option<&LmcachePorts>,
     ports: &mut PortAllocator,
 ) -> anyhow::Result<Component> {
     let urls = |kind: ComponentRole| -> Vec<String> {
@@ -42,7 +44,8 @@ pub fn component(
         "prefill_urls": urls(ComponentRole::Prefill),
         "decode_urls": urls(ComponentRole::Decode),
         "backend_urls": urls(ComponentRole::Serve),
-        "lmcache_decoder_ports": lmcache_decoder_ports,
+        "lmcache_decoder_ports": lmcache.map(|l| l.decoder_ports.as_slice()).unwrap_or_default(),
+        "lmcache_notify": lmcache.map(|l| format!("{HOST}:{}", l.base)),
     });
     let (program, args) = match variant.proxy {
         ProxyKind::Builtin => (

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Pack everything a GPU run needs into carried parts of equal size: the vLLM site folder
+# (p1..p3 of docs/real-vllm.md, "Staging"), the nixl wheels (p4), the LMCache wheels (p5,
+# prepare-lmcache.sh) and the vbench binary. A call carries at most 64 MiB INCLUDING the
+# working tree (about 8 MB), so p4 (59 MB) and p5 no longer fit beside it one per call; five
+# parts of at most 50 MB do. On the GPU machine: `gpu-apply.sh stage .gpu/qN` per call, then
+# `gpu-apply.sh unbundle`.
+# Usage: bundle.sh GPU_DIR VBENCH_BINARY   (reads GPU_DIR/p1..p5, writes GPU_DIR/q1..)
+set -euo pipefail
+gpu=${1:?usage: bundle.sh GPU_DIR VBENCH_BINARY}
+bin=${2:?usage: bundle.sh GPU_DIR VBENCH_BINARY}
+w=$(mktemp -d)
+trap 'rm -rf "$w"' EXIT
+mkdir "$w/b"
+cat "$gpu"/p1/vsite.part.* "$gpu"/p2/vsite.part.* "$gpu"/p3/vsite.part.* > "$w/b/vsite.tar.xz"
+cp "$gpu"/p4/*.whl "$gpu"/p5/*.whl "$w/b/"
+xz -T0 -c "$bin" > "$w/b/vbench.xz"
+tar -cf "$w/bundle.tar" -C "$w" b
+rm -rf "$gpu"/q[0-9]*
+(cd "$w" && split -b 50M -d bundle.tar bundle.part.)
+n=0
+for part in "$w"/bundle.part.*; do
+  n=$((n + 1))
+  mkdir -p "$gpu/q$n"
+  mv "$part" "$gpu/q$n/"
+done
+du -sh "$gpu"/q*
