@@ -231,14 +231,15 @@ pub(crate) async fn verify_kv_transfer(
 }
 
 /// A disaggregated deployment must answer what one instance answers. The same greedy
-/// completion goes through the proxy (prefill, KV hand-off, decode) and straight to a prefill
-/// instance, which then computes it alone; with the same weights (`--load-format dummy` seeds
+/// completion goes straight to one instance (a prefill one for NIXL; for LMCache a decoder,
+/// since its producer cannot serve alone), which computes it alone, and through the proxy
+/// (prefill, KV hand-off, decode); with the same weights (`--load-format dummy` seeds
 /// both instances alike) greedy decoding gives the same tokens, and KV that arrives corrupt,
 /// incomplete or for the wrong positions changes them. The transfer counters prove KV moved;
 /// this proves it was the right KV.
 pub(crate) async fn verify_pd_output(
     entry_url: &str,
-    single_url: &str,
+    (single_url, single_role): (&str, &str),
     model: &str,
     events: &dyn Events,
 ) -> anyhow::Result<()> {
@@ -255,12 +256,14 @@ pub(crate) async fn verify_pd_output(
             .timeout(Duration::from_secs(120));
         async move { streamed_text(request.send().await?, 8).await }
     };
+    // The instance alone first: a disaggregated request before it could leave the prompt's KV
+    // where that instance would find it.
+    let alone = answer(single_url.to_owned())
+        .await
+        .with_context(|| format!("output check on the {single_role} instance {single_url}"))?;
     let through = answer(entry_url.to_owned())
         .await
         .with_context(|| format!("output check through {entry_url}"))?;
-    let alone = answer(single_url.to_owned())
-        .await
-        .with_context(|| format!("output check on the prefill instance {single_url}"))?;
     if through != alone {
         bail!(
             "a greedy completion through prefill and decode ({through:?}) differs from the same \

@@ -271,14 +271,20 @@ impl VariantRun<'_> {
         if matches!(self.variant.mode, Mode::Nixl | Mode::Lmcache)
             && self.loaded.manifest.target.verify_output
         {
-            let prefill = running
+            // LMCache's producer cannot serve a request alone (it stores every prompt for a
+            // decoder, and without one its engine dies); the consumer computes locally.
+            let (reference, reference_name) = match self.variant.mode {
+                Mode::Lmcache => (ComponentRole::Decode, "decode"),
+                _ => (ComponentRole::Prefill, "prefill"),
+            };
+            let single = running
                 .iter()
-                .find(|(c, _)| c.role == ComponentRole::Prefill)
+                .find(|(c, _)| c.role == reference)
                 .map(|(c, _)| c.url.clone());
-            if let Some(single) = prefill {
+            if let Some(single) = single {
                 health::verify_pd_output(
                     &spec.entry_url,
-                    &single,
+                    (&single, reference_name),
                     &self.plan.served_model_name,
                     self.events,
                 )

@@ -127,6 +127,12 @@ pub fn plan(
     }
 }
 
+/// An LMCache producer (kv_producer with a PD backend) asked without a `disagg_spec`: it has
+/// no decoder to push the prompt's KV to, and real LMCache kills the engine.
+pub fn producer_without_receiver(role: Role, connector: Connector, params: &Value) -> bool {
+    role == Role::Prefill && connector == Connector::Lmcache && params.get("disagg_spec").is_none()
+}
+
 /// What an LMCache producer answers when the proxy asks for the first token back
 /// (`ret_first_tok`): `{"first_tok": id}`, which the proxy appends to the decoder's prompt.
 pub fn first_token_params(

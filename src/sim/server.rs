@@ -494,6 +494,13 @@ async fn endpoint(app: Arc<App>, body: Bytes, api: Api) -> Response {
 }
 
 async fn generate(app: Arc<App>, req: GenRequest) -> Response {
+    if pd::producer_without_receiver(app.cfg.role, app.cfg.connector, &req.kv_params) {
+        // As LMCache 0.5.6 on vLLM 0.26 does: its PD backend stores every prompt for a
+        // decoder, finds none named, and the engine dies (AttributeError on
+        // receiver_init_port).
+        app.crash("LMCache producer got a request without kv_transfer_params.disagg_spec");
+        return broken_response();
+    }
     let fault = app.faults.draw();
     match fault {
         RequestFault::Crash => {

@@ -623,3 +623,30 @@ async fn long_prefills_slow_decodes_in_simple_but_not_in_a_pd_pair() {
         "pd decode TPOT alone {alone:.4} loaded {pd_loaded:.4}"
     );
 }
+
+/// Real LMCache's producer stores every prompt for a decoder; asked without one (no
+/// `disagg_spec`) its engine dies. The simulator's does too, so a launcher that sends the
+/// producer a plain request fails on the simulator as it would on GPUs.
+#[tokio::test]
+async fn an_lmcache_producer_asked_without_a_decoder_dies() {
+    let mut p = cfg(Role::Prefill);
+    p.connector = Connector::Lmcache;
+    let ps = start(p).await;
+    let c = client();
+    let broken = c
+        .post(format!("{}/v1/completions", ps.url()))
+        .json(&completion_body(100, 4))
+        .send()
+        .await;
+    let answered = match broken {
+        Ok(r) => r.status().is_success() && r.text().await.is_ok_and(|t| t.contains("[DONE]")),
+        Err(_) => false,
+    };
+    assert!(!answered, "no complete answer from a dead engine");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let health = c.get(format!("{}/health", ps.url())).send().await;
+    assert!(
+        health.map_or(true, |r| !r.status().is_success()),
+        "the instance is down afterwards"
+    );
+}
