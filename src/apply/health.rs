@@ -12,6 +12,7 @@ use crate::exec::deploy::{Component, ComponentRole};
 use crate::exec::metrics;
 use crate::exec::process::Supervised;
 use crate::load::sse::{SseParser, StreamAccount, StreamError};
+use crate::manifest::Mode;
 
 /// A running component of the variant.
 pub(crate) type Running = (Component, Supervised);
@@ -194,6 +195,7 @@ pub(crate) async fn wait_healthy(
 /// measure the wrong system. vLLM versions without the per-source counter are only warned about.
 pub(crate) async fn verify_kv_transfer(
     running: &[Running],
+    mode: Mode,
     events: &dyn Events,
 ) -> anyhow::Result<()> {
     let mut external = 0.0;
@@ -217,11 +219,19 @@ pub(crate) async fn verify_kv_transfer(
         }
     }
     if external == 0.0 {
+        let hint = match mode {
+            Mode::Lmcache => {
+                "the same PYTHONHASHSEED on prefill and decode, the LMCache YAMLs' pd_* ports, \
+                 and the decoders' \"LMCache hit tokens\" log lines"
+            }
+            _ => {
+                "that decoders reach the prefills' side channels \
+                 (VLLM_NIXL_SIDE_CHANNEL_HOST; the decoders' logs say)"
+            }
+        };
         bail!(
             "the smoke request reached the decoders without a KV transfer ({local} prompt tokens \
-             computed locally, 0 transferred): check the proxy, --kv-transfer-config, and that \
-             decoders reach the prefills' side channels (VLLM_NIXL_SIDE_CHANNEL_HOST; the \
-             decoders' logs say)"
+             computed locally, 0 transferred): check the proxy, --kv-transfer-config, and {hint}"
         );
     }
     events.info(&format!(

@@ -265,8 +265,8 @@ impl VariantRun<'_> {
             }
         }
         health::smoke(&spec.entry_url, &self.plan.served_model_name).await?;
-        if self.variant.mode == Mode::Nixl {
-            health::verify_kv_transfer(running, self.events).await?;
+        if matches!(self.variant.mode, Mode::Nixl | Mode::Lmcache) {
+            health::verify_kv_transfer(running, self.variant.mode, self.events).await?;
         }
         if matches!(self.variant.mode, Mode::Nixl | Mode::Lmcache)
             && self.loaded.manifest.target.verify_output

@@ -474,8 +474,8 @@ pub struct Target {
     #[serde(default = "defaults::health_timeout_s")]
     pub health_timeout_s: f64,
     /// Before measuring a NIXL or LMCache variant, compare a greedy completion through prefill
-    /// and decode with the same request on a prefill instance alone, and fail the variant when
-    /// they differ (KV that arrived wrong). Default true; false where greedy decoding is not
+    /// and decode with the same request on one instance alone (a prefill instance for NIXL, a
+    /// decoder for LMCache), and fail the variant when they differ (KV that arrived wrong). Default true; false where greedy decoding is not
     /// reproducible across the two paths (near-ties in random weights on different kernels).
     #[serde(default = "defaults::verify_output")]
     pub verify_output: bool,

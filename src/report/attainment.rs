@@ -208,14 +208,19 @@ impl Crossing {
     }
 
     /// For humans, with a unit: "3.42 req/s", "≥ 8 req/s (always above)", "not reached".
+    /// An empty `unit` (an SLO scale, a bare multiplier) gives "2×".
     pub fn describe(&self, unit: &str, beyond: &str) -> String {
+        let with_unit = |x: f64| match unit {
+            "" => format!("{}×", fmt_num(x)),
+            _ => format!("{} {unit}", fmt_num(x)),
+        };
         match self {
-            Crossing::At { x, .. } => format!("{} {unit}", fmt_num(*x)),
+            Crossing::At { x, .. } => with_unit(*x),
             Crossing::AlwaysAbove { edge } => {
-                format!("always above ({beyond} {} {unit})", fmt_num(*edge))
+                format!("always above ({beyond} {})", with_unit(*edge))
             }
             Crossing::NotReached { edge } => {
-                format!("not reached (even at {} {unit})", fmt_num(*edge))
+                format!("not reached (even at {})", with_unit(*edge))
             }
             Crossing::NoData => "no data".to_string(),
         }
@@ -556,6 +561,11 @@ mod tests {
         assert_eq!(
             Crossing::NotReached { edge: 1.0 }.describe("req/s", "≥"),
             "not reached (even at 1 req/s)"
+        );
+        assert_eq!(
+            Crossing::NotReached { edge: 2.0 }.describe("", "≤"),
+            "not reached (even at 2×)",
+            "an SLO scale is a bare multiplier"
         );
         assert_eq!(fmt_num(f64::NAN), "-");
         assert_eq!(fmt_num(0.125), "0.125");

@@ -394,7 +394,7 @@ fn head_rows(a: &Analysis, w: &Winner) -> Vec<HeadRow> {
                 scale: match v.scale_rate {
                     Some(r) => format!(
                         "{} (at {} req/s)",
-                        v.scale_crossing[0].describe("", "≤").trim_end(),
+                        v.scale_crossing[0].describe("", "≤"),
                         fmt_num(r)
                     ),
                     None => "-".into(),
