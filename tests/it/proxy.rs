@@ -72,6 +72,26 @@ fn upstream(name: &'static str, behaviour: Behaviour) -> Upstream {
     }
 }
 
+/// POST a completion request to the proxy at `url`.
+async fn complete(url: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/v1/completions"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The proxy's `/metrics` text.
+async fn scrape(url: &str) -> String {
+    reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn proxy(config: ProxyConfig) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -107,12 +127,7 @@ async fn nixl_handoff_sends_prefill_one_token_then_decode_with_kv_params() {
     ))
     .await;
     let request = json!({"model": "m", "prompt": "hi", "max_tokens": 16, "stream": true, "stream_options": {"include_usage": true}});
-    let resp = reqwest::Client::new()
-        .post(format!("{url}/v1/completions"))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
+    let resp = complete(&url, &request).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let text = resp.text().await.unwrap();
@@ -232,14 +247,7 @@ async fn missing_kv_transfer_params_fail_loudly_instead_of_silent_reprefill() {
         .await
         .unwrap()
         .contains("returned no kv_transfer_params"));
-    let metrics = client
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&url).await;
     assert!(
         metrics.contains("vbench_proxy_missing_kv_transfer_params_total 1"),
         "{metrics}"
@@ -462,15 +470,7 @@ async fn lmcache_pair(
 async fn lmcache_flow_streams_prefill_token_then_decoder_rest_after_it() {
     let (url, ps, ds) = lmcache_pair(2, Duration::from_secs(10)).await;
     let body = json!({"model": "m", "prompt": "hi", "max_tokens": 4, "stream": true, "stream_options": {"include_usage": true}});
-    let text = reqwest::Client::new()
-        .post(format!("{url}/v1/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = complete(&url, &body).await.text().await.unwrap();
     let texts: Vec<String> = text
         .split("\n\n")
         .filter_map(|b| b.strip_prefix("data: "))
@@ -518,12 +518,7 @@ async fn lmcache_flow_streams_prefill_token_then_decoder_rest_after_it() {
 async fn lmcache_decode_waits_for_every_rank_and_fails_without_them() {
     let (url, ps, ds) = lmcache_pair(1, Duration::from_millis(300)).await;
     let body = json!({"model": "m", "prompt": "hi", "max_tokens": 4, "stream": true});
-    let resp = reqwest::Client::new()
-        .post(format!("{url}/v1/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = complete(&url, &body).await;
     assert_eq!(resp.status(), 200, "the first token was already on its way");
     let mut stream = resp.bytes_stream();
     let mut got = Vec::new();
@@ -545,12 +540,7 @@ async fn lmcache_decode_waits_for_every_rank_and_fails_without_them() {
     );
     assert_eq!(ps.lock().unwrap().len(), 1);
     assert!(ds.lock().unwrap().is_empty(), "the decoder was never asked");
-    let metrics = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&url).await;
     assert!(
         metrics.contains("vbench_proxy_lmcache_notifications_total 1\n")
             && metrics.contains("vbench_proxy_lmcache_kv_wait_timeouts_total 1\n"),
