@@ -19,7 +19,7 @@ use crate::exec::ports::PortAllocator;
 use crate::exec::process::{StopReport, Supervised};
 use crate::load::RunResult;
 use crate::manifest::Rate;
-use crate::manifest::{LoadedManifest, Mode};
+use crate::manifest::{LoadedManifest, Mode, ProxyKind};
 use crate::plan::search::{batch_file_name, SearchSpec};
 use crate::plan::{Cell, Pace, Plan, Variant};
 use crate::results::rundir::{Attempt, CellTiming, VariantDir, VariantTiming};
@@ -434,6 +434,7 @@ impl VariantRun<'_> {
             .collect();
         let before = metrics::snapshot(&instances).await;
         self.save_metrics(&before, &format!("{tag}-before"));
+        let kv_waits_before = self.lmcache_kv_wait_timeouts(running).await;
         let sampling = Instant::now();
         let (stop_sampling, sampler) =
             metrics::spawn_sampler(instances.clone(), Duration::from_secs(1));
@@ -480,6 +481,21 @@ impl VariantRun<'_> {
         }
         let after = metrics::snapshot(&instances).await;
         self.save_metrics(&after, &format!("{tag}-after"));
+        if let (Some(b), Some(a)) = (
+            kv_waits_before,
+            self.lmcache_kv_wait_timeouts(running).await,
+        ) {
+            if a > b {
+                let note = format!(
+                    "{} requests failed waiting for LMCache's report that their KV reached the \
+                     decoder (the proxy's --kv-wait-s passed; look for \"LMCache ERROR\" lines in \
+                     the instances' logs, e.g. transfer-buffer allocations that timed out)",
+                    a - b
+                );
+                self.events.warning(&note);
+                result.vbench.load.notes.push(note);
+            }
+        }
         let roles: BTreeMap<String, &'static str> = running
             .iter()
             .filter_map(|(c, _)| {
@@ -532,6 +548,22 @@ impl VariantRun<'_> {
             ));
         }
         Ok(result)
+    }
+
+    /// The built-in proxy's count of LMCache requests that failed waiting for their KV (None
+    /// for other modes and proxies, or when it cannot be read).
+    async fn lmcache_kv_wait_timeouts(&self, running: &[Running]) -> Option<f64> {
+        if self.variant.mode != Mode::Lmcache || self.variant.proxy != ProxyKind::Builtin {
+            return None;
+        }
+        let (proxy, _) = running
+            .iter()
+            .find(|(c, _)| c.role == ComponentRole::Proxy)?;
+        let texts = metrics::snapshot(&[(proxy.name.clone(), proxy.url.clone())]).await;
+        metrics::gauge_sum(
+            texts.get(&proxy.name)?,
+            "vbench_proxy_lmcache_kv_wait_timeouts_total",
+        )
     }
 
     /// Best effort: metrics are context, never a reason to fail a measured cell.

@@ -296,6 +296,10 @@ pub struct FaultArgs {
     /// (what vbench's P→D output check must catch).
     #[arg(long)]
     pub corrupt_kv: bool,
+    /// An LMCache producer stops telling the proxy that KV reached the decoder after N
+    /// requests (as when its transfers fail): the proxy's wait for it must fail those requests.
+    #[arg(long, value_name = "N")]
+    pub drop_kv_notifications_after: Option<u64>,
 }
 
 impl From<FaultArgs> for FaultSpec {
@@ -311,6 +315,7 @@ impl From<FaultArgs> for FaultSpec {
             hang_after: a.hang_after,
             fault_seed: a.fault_seed,
             corrupt_kv: a.corrupt_kv,
+            drop_kv_notifications_after: a.drop_kv_notifications_after,
         }
     }
 }

@@ -971,7 +971,8 @@ impl Default for NixlOptions {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LmcacheOptions {
-    /// Base port for LMCache's PD side channels (proxy notification, decoder init/alloc).
+    /// Lowest port for LMCache's PD side channels (the proxy's notification port, then each
+    /// decoder's init and alloc ports): vbench takes the first free block at or above it.
     #[serde(default = "defaults::lmcache_port")]
     pub port: u16,
     /// Extra keys merged into the prefiller's LMCache YAML.
@@ -980,6 +981,11 @@ pub struct LmcacheOptions {
     /// Extra keys merged into the decoder's LMCache YAML.
     #[serde(default)]
     pub decoder_yaml: BTreeMap<String, serde_json::Value>,
+    /// Seconds the proxy waits, per request, for the prefillers' report that the KV reached
+    /// the decoder before the request fails (a decoder asked sooner would recompute the
+    /// prompt). Default 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_wait_s: Option<f64>,
 }
 
 impl Default for LmcacheOptions {
@@ -988,6 +994,7 @@ impl Default for LmcacheOptions {
             port: defaults::lmcache_port(),
             prefiller_yaml: BTreeMap::new(),
             decoder_yaml: BTreeMap::new(),
+            kv_wait_s: None,
         }
     }
 }

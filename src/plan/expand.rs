@@ -242,6 +242,15 @@ fn check_mode_fields(
             }
         }
     }
+    if let Some(wait) = dep.lmcache.as_ref().and_then(|l| l.kv_wait_s) {
+        if !(wait.is_finite() && wait > 0.0) {
+            return Err(loaded.error_at(
+                path!["deployment", index, "lmcache", "kv_wait_s"],
+                format!("kv_wait_s must be a positive number of seconds, got {wait}"),
+                Some("the default is 30".into()),
+            ));
+        }
+    }
     if let Some(proxies) = &dep.proxy {
         for (i, p) in proxies.values().iter().enumerate() {
             let ok = match p {

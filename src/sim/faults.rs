@@ -31,6 +31,9 @@ pub struct FaultSpec {
     /// A decoder's KV taken by transfer is garbage: its greedy answers differ from what one
     /// instance would say for the same prompt.
     pub corrupt_kv: bool,
+    /// An LMCache producer stops reporting finished KV transfers to the proxy after this many
+    /// requests (as when its transfers to the decoder fail).
+    pub drop_kv_notifications_after: Option<u64>,
 }
 
 impl FaultSpec {

@@ -99,6 +99,8 @@ struct App {
     /// A NIXL decoder's side-channel handshakes (with `kv_side_channel`).
     handshakes: Option<side_channel::Handshakes>,
     started: u64,
+    /// LMCache producer: requests whose KV it has reported to the proxy.
+    kv_notified: std::sync::atomic::AtomicU64,
 }
 
 type St = State<Arc<App>>;
@@ -182,6 +184,7 @@ pub async fn serve(
         crash: crash_tx,
         kv_id,
         started: unix_now(),
+        kv_notified: std::sync::atomic::AtomicU64::new(0),
     });
     if let Some(deadline) = app.faults.crash_deadline() {
         let a = app.clone();
@@ -711,6 +714,17 @@ fn notify_kv_pushed(app: &Arc<App>, params: &Value) {
     ) else {
         return;
     };
+    let n = app
+        .kv_notified
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if app
+        .cfg
+        .faults
+        .drop_kv_notifications_after
+        .is_some_and(|after| n >= after)
+    {
+        return;
+    }
     let (req_id, ranks, log) = (req_id.to_owned(), app.cfg.tp, app.cfg.log.clone());
     tokio::spawn(async move {
         for _ in 0..ranks {

@@ -1456,3 +1456,56 @@ fn a_variant_larger_than_the_target_is_left_out_and_named() {
         "{stderr}"
     );
 }
+
+/// LMCache requests whose KV is never reported on the decoder (the simulator's producer stops
+/// sending LMCache's notification after the two start-up requests) are not decoded: each fails
+/// after `lmcache.kv_wait_s`, is counted, and the result and the terminal say why.
+#[test]
+fn lmcache_requests_whose_kv_never_arrives_fail_and_say_why() {
+    let _busy = crate::support::busy();
+    let sets = [
+        "load.rates=[20]",
+        "load.num_prompts=6",
+        "load.warmup=0",
+        "deployment.2.prefill.extra_args=[\"--drop-kv-notifications-after\", \"2\"]",
+        "deployment.2.lmcache.kv_wait_s=0.3",
+    ];
+    let plan = Command::new(BIN)
+        .args(["plan", "experiments/sim-demo.toml", "--json"])
+        .args(sets.iter().flat_map(|s| ["--set", s]))
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let id = plan["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .find(|id| id.starts_with("lmcache-"))
+        .unwrap()
+        .to_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = apply(tmp.path(), &sets, &["--only", &id]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("output verified"),
+        "the start-up requests got through: {stderr}"
+    );
+    let run = run_dir(tmp.path());
+    let result = read_result(&run.join(&id).join("vllm-20qps.json"));
+    assert_eq!((result.completed, result.failed), (0, 6), "{stderr}");
+    let why = "6 requests failed waiting for LMCache's report that their KV reached the decoder";
+    assert!(stderr.contains(why), "{stderr}");
+    assert!(
+        result.vbench.load.notes.iter().any(|n| n.starts_with(why)),
+        "{:?}",
+        result.vbench.load.notes
+    );
+    let proxy_log = std::fs::read_to_string(run.join(&id).join("logs/proxy.log")).unwrap();
+    assert!(
+        proxy_log.contains("0 of 1 prefiller ranks reported its KV"),
+        "{proxy_log}"
+    );
+    assert_no_orphans(&run);
+}

@@ -180,7 +180,21 @@ pub fn render(
 ) -> anyhow::Result<DeploymentSpec> {
     let templates = Templates::new(&variant.templates, target.manifest_dir)?;
     let mut placer = Placer::new(target, variant)?;
-    let mut lmcache = variant.lmcache.as_ref().map(|l| LmcachePorts::new(l.port));
+    // LMCache's side channels: the proxy's notification port, then each decoder's init and
+    // alloc ports per TP rank, as one block of free ports from `lmcache.port` up (a fixed
+    // block would collide with a second run's).
+    let mut lmcache = match &variant.lmcache {
+        Some(l) => {
+            let decoder_ports: u16 = variant
+                .roles
+                .iter()
+                .filter(|r| r.role == RoleKind::Decode)
+                .map(|r| 2 * r.tp as u16 * r.instances as u16)
+                .sum();
+            Some(LmcachePorts::new(ports.block(l.port, 1 + decoder_ports)?))
+        }
+        None => None,
+    };
     let mut components = Vec::new();
     for role in &variant.roles {
         for index in 0..role.instances {

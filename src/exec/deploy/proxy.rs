@@ -46,6 +46,7 @@ pub fn component(
         "backend_urls": urls(ComponentRole::Serve),
         "lmcache_decoder_ports": lmcache.map(|l| l.decoder_ports.as_slice()).unwrap_or_default(),
         "lmcache_notify": lmcache.map(|l| format!("{HOST}:{}", l.base)),
+        "kv_wait_s": variant.lmcache.as_ref().and_then(|l| l.kv_wait_s),
     });
     let (program, args) = match variant.proxy {
         ProxyKind::Builtin => (
