@@ -40,6 +40,15 @@ pub struct ProxyArgs {
     /// request fails (a decoder asked sooner would recompute the prompt).
     #[arg(long, default_value_t = 30.0)]
     pub kv_wait_s: f64,
+    /// lmcache mode: one decoder's transfer-buffer capacity in chunk slots, in the order of
+    /// --decode (repeat per decoder; none: no limit). A request holds ceil(prompt tokens /
+    /// --lmcache-chunk-size) slots from before its prefill until its KV is reported, as in
+    /// LMCache's own proxy.
+    #[arg(long = "lmcache-buffer-slots", value_name = "SLOTS")]
+    pub lmcache_buffer_slots: Vec<u64>,
+    /// lmcache mode: LMCache's chunk_size in tokens.
+    #[arg(long, default_value_t = 256)]
+    pub lmcache_chunk_size: u64,
     /// Seconds an upstream request may take before the proxy answers 504.
     #[arg(long, default_value_t = 600.0)]
     pub timeout_s: f64,
@@ -75,6 +84,8 @@ impl ProxyArgs {
                 decoder_ports: &self.lmcache_decoder_ports,
                 notify: self.lmcache_notify,
                 kv_wait_s: self.kv_wait_s,
+                buffer_slots: &self.lmcache_buffer_slots,
+                chunk_size: self.lmcache_chunk_size,
             },
             self.timeout_s,
         )

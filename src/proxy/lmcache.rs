@@ -80,6 +80,10 @@ pub(super) async fn handle(s: &Shared, path: &str, request: Value) -> Result<Res
     );
 
     let tokens = tokenize(s, prefiller, &request).await?;
+    let slots = match s.buffers.get(d_index) {
+        Some(buffer) => Some(reserve_buffer(s, buffer, d_index, tokens.len()).await?),
+        None => None,
+    };
 
     let mut prefill_body = request.clone();
     let obj = prefill_body.as_object_mut().expect("checked object");
@@ -161,10 +165,51 @@ pub(super) async fn handle(s: &Shared, path: &str, request: Value) -> Result<Res
         ranks: init_ranks,
         timeout: s.config.kv_wait,
         log: s.config.log.clone(),
+        slots,
     };
     let tail = async_stream_decoder(client, decoder, path, decode_body, remaining, wait);
     let body = Body::from_stream(head.chain(tail));
     Ok(([(header::CONTENT_TYPE, "text/event-stream")], body).into_response())
+}
+
+/// Hold `ceil(prompt tokens / chunk_size)` slots of decoder `d_index`'s transfer buffer, as
+/// LMCache's proxy does, so that prefillers never push more KV than the buffer holds. A prompt
+/// larger than the whole buffer is refused; the wait is bounded by the proxy's timeout.
+async fn reserve_buffer(
+    s: &Shared,
+    buffer: &Arc<tokio::sync::Semaphore>,
+    d_index: usize,
+    prompt_tokens: usize,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+    let chunk = s.config.lmcache_chunk_size.max(1) as usize;
+    let capacity = s.config.lmcache_buffer_slots[d_index];
+    let slots = prompt_tokens.div_ceil(chunk);
+    if slots as u64 > capacity {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "a prompt of {prompt_tokens} tokens needs {slots} chunks of decoder {}'s LMCache \
+                 transfer buffer, which holds {capacity}: raise its pd_buffer_size",
+                s.config.decode[d_index]
+            ),
+        ));
+    }
+    let acquire = buffer.clone().acquire_many_owned(slots as u32);
+    match tokio::time::timeout(s.config.timeout, acquire).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) => Err(error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the proxy is shutting down",
+        )),
+        Err(_) => Err(error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "no room in decoder {}'s LMCache transfer buffer within {:.0} s",
+                s.config.decode[d_index],
+                s.config.timeout.as_secs_f64()
+            ),
+        )),
+    }
 }
 
 /// The prompt's token ids, as the prefiller's tokenizer reads a completion's prompt (a list of
@@ -219,6 +264,8 @@ struct KvWait {
     ranks: u32,
     timeout: Duration,
     log: Option<std::sync::mpsc::Sender<String>>,
+    /// The decoder buffer's slots this request holds until its KV is reported.
+    slots: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The longest SSE event relayed from a decoder; a stream without an event end within this
@@ -237,11 +284,13 @@ fn async_stream_decoder(
         let fail =
             |msg: String| futures::stream::iter(vec![Err(std::io::Error::other(msg))]).boxed();
         let done = Bytes::from_static(b"data: [DONE]\n\n");
-        if let Err(seen) = wait
+        let reported = wait
             .ready
             .wait(&wait.req_id, wait.ranks, wait.timeout)
-            .await
-        {
+            .await;
+        // As LMCache's proxy: the slots are free again once the KV is on the decoder.
+        drop(wait.slots);
+        if let Err(seen) = reported {
             wait.ready.timeouts.fetch_add(1, Ordering::Relaxed);
             let msg = format!(
                 "request {}: {seen} of {} prefiller ranks reported its KV on decoder {decoder} \

@@ -48,6 +48,10 @@ pub struct ProxyConfig {
     pub lmcache_notify: Option<SocketAddr>,
     /// lmcache mode: how long a request's decode waits for those notifications before it fails.
     pub kv_wait: Duration,
+    /// lmcache mode: each decoder's transfer buffer in chunk slots (empty: no limit), and the
+    /// chunk size in tokens.
+    pub lmcache_buffer_slots: Vec<u64>,
+    pub lmcache_chunk_size: u64,
     pub timeout: Duration,
     /// Where the proxy's log lines go (its command prints them); None: dropped.
     pub log: Option<std::sync::mpsc::Sender<String>>,
@@ -59,6 +63,9 @@ pub struct LmcacheFlags<'a> {
     pub decoder_ports: &'a [String],
     pub notify: Option<SocketAddr>,
     pub kv_wait_s: f64,
+    /// Per decoder, its transfer buffer in chunk slots (empty: no limit).
+    pub buffer_slots: &'a [u64],
+    pub chunk_size: u64,
 }
 
 impl ProxyConfig {
@@ -88,6 +95,8 @@ impl ProxyConfig {
                 .collect::<anyhow::Result<_>>()?,
             lmcache_notify: lmcache.notify,
             kv_wait: Duration::from_secs_f64(lmcache.kv_wait_s.max(0.001)),
+            lmcache_buffer_slots: lmcache.buffer_slots.to_vec(),
+            lmcache_chunk_size: lmcache.chunk_size,
             timeout: Duration::from_secs_f64(timeout_s.max(0.001)),
             log: None,
         };
@@ -116,6 +125,19 @@ impl ProxyConfig {
                 bail!(
                     "lmcache mode needs --lmcache-notify HOST:PORT, the prefillers' pd_proxy_host:pd_proxy_port"
                 )
+            }
+            ProxyMode::Lmcache
+                if !self.lmcache_buffer_slots.is_empty()
+                    && self.lmcache_buffer_slots.len() != self.decode.len() =>
+            {
+                bail!(
+                    "lmcache mode takes one --lmcache-buffer-slots per --decode URL, or none ({} given for {} decoders)",
+                    self.lmcache_buffer_slots.len(),
+                    self.decode.len()
+                )
+            }
+            ProxyMode::Lmcache if self.lmcache_chunk_size == 0 => {
+                bail!("--lmcache-chunk-size must be at least 1")
             }
             ProxyMode::RoundRobin if self.backends.is_empty() => {
                 bail!("round-robin mode needs at least one --backend URL")
@@ -154,6 +176,8 @@ pub(super) struct Shared {
     pub(super) missing_kv_params: AtomicU64,
     /// lmcache mode: the prefillers' notifications, by request id.
     pub(super) kv_ready: Arc<KvReady>,
+    /// lmcache mode: per decoder, its transfer buffer's free chunk slots (empty: no limit).
+    pub(super) buffers: Vec<Arc<tokio::sync::Semaphore>>,
 }
 
 pub(super) fn pick<'a>(list: &'a [String], counter: &AtomicUsize) -> &'a str {
@@ -193,7 +217,6 @@ pub async fn serve(
         .build()
         .context("building the HTTP client")?;
     let shared = Arc::new(Shared {
-        config,
         client,
         next_prefill: AtomicUsize::new(0),
         next_decode: AtomicUsize::new(0),
@@ -201,7 +224,18 @@ pub async fn serve(
         requests: AtomicU64::new(0),
         upstream_errors: AtomicU64::new(0),
         missing_kv_params: AtomicU64::new(0),
+        buffers: config
+            .lmcache_buffer_slots
+            .iter()
+            .map(|&n| {
+                let n = usize::try_from(n)
+                    .unwrap_or(usize::MAX)
+                    .min(tokio::sync::Semaphore::MAX_PERMITS);
+                Arc::new(tokio::sync::Semaphore::new(n))
+            })
+            .collect(),
         kv_ready,
+        config,
     });
     let app = Router::new()
         .route("/health", get(health))

@@ -269,3 +269,54 @@ fn vllm_bin_as_a_plain_program_and_model_ids_pass_unchanged() {
         "/abs/model"
     );
 }
+
+/// With a local model folder, the LMCache proxy gets each decoder's transfer-buffer capacity in
+/// chunk slots from the model's config.json (Qwen3-0.6B: 114,688 KV bytes per token, 2 GiB at
+/// 256 tokens a chunk = 73 slots per TP rank), as LMCache's own proxy computes it; the ports
+/// are one block from lmcache.port.
+#[test]
+fn lmcache_proxy_gets_the_decoder_buffer_in_chunk_slots() {
+    let cap = Capacity {
+        gpus: Some(2),
+        cpu_cores: None,
+        source: "test".into(),
+    };
+    let specs = render_all("experiments/qwen-pd-h200.toml", &[], cap.clone());
+    let lmcache = specs
+        .iter()
+        .find(|s| s.variant_id.starts_with("lmcache-"))
+        .unwrap();
+    let proxy = &lmcache.components.last().unwrap().spec.args;
+    let after = |flag: &str| -> Vec<&str> {
+        proxy
+            .windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    };
+    assert_eq!(after("--lmcache-buffer-slots"), ["73"], "{proxy:?}");
+    assert_eq!(after("--lmcache-chunk-size"), ["256"]);
+    assert_eq!(after("--lmcache-notify"), ["127.0.0.1:65432"]);
+    assert_eq!(after("--lmcache-decoder-ports"), ["65433:65434"]);
+
+    // A bigger decoder buffer in the YAML is what the limit follows.
+    let specs = render_all(
+        "experiments/qwen-pd-h200.toml",
+        &["deployment.2.lmcache.decoder_yaml.pd_buffer_size=4294967296"],
+        cap,
+    );
+    let proxy = &specs
+        .iter()
+        .find(|s| s.variant_id.starts_with("lmcache-"))
+        .unwrap()
+        .components
+        .last()
+        .unwrap()
+        .spec
+        .args;
+    let i = proxy
+        .iter()
+        .position(|a| a == "--lmcache-buffer-slots")
+        .unwrap();
+    assert_eq!(proxy[i + 1], "146");
+}

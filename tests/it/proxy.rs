@@ -112,6 +112,8 @@ fn nixl(prefill: Vec<String>, decode: Vec<String>) -> ProxyConfig {
         lmcache_decoder_ports: vec![],
         lmcache_notify: None,
         kv_wait: Duration::from_secs(5),
+        lmcache_buffer_slots: vec![],
+        lmcache_chunk_size: 256,
         timeout: Duration::from_secs(10),
         log: None,
     }
@@ -306,6 +308,8 @@ async fn round_robin_spreads_whole_requests() {
         lmcache_decoder_ports: vec![],
         lmcache_notify: None,
         kv_wait: Duration::from_secs(5),
+        lmcache_buffer_slots: vec![],
+        lmcache_chunk_size: 256,
         timeout: Duration::from_secs(10),
         log: None,
     };
@@ -363,6 +367,8 @@ fn config_without_instances_is_refused() {
         lmcache_decoder_ports: vec![],
         lmcache_notify: None,
         kv_wait_s: 1.0,
+        lmcache_buffer_slots: vec![],
+        lmcache_chunk_size: 256,
         timeout_s: 1.0,
     };
     let err = args.config().unwrap_err();
@@ -379,7 +385,7 @@ fn config_without_instances_is_refused() {
 async fn lmcache_upstream(
     name: &'static str,
     seen: Arc<Mutex<Vec<Value>>>,
-    notify: Option<(std::net::SocketAddr, usize)>,
+    notify: Option<(std::net::SocketAddr, usize, Duration)>,
 ) -> String {
     let app = Router::new()
         .route(
@@ -407,10 +413,14 @@ async fn lmcache_upstream(
                             .as_str()
                             .unwrap()
                             .to_owned();
-                        if let Some((addr, ranks)) = notify {
-                            for _ in 0..ranks {
-                                vbench::kv_notify::push(addr, &req_id).await.unwrap();
-                            }
+                        if let Some((addr, ranks, delay)) = notify {
+                            // The KV "arrives" `delay` after the prefill answered.
+                            tokio::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                for _ in 0..ranks {
+                                    vbench::kv_notify::push(addr, &req_id).await.unwrap();
+                                }
+                            });
                         }
                         let answer = json!({"id": "cmpl-p", "created": 1, "model": "m",
                             "choices": [{"index": 0, "text": format!("{name}0")}],
@@ -445,21 +455,37 @@ fn free_port() -> std::net::SocketAddr {
 }
 
 /// An LMCache proxy over one producer sending `ranks_notified` notifications per request and
-/// one decoder of two TP ranks.
+/// one decoder of two TP ranks, with no limit on in-flight transfers.
 async fn lmcache_pair(
     ranks_notified: usize,
     kv_wait: Duration,
+) -> (String, Arc<Mutex<Vec<Value>>>, Arc<Mutex<Vec<Value>>>) {
+    lmcache_pair_with(ranks_notified, kv_wait, Duration::ZERO, vec![], 256).await
+}
+
+/// [`lmcache_pair`] whose KV arrives `kv_delay` after each prefill, with a decoder buffer of
+/// `buffer_slots` chunks of `chunk_size` tokens.
+async fn lmcache_pair_with(
+    ranks_notified: usize,
+    kv_wait: Duration,
+    kv_delay: Duration,
+    buffer_slots: Vec<u64>,
+    chunk_size: u64,
 ) -> (String, Arc<Mutex<Vec<Value>>>, Arc<Mutex<Vec<Value>>>) {
     let (ps, ds) = (Arc::new(Mutex::new(vec![])), Arc::new(Mutex::new(vec![])));
     let notify = free_port();
     let config = ProxyConfig {
         mode: ProxyMode::Lmcache,
-        prefill: vec![lmcache_upstream("p", ps.clone(), Some((notify, ranks_notified))).await],
+        prefill: vec![
+            lmcache_upstream("p", ps.clone(), Some((notify, ranks_notified, kv_delay))).await,
+        ],
         decode: vec![lmcache_upstream("d", ds.clone(), None).await],
         backends: vec![],
         lmcache_decoder_ports: vec![(vec![7300, 7301], vec![7400, 7401])],
         lmcache_notify: Some(notify),
         kv_wait,
+        lmcache_buffer_slots: buffer_slots,
+        lmcache_chunk_size: chunk_size,
         timeout: Duration::from_secs(10),
         log: None,
     };
@@ -560,8 +586,50 @@ fn lmcache_mode_needs_the_notification_address() {
         lmcache_decoder_ports: vec!["7300:7400".into()],
         lmcache_notify: None,
         kv_wait_s: 1.0,
+        lmcache_buffer_slots: vec![],
+        lmcache_chunk_size: 256,
         timeout_s: 1.0,
     };
     let err = args.config().unwrap_err().to_string();
     assert!(err.contains("--lmcache-notify"), "{err}");
+}
+
+/// As LMCache's proxy: a request holds ceil(prompt tokens / chunk) slots of its decoder's
+/// transfer buffer from before its prefill until its KV is reported. With room for one
+/// request, a second one's prefill waits for the first's KV; a prompt larger than the whole
+/// buffer is refused.
+#[tokio::test]
+async fn lmcache_transfers_in_flight_fit_the_decoders_buffer() {
+    let delay = Duration::from_millis(400);
+    // "hi" is two tokens: one slot of two-token chunks, the whole buffer.
+    let (url, ps, _) = lmcache_pair_with(2, Duration::from_secs(5), delay, vec![1], 2).await;
+    let body = json!({"model": "m", "prompt": "hi", "max_tokens": 2, "stream": true});
+    let t0 = std::time::Instant::now();
+    let (a, b) = tokio::join!(
+        async { complete(&url, &body).await.text().await.unwrap() },
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            complete(&url, &body).await.text().await.unwrap()
+        }
+    );
+    assert!(
+        a.ends_with("data: [DONE]\n\n") && b.ends_with("data: [DONE]\n\n"),
+        "{a}\n{b}"
+    );
+    assert_eq!(ps.lock().unwrap().len(), 2);
+    assert!(
+        t0.elapsed() >= 2 * delay,
+        "the second prefill waited for the first KV: {:?}",
+        t0.elapsed()
+    );
+
+    let big = json!({"model": "m", "prompt": "hello", "max_tokens": 2, "stream": true});
+    let resp = complete(&url, &big).await;
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("a prompt of 5 tokens needs 3 chunks") && text.contains("which holds 1"),
+        "{text}"
+    );
+    assert_eq!(ps.lock().unwrap().len(), 2, "never prefilled");
 }

@@ -18,6 +18,7 @@ use instance::LmcachePorts;
 use placement::Placer;
 
 mod instance;
+mod kv_size;
 mod placement;
 mod proxy;
 

@@ -4,16 +4,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use serde_json::json;
 
 use super::instance::LmcachePorts;
+use super::kv_size;
 use super::{Component, ComponentRole, Target, HOST};
 use crate::exec::ports::PortAllocator;
 use crate::exec::process::ProcessSpec;
 use crate::exec::templates::Templates;
 use crate::manifest::{Mode, ProxyKind};
-use crate::plan::Variant;
+use crate::plan::{RoleKind, Variant};
 
 /// The proxy component for `instances`; for LMCache, where it hears the prefillers and each
 /// decoder's side-channel ports, in order.
@@ -47,6 +48,7 @@ pub fn component(
         "lmcache_decoder_ports": lmcache.map(|l| l.decoder_ports.as_slice()).unwrap_or_default(),
         "lmcache_notify": lmcache.map(|l| format!("{HOST}:{}", l.base)),
         "kv_wait_s": variant.lmcache.as_ref().and_then(|l| l.kv_wait_s),
+        "lmcache_buffer": lmcache_buffer(target, variant)?,
     });
     let (program, args) = match variant.proxy {
         ProxyKind::Builtin => (
@@ -84,4 +86,38 @@ pub fn component(
         node: None,
         files: BTreeMap::new(),
     })
+}
+
+/// The LMCache proxy's in-flight limit: each decoder's transfer-buffer capacity in chunk slots,
+/// and the chunk size (`super::kv_size`), when the model is a local folder with a
+/// `config.json`; `None` otherwise (the proxy then sets no limit).
+fn lmcache_buffer(target: &Target, variant: &Variant) -> anyhow::Result<Option<serde_json::Value>> {
+    let Some(opts) = &variant.lmcache else {
+        return Ok(None);
+    };
+    let Some(config) = kv_size::local_config(target.model, target.manifest_dir) else {
+        return Ok(None);
+    };
+    let config = config.context("reading the model's config.json for LMCache's buffer limit")?;
+    let per_token = kv_size::kv_bytes_per_token(&config)
+        .context("the model's config.json (for LMCache's buffer limit)")?;
+    let yaml_u64 = |key: &str| {
+        opts.decoder_yaml
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+    };
+    let buffer = yaml_u64("pd_buffer_size").unwrap_or(kv_size::DEFAULT_DECODER_BUFFER);
+    let chunk = yaml_u64("chunk_size").unwrap_or(kv_size::DEFAULT_CHUNK_SIZE);
+    let slots: Vec<u64> = variant
+        .roles
+        .iter()
+        .filter(|r| r.role == RoleKind::Decode)
+        .flat_map(|r| {
+            std::iter::repeat_n(
+                kv_size::buffer_slots(buffer, r.tp, per_token, chunk),
+                r.instances as usize,
+            )
+        })
+        .collect();
+    Ok(Some(json!({"slots": slots, "chunk_size": chunk})))
 }
