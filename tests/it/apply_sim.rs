@@ -117,15 +117,33 @@ fn assert_no_orphans(run: &Path) {
     }
 }
 
-/// The id `vbench plan` gives the first variant under these overrides.
-fn first_variant_id(sets: &[&str]) -> String {
+/// The ids `vbench plan` gives the variants under these overrides, in plan order.
+fn planned_ids(sets: &[&str]) -> Vec<String> {
     let plan = Command::new(BIN)
         .args(["plan", "experiments/sim-demo.toml", "--json"])
         .args(sets.iter().flat_map(|s| ["--set", s]))
         .output()
         .unwrap();
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
-    plan["variants"][0]["id"].as_str().unwrap().to_owned()
+    plan["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The id `vbench plan` gives the first variant under these overrides.
+fn first_variant_id(sets: &[&str]) -> String {
+    planned_ids(sets).swap_remove(0)
+}
+
+/// The id of the planned variant whose id starts with `prefix` (e.g. "nixl-p2d1").
+fn variant_id(sets: &[&str], prefix: &str) -> String {
+    planned_ids(sets)
+        .into_iter()
+        .find(|id| id.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no variant {prefix}* planned"))
 }
 
 /// What an apply of only the first planned variant did.
@@ -1268,19 +1286,7 @@ fn a_variants_instances_start_in_parallel() {
         "load.warmup=0",
         "deployment.1.extra_args=[\"--unhealthy-for\", \"3\"]",
     ];
-    let plan = Command::new(BIN)
-        .args(["plan", "experiments/sim-demo.toml", "--json"])
-        .args(sets.iter().flat_map(|s| ["--set", s]))
-        .output()
-        .unwrap();
-    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
-    let id = plan["variants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["id"].as_str().unwrap().to_owned())
-        .find(|id| id.starts_with("nixl-p2d1"))
-        .unwrap();
+    let id = variant_id(&sets, "nixl-p2d1");
     let out = apply(tmp.path(), &sets, &["--only", &id]).output().unwrap();
     assert!(
         out.status.success(),
@@ -1470,20 +1476,7 @@ fn lmcache_requests_whose_kv_never_arrives_fail_and_say_why() {
         "deployment.2.prefill.extra_args=[\"--drop-kv-notifications-after\", \"2\"]",
         "deployment.2.lmcache.kv_wait_s=0.3",
     ];
-    let plan = Command::new(BIN)
-        .args(["plan", "experiments/sim-demo.toml", "--json"])
-        .args(sets.iter().flat_map(|s| ["--set", s]))
-        .output()
-        .unwrap();
-    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
-    let id = plan["variants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["id"].as_str().unwrap())
-        .find(|id| id.starts_with("lmcache-"))
-        .unwrap()
-        .to_owned();
+    let id = variant_id(&sets, "lmcache-");
     let tmp = tempfile::tempdir().unwrap();
     let out = apply(tmp.path(), &sets, &["--only", &id]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
