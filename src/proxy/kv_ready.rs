@@ -87,8 +87,14 @@ pub async fn listen(listener: TcpListener, ready: Arc<KvReady>, log: Option<Send
     };
     let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, say: wait instead of spinning on the error.
+                say(format!("LMCache notification socket: accept failed: {e}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let Ok(permit) = open.clone().try_acquire_owned() else {
             say(format!(
