@@ -43,6 +43,19 @@ fn cluster_nodes() -> BTreeMap<String, String> {
 
 /// A NIXL 2P1D manifest spread over 3 nodes; `served` marks its processes.
 fn manifest(dir: &Path, name: &str, served: &str, rates: &str, prompts: u32) -> PathBuf {
+    manifest_of(dir, name, served, rates, prompts, "nixl", 2)
+}
+
+/// [`manifest`] with `mode` and `prefills` prefill instances (one decode).
+fn manifest_of(
+    dir: &Path,
+    name: &str,
+    served: &str,
+    rates: &str,
+    prompts: u32,
+    mode: &str,
+    prefills: u32,
+) -> PathBuf {
     let template = std::fs::canonicalize("tests/fixtures/slurm/sim_serve_as_vllm.hbs").unwrap();
     let text = format!(
         r#"name = "{name}"
@@ -68,8 +81,8 @@ gpus_per_node = 4
 cpus_per_instance = 1
 placement = "spread"
 [[deployment]]
-mode = "nixl"
-prefill = {{ instances = 2, tp = 1 }}
+mode = "{mode}"
+prefill = {{ instances = {prefills}, tp = 1 }}
 decode = {{ instances = 1, tp = 1 }}
 templates = {{ vllm_serve = "{template}" }}
 "#,
@@ -263,6 +276,51 @@ fn nixl_2p1d_spread_over_three_nodes_measures_and_reports() {
     }
     assert!(run.join("report/summary.md").is_file());
     assert_nothing_left("vbench-slurm-spread", served);
+}
+
+/// LMCache 1P1D spread over two nodes: the prefill, on a node of its own, reports every
+/// finished transfer to vbench's proxy on this host (at this host's address on the nodes'
+/// network, not 127.0.0.1), so every request is decoded and none waits out its KV.
+#[test]
+fn lmcache_prefill_on_another_node_reports_to_the_proxy() {
+    let _alone = crate::alone();
+    if !slurm_ready() {
+        return;
+    }
+    let nodes = cluster_nodes();
+    let tmp = tempfile::tempdir().unwrap();
+    let served = "sim-lmcache-spread";
+    let path = manifest_of(tmp.path(), "slurm-lmcache", served, "[8]", 16, "lmcache", 1);
+    let results = tmp.path().join("results");
+    let (out, seen) = apply_watching_steps(&path, &results, &["prefill-0", "decode-0"], |_| {});
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("KV transfer verified"), "{stderr}");
+    assert_ne!(seen["prefill-0"], seen["decode-0"], "{seen:?}");
+
+    let run = crate::only_dir(&results.join("slurm-lmcache"));
+    let variant = variant_dir(&run);
+    let r: vbench::load::RunResult =
+        serde_json::from_slice(&std::fs::read(variant.join("vllm-8qps.json")).unwrap()).unwrap();
+    assert_eq!((r.completed, r.failed), (16, 0), "{:?}", r.errors);
+    // The prefill's YAML names this host's address on the nodes' network, and the proxy
+    // listened there.
+    let yaml = std::fs::read_to_string(variant.join("lmcache-prefill-0.yaml")).unwrap();
+    let host = yaml
+        .lines()
+        .find_map(|l| l.strip_prefix("pd_proxy_host:"))
+        .map(|h| h.trim().trim_matches('"').to_owned())
+        .unwrap_or_default();
+    assert!(
+        !host.is_empty() && host != "127.0.0.1" && !nodes.values().any(|a| *a == host),
+        "pd_proxy_host {host:?}: this host's address, not a node's or loopback"
+    );
+    let proxy_log = std::fs::read_to_string(variant.join("logs/proxy.log")).unwrap();
+    assert!(
+        !proxy_log.contains("prefiller ranks reported"),
+        "{proxy_log}"
+    );
+    assert_nothing_left("vbench-slurm-lmcache", served);
 }
 
 /// What a test kills on the decode instance's node, a few seconds into a rate.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::placement::Place;
-use super::{core_list, model_arg, Component, Target, HOST};
+use super::{core_list, model_arg, Component, Target};
 use crate::exec::process::ProcessSpec;
 use crate::exec::slurm;
 use crate::exec::templates::Templates;
@@ -32,18 +32,26 @@ pub struct Instance<'a> {
 /// `pd_proxy_port`), then each decoder instance gets one init and one alloc port per TP rank.
 pub struct LmcachePorts {
     pub base: u16,
+    /// The address the proxy listens on for the notifications, as the prefillers reach it.
+    pub notify_host: String,
     next: u16,
     /// Per decoder, `INIT[,INIT..]:ALLOC[,ALLOC..]`, as `vbench proxy` takes them.
     pub decoder_ports: Vec<String>,
 }
 
 impl LmcachePorts {
-    pub fn new(base: u16) -> Self {
+    pub fn new(base: u16, notify_host: String) -> Self {
         LmcachePorts {
             base,
+            notify_host,
             next: base + 1,
             decoder_ports: Vec::new(),
         }
+    }
+
+    /// `HOST:PORT` of the proxy's notification socket.
+    pub fn notify_addr(&self) -> String {
+        format!("{}:{}", self.notify_host, self.base)
     }
 }
 
@@ -90,7 +98,7 @@ pub fn lmcache_config(
         }
         _ => (
             "lmcache_prefiller_yaml",
-            json!({"host": HOST, "lmcache_proxy_port": ports.base,
+            json!({"host": ports.notify_host, "lmcache_proxy_port": ports.base,
                    "yaml_overrides": yaml_overrides}),
         ),
     };

@@ -114,17 +114,33 @@ pub struct SlurmTarget<'a> {
 /// Where vbench's own servers (the proxy) listen, and local instances bind.
 const HOST: &str = "127.0.0.1";
 
-/// An LMCache prefiller tells the proxy, which runs beside vbench on 127.0.0.1, when a KV
-/// transfer is done; from another host that address is not vbench's.
-fn check_reaches_proxy(name: &str, host: &str) -> anyhow::Result<()> {
-    if host == HOST || host == "localhost" {
-        return Ok(());
+/// Where LMCache's prefillers reach vbench's proxy to report finished KV transfers: 127.0.0.1
+/// when every instance runs on this host; on Slurm, this host's address on the route to the
+/// allocation's nodes (the source address the kernel picks for them; no packet is sent).
+fn notify_host(target: &Target) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use std::net::ToSocketAddrs;
+    let Some(node) = target.slurm.as_ref().and_then(|s| s.nodes.first()) else {
+        return Ok(HOST.to_owned());
+    };
+    let addr = (node.addr.as_str(), 9)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.find(|a| a.is_ipv4()))
+        .with_context(|| {
+            format!(
+                "cannot resolve node {}'s address {:?}",
+                node.name, node.addr
+            )
+        })?;
+    if addr.ip().is_loopback() {
+        return Ok(HOST.to_owned());
     }
-    anyhow::bail!(
-        "LMCache's {name} runs on {host}, but LMCache prefillers must reach vbench's proxy on \
-         {HOST} to report finished KV transfers; LMCache variants across hosts are not \
-         supported yet (run them on the host vbench runs on)"
-    )
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    probe
+        .connect(addr)
+        .with_context(|| format!("no route to node {} ({})", node.name, node.addr))?;
+    Ok(probe.local_addr()?.ip().to_string())
 }
 
 /// The manifest's tokenizer (else its model) as a local path, when it is one: a path relative
@@ -192,7 +208,10 @@ pub fn render(
                 .filter(|r| r.role == RoleKind::Decode)
                 .map(|r| 2 * r.tp as u16 * r.instances as u16)
                 .sum();
-            Some(LmcachePorts::new(ports.block(l.port, 1 + decoder_ports)?))
+            Some(LmcachePorts::new(
+                ports.block(l.port, 1 + decoder_ports)?,
+                notify_host(target)?,
+            ))
         }
         None => None,
     };
@@ -222,10 +241,7 @@ pub fn render(
                 side_channel_port,
                 lmcache_config_file: lmcache_config.as_ref().map(|(path, _)| path.as_path()),
                 lmcache_proxy: match (&lmcache, role.role) {
-                    (Some(lp), RoleKind::Prefill) => {
-                        check_reaches_proxy(&name, place.host)?;
-                        Some(format!("{HOST}:{}", lp.base))
-                    }
+                    (Some(lp), RoleKind::Prefill) => Some(lp.notify_addr()),
                     _ => None,
                 },
             };

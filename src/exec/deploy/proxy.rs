@@ -46,7 +46,7 @@ pub fn component(
         "decode_urls": urls(ComponentRole::Decode),
         "backend_urls": urls(ComponentRole::Serve),
         "lmcache_decoder_ports": lmcache.map(|l| l.decoder_ports.as_slice()).unwrap_or_default(),
-        "lmcache_notify": lmcache.map(|l| format!("{HOST}:{}", l.base)),
+        "lmcache_notify": lmcache.map(LmcachePorts::notify_addr),
         "kv_wait_s": variant.lmcache.as_ref().and_then(|l| l.kv_wait_s),
         "lmcache_buffer": lmcache_buffer(target, variant)?,
     });
