@@ -475,8 +475,9 @@ pub struct Target {
     pub health_timeout_s: f64,
     /// Before measuring a NIXL or LMCache variant, compare a greedy completion through prefill
     /// and decode with the same request on one instance alone (a prefill instance for NIXL, a
-    /// decoder for LMCache), and fail the variant when they differ (KV that arrived wrong). Default true; false where greedy decoding is not
-    /// reproducible across the two paths (near-ties in random weights on different kernels).
+    /// decoder for LMCache), and fail the variant when they differ (KV that arrived wrong).
+    /// Default true; false where greedy decoding is not reproducible across the two paths
+    /// (near-ties in random weights on different kernels).
     #[serde(default = "defaults::verify_output")]
     pub verify_output: bool,
     /// The `vllm` executable (or a path to it), or a whole command as a list whose first item is
@@ -1031,7 +1032,6 @@ pub mod defaults {
     pub fn verify_output() -> bool {
         true
     }
-
     pub fn health_timeout_s() -> f64 {
         600.0
     }

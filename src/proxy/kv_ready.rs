@@ -69,6 +69,7 @@ impl KvReady {
                 }
                 if tokio::time::Instant::now() >= deadline {
                     seen.remove(req_id);
+                    self.timeouts.fetch_add(1, Ordering::Relaxed);
                     return Err(count);
                 }
             }

@@ -291,7 +291,6 @@ fn async_stream_decoder(
         // As LMCache's proxy: the slots are free again once the KV is on the decoder.
         drop(wait.slots);
         if let Err(seen) = reported {
-            wait.ready.timeouts.fetch_add(1, Ordering::Relaxed);
             let msg = format!(
                 "request {}: {seen} of {} prefiller ranks reported its KV on decoder {decoder} \
                  within {:.1} s (LMCache notification); not decoding it without its KV",

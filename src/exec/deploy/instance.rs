@@ -93,6 +93,7 @@ pub fn lmcache_config(
             (
                 "lmcache_decoder_yaml",
                 json!({"host": place.host, "init_ports": init, "alloc_ports": alloc,
+                       "pd_buffer_size": super::kv_size::DEFAULT_DECODER_BUFFER,
                        "yaml_overrides": yaml_overrides}),
             )
         }

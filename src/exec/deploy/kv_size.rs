@@ -14,7 +14,8 @@ use serde_json::Value;
 
 /// LMCache's default `chunk_size` (tokens).
 pub const DEFAULT_CHUNK_SIZE: u64 = 256;
-/// The decoder's `pd_buffer_size` vbench's YAML template writes (2 GiB).
+/// The decoder's `pd_buffer_size` (2 GiB, as LMCache's examples): the decoder YAML template
+/// is given this value, and the in-flight limit is computed from it.
 pub const DEFAULT_DECODER_BUFFER: u64 = 2 * 1024 * 1024 * 1024;
 /// A config.json is a few KiB; a file much larger is not one.
 const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
