@@ -4,7 +4,9 @@
 # prepare-lmcache.sh) and the vbench binary. A call carries at most 64 MiB INCLUDING the
 # working tree (about 8 MB), so p4 (59 MB) and p5 no longer fit beside it one per call; five
 # parts of at most 50 MB do. On the GPU machine: `gpu-apply.sh stage .gpu/qN` per call, then
-# `gpu-apply.sh unbundle`.
+# `gpu-apply.sh unbundle`. GPU_DIR/compile-cache.tar.xz, if there (`gpu-apply.sh save-cache`
+# of an earlier machine), goes into the bundle too: unbundle seeds vbench's compile cache with
+# it, which saves about two minutes per cold vLLM start of a shape it holds (STARTUP.md).
 # Usage: bundle.sh GPU_DIR VBENCH_BINARY   (reads GPU_DIR/p1..p5, writes GPU_DIR/q1..)
 set -euo pipefail
 gpu=${1:?usage: bundle.sh GPU_DIR VBENCH_BINARY}
@@ -15,6 +17,7 @@ mkdir "$w/b"
 cat "$gpu"/p1/vsite.part.* "$gpu"/p2/vsite.part.* "$gpu"/p3/vsite.part.* > "$w/b/vsite.tar.xz"
 cp "$gpu"/p4/*.whl "$gpu"/p5/*.whl "$w/b/"
 xz -T0 -c "$bin" > "$w/b/vbench.xz"
+if [ -f "$gpu/compile-cache.tar.xz" ]; then cp "$gpu/compile-cache.tar.xz" "$w/b/"; fi
 tar -cf "$w/bundle.tar" -C "$w" b
 rm -rf "$gpu"/q[0-9]*
 (cd "$w" && split -b 50M -d bundle.tar bundle.part.)

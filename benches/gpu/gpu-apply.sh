@@ -15,7 +15,11 @@
 #                                          bundle.part.*, unpack the site folder into /tmp/vsite,
 #                                          install the nixl and LMCache wheels, check the
 #                                          LMCache imports as `lmcache` does, put vbench at
-#                                          /tmp/vbench (then APP=. runs the repo's manifests)
+#                                          /tmp/vbench (then APP=. runs the repo's manifests);
+#                                          a compile cache in the bundle (bundle.sh) is unpacked
+#                                          into $CACHE first, so the first vLLM start is warm
+#   gpu-apply.sh save-cache                $CACHE (vbench's compile cache, `auto`) as
+#                                          $OUT/compile-cache.tar.xz, for bundle.sh next time
 #   gpu-apply.sh apply TAG VBENCH_ARGS...  vbench apply into /root/results; logs and a tarball of
 #                                          the run folder into $OUT (TAG names them); the manifest
 #                                          is $MANIFEST (default experiments/h200-distserve.toml);
@@ -25,6 +29,8 @@ set -u
 APP=${APP:-.gpu/app}
 MANIFEST=${MANIFEST:-experiments/h200-distserve.toml}
 STAGE=/root/stage
+# target.compile_cache = "auto" on this machine (HOME=/root): see docs/real-vllm.md
+CACHE=/root/.cache/vbench/compile
 cmd=$1; shift
 case $cmd in
 stage)
@@ -41,8 +47,15 @@ unbundle)
   cat "$STAGE"/bundle.part.* > /root/bundle.tar && tar -xf /root/bundle.tar -C /root && rm -f /root/bundle.tar || { echo "unbundle failed"; exit 1; }
   python3 -c "import tarfile; tarfile.open('/root/b/vsite.tar.xz').extractall('/tmp')" || { echo "site folder failed"; exit 1; }
   python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open('/tmp/vbench','wb'))" /root/b/vbench.xz && chmod +x /tmp/vbench
+  if [ -f /root/b/compile-cache.tar.xz ]; then
+    mkdir -p "$CACHE" && tar -xJf /root/b/compile-cache.tar.xz -C "$CACHE" \
+      && echo "compile cache seeded: $(du -sh "$CACHE" | cut -f1) in $CACHE" || { echo "compile cache failed"; exit 1; }
+  fi
   echo "unpacked in $((SECONDS-t0)) s"
   exec "$0" lmcache /root/b ;;
+save-cache)
+  [ -d "$CACHE" ] || { echo "no compile cache at $CACHE"; exit 1; }
+  du -sh "$CACHE"/* && tar -C "$CACHE" -cJf "$OUT/compile-cache.tar.xz" . && ls -la "$OUT/compile-cache.tar.xz" ;;
 lmcache)
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/vsite "$1"/*.whl && echo "wheels installed: $(cd "$1" && echo *.whl)" || exit 1
   # the compiled lmcache.cuda_ops was built against another torch: report, do not fail
