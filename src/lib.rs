@@ -8,7 +8,8 @@
 //! figures, HTML/Markdown). `apply` drives them for `vbench apply`; `cmd` is the edge (flags,
 //! terminal output, exit codes). Beside the pipeline: `sim` (the simulated vLLM server) and
 //! `proxy` (the prefill/decode proxy), which `apply` launches as processes, and `kv_notify`
-//! (LMCache's KV-ready notification on the wire, which both of them speak).
+//! (LMCache's KV-ready notification on the wire, which both of them speak). `http_body` reads a
+//! whole answer from a server with a bound, for every stage that needs one.
 
 // Manifest diagnostics carry their source text and are returned on cold paths only.
 #![allow(clippy::result_large_err)]
@@ -17,6 +18,7 @@ pub mod apply;
 pub mod cmd;
 pub mod error;
 pub mod exec;
+pub mod http_body;
 pub mod kv_notify;
 pub mod load;
 pub mod manifest;

@@ -322,6 +322,9 @@ async fn streamed_text(resp: reqwest::Response, max_tokens: usize) -> anyhow::Re
     Ok(account.text.unwrap_or_default())
 }
 
+/// A smoke answer is four tokens: a megabyte is a broken or hostile server.
+const SMOKE_BODY_BYTES: usize = 1 << 20;
+
 /// One short streaming request through the whole path before measuring anything. Its prompt
 /// spans several KV blocks (16 tokens each by default), so the decoders' transfer counter moves
 /// even for a connector that only transfers full blocks.
@@ -337,7 +340,10 @@ pub(crate) async fn smoke(entry_url: &str, model: &str) -> anyhow::Result<()> {
         .await
         .context("smoke request")?;
     let status = resp.status();
-    let text = resp.text().await.context("smoke request body")?;
+    let body = crate::http_body::read_capped(resp, SMOKE_BODY_BYTES)
+        .await
+        .context("smoke request body")?;
+    let text = String::from_utf8_lossy(&body);
     if !status.is_success() || !text.contains("data:") {
         bail!(
             "smoke request to {entry_url} failed: HTTP {status}: {}",

@@ -88,7 +88,10 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Option<String> {
     if !r.status().is_success() {
         return None;
     }
-    r.text().await.ok()
+    let body = crate::http_body::read_capped(r, crate::http_body::MAX_METRICS_BYTES)
+        .await
+        .ok()?;
+    String::from_utf8(body).ok()
 }
 
 /// Each component's full `/metrics` text, by component (those that answered).

@@ -119,10 +119,9 @@ pub(super) async fn handle(s: &Shared, path: &str, request: Value) -> Result<Res
             format!("prefill instance {prefiller}: {why}"),
         )
     };
-    let first: Value = first
-        .json()
+    let first = crate::http_body::read_json(first)
         .await
-        .map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        .map_err(|e| bad(e.to_string()))?;
     let Some(first_tok) = first["kv_transfer_params"]["first_tok"].as_u64() else {
         return Err(bad(
             "no kv_transfer_params.first_tok in its answer: is it running LMCacheConnectorV1 \
@@ -240,10 +239,10 @@ async fn tokenize(s: &Shared, prefiller: &str, request: &Value) -> Result<Vec<u6
     if !resp.status().is_success() {
         return Err(relay(resp).await);
     }
-    let v: Value = resp.json().await.map_err(|e| {
+    let v = crate::http_body::read_json(resp).await.map_err(|e| {
         error_response(
             StatusCode::BAD_GATEWAY,
-            format!("prefill instance {prefiller}/tokenize sent invalid JSON: {e}"),
+            format!("prefill instance {prefiller}/tokenize: {e}"),
         )
     })?;
     v["tokens"]

@@ -427,10 +427,10 @@ async fn nixl(s: &Shared, path: &str, request: Value) -> Result<Response, Respon
         // The prefiller's error is the client's error: pass it through.
         return Err(relay(response).await);
     }
-    let prefill_json: Value = response.json().await.map_err(|e| {
+    let prefill_json = crate::http_body::read_json(response).await.map_err(|e| {
         error_response(
             StatusCode::BAD_GATEWAY,
-            format!("prefill instance {prefiller} sent invalid JSON: {e}"),
+            format!("prefill instance {prefiller}'s answer: {e}"),
         )
     })?;
     let kv = match prefill_json.get("kv_transfer_params") {

@@ -25,6 +25,8 @@ enum Behaviour {
     Prefill,
     PrefillWithoutKv,
     PrefillFails,
+    /// A JSON answer that never ends.
+    PrefillEndless,
     Decode,
 }
 
@@ -38,6 +40,11 @@ async fn completions(State(u): State<Upstream>, Json(body): Json<Value>) -> Resp
         .into_response(),
         Behaviour::PrefillWithoutKv => Json(json!({"choices": [{"text": "x"}]})).into_response(),
         Behaviour::PrefillFails => (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": "prompt too long"}}))).into_response(),
+        Behaviour::PrefillEndless => {
+            let open = futures::stream::once(async { Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(b"{\"choices\": [")) });
+            let forever = futures::stream::repeat_with(|| Ok(axum::body::Bytes::from_static(&[b' '; 64 * 1024])));
+            ([("content-type", "application/json")], axum::body::Body::from_stream(futures::StreamExt::chain(open, forever))).into_response()
+        }
         Behaviour::Decode => {
             let sse = format!(
                 "data: {{\"choices\":[{{\"text\":\"{}\"}}]}}\n\ndata: {{\"choices\":[{{\"text\":\"!\"}}]}}\n\ndata: [DONE]\n\n",
@@ -228,6 +235,21 @@ async fn prefill_error_is_passed_through_as_an_error() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("prompt too long"));
+    assert!(d.seen.lock().unwrap().is_empty(), "decode never called");
+}
+
+#[tokio::test]
+async fn an_endless_prefill_answer_is_a_502_at_the_bound_not_unbounded_memory() {
+    let p = upstream("p0", Behaviour::PrefillEndless);
+    let d = upstream("d0", Behaviour::Decode);
+    let url = proxy(nixl(vec![start(p).await], vec![start(d.clone()).await])).await;
+    let r = complete(&url, &json!({"prompt": "a", "max_tokens": 2})).await;
+    assert_eq!(r.status(), 502);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("'s answer: the body is longer than 16777216 bytes"),
+        "{text}"
+    );
     assert!(d.seen.lock().unwrap().is_empty(), "decode never called");
 }
 
