@@ -1,10 +1,46 @@
 //! What the servers' KV caches reused during a cell: their prompt-token counters before and
-//! after it, per role, beside what the prompts themselves allowed (`load::cache_reuse`).
+//! after it, per role, beside what the prompts themselves allowed (`load::cache_reuse`); and
+//! what NIXL moved between them.
 
 use std::collections::BTreeMap;
 
-use crate::exec::metrics::{CacheCounters, Sample};
-use crate::load::result::{CacheReuse, IdealReuse, RoleCacheReuse};
+use crate::exec::metrics::{CacheCounters, NixlCounters, Sample};
+use crate::load::result::{CacheReuse, IdealReuse, KvTransfer, RoleCacheReuse};
+
+/// NIXL's transfers over the cell, summed over every instance that exports the counters
+/// (`None` when none does: another connector, or a vLLM without them).
+pub fn transfer(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> Option<KvTransfer> {
+    let mut sum: Option<(u32, NixlCounters)> = None;
+    for (component, text) in after {
+        let Some(delta) = NixlCounters::delta(before.get(component).map(String::as_str), text)
+        else {
+            continue;
+        };
+        let (instances, total) = sum.get_or_insert_with(Default::default);
+        *instances += 1;
+        total.add(&delta);
+    }
+    let (instances, c) = sum?;
+    Some(KvTransfer {
+        instances,
+        transfers: c.transfers,
+        bytes: c.bytes,
+        xfer_time_s: c.xfer_time_s,
+        xfer_time_buckets: c
+            .xfer_buckets
+            .iter()
+            .filter(|(le, _)| le.is_finite())
+            .map(|&(le, n)| [le, n])
+            .collect(),
+        failed_transfers: c.failed_transfers,
+        failed_notifications: c.failed_notifications,
+        expired_requests: c.expired_requests,
+        notifications_after_expiry: c.notifications_after_expiry,
+    })
+}
 
 /// `roles` maps each instance's component name to its role (`instance`, `prefill`,
 /// `decode`). `None` when no instance exported the counters.

@@ -532,6 +532,17 @@ impl VariantRun<'_> {
             }
             result.vbench.load.notes.push(note);
         }
+        result.vbench.kv_transfer = cache::transfer(&before, &after);
+        for note in result
+            .vbench
+            .kv_transfer
+            .as_ref()
+            .map(|t| transfer_notes(t, self.loaded.manifest.slo.ttft_ms))
+            .unwrap_or_default()
+        {
+            self.events.warning(&note);
+            result.vbench.load.notes.push(note);
+        }
         self.dir.write_result(cell, &result)?;
         self.events.info(&cell_line(
             cell,
@@ -704,6 +715,32 @@ fn reuse_note(r: &crate::load::result::CacheReuse, reuses: bool) -> Option<Strin
     } else {
         None
     }
+}
+
+/// What a cell's NIXL counters say that a reader must not miss: KV that failed or expired
+/// (those requests were not served as disaggregated), and transfers slower on average than the
+/// whole TTFT objective (the KV path, not the engines, bounds TTFT).
+fn transfer_notes(t: &crate::load::result::KvTransfer, ttft_ms: f64) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(trouble) = t.trouble() {
+        notes.push(format!(
+            "NIXL reported {trouble} during this rate: those requests' KV did not arrive whole \
+             (vLLM then fails or recomputes them, by its kv_load_failure_policy), so this rate \
+             does not measure prefill/decode disaggregation alone"
+        ));
+    }
+    if let (Some(mean_ms), Some(bytes)) = (t.mean_xfer_ms(), t.mean_bytes()) {
+        if mean_ms > ttft_ms {
+            notes.push(format!(
+                "NIXL's KV transfers took {mean_ms:.0} ms on average ({:.1} MB each), more than \
+                 the TTFT objective of {} ms: the KV path bounds TTFT here (instances sharing a \
+                 GPU, or a transport without direct GPU copies: see UCX_TLS and UCX_NET_DEVICES)",
+                bytes / 1e6,
+                crate::report::attainment::fmt_num(ttft_ms)
+            ));
+        }
+    }
+    notes
 }
 
 /// `  rate      4 req/s: 98 ok, 2 failed, SLO met by 91.0 % in 30.2s → vllm-4qps.json`.

@@ -181,6 +181,140 @@ impl CacheCounters {
     }
 }
 
+/// An instance's NIXL counters over an interval (vLLM's `vllm:nixl_*` metrics): the decoder
+/// that pulls a prompt's KV records the transfer, the prefiller that held it records expiry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NixlCounters {
+    /// Transfers completed (`nixl_xfer_time_seconds_count`).
+    pub transfers: f64,
+    /// Their time, summed (`nixl_xfer_time_seconds_sum`).
+    pub xfer_time_s: f64,
+    /// Bytes moved (`nixl_bytes_transferred_sum`).
+    pub bytes: f64,
+    /// The transfer-time histogram: (upper bound in seconds, cumulative count), ascending, the
+    /// last bound infinite.
+    pub xfer_buckets: Vec<(f64, f64)>,
+    pub failed_transfers: f64,
+    pub failed_notifications: f64,
+    /// Requests whose KV the prefiller freed before a decoder read it.
+    pub expired_requests: f64,
+    /// Completion notices for requests no longer tracked: their blocks may have been reused
+    /// while being read (vLLM 0.32 and later).
+    pub notifications_after_expiry: f64,
+}
+
+impl NixlCounters {
+    /// The counters in one snapshot; `None` when the server exports no NIXL metrics.
+    pub fn read(text: &str) -> Option<NixlCounters> {
+        let transfers = gauge_sum(text, "vllm:nixl_xfer_time_seconds_count");
+        let expired = gauge_sum(text, "vllm:nixl_num_kv_expired_reqs_total");
+        if transfers.is_none() && expired.is_none() {
+            return None;
+        }
+        let counter = |name: &str| gauge_sum(text, name).unwrap_or(0.0);
+        Some(NixlCounters {
+            transfers: transfers.unwrap_or(0.0),
+            xfer_time_s: counter("vllm:nixl_xfer_time_seconds_sum"),
+            bytes: counter("vllm:nixl_bytes_transferred_sum"),
+            xfer_buckets: histogram_buckets(text, "vllm:nixl_xfer_time_seconds_bucket"),
+            failed_transfers: counter("vllm:nixl_num_failed_transfers_total"),
+            failed_notifications: counter("vllm:nixl_num_failed_notifications_total"),
+            expired_requests: expired.unwrap_or(0.0),
+            notifications_after_expiry: counter("vllm:nixl_num_notifications_after_expiry_total"),
+        })
+    }
+
+    /// `after - before`, or `after` alone when `before` did not have the counters.
+    pub fn delta(before: Option<&str>, after: &str) -> Option<NixlCounters> {
+        let a = NixlCounters::read(after)?;
+        let b = before.and_then(NixlCounters::read).unwrap_or_default();
+        let before_bucket = |le: f64| {
+            b.xfer_buckets
+                .iter()
+                .find(|(l, _)| *l == le)
+                .map_or(0.0, |(_, c)| *c)
+        };
+        Some(NixlCounters {
+            transfers: a.transfers - b.transfers,
+            xfer_time_s: a.xfer_time_s - b.xfer_time_s,
+            bytes: a.bytes - b.bytes,
+            xfer_buckets: a
+                .xfer_buckets
+                .iter()
+                .map(|&(le, c)| (le, c - before_bucket(le)))
+                .collect(),
+            failed_transfers: a.failed_transfers - b.failed_transfers,
+            failed_notifications: a.failed_notifications - b.failed_notifications,
+            expired_requests: a.expired_requests - b.expired_requests,
+            notifications_after_expiry: a.notifications_after_expiry - b.notifications_after_expiry,
+        })
+    }
+
+    /// Adds another instance's counters; histograms with other bounds than this one's are
+    /// dropped rather than mixed.
+    pub fn add(&mut self, o: &NixlCounters) {
+        self.transfers += o.transfers;
+        self.xfer_time_s += o.xfer_time_s;
+        self.bytes += o.bytes;
+        if self.xfer_buckets.is_empty() {
+            self.xfer_buckets = o.xfer_buckets.clone();
+        } else if o
+            .xfer_buckets
+            .iter()
+            .map(|b| b.0)
+            .eq(self.xfer_buckets.iter().map(|b| b.0))
+        {
+            for (mine, theirs) in self.xfer_buckets.iter_mut().zip(&o.xfer_buckets) {
+                mine.1 += theirs.1;
+            }
+        } else if o.transfers > 0.0 {
+            self.xfer_buckets.clear();
+        }
+        self.failed_transfers += o.failed_transfers;
+        self.failed_notifications += o.failed_notifications;
+        self.expired_requests += o.expired_requests;
+        self.notifications_after_expiry += o.notifications_after_expiry;
+    }
+}
+
+/// The buckets of histogram series `name` (`…_bucket`), summed over its other labels:
+/// (upper bound, cumulative count), ascending by bound.
+fn histogram_buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let mut by_bound: Vec<(f64, f64)> = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name).and_then(|r| r.strip_prefix('{')) else {
+            continue;
+        };
+        let Some((labels, number)) = rest.rsplit_once('}') else {
+            continue;
+        };
+        let Some(le) = labels
+            .split(',')
+            .find_map(|kv| kv.trim().strip_prefix("le=\""))
+            .and_then(|v| v.strip_suffix('"'))
+        else {
+            continue;
+        };
+        let bound = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            match le.parse::<f64>() {
+                Ok(b) => b,
+                Err(_) => continue,
+            }
+        };
+        let Ok(count) = number.trim().parse::<f64>() else {
+            continue;
+        };
+        match by_bound.iter_mut().find(|(b, _)| *b == bound) {
+            Some(entry) => entry.1 += count,
+            None => by_bound.push((bound, count)),
+        }
+    }
+    by_bound.sort_by(|a, b| a.0.total_cmp(&b.0));
+    by_bound
+}
+
 /// The KV block size a vLLM reports in `cache_config_info{block_size="…"}`.
 pub fn block_size(text: &str) -> Option<u32> {
     let line = text

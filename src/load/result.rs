@@ -117,6 +117,153 @@ pub struct VbenchSection {
     /// before and after it (`apply` only, when the servers export the counters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_reuse: Option<CacheReuse>,
+    /// The KV transfers of a NIXL deployment during this cell, from the instances' own
+    /// counters (`apply` only, when they export them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_transfer: Option<KvTransfer>,
+}
+
+/// Milliseconds to three significant digits at most (`17.2`, `1260`, `0.5`).
+fn fmt_ms(ms: f64) -> String {
+    if ms >= 100.0 {
+        format!("{ms:.0}")
+    } else if ms >= 10.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.2}")
+    }
+}
+
+/// NIXL's KV transfers during one cell: vLLM's `vllm:nixl_*` counters, deltas over the cell
+/// (warm-up included), summed over the deployment's instances. A decoder counts the
+/// transfers it pulled; a prefiller counts the requests whose KV it freed unread.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct KvTransfer {
+    /// Instances whose counters were read.
+    pub instances: u32,
+    /// Transfers completed.
+    pub transfers: f64,
+    /// Bytes they moved.
+    pub bytes: f64,
+    /// Their durations summed, seconds (from the decoder's read request to its completion:
+    /// waiting behind other transfers included).
+    pub xfer_time_s: f64,
+    /// The transfer-time histogram: [upper bound in seconds, transfers that took at most
+    /// that], ascending; transfers above the last bound are the rest of `transfers`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xfer_time_buckets: Vec<[f64; 2]>,
+    /// Failed transfers (handshakes and notifications included).
+    pub failed_transfers: f64,
+    pub failed_notifications: f64,
+    /// Requests whose KV a prefiller freed before any decoder read it.
+    pub expired_requests: f64,
+    /// Completion notices for requests a prefiller no longer tracked: their blocks may have
+    /// been reused while being read.
+    #[serde(default)]
+    pub notifications_after_expiry: f64,
+}
+
+impl KvTransfer {
+    /// Mean transfer time, milliseconds (`None` without transfers).
+    pub fn mean_xfer_ms(&self) -> Option<f64> {
+        (self.transfers > 0.0).then(|| 1e3 * self.xfer_time_s / self.transfers)
+    }
+
+    /// Mean size of a transfer, bytes (`None` without transfers).
+    pub fn mean_bytes(&self) -> Option<f64> {
+        (self.transfers > 0.0).then(|| self.bytes / self.transfers)
+    }
+
+    /// Where the `q` quantile of transfer times lies, from the histogram: `Ok(b)` for at most
+    /// `b` seconds, `Err(b)` for more than the last bound `b`; `None` without a histogram.
+    pub fn xfer_quantile_bound_s(&self, q: f64) -> Option<Result<f64, f64>> {
+        let last = self.xfer_time_buckets.last()?[0];
+        if self.transfers <= 0.0 {
+            return None;
+        }
+        Some(
+            self.xfer_time_buckets
+                .iter()
+                .find(|[_, c]| *c >= q * self.transfers)
+                .map(|[le, _]| *le)
+                .ok_or(last),
+        )
+    }
+
+    /// Two repeats of one cell together (the histogram only when both have the same bounds).
+    pub fn merged(&self, o: &KvTransfer) -> KvTransfer {
+        let same_bounds = self
+            .xfer_time_buckets
+            .iter()
+            .map(|b| b[0])
+            .eq(o.xfer_time_buckets.iter().map(|b| b[0]));
+        KvTransfer {
+            instances: self.instances.max(o.instances),
+            transfers: self.transfers + o.transfers,
+            bytes: self.bytes + o.bytes,
+            xfer_time_s: self.xfer_time_s + o.xfer_time_s,
+            xfer_time_buckets: if same_bounds {
+                self.xfer_time_buckets
+                    .iter()
+                    .zip(&o.xfer_time_buckets)
+                    .map(|(a, b)| [a[0], a[1] + b[1]])
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            failed_transfers: self.failed_transfers + o.failed_transfers,
+            failed_notifications: self.failed_notifications + o.failed_notifications,
+            expired_requests: self.expired_requests + o.expired_requests,
+            notifications_after_expiry: self.notifications_after_expiry
+                + o.notifications_after_expiry,
+        }
+    }
+
+    /// `mean 17 ms (p90 ≤ 20 ms), 256.0 MB each`, with what failed after a semicolon.
+    pub fn describe(&self) -> String {
+        let mut s = match (self.mean_xfer_ms(), self.mean_bytes()) {
+            (Some(ms), Some(bytes)) => {
+                let p90 = match self.xfer_quantile_bound_s(0.9) {
+                    Some(Ok(b)) => format!(" (p90 ≤ {} ms)", fmt_ms(1e3 * b)),
+                    Some(Err(b)) => format!(" (p90 > {} ms)", fmt_ms(1e3 * b)),
+                    None => String::new(),
+                };
+                format!(
+                    "{:.0} × mean {} ms{p90}, {:.1} MB each",
+                    self.transfers,
+                    fmt_ms(ms),
+                    bytes / 1e6
+                )
+            }
+            _ => "no transfers".to_owned(),
+        };
+        if let Some(trouble) = self.trouble() {
+            s.push_str("; ");
+            s.push_str(&trouble);
+        }
+        s
+    }
+
+    /// What went wrong, in words (`None` when nothing did).
+    pub fn trouble(&self) -> Option<String> {
+        let parts: Vec<String> = [
+            (self.failed_transfers, "failed transfers"),
+            (self.failed_notifications, "failed notifications"),
+            (
+                self.expired_requests,
+                "requests whose KV expired on the prefiller before a decoder read it",
+            ),
+            (
+                self.notifications_after_expiry,
+                "completion notices after expiry (blocks possibly reused while read)",
+            ),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0.0)
+        .map(|(n, what)| format!("{n:.0} {what}"))
+        .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
 }
 
 /// Prompt-token reuse during one cell: per role, the servers' own counters (deltas over the

@@ -226,6 +226,7 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
             requests: records,
             server_queue: None,
             cache_reuse: None,
+            kv_transfer: None,
         },
     }
 }

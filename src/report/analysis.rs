@@ -115,6 +115,9 @@ pub struct PointStats {
     /// What the instances that compute prompts reused of this point's prompt tokens; null
     /// where the servers did not say.
     pub cache: Option<CacheInfo>,
+    /// NIXL's KV transfers during this point (summed over repeats); null for other modes
+    /// and where the servers did not say.
+    pub kv_transfer: Option<crate::load::result::KvTransfer>,
     /// Result files pooled into this point: 1, or the number of repeats of this rate.
     pub repeats: u32,
     /// With repeats: each repeat's own numbers, to show the spread between them beside the
@@ -212,6 +215,10 @@ fn pooled(repeats: &[&RatePoint]) -> RatePoint {
             *out.failures_by_kind.entry(kind.clone()).or_default() += n;
         }
         out.cache = match (&out.cache, &p.cache) {
+            (Some(a), Some(b)) => Some(a.merged(b)),
+            _ => None,
+        };
+        out.kv_transfer = match (&out.kv_transfer, &p.kv_transfer) {
             (Some(a), Some(b)) => Some(a.merged(b)),
             _ => None,
         };
@@ -519,6 +526,7 @@ fn point_stats(p: &RatePoint, gpus: u32, slo: Slo) -> PointStats {
         output_throughput: p.output_throughput,
         client: p.client.clone(),
         cache: p.cache.clone(),
+        kv_transfer: p.kv_transfer.clone(),
         repeats: 1,
         spread: None,
         file_summary: (!p.per_request).then(|| p.file_summary.clone()),

@@ -155,6 +155,53 @@ pub struct EngineSnapshot {
     pub counters: Counters,
 }
 
+/// vLLM's NIXL metrics from the simulated transfers; nothing fails here, so the failure
+/// counters stay at zero.
+fn render_nixl(o: &mut String, c: &crate::sim::scheduler::Counters, labels: &str) {
+    use crate::sim::scheduler::NIXL_XFER_BUCKETS;
+    let name = "vllm:nixl_xfer_time_seconds";
+    let _ = writeln!(
+        o,
+        "# HELP {name} Histogram of transfer duration for NIXL KV Cache transfers."
+    );
+    let _ = writeln!(o, "# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (i, n) in c.kv_transfer_buckets.iter().enumerate() {
+        cumulative += n;
+        let le = NIXL_XFER_BUCKETS
+            .get(i)
+            .map_or("+Inf".to_owned(), |b| format!("{b:?}"));
+        let _ = writeln!(
+            o,
+            "{name}_bucket{{{labels},le=\"{le}\"}} {:?}",
+            cumulative as f64
+        );
+    }
+    let _ = writeln!(o, "{name}_count{{{labels}}} {:?}", c.kv_transfers as f64);
+    let _ = writeln!(o, "{name}_sum{{{labels}}} {:?}", c.kv_transfer_time_s);
+    let name = "vllm:nixl_bytes_transferred";
+    let _ = writeln!(
+        o,
+        "# HELP {name} Histogram of bytes transferred per NIXL KV Cache transfers."
+    );
+    let _ = writeln!(o, "# TYPE {name} histogram");
+    let _ = writeln!(
+        o,
+        "{name}_bucket{{{labels},le=\"+Inf\"}} {:?}",
+        c.kv_transfers as f64
+    );
+    let _ = writeln!(o, "{name}_count{{{labels}}} {:?}", c.kv_transfers as f64);
+    let _ = writeln!(o, "{name}_sum{{{labels}}} {:?}", c.kv_transfer_bytes as f64);
+    for name in [
+        "vllm:nixl_num_failed_transfers",
+        "vllm:nixl_num_failed_notifications",
+        "vllm:nixl_num_kv_expired_reqs",
+    ] {
+        let _ = writeln!(o, "# TYPE {name} counter");
+        let _ = writeln!(o, "{name}_total{{{labels}}} 0.0");
+    }
+}
+
 /// Escape a Prometheus label value.
 pub fn label_value(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -168,7 +215,15 @@ impl Metrics {
     }
 
     /// The /metrics page.
-    pub fn render(&self, snap: &EngineSnapshot, model: &str, block_size: u32) -> String {
+    /// `nixl`: the instance is one end of a NIXL deployment (vLLM then exports its
+    /// `vllm:nixl_*` metrics, zero on a prefiller).
+    pub fn render(
+        &self,
+        snap: &EngineSnapshot,
+        model: &str,
+        block_size: u32,
+        nixl: bool,
+    ) -> String {
         let labels = format!("engine=\"0\",model_name=\"{}\"", label_value(model));
         let mut o = String::with_capacity(8192);
         let gauge = |o: &mut String, name: &str, help: &str, v: f64| {
@@ -282,6 +337,9 @@ impl Metrics {
             "Histogram of e2e request latency in seconds.",
             &labels,
         );
+        if nixl {
+            render_nixl(&mut o, c, &labels);
+        }
         counter(
             &mut o,
             "vbench_sim:kv_transfers_total",

@@ -138,8 +138,19 @@ pub struct Counters {
     pub finished: u64,
     pub aborted: u64,
     pub kv_transfers: u64,
+    /// Bytes and time of those transfers (time: from admission, link queue included, to the
+    /// KV's arrival, as vLLM's NIXL worker times a read), and their durations by
+    /// [`NIXL_XFER_BUCKETS`] (per bucket, the last one open).
+    pub kv_transfer_bytes: u64,
+    pub kv_transfer_time_s: f64,
+    pub kv_transfer_buckets: [u64; NIXL_XFER_BUCKETS.len() + 1],
     pub steps: u64,
 }
+
+/// vLLM's buckets for `vllm:nixl_xfer_time_seconds`, seconds.
+pub const NIXL_XFER_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 5.0,
+];
 
 struct Req<T> {
     id: u64,
@@ -153,6 +164,8 @@ struct Req<T> {
     /// Leading prompt tokens taken from the prefix cache.
     cached: u32,
     ready_at: f64,
+    /// How long its KV transfer takes, queue on the link included.
+    transfer_s: f64,
     arrival: f64,
     last_token: f64,
     scheduled: u32,
@@ -204,6 +217,7 @@ impl<T> Scheduler<T> {
             prefix_blocks: r.prefix_blocks,
             cached: 0,
             ready_at: 0.0,
+            transfer_s: 0.0,
             arrival: now,
             last_token: now,
             scheduled: 0,
@@ -270,6 +284,13 @@ impl<T> Scheduler<T> {
                 r.computed = r.prompt - 1;
                 self.counters.prompt_tokens_external += r.prompt as u64;
                 self.counters.kv_transfers += 1;
+                self.counters.kv_transfer_bytes += r.prompt as u64 * self.cfg.kv_bytes_per_token;
+                self.counters.kv_transfer_time_s += r.transfer_s;
+                let bucket = NIXL_XFER_BUCKETS
+                    .iter()
+                    .position(|le| r.transfer_s <= *le)
+                    .unwrap_or(NIXL_XFER_BUCKETS.len());
+                self.counters.kv_transfer_buckets[bucket] += 1;
                 self.running.push(r);
             } else {
                 i += 1;
@@ -318,6 +339,7 @@ impl<T> Scheduler<T> {
                 let done = start + self.cfg.transfer_time(r.prompt);
                 self.link_free_at = done;
                 r.ready_at = done + self.cfg.transfer_latency_s;
+                r.transfer_s = r.ready_at - now;
                 self.transferring.push(r);
                 continue;
             }

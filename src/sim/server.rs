@@ -412,6 +412,7 @@ async fn metrics_page(State(app): St) -> Response {
         &app.engine.snapshot(),
         &app.cfg.served_model,
         app.cfg.profile.block_size,
+        app.cfg.role != Role::Simple && app.cfg.connector == Connector::Nixl,
     );
     (
         StatusCode::OK,

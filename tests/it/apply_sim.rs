@@ -1502,3 +1502,77 @@ fn lmcache_requests_whose_kv_never_arrives_fail_and_say_why() {
     );
     assert_no_orphans(&run);
 }
+
+/// NIXL's transfer counters reach the result and the report: on the built-in profile every
+/// request of the cell was one transfer, quick and silent; over a link 100 times slower the
+/// mean transfer passes the TTFT objective, and the terminal and the result say the KV path
+/// bounds TTFT.
+#[test]
+fn nixl_transfers_are_counted_and_a_slow_kv_path_is_named() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let builtin = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/sim/profiles/qwen3-0.6b-h200.toml"
+    ))
+    .unwrap();
+    let slow = tmp.path().join("slow-link.toml");
+    std::fs::write(
+        &slow,
+        builtin.replace("bandwidth_gb_s = 14.0", "bandwidth_gb_s = 0.14"),
+    )
+    .unwrap();
+    let slow_set = format!("target.sim_profile=\"{}\"", slow.display());
+    let base = ["load.rates=[20]", "load.num_prompts=6", "load.warmup=1"];
+    let slo = "SLO met by";
+    let warning = "NIXL's KV transfers took";
+    for (sets, slow_link) in [
+        (base.to_vec(), false),
+        ([&base[..], &[slow_set.as_str()]].concat(), true),
+    ] {
+        // The profile is part of the variant's identity.
+        let id = variant_id(&sets, "nixl-p1d1");
+        let results = tmp.path().join(if slow_link { "slow" } else { "fast" });
+        let out = apply_with_report(&results, &sets, &["--only", &id])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains(slo), "{stderr}");
+        let run = run_dir(&results);
+        let result = read_result(&run.join(&id).join("vllm-20qps.json"));
+        let t = result
+            .vbench
+            .kv_transfer
+            .expect("NIXL counters in the result");
+        // The cell's six requests and its warm-up one, each a transfer of its whole prompt.
+        assert_eq!((t.instances, t.transfers), (2, 7.0), "{t:?}");
+        let prompts: u64 = result.vbench.requests.iter().map(|r| r.prompt_tokens).sum();
+        assert!(t.bytes > prompts as f64 * 114_688.0, "{t:?}");
+        assert_eq!(t.trouble(), None);
+        let mean = t.mean_xfer_ms().unwrap();
+        let noted = result
+            .vbench
+            .load
+            .notes
+            .iter()
+            .any(|n| n.starts_with(warning));
+        assert_eq!(stderr.contains(warning), slow_link, "{stderr}");
+        assert_eq!(noted, slow_link, "{:?}", result.vbench.load.notes);
+        if slow_link {
+            // About 100 MB per prompt over 0.14 GB/s: most of a second each.
+            assert!(mean > 500.0, "{mean}");
+        } else {
+            assert!(mean < 125.0, "{mean}");
+        }
+        let md = std::fs::read_to_string(run.join("report/summary.md")).unwrap();
+        assert!(md.contains("| KV transfer |"), "{md}");
+        assert!(md.contains("7 × mean "), "{md}");
+        let html = std::fs::read_to_string(run.join("report/index.html")).unwrap();
+        assert!(
+            html.contains(">KV transfer</th>"),
+            "no column in the HTML report"
+        );
+        assert_no_orphans(&run);
+    }
+}

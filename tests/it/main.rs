@@ -16,6 +16,7 @@ mod load_hostile;
 mod load_sse;
 mod manifest_errors;
 mod manifest_fuzz;
+mod metrics_nixl;
 mod output_schemas;
 mod plan;
 mod proxy;

@@ -131,6 +131,14 @@ fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
                 "the decoder got the prompts by transfer: {ext}"
             );
             assert_eq!(local, 0.0, "and computed none itself");
+            // vLLM's own NIXL counters reached the result: a transfer per request of the cell.
+            let t = r
+                .vbench
+                .kv_transfer
+                .as_ref()
+                .expect("NIXL counters in the result");
+            assert!(t.transfers >= 10.0 && t.bytes > 0.0, "{t:?}");
+            assert_eq!(t.trouble(), None, "{t:?}");
             // The two instances were pinned to different cores.
             let binds: Vec<&str> = d["components"].as_array().unwrap()[..2]
                 .iter()

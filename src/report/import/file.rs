@@ -57,6 +57,8 @@ struct LeanVbench {
     /// Read apart, so a malformed section costs only itself.
     #[serde(default)]
     cache_reuse: Option<serde_json::Value>,
+    #[serde(default)]
+    kv_transfer: Option<serde_json::Value>,
 }
 
 /// The client-health section, lenient: a non-finite number is written as `null` by serde_json.
@@ -199,6 +201,9 @@ pub(super) fn read_file(path: &Path) -> Result<Parsed, String> {
                     ideal,
                 ))
             });
+        point.kv_transfer = vb
+            .kv_transfer
+            .and_then(|v| serde_json::from_value::<crate::load::result::KvTransfer>(v).ok());
         let d = vb.deployment;
         let label = if d.label.is_empty() {
             d.mode.clone()
@@ -314,6 +319,7 @@ fn empty_point(path: &Path, rate: f64, file_summary: FileSummary) -> RatePoint {
         output_throughput: None,
         client: None,
         cache: None,
+        kv_transfer: None,
         file_summary,
         failures_by_kind: BTreeMap::new(),
     }

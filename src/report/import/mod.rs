@@ -170,6 +170,8 @@ pub struct RatePoint {
     pub client: Option<ClientInfo>,
     /// Prompt-token reuse at the computing instances (vbench results written by `apply`).
     pub cache: Option<CacheInfo>,
+    /// NIXL's KV transfers (vbench results of NIXL deployments written by `apply`).
+    pub kv_transfer: Option<crate::load::result::KvTransfer>,
     pub file_summary: FileSummary,
     /// Failure counts by kind (`http`, `timeout`, ... or the error text's first words).
     pub failures_by_kind: BTreeMap<String, u64>,

@@ -99,24 +99,36 @@ pub(super) fn markdown(
                  own counters; ideal: what the prompts allowed with nothing evicted.\n\n",
             );
         }
-        let cache_head = if b.has_cache {
-            " Prompt KV reused |"
-        } else {
-            ""
-        };
+        if b.has_transfer {
+            s.push_str(
+                "KV transfer: NIXL's transfers during the rate (warm-up included), from the \
+                 instances' own counters: how many, their mean time (waiting behind other \
+                 transfers included) with the histogram bucket that holds their p90, and their \
+                 mean size; then any failed or expired.\n\n",
+            );
+        }
+        let mut extra_head = String::new();
+        if b.has_cache {
+            extra_head.push_str(" Prompt KV reused |");
+        }
+        if b.has_transfer {
+            extra_head.push_str(" KV transfer |");
+        }
         s.push_str(&format!(
-            "| Rate (req/s) | Attainment | TTFT | TPOT | ITL | E2E | Throughput | Failed | Client |{cache_head}\n"
+            "| Rate (req/s) | Attainment | TTFT | TPOT | ITL | E2E | Throughput | Failed | Client |{extra_head}\n"
         ));
         s.push_str(&format!(
             "|---|---|---|---|---|---|---|---|---|{}\n",
-            if b.has_cache { "---|" } else { "" }
+            "---|".repeat(usize::from(b.has_cache) + usize::from(b.has_transfer))
         ));
         for r in b.rows {
-            let cache = if b.has_cache {
-                format!(" {} |", r.cache)
-            } else {
-                String::new()
-            };
+            let mut cache = String::new();
+            if b.has_cache {
+                cache.push_str(&format!(" {} |", r.cache));
+            }
+            if b.has_transfer {
+                cache.push_str(&format!(" {} |", md(&r.kv_transfer)));
+            }
             s.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |{cache}\n",
                 r.rate,

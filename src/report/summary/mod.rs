@@ -294,6 +294,8 @@ struct RateRow {
     client: String,
     /// Prompt tokens the computing instances reused (and could have), when known.
     cache: String,
+    /// NIXL's transfers, when known.
+    kv_transfer: String,
 }
 
 #[derive(Serialize)]
@@ -344,6 +346,8 @@ struct VariantBlock {
     label: String,
     /// Whether any rate has cache numbers (the column is shown only then).
     has_cache: bool,
+    /// Whether any rate has NIXL transfer numbers (the column is shown only then).
+    has_transfer: bool,
     /// Said when the attainment intervals were widened for overdispersion; else empty.
     dispersion_note: String,
     /// Multi-turn sessions: per rate, a row per turn index and one for whole sessions.
@@ -420,6 +424,7 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
         .map(|v| VariantBlock {
             label: v.label.clone(),
             has_cache: v.points.iter().any(|p| p.cache.is_some()),
+            has_transfer: v.points.iter().any(|p| p.kv_transfer.is_some()),
             sessions: session_rows(v),
             dispersion_note: match v.attainment_dispersion {
                 Some(phi) if phi > 1.0 => format!(
@@ -503,6 +508,10 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
                         ),
                         None => "-".into(),
                     },
+                    kv_transfer: p
+                        .kv_transfer
+                        .as_ref()
+                        .map_or("-".into(), crate::load::result::KvTransfer::describe),
                 })
                 .collect(),
         })

@@ -163,6 +163,7 @@ pub fn result(d: &Dep, model: &str, rate: f64, requests: Vec<RequestRecord>) -> 
             requests,
             server_queue: None,
             cache_reuse: None,
+            kv_transfer: None,
         },
     }
 }
