@@ -159,7 +159,6 @@ pub struct KvTransfer {
     pub expired_requests: f64,
     /// Completion notices for requests a prefiller no longer tracked: their blocks may have
     /// been reused while being read.
-    #[serde(default)]
     pub notifications_after_expiry: f64,
 }
 
@@ -519,13 +518,15 @@ pub fn schema_json() -> String {
         "vbench result file (vllm-<rate>qps.json)",
         "RunResult",
         // Left out when absent (`skip_serializing_if`): `repeat` without repeats,
-        // `server_queue` and `cache_reuse` in files not written by `apply`, `ideal` and
-        // `kv_usage_max` where they cannot be known, a request's `session` and `turn`
-        // outside multi-turn sessions.
+        // `server_queue`, `cache_reuse` and `kv_transfer` in files not written by `apply`,
+        // `ideal` and `kv_usage_max` where they cannot be known, a transfer histogram a server
+        // did not export, a request's `session` and `turn` outside multi-turn sessions.
         &[
             ("LoadInfo", "repeat"),
             ("VbenchSection", "server_queue"),
             ("VbenchSection", "cache_reuse"),
+            ("VbenchSection", "kv_transfer"),
+            ("KvTransfer", "xfer_time_buckets"),
             ("CacheReuse", "ideal"),
             ("RoleCacheReuse", "kv_usage_max"),
             ("RequestRecord", "session"),

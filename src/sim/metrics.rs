@@ -192,13 +192,23 @@ fn render_nixl(o: &mut String, c: &crate::sim::scheduler::Counters, labels: &str
     );
     let _ = writeln!(o, "{name}_count{{{labels}}} {:?}", c.kv_transfers as f64);
     let _ = writeln!(o, "{name}_sum{{{labels}}} {:?}", c.kv_transfer_bytes as f64);
-    for name in [
-        "vllm:nixl_num_failed_transfers",
-        "vllm:nixl_num_failed_notifications",
-        "vllm:nixl_num_kv_expired_reqs",
+    for (name, help) in [
+        (
+            "vllm:nixl_num_failed_transfers_total",
+            "Number of failed NIXL KV Cache transfers.",
+        ),
+        (
+            "vllm:nixl_num_failed_notifications_total",
+            "Number of failed NIXL KV Cache notifications.",
+        ),
+        (
+            "vllm:nixl_num_kv_expired_reqs_total",
+            "Number of requests that had their KV expire.",
+        ),
     ] {
+        let _ = writeln!(o, "# HELP {name} {help}");
         let _ = writeln!(o, "# TYPE {name} counter");
-        let _ = writeln!(o, "{name}_total{{{labels}}} 0.0");
+        let _ = writeln!(o, "{name}{{{labels}}} 0.0");
     }
 }
 
