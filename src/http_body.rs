@@ -28,7 +28,20 @@ impl fmt::Display for BodyError {
             BodyError::TooLarge { limit } => {
                 write!(f, "the body is longer than {limit} bytes (vbench's bound)")
             }
-            BodyError::Transport(e) => write!(f, "reading the body failed: {e}"),
+            // reqwest says "error decoding response body" for a body cut by the request's
+            // timeout; say what happened instead.
+            BodyError::Transport(e) if e.is_timeout() => {
+                write!(f, "no whole answer within the request's time limit")
+            }
+            BodyError::Transport(e) => {
+                write!(f, "reading the body failed: {e}")?;
+                let mut cause = std::error::Error::source(e);
+                while let Some(c) = cause {
+                    write!(f, ": {c}")?;
+                    cause = c.source();
+                }
+                Ok(())
+            }
             BodyError::Json(e) => write!(f, "invalid JSON: {e}"),
         }
     }
@@ -64,7 +77,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A one-connection server on 127.0.0.1 that answers with `head`, then writes `piece` until
-    /// the client hangs up (or once, when `forever` is false).
+    /// the client hangs up (or once, when `forever` is false), and keeps the connection open.
     async fn serve(head: &'static str, piece: Vec<u8>, forever: bool) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -74,6 +87,8 @@ mod tests {
             let _ = conn.read(&mut request).await;
             conn.write_all(head.as_bytes()).await.unwrap();
             while conn.write_all(&piece).await.is_ok() && forever {}
+            // Hold the connection: a body shorter than its length is then still unfinished.
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
         });
         url
     }
@@ -111,6 +126,24 @@ mod tests {
         let url = serve(head, Vec::new(), false).await;
         let err = read_capped(get(&url).await, 1 << 20).await.unwrap_err();
         assert!(matches!(err, BodyError::TooLarge { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_by_the_time_limit_says_so() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n";
+        let url = serve(head, b"{".to_vec(), false).await;
+        // The server keeps the connection open without the rest of the body.
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .timeout(std::time::Duration::from_millis(300))
+            .send()
+            .await
+            .unwrap();
+        let err = read_capped(resp, 1 << 20).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no whole answer within the request's time limit"
+        );
     }
 
     #[tokio::test]
