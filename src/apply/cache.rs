@@ -13,19 +13,24 @@ pub fn transfer(
     before: &BTreeMap<String, String>,
     after: &BTreeMap<String, String>,
 ) -> Option<KvTransfer> {
-    let mut sum: Option<(u32, NixlCounters)> = None;
+    let mut sum: Option<KvTransfer> = None;
+    let mut instances = 0;
     for (component, text) in after {
         let Some(delta) = NixlCounters::delta(before.get(component).map(String::as_str), text)
         else {
             continue;
         };
-        let (instances, total) = sum.get_or_insert_with(Default::default);
-        *instances += 1;
-        total.add(&delta);
+        let one = record(&delta);
+        sum = Some(sum.map_or_else(|| one.clone(), |s| s.merged(&one)));
+        instances += 1;
     }
-    let (instances, c) = sum?;
-    Some(KvTransfer {
-        instances,
+    sum.map(|s| KvTransfer { instances, ..s })
+}
+
+/// One instance's counters as the result file records them.
+fn record(c: &NixlCounters) -> KvTransfer {
+    KvTransfer {
+        instances: 1,
         transfers: c.transfers,
         bytes: c.bytes,
         xfer_time_s: c.xfer_time_s,
@@ -39,7 +44,7 @@ pub fn transfer(
         failed_notifications: c.failed_notifications,
         expired_requests: c.expired_requests,
         notifications_after_expiry: c.notifications_after_expiry,
-    })
+    }
 }
 
 /// `roles` maps each instance's component name to its role (`instance`, `prefill`,

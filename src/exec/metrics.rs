@@ -249,32 +249,6 @@ impl NixlCounters {
             notifications_after_expiry: a.notifications_after_expiry - b.notifications_after_expiry,
         })
     }
-
-    /// Adds another instance's counters; histograms with other bounds than this one's are
-    /// dropped rather than mixed.
-    pub fn add(&mut self, o: &NixlCounters) {
-        self.transfers += o.transfers;
-        self.xfer_time_s += o.xfer_time_s;
-        self.bytes += o.bytes;
-        if self.xfer_buckets.is_empty() {
-            self.xfer_buckets = o.xfer_buckets.clone();
-        } else if o
-            .xfer_buckets
-            .iter()
-            .map(|b| b.0)
-            .eq(self.xfer_buckets.iter().map(|b| b.0))
-        {
-            for (mine, theirs) in self.xfer_buckets.iter_mut().zip(&o.xfer_buckets) {
-                mine.1 += theirs.1;
-            }
-        } else if o.transfers > 0.0 {
-            self.xfer_buckets.clear();
-        }
-        self.failed_transfers += o.failed_transfers;
-        self.failed_notifications += o.failed_notifications;
-        self.expired_requests += o.expired_requests;
-        self.notifications_after_expiry += o.notifications_after_expiry;
-    }
 }
 
 /// The buckets of histogram series `name` (`…_bucket`), summed over its other labels:

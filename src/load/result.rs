@@ -123,17 +123,6 @@ pub struct VbenchSection {
     pub kv_transfer: Option<KvTransfer>,
 }
 
-/// Milliseconds to three significant digits at most (`17.2`, `1260`, `0.5`).
-fn fmt_ms(ms: f64) -> String {
-    if ms >= 100.0 {
-        format!("{ms:.0}")
-    } else if ms >= 10.0 {
-        format!("{ms:.1}")
-    } else {
-        format!("{ms:.2}")
-    }
-}
-
 /// NIXL's KV transfers during one cell: vLLM's `vllm:nixl_*` counters, deltas over the cell
 /// (warm-up included), summed over the deployment's instances. A decoder counts the
 /// transfers it pulled; a prefiller counts the requests whose KV it freed unread.
@@ -189,58 +178,37 @@ impl KvTransfer {
         )
     }
 
-    /// Two repeats of one cell together (the histogram only when both have the same bounds).
+    /// Two counts together (two instances of a cell, or two repeats of it): sums, and the
+    /// histogram only where both sides' bounds agree (a side without one and without
+    /// transfers adds nothing; any other mismatch drops it rather than mix bounds).
     pub fn merged(&self, o: &KvTransfer) -> KvTransfer {
-        let same_bounds = self
-            .xfer_time_buckets
-            .iter()
-            .map(|b| b[0])
-            .eq(o.xfer_time_buckets.iter().map(|b| b[0]));
+        let bounds = |t: &KvTransfer| t.xfer_time_buckets.iter().map(|b| b[0]).collect::<Vec<_>>();
+        let silent = |t: &KvTransfer| t.xfer_time_buckets.is_empty() && t.transfers == 0.0;
+        let xfer_time_buckets = if bounds(self) == bounds(o) {
+            self.xfer_time_buckets
+                .iter()
+                .zip(&o.xfer_time_buckets)
+                .map(|(a, b)| [a[0], a[1] + b[1]])
+                .collect()
+        } else if silent(o) {
+            self.xfer_time_buckets.clone()
+        } else if silent(self) {
+            o.xfer_time_buckets.clone()
+        } else {
+            Vec::new()
+        };
         KvTransfer {
             instances: self.instances.max(o.instances),
             transfers: self.transfers + o.transfers,
             bytes: self.bytes + o.bytes,
             xfer_time_s: self.xfer_time_s + o.xfer_time_s,
-            xfer_time_buckets: if same_bounds {
-                self.xfer_time_buckets
-                    .iter()
-                    .zip(&o.xfer_time_buckets)
-                    .map(|(a, b)| [a[0], a[1] + b[1]])
-                    .collect()
-            } else {
-                Vec::new()
-            },
+            xfer_time_buckets,
             failed_transfers: self.failed_transfers + o.failed_transfers,
             failed_notifications: self.failed_notifications + o.failed_notifications,
             expired_requests: self.expired_requests + o.expired_requests,
             notifications_after_expiry: self.notifications_after_expiry
                 + o.notifications_after_expiry,
         }
-    }
-
-    /// `mean 17 ms (p90 ≤ 20 ms), 256.0 MB each`, with what failed after a semicolon.
-    pub fn describe(&self) -> String {
-        let mut s = match (self.mean_xfer_ms(), self.mean_bytes()) {
-            (Some(ms), Some(bytes)) => {
-                let p90 = match self.xfer_quantile_bound_s(0.9) {
-                    Some(Ok(b)) => format!(" (p90 ≤ {} ms)", fmt_ms(1e3 * b)),
-                    Some(Err(b)) => format!(" (p90 > {} ms)", fmt_ms(1e3 * b)),
-                    None => String::new(),
-                };
-                format!(
-                    "{:.0} × mean {} ms{p90}, {:.1} MB each",
-                    self.transfers,
-                    fmt_ms(ms),
-                    bytes / 1e6
-                )
-            }
-            _ => "no transfers".to_owned(),
-        };
-        if let Some(trouble) = self.trouble() {
-            s.push_str("; ");
-            s.push_str(&trouble);
-        }
-        s
     }
 
     /// What went wrong, in words (`None` when nothing did).

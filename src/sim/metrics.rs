@@ -85,19 +85,39 @@ impl Histogram {
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let mut cum = 0;
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            cum += c.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b:?}\"}} {cum}");
-        }
-        let n = self.count();
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {n}");
+        let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Relaxed)).collect();
         let sum = self.sum_ns.load(Relaxed) as f64 * 1e-9;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum:?}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {n}");
+        write_histogram(
+            out,
+            (name, help, labels),
+            self.bounds,
+            &counts,
+            self.count(),
+            sum,
+        );
     }
+}
+
+/// A histogram in Prometheus text: `counts` per finite bound (not cumulative), `total`
+/// observations in all (the `+Inf` bucket), their `sum`.
+fn write_histogram(
+    out: &mut String,
+    (name, help, labels): (&str, &str, &str),
+    bounds: &[f64],
+    counts: &[u64],
+    total: u64,
+    sum: f64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut cum = 0;
+    for (b, c) in bounds.iter().zip(counts) {
+        cum += c;
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b:?}\"}} {cum}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum:?}");
+    let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
 }
 
 /// Fault kinds counted in `vbench_sim:faults_injected_total{kind=...}`.
@@ -153,63 +173,6 @@ pub struct EngineSnapshot {
     pub waiting: usize,
     pub kv_usage: f64,
     pub counters: Counters,
-}
-
-/// vLLM's NIXL metrics from the simulated transfers; nothing fails here, so the failure
-/// counters stay at zero.
-fn render_nixl(o: &mut String, c: &crate::sim::scheduler::Counters, labels: &str) {
-    use crate::sim::scheduler::NIXL_XFER_BUCKETS;
-    let name = "vllm:nixl_xfer_time_seconds";
-    let _ = writeln!(
-        o,
-        "# HELP {name} Histogram of transfer duration for NIXL KV Cache transfers."
-    );
-    let _ = writeln!(o, "# TYPE {name} histogram");
-    let mut cumulative = 0;
-    for (i, n) in c.kv_transfer_buckets.iter().enumerate() {
-        cumulative += n;
-        let le = NIXL_XFER_BUCKETS
-            .get(i)
-            .map_or("+Inf".to_owned(), |b| format!("{b:?}"));
-        let _ = writeln!(
-            o,
-            "{name}_bucket{{{labels},le=\"{le}\"}} {:?}",
-            cumulative as f64
-        );
-    }
-    let _ = writeln!(o, "{name}_count{{{labels}}} {:?}", c.kv_transfers as f64);
-    let _ = writeln!(o, "{name}_sum{{{labels}}} {:?}", c.kv_transfer_time_s);
-    let name = "vllm:nixl_bytes_transferred";
-    let _ = writeln!(
-        o,
-        "# HELP {name} Histogram of bytes transferred per NIXL KV Cache transfers."
-    );
-    let _ = writeln!(o, "# TYPE {name} histogram");
-    let _ = writeln!(
-        o,
-        "{name}_bucket{{{labels},le=\"+Inf\"}} {:?}",
-        c.kv_transfers as f64
-    );
-    let _ = writeln!(o, "{name}_count{{{labels}}} {:?}", c.kv_transfers as f64);
-    let _ = writeln!(o, "{name}_sum{{{labels}}} {:?}", c.kv_transfer_bytes as f64);
-    for (name, help) in [
-        (
-            "vllm:nixl_num_failed_transfers_total",
-            "Number of failed NIXL KV Cache transfers.",
-        ),
-        (
-            "vllm:nixl_num_failed_notifications_total",
-            "Number of failed NIXL KV Cache notifications.",
-        ),
-        (
-            "vllm:nixl_num_kv_expired_reqs_total",
-            "Number of requests that had their KV expire.",
-        ),
-    ] {
-        let _ = writeln!(o, "# HELP {name} {help}");
-        let _ = writeln!(o, "# TYPE {name} counter");
-        let _ = writeln!(o, "{name}{{{labels}}} 0.0");
-    }
 }
 
 /// Escape a Prometheus label value.
@@ -348,7 +311,48 @@ impl Metrics {
             &labels,
         );
         if nixl {
-            render_nixl(&mut o, c, &labels);
+            // vLLM's NIXL metrics from the simulated link; nothing fails here.
+            use crate::sim::scheduler::NIXL_XFER_BUCKETS;
+            write_histogram(
+                &mut o,
+                (
+                    "vllm:nixl_xfer_time_seconds",
+                    "Histogram of transfer duration for NIXL KV Cache transfers.",
+                    &labels,
+                ),
+                &NIXL_XFER_BUCKETS,
+                &c.kv_transfer_buckets[..NIXL_XFER_BUCKETS.len()],
+                c.kv_transfers,
+                c.kv_transfer_time_s,
+            );
+            write_histogram(
+                &mut o,
+                (
+                    "vllm:nixl_bytes_transferred",
+                    "Histogram of bytes transferred per NIXL KV Cache transfers.",
+                    &labels,
+                ),
+                &[],
+                &[],
+                c.kv_transfers,
+                c.kv_transfer_bytes as f64,
+            );
+            for (name, help) in [
+                (
+                    "vllm:nixl_num_failed_transfers_total",
+                    "Number of failed NIXL KV Cache transfers.",
+                ),
+                (
+                    "vllm:nixl_num_failed_notifications_total",
+                    "Number of failed NIXL KV Cache notifications.",
+                ),
+                (
+                    "vllm:nixl_num_kv_expired_reqs_total",
+                    "Number of requests that had their KV expire.",
+                ),
+            ] {
+                counter(&mut o, name, help, &[("", 0)]);
+            }
         }
         counter(
             &mut o,

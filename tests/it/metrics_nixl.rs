@@ -8,6 +8,7 @@ use std::path::Path;
 use vbench::apply::cache::transfer;
 use vbench::exec::metrics::NixlCounters;
 use vbench::load::result::KvTransfer;
+use vbench::report::summary::kv_transfer_text;
 
 fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -61,7 +62,7 @@ fn the_variants_instances_are_summed_and_described() {
     assert_eq!(t.xfer_quantile_bound_s(0.5), Some(Ok(5.0)));
     assert_eq!(t.xfer_quantile_bound_s(0.05), Some(Ok(0.75)));
     assert_eq!(
-        t.describe(),
+        kv_transfer_text(&t),
         "158 × mean 4422 ms (p90 > 5000 ms), 117.4 MB each"
     );
     assert_eq!(t.trouble(), None);
@@ -91,12 +92,28 @@ fn failures_and_expiry_are_named_and_repeats_add_up() {
         )
     );
     assert_eq!(
-        t.describe(),
-        "10 × mean 20.0 ms (p90 ≤ 50.0 ms), 100.0 MB each; 2 failed transfers, 1 requests \
-         whose KV expired on the prefiller before a decoder read it"
+        kv_transfer_text(&t),
+        "10 × mean 20 ms (p90 ≤ 50 ms), 100 MB each; 2 failed transfers, 1 requests whose KV \
+         expired on the prefiller before a decoder read it"
     );
     let two = t.merged(&t);
     assert_eq!((two.transfers, two.failed_transfers), (20.0, 4.0));
     assert_eq!(two.xfer_time_buckets, vec![[0.01, 8.0], [0.05, 20.0]]);
     assert_eq!(two.mean_xfer_ms(), t.mean_xfer_ms());
+    // An instance without a histogram and without transfers (a prefiller) keeps the other's.
+    let silent = KvTransfer {
+        transfers: 0.0,
+        bytes: 0.0,
+        xfer_time_s: 0.0,
+        xfer_time_buckets: vec![],
+        ..t.clone()
+    };
+    assert_eq!(t.merged(&silent).xfer_time_buckets, t.xfer_time_buckets);
+    assert_eq!(silent.merged(&t).xfer_time_buckets, t.xfer_time_buckets);
+    // Histograms with other bounds are dropped, not mixed.
+    let other = KvTransfer {
+        xfer_time_buckets: vec![[0.02, 10.0]],
+        ..t.clone()
+    };
+    assert!(t.merged(&other).xfer_time_buckets.is_empty());
 }
