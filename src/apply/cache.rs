@@ -1,11 +1,20 @@
-//! What the servers' KV caches reused during a cell: their prompt-token counters before and
-//! after it, per role, beside what the prompts themselves allowed (`load::cache_reuse`); and
-//! what NIXL moved between them.
+//! What the servers' KV caches did during a cell: what they reused (their prompt-token
+//! counters before and after it, per role, beside what the prompts themselves allowed,
+//! `load::cache_reuse`), what NIXL moved between them, and how full they got.
 
 use std::collections::BTreeMap;
 
-use crate::exec::metrics::{CacheCounters, NixlCounters, Sample};
-use crate::load::result::{CacheReuse, IdealReuse, KvTransfer, RoleCacheReuse};
+use crate::exec::metrics::{self, CacheCounters, KvCacheConfig, NixlCounters, Sample};
+use crate::load::result::{
+    CacheReuse, IdealReuse, KvCache, KvTransfer, RoleCacheReuse, RoleKvCache,
+};
+
+/// The roles in the pipeline's order: where prompts are computed first.
+const ROLE_ORDER: [&str; 3] = ["instance", "prefill", "decode"];
+
+fn role_rank(role: &str) -> Option<usize> {
+    ROLE_ORDER.iter().position(|o| *o == role)
+}
 
 /// NIXL's transfers over the cell, summed over every instance that exports the counters
 /// (`None` when none does: another connector, or a vLLM without them).
@@ -53,7 +62,6 @@ pub fn reuse(
     roles: &BTreeMap<String, &'static str>,
     before: &BTreeMap<String, String>,
     after: &BTreeMap<String, String>,
-    samples: &[Sample],
     ideal: Option<IdealReuse>,
 ) -> Option<CacheReuse> {
     let mut by_role: BTreeMap<&'static str, (u32, CacheCounters)> = BTreeMap::new();
@@ -72,20 +80,6 @@ pub fn reuse(
     if by_role.is_empty() {
         return None;
     }
-    let kv_usage_max = |role: &str| {
-        samples
-            .iter()
-            .filter(|s| roles.get(&s.component).is_some_and(|r| *r == role))
-            .filter_map(|s| {
-                s.gauges
-                    .get("vllm:kv_cache_usage_perc")
-                    .or_else(|| s.gauges.get("vllm:gpu_cache_usage_perc"))
-            })
-            .copied()
-            .reduce(f64::max)
-    };
-    // The roles in the pipeline's order: where prompts are computed first.
-    let order = ["instance", "prefill", "decode"];
     let mut list: Vec<RoleCacheReuse> = by_role
         .into_iter()
         .map(|(role, (instances, c))| RoleCacheReuse {
@@ -102,11 +96,77 @@ pub fn reuse(
             },
             prefix_cache_queries: c.prefix_cache_queries,
             prefix_cache_hits: c.prefix_cache_hits,
-            kv_usage_max: kv_usage_max(role),
         })
         .collect();
-    list.sort_by_key(|r| order.iter().position(|o| *o == r.role));
+    list.sort_by_key(|r| role_rank(&r.role));
     Some(CacheReuse { roles: list, ideal })
+}
+
+/// Each role's KV cache over the cell: its size from `cache_config_info` (after the cell),
+/// its peak use from the samples, its preemptions from the counters before and after. `None`
+/// when no instance exported any of them.
+pub fn kv_cache(
+    roles: &BTreeMap<String, &'static str>,
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+    samples: &[Sample],
+) -> Option<KvCache> {
+    let mut by_role: BTreeMap<&'static str, RoleKvCache> = BTreeMap::new();
+    for (component, text) in after {
+        let Some(&role) = roles.get(component) else {
+            continue;
+        };
+        let config = KvCacheConfig::read(text);
+        // A counter missing before the cell (a restarted scrape) counts from the start.
+        let preempted = metrics::preemptions(text).map(|a| {
+            a - before
+                .get(component)
+                .and_then(|b| metrics::preemptions(b))
+                .unwrap_or(0.0)
+        });
+        if config.is_none() && preempted.is_none() {
+            continue;
+        }
+        let config = config.unwrap_or_default();
+        let one = RoleKvCache {
+            role: role.to_owned(),
+            instances: 1,
+            capacity_tokens: config.capacity_tokens,
+            max_concurrency: config.max_concurrency,
+            prefix_caching: config.prefix_caching,
+            usage_max: None,
+            preemptions: preempted,
+        };
+        by_role
+            .entry(role)
+            .and_modify(|r| {
+                let instances = r.instances + 1;
+                *r = r.merged(&one);
+                r.instances = instances;
+            })
+            .or_insert(one);
+    }
+    for s in samples {
+        let Some(r) = roles
+            .get(&s.component)
+            .and_then(|role| by_role.get_mut(role))
+        else {
+            continue;
+        };
+        let usage = s
+            .gauges
+            .get("vllm:kv_cache_usage_perc")
+            .or_else(|| s.gauges.get("vllm:gpu_cache_usage_perc"));
+        if let Some(&u) = usage {
+            r.usage_max = Some(r.usage_max.map_or(u, |m| m.max(u)));
+        }
+    }
+    if by_role.is_empty() {
+        return None;
+    }
+    let mut list: Vec<RoleKvCache> = by_role.into_values().collect();
+    list.sort_by_key(|r| role_rank(&r.role));
+    Some(KvCache { roles: list })
 }
 
 #[cfg(test)]
@@ -141,17 +201,7 @@ mod tests {
             ("decode-0".to_owned(), counters(0, 0, 1100)),
         ]
         .into();
-        let sample = |component: &str, usage: f64| Sample {
-            t_s: 0.0,
-            component: component.to_owned(),
-            gauges: [("vllm:kv_cache_usage_perc".to_owned(), usage)].into(),
-        };
-        let samples = [
-            sample("prefill-0", 0.2),
-            sample("prefill-1", 0.5),
-            sample("decode-0", 0.9),
-        ];
-        let r = reuse(&roles, &before, &after, &samples, None).unwrap();
+        let r = reuse(&roles, &before, &after, None).unwrap();
         let names: Vec<&str> = r.roles.iter().map(|x| x.role.as_str()).collect();
         assert_eq!(names, ["prefill", "decode"]);
         let p = r.computing().unwrap();
@@ -160,7 +210,6 @@ mod tests {
             (2, 1000.0, 400.0)
         );
         assert!((p.reused_share - 0.4).abs() < 1e-12);
-        assert_eq!(p.kv_usage_max, Some(0.5));
         let d = &r.roles[1];
         assert_eq!((d.external_tokens, d.reused_share), (1000.0, 1.0));
         // Servers without the counters: nothing to report.
@@ -169,6 +218,70 @@ mod tests {
             "vllm:num_requests_running 0\n".to_owned(),
         )]
         .into();
-        assert_eq!(reuse(&roles, &bare, &bare, &[], None), None);
+        assert_eq!(reuse(&roles, &bare, &bare, None), None);
+    }
+
+    #[test]
+    fn kv_cache_has_each_role_s_size_peak_and_preemptions_over_the_cell() {
+        let roles: BTreeMap<String, &'static str> = [
+            ("decode-0".to_owned(), "decode"),
+            ("decode-1".to_owned(), "decode"),
+            ("prefill-0".to_owned(), "prefill"),
+        ]
+        .into();
+        let text = |tokens: u32, preempted: u32| {
+            format!(
+                "vllm:cache_config_info{{block_size=\"16\",enable_prefix_caching=\"False\",\
+                 kv_cache_max_concurrency=\"4.5\",kv_cache_size_tokens=\"{tokens}\"}} 1.0\n\
+                 vllm:num_preemptions_total{{engine=\"0\"}} {preempted}\n"
+            )
+        };
+        let before: BTreeMap<String, String> = [
+            ("prefill-0".to_owned(), text(1000, 0)),
+            ("decode-0".to_owned(), text(2000, 5)),
+            ("decode-1".to_owned(), text(1800, 0)),
+        ]
+        .into();
+        let after: BTreeMap<String, String> = [
+            ("prefill-0".to_owned(), text(1000, 0)),
+            ("decode-0".to_owned(), text(2000, 12)),
+            ("decode-1".to_owned(), text(1800, 4)),
+        ]
+        .into();
+        let sample = |component: &str, usage: f64| Sample {
+            t_s: 0.0,
+            component: component.to_owned(),
+            gauges: [("vllm:kv_cache_usage_perc".to_owned(), usage)].into(),
+        };
+        let samples = [
+            sample("decode-0", 0.7),
+            sample("decode-1", 1.0),
+            sample("prefill-0", 0.1),
+            sample("decode-0", 0.9),
+        ];
+        let k = kv_cache(&roles, &before, &after, &samples).unwrap();
+        let names: Vec<&str> = k.roles.iter().map(|r| r.role.as_str()).collect();
+        assert_eq!(names, ["prefill", "decode"]);
+        let d = &k.roles[1];
+        assert_eq!(d.instances, 2);
+        assert_eq!(d.capacity_tokens, Some(1800));
+        assert_eq!(d.max_concurrency, Some(4.5));
+        assert_eq!(d.prefix_caching, Some(false));
+        assert_eq!(d.usage_max, Some(1.0));
+        assert_eq!(d.preemptions, Some(11.0));
+        assert_eq!(k.roles[0].preemptions, Some(0.0));
+        assert_eq!(k.roles[0].usage_max, Some(0.1));
+        assert_eq!(k.preemptions(), Some(11.0));
+        // Repeats: preemptions add up, the peak is the higher one.
+        let twice = k.merged(&k);
+        assert_eq!(twice.roles[1].preemptions, Some(22.0));
+        assert_eq!(twice.roles[1].instances, 2);
+        // Servers that export none of it: nothing to say.
+        let bare: BTreeMap<String, String> = [(
+            "decode-0".to_owned(),
+            "vllm:num_requests_running 0\n".to_owned(),
+        )]
+        .into();
+        assert_eq!(kv_cache(&roles, &bare, &bare, &samples), None);
     }
 }

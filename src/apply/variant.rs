@@ -492,8 +492,7 @@ impl VariantRun<'_> {
                      the instances' logs, e.g. transfer-buffer allocations that timed out)",
                     a - b
                 );
-                self.events.warning(&note);
-                result.vbench.load.notes.push(note);
+                self.warn(&mut result, note);
             }
         }
         let roles: BTreeMap<String, &'static str> = running
@@ -517,7 +516,7 @@ impl VariantRun<'_> {
         } else {
             None
         };
-        result.vbench.cache_reuse = cache::reuse(&roles, &before, &after, &samples, ideal);
+        result.vbench.cache_reuse = cache::reuse(&roles, &before, &after, ideal);
         if let Some(note) = result
             .vbench
             .cache_reuse
@@ -527,10 +526,10 @@ impl VariantRun<'_> {
             if reuses {
                 // Reuse is what this workload measures: say how much, without alarm.
                 self.events.info(&format!("  {note}"));
+                result.vbench.load.notes.push(note);
             } else {
-                self.events.warning(&note);
+                self.warn(&mut result, note);
             }
-            result.vbench.load.notes.push(note);
         }
         result.vbench.kv_transfer = cache::transfer(&before, &after);
         for note in result
@@ -540,8 +539,11 @@ impl VariantRun<'_> {
             .map(|t| transfer_notes(t, self.loaded.manifest.slo.ttft_ms))
             .unwrap_or_default()
         {
-            self.events.warning(&note);
-            result.vbench.load.notes.push(note);
+            self.warn(&mut result, note);
+        }
+        result.vbench.kv_cache = cache::kv_cache(&roles, &before, &after, &samples);
+        if let Some(note) = result.vbench.kv_cache.as_ref().and_then(preemption_note) {
+            self.warn(&mut result, note);
         }
         self.dir.write_result(cell, &result)?;
         self.events.info(&cell_line(
@@ -559,6 +561,12 @@ impl VariantRun<'_> {
             ));
         }
         Ok(result)
+    }
+
+    /// Print a warning about this cell and keep it in its result (the report lists it).
+    fn warn(&self, result: &mut RunResult, warning: String) {
+        self.events.warning(&warning);
+        result.vbench.load.warnings.push(warning);
     }
 
     /// The built-in proxy's count of LMCache requests that failed waiting for their KV (None
@@ -743,6 +751,47 @@ fn transfer_notes(t: &crate::load::result::KvTransfer, ttft_ms: f64) -> Vec<Stri
     notes
 }
 
+/// Preempted requests lost their KV and were computed again: say where, and how big and how
+/// full the KV cache was (`None` without preemptions).
+fn preemption_note(k: &crate::load::result::KvCache) -> Option<String> {
+    use crate::report::attainment::fmt_num;
+    let short: Vec<String> = k
+        .roles
+        .iter()
+        .filter(|r| r.preemptions.is_some_and(|n| n > 0.0))
+        .map(|r| {
+            let n = r.preemptions.unwrap_or(0.0);
+            let mut s = format!("{} time{}", fmt_num(n), if n == 1.0 { "" } else { "s" });
+            if r.role != "instance" {
+                s.push_str(&format!(" on the {} instances", r.role));
+            }
+            let mut about = Vec::new();
+            if let Some(c) = r.capacity_tokens {
+                about.push(format!(
+                    "KV cache of {} tokens per instance",
+                    crate::plan::table::thousands(c)
+                ));
+            }
+            if let Some(u) = r.usage_max {
+                about.push(format!("{} % full at most", fmt_num(100.0 * u)));
+            }
+            if !about.is_empty() {
+                s.push_str(&format!(" ({})", about.join(", ")));
+            }
+            s
+        })
+        .collect();
+    (!short.is_empty()).then(|| {
+        format!(
+            "vLLM preempted requests for want of KV cache at this rate: {}. A preempted request \
+             is computed again and its latency includes that: this rate measured a server short \
+             of KV memory (gpu_memory_utilization, max_model_len or more instances would change \
+             that)",
+            short.join("; ")
+        )
+    })
+}
+
 /// `  rate      4 req/s: 98 ok, 2 failed, SLO met by 91.0 % in 30.2s → vllm-4qps.json`.
 fn cell_line(
     cell: &Cell,
@@ -790,4 +839,47 @@ fn deployment_record(spec: &DeploymentSpec, variant: &Variant) -> serde_json::Va
         "gpus": spec.gpus,
         "components": components,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::load::result::{KvCache, RoleKvCache};
+
+    fn role(role: &str, preemptions: Option<f64>) -> RoleKvCache {
+        RoleKvCache {
+            role: role.into(),
+            instances: 1,
+            capacity_tokens: Some(518_672),
+            max_concurrency: Some(126.63),
+            prefix_caching: Some(true),
+            usage_max: Some(1.0),
+            preemptions,
+        }
+    }
+
+    #[test]
+    fn preemptions_are_named_by_role_with_the_cache_s_size_and_peak() {
+        let k = KvCache {
+            roles: vec![role("prefill", Some(0.0)), role("decode", Some(13.0))],
+        };
+        assert_eq!(
+            super::preemption_note(&k).unwrap(),
+            "vLLM preempted requests for want of KV cache at this rate: 13 times on the decode \
+             instances (KV cache of 518,672 tokens per instance, 100 % full at most). A \
+             preempted request is computed again and its latency includes that: this rate \
+             measured a server short of KV memory (gpu_memory_utilization, max_model_len or \
+             more instances would change that)"
+        );
+        let one = KvCache {
+            roles: vec![role("instance", Some(1.0))],
+        };
+        assert!(super::preemption_note(&one)
+            .unwrap()
+            .contains("at this rate: 1 time (KV cache of 518,672 tokens per instance"));
+        // None preempted, or not counted: nothing to say.
+        let calm = KvCache {
+            roles: vec![role("instance", Some(0.0)), role("decode", None)],
+        };
+        assert_eq!(super::preemption_note(&calm), None);
+    }
 }

@@ -289,13 +289,105 @@ fn histogram_buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
     by_bound
 }
 
+/// The labels of every series of `name` (an info metric such as `cache_config_info`), one map
+/// per series, values unescaped. A value may hold commas (`"[a, b]"`) and escaped quotes.
+fn series_labels(text: &str, name: &str) -> Vec<BTreeMap<String, String>> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
+        .filter_map(parse_labels)
+        .collect()
+}
+
+/// `a="1",b="x,\"y\""} 1.0` → {a: 1, b: x,"y"}; `None` if malformed.
+fn parse_labels(rest: &str) -> Option<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    let mut chars = rest.chars();
+    loop {
+        let mut key = String::new();
+        loop {
+            match chars.next()? {
+                '}' if key.is_empty() => return Some(labels),
+                '=' => break,
+                ',' if key.is_empty() => {}
+                c => key.push(c),
+            }
+        }
+        if chars.next()? != '"' {
+            return None;
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next()? {
+                '\\' => match chars.next()? {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        labels.insert(key.trim().to_owned(), value);
+    }
+}
+
 /// The KV block size a vLLM reports in `cache_config_info{block_size="…"}`.
 pub fn block_size(text: &str) -> Option<u32> {
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("vllm:cache_config_info{"))?;
-    let (_, rest) = line.split_once("block_size=\"")?;
-    rest.split('"').next()?.parse().ok().filter(|b| *b > 0)
+    series_labels(text, "vllm:cache_config_info")
+        .iter()
+        .find_map(|l| l.get("block_size")?.parse().ok())
+        .filter(|b| *b > 0)
+}
+
+/// One instance's KV cache as its `cache_config_info` describes it (summed over its engines).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KvCacheConfig {
+    /// Tokens the KV cache holds (`kv_cache_size_tokens`, or `num_gpu_blocks × block_size`
+    /// where a vLLM does not say it).
+    pub capacity_tokens: Option<u64>,
+    /// vLLM's own figure: requests of `max_model_len` tokens that fit at once.
+    pub max_concurrency: Option<f64>,
+    pub prefix_caching: Option<bool>,
+}
+
+impl KvCacheConfig {
+    /// `None` when the server exports no `cache_config_info`.
+    pub fn read(text: &str) -> Option<KvCacheConfig> {
+        let series = series_labels(text, "vllm:cache_config_info");
+        if series.is_empty() {
+            return None;
+        }
+        let number = |l: &BTreeMap<String, String>, k: &str| -> Option<f64> {
+            l.get(k)?
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+        };
+        let sum = |f: &dyn Fn(&BTreeMap<String, String>) -> Option<f64>| -> Option<f64> {
+            series.iter().map(f).sum::<Option<f64>>()
+        };
+        let capacity = sum(&|l| {
+            number(l, "kv_cache_size_tokens")
+                .or_else(|| Some(number(l, "num_gpu_blocks")? * number(l, "block_size")?))
+        });
+        Some(KvCacheConfig {
+            capacity_tokens: capacity.map(|c| c as u64),
+            max_concurrency: sum(&|l| number(l, "kv_cache_max_concurrency")),
+            prefix_caching: series
+                .iter()
+                .map(|l| match l.get("enable_prefix_caching")?.as_str() {
+                    "True" | "true" => Some(true),
+                    "False" | "false" => Some(false),
+                    _ => None,
+                })
+                .reduce(|a, b| if a == b { a } else { None })
+                .flatten(),
+        })
+    }
+}
+
+/// Requests vLLM preempted (freed their KV, to recompute them later) since it started.
+pub fn preemptions(text: &str) -> Option<f64> {
+    gauge_sum(text, "vllm:num_preemptions_total")
 }
 
 /// Sample the gauges of every component every `period` until told to stop.
@@ -392,6 +484,43 @@ mod tests {
             None
         );
         assert_eq!(super::block_size(""), None);
+    }
+
+    #[test]
+    fn kv_cache_config_is_read_from_real_cache_config_info_lines() {
+        // vLLM 0.32.0 (CPU build, tiny model) and vLLM 0.26.0 (H200, Llama-3-8B shape), verbatim.
+        let cpu = "vllm:cache_config_info{_block_size_resolved=\"True\",block_size=\"128\",cache_dtype=\"auto\",cache_hit_alignment_tokens=\"None\",effective_attention_block_size=\"128\",enable_mamba_shared_prefix_checkpoint=\"False\",enable_prefix_caching=\"True\",engine=\"0\",gpu_memory_utilization=\"0.92\",hash_block_size=\"None\",is_attention_free=\"False\",kv_cache_dtype_skip_layers=\"[]\",kv_cache_layout=\"None\",kv_cache_max_concurrency=\"512.0\",kv_cache_memory_bytes=\"1073741824\",kv_cache_size_tokens=\"1048576\",kv_offloading_backend=\"native\",kv_offloading_size=\"None\",kv_sharing_fast_prefill=\"False\",mamba_block_size=\"None\",mamba_cache_dtype=\"auto\",mamba_cache_mode=\"none\",mamba_page_size_padded=\"None\",mamba_ssm_cache_dtype=\"float32\",num_cpu_blocks=\"None\",num_gpu_blocks=\"8192\",num_gpu_blocks_override=\"None\",prefix_cache_retention_interval=\"0\",prefix_caching_hash_algo=\"sha256\",prefix_match_unit=\"None\",replayssm_buffer_len=\"16\",skip_page_size_padded=\"None\",sliding_window=\"None\",swa_bounded_replay=\"True\",use_kda_recoverssm=\"False\",use_replayssm=\"False\",user_specified_block_size=\"False\"} 1.0\n";
+        let gpu = "vllm:cache_config_info{_block_size_resolved=\"True\",block_size=\"16\",cache_dtype=\"auto\",calculate_kv_scales=\"False\",enable_prefix_caching=\"False\",engine=\"0\",gpu_memory_utilization=\"0.6\",is_attention_free=\"False\",kv_cache_dtype_skip_layers=\"[]\",kv_cache_max_concurrency=\"67.8203125\",kv_cache_memory_bytes=\"None\",kv_cache_size_tokens=\"555584\",kv_offloading_backend=\"native\",kv_offloading_size=\"None\",kv_sharing_fast_prefill=\"False\",mamba_block_size=\"None\",mamba_cache_dtype=\"auto\",mamba_cache_mode=\"none\",mamba_page_size_padded=\"None\",mamba_ssm_cache_dtype=\"auto\",num_cpu_blocks=\"None\",num_gpu_blocks=\"34724\",num_gpu_blocks_override=\"None\",prefix_caching_hash_algo=\"sha256\",prefix_match_unit=\"None\",skip_page_size_padded=\"None\",sliding_window=\"None\",user_specified_block_size=\"False\",user_specified_mamba_block_size=\"False\"} 1.0\n";
+        let c = super::KvCacheConfig::read(cpu).unwrap();
+        assert_eq!(c.capacity_tokens, Some(1_048_576));
+        assert_eq!(c.max_concurrency, Some(512.0));
+        assert_eq!(c.prefix_caching, Some(true));
+        assert_eq!(super::block_size(cpu), Some(128));
+        let g = super::KvCacheConfig::read(gpu).unwrap();
+        assert_eq!(g.capacity_tokens, Some(555_584));
+        assert_eq!(g.max_concurrency, Some(67.8203125));
+        assert_eq!(g.prefix_caching, Some(false));
+        assert_eq!(super::block_size(gpu), Some(16));
+        // Without kv_cache_size_tokens: blocks × block size; without the metric: nothing.
+        let old = "vllm:cache_config_info{block_size=\"16\",enable_prefix_caching=\"True\",num_gpu_blocks=\"100\"} 1.0\n";
+        assert_eq!(
+            super::KvCacheConfig::read(old).unwrap().capacity_tokens,
+            Some(1600)
+        );
+        assert_eq!(
+            super::KvCacheConfig::read("vllm:num_requests_running 0\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn labels_with_commas_and_escapes_parse_and_a_cut_line_does_not() {
+        let l = super::parse_labels("a=\"[x, y]\",b=\"say \\\"hi\\\"\"} 1.0").unwrap();
+        assert_eq!(l["a"], "[x, y]");
+        assert_eq!(l["b"], "say \"hi\"");
+        assert_eq!(super::parse_labels("a=\"1\",b=\"unterminated"), None);
+        assert_eq!(super::parse_labels("a=1} 1.0"), None);
+        assert!(super::parse_labels("} 1.0").unwrap().is_empty());
     }
 
     #[test]

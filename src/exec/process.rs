@@ -319,11 +319,37 @@ impl Drop for Supervised {
     }
 }
 
+/// The last `n` lines of a log, read from at most its last [`TAIL_BYTES`]: a log of many
+/// gigabytes (a server in a logging loop) costs no more than a small one.
 pub fn log_tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(TAIL_BYTES);
+    if file.seek(SeekFrom::Start(start)).is_err() {
+        return String::new();
+    }
+    let mut bytes = Vec::new();
+    let _ = file.take(TAIL_BYTES).read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<&str> = text.lines().collect();
+    if start > 0 && !lines.is_empty() {
+        // The first line read is probably cut.
+        lines.remove(0);
+    }
+    let lines: Vec<String> = lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.chars().take(TAIL_LINE_CHARS).collect())
+        .collect();
+    lines.join("\n")
 }
+
+/// How much of a log's end [`log_tail`] reads...
+const TAIL_BYTES: u64 = 256 << 10;
+/// ...and how much of each line it shows.
+const TAIL_LINE_CHARS: usize = 2000;
 
 /// SIGKILL a whole process group now (a second Ctrl-C during teardown).
 pub fn kill_group(pgid: i32) {
@@ -351,6 +377,24 @@ pub fn group_alive(pgid: i32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_huge_log_s_tail_reads_only_its_end_and_cuts_long_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.log");
+        let mut text = "x".repeat(3 << 20);
+        text.push_str("\nnext to last\n");
+        text.push_str(&"y".repeat(5000));
+        text.push('\n');
+        std::fs::write(&path, &text).unwrap();
+        let tail = super::log_tail(&path, 3);
+        let lines: Vec<&str> = tail.lines().collect();
+        // The 3 MiB line starts before the bytes read: it is dropped, not shown cut.
+        assert_eq!(lines.len(), 2, "{}", tail.len());
+        assert_eq!(lines[0], "next to last");
+        assert_eq!(lines[1], "y".repeat(super::TAIL_LINE_CHARS));
+        assert_eq!(super::log_tail(&dir.path().join("none.log"), 3), "");
+    }
+
     use super::*;
 
     fn spec(script: &str) -> ProcessSpec {

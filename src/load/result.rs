@@ -121,6 +121,10 @@ pub struct VbenchSection {
     /// counters (`apply` only, when they export them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_transfer: Option<KvTransfer>,
+    /// Each role's KV cache: its size, how full it got and how often it ran out (preempted
+    /// requests) during this cell (`apply` only, when the servers export the metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_cache: Option<KvCache>,
 }
 
 /// NIXL's KV transfers during one cell: vLLM's `vllm:nixl_*` counters, deltas over the cell
@@ -275,10 +279,89 @@ pub struct RoleCacheReuse {
     /// The prefix cache's own lookups and hits in tokens (`prefix_cache_{queries,hits}_total`).
     pub prefix_cache_queries: f64,
     pub prefix_cache_hits: f64,
-    /// The highest KV-cache use (0-1) any of the role's instances reported while the load
-    /// ran (`kv_cache_usage_perc`, sampled every second).
+}
+
+/// The servers' KV caches during one cell, per role: what they hold (vLLM's
+/// `cache_config_info`), how full they got (`kv_cache_usage_perc`, sampled every second) and
+/// how often they ran out (`num_preemptions_total`, the delta over the cell, warm-up
+/// included). A preempted request loses its KV and is computed again: its latency includes
+/// that, and a rate with preemptions measured a server short of KV memory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct KvCache {
+    /// One entry per role that reported: `instance`, `prefill`, `decode`, in that order.
+    pub roles: Vec<RoleKvCache>,
+}
+
+impl KvCache {
+    /// Preempted requests over every role (`None` when no role counted them).
+    pub fn preemptions(&self) -> Option<f64> {
+        self.roles
+            .iter()
+            .filter_map(|r| r.preemptions)
+            .reduce(|a, b| a + b)
+    }
+
+    /// Two repeats of a cell together: preemptions summed, the higher peak, the smaller size
+    /// (a role missing on one side is kept as the other side has it).
+    pub fn merged(&self, o: &KvCache) -> KvCache {
+        let mut roles = self.roles.clone();
+        for b in &o.roles {
+            match roles.iter_mut().find(|a| a.role == b.role) {
+                Some(a) => *a = a.merged(b),
+                None => roles.push(b.clone()),
+            }
+        }
+        KvCache { roles }
+    }
+}
+
+/// One role's KV cache during a cell.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct RoleKvCache {
+    pub role: String,
+    /// Instances of the role that reported.
+    pub instances: u32,
+    /// Tokens one instance's KV cache holds (the smallest among the role's instances).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kv_usage_max: Option<f64>,
+    pub capacity_tokens: Option<u64>,
+    /// vLLM's figure for one instance: requests of `max_model_len` tokens that fit at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_caching: Option<bool>,
+    /// The highest use (0-1) any of the role's instances reported while the load ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_max: Option<f64>,
+    /// Requests the role's instances preempted during the cell, summed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preemptions: Option<f64>,
+}
+
+impl RoleKvCache {
+    /// Two counts of one role together (its instances, or two repeats): preemptions summed,
+    /// the higher peak, the smaller size. The caller sets `instances`.
+    pub fn merged(&self, o: &RoleKvCache) -> RoleKvCache {
+        let pick = |a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64| match (a, b) {
+            (Some(a), Some(b)) => Some(f(a, b)),
+            (a, b) => a.or(b),
+        };
+        RoleKvCache {
+            role: self.role.clone(),
+            instances: self.instances.max(o.instances),
+            capacity_tokens: match (self.capacity_tokens, o.capacity_tokens) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            max_concurrency: pick(self.max_concurrency, o.max_concurrency, f64::min),
+            prefix_caching: if self.prefix_caching == o.prefix_caching {
+                self.prefix_caching
+            } else {
+                None
+            },
+            usage_max: pick(self.usage_max, o.usage_max, f64::max),
+            preemptions: pick(self.preemptions, o.preemptions, |a, b| a + b),
+        }
+    }
 }
 
 /// What a prefix cache that never evicts would reuse if every request found every earlier
@@ -372,6 +455,11 @@ pub struct LoadInfo {
     /// Things the user should know about how the load was prepared (oversampling, estimates).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// What `apply` warned of while measuring this cell, as it printed it: requests
+    /// preempted, KV that failed, expired or took longer than the TTFT objective, prefix-cache
+    /// hits on a workload not built to reuse. The report lists them under their rate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Which repeat of its rate this file is (1-based); absent without repeats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat: Option<u32>,
@@ -485,18 +573,25 @@ pub fn schema_json() -> String {
         serde_json::to_value(&schema).expect("schema serialises"),
         "vbench result file (vllm-<rate>qps.json)",
         "RunResult",
-        // Left out when absent (`skip_serializing_if`): `repeat` without repeats,
-        // `server_queue`, `cache_reuse` and `kv_transfer` in files not written by `apply`,
-        // `ideal` and `kv_usage_max` where they cannot be known, a transfer histogram a server
-        // did not export, a request's `session` and `turn` outside multi-turn sessions.
+        // Left out when absent (`skip_serializing_if`): `repeat` without repeats, `warnings`
+        // when there were none, `server_queue`, `cache_reuse`, `kv_transfer` and `kv_cache` in
+        // files not written by `apply`, `ideal` and a KV cache's numbers where a server did
+        // not say them, a transfer histogram a server did not export, a request's `session`
+        // and `turn` outside multi-turn sessions.
         &[
             ("LoadInfo", "repeat"),
+            ("LoadInfo", "warnings"),
             ("VbenchSection", "server_queue"),
             ("VbenchSection", "cache_reuse"),
             ("VbenchSection", "kv_transfer"),
+            ("VbenchSection", "kv_cache"),
             ("KvTransfer", "xfer_time_buckets"),
             ("CacheReuse", "ideal"),
-            ("RoleCacheReuse", "kv_usage_max"),
+            ("RoleKvCache", "capacity_tokens"),
+            ("RoleKvCache", "max_concurrency"),
+            ("RoleKvCache", "prefix_caching"),
+            ("RoleKvCache", "usage_max"),
+            ("RoleKvCache", "preemptions"),
             ("RequestRecord", "session"),
             ("RequestRecord", "turn"),
         ],

@@ -220,6 +220,7 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
                 ignore_eos: spec.ignore_eos,
                 warmup_failed: facts.warmup_failed,
                 notes: spec.notes.clone(),
+                warnings: Vec::new(),
                 repeat: spec.repeat,
             },
             client,
@@ -227,6 +228,7 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
             server_queue: None,
             cache_reuse: None,
             kv_transfer: None,
+            kv_cache: None,
         },
     }
 }
@@ -360,6 +362,9 @@ pub fn human_summary(r: &RunResult) -> String {
     }
     for n in &r.vbench.load.notes {
         let _ = writeln!(s, "note: {n}");
+    }
+    for w in &r.vbench.load.warnings {
+        let _ = writeln!(s, "warning: {w}");
     }
     let _ = writeln!(s, "{}", "=".repeat(52));
     s

@@ -92,6 +92,8 @@ pub struct PointStats {
     pub completed: u64,
     pub failed: u64,
     pub failures_by_kind: std::collections::BTreeMap<String, u64>,
+    /// The warnings `apply` recorded with this point's results (each once, over repeats).
+    pub warnings: Vec<String>,
     /// Attainment (%) at scale 1: both, TTFT only, TPOT only. `None` (null) without per-request data.
     pub attainment: Option<[f64; 3]>,
     /// 95 % Wilson intervals of `attainment` (%), over this point's requests; with repeats,
@@ -118,6 +120,9 @@ pub struct PointStats {
     /// NIXL's KV transfers during this point (summed over repeats); null for other modes
     /// and where the servers did not say.
     pub kv_transfer: Option<crate::load::result::KvTransfer>,
+    /// Each role's KV cache during this point: size, peak use, preemptions (summed over
+    /// repeats); null where the servers did not say.
+    pub kv_cache: Option<crate::load::result::KvCache>,
     /// Result files pooled into this point: 1, or the number of repeats of this rate.
     pub repeats: u32,
     /// With repeats: each repeat's own numbers, to show the spread between them beside the
@@ -214,11 +219,20 @@ fn pooled(repeats: &[&RatePoint]) -> RatePoint {
         for (kind, n) in &p.failures_by_kind {
             *out.failures_by_kind.entry(kind.clone()).or_default() += n;
         }
+        for w in &p.warnings {
+            if !out.warnings.contains(w) {
+                out.warnings.push(w.clone());
+            }
+        }
         out.cache = match (&out.cache, &p.cache) {
             (Some(a), Some(b)) => Some(a.merged(b)),
             _ => None,
         };
         out.kv_transfer = match (&out.kv_transfer, &p.kv_transfer) {
+            (Some(a), Some(b)) => Some(a.merged(b)),
+            _ => None,
+        };
+        out.kv_cache = match (&out.kv_cache, &p.kv_cache) {
             (Some(a), Some(b)) => Some(a.merged(b)),
             _ => None,
         };
@@ -513,6 +527,7 @@ fn point_stats(p: &RatePoint, gpus: u32, slo: Slo) -> PointStats {
         completed: p.completed,
         failed: p.failed,
         failures_by_kind: p.failures_by_kind.clone(),
+        warnings: p.warnings.clone(),
         attainment,
         attainment_interval: attainment.map(|a| attainment_interval(a, p.samples.len())),
         ttft_ms,
@@ -527,6 +542,7 @@ fn point_stats(p: &RatePoint, gpus: u32, slo: Slo) -> PointStats {
         client: p.client.clone(),
         cache: p.cache.clone(),
         kv_transfer: p.kv_transfer.clone(),
+        kv_cache: p.kv_cache.clone(),
         repeats: 1,
         spread: None,
         file_summary: (!p.per_request).then(|| p.file_summary.clone()),

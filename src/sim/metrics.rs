@@ -182,6 +182,16 @@ pub fn label_value(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The KV cache settings an instance reports in `cache_config_info`.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfigInfo {
+    pub block_size: u32,
+    /// Tokens the whole instance holds (every TP rank together).
+    pub capacity_tokens: u64,
+    pub max_model_len: u32,
+    pub prefix_caching: bool,
+}
+
 impl Metrics {
     pub fn fault(&self, kind: FaultKind) {
         self.faults[kind as usize].fetch_add(1, Relaxed);
@@ -194,7 +204,7 @@ impl Metrics {
         &self,
         snap: &EngineSnapshot,
         model: &str,
-        block_size: u32,
+        cache: &CacheConfigInfo,
         nixl: bool,
     ) -> String {
         let labels = format!("engine=\"0\",model_name=\"{}\"", label_value(model));
@@ -222,15 +232,27 @@ impl Metrics {
             "KV-cache usage. 1 means 100 percent usage.",
             snap.kv_usage,
         );
-        // vLLM's cache settings as labels of a constant gauge; clients read the block size.
+        // vLLM's cache settings as labels of a constant gauge (the labels vLLM 0.26 and 0.32
+        // both have): clients read the block size and the KV cache's size.
         let _ = writeln!(
             o,
             "# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig"
         );
         let _ = writeln!(o, "# TYPE vllm:cache_config_info gauge");
+        let CacheConfigInfo {
+            block_size,
+            capacity_tokens,
+            max_model_len,
+            prefix_caching,
+        } = *cache;
         let _ = writeln!(
             o,
-            "vllm:cache_config_info{{block_size=\"{block_size}\",cache_dtype=\"auto\",enable_prefix_caching=\"True\",engine=\"0\"}} 1.0"
+            "vllm:cache_config_info{{block_size=\"{block_size}\",cache_dtype=\"auto\",\
+             enable_prefix_caching=\"{}\",engine=\"0\",kv_cache_max_concurrency=\"{:?}\",\
+             kv_cache_size_tokens=\"{capacity_tokens}\",num_gpu_blocks=\"{}\"}} 1.0",
+            if prefix_caching { "True" } else { "False" },
+            capacity_tokens as f64 / f64::from(max_model_len.max(1)),
+            capacity_tokens / u64::from(block_size.max(1)),
         );
         let counter = |o: &mut String, name: &str, help: &str, series: &[(&str, u64)]| {
             let _ = writeln!(o, "# HELP {name} {help}");

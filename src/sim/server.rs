@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use super::engine::{EngineHandle, FrontendCosts, TokenStream};
 use super::faults::{FaultSpec, Faults, RequestFault};
-use super::metrics::{FaultKind, Metrics};
+use super::metrics::{CacheConfigInfo, FaultKind, Metrics};
 use super::pd::{self, Connector, KvIdentity, KvPlan, KvVerdict, Role};
 use super::prefix_cache::block_hashes;
 use super::profile::Profile;
@@ -96,6 +96,8 @@ struct App {
     faults: Faults,
     crash: watch::Sender<Option<String>>,
     kv_id: KvIdentity,
+    /// What `/metrics` says of the KV cache (`cache_config_info`).
+    cache_info: CacheConfigInfo,
     /// A NIXL decoder's side-channel handshakes (with `kv_side_channel`).
     handshakes: Option<side_channel::Handshakes>,
     started: u64,
@@ -149,6 +151,12 @@ pub async fn serve(
         prefix_caching: config.prefix_caching,
         ..SchedConfig::from_profile(&config.profile, config.tp)
     };
+    let cache_info = CacheConfigInfo {
+        block_size: sched.block_size,
+        capacity_tokens: sched.kv_capacity_tokens,
+        max_model_len: config.profile.max_model_len,
+        prefix_caching: sched.prefix_caching,
+    };
     let t = &config.profile.timing;
     let engine = EngineHandle::start(
         sched,
@@ -183,6 +191,7 @@ pub async fn serve(
         metrics,
         crash: crash_tx,
         kv_id,
+        cache_info,
         started: unix_now(),
         kv_notified: std::sync::atomic::AtomicU64::new(0),
     });
@@ -411,7 +420,7 @@ async fn metrics_page(State(app): St) -> Response {
     let text = app.metrics.render(
         &app.engine.snapshot(),
         &app.cfg.served_model,
-        app.cfg.profile.block_size,
+        &app.cache_info,
         app.cfg.role != Role::Simple && app.cfg.connector == Connector::Nixl,
     );
     (

@@ -1491,9 +1491,14 @@ fn lmcache_requests_whose_kv_never_arrives_fail_and_say_why() {
     let why = "6 requests failed waiting for LMCache's report that their KV reached the decoder";
     assert!(stderr.contains(why), "{stderr}");
     assert!(
-        result.vbench.load.notes.iter().any(|n| n.starts_with(why)),
+        result
+            .vbench
+            .load
+            .warnings
+            .iter()
+            .any(|n| n.starts_with(why)),
         "{:?}",
-        result.vbench.load.notes
+        result.vbench.load.warnings
     );
     let proxy_log = std::fs::read_to_string(run.join(&id).join("logs/proxy.log")).unwrap();
     assert!(
@@ -1554,24 +1559,77 @@ fn nixl_transfers_are_counted_and_a_slow_kv_path_is_named() {
         let noted = result
             .vbench
             .load
-            .notes
+            .warnings
             .iter()
             .any(|n| n.starts_with(warning));
         assert_eq!(stderr.contains(warning), slow_link, "{stderr}");
-        assert_eq!(noted, slow_link, "{:?}", result.vbench.load.notes);
+        assert_eq!(noted, slow_link, "{:?}", result.vbench.load.warnings);
         if slow_link {
             // About 100 MB per prompt over 0.14 GB/s: most of a second each.
             assert!(mean > 500.0, "{mean}");
         } else {
             assert!(mean < 125.0, "{mean}");
         }
+        // Each role's KV cache: the profile's size (TP 1), and no preemption (the simulator
+        // reserves a request's blocks when it admits it).
+        let k = result
+            .vbench
+            .kv_cache
+            .expect("KV cache numbers in the result");
+        let roles: Vec<(&str, u32, Option<u64>, Option<f64>)> = k
+            .roles
+            .iter()
+            .map(|r| {
+                (
+                    r.role.as_str(),
+                    r.instances,
+                    r.capacity_tokens,
+                    r.preemptions,
+                )
+            })
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                ("prefill", 1, Some(769_520), Some(0.0)),
+                ("decode", 1, Some(769_520), Some(0.0))
+            ]
+        );
+        // Sampled once a second: a short cell may catch the cache empty.
+        assert!(
+            k.roles
+                .iter()
+                .all(|r| r.usage_max.is_some_and(|u| (0.0..=1.0).contains(&u))),
+            "{k:?}"
+        );
+        assert!(!stderr.contains("preempted"), "{stderr}");
         let md = std::fs::read_to_string(run.join("report/summary.md")).unwrap();
         assert!(md.contains("| KV transfer |"), "{md}");
         assert!(md.contains("7 × mean "), "{md}");
+        assert!(md.contains("| KV cache |"), "{md}");
+        // The warning is in the report too, under its rate, as printed.
+        assert_eq!(
+            md.contains(
+                "Warnings recorded with the results:\n\n- 20 req/s: NIXL's KV transfers took"
+            ),
+            slow_link,
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "KV cache per instance: P 769,520 tokens (93.94 × max_model_len); D 769,520"
+            ),
+            "{md}"
+        );
         let html = std::fs::read_to_string(run.join("report/index.html")).unwrap();
         assert!(
             html.contains(">KV transfer</th>"),
             "no column in the HTML report"
+        );
+        assert_eq!(
+            html.contains("<li>20 req/s: NIXL&#x27;s KV transfers took"),
+            slow_link,
+            "no warning in the HTML report"
         );
         assert_no_orphans(&run);
     }

@@ -116,6 +116,15 @@ fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
             r.output_lens
         );
         assert!(r.ttfts.iter().all(|&t| t > 0.0 && t < 30.0));
+        // Each role's KV cache as vLLM describes it: 1 GiB of CPU KV space holds 1,048,576
+        // tokens of the tiny model; ten short requests preempt nothing.
+        let k = r.vbench.kv_cache.as_ref().expect("KV cache numbers");
+        assert!(
+            k.roles
+                .iter()
+                .all(|x| x.capacity_tokens == Some(1_048_576) && x.preemptions == Some(0.0)),
+            "{variant}: {k:?}"
+        );
         if variant.starts_with("nixl") {
             let after =
                 std::fs::read_to_string(dir.join("metrics/decode-0-4qps-after.prom")).unwrap();
@@ -243,4 +252,101 @@ fn cpu_tiny_searches_for_its_capacity_on_real_vllm() {
         .to_owned();
     let left = vllm_processes(&format!("--port {port} "));
     assert!(left.is_empty(), "left running: {left:?}");
+}
+
+/// A KV cache too small for the load (vLLM told to keep 8 blocks of 128 tokens): real vLLM
+/// preempts requests, and the result, the warning and the report say so, with the cache's
+/// size and how full it got. The requests still succeed (preempted ones are recomputed).
+#[test]
+fn a_kv_cache_too_small_for_the_load_is_named_with_its_preemptions() {
+    let _alone = crate::alone();
+    let Some(root) = vllm_root() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let tokenizer = std::fs::canonicalize("tests/fixtures/tiny-model").unwrap();
+    let manifest = format!(
+        r#"name = "cpu-small-kv"
+model = "{model}"
+served_model_name = "tiny"
+tokenizer = "{tokenizer}"
+
+[dataset]
+kind = "random"
+input_len = 64
+output_len = 256
+
+[load]
+rates = [8]
+num_prompts = 12
+warmup = 1
+timeout_s = 120
+
+[slo]
+ttft_ms = 1000
+tpot_ms = 1000
+
+[target]
+backend = "local"
+accelerator = "cpu"
+cpu_cores_per_instance = 1
+health_timeout_s = 300
+vllm_bin = "{vllm}"
+
+[[deployment]]
+mode = "simple"
+tp = 1
+max_model_len = 512
+extra_args = ["--enforce-eager", "--dtype", "bfloat16", "--num-gpu-blocks-override", "8"]
+env = {{ VLLM_CPU_KVCACHE_SPACE = "1" }}
+"#,
+        model = root.join("tiny-model").display(),
+        tokenizer = tokenizer.display(),
+        vllm = root.join("venv/bin/vllm").display(),
+    );
+    let path = tmp.path().join("small-kv.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vbench"))
+        .arg("apply")
+        .arg(&path)
+        .arg("--results")
+        .arg(tmp.path().join("results"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("vLLM preempted requests for want of KV cache at this rate"),
+        "{stderr}"
+    );
+    let run = crate::only_dir(&tmp.path().join("results/cpu-small-kv"));
+    let variant = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("vllm-8qps.json").is_file())
+        .expect("the variant's result");
+    let r: vbench::load::RunResult =
+        serde_json::from_slice(&std::fs::read(variant.join("vllm-8qps.json")).unwrap()).unwrap();
+    assert_eq!((r.completed, r.failed), (12, 0), "{:?}", r.errors);
+    let k = r.vbench.kv_cache.as_ref().expect("KV cache numbers");
+    let one = &k.roles[0];
+    assert_eq!(
+        (one.role.as_str(), one.capacity_tokens, one.max_concurrency),
+        ("instance", Some(1024), Some(2.0))
+    );
+    assert!(one.preemptions.is_some_and(|n| n >= 1.0), "{k:?}");
+    assert!(
+        r.vbench
+            .load
+            .warnings
+            .iter()
+            .any(|n| n.contains("(KV cache of 1,024 tokens per instance, ")),
+        "{:?}",
+        r.vbench.load.warnings
+    );
+    let md = std::fs::read_to_string(run.join("report/summary.md")).unwrap();
+    assert!(md.contains(" preempted |"), "{md}");
+    assert!(
+        md.contains("KV cache per instance: 1,024 tokens (2 × max_model_len)."),
+        "{md}"
+    );
 }

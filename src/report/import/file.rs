@@ -59,6 +59,10 @@ struct LeanVbench {
     cache_reuse: Option<serde_json::Value>,
     #[serde(default)]
     kv_transfer: Option<serde_json::Value>,
+    #[serde(default)]
+    kv_cache: Option<serde_json::Value>,
+    #[serde(default)]
+    load: Option<serde_json::Value>,
 }
 
 /// The client-health section, lenient: a non-finite number is written as `null` by serde_json.
@@ -204,6 +208,10 @@ pub(super) fn read_file(path: &Path) -> Result<Parsed, String> {
         point.kv_transfer = vb
             .kv_transfer
             .and_then(|v| serde_json::from_value::<crate::load::result::KvTransfer>(v).ok());
+        point.kv_cache = vb
+            .kv_cache
+            .and_then(|v| serde_json::from_value::<crate::load::result::KvCache>(v).ok());
+        point.warnings = vb.load.as_ref().map_or_else(Vec::new, bounded_warnings);
         let d = vb.deployment;
         let label = if d.label.is_empty() {
             d.mode.clone()
@@ -320,6 +328,8 @@ fn empty_point(path: &Path, rate: f64, file_summary: FileSummary) -> RatePoint {
         client: None,
         cache: None,
         kv_transfer: None,
+        kv_cache: None,
+        warnings: Vec::new(),
         file_summary,
         failures_by_kind: BTreeMap::new(),
     }
@@ -606,6 +616,23 @@ fn sanitize_non_finite(bytes: Vec<u8>) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The warnings `apply` wrote into a result (`vbench.load.warnings`), as many and as long as
+/// a report can show: a file with thousands of them, or one of megabytes, costs only that.
+fn bounded_warnings(load: &serde_json::Value) -> Vec<String> {
+    const MAX_WARNINGS: usize = 20;
+    const MAX_CHARS: usize = 2000;
+    load.get("warnings")
+        .and_then(|n| n.as_array())
+        .map_or_else(Vec::new, |warnings| {
+            warnings
+                .iter()
+                .filter_map(|n| n.as_str())
+                .take(MAX_WARNINGS)
+                .map(|n| n.chars().take(MAX_CHARS).collect())
+                .collect()
+        })
 }
 
 #[cfg(test)]

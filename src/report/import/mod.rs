@@ -172,9 +172,13 @@ pub struct RatePoint {
     pub cache: Option<CacheInfo>,
     /// NIXL's KV transfers (vbench results of NIXL deployments written by `apply`).
     pub kv_transfer: Option<crate::load::result::KvTransfer>,
+    /// Each role's KV cache: size, peak use, preemptions (vbench results written by `apply`).
+    pub kv_cache: Option<crate::load::result::KvCache>,
     pub file_summary: FileSummary,
     /// Failure counts by kind (`http`, `timeout`, ... or the error text's first words).
     pub failures_by_kind: BTreeMap<String, u64>,
+    /// The warnings `apply` recorded with the result (`vbench.load.warnings`).
+    pub warnings: Vec<String>,
 }
 
 /// One deployment with its rate points, sorted by rate.

@@ -99,6 +99,19 @@ pub(super) fn markdown(
                  own counters; ideal: what the prompts allowed with nothing evicted.\n\n",
             );
         }
+        if b.has_kv_cache {
+            s.push_str(
+                "KV cache: the highest KV-cache use an instance reported while the load ran \
+                 (sampled every second) and the requests vLLM preempted for want of KV cache \
+                 (each computed again, its latency included that), per role (P prefill, D \
+                 decode).",
+            );
+            if !b.kv_capacity.is_empty() {
+                s.push(' ');
+                s.push_str(&md(&b.kv_capacity));
+            }
+            s.push_str("\n\n");
+        }
         if b.has_transfer {
             s.push_str(
                 "KV transfer: NIXL's transfers during the rate (warm-up included), from the \
@@ -114,12 +127,19 @@ pub(super) fn markdown(
         if b.has_transfer {
             extra_head.push_str(" KV transfer |");
         }
+        if b.has_kv_cache {
+            extra_head.push_str(" KV cache |");
+        }
         s.push_str(&format!(
             "| Rate (req/s) | Attainment | TTFT | TPOT | ITL | E2E | Throughput | Failed | Client |{extra_head}\n"
         ));
         s.push_str(&format!(
             "|---|---|---|---|---|---|---|---|---|{}\n",
-            "---|".repeat(usize::from(b.has_cache) + usize::from(b.has_transfer))
+            "---|".repeat(
+                usize::from(b.has_cache)
+                    + usize::from(b.has_transfer)
+                    + usize::from(b.has_kv_cache)
+            )
         ));
         for r in b.rows {
             let mut cache = String::new();
@@ -128,6 +148,9 @@ pub(super) fn markdown(
             }
             if b.has_transfer {
                 cache.push_str(&format!(" {} |", md(&r.kv_transfer)));
+            }
+            if b.has_kv_cache {
+                cache.push_str(&format!(" {} |", md(&r.kv_cache)));
             }
             s.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |{cache}\n",
@@ -141,6 +164,12 @@ pub(super) fn markdown(
                 md(&r.failed),
                 r.client
             ));
+        }
+        if !b.warnings.is_empty() {
+            s.push_str("\nWarnings recorded with the results:\n\n");
+            for n in &b.warnings {
+                s.push_str(&format!("- {}\n", md(n)));
+            }
         }
         s.push('\n');
         sessions_table(&mut s, &b.sessions);

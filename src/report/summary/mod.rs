@@ -78,7 +78,17 @@ pub fn schema_json() -> String {
         "SummaryJson",
         // `file_summary` is left out when a point has none, `sessions` outside multi-turn
         // sessions (`skip_serializing_if`).
-        &[("PointStats", "file_summary"), ("PointStats", "sessions")],
+        // The result file's sections it carries leave out the same absent numbers.
+        &[
+            ("PointStats", "file_summary"),
+            ("PointStats", "sessions"),
+            ("KvTransfer", "xfer_time_buckets"),
+            ("RoleKvCache", "capacity_tokens"),
+            ("RoleKvCache", "max_concurrency"),
+            ("RoleKvCache", "prefix_caching"),
+            ("RoleKvCache", "usage_max"),
+            ("RoleKvCache", "preemptions"),
+        ],
     )
 }
 
@@ -296,6 +306,8 @@ struct RateRow {
     cache: String,
     /// NIXL's transfers, when known.
     kv_transfer: String,
+    /// Peak KV-cache use and preemptions per role, when known.
+    kv_cache: String,
 }
 
 #[derive(Serialize)]
@@ -348,11 +360,18 @@ struct VariantBlock {
     has_cache: bool,
     /// Whether any rate has NIXL transfer numbers (the column is shown only then).
     has_transfer: bool,
+    /// Whether any rate has KV-cache numbers (the column is shown only then).
+    has_kv_cache: bool,
+    /// Each role's KV cache size, e.g. `KV cache per instance: 518,672 tokens (126.6 ×
+    /// max_model_len).`; empty when unknown.
+    kv_capacity: String,
     /// Said when the attainment intervals were widened for overdispersion; else empty.
     dispersion_note: String,
     /// Multi-turn sessions: per rate, a row per turn index and one for whole sessions.
     sessions: Vec<SessionRow>,
     rows: Vec<RateRow>,
+    /// The warnings recorded with the results, `8 req/s: ...`, in rate order.
+    warnings: Vec<String>,
 }
 
 fn head_rows(a: &Analysis, w: &Winner) -> Vec<HeadRow> {
@@ -425,7 +444,22 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
             label: v.label.clone(),
             has_cache: v.points.iter().any(|p| p.cache.is_some()),
             has_transfer: v.points.iter().any(|p| p.kv_transfer.is_some()),
+            has_kv_cache: v.points.iter().any(|p| p.kv_cache.is_some()),
+            kv_capacity: v
+                .points
+                .iter()
+                .find_map(|p| p.kv_cache.as_ref())
+                .map_or(String::new(), kv_capacity_text),
             sessions: session_rows(v),
+            warnings: v
+                .points
+                .iter()
+                .flat_map(|p| {
+                    p.warnings
+                        .iter()
+                        .map(move |n| format!("{} req/s: {n}", fmt_num(p.rate)))
+                })
+                .collect(),
             dispersion_note: match v.attainment_dispersion {
                 Some(phi) if phi > 1.0 => format!(
                     "Attainment intervals widened: repeated measurements of a rate varied {} \
@@ -509,6 +543,7 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
                         None => "-".into(),
                     },
                     kv_transfer: p.kv_transfer.as_ref().map_or("-".into(), kv_transfer_text),
+                    kv_cache: p.kv_cache.as_ref().map_or("-".into(), kv_cache_text),
                 })
                 .collect(),
         })
@@ -539,6 +574,63 @@ pub fn kv_transfer_text(t: &crate::load::result::KvTransfer) -> String {
         s.push_str(&trouble);
     }
     s
+}
+
+/// A role's short name in a cell: `P`/`D` for disaggregated roles, nothing for a lone one.
+fn role_tag(k: &crate::load::result::KvCache, role: &str) -> String {
+    match (k.roles.len(), role) {
+        (1, _) => String::new(),
+        (_, "prefill") => "P ".into(),
+        (_, "decode") => "D ".into(),
+        (_, other) => format!("{other} "),
+    }
+}
+
+/// A cell's KV caches in the per-rate table: `peak 97 %, 18 preempted`, or per role
+/// `P peak 12 %; D peak 100 %, 18 preempted`.
+pub fn kv_cache_text(k: &crate::load::result::KvCache) -> String {
+    let parts: Vec<String> = k
+        .roles
+        .iter()
+        .map(|r| {
+            let mut s = role_tag(k, &r.role);
+            s.push_str(&match r.usage_max {
+                Some(u) => format!("peak {} %", fmt_num(100.0 * u)),
+                None => "peak -".into(),
+            });
+            if let Some(n) = r.preemptions.filter(|n| *n > 0.0) {
+                s.push_str(&format!(", {} preempted", fmt_num(n)));
+            }
+            s
+        })
+        .collect();
+    parts.join("; ")
+}
+
+/// The KV cache each role's instances hold: `KV cache per instance: 1,048,576 tokens (512 ×
+/// max_model_len).`, or per role (`P ...; D ...`) for disaggregated deployments.
+fn kv_capacity_text(k: &crate::load::result::KvCache) -> String {
+    let parts: Vec<String> = k
+        .roles
+        .iter()
+        .filter_map(|r| {
+            let tokens = r.capacity_tokens?;
+            let mut s = format!(
+                "{}{} tokens",
+                role_tag(k, &r.role),
+                crate::plan::table::thousands(tokens)
+            );
+            if let Some(c) = r.max_concurrency {
+                s.push_str(&format!(" ({} × max_model_len)", fmt_num(c)));
+            }
+            Some(s)
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("KV cache per instance: {}.", parts.join("; "))
+    }
 }
 
 fn title_of(a: &Analysis) -> String {

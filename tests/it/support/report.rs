@@ -164,6 +164,7 @@ pub fn result(d: &Dep, model: &str, rate: f64, requests: Vec<RequestRecord>) -> 
             server_queue: None,
             cache_reuse: None,
             kv_transfer: None,
+            kv_cache: None,
         },
     }
 }
