@@ -63,6 +63,38 @@ fn known_cause(p: &Supervised) -> String {
         })
 }
 
+/// Lines in a component's start-up log that change how its numbers read without failing it:
+/// a marker, and what every result of the variant records (`{who}`: the components).
+const LOG_FINDINGS: &[(&str, &str)] = &[(
+    "lmcache.cuda_ops compiled extension not found",
+    "LMCache's compiled CUDA kernels did not load in {who} (\"lmcache.cuda_ops compiled \
+     extension not found\" in the log): it copied KV with its slower pure-torch ops, so these \
+     are not LMCache's best numbers (an LMCache built against the installed torch has them)",
+)];
+
+/// How much of each log's start [`log_findings`] reads: start-up lines come first.
+const FINDINGS_SCAN_BYTES: u64 = 1 << 20;
+
+/// The [`LOG_FINDINGS`] whose marker is in the start of a component's log, worded for the
+/// results, with the components named.
+pub(crate) fn log_findings(running: &[Running]) -> Vec<String> {
+    let starts: Vec<(String, String)> = running
+        .iter()
+        .map(|(c, p)| (who(c), p.log_start(FINDINGS_SCAN_BYTES)))
+        .collect();
+    LOG_FINDINGS
+        .iter()
+        .filter_map(|(marker, text)| {
+            let names: Vec<&str> = starts
+                .iter()
+                .filter(|(_, log)| log.contains(marker))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            (!names.is_empty()).then(|| text.replace("{who}", &names.join(", ")))
+        })
+        .collect()
+}
+
 /// `prefill-1`, or `prefill-1 on node2` on Slurm (whose step's output, relayed by
 /// `srun`, is the log tail that follows).
 fn who(c: &Component) -> String {

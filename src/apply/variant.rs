@@ -264,6 +264,10 @@ impl VariantRun<'_> {
                 clock.record.instances_healthy_s = Some(clock.seconds());
             }
         }
+        // Said once here; every result of the variant records them.
+        for finding in health::log_findings(running) {
+            self.events.warning(&finding);
+        }
         health::smoke(&spec.entry_url, &self.plan.served_model_name).await?;
         if matches!(self.variant.mode, Mode::Nixl | Mode::Lmcache) {
             health::verify_kv_transfer(running, self.variant.mode, self.events).await?;
@@ -541,6 +545,11 @@ impl VariantRun<'_> {
         {
             self.warn(&mut result, note);
         }
+        result
+            .vbench
+            .load
+            .warnings
+            .extend(health::log_findings(running));
         result.vbench.kv_cache = cache::kv_cache(&roles, &before, &after, &samples);
         if let Some(note) = result.vbench.kv_cache.as_ref().and_then(preemption_note) {
             self.warn(&mut result, note);

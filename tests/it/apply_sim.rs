@@ -501,6 +501,60 @@ fn a_known_start_up_failure_names_its_fix() {
     );
 }
 
+/// A start-up log line that qualifies the numbers (LMCache's compiled kernels missing, as on
+/// the H200 machines' torch: the stub logs that line, then serves as the simulator) is said
+/// once at start-up, recorded in every result, and listed once in the report with its rates.
+#[test]
+fn a_log_line_that_qualifies_the_numbers_is_in_every_result_and_the_report() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let line = "(EngineCore pid=1653) LMCache WARNING: lmcache.cuda_ops compiled extension not \
+                found; CudaDeviceOps stays on the torch baseline for all ops.";
+    let script = format!(
+        r#""[ \"$1\" = --version ] && echo 0.0-stub && exit 0; port=; while [ $# -gt 0 ]; do [ \"$1\" = --port ] && port=$2; shift; done; echo '{line}'; exec {BIN} sim-serve --port $port --model stub-model --profile tiny-cpu""#
+    );
+    let manifest =
+        stub_vllm_manifest("finding", &script, "").replace("rates = [2]", "rates = [2, 4]");
+    let path = tmp.path().join("finding.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let out = Command::new(BIN)
+        .args(["apply", path.to_str().unwrap(), "--results"])
+        .arg(tmp.path().join("results"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let finding = "LMCache's compiled CUDA kernels did not load in serve-0";
+    assert_eq!(stderr.matches(finding).count(), 1, "{stderr}");
+    let run = std::fs::read_dir(tmp.path().join("results/finding"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .expect("a run folder");
+    let variant = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("vllm-2qps.json").is_file())
+        .expect("the variant's folder");
+    for rate in [2, 4] {
+        let r = read_result(&variant.join(format!("vllm-{rate}qps.json")));
+        assert!(
+            r.vbench
+                .load
+                .warnings
+                .iter()
+                .any(|w| w.starts_with(finding)),
+            "{rate}: {:?}",
+            r.vbench.load.warnings
+        );
+    }
+    let md = std::fs::read_to_string(run.join("report/summary.md")).unwrap();
+    assert_eq!(md.matches(finding).count(), 1, "{md}");
+    assert!(md.contains(&format!("- 2, 4 req/s: {finding}")), "{md}");
+}
+
 #[test]
 fn a_server_that_wedges_mid_rate_fails_its_variant_by_its_health() {
     let _busy = crate::support::busy();

@@ -370,7 +370,7 @@ struct VariantBlock {
     /// Multi-turn sessions: per rate, a row per turn index and one for whole sessions.
     sessions: Vec<SessionRow>,
     rows: Vec<RateRow>,
-    /// The warnings recorded with the results, `8 req/s: ...`, in rate order.
+    /// The warnings recorded with the results, `8, 12 req/s: ...`, each text once.
     warnings: Vec<String>,
 }
 
@@ -451,15 +451,7 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
                 .find_map(|p| p.kv_cache.as_ref())
                 .map_or(String::new(), kv_capacity_text),
             sessions: session_rows(v),
-            warnings: v
-                .points
-                .iter()
-                .flat_map(|p| {
-                    p.warnings
-                        .iter()
-                        .map(move |n| format!("{} req/s: {n}", fmt_num(p.rate)))
-                })
-                .collect(),
+            warnings: warning_lines(v),
             dispersion_note: match v.attainment_dispersion {
                 Some(phi) if phi > 1.0 => format!(
                     "Attainment intervals widened: repeated measurements of a rate varied {} \
@@ -574,6 +566,26 @@ pub fn kv_transfer_text(t: &crate::load::result::KvTransfer) -> String {
         s.push_str(&trouble);
     }
     s
+}
+
+/// A variant's warnings, each text once with the rates that recorded it (`8, 12 req/s: ...`),
+/// in the order they first appear.
+fn warning_lines(v: &VariantStats) -> Vec<String> {
+    let mut by_text: Vec<(&str, Vec<String>)> = Vec::new();
+    for p in &v.points {
+        for w in &p.warnings {
+            let rate = fmt_num(p.rate);
+            match by_text.iter_mut().find(|(t, _)| *t == w.as_str()) {
+                Some((_, rates)) if !rates.contains(&rate) => rates.push(rate),
+                Some(_) => {}
+                None => by_text.push((w, vec![rate])),
+            }
+        }
+    }
+    by_text
+        .into_iter()
+        .map(|(text, rates)| format!("{} req/s: {text}", rates.join(", ")))
+        .collect()
 }
 
 /// A role's short name in a cell: `P`/`D` for disaggregated roles, nothing for a lone one.
