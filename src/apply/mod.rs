@@ -13,6 +13,7 @@
 
 pub mod cache;
 pub mod cell;
+pub mod gpu;
 pub mod health;
 pub mod queue;
 pub mod search;
@@ -293,7 +294,7 @@ pub async fn run(
     loaded: &LoadedManifest,
     plan: &Plan,
     workload: &cell::Workload,
-    probe: &dyn GpuProbe,
+    probe: std::sync::Arc<dyn GpuProbe>,
     events: &dyn Events,
 ) -> anyhow::Result<(RunDir, Outcome)> {
     // The signal task only counts; the variant that sees a signal says so.
@@ -478,7 +479,7 @@ pub async fn run(
             run_mark: lock.mark(),
             attempt: &attempt,
             workload,
-            probe,
+            probe: probe.clone(),
             events,
             simulated,
         };

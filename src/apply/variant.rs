@@ -10,9 +10,10 @@ use serde_json::json;
 
 use super::health::{self, Running};
 use super::search::{BatchOutcome, Probe, Search, Step, Verdict};
-use super::{cache, queue};
+use super::{cache, gpu, queue};
 use super::{cell, Events, Interrupts, Options, VariantError};
 use crate::exec::deploy::{self, ComponentRole, DeploymentSpec};
+use crate::exec::gpu_telemetry;
 use crate::exec::gpus::{self, GpuProbe};
 use crate::exec::metrics;
 use crate::exec::ports::PortAllocator;
@@ -56,7 +57,7 @@ pub(crate) struct VariantRun<'a> {
     /// Which attempt at this variant (names its records and metrics).
     pub attempt: &'a Attempt,
     pub workload: &'a cell::Workload,
-    pub probe: &'a dyn GpuProbe,
+    pub probe: std::sync::Arc<dyn GpuProbe>,
     pub events: &'a dyn Events,
     pub simulated: bool,
 }
@@ -112,7 +113,7 @@ impl VariantRun<'_> {
         // Local GPUs only: nvidia-smi here knows nothing of a Slurm node's (whose allocation is
         // exclusive anyway).
         if !spec.gpus.is_empty() && self.target.slurm.is_none() {
-            gpus::ensure_free(self.probe, &spec.gpus)?;
+            gpus::ensure_free(self.probe.as_ref(), &spec.gpus)?;
         }
         // A resumed variant keeps the first attempt's records and adds its own beside them.
         let attempt = self.attempt;
@@ -165,7 +166,7 @@ impl VariantRun<'_> {
             .await?;
         }
         if !spec.gpus.is_empty() {
-            gpus::wait_free(self.probe, &spec.gpus, Duration::from_secs(60)).await?;
+            gpus::wait_free(self.probe.as_ref(), &spec.gpus, Duration::from_secs(60)).await?;
         }
         clock.record.teardown_s = Some(teardown_started.elapsed().as_secs_f64());
         result
@@ -442,6 +443,14 @@ impl VariantRun<'_> {
         let sampling = Instant::now();
         let (stop_sampling, sampler) =
             metrics::spawn_sampler(instances.clone(), Duration::from_secs(1));
+        // Local GPUs only: a Slurm node's are not this host's to ask.
+        let gpu_sampler = (!spec.gpus.is_empty() && self.target.slurm.is_none()).then(|| {
+            gpu_telemetry::spawn_sampler(
+                self.probe.clone(),
+                spec.gpus.clone(),
+                Duration::from_secs(1),
+            )
+        });
         let request = cell::CellRequest {
             loaded: self.loaded,
             plan: self.plan,
@@ -461,6 +470,13 @@ impl VariantRun<'_> {
         drop(progress);
         let _ = stop_sampling.send(true);
         let samples = sampler.await.unwrap_or_default();
+        let gpu_samples = match gpu_sampler {
+            Some((stop, handle)) => {
+                stop.stop();
+                handle.await.unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
         let _ = self.dir.write_metrics_samples(self.attempt, &tag, &samples);
         let mut result = outcome?;
         // The load's clock started `duration` before it returned (its last request's end).
@@ -553,6 +569,10 @@ impl VariantRun<'_> {
         result.vbench.kv_cache = cache::kv_cache(&roles, &before, &after, &samples);
         if let Some(note) = result.vbench.kv_cache.as_ref().and_then(preemption_note) {
             self.warn(&mut result, note);
+        }
+        result.vbench.gpus = gpu::summarize(&gpu_samples);
+        if let Some(warning) = gpu::slowdown_warning(&result.vbench.gpus) {
+            self.warn(&mut result, warning);
         }
         self.dir.write_result(cell, &result)?;
         self.events.info(&cell_line(

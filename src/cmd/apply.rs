@@ -84,7 +84,7 @@ pub fn run(args: ApplyArgs) -> Result<()> {
             &loaded,
             &plan,
             &workload,
-            &NvidiaSmiProbe,
+            std::sync::Arc::new(NvidiaSmiProbe),
             &events,
         ))
         .map_err(|e| {

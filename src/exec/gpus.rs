@@ -4,10 +4,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
+use super::gpu_telemetry::{self, GpuReading};
+
 /// Lists the processes holding GPU memory; behind a trait so the executor's tests need no GPU.
 pub trait GpuProbe: Send + Sync {
     /// (GPU index, pid, used MiB) of every compute process; `None` when it cannot be asked.
     fn busy(&self) -> Option<Vec<(u32, u32, u64)>>;
+
+    /// The state of `gpus` now (utilisation, clocks, power, ...); `None` when it cannot be
+    /// asked.
+    fn telemetry(&self, _gpus: &[u32]) -> Option<Vec<GpuReading>> {
+        None
+    }
 }
 
 /// Asks `nvidia-smi`.
@@ -45,6 +53,22 @@ impl GpuProbe for NvidiaSmiProbe {
                 })
                 .collect(),
         )
+    }
+
+    fn telemetry(&self, gpus: &[u32]) -> Option<Vec<GpuReading>> {
+        // Every GPU is asked and ours kept: `-i` with an index the host lacks fails the whole
+        // query.
+        let ask = |query: &str| {
+            let mut cmd = std::process::Command::new("nvidia-smi");
+            cmd.arg(format!("--query-gpu={query}"))
+                .arg("--format=csv,noheader,nounits");
+            // Sampled every second while a rate runs: a slow answer is skipped, not waited for.
+            super::probe::output(cmd, Duration::from_secs(5), &|| false)
+        };
+        let text = ask(gpu_telemetry::QUERY).or_else(|| ask(gpu_telemetry::QUERY_OLD_DRIVER))?;
+        let mut readings = gpu_telemetry::parse(&text);
+        readings.retain(|r| gpus.contains(&r.index));
+        Some(readings)
     }
 }
 

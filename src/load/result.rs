@@ -125,6 +125,88 @@ pub struct VbenchSection {
     /// requests) during this cell (`apply` only, when the servers export the metrics).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_cache: Option<KvCache>,
+    /// What each GPU of the deployment did while the cell ran (`apply` on local CUDA targets,
+    /// from `nvidia-smi` once a second).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuTelemetry>,
+}
+
+/// One GPU during a cell (warm-up included), from `nvidia-smi --query-gpu` once a second. A
+/// number the driver never gave is absent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct GpuTelemetry {
+    /// CUDA index on its host.
+    pub index: u32,
+    /// Readings taken.
+    pub samples: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub util_mean_pct: Option<f64>,
+    /// The lowest and the mean SM clock read, and the GPU's maximum SM clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm_clock_min_mhz: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm_clock_mean_mhz: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm_clock_max_mhz: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_mean_w: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_max_w: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temp_max_c: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_used_max_mib: Option<f64>,
+    /// Why the driver held the clocks below their maximum in any reading ("power cap",
+    /// "hardware thermal slowdown", ...).
+    #[serde(default)]
+    pub slowdowns: Vec<String>,
+}
+
+impl GpuTelemetry {
+    /// One GPU over two cells (repeats of a rate): means weighted by readings, the extremes
+    /// of both, every slowdown seen.
+    pub fn merged(&self, o: &GpuTelemetry) -> GpuTelemetry {
+        let (a, b) = (f64::from(self.samples), f64::from(o.samples));
+        let mean = |x: Option<f64>, y: Option<f64>| match (x, y) {
+            (Some(x), Some(y)) if a + b > 0.0 => Some((x * a + y * b) / (a + b)),
+            (x, y) => x.or(y),
+        };
+        let pick = |x: Option<f64>, y: Option<f64>, f: fn(f64, f64) -> f64| match (x, y) {
+            (Some(x), Some(y)) => Some(f(x, y)),
+            (x, y) => x.or(y),
+        };
+        let mut slowdowns = self.slowdowns.clone();
+        for s in &o.slowdowns {
+            if !slowdowns.contains(s) {
+                slowdowns.push(s.clone());
+            }
+        }
+        GpuTelemetry {
+            index: self.index,
+            samples: self.samples + o.samples,
+            util_mean_pct: mean(self.util_mean_pct, o.util_mean_pct),
+            sm_clock_min_mhz: pick(self.sm_clock_min_mhz, o.sm_clock_min_mhz, f64::min),
+            sm_clock_mean_mhz: mean(self.sm_clock_mean_mhz, o.sm_clock_mean_mhz),
+            sm_clock_max_mhz: pick(self.sm_clock_max_mhz, o.sm_clock_max_mhz, f64::max),
+            power_mean_w: mean(self.power_mean_w, o.power_mean_w),
+            power_max_w: pick(self.power_max_w, o.power_max_w, f64::max),
+            temp_max_c: pick(self.temp_max_c, o.temp_max_c, f64::max),
+            memory_used_max_mib: pick(self.memory_used_max_mib, o.memory_used_max_mib, f64::max),
+            slowdowns,
+        }
+    }
+}
+
+/// Two cells' GPU lists together, GPU by GPU (a GPU on one side only is kept as it is).
+pub fn merge_gpus(a: &[GpuTelemetry], b: &[GpuTelemetry]) -> Vec<GpuTelemetry> {
+    let mut out = a.to_vec();
+    for g in b {
+        match out.iter_mut().find(|x| x.index == g.index) {
+            Some(x) => *x = x.merged(g),
+            None => out.push(g.clone()),
+        }
+    }
+    out
 }
 
 /// NIXL's KV transfers during one cell: vLLM's `vllm:nixl_*` counters, deltas over the cell
@@ -585,6 +667,15 @@ pub fn schema_json() -> String {
             ("VbenchSection", "cache_reuse"),
             ("VbenchSection", "kv_transfer"),
             ("VbenchSection", "kv_cache"),
+            ("VbenchSection", "gpus"),
+            ("GpuTelemetry", "util_mean_pct"),
+            ("GpuTelemetry", "sm_clock_min_mhz"),
+            ("GpuTelemetry", "sm_clock_mean_mhz"),
+            ("GpuTelemetry", "sm_clock_max_mhz"),
+            ("GpuTelemetry", "power_mean_w"),
+            ("GpuTelemetry", "power_max_w"),
+            ("GpuTelemetry", "temp_max_c"),
+            ("GpuTelemetry", "memory_used_max_mib"),
             ("KvTransfer", "xfer_time_buckets"),
             ("CacheReuse", "ideal"),
             ("RoleKvCache", "capacity_tokens"),

@@ -229,6 +229,7 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
             cache_reuse: None,
             kv_transfer: None,
             kv_cache: None,
+            gpus: Vec::new(),
         },
     }
 }

@@ -94,6 +94,8 @@ pub struct PointStats {
     pub failures_by_kind: std::collections::BTreeMap<String, u64>,
     /// The warnings `apply` recorded with this point's results (each once, over repeats).
     pub warnings: Vec<String>,
+    /// What each GPU did during this point (over repeats); empty where unknown.
+    pub gpus: Vec<crate::load::result::GpuTelemetry>,
     /// Attainment (%) at scale 1: both, TTFT only, TPOT only. `None` (null) without per-request data.
     pub attainment: Option<[f64; 3]>,
     /// 95 % Wilson intervals of `attainment` (%), over this point's requests; with repeats,
@@ -219,6 +221,7 @@ fn pooled(repeats: &[&RatePoint]) -> RatePoint {
         for (kind, n) in &p.failures_by_kind {
             *out.failures_by_kind.entry(kind.clone()).or_default() += n;
         }
+        out.gpus = crate::load::result::merge_gpus(&out.gpus, &p.gpus);
         for w in &p.warnings {
             if !out.warnings.contains(w) {
                 out.warnings.push(w.clone());
@@ -528,6 +531,7 @@ fn point_stats(p: &RatePoint, gpus: u32, slo: Slo) -> PointStats {
         failed: p.failed,
         failures_by_kind: p.failures_by_kind.clone(),
         warnings: p.warnings.clone(),
+        gpus: p.gpus.clone(),
         attainment,
         attainment_interval: attainment.map(|a| attainment_interval(a, p.samples.len())),
         ttft_ms,

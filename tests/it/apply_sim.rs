@@ -555,6 +555,102 @@ fn a_log_line_that_qualifies_the_numbers_is_in_every_result_and_the_report() {
     assert!(md.contains(&format!("- 2, 4 req/s: {finding}")), "{md}");
 }
 
+/// On a local CUDA target `apply` samples `nvidia-smi` while each rate runs: every result
+/// has each GPU's utilisation, clocks, power and temperature, a GPU that slowed itself down
+/// (here the fake nvidia-smi reports a hardware thermal slowdown at a low clock) is warned of,
+/// and the report shows a GPUs column. The fake answers the queries apply makes; the server is
+/// the simulator behind a vLLM-shaped stub.
+#[test]
+fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let smi = bin.join("nvidia-smi");
+    std::fs::write(
+        &smi,
+        "#!/bin/sh\n\
+         case \"$*\" in\n\
+         *query-compute-apps*) exit 0 ;;\n\
+         *query-gpu=index,uuid*) echo '0, GPU-fake-0' ;;\n\
+         *clocks_event_reasons*) echo '0, 93, 1215, 1980, 655.5, 91, 120000, 0x0000000000000044'; \
+         echo '1, 0, 345, 1980, 75, 30, 0, 0x0000000000000001' ;;\n\
+         *) exit 9 ;;\n\
+         esac\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = format!(
+        r#""[ \"$1\" = --version ] && echo 0.0-stub && exit 0; port=; while [ $# -gt 0 ]; do [ \"$1\" = --port ] && port=$2; shift; done; exec {BIN} sim-serve --port $port --model stub-model --profile tiny-cpu""#
+    );
+    let manifest = stub_vllm_manifest("gpus", &script, "")
+        .replace(
+            "accelerator = \"cpu\"",
+            "accelerator = \"cuda\"\ngpus = [0]",
+        )
+        .replace("num_prompts = 4", "num_prompts = 8");
+    let path = tmp.path().join("gpus.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let out = Command::new(BIN)
+        .args(["apply", path.to_str().unwrap(), "--results"])
+        .arg(tmp.path().join("results"))
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let warning = "the driver slowed a GPU down to protect it during this rate: GPU 0 \
+                   (hardware thermal slowdown): SM clock down to 1,215 MHz of 1,980, up to 91 °C";
+    assert!(stderr.contains(warning), "{stderr}");
+    let run = std::fs::read_dir(tmp.path().join("results/gpus"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .expect("a run folder");
+    let variant = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("vllm-2qps.json").is_file())
+        .expect("the variant's folder");
+    let r = read_result(&variant.join("vllm-2qps.json"));
+    // GPU 1 is not the deployment's: left out.
+    assert_eq!(r.vbench.gpus.len(), 1, "{:?}", r.vbench.gpus);
+    let g = &r.vbench.gpus[0];
+    // Eight requests at 2 req/s take about four seconds: a reading a second.
+    assert!(g.samples >= 2, "{g:?}");
+    assert_eq!(
+        (
+            g.index,
+            g.util_mean_pct,
+            g.sm_clock_min_mhz,
+            g.power_max_w,
+            g.temp_max_c
+        ),
+        (0, Some(93.0), Some(1215.0), Some(655.5), Some(91.0))
+    );
+    assert_eq!(g.slowdowns, ["power cap", "hardware thermal slowdown"]);
+    assert!(r
+        .vbench
+        .load
+        .warnings
+        .iter()
+        .any(|w| w.starts_with(warning)));
+    let md = std::fs::read_to_string(run.join("report/summary.md")).unwrap();
+    assert!(md.contains(" GPUs |"), "{md}");
+    assert!(
+        md.contains(
+            "util 93 %, SM ≥ 1,215 MHz, ≤ 656 W, ≤ 91 °C; power cap, hardware thermal slowdown"
+        ),
+        "{md}"
+    );
+}
+
 #[test]
 fn a_server_that_wedges_mid_rate_fails_its_variant_by_its_health() {
     let _busy = crate::support::busy();

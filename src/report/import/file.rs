@@ -63,6 +63,8 @@ struct LeanVbench {
     kv_cache: Option<serde_json::Value>,
     #[serde(default)]
     load: Option<serde_json::Value>,
+    #[serde(default)]
+    gpus: Option<serde_json::Value>,
 }
 
 /// The client-health section, lenient: a non-finite number is written as `null` by serde_json.
@@ -212,6 +214,10 @@ pub(super) fn read_file(path: &Path) -> Result<Parsed, String> {
             .kv_cache
             .and_then(|v| serde_json::from_value::<crate::load::result::KvCache>(v).ok());
         point.warnings = vb.load.as_ref().map_or_else(Vec::new, bounded_warnings);
+        point.gpus = vb
+            .gpus
+            .and_then(|v| serde_json::from_value::<Vec<crate::load::result::GpuTelemetry>>(v).ok())
+            .unwrap_or_default();
         let d = vb.deployment;
         let label = if d.label.is_empty() {
             d.mode.clone()
@@ -330,6 +336,7 @@ fn empty_point(path: &Path, rate: f64, file_summary: FileSummary) -> RatePoint {
         kv_transfer: None,
         kv_cache: None,
         warnings: Vec::new(),
+        gpus: Vec::new(),
         file_summary,
         failures_by_kind: BTreeMap::new(),
     }

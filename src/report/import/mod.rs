@@ -179,6 +179,8 @@ pub struct RatePoint {
     pub failures_by_kind: BTreeMap<String, u64>,
     /// The warnings `apply` recorded with the result (`vbench.load.warnings`).
     pub warnings: Vec<String>,
+    /// What each GPU did (`vbench.gpus`, local CUDA runs of `apply`).
+    pub gpus: Vec<crate::load::result::GpuTelemetry>,
 }
 
 /// One deployment with its rate points, sorted by rate.

@@ -112,6 +112,14 @@ pub(super) fn markdown(
             }
             s.push_str("\n\n");
         }
+        if b.has_gpus {
+            s.push_str(
+                "GPUs: from nvidia-smi once a second during the rate, over the deployment's \
+                 GPUs: mean utilisation, the lowest SM clock, the highest power draw and \
+                 temperature, then why the driver held clocks down (a power cap is normal \
+                 under load; a thermal or hardware slowdown is warned of).\n\n",
+            );
+        }
         if b.has_transfer {
             s.push_str(
                 "KV transfer: NIXL's transfers during the rate (warm-up included), from the \
@@ -130,6 +138,9 @@ pub(super) fn markdown(
         if b.has_kv_cache {
             extra_head.push_str(" KV cache |");
         }
+        if b.has_gpus {
+            extra_head.push_str(" GPUs |");
+        }
         s.push_str(&format!(
             "| Rate (req/s) | Attainment | TTFT | TPOT | ITL | E2E | Throughput | Failed | Client |{extra_head}\n"
         ));
@@ -139,6 +150,7 @@ pub(super) fn markdown(
                 usize::from(b.has_cache)
                     + usize::from(b.has_transfer)
                     + usize::from(b.has_kv_cache)
+                    + usize::from(b.has_gpus)
             )
         ));
         for r in b.rows {
@@ -151,6 +163,9 @@ pub(super) fn markdown(
             }
             if b.has_kv_cache {
                 cache.push_str(&format!(" {} |", md(&r.kv_cache)));
+            }
+            if b.has_gpus {
+                cache.push_str(&format!(" {} |", md(&r.gpus)));
             }
             s.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |{cache}\n",

@@ -88,6 +88,14 @@ pub fn schema_json() -> String {
             ("RoleKvCache", "prefix_caching"),
             ("RoleKvCache", "usage_max"),
             ("RoleKvCache", "preemptions"),
+            ("GpuTelemetry", "util_mean_pct"),
+            ("GpuTelemetry", "sm_clock_min_mhz"),
+            ("GpuTelemetry", "sm_clock_mean_mhz"),
+            ("GpuTelemetry", "sm_clock_max_mhz"),
+            ("GpuTelemetry", "power_mean_w"),
+            ("GpuTelemetry", "power_max_w"),
+            ("GpuTelemetry", "temp_max_c"),
+            ("GpuTelemetry", "memory_used_max_mib"),
         ],
     )
 }
@@ -308,6 +316,8 @@ struct RateRow {
     kv_transfer: String,
     /// Peak KV-cache use and preemptions per role, when known.
     kv_cache: String,
+    /// The GPUs' utilisation, lowest clock, power and temperature, when known.
+    gpus: String,
 }
 
 #[derive(Serialize)]
@@ -362,6 +372,8 @@ struct VariantBlock {
     has_transfer: bool,
     /// Whether any rate has KV-cache numbers (the column is shown only then).
     has_kv_cache: bool,
+    /// Whether any rate has GPU telemetry (the column is shown only then).
+    has_gpus: bool,
     /// Each role's KV cache size, e.g. `KV cache per instance: 518,672 tokens (126.6 ×
     /// max_model_len).`; empty when unknown.
     kv_capacity: String,
@@ -445,6 +457,7 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
             has_cache: v.points.iter().any(|p| p.cache.is_some()),
             has_transfer: v.points.iter().any(|p| p.kv_transfer.is_some()),
             has_kv_cache: v.points.iter().any(|p| p.kv_cache.is_some()),
+            has_gpus: v.points.iter().any(|p| !p.gpus.is_empty()),
             kv_capacity: v
                 .points
                 .iter()
@@ -536,6 +549,7 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
                     },
                     kv_transfer: p.kv_transfer.as_ref().map_or("-".into(), kv_transfer_text),
                     kv_cache: p.kv_cache.as_ref().map_or("-".into(), kv_cache_text),
+                    gpus: gpus_text(&p.gpus),
                 })
                 .collect(),
         })
@@ -586,6 +600,48 @@ fn warning_lines(v: &VariantStats) -> Vec<String> {
         .into_iter()
         .map(|(text, rates)| format!("{} req/s: {text}", rates.join(", ")))
         .collect()
+}
+
+/// A cell's GPUs in the per-rate table: `util 87 %, SM ≥ 1,755 MHz, ≤ 612 W, ≤ 71 °C` over
+/// all of them (mean utilisation, lowest clock, highest power and temperature of any), then
+/// what slowed a clock down.
+pub fn gpus_text(gpus: &[crate::load::result::GpuTelemetry]) -> String {
+    if gpus.is_empty() {
+        return "-".into();
+    }
+    let utils: Vec<f64> = gpus.iter().filter_map(|g| g.util_mean_pct).collect();
+    let mut parts = Vec::new();
+    if !utils.is_empty() {
+        let mean = utils.iter().sum::<f64>() / utils.len() as f64;
+        parts.push(format!("util {} %", fmt_num(mean)));
+    }
+    if let Some(c) = gpus
+        .iter()
+        .filter_map(|g| g.sm_clock_min_mhz)
+        .reduce(f64::min)
+    {
+        parts.push(format!(
+            "SM ≥ {} MHz",
+            crate::plan::table::thousands(c as u64)
+        ));
+    }
+    if let Some(w) = gpus.iter().filter_map(|g| g.power_max_w).reduce(f64::max) {
+        parts.push(format!("≤ {} W", fmt_num(w.round())));
+    }
+    if let Some(t) = gpus.iter().filter_map(|g| g.temp_max_c).reduce(f64::max) {
+        parts.push(format!("≤ {} °C", fmt_num(t)));
+    }
+    let mut slowdowns: Vec<&str> = Vec::new();
+    for s in gpus.iter().flat_map(|g| &g.slowdowns) {
+        if !slowdowns.contains(&s.as_str()) {
+            slowdowns.push(s);
+        }
+    }
+    let mut text = parts.join(", ");
+    if !slowdowns.is_empty() {
+        text.push_str(&format!("; {}", slowdowns.join(", ")));
+    }
+    text
 }
 
 /// A role's short name in a cell: `P`/`D` for disaggregated roles, nothing for a lone one.

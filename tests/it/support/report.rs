@@ -165,6 +165,7 @@ pub fn result(d: &Dep, model: &str, rate: f64, requests: Vec<RequestRecord>) -> 
             cache_reuse: None,
             kv_transfer: None,
             kv_cache: None,
+            gpus: Vec::new(),
         },
     }
 }

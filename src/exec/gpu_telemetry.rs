@@ -1,0 +1,222 @@
+//! What the GPUs did while a rate ran: `nvidia-smi --query-gpu` once a second (utilisation,
+//! SM clock against its maximum, power, temperature, memory, and the reasons the driver gave
+//! for holding the clocks down), so a reader can tell a slow deployment from a hot or
+//! power-capped GPU.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::gpus::GpuProbe;
+
+/// The fields asked of `nvidia-smi --query-gpu`, in order. Drivers before 535 call the last
+/// one `clocks_throttle_reasons.active` ([`QUERY_OLD_DRIVER`]).
+pub const QUERY: &str = "index,utilization.gpu,clocks.sm,clocks.max.sm,power.draw,\
+                         temperature.gpu,memory.used,clocks_event_reasons.active";
+pub const QUERY_OLD_DRIVER: &str = "index,utilization.gpu,clocks.sm,clocks.max.sm,power.draw,\
+                                    temperature.gpu,memory.used,clocks_throttle_reasons.active";
+
+/// One GPU at one moment. A field the driver did not give (`[N/A]`, `[Not Supported]`) is
+/// `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct GpuReading {
+    pub index: u32,
+    pub util_pct: Option<f64>,
+    pub sm_clock_mhz: Option<f64>,
+    pub max_sm_clock_mhz: Option<f64>,
+    pub power_w: Option<f64>,
+    pub temp_c: Option<f64>,
+    pub memory_used_mib: Option<f64>,
+    /// The driver's bit mask of why clocks are below their maximum.
+    pub clock_reasons: Option<u64>,
+}
+
+/// All GPUs asked, at `t_s` seconds after sampling began.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuSample {
+    pub t_s: f64,
+    pub readings: Vec<GpuReading>,
+}
+
+/// Parse `nvidia-smi --query-gpu=QUERY --format=csv,noheader,nounits` output; lines that do
+/// not have the fields (a driver message, a cut line) are skipped.
+pub fn parse(csv: &str) -> Vec<GpuReading> {
+    csv.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            if f.len() != 8 {
+                return None;
+            }
+            let num = |s: &str| s.parse::<f64>().ok().filter(|x| x.is_finite());
+            Some(GpuReading {
+                index: f[0].parse().ok()?,
+                util_pct: num(f[1]),
+                sm_clock_mhz: num(f[2]),
+                max_sm_clock_mhz: num(f[3]),
+                power_w: num(f[4]),
+                temp_c: num(f[5]),
+                memory_used_mib: num(f[6]),
+                clock_reasons: f[7]
+                    .strip_prefix("0x")
+                    .and_then(|h| u64::from_str_radix(h, 16).ok()),
+            })
+        })
+        .collect()
+}
+
+/// The driver's clock-event reasons (NVML's `nvmlClocksEventReason*` bits) that slow a busy
+/// GPU down, by name. Idle, application-clock and display settings are left out: they say
+/// nothing about a loaded GPU.
+const SLOWDOWNS: &[(u64, &str)] = &[
+    (0x4, "power cap"),
+    (0x8, "hardware slowdown"),
+    (0x10, "sync boost"),
+    (0x20, "software thermal slowdown"),
+    (0x40, "hardware thermal slowdown"),
+    (0x80, "hardware power brake"),
+];
+
+/// The reasons in a mask that slow a busy GPU, by name.
+pub fn slowdowns(mask: u64) -> Vec<&'static str> {
+    SLOWDOWNS
+        .iter()
+        .filter(|(bit, _)| mask & bit != 0)
+        .map(|(_, name)| *name)
+        .collect()
+}
+
+/// Whether a reason is the GPU protecting itself (heat, a failing supply), as opposed to its
+/// normal power management: such a rate did not measure the deployment at full speed.
+pub fn is_protective(reason: &str) -> bool {
+    matches!(
+        reason,
+        "hardware slowdown"
+            | "software thermal slowdown"
+            | "hardware thermal slowdown"
+            | "hardware power brake"
+    )
+}
+
+/// Stops its sampler when told to or when dropped (an early return cannot leave it asking).
+pub struct StopSampler(Arc<AtomicBool>);
+
+impl StopSampler {
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for StopSampler {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Ask `probe` for `gpus` every `period` until stopped; the handle yields every sample taken.
+/// Runs on a blocking thread (each `nvidia-smi` call takes tens of ms).
+pub fn spawn_sampler(
+    probe: Arc<dyn GpuProbe>,
+    gpus: Vec<u32>,
+    period: Duration,
+) -> (StopSampler, tokio::task::JoinHandle<Vec<GpuSample>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        let mut samples = Vec::new();
+        while !flag.load(Ordering::Relaxed) {
+            let asked = Instant::now();
+            match probe.telemetry(&gpus) {
+                Some(readings) if !readings.is_empty() => samples.push(GpuSample {
+                    t_s: start.elapsed().as_secs_f64(),
+                    readings,
+                }),
+                // No nvidia-smi, or it failed: nothing to sample, and no point asking again.
+                _ if samples.is_empty() => break,
+                _ => {}
+            }
+            let next = asked + period;
+            while !flag.load(Ordering::Relaxed) && Instant::now() < next {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        samples
+    });
+    (StopSampler(stop), handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nvidia_smi_lines_parse_and_missing_fields_are_none() {
+        // An H200's line (driver 570), then one with fields the driver did not give.
+        let text = "0, 87, 1980, 1980, 612.34, 71, 80123, 0x0000000000000000\n\
+                    1, [N/A], 1755, 1980, [Not Supported], 88, 100, 0x0000000000000044\n\
+                    No devices were found\n";
+        let r = parse(text);
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0],
+            GpuReading {
+                index: 0,
+                util_pct: Some(87.0),
+                sm_clock_mhz: Some(1980.0),
+                max_sm_clock_mhz: Some(1980.0),
+                power_w: Some(612.34),
+                temp_c: Some(71.0),
+                memory_used_mib: Some(80123.0),
+                clock_reasons: Some(0),
+            }
+        );
+        assert_eq!((r[1].util_pct, r[1].power_w), (None, None));
+        assert_eq!(r[1].clock_reasons, Some(0x44));
+        assert_eq!(slowdowns(0x44), ["power cap", "hardware thermal slowdown"]);
+        assert!(is_protective("hardware thermal slowdown") && !is_protective("power cap"));
+        // Idle (0x1) and application clocks (0x2) are not slowdowns of a busy GPU.
+        assert!(slowdowns(0x3).is_empty());
+    }
+
+    struct Counting(std::sync::atomic::AtomicU32, bool);
+    impl GpuProbe for Counting {
+        fn busy(&self) -> Option<Vec<(u32, u32, u64)>> {
+            None
+        }
+        fn telemetry(&self, gpus: &[u32]) -> Option<Vec<GpuReading>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            self.1.then(|| {
+                gpus.iter()
+                    .map(|&index| GpuReading {
+                        index,
+                        ..Default::default()
+                    })
+                    .collect()
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sampler_asks_each_period_until_stopped_and_gives_up_without_nvidia_smi() {
+        let probe = Arc::new(Counting(Default::default(), true));
+        let (stop, handle) = spawn_sampler(probe.clone(), vec![0, 3], Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.stop();
+        let samples = handle.await.unwrap();
+        assert!((3..=8).contains(&samples.len()), "{}", samples.len());
+        assert!(samples.iter().all(|s| s.readings.len() == 2));
+        assert!(samples.windows(2).all(|w| w[1].t_s > w[0].t_s));
+        // A probe that cannot answer is asked once.
+        let none = Arc::new(Counting(Default::default(), false));
+        let (_stop, handle) = spawn_sampler(none.clone(), vec![0], Duration::from_millis(10));
+        assert!(handle.await.unwrap().is_empty());
+        assert_eq!(none.0.load(Ordering::SeqCst), 1);
+        // Dropping the stopper stops the sampler.
+        let (stop, handle) = spawn_sampler(probe, vec![0], Duration::from_millis(10));
+        drop(stop);
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .expect("stopped")
+            .unwrap();
+    }
+}
