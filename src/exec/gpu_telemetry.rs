@@ -151,8 +151,9 @@ mod tests {
 
     #[test]
     fn nvidia_smi_lines_parse_and_missing_fields_are_none() {
-        // An H200's line (driver 570), then one with fields the driver did not give.
-        let text = "0, 87, 1980, 1980, 612.34, 71, 80123, 0x0000000000000000\n\
+        // An idle H200's answer, verbatim (driver 580.159.04, on the device tool's machine);
+        // then a line made up with fields a driver did not give, and a driver message.
+        let text = "0, 0, 345, 1980, 81.04, 36, 0, 0x0000000000000001\n\
                     1, [N/A], 1755, 1980, [Not Supported], 88, 100, 0x0000000000000044\n\
                     No devices were found\n";
         let r = parse(text);
@@ -161,15 +162,17 @@ mod tests {
             r[0],
             GpuReading {
                 index: 0,
-                util_pct: Some(87.0),
-                sm_clock_mhz: Some(1980.0),
+                util_pct: Some(0.0),
+                sm_clock_mhz: Some(345.0),
                 max_sm_clock_mhz: Some(1980.0),
-                power_w: Some(612.34),
-                temp_c: Some(71.0),
-                memory_used_mib: Some(80123.0),
-                clock_reasons: Some(0),
+                power_w: Some(81.04),
+                temp_c: Some(36.0),
+                memory_used_mib: Some(0.0),
+                clock_reasons: Some(1),
             }
         );
+        // Idle is not a slowdown.
+        assert!(slowdowns(r[0].clock_reasons.unwrap()).is_empty());
         assert_eq!((r[1].util_pct, r[1].power_w), (None, None));
         assert_eq!(r[1].clock_reasons, Some(0x44));
         assert_eq!(slowdowns(0x44), ["power cap", "hardware thermal slowdown"]);
