@@ -437,6 +437,8 @@ impl VariantRun<'_> {
             .filter(|(c, _)| c.role != ComponentRole::Proxy)
             .map(|(c, _)| (c.name.clone(), c.url.clone()))
             .collect();
+        // Where each component's log stood: what it adds while the cell runs is read after.
+        let log_marks: Vec<u64> = running.iter().map(|(_, p)| p.log_len()).collect();
         let before = metrics::snapshot(&instances).await;
         self.save_metrics(&before, &format!("{tag}-before"));
         let kv_waits_before = self.lmcache_kv_wait_timeouts(running).await;
@@ -569,6 +571,22 @@ impl VariantRun<'_> {
         result.vbench.kv_cache = cache::kv_cache(&roles, &before, &after, &samples);
         if let Some(note) = result.vbench.kv_cache.as_ref().and_then(preemption_note) {
             self.warn(&mut result, note);
+        }
+        result.vbench.log_errors = running
+            .iter()
+            .zip(&log_marks)
+            .filter_map(|((c, p), &mark)| {
+                let e = p.errors_since(mark);
+                Some(crate::load::result::ComponentLogErrors {
+                    component: c.name.clone(),
+                    lines: e.lines,
+                    first: e.first?,
+                    at_least: e.cut,
+                })
+            })
+            .collect();
+        if let Some(warning) = log_errors_warning(&result.vbench.log_errors, self.dir.path()) {
+            self.warn(&mut result, warning);
         }
         result.vbench.gpus = gpu::summarize(&gpu_samples);
         if let Some(warning) = gpu::slowdown_warning(&result.vbench.gpus) {
@@ -778,6 +796,35 @@ fn transfer_notes(t: &crate::load::result::KvTransfer, ttft_ms: f64) -> Vec<Stri
         }
     }
     notes
+}
+
+/// Errors the servers logged during the cell: how many where, with the first, and where the
+/// logs are (`None` without any).
+fn log_errors_warning(
+    errors: &[crate::load::result::ComponentLogErrors],
+    variant_dir: &std::path::Path,
+) -> Option<String> {
+    let parts: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}{} line{} (first: \"{}\")",
+                e.component,
+                if e.at_least { "at least " } else { "" },
+                e.lines,
+                if e.lines == 1 { "" } else { "s" },
+                e.first
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "the servers logged errors during this rate: {} (in {}): the requests they concern \
+             may have failed or been served another way",
+            parts.join("; "),
+            variant_dir.join("logs").display()
+        )
+    })
 }
 
 /// Preempted requests lost their KV and were computed again: say where, and how big and how

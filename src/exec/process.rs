@@ -265,6 +265,16 @@ impl Supervised {
         log_tail(&self.log, n)
     }
 
+    /// The log's length now: where a later [`Self::errors_since`] starts reading.
+    pub fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.log).map_or(0, |m| m.len())
+    }
+
+    /// The error lines the log gained after `offset` (at most [`ERRORS_SCAN_BYTES`] read).
+    pub fn errors_since(&self, offset: u64) -> LogErrors {
+        errors_in(&self.log, offset)
+    }
+
     /// The first `max_bytes` of the log (start-up lines say which paths a server chose).
     pub fn log_start(&self, max_bytes: u64) -> String {
         use std::io::Read;
@@ -274,6 +284,83 @@ impl Supervised {
         }
         String::from_utf8_lossy(&bytes).into_owned()
     }
+}
+
+/// The error lines of one stretch of a log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogErrors {
+    pub lines: u64,
+    /// The first, cut at [`LogWatch::MAX_SHOWN`] characters, colour codes removed.
+    pub first: Option<String>,
+    /// The stretch was longer than what was read: there may be more.
+    pub cut: bool,
+}
+
+/// How much of a log [`Supervised::errors_since`] reads after its offset.
+pub const ERRORS_SCAN_BYTES: u64 = 64 << 20;
+
+fn errors_in(path: &Path, offset: u64) -> LogErrors {
+    use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+    let mut out = LogErrors::default();
+    let Ok(mut file) = File::open(path) else {
+        return out;
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    if offset >= len || file.seek(SeekFrom::Start(offset)).is_err() {
+        return out;
+    }
+    out.cut = len - offset > ERRORS_SCAN_BYTES;
+    let mut reader = BufReader::new(file.take(ERRORS_SCAN_BYTES));
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // A line is read up to its end but kept to 64 KiB: a megabyte-long line costs no
+        // more than that.
+        match reader.by_ref().take(64 << 10).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if line.last() != Some(&b'\n') {
+            let mut rest = Vec::new();
+            let _ = reader.read_until(b'\n', &mut rest);
+        }
+        let text = strip_ansi(&String::from_utf8_lossy(&line));
+        if is_error_line(&text) {
+            out.lines += 1;
+            if out.first.is_none() {
+                out.first = Some(text.trim().chars().take(LogWatch::MAX_SHOWN).collect());
+            }
+        }
+    }
+    out
+}
+
+/// A line at error level: vLLM's `ERROR 12-01 16:13:01 [file.py:12] ...` (after an optional
+/// `(EngineCore pid=…)` prefix), LMCache's `[date] LMCache ERROR: ...`, a Python traceback's
+/// first line.
+pub fn is_error_line(line: &str) -> bool {
+    line.split_whitespace()
+        .take(6)
+        .any(|w| w == "ERROR" || w == "ERROR:")
+        || line.starts_with("Traceback (most recent call last)")
+}
+
+/// `line` without terminal colour codes (`ESC [ ... m`), as LMCache writes its level names.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Where a log has been read up to, and what to look for in it.
@@ -377,6 +464,34 @@ pub fn group_alive(pgid: i32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn error_lines_after_an_offset_are_counted_in_vllm_s_and_lmcache_s_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.log");
+        let before = "(EngineCore pid=1) ERROR 12-01 16:13:01 [core.py:1510] before the cell\n";
+        std::fs::write(&path, before).unwrap();
+        let offset = before.len() as u64;
+        let during = "(APIServer pid=9) INFO 12-01 16:20:00 [logger.py:1] an ERROR in a prompt\n\
+            (EngineCore pid=1) \u{1b}[31;20m[2026-12-01 16:20:01,000] LMCache ERROR:\u{1b}[0m \
+            Failed to allocate memory for the transfer buffer\n\
+            ERROR 12-01 16:20:02 [serving.py:90] Error in the request\n\
+            Traceback (most recent call last):\n";
+        std::fs::write(&path, format!("{before}{during}")).unwrap();
+        let e = errors_in(&path, offset);
+        assert_eq!(e.lines, 3, "{e:?}");
+        assert_eq!(
+            e.first.as_deref(),
+            Some(
+                "(EngineCore pid=1) [2026-12-01 16:20:01,000] LMCache ERROR: Failed to allocate \
+                 memory for the transfer buffer"
+            )
+        );
+        assert!(!e.cut);
+        // Nothing new, or no log at all: nothing.
+        assert_eq!(errors_in(&path, 10_000), LogErrors::default());
+        assert_eq!(errors_in(&dir.path().join("none"), 0), LogErrors::default());
+    }
+
     #[test]
     fn a_huge_log_s_tail_reads_only_its_end_and_cuts_long_lines() {
         let dir = tempfile::tempdir().unwrap();

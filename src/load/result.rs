@@ -129,6 +129,22 @@ pub struct VbenchSection {
     /// from `nvidia-smi` once a second).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<GpuTelemetry>,
+    /// The components that logged errors while the cell ran (`apply` only; none: absent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_errors: Vec<ComponentLogErrors>,
+}
+
+/// Error lines one component (an instance or the proxy) logged while a cell ran: vLLM's and
+/// LMCache's `ERROR` level, Python tracebacks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct ComponentLogErrors {
+    pub component: String,
+    pub lines: u64,
+    /// The first of them (colour codes removed, cut at 500 characters).
+    pub first: String,
+    /// Its log grew by more than vbench reads per cell (64 MiB): there may be more.
+    #[serde(default)]
+    pub at_least: bool,
 }
 
 /// One GPU during a cell (warm-up included), from `nvidia-smi --query-gpu` once a second. A
@@ -668,6 +684,7 @@ pub fn schema_json() -> String {
             ("VbenchSection", "kv_transfer"),
             ("VbenchSection", "kv_cache"),
             ("VbenchSection", "gpus"),
+            ("VbenchSection", "log_errors"),
             ("GpuTelemetry", "util_mean_pct"),
             ("GpuTelemetry", "sm_clock_min_mhz"),
             ("GpuTelemetry", "sm_clock_mean_mhz"),

@@ -230,6 +230,7 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
             kv_transfer: None,
             kv_cache: None,
             gpus: Vec::new(),
+            log_errors: Vec::new(),
         },
     }
 }

@@ -522,6 +522,14 @@ async fn generate(app: Arc<App>, req: GenRequest) -> Response {
         }
         RequestFault::Fail => {
             app.metrics.fault(FaultKind::Fail);
+            // As vLLM logs a request that failed in the engine, at its ERROR level.
+            if let Some(log) = &app.cfg.log {
+                let _ = log.send(format!(
+                    "ERROR {} [sim] simulated failure (--fail-fraction): request answered \
+                     with HTTP 500",
+                    chrono::Local::now().format("%m-%d %H:%M:%S")
+                ));
+            }
             return json_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({"error": {"message": "simulated failure (--fail-fraction)", "type": "InternalServerError", "param": null, "code": 500}}),

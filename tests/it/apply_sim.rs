@@ -651,6 +651,51 @@ fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
     );
 }
 
+/// Errors a server logs while a rate runs are counted per component, kept in the result with
+/// the first line, warned of and listed in the report: here the simulator fails a share of
+/// requests and logs each at vLLM's ERROR level.
+#[test]
+fn errors_the_servers_log_during_a_rate_are_counted_and_named() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "load.rates=[40]",
+        "load.num_prompts=40",
+        "load.warmup=0",
+        "deployment.0.extra_args=[\"--fail-fraction\", \"0.25\"]",
+    ];
+    let id = variant_id(&sets, "simple-tp1");
+    let out = apply_with_report(tmp.path(), &sets, &["--only", &id])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let run = run_dir(tmp.path());
+    let r = read_result(&run.join(&id).join("vllm-40qps.json"));
+    assert!(r.failed > 0, "some requests failed: {stderr}");
+    assert_eq!(r.vbench.log_errors.len(), 1, "{:?}", r.vbench.log_errors);
+    let e = &r.vbench.log_errors[0];
+    // One logged line per failed request (the smoke request before the cell succeeded).
+    assert_eq!((e.component.as_str(), e.lines), ("serve-0", r.failed));
+    assert!(
+        e.first.contains("simulated failure (--fail-fraction)"),
+        "{e:?}"
+    );
+    let warning = format!(
+        "the servers logged errors during this rate: serve-0 {} lines",
+        r.failed
+    );
+    assert!(stderr.contains(&warning), "{stderr}");
+    assert!(r
+        .vbench
+        .load
+        .warnings
+        .iter()
+        .any(|w| w.starts_with(&warning)));
+    let md = std::fs::read_to_string(run.join("report/summary.md")).unwrap();
+    assert!(md.contains(&format!("- 40 req/s: {warning}")), "{md}");
+}
+
 #[test]
 fn a_server_that_wedges_mid_rate_fails_its_variant_by_its_health() {
     let _busy = crate::support::busy();

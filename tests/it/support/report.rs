@@ -166,6 +166,7 @@ pub fn result(d: &Dep, model: &str, rate: f64, requests: Vec<RequestRecord>) -> 
             kv_transfer: None,
             kv_cache: None,
             gpus: Vec::new(),
+            log_errors: Vec::new(),
         },
     }
 }
