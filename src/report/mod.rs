@@ -243,11 +243,25 @@ pub fn figure_jobs<'a>(a: &'a Analysis, opts: &'a ReportOptions) -> Vec<FigureJo
             });
         }
     }
+    // Drawn where some prompt tokens were reused or could have been: a figure of zeros says
+    // nothing the per-rate tables do not.
+    let reused = |c: &crate::report::import::CacheInfo| {
+        c.reused_pct > 0.0 || c.ideal_pct.is_some_and(|i| i > 0.0)
+    };
     let cached: Vec<&VariantStats> = a
         .variants
         .iter()
         .filter(|v| v.points.iter().any(|p| p.cache.is_some()))
         .collect();
+    let cached = if cached.iter().any(|v| {
+        v.points
+            .iter()
+            .any(|p| p.cache.as_ref().is_some_and(reused))
+    }) {
+        cached
+    } else {
+        Vec::new()
+    };
     if !cached.is_empty() {
         jobs.push(FigureJob {
             stem: "cache_reuse".to_string(),

@@ -1802,6 +1802,8 @@ fn nixl_transfers_are_counted_and_a_slow_kv_path_is_named() {
         assert!(md.contains("| KV transfer |"), "{md}");
         assert!(md.contains("7 × mean "), "{md}");
         assert!(md.contains("| KV cache |"), "{md}");
+        // Random prompts, nothing reused: no cache figure (the table says 0 %).
+        assert!(!run.join("report/cache_reuse.svg").exists());
         // The warning is in the report too, under its rate, as printed.
         assert_eq!(
             md.contains(

@@ -500,6 +500,8 @@ fn apply_runs_sessions_on_the_simulator_and_the_report_scores_turns_and_sessions
             "{page}: {text}"
         );
     }
+    // The turns reuse their conversation's prefix: the cache figure is drawn.
+    assert!(report.with_file_name("cache_reuse.svg").is_file());
     let sessions = &summary["variants"][0]["points"][0]["sessions"];
     assert_eq!(sessions["sessions"], 4, "{sessions}");
     let turns = sessions["by_turn"].as_array().unwrap();
