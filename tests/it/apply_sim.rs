@@ -694,6 +694,11 @@ fn errors_the_servers_log_during_a_rate_are_counted_and_named() {
         .any(|w| w.starts_with(&warning)));
     let md = std::fs::read_to_string(run.join("report/summary.md")).unwrap();
     assert!(md.contains(&format!("- 40 req/s: {warning}")), "{md}");
+    // The headline row points at them.
+    assert!(
+        md.contains("warnings at 40 req/s (listed under its per-rate table)"),
+        "{md}"
+    );
 }
 
 #[test]

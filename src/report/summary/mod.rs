@@ -403,6 +403,18 @@ fn head_rows(a: &Analysis, w: &Winner) -> Vec<HeadRow> {
             if let Some(s) = &v.search {
                 note.push(search_note(s));
             }
+            let warned: Vec<String> = v
+                .points
+                .iter()
+                .filter(|p| !p.warnings.is_empty())
+                .map(|p| fmt_num(p.rate))
+                .collect();
+            if !warned.is_empty() {
+                note.push(format!(
+                    "warnings at {} req/s (listed under its per-rate table)",
+                    warned.join(", ")
+                ));
+            }
             if v.mode == "lmcache" {
                 note.push(
                     "LMCache proxy streams the prefiller's first token: KV transfer time is in \
