@@ -1,10 +1,7 @@
-//! What each GPU did during a cell, from the telemetry samples (`exec::gpu_telemetry`), and
-//! the warning when one slowed itself down.
+//! What each GPU did during a cell, from the telemetry samples (`exec::gpu_telemetry`).
 
 use crate::exec::gpu_telemetry::{self, GpuSample};
 use crate::load::result::GpuTelemetry;
-use crate::plan::table::thousands;
-use crate::report::attainment::fmt_num;
 
 /// One entry per GPU that answered, by index.
 pub fn summarize(samples: &[GpuSample]) -> Vec<GpuTelemetry> {
@@ -53,44 +50,6 @@ pub fn summarize(samples: &[GpuSample]) -> Vec<GpuTelemetry> {
         .collect()
 }
 
-/// A GPU that protected itself (thermal or hardware slowdown, power brake) ran below full
-/// speed: name it, with how far its clock fell (`None` when none did).
-pub fn slowdown_warning(gpus: &[GpuTelemetry]) -> Option<String> {
-    let slowed: Vec<String> = gpus
-        .iter()
-        .filter_map(|g| {
-            let protective: Vec<&str> = g
-                .slowdowns
-                .iter()
-                .map(String::as_str)
-                .filter(|r| gpu_telemetry::is_protective(r))
-                .collect();
-            if protective.is_empty() {
-                return None;
-            }
-            let mut s = format!("GPU {} ({})", g.index, protective.join(", "));
-            if let (Some(low), Some(top)) = (g.sm_clock_min_mhz, g.sm_clock_max_mhz) {
-                s.push_str(&format!(
-                    ": SM clock down to {} MHz of {}",
-                    thousands(low as u64),
-                    thousands(top as u64)
-                ));
-            }
-            if let Some(t) = g.temp_max_c {
-                s.push_str(&format!(", up to {} °C", fmt_num(t)));
-            }
-            Some(s)
-        })
-        .collect();
-    (!slowed.is_empty()).then(|| {
-        format!(
-            "the driver slowed a GPU down to protect it during this rate: {}. Its latencies \
-             include the slowdown; cooling or power, not the deployment, may set them",
-            slowed.join("; ")
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,7 +69,7 @@ mod tests {
     }
 
     #[test]
-    fn each_gpu_is_summarized_and_only_a_protective_slowdown_warns() {
+    fn each_gpu_is_summarized_with_every_slowdown_reason_it_gave() {
         let samples = vec![
             GpuSample {
                 t_s: 0.0,
@@ -130,14 +89,6 @@ mod tests {
         assert_eq!(g[1].power_max_w, Some(619.8));
         assert_eq!(g[1].temp_max_c, Some(99.0));
         assert_eq!(g[1].slowdowns, ["hardware thermal slowdown"]);
-        assert_eq!(
-            slowdown_warning(&g).unwrap(),
-            "the driver slowed a GPU down to protect it during this rate: GPU 1 (hardware \
-             thermal slowdown): SM clock down to 1,200 MHz of 1,980, up to 99 °C. Its \
-             latencies include the slowdown; cooling or power, not the deployment, may set them"
-        );
-        // A power cap alone is the GPU's normal power management: recorded, not warned of.
-        assert_eq!(slowdown_warning(&g[..1]), None);
         assert!(summarize(&[]).is_empty());
     }
 }

@@ -11,6 +11,7 @@ use super::{Events, Interrupts, VariantError};
 use crate::exec::deploy::{Component, ComponentRole};
 use crate::exec::metrics;
 use crate::exec::process::Supervised;
+use crate::load::result::ComponentLogErrors;
 use crate::load::sse::{SseParser, StreamAccount, StreamError};
 use crate::manifest::Mode;
 
@@ -91,6 +92,24 @@ pub(crate) fn log_findings(running: &[Running]) -> Vec<String> {
                 .map(|(name, _)| name.as_str())
                 .collect();
             (!names.is_empty()).then(|| text.replace("{who}", &names.join(", ")))
+        })
+        .collect()
+}
+
+/// The error lines each component's log gained since `marks` (its length before the cell),
+/// for the components that logged any.
+pub(crate) fn log_errors(running: &[Running], marks: &[u64]) -> Vec<ComponentLogErrors> {
+    running
+        .iter()
+        .zip(marks)
+        .filter_map(|((c, p), &mark)| {
+            let e = p.errors_since(mark);
+            Some(ComponentLogErrors {
+                component: c.name.clone(),
+                lines: e.lines,
+                first: e.first?,
+                at_least: e.cut,
+            })
         })
         .collect()
 }

@@ -18,6 +18,7 @@ pub mod health;
 pub mod queue;
 pub mod search;
 pub mod variant;
+pub mod warnings;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::health::{self, Running};
 use super::search::{BatchOutcome, Probe, Search, Step, Verdict};
-use super::{cache, gpu, queue};
+use super::{cache, gpu, queue, warnings};
 use super::{cell, Events, Interrupts, Options, VariantError};
 use crate::exec::deploy::{self, ComponentRole, DeploymentSpec};
 use crate::exec::gpu_telemetry;
@@ -24,11 +24,6 @@ use crate::manifest::{LoadedManifest, Mode, ProxyKind};
 use crate::plan::search::{batch_file_name, SearchSpec};
 use crate::plan::{Cell, Pace, Plan, Variant};
 use crate::results::rundir::{Attempt, CellTiming, VariantDir, VariantTiming};
-
-/// Above this share of prompt tokens served from the prefix cache in a rate, apply warns and
-/// notes it in the result. vbench's own prompts never repeat across rates, so a share this
-/// high means the dataset repeats prefixes (or has too few prompts for the sweep).
-const PREFIX_CACHE_WARN_SHARE: f64 = 0.10;
 
 /// The grace period at teardown for a component known to be dead (it logged a fatal line or
 /// its `/health` hung): vLLM's API server can outlive its engine and ignore SIGTERM, and
@@ -503,95 +498,20 @@ impl VariantRun<'_> {
         }
         let after = metrics::snapshot(&instances).await;
         self.save_metrics(&after, &format!("{tag}-after"));
-        if let (Some(b), Some(a)) = (
-            kv_waits_before,
-            self.lmcache_kv_wait_timeouts(running).await,
-        ) {
-            if a > b {
-                let note = format!(
-                    "{} requests failed waiting for LMCache's report that their KV reached the \
-                     decoder (the proxy's --kv-wait-s passed; look for \"LMCache ERROR\" lines in \
-                     the instances' logs, e.g. transfer-buffer allocations that timed out)",
-                    a - b
-                );
-                self.warn(&mut result, note);
-            }
-        }
-        let roles: BTreeMap<String, &'static str> = running
-            .iter()
-            .filter_map(|(c, _)| {
-                let role = match c.role {
-                    ComponentRole::Serve => "instance",
-                    ComponentRole::Prefill => "prefill",
-                    ComponentRole::Decode => "decode",
-                    ComponentRole::Proxy => return None,
-                };
-                Some((c.name.clone(), role))
-            })
-            .collect();
-        let reuses = self.loaded.manifest.dataset.kind.reuses_prefixes();
-        let ideal = if reuses {
-            before
-                .values()
-                .find_map(|t| metrics::block_size(t))
-                .and_then(|block| self.workload.ideal_reuse(self.loaded, cell, block))
-        } else {
-            None
-        };
-        result.vbench.cache_reuse = cache::reuse(&roles, &before, &after, ideal);
-        if let Some(note) = result
-            .vbench
-            .cache_reuse
-            .as_ref()
-            .and_then(|r| reuse_note(r, reuses))
-        {
-            if reuses {
-                // Reuse is what this workload measures: say how much, without alarm.
-                self.events.info(&format!("  {note}"));
-                result.vbench.load.notes.push(note);
-            } else {
-                self.warn(&mut result, note);
-            }
-        }
-        result.vbench.kv_transfer = cache::transfer(&before, &after);
-        for note in result
-            .vbench
-            .kv_transfer
-            .as_ref()
-            .map(|t| transfer_notes(t, self.loaded.manifest.slo.ttft_ms))
-            .unwrap_or_default()
-        {
-            self.warn(&mut result, note);
-        }
-        result
-            .vbench
-            .load
-            .warnings
-            .extend(health::log_findings(running));
-        result.vbench.kv_cache = cache::kv_cache(&roles, &before, &after, &samples);
-        if let Some(note) = result.vbench.kv_cache.as_ref().and_then(preemption_note) {
-            self.warn(&mut result, note);
-        }
-        result.vbench.log_errors = running
-            .iter()
-            .zip(&log_marks)
-            .filter_map(|((c, p), &mark)| {
-                let e = p.errors_since(mark);
-                Some(crate::load::result::ComponentLogErrors {
-                    component: c.name.clone(),
-                    lines: e.lines,
-                    first: e.first?,
-                    at_least: e.cut,
-                })
-            })
-            .collect();
-        if let Some(warning) = log_errors_warning(&result.vbench.log_errors, self.dir.path()) {
-            self.warn(&mut result, warning);
-        }
-        result.vbench.gpus = gpu::summarize(&gpu_samples);
-        if let Some(warning) = gpu::slowdown_warning(&result.vbench.gpus) {
-            self.warn(&mut result, warning);
-        }
+        let kv_waits_after = self.lmcache_kv_wait_timeouts(running).await;
+        self.record_servers(
+            &mut result,
+            cell,
+            running,
+            &Observed {
+                before: &before,
+                after: &after,
+                samples: &samples,
+                gpu_samples: &gpu_samples,
+                log_marks: &log_marks,
+                kv_wait_timeouts: (kv_waits_before, kv_waits_after),
+            },
+        );
         self.dir.write_result(cell, &result)?;
         self.events.info(&cell_line(
             cell,
@@ -608,6 +528,93 @@ impl VariantRun<'_> {
             ));
         }
         Ok(result)
+    }
+
+    /// What the servers and GPUs did during the cell, into its result with the warnings it
+    /// merits: LMCache requests that timed out waiting for their KV, prompt reuse, NIXL
+    /// transfers, start-up log findings, the KV caches, errors the logs gained, the GPUs.
+    fn record_servers(
+        &self,
+        result: &mut RunResult,
+        cell: &Cell,
+        running: &[Running],
+        seen: &Observed<'_>,
+    ) {
+        if let (Some(b), Some(a)) = seen.kv_wait_timeouts {
+            if a > b {
+                self.warn(result, warnings::kv_wait_warning(a - b));
+            }
+        }
+        let roles: BTreeMap<String, &'static str> = running
+            .iter()
+            .filter_map(|(c, _)| {
+                let role = match c.role {
+                    ComponentRole::Serve => "instance",
+                    ComponentRole::Prefill => "prefill",
+                    ComponentRole::Decode => "decode",
+                    ComponentRole::Proxy => return None,
+                };
+                Some((c.name.clone(), role))
+            })
+            .collect();
+        let reuses = self.loaded.manifest.dataset.kind.reuses_prefixes();
+        let ideal = if reuses {
+            seen.before
+                .values()
+                .find_map(|t| metrics::block_size(t))
+                .and_then(|block| self.workload.ideal_reuse(self.loaded, cell, block))
+        } else {
+            None
+        };
+        result.vbench.cache_reuse = cache::reuse(&roles, seen.before, seen.after, ideal);
+        if let Some(note) = result
+            .vbench
+            .cache_reuse
+            .as_ref()
+            .and_then(|r| warnings::reuse_note(r, reuses))
+        {
+            if reuses {
+                // Reuse is what this workload measures: say how much, without alarm.
+                self.events.info(&format!("  {note}"));
+                result.vbench.load.notes.push(note);
+            } else {
+                self.warn(result, note);
+            }
+        }
+        result.vbench.kv_transfer = cache::transfer(seen.before, seen.after);
+        for note in result
+            .vbench
+            .kv_transfer
+            .as_ref()
+            .map(|t| warnings::transfer_notes(t, self.loaded.manifest.slo.ttft_ms))
+            .unwrap_or_default()
+        {
+            self.warn(result, note);
+        }
+        result
+            .vbench
+            .load
+            .warnings
+            .extend(health::log_findings(running));
+        result.vbench.kv_cache = cache::kv_cache(&roles, seen.before, seen.after, seen.samples);
+        if let Some(note) = result
+            .vbench
+            .kv_cache
+            .as_ref()
+            .and_then(warnings::preemption_note)
+        {
+            self.warn(result, note);
+        }
+        result.vbench.log_errors = health::log_errors(running, seen.log_marks);
+        if let Some(warning) =
+            warnings::log_errors_warning(&result.vbench.log_errors, self.dir.path())
+        {
+            self.warn(result, warning);
+        }
+        result.vbench.gpus = gpu::summarize(seen.gpu_samples);
+        if let Some(warning) = warnings::slowdown_warning(&result.vbench.gpus) {
+            self.warn(result, warning);
+        }
     }
 
     /// Print a warning about this cell and keep it in its result (the report lists it).
@@ -640,6 +647,20 @@ impl VariantRun<'_> {
                 .write_metrics_text(self.attempt, instance, tag, text);
         }
     }
+}
+
+/// What was read around one cell, for [`VariantRun::record_servers`].
+struct Observed<'s> {
+    /// Each instance's `/metrics` before and after the cell.
+    before: &'s BTreeMap<String, String>,
+    after: &'s BTreeMap<String, String>,
+    /// The instances' gauges and the GPUs, sampled every second while it ran.
+    samples: &'s [metrics::Sample],
+    gpu_samples: &'s [gpu_telemetry::GpuSample],
+    /// Where each running component's log stood before it.
+    log_marks: &'s [u64],
+    /// The built-in proxy's LMCache KV-wait timeouts before and after.
+    kv_wait_timeouts: (Option<f64>, Option<f64>),
 }
 
 /// `  probe at 8 req/s: 91.5 % (88.3-93.9) over 200 requests → pass`.
@@ -728,146 +749,6 @@ fn estimate_line(t: &VariantTiming) -> Option<String> {
     ))
 }
 
-/// What to say about a cell's cache reuse: for a workload built to reuse, how much the
-/// instances that compute prompts reused (and what the prompts allowed); otherwise only a
-/// share above [`PREFIX_CACHE_WARN_SHARE`], as a warning's text.
-fn reuse_note(r: &crate::load::result::CacheReuse, reuses: bool) -> Option<String> {
-    let c = r.computing()?;
-    if c.prompt_tokens <= 0.0 {
-        return None;
-    }
-    let local = c.local_hit_tokens / c.prompt_tokens;
-    if reuses {
-        let ideal = r.ideal.as_ref().map_or(String::new(), |i| {
-            format!(
-                "; the prompts allowed {:.1} % ({}-token blocks, nothing evicted)",
-                100.0 * i.hit_share(),
-                i.block_size
-            )
-        });
-        let at = if c.role == "instance" {
-            "the instances".to_owned()
-        } else {
-            format!("the {} instances", c.role)
-        };
-        Some(format!(
-            "{:.1} % of this cell's prompt tokens at {at} ({:.0} of {:.0}) were not computed: \
-             {:.1} % from their prefix cache, {:.1} % from a KV connector{ideal}",
-            100.0 * c.reused_share,
-            c.local_hit_tokens + c.external_tokens,
-            c.prompt_tokens,
-            100.0 * local,
-            100.0 * c.external_tokens / c.prompt_tokens,
-        ))
-    } else if local > PREFIX_CACHE_WARN_SHARE {
-        Some(format!(
-            "{:.0} % of this rate's prompt tokens ({:.0} of {:.0}) came from the servers' \
-             prefix cache: latencies are better than for prompts the servers have not seen",
-            100.0 * local,
-            c.local_hit_tokens,
-            c.prompt_tokens
-        ))
-    } else {
-        None
-    }
-}
-
-/// What a cell's NIXL counters say that a reader must not miss: KV that failed or expired
-/// (those requests were not served as disaggregated), and transfers slower on average than the
-/// whole TTFT objective (the KV path, not the engines, bounds TTFT).
-fn transfer_notes(t: &crate::load::result::KvTransfer, ttft_ms: f64) -> Vec<String> {
-    let mut notes = Vec::new();
-    if let Some(trouble) = t.trouble() {
-        notes.push(format!(
-            "NIXL reported {trouble} during this rate: those requests' KV did not arrive whole \
-             (vLLM then fails or recomputes them, by its kv_load_failure_policy), so this rate \
-             does not measure prefill/decode disaggregation alone"
-        ));
-    }
-    if let (Some(mean_ms), Some(bytes)) = (t.mean_xfer_ms(), t.mean_bytes()) {
-        if mean_ms > ttft_ms {
-            notes.push(format!(
-                "NIXL's KV transfers took {mean_ms:.0} ms on average ({:.1} MB each), more than \
-                 the TTFT objective of {} ms: the KV path bounds TTFT here (instances sharing a \
-                 GPU, or a transport without direct GPU copies: see UCX_TLS and UCX_NET_DEVICES)",
-                bytes / 1e6,
-                crate::report::attainment::fmt_num(ttft_ms)
-            ));
-        }
-    }
-    notes
-}
-
-/// Errors the servers logged during the cell: how many where, with the first, and where the
-/// logs are (`None` without any).
-fn log_errors_warning(
-    errors: &[crate::load::result::ComponentLogErrors],
-    variant_dir: &std::path::Path,
-) -> Option<String> {
-    let parts: Vec<String> = errors
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {}{} line{} (first: \"{}\")",
-                e.component,
-                if e.at_least { "at least " } else { "" },
-                e.lines,
-                if e.lines == 1 { "" } else { "s" },
-                e.first
-            )
-        })
-        .collect();
-    (!parts.is_empty()).then(|| {
-        format!(
-            "the servers logged errors during this rate: {} (in {}): the requests they concern \
-             may have failed or been served another way",
-            parts.join("; "),
-            variant_dir.join("logs").display()
-        )
-    })
-}
-
-/// Preempted requests lost their KV and were computed again: say where, and how big and how
-/// full the KV cache was (`None` without preemptions).
-fn preemption_note(k: &crate::load::result::KvCache) -> Option<String> {
-    use crate::report::attainment::fmt_num;
-    let short: Vec<String> = k
-        .roles
-        .iter()
-        .filter(|r| r.preemptions.is_some_and(|n| n > 0.0))
-        .map(|r| {
-            let n = r.preemptions.unwrap_or(0.0);
-            let mut s = format!("{} time{}", fmt_num(n), if n == 1.0 { "" } else { "s" });
-            if r.role != "instance" {
-                s.push_str(&format!(" on the {} instances", r.role));
-            }
-            let mut about = Vec::new();
-            if let Some(c) = r.capacity_tokens {
-                about.push(format!(
-                    "KV cache of {} tokens per instance",
-                    crate::plan::table::thousands(c)
-                ));
-            }
-            if let Some(u) = r.usage_max {
-                about.push(format!("{} % full at most", fmt_num(100.0 * u)));
-            }
-            if !about.is_empty() {
-                s.push_str(&format!(" ({})", about.join(", ")));
-            }
-            s
-        })
-        .collect();
-    (!short.is_empty()).then(|| {
-        format!(
-            "vLLM preempted requests for want of KV cache at this rate: {}. A preempted request \
-             is computed again and its latency includes that: this rate measured a server short \
-             of KV memory (gpu_memory_utilization, max_model_len or more instances would change \
-             that)",
-            short.join("; ")
-        )
-    })
-}
-
 /// `  rate      4 req/s: 98 ok, 2 failed, SLO met by 91.0 % in 30.2s → vllm-4qps.json`.
 fn cell_line(
     cell: &Cell,
@@ -915,47 +796,4 @@ fn deployment_record(spec: &DeploymentSpec, variant: &Variant) -> serde_json::Va
         "gpus": spec.gpus,
         "components": components,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::load::result::{KvCache, RoleKvCache};
-
-    fn role(role: &str, preemptions: Option<f64>) -> RoleKvCache {
-        RoleKvCache {
-            role: role.into(),
-            instances: 1,
-            capacity_tokens: Some(518_672),
-            max_concurrency: Some(126.63),
-            prefix_caching: Some(true),
-            usage_max: Some(1.0),
-            preemptions,
-        }
-    }
-
-    #[test]
-    fn preemptions_are_named_by_role_with_the_cache_s_size_and_peak() {
-        let k = KvCache {
-            roles: vec![role("prefill", Some(0.0)), role("decode", Some(13.0))],
-        };
-        assert_eq!(
-            super::preemption_note(&k).unwrap(),
-            "vLLM preempted requests for want of KV cache at this rate: 13 times on the decode \
-             instances (KV cache of 518,672 tokens per instance, 100 % full at most). A \
-             preempted request is computed again and its latency includes that: this rate \
-             measured a server short of KV memory (gpu_memory_utilization, max_model_len or \
-             more instances would change that)"
-        );
-        let one = KvCache {
-            roles: vec![role("instance", Some(1.0))],
-        };
-        assert!(super::preemption_note(&one)
-            .unwrap()
-            .contains("at this rate: 1 time (KV cache of 518,672 tokens per instance"));
-        // None preempted, or not counted: nothing to say.
-        let calm = KvCache {
-            roles: vec![role("instance", Some(0.0)), role("decode", None)],
-        };
-        assert_eq!(super::preemption_note(&calm), None);
-    }
 }

@@ -1,0 +1,293 @@
+//! The warnings a measured cell merits, worded from what its servers and GPUs did: prefix
+//! cache hits on a workload not built to reuse, NIXL transfers that failed or outlasted the
+//! TTFT objective, preemptions, errors the servers logged, a GPU that slowed itself down.
+//! `apply` prints each and keeps it in the cell's result (`vbench.load.warnings`).
+
+use std::path::Path;
+
+use crate::exec::gpu_telemetry;
+use crate::load::result::{CacheReuse, ComponentLogErrors, GpuTelemetry, KvCache, KvTransfer};
+use crate::plan::table::thousands;
+use crate::report::attainment::fmt_num;
+
+/// Above this share of prompt tokens served from the prefix cache in a rate, apply warns and
+/// notes it in the result. vbench's own prompts never repeat across rates, so a share this
+/// high means the dataset repeats prefixes (or has too few prompts for the sweep).
+const PREFIX_CACHE_WARN_SHARE: f64 = 0.10;
+
+/// What to say about a cell's cache reuse: for a workload built to reuse, how much the
+/// instances that compute prompts reused (and what the prompts allowed); otherwise only a
+/// share above [`PREFIX_CACHE_WARN_SHARE`], as a warning's text.
+pub(crate) fn reuse_note(r: &CacheReuse, reuses: bool) -> Option<String> {
+    let c = r.computing()?;
+    if c.prompt_tokens <= 0.0 {
+        return None;
+    }
+    let local = c.local_hit_tokens / c.prompt_tokens;
+    if reuses {
+        let ideal = r.ideal.as_ref().map_or(String::new(), |i| {
+            format!(
+                "; the prompts allowed {:.1} % ({}-token blocks, nothing evicted)",
+                100.0 * i.hit_share(),
+                i.block_size
+            )
+        });
+        let at = if c.role == "instance" {
+            "the instances".to_owned()
+        } else {
+            format!("the {} instances", c.role)
+        };
+        Some(format!(
+            "{:.1} % of this cell's prompt tokens at {at} ({:.0} of {:.0}) were not computed: \
+             {:.1} % from their prefix cache, {:.1} % from a KV connector{ideal}",
+            100.0 * c.reused_share,
+            c.local_hit_tokens + c.external_tokens,
+            c.prompt_tokens,
+            100.0 * local,
+            100.0 * c.external_tokens / c.prompt_tokens,
+        ))
+    } else if local > PREFIX_CACHE_WARN_SHARE {
+        Some(format!(
+            "{:.0} % of this rate's prompt tokens ({:.0} of {:.0}) came from the servers' \
+             prefix cache: latencies are better than for prompts the servers have not seen",
+            100.0 * local,
+            c.local_hit_tokens,
+            c.prompt_tokens
+        ))
+    } else {
+        None
+    }
+}
+
+/// What a cell's NIXL counters say that a reader must not miss: KV that failed or expired
+/// (those requests were not served as disaggregated), and transfers slower on average than the
+/// whole TTFT objective (the KV path, not the engines, bounds TTFT).
+pub(crate) fn transfer_notes(t: &KvTransfer, ttft_ms: f64) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(trouble) = t.trouble() {
+        notes.push(format!(
+            "NIXL reported {trouble} during this rate: those requests' KV did not arrive whole \
+             (vLLM then fails or recomputes them, by its kv_load_failure_policy), so this rate \
+             does not measure prefill/decode disaggregation alone"
+        ));
+    }
+    if let (Some(mean_ms), Some(bytes)) = (t.mean_xfer_ms(), t.mean_bytes()) {
+        if mean_ms > ttft_ms {
+            notes.push(format!(
+                "NIXL's KV transfers took {mean_ms:.0} ms on average ({:.1} MB each), more than \
+                 the TTFT objective of {} ms: the KV path bounds TTFT here (instances sharing a \
+                 GPU, or a transport without direct GPU copies: see UCX_TLS and UCX_NET_DEVICES)",
+                bytes / 1e6,
+                fmt_num(ttft_ms)
+            ));
+        }
+    }
+    notes
+}
+
+/// LMCache requests the built-in proxy gave up on: LMCache never said their KV reached the
+/// decoder.
+pub(crate) fn kv_wait_warning(timeouts: f64) -> String {
+    format!(
+        "{timeouts} requests failed waiting for LMCache's report that their KV reached the \
+         decoder (the proxy's --kv-wait-s passed; look for \"LMCache ERROR\" lines in the \
+         instances' logs, e.g. transfer-buffer allocations that timed out)"
+    )
+}
+
+/// Errors the servers logged during the cell: how many where, with the first, and where the
+/// logs are (`None` without any).
+pub(crate) fn log_errors_warning(
+    errors: &[ComponentLogErrors],
+    variant_dir: &Path,
+) -> Option<String> {
+    let parts: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}{} line{} (first: \"{}\")",
+                e.component,
+                if e.at_least { "at least " } else { "" },
+                e.lines,
+                if e.lines == 1 { "" } else { "s" },
+                e.first
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "the servers logged errors during this rate: {} (in {}): the requests they concern \
+             may have failed or been served another way",
+            parts.join("; "),
+            variant_dir.join("logs").display()
+        )
+    })
+}
+
+/// Preempted requests lost their KV and were computed again: say where, and how big and how
+/// full the KV cache was (`None` without preemptions).
+pub(crate) fn preemption_note(k: &KvCache) -> Option<String> {
+    let short: Vec<String> = k
+        .roles
+        .iter()
+        .filter(|r| r.preemptions.is_some_and(|n| n > 0.0))
+        .map(|r| {
+            let n = r.preemptions.unwrap_or(0.0);
+            let mut s = format!("{} time{}", fmt_num(n), if n == 1.0 { "" } else { "s" });
+            if r.role != "instance" {
+                s.push_str(&format!(" on the {} instances", r.role));
+            }
+            let mut about = Vec::new();
+            if let Some(c) = r.capacity_tokens {
+                about.push(format!("KV cache of {} tokens per instance", thousands(c)));
+            }
+            if let Some(u) = r.usage_max {
+                about.push(format!("{} % full at most", fmt_num(100.0 * u)));
+            }
+            if !about.is_empty() {
+                s.push_str(&format!(" ({})", about.join(", ")));
+            }
+            s
+        })
+        .collect();
+    (!short.is_empty()).then(|| {
+        format!(
+            "vLLM preempted requests for want of KV cache at this rate: {}. A preempted request \
+             is computed again and its latency includes that: this rate measured a server short \
+             of KV memory (gpu_memory_utilization, max_model_len or more instances would change \
+             that)",
+            short.join("; ")
+        )
+    })
+}
+
+/// A GPU that protected itself (thermal or hardware slowdown, power brake) ran below full
+/// speed: name it, with how far its clock fell (`None` when none did).
+pub(crate) fn slowdown_warning(gpus: &[GpuTelemetry]) -> Option<String> {
+    let slowed: Vec<String> = gpus
+        .iter()
+        .filter_map(|g| {
+            let protective: Vec<&str> = g
+                .slowdowns
+                .iter()
+                .map(String::as_str)
+                .filter(|r| gpu_telemetry::is_protective(r))
+                .collect();
+            if protective.is_empty() {
+                return None;
+            }
+            let mut s = format!("GPU {} ({})", g.index, protective.join(", "));
+            if let (Some(low), Some(top)) = (g.sm_clock_min_mhz, g.sm_clock_max_mhz) {
+                s.push_str(&format!(
+                    ": SM clock down to {} MHz of {}",
+                    thousands(low as u64),
+                    thousands(top as u64)
+                ));
+            }
+            if let Some(t) = g.temp_max_c {
+                s.push_str(&format!(", up to {} °C", fmt_num(t)));
+            }
+            Some(s)
+        })
+        .collect();
+    (!slowed.is_empty()).then(|| {
+        format!(
+            "the driver slowed a GPU down to protect it during this rate: {}. Its latencies \
+             include the slowdown; cooling or power, not the deployment, may set them",
+            slowed.join("; ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::result::RoleKvCache;
+
+    fn role(role: &str, preemptions: Option<f64>) -> RoleKvCache {
+        RoleKvCache {
+            role: role.into(),
+            instances: 1,
+            capacity_tokens: Some(518_672),
+            max_concurrency: Some(126.63),
+            prefix_caching: Some(true),
+            usage_max: Some(1.0),
+            preemptions,
+        }
+    }
+
+    #[test]
+    fn preemptions_are_named_by_role_with_the_cache_s_size_and_peak() {
+        let k = KvCache {
+            roles: vec![role("prefill", Some(0.0)), role("decode", Some(13.0))],
+        };
+        assert_eq!(
+            preemption_note(&k).unwrap(),
+            "vLLM preempted requests for want of KV cache at this rate: 13 times on the decode \
+             instances (KV cache of 518,672 tokens per instance, 100 % full at most). A \
+             preempted request is computed again and its latency includes that: this rate \
+             measured a server short of KV memory (gpu_memory_utilization, max_model_len or \
+             more instances would change that)"
+        );
+        let one = KvCache {
+            roles: vec![role("instance", Some(1.0))],
+        };
+        assert!(preemption_note(&one)
+            .unwrap()
+            .contains("at this rate: 1 time (KV cache of 518,672 tokens per instance"));
+        // None preempted, or not counted: nothing to say.
+        let calm = KvCache {
+            roles: vec![role("instance", Some(0.0)), role("decode", None)],
+        };
+        assert_eq!(preemption_note(&calm), None);
+    }
+
+    fn gpu(index: u32, slowdowns: &[&str], clock_min: f64) -> GpuTelemetry {
+        GpuTelemetry {
+            index,
+            samples: 2,
+            util_mean_pct: Some(90.0),
+            sm_clock_min_mhz: Some(clock_min),
+            sm_clock_mean_mhz: Some(1600.0),
+            sm_clock_max_mhz: Some(1980.0),
+            power_mean_w: Some(600.0),
+            power_max_w: Some(619.8),
+            temp_max_c: Some(99.0),
+            memory_used_max_mib: Some(80_000.0),
+            slowdowns: slowdowns.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn only_a_gpu_that_protected_itself_is_warned_of() {
+        let g = [
+            gpu(0, &["power cap"], 1780.0),
+            gpu(1, &["hardware thermal slowdown"], 1200.0),
+        ];
+        assert_eq!(
+            slowdown_warning(&g).unwrap(),
+            "the driver slowed a GPU down to protect it during this rate: GPU 1 (hardware \
+             thermal slowdown): SM clock down to 1,200 MHz of 1,980, up to 99 °C. Its \
+             latencies include the slowdown; cooling or power, not the deployment, may set them"
+        );
+        // A power cap alone is the GPU's normal power management: recorded, not warned of.
+        assert_eq!(slowdown_warning(&g[..1]), None);
+    }
+
+    #[test]
+    fn log_errors_are_named_per_component_with_the_first_line() {
+        let e = [ComponentLogErrors {
+            component: "decode-0".into(),
+            lines: 12,
+            first: "LMCache ERROR: Failed to allocate".into(),
+            at_least: true,
+        }];
+        assert_eq!(
+            log_errors_warning(&e, Path::new("/r/v")).unwrap(),
+            "the servers logged errors during this rate: decode-0 at least 12 lines (first: \
+             \"LMCache ERROR: Failed to allocate\") (in /r/v/logs): the requests they concern \
+             may have failed or been served another way"
+        );
+        assert_eq!(log_errors_warning(&[], Path::new("/r/v")), None);
+    }
+}
