@@ -1,6 +1,7 @@
 //! `vbench bench`: the load generator alone, against any running OpenAI-compatible endpoint.
 //! Flag names follow `vllm bench serve` where one exists.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,13 +10,15 @@ use anyhow::anyhow;
 use clap::ValueEnum;
 
 use super::progress::RequestBar;
+use crate::apply::{cache, queue, warnings};
 use crate::error::{Error, Result};
+use crate::exec::metrics;
 use crate::load::dataset::{self, DatasetSpec};
 use crate::load::runner::{execute, LoadError, NoProgress};
 use crate::load::schedule::{arrival_offsets, Arrival};
 use crate::load::summary::human_summary;
 use crate::load::tokenizer::Tokenizer;
-use crate::load::{Api, DeploymentInfo, GoodputSlo, LoadSpec};
+use crate::load::{Api, DeploymentInfo, GoodputSlo, LoadSpec, RunResult};
 use crate::results::store::write_json_new;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,6 +140,13 @@ pub struct BenchOptions {
     /// (the default on the lean reader). For measuring what the stamps are worth.
     #[arg(long)]
     pub no_rx_timestamps: bool,
+    /// A vLLM server whose `/metrics` to read before, during (every second) and after the
+    /// load, as ROLE=URL (ROLE: instance, prefill or decode; URL: its base URL). Repeatable.
+    /// The result then records what `apply` records of its servers: prompt reuse, NIXL
+    /// transfers, each role's KV cache (size, peak use, preemptions) and the waiting queues,
+    /// with the same warnings.
+    #[arg(long = "server-metrics", value_name = "ROLE=URL")]
+    pub server_metrics: Vec<String>,
     /// Print the result's summary keys as JSON on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
@@ -270,6 +280,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     ls.tokenizer_id = tokenizer.as_ref().map(|t| t.path.display().to_string());
     ls.tokenizer = tokenizer;
 
+    let servers = ServerWatch::parse(&args.server_metrics).map_err(Error::bad_input)?;
+
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if let Some(t) = args.threads {
@@ -277,11 +289,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let rt = rt.build().map_err(Error::failed)?;
     let result = rt.block_on(async {
-        match RequestBar::on_terminal("") {
+        let watching = servers.start().await?;
+        let result = match RequestBar::on_terminal("") {
             Some(bar) => execute(&ls, &bar).await,
             None => execute(&ls, &NoProgress).await,
-        }
-    });
+        };
+        let seen = watching.finish().await;
+        Ok::<_, Error>(result.map(|mut r| {
+            let ttft_ms = ls.goodput.as_ref().and_then(|g| g.ttft_ms);
+            let reuses = matches!(args.dataset, DatasetKind::SharedPrefix);
+            for warning in seen.record(&mut r, ttft_ms, reuses) {
+                eprintln!("warning: {warning}");
+            }
+            r
+        }))
+    })?;
     // Let in-flight sockets close without blocking on them.
     rt.shutdown_timeout(Duration::from_millis(100));
     let result = result.map_err(|e| match e {
@@ -323,4 +345,151 @@ pub fn run(args: BenchArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The servers named by `--server-metrics`: component name, base URL and role.
+struct ServerWatch {
+    servers: Vec<(String, String, &'static str)>,
+}
+
+impl ServerWatch {
+    fn parse(specs: &[String]) -> anyhow::Result<ServerWatch> {
+        let mut servers: Vec<(String, String, &'static str)> = Vec::new();
+        for spec in specs {
+            let (role, url) = spec.split_once('=').ok_or_else(|| {
+                anyhow!("--server-metrics {spec:?}: expected ROLE=URL, e.g. decode=http://127.0.0.1:8200")
+            })?;
+            let role: &'static str = match role {
+                "instance" => "instance",
+                "prefill" => "prefill",
+                "decode" => "decode",
+                other => {
+                    return Err(anyhow!(
+                    "--server-metrics {spec:?}: role {other:?} is not instance, prefill or decode"
+                ))
+                }
+            };
+            let url = url.trim_end_matches('/');
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(anyhow!(
+                    "--server-metrics {spec:?}: the URL must start with http:// or https://"
+                ));
+            }
+            let index = servers.iter().filter(|(_, _, r)| *r == role).count();
+            servers.push((format!("{role}-{index}"), url.to_owned(), role));
+        }
+        Ok(ServerWatch { servers })
+    }
+
+    /// Read every server's `/metrics` and start sampling; a server that does not answer is
+    /// bad input (nothing has been sent yet).
+    async fn start(&self) -> Result<Watching> {
+        let components: Vec<(String, String)> = self
+            .servers
+            .iter()
+            .map(|(name, url, _)| (name.clone(), url.clone()))
+            .collect();
+        let before = metrics::snapshot(&components).await;
+        if let Some((name, url, _)) = self
+            .servers
+            .iter()
+            .find(|(n, _, _)| !before.contains_key(n))
+        {
+            return Err(Error::bad_input(anyhow!(
+                "--server-metrics: {url}/metrics did not answer ({name}); is it a vLLM server?"
+            )));
+        }
+        let sampler = (!components.is_empty())
+            .then(|| metrics::spawn_sampler(components.clone(), Duration::from_secs(1)));
+        Ok(Watching {
+            roles: self
+                .servers
+                .iter()
+                .map(|(n, _, r)| (n.clone(), *r))
+                .collect(),
+            components,
+            before,
+            sampling: std::time::Instant::now(),
+            sampler,
+        })
+    }
+}
+
+/// Sampling in progress.
+struct Watching {
+    roles: BTreeMap<String, &'static str>,
+    components: Vec<(String, String)>,
+    before: BTreeMap<String, String>,
+    sampling: std::time::Instant,
+    sampler: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<Vec<metrics::Sample>>,
+    )>,
+}
+
+impl Watching {
+    async fn finish(self) -> Seen {
+        let ended_s = self.sampling.elapsed().as_secs_f64();
+        let samples = match self.sampler {
+            Some((stop, handle)) => {
+                let _ = stop.send(true);
+                handle.await.unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let after = metrics::snapshot(&self.components).await;
+        Seen {
+            roles: self.roles,
+            before: self.before,
+            after,
+            samples,
+            ended_s,
+        }
+    }
+}
+
+/// What the servers said around the load.
+struct Seen {
+    roles: BTreeMap<String, &'static str>,
+    before: BTreeMap<String, String>,
+    after: BTreeMap<String, String>,
+    samples: Vec<metrics::Sample>,
+    /// When the load ended, in seconds since sampling began.
+    ended_s: f64,
+}
+
+impl Seen {
+    /// Into the result as `apply` records them; the warnings they merit. `reuses`: the
+    /// workload shares prefixes on purpose (its reuse is a note, not a warning).
+    fn record(&self, r: &mut RunResult, ttft_ms: Option<f64>, reuses: bool) -> Vec<String> {
+        if self.roles.is_empty() {
+            return Vec::new();
+        }
+        let v = &mut r.vbench;
+        v.server_queue = queue::trend(&self.samples, self.ended_s - r.duration, &v.requests);
+        v.cache_reuse = cache::reuse(&self.roles, &self.before, &self.after, None);
+        v.kv_transfer = cache::transfer(&self.before, &self.after);
+        v.kv_cache = cache::kv_cache(&self.roles, &self.before, &self.after, &self.samples);
+        let mut out = Vec::new();
+        if let Some(note) = v
+            .cache_reuse
+            .as_ref()
+            .and_then(|c| warnings::reuse_note(c, reuses))
+        {
+            if reuses {
+                v.load.notes.push(note);
+            } else {
+                out.push(note);
+            }
+        }
+        if let Some(t) = &v.kv_transfer {
+            out.extend(warnings::transfer_notes(
+                t,
+                ttft_ms.unwrap_or(f64::INFINITY),
+            ));
+        }
+        out.extend(v.kv_cache.as_ref().and_then(warnings::preemption_note));
+        v.load.warnings.extend(out.iter().cloned());
+        out
+    }
 }

@@ -205,3 +205,90 @@ fn bench_sends_a_shared_prefix_workload_of_exact_lengths() {
         ));
     assert!(!refused.exists());
 }
+
+/// `--server-metrics` against the simulator: the result records the server's KV cache, prompt
+/// reuse and waiting queue as `apply` does; a role that is not one, or a URL without
+/// `/metrics`, is bad input before anything is sent.
+#[test]
+fn bench_records_what_the_server_metrics_say() {
+    let _serial = crate::support::serial();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let profile = vbench::sim::Profile::from_toml(crate::support::sim::TEST_PROFILE).unwrap();
+    let sim = rt
+        .block_on(vbench::sim::SimServer::start(vbench::sim::SimConfig::new(
+            profile, "m",
+        )))
+        .unwrap();
+    let url = format!("http://{}", sim.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let bench = |prompts: &str, extra: &[&str], out: &std::path::Path| {
+        let mut c = Command::cargo_bin("vbench").unwrap();
+        c.args(["bench", "--base-url", &url, "--model", "m"])
+            .args(["--tokenizer", &tiny(), "--dataset", "random"])
+            .args(["--input-len", "32", "--output-len", "8"])
+            .args(["--num-prompts", prompts, "--rate", "8", "--out"])
+            .arg(out)
+            .args(extra);
+        c
+    };
+    bench(
+        "40",
+        &["--server-metrics", &format!("instance={url}/")],
+        &out,
+    )
+    .assert()
+    .success();
+    let r: RunResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!((r.completed, r.failed), (40, 0));
+    let k = r.vbench.kv_cache.expect("the server's KV cache");
+    assert_eq!(k.roles.len(), 1);
+    // The test profile's 400,000 tokens, and requests of up to 8,192 (its max_model_len).
+    assert_eq!(
+        (
+            k.roles[0].role.as_str(),
+            k.roles[0].capacity_tokens,
+            k.roles[0].max_concurrency
+        ),
+        ("instance", Some(400_000), Some(400_000.0 / 8192.0))
+    );
+    assert_eq!(k.roles[0].preemptions, Some(0.0));
+    let reuse = r.vbench.cache_reuse.expect("prompt tokens by source");
+    // 40 measured prompts and the warm-up one, about 32 tokens each.
+    assert!(reuse.roles[0].prompt_tokens >= 41.0 * 30.0, "{reuse:?}");
+    // Five seconds of sends: enough samples of the waiting queue to judge its trend.
+    let q = r
+        .vbench
+        .server_queue
+        .expect("the waiting queue over the sends");
+    assert!(!q.growing && q.samples >= 3, "{q:?}");
+    // Without the flag the result has none of it.
+    let plain = dir.path().join("plain.json");
+    bench("5", &[], &plain).assert().success();
+    let p: RunResult = serde_json::from_slice(&std::fs::read(&plain).unwrap()).unwrap();
+    assert!(p.vbench.kv_cache.is_none() && p.vbench.server_queue.is_none());
+    // Bad input, named, before anything is sent.
+    let bad = dir.path().join("bad.json");
+    bench("5", &["--server-metrics", &format!("router={url}")], &bad)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "role \"router\" is not instance, prefill or decode",
+        ));
+    bench(
+        "5",
+        &["--server-metrics", "decode=http://127.0.0.1:9"],
+        &bad,
+    )
+    .assert()
+    .code(2)
+    .stderr(predicate::str::contains(
+        "http://127.0.0.1:9/metrics did not answer (decode-0)",
+    ));
+    assert!(!bad.exists());
+    drop(sim);
+}

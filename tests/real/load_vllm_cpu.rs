@@ -241,3 +241,41 @@ async fn vllm_s_prefix_cache_hits_equal_the_reuse_vbench_computes_from_the_promp
     assert_eq!(served.local_hit, ideal.hit_tokens as f64);
     assert_eq!(served.prefix_cache_hits, ideal.hit_tokens as f64);
 }
+
+/// `vbench bench --server-metrics` against the real server: the result records its KV cache as
+/// vLLM describes it (1 GiB of CPU KV space: 1,048,576 tokens of the tiny model, 512 requests
+/// of its 2,048-token max_model_len), no preemption, and its prompt tokens by source.
+#[test]
+fn bench_reads_a_real_vllm_s_metrics_around_the_load() {
+    // Alone: another test's requests to the shared server would count in its counters.
+    let _alone = crate::alone();
+    let Some((url, model)) = env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_vbench"))
+        .args(["bench", "--base-url", &url, "--model", "tiny"])
+        .args(["--tokenizer", &model, "--dataset", "random"])
+        .args(["--input-len", "64", "--output-len", "16"])
+        .args(["--num-prompts", "8", "--rate", "4", "--out"])
+        .arg(&out)
+        .args(["--server-metrics", &format!("instance={url}")])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let r: RunResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!((r.completed, r.failed), (8, 0), "{:?}", r.errors);
+    let k = r.vbench.kv_cache.expect("the server's KV cache");
+    let one = &k.roles[0];
+    assert_eq!(
+        (one.capacity_tokens, one.max_concurrency, one.preemptions),
+        (Some(1_048_576), Some(512.0), Some(0.0)),
+        "{k:?}"
+    );
+    let reuse = r.vbench.cache_reuse.expect("prompt tokens by source");
+    // Eight measured prompts and the warm-up one, 64 tokens each, all counted by the server.
+    assert_eq!(reuse.roles[0].prompt_tokens, 9.0 * 64.0, "{reuse:?}");
+}
