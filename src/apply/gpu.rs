@@ -1,10 +1,18 @@
 //! What each GPU did during a cell, from the telemetry samples (`exec::gpu_telemetry`).
 
 use crate::exec::gpu_telemetry::{self, GpuSample};
-use crate::load::result::GpuTelemetry;
+use crate::load::result::{GpuProcess, GpuTelemetry};
 
-/// One entry per GPU that answered, by index.
-pub fn summarize(samples: &[GpuSample]) -> Vec<GpuTelemetry> {
+/// One entry per GPU that answered, by index. `ours`: whether a pid belongs to the deployment
+/// (its process groups). Other compute processes are named only when some listed process is
+/// ours: `nvidia-smi` in a container can list pids of another PID namespace, and then none
+/// can be told apart.
+pub fn summarize(samples: &[GpuSample], ours: &dyn Fn(u32) -> bool) -> Vec<GpuTelemetry> {
+    let listed: Vec<(u32, u32, u64)> = samples
+        .iter()
+        .flat_map(|s| s.apps.iter().flatten().copied())
+        .collect();
+    let comparable = listed.iter().any(|&(_, pid, _)| ours(pid));
     let mut indices: Vec<u32> = samples
         .iter()
         .flat_map(|s| s.readings.iter().map(|r| r.index))
@@ -33,6 +41,16 @@ pub fn summarize(samples: &[GpuSample]) -> Vec<GpuTelemetry> {
                     }
                 }
             }
+            let mut other_processes: Vec<GpuProcess> = Vec::new();
+            for &(_, pid, mib) in listed.iter().filter(|(g, _, _)| *g == index) {
+                if !comparable || ours(pid) {
+                    continue;
+                }
+                match other_processes.iter_mut().find(|p| p.pid == pid) {
+                    Some(p) => p.used_mib = p.used_mib.max(mib),
+                    None => other_processes.push(GpuProcess { pid, used_mib: mib }),
+                }
+            }
             GpuTelemetry {
                 index,
                 samples: readings.len() as u32,
@@ -45,6 +63,7 @@ pub fn summarize(samples: &[GpuSample]) -> Vec<GpuTelemetry> {
                 temp_max_c: max(values(|r| r.temp_c)),
                 memory_used_max_mib: max(values(|r| r.memory_used_mib)),
                 slowdowns,
+                other_processes,
             }
         })
         .collect()
@@ -74,13 +93,17 @@ mod tests {
             GpuSample {
                 t_s: 0.0,
                 readings: vec![reading(1, 1980.0, 0), reading(0, 1980.0, 0x4)],
+                // Ours (pid 100) on both, another process on GPU 1.
+                apps: Some(vec![(0, 100, 70_000), (1, 100, 70_000), (1, 4242, 900)]),
             },
             GpuSample {
                 t_s: 1.0,
                 readings: vec![reading(1, 1200.0, 0x40), reading(0, 1780.0, 0x4)],
+                apps: Some(vec![(1, 4242, 1200)]),
             },
         ];
-        let g = summarize(&samples);
+        let ours = |pid: u32| pid == 100;
+        let g = summarize(&samples, &ours);
         assert_eq!(g.iter().map(|x| x.index).collect::<Vec<_>>(), [0, 1]);
         assert_eq!(g[0].samples, 2);
         assert_eq!(g[0].sm_clock_min_mhz, Some(1780.0));
@@ -89,6 +112,19 @@ mod tests {
         assert_eq!(g[1].power_max_w, Some(619.8));
         assert_eq!(g[1].temp_max_c, Some(99.0));
         assert_eq!(g[1].slowdowns, ["hardware thermal slowdown"]);
-        assert!(summarize(&[]).is_empty());
+        assert!(g[0].other_processes.is_empty());
+        assert_eq!(
+            g[1].other_processes,
+            [GpuProcess {
+                pid: 4242,
+                used_mib: 1200
+            }]
+        );
+        // No listed process is ours (pids of another namespace): none is named.
+        let strangers = |_: u32| false;
+        assert!(summarize(&samples, &strangers)
+            .iter()
+            .all(|g| g.other_processes.is_empty()));
+        assert!(summarize(&[], &ours).is_empty());
     }
 }

@@ -611,8 +611,18 @@ impl VariantRun<'_> {
         {
             self.warn(result, warning);
         }
-        result.vbench.gpus = gpu::summarize(seen.gpu_samples);
+        let groups: Vec<i32> = running.iter().map(|(_, p)| p.pgid()).collect();
+        let ours = |pid: u32| {
+            i32::try_from(pid)
+                .ok()
+                .and_then(crate::exec::leftovers::process_group)
+                .is_some_and(|g| groups.contains(&g))
+        };
+        result.vbench.gpus = gpu::summarize(seen.gpu_samples, &ours);
         if let Some(warning) = warnings::slowdown_warning(&result.vbench.gpus) {
+            self.warn(result, warning);
+        }
+        if let Some(warning) = warnings::shared_gpu_warning(&result.vbench.gpus) {
             self.warn(result, warning);
         }
     }

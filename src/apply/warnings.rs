@@ -199,6 +199,30 @@ pub(crate) fn slowdown_warning(gpus: &[GpuTelemetry]) -> Option<String> {
     })
 }
 
+/// A GPU the deployment shared with another compute process: the rate did not measure the
+/// deployment alone (`None` when no GPU was shared).
+pub(crate) fn shared_gpu_warning(gpus: &[GpuTelemetry]) -> Option<String> {
+    let shared: Vec<String> = gpus
+        .iter()
+        .filter(|g| !g.other_processes.is_empty())
+        .map(|g| {
+            let who: Vec<String> = g
+                .other_processes
+                .iter()
+                .map(|p| format!("pid {}, {} MiB", p.pid, thousands(p.used_mib)))
+                .collect();
+            format!("GPU {} ({})", g.index, who.join("; "))
+        })
+        .collect();
+    (!shared.is_empty()).then(|| {
+        format!(
+            "another process used the deployment's GPUs during this rate: {}. The rate did not \
+             measure the deployment alone",
+            shared.join(", ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +279,7 @@ mod tests {
             temp_max_c: Some(99.0),
             memory_used_max_mib: Some(80_000.0),
             slowdowns: slowdowns.iter().map(|s| s.to_string()).collect(),
+            other_processes: Vec::new(),
         }
     }
 
@@ -272,6 +297,17 @@ mod tests {
         );
         // A power cap alone is the GPU's normal power management: recorded, not warned of.
         assert_eq!(slowdown_warning(&g[..1]), None);
+        assert_eq!(shared_gpu_warning(&g), None);
+        let mut shared = g.to_vec();
+        shared[1].other_processes = vec![crate::load::result::GpuProcess {
+            pid: 4242,
+            used_mib: 1200,
+        }];
+        assert_eq!(
+            shared_gpu_warning(&shared).unwrap(),
+            "another process used the deployment's GPUs during this rate: GPU 1 (pid 4242, \
+             1,200 MiB). The rate did not measure the deployment alone"
+        );
     }
 
     #[test]

@@ -36,7 +36,13 @@ pub struct GpuReading {
 pub struct GpuSample {
     pub t_s: f64,
     pub readings: Vec<GpuReading>,
+    /// (GPU, pid, used MiB) of every compute process, on every [`APPS_EVERY`]th sample.
+    pub apps: Option<Vec<(u32, u32, u64)>>,
 }
+
+/// The compute processes are listed on the first sample and every this many after (two more
+/// `nvidia-smi` calls each time).
+pub const APPS_EVERY: usize = 5;
 
 /// Parse `nvidia-smi --query-gpu=QUERY --format=csv,noheader,nounits` output; lines that do
 /// not have the fields (a driver message, a cut line) are skipped.
@@ -127,10 +133,16 @@ pub fn spawn_sampler(
         while !flag.load(Ordering::Relaxed) {
             let asked = Instant::now();
             match probe.telemetry(&gpus) {
-                Some(readings) if !readings.is_empty() => samples.push(GpuSample {
-                    t_s: start.elapsed().as_secs_f64(),
-                    readings,
-                }),
+                Some(readings) if !readings.is_empty() => {
+                    let apps = (samples.len() % APPS_EVERY == 0)
+                        .then(|| probe.busy())
+                        .flatten();
+                    samples.push(GpuSample {
+                        t_s: start.elapsed().as_secs_f64(),
+                        readings,
+                        apps,
+                    })
+                }
                 // No nvidia-smi, or it failed: nothing to sample, and no point asking again.
                 _ if samples.is_empty() => break,
                 _ => {}

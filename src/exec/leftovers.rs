@@ -150,7 +150,7 @@ fn read_capped(path: &str, cap: u64) -> Option<Vec<u8>> {
 }
 
 /// Field 5 of `/proc/PID/stat` (after the parenthesised command, which may hold spaces).
-fn process_group(pid: i32) -> Option<i32> {
+pub fn process_group(pid: i32) -> Option<i32> {
     let stat = read_capped(&format!("/proc/{pid}/stat"), 4096)?;
     let stat = String::from_utf8_lossy(&stat);
     let after = &stat[stat.rfind(')')? + 1..];

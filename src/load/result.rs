@@ -176,6 +176,18 @@ pub struct GpuTelemetry {
     /// "hardware thermal slowdown", ...).
     #[serde(default)]
     pub slowdowns: Vec<String>,
+    /// Compute processes on this GPU that were not the deployment's (listed every few
+    /// seconds): the deployment shared the GPU.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_processes: Vec<GpuProcess>,
+}
+
+/// A compute process `nvidia-smi` listed on a GPU.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct GpuProcess {
+    pub pid: u32,
+    /// The most GPU memory it was seen holding.
+    pub used_mib: u64,
 }
 
 impl GpuTelemetry {
@@ -197,6 +209,13 @@ impl GpuTelemetry {
                 slowdowns.push(s.clone());
             }
         }
+        let mut other_processes = self.other_processes.clone();
+        for p in &o.other_processes {
+            match other_processes.iter_mut().find(|q| q.pid == p.pid) {
+                Some(q) => q.used_mib = q.used_mib.max(p.used_mib),
+                None => other_processes.push(p.clone()),
+            }
+        }
         GpuTelemetry {
             index: self.index,
             samples: self.samples + o.samples,
@@ -209,6 +228,7 @@ impl GpuTelemetry {
             temp_max_c: pick(self.temp_max_c, o.temp_max_c, f64::max),
             memory_used_max_mib: pick(self.memory_used_max_mib, o.memory_used_max_mib, f64::max),
             slowdowns,
+            other_processes,
         }
     }
 }
@@ -693,6 +713,7 @@ pub fn schema_json() -> String {
             ("GpuTelemetry", "power_max_w"),
             ("GpuTelemetry", "temp_max_c"),
             ("GpuTelemetry", "memory_used_max_mib"),
+            ("GpuTelemetry", "other_processes"),
             ("KvTransfer", "xfer_time_buckets"),
             ("CacheReuse", "ideal"),
             ("RoleKvCache", "capacity_tokens"),

@@ -558,7 +558,7 @@ fn a_log_line_that_qualifies_the_numbers_is_in_every_result_and_the_report() {
 /// On a local CUDA target `apply` samples `nvidia-smi` while each rate runs: every result
 /// has each GPU's utilisation, clocks, power and temperature, a GPU that slowed itself down
 /// (here the fake nvidia-smi reports a hardware thermal slowdown at a low clock) is warned of,
-/// and the report shows a GPUs column. The fake answers the queries apply makes; the server is
+/// so is another process on the deployment's GPU, and the report shows a GPUs column. The fake answers the queries apply makes; the server is
 /// the simulator behind a vLLM-shaped stub.
 #[test]
 fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
@@ -566,23 +566,39 @@ fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = tmp.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
+    // The server runs with a profile file of this test's own, so the fake finds it by that
+    // path: it lists the server and, while the server runs, pid 1 as another process on GPU 0.
+    let profile = tmp.path().join("gpu-test-profile.toml");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/sim/profiles/tiny-cpu.toml"
+        ),
+        &profile,
+    )
+    .unwrap();
     let smi = bin.join("nvidia-smi");
     std::fs::write(
         &smi,
-        "#!/bin/sh\n\
+        format!(
+            "#!/bin/sh\n\
          case \"$*\" in\n\
-         *query-compute-apps*) exit 0 ;;\n\
+         *query-compute-apps*) ours=$(pgrep -f '{profile}'); [ -n \"$ours\" ] || exit 0; \
+         for p in $ours; do echo \"GPU-fake-0, $p, 70000\"; done; echo 'GPU-fake-0, 1, 900' ;;\n\
          *query-gpu=index,uuid*) echo '0, GPU-fake-0' ;;\n\
          *clocks_event_reasons*) echo '0, 93, 1215, 1980, 655.5, 91, 120000, 0x0000000000000044'; \
          echo '1, 0, 345, 1980, 75, 30, 0, 0x0000000000000001' ;;\n\
          *) exit 9 ;;\n\
          esac\n",
+            profile = profile.display()
+        ),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
     let script = format!(
-        r#""[ \"$1\" = --version ] && echo 0.0-stub && exit 0; port=; while [ $# -gt 0 ]; do [ \"$1\" = --port ] && port=$2; shift; done; exec {BIN} sim-serve --port $port --model stub-model --profile tiny-cpu""#
+        r#""[ \"$1\" = --version ] && echo 0.0-stub && exit 0; port=; while [ $# -gt 0 ]; do [ \"$1\" = --port ] && port=$2; shift; done; exec {BIN} sim-serve --port $port --model stub-model --profile {}""#,
+        profile.display()
     );
     let manifest = stub_vllm_manifest("gpus", &script, "")
         .replace(
@@ -635,6 +651,20 @@ fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
         (0, Some(93.0), Some(1215.0), Some(655.5), Some(91.0))
     );
     assert_eq!(g.slowdowns, ["power cap", "hardware thermal slowdown"]);
+    // The server is the deployment's; pid 1 is not.
+    assert_eq!(
+        g.other_processes,
+        [vbench::load::result::GpuProcess {
+            pid: 1,
+            used_mib: 900
+        }]
+    );
+    assert!(
+        stderr.contains(
+            "another process used the deployment's GPUs during this rate: GPU 0 (pid 1, 900 MiB)"
+        ),
+        "{stderr}"
+    );
     assert!(r
         .vbench
         .load

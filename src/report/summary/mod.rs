@@ -96,6 +96,7 @@ pub fn schema_json() -> String {
             ("GpuTelemetry", "power_max_w"),
             ("GpuTelemetry", "temp_max_c"),
             ("GpuTelemetry", "memory_used_max_mib"),
+            ("GpuTelemetry", "other_processes"),
         ],
     )
 }
@@ -652,6 +653,14 @@ pub fn gpus_text(gpus: &[crate::load::result::GpuTelemetry]) -> String {
     let mut text = parts.join(", ");
     if !slowdowns.is_empty() {
         text.push_str(&format!("; {}", slowdowns.join(", ")));
+    }
+    let others: Vec<String> = gpus
+        .iter()
+        .flat_map(|g| &g.other_processes)
+        .map(|p| p.pid.to_string())
+        .collect();
+    if !others.is_empty() {
+        text.push_str(&format!("; SHARED with pid {}", others.join(", ")));
     }
     text
 }
