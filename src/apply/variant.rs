@@ -22,7 +22,7 @@ use crate::load::RunResult;
 use crate::manifest::Rate;
 use crate::manifest::{LoadedManifest, Mode, ProxyKind};
 use crate::plan::search::{batch_file_name, SearchSpec};
-use crate::plan::{Cell, Pace, Plan, Variant};
+use crate::plan::{Cell, Pace, Plan, RoleKind, Variant};
 use crate::results::rundir::{Attempt, CellTiming, VariantDir, VariantTiming};
 
 /// The grace period at teardown for a component known to be dead (it logged a fatal line or
@@ -263,6 +263,9 @@ impl VariantRun<'_> {
         // Said once here; every result of the variant records them.
         for finding in health::log_findings(running) {
             self.events.warning(&finding);
+        }
+        if let Some(uneven) = self.kv_imbalance_now(running).await {
+            self.events.warning(&uneven);
         }
         health::smoke(&spec.entry_url, &self.plan.served_model_name).await?;
         if matches!(self.variant.mode, Mode::Nixl | Mode::Lmcache) {
@@ -545,18 +548,7 @@ impl VariantRun<'_> {
                 self.warn(result, warnings::kv_wait_warning(a - b));
             }
         }
-        let roles: BTreeMap<String, &'static str> = running
-            .iter()
-            .filter_map(|(c, _)| {
-                let role = match c.role {
-                    ComponentRole::Serve => "instance",
-                    ComponentRole::Prefill => "prefill",
-                    ComponentRole::Decode => "decode",
-                    ComponentRole::Proxy => return None,
-                };
-                Some((c.name.clone(), role))
-            })
-            .collect();
+        let roles = instance_roles(running);
         let reuses = self.loaded.manifest.dataset.kind.reuses_prefixes();
         let ideal = if reuses {
             seen.before
@@ -605,6 +597,15 @@ impl VariantRun<'_> {
         {
             self.warn(result, note);
         }
+        // Said at start-up; recorded with every cell.
+        if let Some(uneven) = result
+            .vbench
+            .kv_cache
+            .as_ref()
+            .and_then(|k| warnings::kv_imbalance(k, &|role| self.memory_given(role)))
+        {
+            result.vbench.load.warnings.push(uneven);
+        }
         result.vbench.log_errors = health::log_errors(running, seen.log_marks);
         if let Some(warning) =
             warnings::log_errors_warning(&result.vbench.log_errors, self.dir.path())
@@ -625,6 +626,32 @@ impl VariantRun<'_> {
         if let Some(warning) = warnings::shared_gpu_warning(&result.vbench.gpus) {
             self.warn(result, warning);
         }
+    }
+
+    /// [`warnings::kv_imbalance`] of the instances as they stand (their `/metrics`).
+    async fn kv_imbalance_now(&self, running: &[Running]) -> Option<String> {
+        let roles = instance_roles(running);
+        let instances: Vec<(String, String)> = running
+            .iter()
+            .filter(|(c, _)| roles.contains_key(&c.name))
+            .map(|(c, _)| (c.name.clone(), c.url.clone()))
+            .collect();
+        let now = metrics::snapshot(&instances).await;
+        let k = cache::kv_cache(&roles, &now, &now, &[])?;
+        warnings::kv_imbalance(&k, &|role| self.memory_given(role))
+    }
+
+    /// What a role's instances were given of GPU memory, relative: TP × gpu_memory_utilization
+    /// (`role` as the results name it: `instance`, `prefill`, `decode`).
+    fn memory_given(&self, role: &str) -> Option<f64> {
+        let kind = match role {
+            "instance" => RoleKind::Serve,
+            "prefill" => RoleKind::Prefill,
+            "decode" => RoleKind::Decode,
+            _ => return None,
+        };
+        let spec = self.variant.roles.iter().find(|r| r.role == kind)?;
+        Some(f64::from(spec.tp) * spec.gpu_memory_utilization)
     }
 
     /// Print a warning about this cell and keep it in its result (the report lists it).
@@ -657,6 +684,23 @@ impl VariantRun<'_> {
                 .write_metrics_text(self.attempt, instance, tag, text);
         }
     }
+}
+
+/// Each instance's role as the results name it (`instance`, `prefill`, `decode`), by
+/// component name; the proxy has none.
+fn instance_roles(running: &[Running]) -> BTreeMap<String, &'static str> {
+    running
+        .iter()
+        .filter_map(|(c, _)| {
+            let role = match c.role {
+                ComponentRole::Serve => "instance",
+                ComponentRole::Prefill => "prefill",
+                ComponentRole::Decode => "decode",
+                ComponentRole::Proxy => return None,
+            };
+            Some((c.name.clone(), role))
+        })
+        .collect()
 }
 
 /// What was read around one cell, for [`VariantRun::record_servers`].

@@ -199,6 +199,43 @@ pub(crate) fn slowdown_warning(gpus: &[GpuTelemetry]) -> Option<String> {
     })
 }
 
+/// Roles whose KV caches differ by more than this factor for the GPU memory they were given
+/// are warned of.
+const KV_IMBALANCE: f64 = 2.0;
+
+/// The roles' KV caches against what each was given (`given(role)`: its TP × its
+/// gpu_memory_utilization): vLLM sizes the cache from the memory it finds free at start-up,
+/// and instances that share a GPU and start together split it unevenly. `None` when the roles
+/// agree within [`KV_IMBALANCE`], or there is one role.
+pub(crate) fn kv_imbalance(k: &KvCache, given: &dyn Fn(&str) -> Option<f64>) -> Option<String> {
+    let per_given: Vec<(&str, u64, f64)> = k
+        .roles
+        .iter()
+        .filter_map(|r| {
+            let c = r.capacity_tokens?;
+            let g = given(&r.role).filter(|g| *g > 0.0)?;
+            Some((r.role.as_str(), c, c as f64 / g))
+        })
+        .collect();
+    let small = per_given.iter().min_by(|a, b| a.2.total_cmp(&b.2))?;
+    let large = per_given.iter().max_by(|a, b| a.2.total_cmp(&b.2))?;
+    if small.2 <= 0.0 || large.2 / small.2 <= KV_IMBALANCE {
+        return None;
+    }
+    Some(format!(
+        "the {small_role} instances hold {} tokens of KV cache each, the {large_role} instances \
+         {} ({}× more for the GPU memory each was given): vLLM sizes its KV cache from the \
+         memory it finds free at start-up, and instances that share a GPU and start together \
+         split it unevenly. The {small_role} side preempts or queues requests sooner than its \
+         configuration says",
+        thousands(small.1),
+        thousands(large.1),
+        fmt_num(large.2 / small.2),
+        small_role = small.0,
+        large_role = large.0,
+    ))
+}
+
 /// A GPU the deployment shared with another compute process: the rate did not measure the
 /// deployment alone (`None` when no GPU was shared).
 pub(crate) fn shared_gpu_warning(gpus: &[GpuTelemetry]) -> Option<String> {
@@ -308,6 +345,38 @@ mod tests {
             "another process used the deployment's GPUs during this rate: GPU 1 (pid 4242, \
              1,200 MiB). The rate did not measure the deployment alone"
         );
+    }
+
+    #[test]
+    fn kv_caches_uneven_for_what_each_role_was_given_are_named() {
+        let role = |role: &str, tokens: u64| RoleKvCache {
+            capacity_tokens: Some(tokens),
+            ..self::role(role, Some(0.0))
+        };
+        // As on one H200 shared by a NIXL prefill and decode at 0.42 each (2026-12-01).
+        let k = KvCache {
+            roles: vec![role("prefill", 510_656), role("decode", 17_840)],
+        };
+        let same = |_: &str| Some(0.42);
+        assert_eq!(
+            kv_imbalance(&k, &same).unwrap(),
+            "the decode instances hold 17,840 tokens of KV cache each, the prefill instances \
+             510,656 (28.62× more for the GPU memory each was given): vLLM sizes its KV cache \
+             from the memory it finds free at start-up, and instances that share a GPU and \
+             start together split it unevenly. The decode side preempts or queues requests \
+             sooner than its configuration says"
+        );
+        // A decoder with twice the GPUs holding twice the tokens is even.
+        let k = KvCache {
+            roles: vec![role("prefill", 500_000), role("decode", 1_000_000)],
+        };
+        let tp = |r: &str| Some(if r == "decode" { 2.0 * 0.9 } else { 0.9 });
+        assert_eq!(kv_imbalance(&k, &tp), None);
+        // One role: nothing to compare.
+        let k = KvCache {
+            roles: vec![role("instance", 1_000)],
+        };
+        assert_eq!(kv_imbalance(&k, &same), None);
     }
 
     #[test]

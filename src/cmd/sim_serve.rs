@@ -39,6 +39,10 @@ pub struct SimServeArgs {
     /// Override the profile's maximum context length.
     #[arg(long)]
     pub max_model_len: Option<u32>,
+    /// Give the instance this many KV blocks (of the profile's block size) in all, as vLLM's
+    /// flag of that name does, instead of the profile's KV capacity.
+    #[arg(long)]
+    pub num_gpu_blocks_override: Option<u64>,
     /// Count prompt tokens with this tokenizer (a tokenizer.json, a model folder or a cached
     /// model id), as vLLM would for the same prompt. Default: a stand-in of about 4
     /// characters per token, which can be 25 % off for real prompts.
@@ -158,6 +162,16 @@ impl SimServeArgs {
         if self.tp == 0 {
             return Err(Error::bad_input(anyhow::anyhow!("--tp must be at least 1")));
         }
+        if let Some(blocks) = self.num_gpu_blocks_override {
+            let tokens = blocks.saturating_mul(u64::from(profile.block_size));
+            if tokens < u64::from(profile.max_model_len) {
+                return Err(Error::bad_input(anyhow::anyhow!(
+                    "--num-gpu-blocks-override {blocks}: {tokens} tokens cannot hold one request \
+                     of max_model_len {} (as vLLM refuses to start)",
+                    profile.max_model_len
+                )));
+            }
+        }
         let faults = FaultSpec::from((*self.faults).clone());
         faults.check().map_err(Error::bad_input)?;
         let counter = match &self.tokenizer {
@@ -182,6 +196,7 @@ impl SimServeArgs {
             counter,
             prefix_caching: !self.no_enable_prefix_caching,
             lmcache_proxy: self.lmcache_proxy,
+            kv_blocks_override: self.num_gpu_blocks_override,
         })
     }
 }
@@ -377,6 +392,13 @@ mod tests {
         .unwrap();
         assert_eq!(c.served_model, "Qwen/Qwen3-0.6B");
         assert_eq!((c.tp, c.profile.max_model_len, c.kv_port), (2, 1024, 5700));
+        assert_eq!(c.kv_blocks_override, None);
+        // vLLM's override, and its refusal when one request would not fit.
+        let blocks = |n: &str| parse(&["--max-model-len", "1024", "--num-gpu-blocks-override", n]);
+        assert_eq!(blocks("64").unwrap().kv_blocks_override, Some(64));
+        let e = blocks("63").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("cannot hold one request"), "{e}");
         assert_eq!(c.engine_id.as_deref(), Some("e"));
         assert_eq!(c.faults.fail_fraction, 0.1);
         assert!(parse(&["--tp", "0"]).is_err());

@@ -56,6 +56,9 @@ pub struct SimConfig {
     /// LMCache producer: the proxy's notification socket (LMCache's `pd_proxy_host:port`),
     /// told once per TP rank when a request's KV is on its decoder.
     pub lmcache_proxy: Option<std::net::SocketAddr>,
+    /// vLLM's `--num-gpu-blocks-override`: the instance's KV cache in blocks, instead of the
+    /// profile's capacity.
+    pub kv_blocks_override: Option<u64>,
 }
 
 impl SimConfig {
@@ -76,6 +79,7 @@ impl SimConfig {
             counter: tokens::Counter::default(),
             prefix_caching: true,
             lmcache_proxy: None,
+            kv_blocks_override: None,
         }
     }
 }
@@ -147,10 +151,13 @@ pub async fn serve(
 ) -> anyhow::Result<ServeExit> {
     config.faults.check()?;
     let metrics = Arc::new(Metrics::default());
-    let sched = SchedConfig {
+    let mut sched = SchedConfig {
         prefix_caching: config.prefix_caching,
         ..SchedConfig::from_profile(&config.profile, config.tp)
     };
+    if let Some(blocks) = config.kv_blocks_override {
+        sched.kv_capacity_tokens = blocks * u64::from(sched.block_size);
+    }
     let cache_info = CacheConfigInfo {
         block_size: sched.block_size,
         capacity_tokens: sched.kv_capacity_tokens,

@@ -731,6 +731,40 @@ fn errors_the_servers_log_during_a_rate_are_counted_and_named() {
     );
 }
 
+/// A decoder with far less KV cache than its prefiller for the same GPU memory (as when two
+/// instances sharing a GPU start together; here the simulator's `--num-gpu-blocks-override`,
+/// vLLM's flag) is named at start-up and recorded with every cell.
+#[test]
+fn roles_with_uneven_kv_caches_are_named_at_start_up() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "load.rates=[20, 40]",
+        "load.num_prompts=6",
+        "load.warmup=1",
+        "deployment.1.decode.extra_args=[\"--num-gpu-blocks-override\", \"600\"]",
+    ];
+    let id = variant_id(&sets, "nixl-p1d1");
+    let out = apply(tmp.path(), &sets, &["--only", &id]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // 600 blocks of 16 tokens against the profile's 769,520.
+    let uneven = "the decode instances hold 9,600 tokens of KV cache each, the prefill instances \
+                  769,520 (80.16× more for the GPU memory each was given)";
+    assert_eq!(stderr.matches(uneven).count(), 1, "said once: {stderr}");
+    let run = run_dir(tmp.path());
+    for rate in [20, 40] {
+        let r = read_result(&run.join(&id).join(format!("vllm-{rate}qps.json")));
+        assert!(
+            r.vbench.load.warnings.iter().any(|w| w.starts_with(uneven)),
+            "{rate}: {:?}",
+            r.vbench.load.warnings
+        );
+        let k = r.vbench.kv_cache.unwrap();
+        assert_eq!(k.roles[1].capacity_tokens, Some(9_600));
+    }
+}
+
 #[test]
 fn a_server_that_wedges_mid_rate_fails_its_variant_by_its_health() {
     let _busy = crate::support::busy();
