@@ -12,7 +12,7 @@ use super::health::{self, Running};
 use super::search::{BatchOutcome, Probe, Search, Step, Verdict};
 use super::{cache, gpu, queue, warnings};
 use super::{cell, Events, Interrupts, Options, VariantError};
-use crate::exec::deploy::{self, ComponentRole, DeploymentSpec};
+use crate::exec::deploy::{self, Component, ComponentRole, DeploymentSpec};
 use crate::exec::gpu_telemetry;
 use crate::exec::gpus::{self, GpuProbe};
 use crate::exec::metrics;
@@ -20,7 +20,7 @@ use crate::exec::ports::PortAllocator;
 use crate::exec::process::{StopReport, Supervised};
 use crate::load::RunResult;
 use crate::manifest::Rate;
-use crate::manifest::{LoadedManifest, Mode, ProxyKind};
+use crate::manifest::{LoadedManifest, Mode, ProxyKind, StartOrder};
 use crate::plan::search::{batch_file_name, SearchSpec};
 use crate::plan::{Cell, Pace, Plan, RoleKind, Variant};
 use crate::results::rundir::{Attempt, CellTiming, VariantDir, VariantTiming};
@@ -232,7 +232,14 @@ impl VariantRun<'_> {
             .components
             .iter()
             .partition(|c| c.role != ComponentRole::Proxy);
-        for group in [instances, proxies] {
+        // Instances sharing a GPU split its memory unevenly when they start together (each
+        // sizes its KV cache from what it finds free): `target.start = "one_by_one"`.
+        let mut groups: Vec<Vec<&Component>> = match self.loaded.manifest.target.start {
+            StartOrder::Together => vec![instances],
+            StartOrder::OneByOne => instances.into_iter().map(|c| vec![c]).collect(),
+        };
+        groups.push(proxies);
+        for group in groups {
             if group.is_empty() {
                 continue;
             }

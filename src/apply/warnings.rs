@@ -226,8 +226,8 @@ pub(crate) fn kv_imbalance(k: &KvCache, given: &dyn Fn(&str) -> Option<f64>) -> 
         "the {small_role} instances hold {} tokens of KV cache each, the {large_role} instances \
          {} ({}× more for the GPU memory each was given): vLLM sizes its KV cache from the \
          memory it finds free at start-up, and instances that share a GPU and start together \
-         split it unevenly. The {small_role} side preempts or queues requests sooner than its \
-         configuration says",
+         split it unevenly (target.start = \"one_by_one\" avoids that). The {small_role} side \
+         preempts or queues requests sooner than its configuration says",
         thousands(small.1),
         thousands(large.1),
         fmt_num(large.2 / small.2),
@@ -363,8 +363,8 @@ mod tests {
             "the decode instances hold 17,840 tokens of KV cache each, the prefill instances \
              510,656 (28.62× more for the GPU memory each was given): vLLM sizes its KV cache \
              from the memory it finds free at start-up, and instances that share a GPU and \
-             start together split it unevenly. The decode side preempts or queues requests \
-             sooner than its configuration says"
+             start together split it unevenly (target.start = \"one_by_one\" avoids that). The \
+             decode side preempts or queues requests sooner than its configuration says"
         );
         // A decoder with twice the GPUs holding twice the tokens is even.
         let k = KvCache {

@@ -473,6 +473,12 @@ pub struct Target {
     /// Seconds to wait for every component's `/health` before the variant counts as failed.
     #[serde(default = "defaults::health_timeout_s")]
     pub health_timeout_s: f64,
+    /// How a variant's instances start: `"together"` (the default, the fastest) or
+    /// `"one_by_one"` (each healthy before the next starts). vLLM sizes its KV cache from the
+    /// GPU memory it finds free while it starts, so instances that share a GPU split it
+    /// unevenly when they start together; start them one by one.
+    #[serde(default)]
+    pub start: StartOrder,
     /// Before measuring a NIXL or LMCache variant, compare a greedy completion through prefill
     /// and decode with the same request on one instance alone (a prefill instance for NIXL, a
     /// decoder for LMCache), and fail the variant when they differ (KV that arrived wrong).
@@ -516,6 +522,7 @@ impl Default for Target {
             cpu_cores_per_instance: defaults::cpu_cores_per_instance(),
             cpus: None,
             health_timeout_s: defaults::health_timeout_s(),
+            start: StartOrder::default(),
             verify_output: true,
             vllm_bin: VllmCommand::default(),
             env: BTreeMap::new(),
@@ -524,6 +531,15 @@ impl Default for Target {
             slurm: None,
         }
     }
+}
+
+/// `target.start`: all of a variant's instances at once, or each after the previous is healthy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StartOrder {
+    #[default]
+    Together,
+    OneByOne,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -765,6 +765,38 @@ fn roles_with_uneven_kv_caches_are_named_at_start_up() {
     }
 }
 
+/// `target.start = "one_by_one"`: each instance is healthy before the next starts (for
+/// instances sharing a GPU, which split its memory unevenly when they start together).
+#[test]
+fn instances_start_one_by_one_when_asked() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = ["load.rates=[20]", "load.num_prompts=4", "load.warmup=0"];
+    for (order, healthy) in [
+        (None, vec!["healthy: prefill-0, decode-0 ("]),
+        (
+            Some("target.start=\"one_by_one\""),
+            vec!["healthy: prefill-0 (", "healthy: decode-0 ("],
+        ),
+    ] {
+        let sets: Vec<&str> = base.iter().copied().chain(order).collect();
+        let id = variant_id(&sets, "nixl-p1d1");
+        let results = tmp.path().join(if order.is_some() { "one" } else { "all" });
+        let out = apply(&results, &sets, &["--only", &id]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let lines: Vec<&str> = stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("healthy: ") && !l.starts_with("healthy: proxy"))
+            .collect();
+        assert_eq!(lines.len(), healthy.len(), "{stderr}");
+        for (line, want) in lines.iter().zip(&healthy) {
+            assert!(line.starts_with(want), "{line} / {want}: {stderr}");
+        }
+    }
+}
+
 #[test]
 fn a_server_that_wedges_mid_rate_fails_its_variant_by_its_health() {
     let _busy = crate::support::busy();
