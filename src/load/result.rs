@@ -705,24 +705,33 @@ pub fn schema_json() -> String {
             ("VbenchSection", "kv_cache"),
             ("VbenchSection", "gpus"),
             ("VbenchSection", "log_errors"),
-            ("GpuTelemetry", "util_mean_pct"),
-            ("GpuTelemetry", "sm_clock_min_mhz"),
-            ("GpuTelemetry", "sm_clock_mean_mhz"),
-            ("GpuTelemetry", "sm_clock_max_mhz"),
-            ("GpuTelemetry", "power_mean_w"),
-            ("GpuTelemetry", "power_max_w"),
-            ("GpuTelemetry", "temp_max_c"),
-            ("GpuTelemetry", "memory_used_max_mib"),
-            ("GpuTelemetry", "other_processes"),
-            ("KvTransfer", "xfer_time_buckets"),
             ("CacheReuse", "ideal"),
-            ("RoleKvCache", "capacity_tokens"),
-            ("RoleKvCache", "max_concurrency"),
-            ("RoleKvCache", "prefix_caching"),
-            ("RoleKvCache", "usage_max"),
-            ("RoleKvCache", "preemptions"),
             ("RequestRecord", "session"),
             ("RequestRecord", "turn"),
-        ],
+        ]
+        .iter()
+        .chain(SERVER_SECTIONS_MAY_BE_ABSENT)
+        .copied()
+        .collect::<Vec<_>>(),
     )
 }
+
+/// The fields of the server-side sections (which summary.json carries too) that are left out
+/// when a server did not say them (`skip_serializing_if`).
+pub const SERVER_SECTIONS_MAY_BE_ABSENT: &[(&str, &str)] = &[
+    ("KvTransfer", "xfer_time_buckets"),
+    ("RoleKvCache", "capacity_tokens"),
+    ("RoleKvCache", "max_concurrency"),
+    ("RoleKvCache", "prefix_caching"),
+    ("RoleKvCache", "usage_max"),
+    ("RoleKvCache", "preemptions"),
+    ("GpuTelemetry", "util_mean_pct"),
+    ("GpuTelemetry", "sm_clock_min_mhz"),
+    ("GpuTelemetry", "sm_clock_mean_mhz"),
+    ("GpuTelemetry", "sm_clock_max_mhz"),
+    ("GpuTelemetry", "power_mean_w"),
+    ("GpuTelemetry", "power_max_w"),
+    ("GpuTelemetry", "temp_max_c"),
+    ("GpuTelemetry", "memory_used_max_mib"),
+    ("GpuTelemetry", "other_processes"),
+];

@@ -167,6 +167,24 @@ fn apply_first_variant(results: &Path, sets: &[&str]) -> Applied {
     }
 }
 
+/// The one run folder of `experiment` under `results`, and its variant folder that holds
+/// `file`.
+fn run_and_variant_with(results: &Path, experiment: &str, file: &str) -> (PathBuf, PathBuf) {
+    let run = std::fs::read_dir(results.join(experiment))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .expect("a run folder");
+    let variant = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join(file).is_file())
+        .unwrap_or_else(|| panic!("no variant folder with {file} in {}", run.display()));
+    (run, variant)
+}
+
 fn read_result(path: &Path) -> RunResult {
     serde_json::from_slice(&std::fs::read(path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -427,17 +445,7 @@ fn an_instance_that_logs_a_fatal_line_fails_fast_though_its_process_lives() {
     );
     // The full grace would be 60 s; a dead instance gets 3.
     assert!(took < Duration::from_secs(30), "took {took:?}");
-    let run = std::fs::read_dir(tmp.path().join("results/fatal"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let variant = std::fs::read_dir(run)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("teardown.json").is_file())
-        .unwrap();
+    let (_, variant) = run_and_variant_with(&tmp.path().join("results"), "fatal", "teardown.json");
     let teardown: serde_json::Value =
         serde_json::from_slice(&std::fs::read(variant.join("teardown.json")).unwrap()).unwrap();
     assert_eq!(teardown[0]["killed"], true, "{teardown}");
@@ -526,18 +534,8 @@ fn a_log_line_that_qualifies_the_numbers_is_in_every_result_and_the_report() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let finding = "LMCache's compiled CUDA kernels did not load in serve-0";
     assert_eq!(stderr.matches(finding).count(), 1, "{stderr}");
-    let run = std::fs::read_dir(tmp.path().join("results/finding"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .next()
-        .expect("a run folder");
-    let variant = std::fs::read_dir(&run)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.join("vllm-2qps.json").is_file())
-        .expect("the variant's folder");
+    let (run, variant) =
+        run_and_variant_with(&tmp.path().join("results"), "finding", "vllm-2qps.json");
     for rate in [2, 4] {
         let r = read_result(&variant.join(format!("vllm-{rate}qps.json")));
         assert!(
@@ -622,18 +620,8 @@ fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
     let warning = "the driver slowed a GPU down to protect it during this rate: GPU 0 \
                    (hardware thermal slowdown): SM clock down to 1,215 MHz of 1,980, up to 91 °C";
     assert!(stderr.contains(warning), "{stderr}");
-    let run = std::fs::read_dir(tmp.path().join("results/gpus"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .next()
-        .expect("a run folder");
-    let variant = std::fs::read_dir(&run)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.join("vllm-2qps.json").is_file())
-        .expect("the variant's folder");
+    let (run, variant) =
+        run_and_variant_with(&tmp.path().join("results"), "gpus", "vllm-2qps.json");
     let r = read_result(&variant.join("vllm-2qps.json"));
     // GPU 1 is not the deployment's: left out.
     assert_eq!(r.vbench.gpus.len(), 1, "{:?}", r.vbench.gpus);

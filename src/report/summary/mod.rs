@@ -78,26 +78,12 @@ pub fn schema_json() -> String {
         "SummaryJson",
         // `file_summary` is left out when a point has none, `sessions` outside multi-turn
         // sessions (`skip_serializing_if`).
-        // The result file's sections it carries leave out the same absent numbers.
-        &[
-            ("PointStats", "file_summary"),
-            ("PointStats", "sessions"),
-            ("KvTransfer", "xfer_time_buckets"),
-            ("RoleKvCache", "capacity_tokens"),
-            ("RoleKvCache", "max_concurrency"),
-            ("RoleKvCache", "prefix_caching"),
-            ("RoleKvCache", "usage_max"),
-            ("RoleKvCache", "preemptions"),
-            ("GpuTelemetry", "util_mean_pct"),
-            ("GpuTelemetry", "sm_clock_min_mhz"),
-            ("GpuTelemetry", "sm_clock_mean_mhz"),
-            ("GpuTelemetry", "sm_clock_max_mhz"),
-            ("GpuTelemetry", "power_mean_w"),
-            ("GpuTelemetry", "power_max_w"),
-            ("GpuTelemetry", "temp_max_c"),
-            ("GpuTelemetry", "memory_used_max_mib"),
-            ("GpuTelemetry", "other_processes"),
-        ],
+        // The result file's server sections it carries leave out the same absent numbers.
+        &[("PointStats", "file_summary"), ("PointStats", "sessions")]
+            .iter()
+            .chain(crate::load::result::SERVER_SECTIONS_MAY_BE_ABSENT)
+            .copied()
+            .collect::<Vec<_>>(),
     )
 }
 
