@@ -241,6 +241,9 @@ pub(crate) async fn wait_healthy(
     result
 }
 
+/// How long a decoder's prompt-token counters may take to count the smoke request.
+const COUNTERS_SETTLE: Duration = Duration::from_secs(10);
+
 /// After the smoke request, every decoder must have received its prompt by KV transfer: a
 /// proxy that drops `kv_transfer_params` makes decoders re-prefill silently, which would
 /// measure the wrong system. vLLM versions without the per-source counter are only warned about.
@@ -249,26 +252,36 @@ pub(crate) async fn verify_kv_transfer(
     mode: Mode,
     events: &dyn Events,
 ) -> anyhow::Result<()> {
-    let mut external = 0.0;
-    let mut local = 0.0;
-    for (c, _) in running
-        .iter()
-        .filter(|(c, _)| c.role == ComponentRole::Decode)
-    {
-        match metrics::kv_sources(&c.url).await {
-            Some(counters) => {
-                external += counters.external;
-                local += counters.computed;
-            }
-            None => {
-                events.warning(&format!(
-                    "{} exports no prompt_tokens_by_source_total; KV transfer not verified",
-                    c.name
-                ));
-                return Ok(());
+    // vLLM counts a request's prompt tokens as its API server processes the engine's output,
+    // which can come just after the client has the stream's end: a decoder whose counters
+    // are still all zero is asked again for a while.
+    let deadline = Instant::now() + COUNTERS_SETTLE;
+    let (external, local) = loop {
+        let mut external = 0.0;
+        let mut local = 0.0;
+        for (c, _) in running
+            .iter()
+            .filter(|(c, _)| c.role == ComponentRole::Decode)
+        {
+            match metrics::kv_sources(&c.url).await {
+                Some(counters) => {
+                    external += counters.external;
+                    local += counters.computed;
+                }
+                None => {
+                    events.warning(&format!(
+                        "{} exports no prompt_tokens_by_source_total; KV transfer not verified",
+                        c.name
+                    ));
+                    return Ok(());
+                }
             }
         }
-    }
+        if external + local > 0.0 || Instant::now() >= deadline {
+            break (external, local);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     if external == 0.0 {
         let hint = match mode {
             Mode::Lmcache => {
