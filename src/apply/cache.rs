@@ -4,10 +4,67 @@
 
 use std::collections::BTreeMap;
 
+use super::warnings;
 use crate::exec::metrics::{self, CacheCounters, KvCacheConfig, NixlCounters, Sample};
 use crate::load::result::{
-    CacheReuse, IdealReuse, KvCache, KvTransfer, RoleCacheReuse, RoleKvCache,
+    CacheReuse, IdealReuse, KvCache, KvTransfer, RoleCacheReuse, RoleKvCache, VbenchSection,
 };
+
+/// The servers' `/metrics` around one cell (or one `vbench bench` load).
+pub struct ServerMetrics<'s> {
+    /// Each instance's role as the results name it (`instance`, `prefill`, `decode`).
+    pub roles: &'s BTreeMap<String, &'static str>,
+    /// Each instance's `/metrics` before and after.
+    pub before: &'s BTreeMap<String, String>,
+    pub after: &'s BTreeMap<String, String>,
+    /// Their gauges, sampled every second while it ran.
+    pub samples: &'s [Sample],
+}
+
+/// What the servers' metrics merit saying about a cell.
+#[derive(Debug, Default)]
+pub struct Said {
+    /// Facts without alarm (the reuse a workload built to reuse got).
+    pub notes: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Prompt reuse, NIXL transfers and the KV caches of a cell, into its result, with what they
+/// merit saying (`apply` and `vbench bench --server-metrics` alike). `ideal`: what the prompts
+/// allowed; `reuses`: the workload shares prefixes on purpose, so its reuse is a note, not a
+/// warning; `ttft_ms`: the TTFT objective a KV transfer is held against.
+pub fn record(
+    v: &mut VbenchSection,
+    m: &ServerMetrics<'_>,
+    ideal: Option<IdealReuse>,
+    reuses: bool,
+    ttft_ms: Option<f64>,
+) -> Said {
+    let mut said = Said::default();
+    v.cache_reuse = reuse(m.roles, m.before, m.after, ideal);
+    if let Some(note) = v
+        .cache_reuse
+        .as_ref()
+        .and_then(|r| warnings::reuse_note(r, reuses))
+    {
+        if reuses {
+            said.notes.push(note);
+        } else {
+            said.warnings.push(note);
+        }
+    }
+    v.kv_transfer = transfer(m.before, m.after);
+    if let Some(t) = &v.kv_transfer {
+        said.warnings.extend(warnings::transfer_notes(
+            t,
+            ttft_ms.unwrap_or(f64::INFINITY),
+        ));
+    }
+    v.kv_cache = kv_cache(m.roles, m.before, m.after, m.samples);
+    said.warnings
+        .extend(v.kv_cache.as_ref().and_then(warnings::preemption_note));
+    said
+}
 
 /// The roles in the pipeline's order: where prompts are computed first.
 const ROLE_ORDER: [&str; 3] = ["instance", "prefill", "decode"];
@@ -29,15 +86,15 @@ pub fn transfer(
         else {
             continue;
         };
-        let one = record(&delta);
+        let one = transfer_record(&delta);
         sum = Some(sum.map_or_else(|| one.clone(), |s| s.merged(&one)));
         instances += 1;
     }
     sum.map(|s| KvTransfer { instances, ..s })
 }
 
-/// One instance's counters as the result file records them.
-fn record(c: &NixlCounters) -> KvTransfer {
+/// One instance's NIXL counters as the result file records them.
+fn transfer_record(c: &NixlCounters) -> KvTransfer {
     KvTransfer {
         instances: 1,
         transfers: c.transfers,

@@ -565,45 +565,31 @@ impl VariantRun<'_> {
         } else {
             None
         };
-        result.vbench.cache_reuse = cache::reuse(&roles, seen.before, seen.after, ideal);
-        if let Some(note) = result
-            .vbench
-            .cache_reuse
-            .as_ref()
-            .and_then(|r| warnings::reuse_note(r, reuses))
-        {
-            if reuses {
-                // Reuse is what this workload measures: say how much, without alarm.
-                self.events.info(&format!("  {note}"));
-                result.vbench.load.notes.push(note);
-            } else {
-                self.warn(result, note);
-            }
+        let said = cache::record(
+            &mut result.vbench,
+            &cache::ServerMetrics {
+                roles: &roles,
+                before: seen.before,
+                after: seen.after,
+                samples: seen.samples,
+            },
+            ideal,
+            reuses,
+            Some(self.loaded.manifest.slo.ttft_ms),
+        );
+        for note in said.notes {
+            // Reuse is what this workload measures: say how much, without alarm.
+            self.events.info(&format!("  {note}"));
+            result.vbench.load.notes.push(note);
         }
-        result.vbench.kv_transfer = cache::transfer(seen.before, seen.after);
-        for note in result
-            .vbench
-            .kv_transfer
-            .as_ref()
-            .map(|t| warnings::transfer_notes(t, self.loaded.manifest.slo.ttft_ms))
-            .unwrap_or_default()
-        {
-            self.warn(result, note);
+        for warning in said.warnings {
+            self.warn(result, warning);
         }
         result
             .vbench
             .load
             .warnings
             .extend(health::log_findings(running));
-        result.vbench.kv_cache = cache::kv_cache(&roles, seen.before, seen.after, seen.samples);
-        if let Some(note) = result
-            .vbench
-            .kv_cache
-            .as_ref()
-            .and_then(warnings::preemption_note)
-        {
-            self.warn(result, note);
-        }
         // Said at start-up; recorded with every cell.
         if let Some(uneven) = result
             .vbench

@@ -10,7 +10,7 @@ use anyhow::anyhow;
 use clap::ValueEnum;
 
 use super::progress::RequestBar;
-use crate::apply::{cache, queue, warnings};
+use crate::apply::{cache, queue};
 use crate::error::{Error, Result};
 use crate::exec::metrics;
 use crate::load::dataset::{self, DatasetSpec};
@@ -467,29 +467,20 @@ impl Seen {
         }
         let v = &mut r.vbench;
         v.server_queue = queue::trend(&self.samples, self.ended_s - r.duration, &v.requests);
-        v.cache_reuse = cache::reuse(&self.roles, &self.before, &self.after, None);
-        v.kv_transfer = cache::transfer(&self.before, &self.after);
-        v.kv_cache = cache::kv_cache(&self.roles, &self.before, &self.after, &self.samples);
-        let mut out = Vec::new();
-        if let Some(note) = v
-            .cache_reuse
-            .as_ref()
-            .and_then(|c| warnings::reuse_note(c, reuses))
-        {
-            if reuses {
-                v.load.notes.push(note);
-            } else {
-                out.push(note);
-            }
-        }
-        if let Some(t) = &v.kv_transfer {
-            out.extend(warnings::transfer_notes(
-                t,
-                ttft_ms.unwrap_or(f64::INFINITY),
-            ));
-        }
-        out.extend(v.kv_cache.as_ref().and_then(warnings::preemption_note));
-        v.load.warnings.extend(out.iter().cloned());
-        out
+        let said = cache::record(
+            v,
+            &cache::ServerMetrics {
+                roles: &self.roles,
+                before: &self.before,
+                after: &self.after,
+                samples: &self.samples,
+            },
+            None,
+            reuses,
+            ttft_ms,
+        );
+        v.load.notes.extend(said.notes);
+        v.load.warnings.extend(said.warnings.iter().cloned());
+        said.warnings
     }
 }

@@ -71,36 +71,33 @@ pub fn parse(csv: &str) -> Vec<GpuReading> {
 }
 
 /// The driver's clock-event reasons (NVML's `nvmlClocksEventReason*` bits) that slow a busy
-/// GPU down, by name. Idle, application-clock and display settings are left out: they say
-/// nothing about a loaded GPU.
-const SLOWDOWNS: &[(u64, &str)] = &[
-    (0x4, "power cap"),
-    (0x8, "hardware slowdown"),
-    (0x10, "sync boost"),
-    (0x20, "software thermal slowdown"),
-    (0x40, "hardware thermal slowdown"),
-    (0x80, "hardware power brake"),
+/// GPU down, by name, and whether each is the GPU protecting itself (heat, a failing supply)
+/// rather than its normal power management: a rate under a protective one did not measure the
+/// deployment at full speed. Idle, application-clock and display settings are left out: they
+/// say nothing about a loaded GPU.
+const SLOWDOWNS: &[(u64, &str, bool)] = &[
+    (0x4, "power cap", false),
+    (0x8, "hardware slowdown", true),
+    (0x10, "sync boost", false),
+    (0x20, "software thermal slowdown", true),
+    (0x40, "hardware thermal slowdown", true),
+    (0x80, "hardware power brake", true),
 ];
 
 /// The reasons in a mask that slow a busy GPU, by name.
 pub fn slowdowns(mask: u64) -> Vec<&'static str> {
     SLOWDOWNS
         .iter()
-        .filter(|(bit, _)| mask & bit != 0)
-        .map(|(_, name)| *name)
+        .filter(|(bit, _, _)| mask & bit != 0)
+        .map(|(_, name, _)| *name)
         .collect()
 }
 
-/// Whether a reason is the GPU protecting itself (heat, a failing supply), as opposed to its
-/// normal power management: such a rate did not measure the deployment at full speed.
+/// Whether a reason (a name [`slowdowns`] gives) is the GPU protecting itself.
 pub fn is_protective(reason: &str) -> bool {
-    matches!(
-        reason,
-        "hardware slowdown"
-            | "software thermal slowdown"
-            | "hardware thermal slowdown"
-            | "hardware power brake"
-    )
+    SLOWDOWNS
+        .iter()
+        .any(|(_, name, protective)| *protective && *name == reason)
 }
 
 /// Stops its sampler when told to or when dropped (an early return cannot leave it asking).

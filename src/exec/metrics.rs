@@ -259,14 +259,10 @@ fn histogram_buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
         let Some(rest) = line.strip_prefix(name).and_then(|r| r.strip_prefix('{')) else {
             continue;
         };
-        let Some((labels, number)) = rest.rsplit_once('}') else {
+        let (Some(labels), Some((_, number))) = (parse_labels(rest), rest.rsplit_once('}')) else {
             continue;
         };
-        let Some(le) = labels
-            .split(',')
-            .find_map(|kv| kv.trim().strip_prefix("le=\""))
-            .and_then(|v| v.strip_suffix('"'))
-        else {
+        let Some(le) = labels.get("le").map(String::as_str) else {
             continue;
         };
         let bound = if le == "+Inf" {

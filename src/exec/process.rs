@@ -321,8 +321,7 @@ fn errors_in(path: &Path, offset: u64) -> LogErrors {
             Ok(_) => {}
         }
         if line.last() != Some(&b'\n') {
-            let mut rest = Vec::new();
-            let _ = reader.read_until(b'\n', &mut rest);
+            let _ = reader.skip_until(b'\n');
         }
         let text = strip_ansi(&String::from_utf8_lossy(&line));
         if is_error_line(&text) {

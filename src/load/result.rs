@@ -195,13 +195,14 @@ impl GpuTelemetry {
     /// of both, every slowdown seen.
     pub fn merged(&self, o: &GpuTelemetry) -> GpuTelemetry {
         let (a, b) = (f64::from(self.samples), f64::from(o.samples));
-        let mean = |x: Option<f64>, y: Option<f64>| match (x, y) {
-            (Some(x), Some(y)) if a + b > 0.0 => Some((x * a + y * b) / (a + b)),
-            (x, y) => x.or(y),
-        };
-        let pick = |x: Option<f64>, y: Option<f64>, f: fn(f64, f64) -> f64| match (x, y) {
-            (Some(x), Some(y)) => Some(f(x, y)),
-            (x, y) => x.or(y),
+        let mean = |x: Option<f64>, y: Option<f64>| {
+            combine(x, y, |x, y| {
+                if a + b > 0.0 {
+                    (x * a + y * b) / (a + b)
+                } else {
+                    x
+                }
+            })
         };
         let mut slowdowns = self.slowdowns.clone();
         for s in &o.slowdowns {
@@ -220,16 +221,24 @@ impl GpuTelemetry {
             index: self.index,
             samples: self.samples + o.samples,
             util_mean_pct: mean(self.util_mean_pct, o.util_mean_pct),
-            sm_clock_min_mhz: pick(self.sm_clock_min_mhz, o.sm_clock_min_mhz, f64::min),
+            sm_clock_min_mhz: combine(self.sm_clock_min_mhz, o.sm_clock_min_mhz, f64::min),
             sm_clock_mean_mhz: mean(self.sm_clock_mean_mhz, o.sm_clock_mean_mhz),
-            sm_clock_max_mhz: pick(self.sm_clock_max_mhz, o.sm_clock_max_mhz, f64::max),
+            sm_clock_max_mhz: combine(self.sm_clock_max_mhz, o.sm_clock_max_mhz, f64::max),
             power_mean_w: mean(self.power_mean_w, o.power_mean_w),
-            power_max_w: pick(self.power_max_w, o.power_max_w, f64::max),
-            temp_max_c: pick(self.temp_max_c, o.temp_max_c, f64::max),
-            memory_used_max_mib: pick(self.memory_used_max_mib, o.memory_used_max_mib, f64::max),
+            power_max_w: combine(self.power_max_w, o.power_max_w, f64::max),
+            temp_max_c: combine(self.temp_max_c, o.temp_max_c, f64::max),
+            memory_used_max_mib: combine(self.memory_used_max_mib, o.memory_used_max_mib, f64::max),
             slowdowns,
             other_processes,
         }
+    }
+}
+
+/// Two optional numbers together by `f`; where one is missing, the other.
+fn combine<T>(a: Option<T>, b: Option<T>, f: impl FnOnce(T, T) -> T) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(f(a, b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -457,27 +466,21 @@ pub struct RoleKvCache {
 
 impl RoleKvCache {
     /// Two counts of one role together (its instances, or two repeats): preemptions summed,
-    /// the higher peak, the smaller size. The caller sets `instances`.
+    /// the higher peak, the smaller size, the larger `instances` (right for repeats; a caller
+    /// merging instances counts them itself).
     pub fn merged(&self, o: &RoleKvCache) -> RoleKvCache {
-        let pick = |a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64| match (a, b) {
-            (Some(a), Some(b)) => Some(f(a, b)),
-            (a, b) => a.or(b),
-        };
         RoleKvCache {
             role: self.role.clone(),
             instances: self.instances.max(o.instances),
-            capacity_tokens: match (self.capacity_tokens, o.capacity_tokens) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
-            max_concurrency: pick(self.max_concurrency, o.max_concurrency, f64::min),
+            capacity_tokens: combine(self.capacity_tokens, o.capacity_tokens, u64::min),
+            max_concurrency: combine(self.max_concurrency, o.max_concurrency, f64::min),
             prefix_caching: if self.prefix_caching == o.prefix_caching {
                 self.prefix_caching
             } else {
                 None
             },
-            usage_max: pick(self.usage_max, o.usage_max, f64::max),
-            preemptions: pick(self.preemptions, o.preemptions, |a, b| a + b),
+            usage_max: combine(self.usage_max, o.usage_max, f64::max),
+            preemptions: combine(self.preemptions, o.preemptions, |a, b| a + b),
         }
     }
 }
