@@ -565,7 +565,8 @@ fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
     let bin = tmp.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     // The server runs with a profile file of this test's own, so the fake finds it by that
-    // path: it lists the server and, while the server runs, pid 1 as another process on GPU 0.
+    // path in /proc (no procps needed): it lists the server and, while the server runs, pid 1
+    // as another process on GPU 0.
     let profile = tmp.path().join("gpu-test-profile.toml");
     std::fs::copy(
         concat!(
@@ -581,7 +582,9 @@ fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
         format!(
             "#!/bin/sh\n\
          case \"$*\" in\n\
-         *query-compute-apps*) ours=$(pgrep -f '{profile}'); [ -n \"$ours\" ] || exit 0; \
+         *query-compute-apps*) ours=; for d in /proc/[0-9]*; do \
+         case \"$(tr '\\0' ' ' < $d/cmdline 2>/dev/null)\" in *'{profile}'*) ours=\"$ours ${{d#/proc/}}\" ;; esac; \
+         done; [ -n \"$ours\" ] || exit 0; \
          for p in $ours; do echo \"GPU-fake-0, $p, 70000\"; done; echo 'GPU-fake-0, 1, 900' ;;\n\
          *query-gpu=index,uuid*) echo '0, GPU-fake-0' ;;\n\
          *clocks_event_reasons*) echo '0, 93, 1215, 1980, 655.5, 91, 120000, 0x0000000000000044'; \
