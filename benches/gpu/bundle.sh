@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pack everything a GPU run needs into carried parts of equal size: the vLLM site folder
-# (p1..p3 of docs/real-vllm.md, "Staging"), the nixl wheels (p4), the LMCache wheels (p5,
+# (p1..p3 of prepare-vllm.sh), the nixl wheels (p4), the LMCache wheels (p5,
 # prepare-lmcache.sh) and the vbench binary. A call carries at most 64 MiB INCLUDING the
 # working tree (about 8 MB), so p4 (59 MB) and p5 no longer fit beside it one per call; five
 # parts of at most 50 MB do. On the GPU machine: `gpu-apply.sh stage .gpu/qN` per call, then

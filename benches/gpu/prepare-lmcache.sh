@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On a machine with registry access: download the LMCache 0.5.6 wheel and the few wheels its
 # vLLM path needs that the GPU machine lacks, into OUTDIR/p5 (one carried part, next to the
-# vLLM site folder parts p1..p3 and the nixl part p4 that docs/real-vllm.md ("Staging") builds).
+# vLLM site folder parts p1..p3 and the nixl part p4 that prepare-vllm.sh builds).
 # On the GPU machine `gpu-apply.sh lmcache PART_DIR` installs them into /tmp/vsite.
 #
 # What the path needs (LMCacheConnectorV1, kv_producer / kv_consumer, enable_pd with the nixl

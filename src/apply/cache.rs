@@ -53,6 +53,13 @@ pub fn record(
             said.warnings.push(note);
         }
     }
+    if decoders_count_sources(m.roles, m.after) {
+        said.warnings.extend(
+            v.cache_reuse
+                .as_ref()
+                .and_then(warnings::untransferred_note),
+        );
+    }
     v.kv_transfer = transfer(m.before, m.after);
     if let Some(t) = &v.kv_transfer {
         said.warnings.extend(warnings::transfer_notes(
@@ -64,6 +71,18 @@ pub fn record(
     said.warnings
         .extend(v.kv_cache.as_ref().and_then(warnings::preemption_note));
     said
+}
+
+/// Whether every decoder counts its prompt tokens by source: without that counter a
+/// decoder's prompt tokens all look computed (there are none without decoders).
+fn decoders_count_sources(
+    roles: &BTreeMap<String, &'static str>,
+    after: &BTreeMap<String, String>,
+) -> bool {
+    after
+        .iter()
+        .filter(|(component, _)| roles.get(*component) == Some(&"decode"))
+        .all(|(_, text)| CacheCounters::read(text).is_some_and(|c| c.by_source))
 }
 
 /// The roles in the pipeline's order: where prompts are computed first.
@@ -236,6 +255,42 @@ mod tests {
              vllm:prompt_tokens_by_source_total{{source=\"local_cache_hit\"}} {hit}\n\
              vllm:prompt_tokens_by_source_total{{source=\"external_kv_transfer\"}} {external}\n"
         )
+    }
+
+    /// A decoder that recomputed prompts is said to have; one that cannot say where its
+    /// prompt tokens came from (no by-source counter: they all look computed) is not.
+    #[test]
+    fn decoders_that_recomputed_are_warned_of_only_where_they_count_sources() {
+        let roles: BTreeMap<String, &'static str> = [
+            ("prefill-0".to_owned(), "prefill"),
+            ("decode-0".to_owned(), "decode"),
+        ]
+        .into();
+        let none = BTreeMap::new();
+        let after: BTreeMap<String, String> = [
+            ("prefill-0".to_owned(), counters(1000, 0, 0)),
+            ("decode-0".to_owned(), counters(500, 0, 500)),
+        ]
+        .into();
+        assert!(decoders_count_sources(&roles, &after));
+        let r = reuse(&roles, &none, &after, None).unwrap();
+        let note = warnings::untransferred_note(&r).unwrap();
+        assert!(
+            note.contains("computed 500 of this rate's 1000 prompt tokens"),
+            "{note}"
+        );
+
+        let prefix_counters_only = "vllm:prefix_cache_queries_total 1000\n\
+                                    vllm:prefix_cache_hits_total 0\n";
+        let after: BTreeMap<String, String> = [
+            ("prefill-0".to_owned(), counters(1000, 0, 0)),
+            ("decode-0".to_owned(), prefix_counters_only.to_owned()),
+        ]
+        .into();
+        assert!(!decoders_count_sources(&roles, &after));
+        // The same counters seen as computed tokens would have been warned of.
+        let r = reuse(&roles, &none, &after, None).unwrap();
+        assert!(warnings::untransferred_note(&r).is_some());
     }
 
     #[test]

@@ -59,6 +59,40 @@ pub(crate) fn reuse_note(r: &CacheReuse, reuses: bool) -> Option<String> {
     }
 }
 
+/// The share of the decoders' prompt tokens they may compute themselves, beyond LMCache's
+/// appended first tokens, before a cell is said not to measure disaggregation alone.
+const UNTRANSFERRED_WARN_SHARE: f64 = 0.01;
+
+/// Decoders that computed prompts themselves: KV that did not arrive (vLLM falls back to
+/// recomputing it), so the cell measured a mix of disaggregated and whole-instance serving.
+/// Real decoders compute nothing of a transferred prompt under NIXL, and under LMCache only
+/// the prefill's first token, which the proxy appends to the decoder's prompt (0 and 1 token
+/// per request on the H200 runs of `benches/gpu`); that allowance is the decoders' prompt
+/// tokens beyond the prefills'. Only for decoders that count their prompt tokens by source.
+pub(crate) fn untransferred_note(r: &CacheReuse) -> Option<String> {
+    let decode = r.roles.iter().find(|x| x.role == "decode")?;
+    let sent = r
+        .roles
+        .iter()
+        .find(|x| x.role == "prefill")
+        .map_or(0.0, |p| p.prompt_tokens);
+    let appended = (decode.prompt_tokens - sent).max(0.0);
+    let untransferred = decode.computed_tokens - appended;
+    if decode.prompt_tokens <= 0.0
+        || untransferred <= UNTRANSFERRED_WARN_SHARE * decode.prompt_tokens
+    {
+        return None;
+    }
+    Some(format!(
+        "the decoders computed {untransferred:.0} of this rate's {:.0} prompt tokens themselves \
+         ({:.1} %) instead of receiving their KV: those requests' KV did not arrive and vLLM \
+         recomputed it, so this rate does not measure prefill/decode disaggregation alone (the \
+         decoders' logs say why)",
+        decode.prompt_tokens,
+        100.0 * untransferred / decode.prompt_tokens
+    ))
+}
+
 /// What a cell's NIXL counters say that a reader must not miss: KV that failed or expired
 /// (those requests were not served as disaggregated), and transfers slower on average than the
 /// whole TTFT objective (the KV path, not the engines, bounds TTFT).
@@ -263,7 +297,7 @@ pub(crate) fn shared_gpu_warning(gpus: &[GpuTelemetry]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::result::RoleKvCache;
+    use crate::load::result::{RoleCacheReuse, RoleKvCache};
 
     fn role(role: &str, preemptions: Option<f64>) -> RoleKvCache {
         RoleKvCache {
@@ -275,6 +309,50 @@ mod tests {
             usage_max: Some(1.0),
             preemptions,
         }
+    }
+
+    fn sources(role: &str, prompt: f64, computed: f64, external: f64) -> RoleCacheReuse {
+        RoleCacheReuse {
+            role: role.into(),
+            instances: 1,
+            prompt_tokens: prompt,
+            computed_tokens: computed,
+            local_hit_tokens: prompt - computed - external,
+            external_tokens: external,
+            reused_share: (prompt - computed) / prompt,
+            prefix_cache_queries: 0.0,
+            prefix_cache_hits: 0.0,
+        }
+    }
+
+    /// The counters of real H200 cells (`benches/gpu`): NIXL's decoder computed nothing,
+    /// LMCache's the 68 first tokens the proxy appended to 68 prompts. Neither is warned of;
+    /// a decoder that recomputed 3 of 34 prompts is.
+    #[test]
+    fn decoders_computing_prompts_they_should_have_received_are_named() {
+        let cell = |decode| CacheReuse {
+            roles: vec![sources("prefill", 69_632.0, 69_632.0, 0.0), decode],
+            ideal: None,
+        };
+        let nixl = cell(sources("decode", 69_632.0, 0.0, 69_632.0));
+        assert_eq!(untransferred_note(&nixl), None);
+        let lmcache = cell(sources("decode", 69_700.0, 68.0, 69_632.0));
+        assert_eq!(untransferred_note(&lmcache), None);
+        let recomputed = cell(sources("decode", 69_632.0, 6_144.0, 63_488.0));
+        let note = untransferred_note(&recomputed).unwrap();
+        assert!(
+            note.starts_with(
+                "the decoders computed 6144 of this rate's 69632 prompt tokens themselves \
+                 (8.8 %) instead of receiving their KV"
+            ),
+            "{note}"
+        );
+        // Simple deployments have no decoders.
+        let simple = CacheReuse {
+            roles: vec![sources("instance", 1_000.0, 1_000.0, 0.0)],
+            ideal: None,
+        };
+        assert_eq!(untransferred_note(&simple), None);
     }
 
     #[test]

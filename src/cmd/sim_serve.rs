@@ -315,6 +315,11 @@ pub struct FaultArgs {
     /// requests (as when its transfers fail): the proxy's wait for it must fail those requests.
     #[arg(long, value_name = "N")]
     pub drop_kv_notifications_after: Option<u64>,
+    /// A decoder takes the KV offered by transfer for its first N requests only, then
+    /// prefills every prompt itself, as vLLM does when transfers fail: what vbench's check of
+    /// the decoders' prompt-token sources must catch (0: from the first request).
+    #[arg(long, value_name = "N")]
+    pub recompute_kv_after: Option<u64>,
 }
 
 impl From<FaultArgs> for FaultSpec {
@@ -331,6 +336,7 @@ impl From<FaultArgs> for FaultSpec {
             fault_seed: a.fault_seed,
             corrupt_kv: a.corrupt_kv,
             drop_kv_notifications_after: a.drop_kv_notifications_after,
+            recompute_kv_after: a.recompute_kv_after,
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct FaultSpec {
     /// An LMCache producer stops reporting finished KV transfers to the proxy after this many
     /// requests (as when its transfers to the decoder fail).
     pub drop_kv_notifications_after: Option<u64>,
+    /// A decoder takes the KV offered by transfer for its first N requests only and prefills
+    /// every later prompt itself (vLLM's recompute fallback when transfers fail).
+    pub recompute_kv_after: Option<u64>,
 }
 
 impl FaultSpec {

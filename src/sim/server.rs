@@ -107,6 +107,8 @@ struct App {
     started: u64,
     /// LMCache producer: requests whose KV it has reported to the proxy.
     kv_notified: std::sync::atomic::AtomicU64,
+    /// Decoder: requests that arrived with KV to take by transfer.
+    kv_offered: std::sync::atomic::AtomicU64,
 }
 
 type St = State<Arc<App>>;
@@ -201,6 +203,7 @@ pub async fn serve(
         cache_info,
         started: unix_now(),
         kv_notified: std::sync::atomic::AtomicU64::new(0),
+        kv_offered: std::sync::atomic::AtomicU64::new(0),
     });
     if let Some(deadline) = app.faults.crash_deadline() {
         let a = app.clone();
@@ -565,6 +568,24 @@ async fn generate(app: Arc<App>, req: GenRequest) -> Response {
             app.metrics
                 .kv_side_channel_failures
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            plan = KvPlan::Local;
+        }
+    }
+    if plan == KvPlan::Consume && app.cfg.role == Role::Decode {
+        let n = app
+            .kv_offered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if app
+            .cfg
+            .faults
+            .recompute_kv_after
+            .is_some_and(|after| n >= after)
+        {
+            if let Some(log) = &app.cfg.log {
+                let _ = log.send(
+                    "KV transfer failed, prefilling locally (--recompute-kv-after)".to_owned(),
+                );
+            }
             plan = KvPlan::Local;
         }
     }

@@ -722,6 +722,66 @@ fn errors_the_servers_log_during_a_rate_are_counted_and_named() {
     );
 }
 
+/// Decoders that prefill prompts themselves instead of taking their KV (vLLM's recompute
+/// fallback; the simulator's `--recompute-kv-after N`) measure the wrong system. From the
+/// first request, the start-up check fails the NIXL and LMCache variants; from the third (the
+/// start-up smoke and output-check requests got theirs), the rate runs and its result carries
+/// a warning with the share of prompt tokens the decoders computed.
+#[test]
+fn decoders_that_recompute_prompts_are_caught_at_start_up_and_per_rate() {
+    let _busy = crate::support::busy();
+    let base = ["load.rates=[20]", "load.num_prompts=10", "load.warmup=0"];
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sets = base.to_vec();
+    sets.push("deployment.1.decode.extra_args=[\"--recompute-kv-after\", \"0\"]");
+    sets.push("deployment.2.decode.extra_args=[\"--recompute-kv-after\", \"0\"]");
+    let nixl = variant_id(&sets, "nixl-p1d1");
+    let lmcache = variant_id(&sets, "lmcache-p1d1");
+    let out = apply(tmp.path(), &sets, &["--only", &nixl, "--only", &lmcache])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("2 variant(s) failed"), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("the smoke request reached the decoders without a KV transfer")
+            .count(),
+        2,
+        "{stderr}"
+    );
+    let run = run_dir(tmp.path());
+    assert!(!run.join(&nixl).join("vllm-20qps.json").exists());
+    assert_no_orphans(&run);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sets = base.to_vec();
+    sets.push("deployment.1.decode.extra_args=[\"--recompute-kv-after\", \"2\"]");
+    // The variant's id covers its flags.
+    let nixl = variant_id(&sets, "nixl-p1d1");
+    let out = apply(tmp.path(), &sets, &["--only", &nixl])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("KV transfer verified"), "{stderr}");
+    let r = read_result(&run_dir(tmp.path()).join(&nixl).join("vllm-20qps.json"));
+    assert_eq!(r.failed, 0);
+    let decode = r.vbench.cache_reuse.as_ref().unwrap().roles[1].clone();
+    assert_eq!(decode.role, "decode");
+    assert!(decode.computed_tokens > 0.0, "{decode:?}");
+    let said = format!(
+        "the decoders computed {:.0} of this rate's {:.0} prompt tokens themselves",
+        decode.computed_tokens, decode.prompt_tokens
+    );
+    assert!(
+        r.vbench.load.warnings.iter().any(|w| w.starts_with(&said)),
+        "{said}: {:?}",
+        r.vbench.load.warnings
+    );
+    assert!(stderr.contains(&said), "{stderr}");
+}
+
 /// A decoder with far less KV cache than its prefiller for the same GPU memory (as when two
 /// instances sharing a GPU start together; here the simulator's `--num-gpu-blocks-override`,
 /// vLLM's flag) is named at start-up and recorded with every cell.

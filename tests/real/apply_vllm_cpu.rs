@@ -140,6 +140,15 @@ fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
                 "the decoder got the prompts by transfer: {ext}"
             );
             assert_eq!(local, 0.0, "and computed none itself");
+            assert!(
+                !r.vbench
+                    .load
+                    .warnings
+                    .iter()
+                    .any(|w| w.starts_with("the decoders computed")),
+                "{:?}",
+                r.vbench.load.warnings
+            );
             // vLLM's own NIXL counters reached the result: a transfer per request of the cell.
             let t = r
                 .vbench
