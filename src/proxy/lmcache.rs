@@ -35,7 +35,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::kv_ready::KvReady;
-use super::server::{error_response, pick, relay, upstream_failure, Shared};
+use super::server::{error_response, pick, post_prefill, relay, upstream_failure, Shared};
 
 static NEXT_REQ: AtomicU64 = AtomicU64::new(0);
 
@@ -103,16 +103,7 @@ pub(super) async fn handle(s: &Shared, path: &str, request: Value) -> Result<Res
             }
         }),
     );
-    let first = s
-        .client
-        .post(format!("{prefiller}{path}"))
-        .json(&prefill_body)
-        .send()
-        .await
-        .map_err(|e| upstream_failure(prefiller, path, &e))?;
-    if !first.status().is_success() {
-        return Err(relay(first).await);
-    }
+    let first = post_prefill(s, prefiller, path, &prefill_body).await?;
     let bad = |why: String| {
         error_response(
             StatusCode::BAD_GATEWAY,

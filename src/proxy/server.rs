@@ -394,6 +394,27 @@ pub(super) fn upstream_failure(base: &str, path: &str, e: &reqwest::Error) -> Re
     error_response(status, format!("{base}{path}: {e}"))
 }
 
+/// Sends a prefill request to `prefiller`; its error answer, or a failure to reach it, is the
+/// client's answer as it is (never retried).
+pub(super) async fn post_prefill(
+    s: &Shared,
+    prefiller: &str,
+    path: &str,
+    body: &Value,
+) -> Result<reqwest::Response, Response> {
+    let response = s
+        .client
+        .post(format!("{prefiller}{path}"))
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| upstream_failure(prefiller, path, &e))?;
+    if !response.status().is_success() {
+        return Err(relay(response).await);
+    }
+    Ok(response)
+}
+
 /// The NixlConnector hand-off: prefill with max_tokens = 1, then decode with its KV params.
 async fn nixl(s: &Shared, path: &str, request: Value) -> Result<Response, Response> {
     let prefiller = pick(&s.config.prefill, &s.next_prefill);
@@ -416,17 +437,7 @@ async fn nixl(s: &Shared, path: &str, request: Value) -> Result<Response, Respon
             "remote_port": null,
         }),
     );
-    let response = s
-        .client
-        .post(format!("{prefiller}{path}"))
-        .json(&prefill_body)
-        .send()
-        .await
-        .map_err(|e| upstream_failure(prefiller, path, &e))?;
-    if !response.status().is_success() {
-        // The prefiller's error is the client's error: pass it through.
-        return Err(relay(response).await);
-    }
+    let response = post_prefill(s, prefiller, path, &prefill_body).await?;
     let prefill_json = crate::http_body::read_json(response).await.map_err(|e| {
         error_response(
             StatusCode::BAD_GATEWAY,
