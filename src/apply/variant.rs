@@ -100,7 +100,8 @@ impl VariantRun<'_> {
         interrupted: &mut Interrupts,
         clock: &mut Clock,
     ) -> Result<(), VariantError> {
-        let spec = deploy::render(self.target, self.variant, self.dir.path(), ports)?;
+        let config_dir = self.dir.config_dir(self.attempt);
+        let spec = deploy::render(self.target, self.variant, &config_dir, ports)?;
         if self.target.slurm.is_some() {
             self.events
                 .info(&format!("  placement: {}", placement_line(&spec)));
@@ -116,10 +117,7 @@ impl VariantRun<'_> {
             .write_deployment(attempt, &deployment_record(&spec, self.variant))?;
         for c in &spec.components {
             for (path, text) in &c.files {
-                // A resumed variant finds its config files from the first attempt.
-                if std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
-                    crate::results::store::write_bytes_new(path, text.as_bytes())?;
-                }
+                self.dir.write_config(path, text)?;
             }
         }
         let mut running: Vec<Running> = Vec::new();

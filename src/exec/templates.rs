@@ -185,6 +185,13 @@ impl Masked {
 mod tests {
     use super::*;
 
+    /// `plan` checks overrides against the manifest's list of names: it must be these.
+    #[test]
+    fn the_manifest_names_every_built_in_template() {
+        let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, crate::manifest::TEMPLATE_NAMES);
+    }
+
     #[test]
     fn a_value_with_line_breaks_or_spaces_stays_one_argument_exactly() {
         let t = Templates::new(&BTreeMap::new(), Path::new(".")).unwrap();

@@ -876,8 +876,9 @@ pub struct Deployment {
     /// Extra environment for every instance of this deployment.
     #[serde(default)]
     pub env: EnvMap,
-    /// The proxy in front of the instances: `builtin` (vbench's own), `vllm-router`, or
-    /// `lmcache` (LMCache's disagg proxy script). Default: builtin.
+    /// The proxy in front of the instances: `builtin` (vbench's own, which speaks the NIXL and
+    /// LMCache protocols) or `vllm-router` (nixl). `lmcache` (LMCache's disagg proxy script)
+    /// is refused: the lmcache wheel does not ship it. Default: builtin.
     #[serde(default)]
     pub proxy: Option<OneOrMany<ProxyKind>>,
     /// nixl mode options.
@@ -886,8 +887,10 @@ pub struct Deployment {
     /// lmcache mode options.
     #[serde(default)]
     pub lmcache: Option<LmcacheOptions>,
-    /// Override the built-in launch templates by name (e.g. `instance = "templates/serve.hbs"`),
-    /// to fix a flag for another vLLM version without a new vbench release.
+    /// Override the built-in launch templates by name (`vllm_serve`, `vllm_env`, `sim_serve`,
+    /// `proxy_builtin`, `proxy_vllm_router`, `lmcache_prefiller_yaml`, `lmcache_decoder_yaml`,
+    /// `fatal_lines`; e.g. `vllm_serve = "templates/serve.hbs"`), to fix a flag for another
+    /// vLLM version without a new vbench release. Paths are relative to the manifest.
     #[serde(default)]
     pub templates: BTreeMap<String, PathBuf>,
 }
@@ -936,6 +939,19 @@ pub struct Role {
     #[serde(default)]
     pub env: EnvMap,
 }
+
+/// The launch templates a deployment may override (`deployment.templates`), by name; vbench's
+/// built-in ones (`exec::templates`) carry exactly these names.
+pub const TEMPLATE_NAMES: &[&str] = &[
+    "vllm_serve",
+    "vllm_env",
+    "sim_serve",
+    "proxy_builtin",
+    "proxy_vllm_router",
+    "lmcache_prefiller_yaml",
+    "lmcache_decoder_yaml",
+    "fatal_lines",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::manifest::{
     defaults, Deployment, LoadedManifest, ManifestError, Mode, OneOrMany, ProxyKind, Role, Seg,
+    TEMPLATE_NAMES,
 };
 use crate::path;
 
@@ -251,8 +252,21 @@ fn check_mode_fields(
             ));
         }
     }
+    check_templates(loaded, index, dep)?;
     if let Some(proxies) = &dep.proxy {
         for (i, p) in proxies.values().iter().enumerate() {
+            if *p == ProxyKind::Lmcache {
+                return Err(loaded.error_at(
+                    path!["deployment", index, "proxy", i],
+                    "proxy \"lmcache\" (LMCache's disagg_proxy_server.py) is not supported: the \
+                     lmcache wheel does not ship it",
+                    Some(
+                        "leave `proxy` out: vbench's built-in proxy speaks LMCache's PD protocol \
+                         (first token from the prefiller, the KV-ready notification over ZMQ)"
+                            .into(),
+                    ),
+                ));
+            }
             let ok = match p {
                 ProxyKind::Builtin => true,
                 ProxyKind::VllmRouter => dep.mode == Mode::Nixl,
@@ -444,6 +458,41 @@ fn build(
         sweep,
         gpus,
     }
+}
+
+/// A deployment's template overrides name built-in templates and point at readable
+/// handlebars files, or `plan` says which one does not (before `apply` launches anything).
+fn check_templates(
+    loaded: &LoadedManifest,
+    index: usize,
+    dep: &Deployment,
+) -> Result<(), ManifestError> {
+    for (name, file) in &dep.templates {
+        let at = || path!["deployment", index, "templates", name.as_str()];
+        if !TEMPLATE_NAMES.contains(&name.as_str()) {
+            return Err(loaded.error_at(
+                at(),
+                format!("unknown template `{name}`"),
+                Some(format!("the templates are {}", TEMPLATE_NAMES.join(", "))),
+            ));
+        }
+        let path = loaded.base_dir().join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            loaded.error_at(
+                at(),
+                format!("cannot read template {}: {e}", path.display()),
+                Some("paths are relative to the manifest's folder".into()),
+            )
+        })?;
+        if let Err(e) = handlebars::Template::compile(&text) {
+            return Err(loaded.error_at(
+                at(),
+                format!("template {} does not parse: {e}", path.display()),
+                None,
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! <run>/<variant>/deployment-resume-<T>.json, teardown-resume-<T>.json   a resumed attempt's
 //! <run>/<variant>/logs/<component>.log
 //! <run>/<variant>/lmcache-<component>.yaml   LMCache config (named by `exec::deploy` in the
-//!                                      variant folder it is given)
+//!                                      folder it is given: this one, or for a resumed attempt
+//!                                      <run>/<variant>/configs-resume-<T>/, as its ports may differ)
 //! <run>/<variant>/metrics/             /metrics before/after each rate, gauge samples
 //! <run>/<variant>/vllm-<rate>qps.json  one result file per cell (named by the plan)
 //! <run>/<variant>/aborted/vllm-<rate>qps[-resume-<T>].json   a cell during which a component
@@ -603,6 +604,25 @@ impl VariantDir {
     }
 
     /// The deployment record, with every `env` map's secrets redacted.
+    /// The folder an attempt's config files (LMCache's YAMLs) go to: the variant's own for
+    /// the first attempt, `configs-resume-<T>/` in it for a resume, whose ports may differ
+    /// from the first attempt's (whose files are never overwritten).
+    pub fn config_dir(&self, attempt: &Attempt) -> PathBuf {
+        match attempt.suffix() {
+            "" => self.path.clone(),
+            suffix => self.path.join(format!("configs{suffix}")),
+        }
+    }
+
+    /// Writes one config file into a [`Self::config_dir`] (made if need be); never over
+    /// an existing file.
+    pub fn write_config(&self, path: &Path, text: &str) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        write_bytes_new(path, text.as_bytes())
+    }
+
     pub fn write_deployment(
         &self,
         attempt: &Attempt,

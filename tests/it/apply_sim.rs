@@ -937,6 +937,84 @@ fn apply_json_lists_every_planned_cell_with_what_it_measured() {
     assert_no_orphans(&run);
 }
 
+/// A resumed LMCache variant whose side-channel ports moved (the variant before it, measured
+/// in the first attempt, is skipped now and no longer holds the first block of ports) writes
+/// this attempt's LMCache configs beside the first attempt's, which stay as they were, and
+/// finishes its rates.
+#[test]
+fn a_resumed_lmcache_variant_whose_ports_moved_keeps_both_attempts_configs() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "load.rates=[20, 4]",
+        "load.num_prompts=20",
+        "load.warmup=0",
+        "deployment.2.prefill.instances=[1, 2]",
+    ];
+    let first = variant_id(&sets, "lmcache-p1d1");
+    let second = variant_id(&sets, "lmcache-p2d1");
+    let only = ["--only", first.as_str(), "--only", second.as_str()];
+    let child = apply(tmp.path(), &sets, &only)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (out, _) = interrupt_after(child, tmp.path(), &format!("{second}/vllm-20qps.json"));
+    assert_eq!(out.status.code(), Some(130));
+    let run = run_dir(tmp.path());
+    let configs = |dir: &Path| -> Vec<(PathBuf, String)> {
+        let mut found: Vec<(PathBuf, String)> = walkdir(dir)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).unwrap();
+                (p, text)
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let before = configs(&run.join(&second));
+    assert_eq!(before.len(), 3, "a YAML per instance: {before:?}");
+
+    let mut resume = apply(tmp.path(), &sets, &only);
+    resume.arg("--resume").arg(&run);
+    let out = resume.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("every rate already measured: skipped")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(run.join(&second).join("vllm-4qps.json").is_file());
+    let after = configs(&run.join(&second));
+    assert_eq!(
+        after.len(),
+        6,
+        "this attempt's beside the first's: {after:?}"
+    );
+    for (path, text) in &before {
+        assert_eq!(&std::fs::read_to_string(path).unwrap(), text, "{path:?}");
+    }
+    assert_no_orphans(&run);
+}
+
+/// Every file below `dir`.
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// After an interrupted run and its `--resume`: the report is replaced whole (no `report-2/`),
 /// `vbench report` does not list vbench's own resume records as skipped, and `vbench ls`
 /// counts only result files.
@@ -1212,8 +1290,10 @@ fn leftovers_of_a_run_whose_reaper_died_too_are_found_by_clean_and_resume() {
     assert!(listed.contains("would remove") && listed.contains(".vbench-partial-Ab12Cd"));
     assert_eq!(component_count(&run), 3, "a dry run stops nothing");
     let cleaned = clean(&[]);
+    // Ours, and any write the SIGKILL cut short (a metrics sample being saved).
     assert!(
-        cleaned.contains("stopped 3 process(es), removed 1"),
+        cleaned.contains("stopped 3 process(es), removed ")
+            && cleaned.contains(".vbench-partial-Ab12Cd"),
         "{cleaned}"
     );
     assert_no_orphans(&run);

@@ -503,6 +503,48 @@ fn vllm_router_cannot_front_simple() {
 }
 
 #[test]
+fn lmcache_s_own_proxy_is_refused_with_the_built_in_one_named() {
+    let text = edit("mode = \"nixl\"", "mode = \"lmcache\"\nproxy = \"lmcache\"");
+    assert_error(
+        &text,
+        "23:9",
+        "proxy \"lmcache\" (LMCache's disagg_proxy_server.py) is not supported",
+        Some("vbench's built-in proxy speaks LMCache's PD protocol"),
+    );
+}
+
+/// Template overrides are checked when the manifest is planned, before anything launches:
+/// their names, that the file is there, and that it parses.
+#[test]
+fn template_overrides_are_checked_before_launch() {
+    let with = |line: &str| edit("mode = \"nixl\"", &format!("mode = \"nixl\"\n{line}"));
+    assert_error(
+        &with("templates = { instance = \"tests/fixtures/x.hbs\" }"),
+        "23:26",
+        "unknown template `instance`",
+        Some("the templates are vllm_serve, vllm_env"),
+    );
+    assert_error(
+        &with("templates = { vllm_serve = \"no/such/serve.hbs\" }"),
+        "23:28",
+        "cannot read template no/such/serve.hbs",
+        Some("relative to the manifest's folder"),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = tmp.path().join("broken.hbs");
+    std::fs::write(&broken, "{{#if x}}never closed").unwrap();
+    assert_error(
+        &with(&format!(
+            "templates = {{ vllm_serve = \"{}\" }}",
+            broken.display()
+        )),
+        "23:28",
+        "does not parse",
+        None,
+    );
+}
+
+#[test]
 fn lmcache_needs_the_completions_api() {
     let text =
         append_to_load("api = \"chat\"").replacen("mode = \"nixl\"", "mode = \"lmcache\"", 1);

@@ -201,6 +201,28 @@ fn python_nan_in_a_summary_key_does_not_lose_the_file() {
     assert!(!json.contains("NaN"));
 }
 
+/// vLLM's client records a non-200 answer's error as the HTTP reason, which can be empty,
+/// with TTFT 0: such a request failed, though its error text is "", and never counts as a
+/// fast success.
+#[test]
+fn a_vllm_failure_with_an_empty_error_text_is_a_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("r.json");
+    std::fs::write(
+        &f,
+        r#"{"endpoint_type":"vllm","model_id":"m","request_rate":1,"completed":1,"failed":1,
+            "ttfts":[0.0,0.05],"tpots":[0,0.01],"itls":[[],[0.01,0.01]],"output_lens":[0,3],
+            "errors":["",""]}"#,
+    )
+    .unwrap();
+    let imp = import_paths(&[f]).unwrap();
+    assert!(imp.skipped.is_empty(), "{:?}", imp.skipped);
+    let a = analyse(&imp, &Scoring::default());
+    let p = &a.variants[0].points[0];
+    assert_eq!(p.attainment, Some([50.0, 50.0, 50.0]), "{p:?}");
+    assert_eq!(p.failed, 1, "{p:?}");
+}
+
 #[test]
 fn vbench_files_keep_one_token_outputs_and_failure_kinds() {
     let tmp = tempfile::tempdir().unwrap();

@@ -164,7 +164,8 @@ pub(super) fn jsonl(
                 e.column()
             )
         })?;
-        let max_tokens = row.output_tokens.or(output_len).ok_or_else(|| {
+        // The manifest's output length, when given, overrides every line's (as for ShareGPT).
+        let max_tokens = output_len.or(row.output_tokens).ok_or_else(|| {
             anyhow!(
                 "{}:{lineno}: no `output_tokens` on this line and no --output-len given",
                 path.display()

@@ -395,9 +395,22 @@ mod tests {
             output_len: Some(9),
         };
         let d = load(&spec, 2, 0, None).unwrap();
-        assert_eq!(d.requests[0].max_tokens, 3);
+        // The manifest's length overrides the lines' own; without it, each line's holds.
+        assert_eq!(d.requests[0].max_tokens, 9);
         assert_eq!(d.requests[1].max_tokens, 9);
+        let own = DatasetSpec::Jsonl {
+            path: f.path().into(),
+            output_len: None,
+        };
+        let e = format!("{:#}", load(&own, 2, 0, None).unwrap_err());
+        assert!(e.contains(":3: no `output_tokens`"), "{e}");
         assert_eq!(d.requests[1].prompt, "second");
+        let f = file("{\"prompt\": \"first prompt\", \"output_tokens\": 3}\n");
+        let own = DatasetSpec::Jsonl {
+            path: f.path().into(),
+            output_len: None,
+        };
+        assert_eq!(load(&own, 1, 0, None).unwrap().requests[0].max_tokens, 3);
     }
 
     #[test]

@@ -387,12 +387,9 @@ fn legacy_samples(a: &LegacyArrays, point: &mut RatePoint) -> Result<(), String>
             .as_ref()
             .and_then(|e| e[i].clone())
             .filter(|e| !e.is_empty());
-        let ok = match (&a.errors, &error) {
-            (_, Some(_)) => false,
-            (Some(_), None) => ttft.is_some_and(|t| t >= 0.0),
-            // No errors array: a zero TTFT is vLLM's placeholder for a failure.
-            (None, None) => ttft.is_some_and(|t| t > 0.0),
-        };
+        // A zero TTFT is vLLM's placeholder for a failure, with or without an error text:
+        // its client records a non-200 answer's error as the HTTP reason, which may be "".
+        let ok = error.is_none() && ttft.is_some_and(|t| t > 0.0);
         let out = a.output_lens.as_ref().and_then(|o| o[i]);
         let lat = a
             .latencies
