@@ -535,9 +535,16 @@ impl PendingEnvironment {
         let task = tokio::spawn(async move {
             let mut env = env;
             let probe = tokio::task::spawn_blocking(move || {
-                Environment::vllm_version(&cmd, &probe_env, &move || stop.requested())
+                let stopped = move || stop.requested();
+                (
+                    Environment::vllm_version(&cmd, &probe_env, &stopped),
+                    Environment::python_packages(&cmd, &probe_env, &stopped),
+                )
             });
-            env.vllm_version = probe.await.ok().flatten();
+            if let Ok((version, packages)) = probe.await {
+                env.vllm_version = version;
+                env.packages = packages;
+            }
             run_dir.write_environment(&attempt, &env)
         });
         Ok(PendingEnvironment { task: Some(task) })

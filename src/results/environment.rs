@@ -39,6 +39,11 @@ pub struct Environment {
     /// CPUs this process may use.
     #[serde(default)]
     pub cpus: Option<usize>,
+    /// Versions of the Python packages vLLM ran with that the numbers depend on (torch, the
+    /// KV connectors' lmcache and nixl, ...), from the interpreter that runs vLLM; only those
+    /// installed. Empty on the simulator or where the interpreter could not be asked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub packages: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -98,6 +103,7 @@ impl Environment {
                     .map(|n| n.get())
                     .unwrap_or(1),
             ),
+            packages: BTreeMap::new(),
         }
     }
 }
@@ -113,6 +119,116 @@ impl Environment {
         c.args(cmd.leading_args()).arg("--version").envs(env);
         probe::output(c, probe::LIMIT, stop).map(|s| s.lines().last().unwrap_or("").to_owned())
     }
+}
+
+/// The packages [`Environment::packages`] asks for: vLLM and what it computes with, and what
+/// moves the KV between prefill and decode.
+const PACKAGES: &[&str] = &[
+    "vllm",
+    "torch",
+    "transformers",
+    "triton",
+    "flashinfer-python",
+    "lmcache",
+    "nixl",
+    "nixl-cu12",
+    "nixl-cu13",
+];
+
+/// Bounds on what the interpreter may answer (a hostile or broken one).
+const MAX_PACKAGE_NAME: usize = 64;
+const MAX_VERSION: usize = 64;
+
+impl Environment {
+    /// The versions of [`PACKAGES`] the interpreter that runs `cmd` has installed (empty when
+    /// it cannot be found or asked). Imports nothing but the standard library: 0.1 s.
+    pub fn python_packages(
+        cmd: &VllmCommand,
+        env: &BTreeMap<String, String>,
+        stop: &dyn Fn() -> bool,
+    ) -> BTreeMap<String, String> {
+        let Some(python) = python_of(cmd, env) else {
+            return BTreeMap::new();
+        };
+        let names = serde_json::to_string(PACKAGES).unwrap_or_default();
+        let script = format!(
+            "import importlib.metadata as m, json\n\
+             out = {{}}\n\
+             for n in {names}:\n\
+             \x20   try:\n\
+             \x20       out[n] = m.version(n)\n\
+             \x20   except Exception:\n\
+             \x20       pass\n\
+             print(json.dumps(out))\n"
+        );
+        let mut c = Command::new(&python[0]);
+        c.args(&python[1..]).args(["-c", &script]).envs(env);
+        probe::output(c, probe::LIMIT, stop)
+            .map(|text| parse_packages(&text))
+            .unwrap_or_default()
+    }
+}
+
+/// The interpreter that runs vLLM for `cmd`: the program itself when it is a Python
+/// (`python3 -m vllm.entrypoints.cli.main`), else the one the program's `#!` line names
+/// (the `vllm` console script). `env`'s PATH, if set, finds a bare program name.
+fn python_of(cmd: &VllmCommand, env: &BTreeMap<String, String>) -> Option<Vec<String>> {
+    let program = cmd.program();
+    let name = Path::new(program).file_name()?.to_str()?;
+    if name.starts_with("python") {
+        return Some(vec![program.to_owned()]);
+    }
+    let path = if program.contains('/') {
+        std::path::PathBuf::from(program)
+    } else {
+        let search = env
+            .get("PATH")
+            .cloned()
+            .or_else(|| std::env::var("PATH").ok())?;
+        std::env::split_paths(&search)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())?
+    };
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .ok()?;
+    let first = std::str::from_utf8(&head[..n]).ok()?.lines().next()?;
+    let words: Vec<String> = first
+        .strip_prefix("#!")?
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    // `#!/usr/bin/env python3` and `#!/path/to/python3` alike; nothing else is a Python.
+    let interpreter = words.last()?;
+    Path::new(interpreter)
+        .file_name()?
+        .to_str()?
+        .starts_with("python")
+        .then_some(words)
+}
+
+/// The interpreter's answer: a JSON object of name → version on its last line; anything
+/// else, or out of bounds, is left out.
+fn parse_packages(text: &str) -> BTreeMap<String, String> {
+    let Some(Ok(serde_json::Value::Object(map))) = text
+        .lines()
+        .last()
+        .map(serde_json::from_str::<serde_json::Value>)
+    else {
+        return BTreeMap::new();
+    };
+    map.into_iter()
+        .filter_map(|(name, version)| {
+            let version = version.as_str()?.to_owned();
+            (PACKAGES.contains(&name.as_str())
+                && name.len() <= MAX_PACKAGE_NAME
+                && !version.is_empty()
+                && version.len() <= MAX_VERSION
+                && !version.chars().any(char::is_control))
+            .then_some((name, version))
+        })
+        .collect()
 }
 
 fn command_output(program: &str, args: &[&str], stop: &dyn Fn() -> bool) -> Option<String> {
@@ -146,4 +262,78 @@ pub fn gpu_summary(gpus: &[serde_json::Value]) -> String {
         .map(|(d, n)| format!("{n} × {d}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn command(parts: &[&str]) -> VllmCommand {
+        serde_json::from_value(serde_json::json!(parts)).unwrap()
+    }
+
+    fn script(dir: &Path, name: &str, text: &str) -> String {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn the_interpreter_is_the_program_or_its_shebang_s() {
+        let none = BTreeMap::new();
+        let python = command(&["python3", "-m", "vllm.entrypoints.cli.main"]);
+        assert_eq!(python_of(&python, &none), Some(vec!["python3".to_owned()]));
+        let tmp = tempfile::tempdir().unwrap();
+        let venv = script(tmp.path(), "vllm", "#!/opt/venv/bin/python\nimport vllm\n");
+        assert_eq!(
+            python_of(&command(&[&venv]), &none),
+            Some(vec!["/opt/venv/bin/python".to_owned()])
+        );
+        let env = script(tmp.path(), "vllm-env", "#!/usr/bin/env python3.12\n");
+        assert_eq!(
+            python_of(&command(&[&env]), &none),
+            Some(vec!["/usr/bin/env".to_owned(), "python3.12".to_owned()])
+        );
+        // A bare name is found on the target's PATH.
+        let path: BTreeMap<String, String> =
+            [("PATH".to_owned(), tmp.path().display().to_string())].into();
+        assert_eq!(
+            python_of(&command(&["vllm"]), &path),
+            Some(vec!["/opt/venv/bin/python".to_owned()])
+        );
+        // A shell wrapper, or a binary, is not asked.
+        let wrapper = script(tmp.path(), "serve.sh", "#!/bin/bash\nexec vllm \"$@\"\n");
+        assert_eq!(python_of(&command(&[&wrapper]), &none), None);
+        assert_eq!(python_of(&command(&["/no/such/vllm"]), &none), None);
+    }
+
+    /// The interpreter's answer is read from its last line and kept only within bounds: known
+    /// names, short printable versions.
+    #[test]
+    fn package_versions_are_asked_of_the_interpreter_and_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let answer = r#"{"vllm": "0.26.0", "lmcache": "0.5.6", "nixl": 1, "evil": "x", "torch": "2.11.0+cu130\n"}"#;
+        let fake = script(
+            tmp.path(),
+            "python3",
+            &format!("#!/bin/sh\necho 'some warning'\nprintf '%s\\n' '{answer}'\n"),
+        );
+        let found = Environment::python_packages(
+            &command(&[&fake, "-m", "vllm"]),
+            &BTreeMap::new(),
+            &|| false,
+        );
+        let expected: BTreeMap<String, String> = [
+            ("lmcache".to_owned(), "0.5.6".to_owned()),
+            ("vllm".to_owned(), "0.26.0".to_owned()),
+        ]
+        .into();
+        assert_eq!(found, expected);
+        assert_eq!(parse_packages("not json"), BTreeMap::new());
+        let long = format!(r#"{{"vllm": "{}"}}"#, "9".repeat(65));
+        assert_eq!(parse_packages(&long), BTreeMap::new());
+    }
 }

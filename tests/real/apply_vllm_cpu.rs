@@ -73,6 +73,14 @@ fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
         env["vllm_version"].as_str().unwrap_or("").contains("0.32"),
         "{env}"
     );
+    // The packages beside vLLM, from the interpreter its `vllm` script names: torch, and
+    // nixl, which moved the NIXL variant's KV.
+    let packages = &env["packages"];
+    assert_eq!(packages["vllm"], env["vllm_version"], "{env}");
+    assert!(
+        packages["torch"].is_string() && packages["nixl"].is_string(),
+        "{env}"
+    );
     let mut instance_ports = Vec::new();
     for variant in ["simple-tp1", "nixl-p1d1-tp1x1"] {
         let dir = std::fs::read_dir(&run)

@@ -77,13 +77,17 @@ pub fn schema_json() -> String {
         "vbench report summary (summary.json)",
         "SummaryJson",
         // `file_summary` is left out when a point has none, `sessions` outside multi-turn
-        // sessions (`skip_serializing_if`).
+        // sessions, an environment's `packages` when none was found (`skip_serializing_if`).
         // The result file's server sections it carries leave out the same absent numbers.
-        &[("PointStats", "file_summary"), ("PointStats", "sessions")]
-            .iter()
-            .chain(crate::load::result::SERVER_SECTIONS_MAY_BE_ABSENT)
-            .copied()
-            .collect::<Vec<_>>(),
+        &[
+            ("PointStats", "file_summary"),
+            ("PointStats", "sessions"),
+            ("Environment", "packages"),
+        ]
+        .iter()
+        .chain(crate::load::result::SERVER_SECTIONS_MAY_BE_ABSENT)
+        .copied()
+        .collect::<Vec<_>>(),
     )
 }
 
@@ -732,6 +736,16 @@ fn run_lines(a: &Analysis) -> Vec<String> {
             }
             if let Some(v) = &e.vllm_version {
                 parts.push(format!("vLLM {v}"));
+            }
+            // What else the numbers depend on: torch, and the KV connectors' packages.
+            let others: Vec<String> = e
+                .packages
+                .iter()
+                .filter(|(name, _)| name.as_str() != "vllm")
+                .map(|(name, version)| format!("{name} {version}"))
+                .collect();
+            if !others.is_empty() {
+                parts.push(format!("with {}", others.join(", ")));
             }
             if let Some(v) = &e.vbench_version {
                 parts.push(format!("vbench {v}"));
