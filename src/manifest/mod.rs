@@ -97,6 +97,10 @@ pub fn parse(source: &Source) -> Result<Manifest, ManifestError> {
 /// The starter manifest of `vbench init`; `{name}` is replaced by the experiment name.
 pub const STARTER: &str = include_str!("starter.toml");
 
+/// The starter's first line, for vbench's own layout (`experiments/` beside `schemas/`); `init`
+/// points it at wherever it puts the schema.
+pub const STARTER_SCHEMA_LINE: &str = "#:schema ../schemas/experiment.schema.json";
+
 /// The starter manifest for an experiment called `name`; it validates as written.
 pub fn starter(name: &str) -> String {
     STARTER.replace("{name}", name)

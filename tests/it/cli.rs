@@ -133,6 +133,39 @@ fn init_writes_a_manifest_that_plans_and_never_overwrites() {
         .stderr(predicate::str::contains("refusing to overwrite"));
 }
 
+/// The manifest's `#:schema` line finds its schema (what an editor validates it against),
+/// in vbench's layout (`experiments/` beside `schemas/`) and anywhere else; a schema that is
+/// there already is left as it is.
+#[test]
+fn init_puts_the_schema_where_the_manifest_s_schema_line_points() {
+    let schema = std::fs::read_to_string("schemas/experiment.schema.json").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (out, line) in [
+        (
+            "experiments/a.toml",
+            "#:schema ../schemas/experiment.schema.json",
+        ),
+        ("elsewhere/b.toml", "#:schema experiment.schema.json"),
+    ] {
+        let out = dir.path().join(out);
+        vbench()
+            .args(["init", "x", "--out", out.to_str().unwrap()])
+            .assert()
+            .success()
+            .stderr(predicate::str::contains("which editors check it against"));
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(text.lines().next(), Some(line));
+        let target = out.parent().unwrap().join(&line["#:schema ".len()..]);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), schema);
+    }
+    let again = dir.path().join("experiments/c.toml");
+    vbench()
+        .args(["init", "c", "--out", again.to_str().unwrap()])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("is there already"));
+}
+
 #[test]
 fn schema_command_prints_the_checked_in_schema() {
     let on_disk = std::fs::read_to_string("schemas/experiment.schema.json").unwrap();
