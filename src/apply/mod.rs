@@ -339,18 +339,6 @@ pub async fn run(
     // Everything launched from here on is registered with the reaper, which stops it should
     // this process die before its own teardown (SIGKILL, the OOM killer).
     let _reaper = Reaper::start(&vbench_bin, options.stop_grace)?;
-    let mut environment = PendingEnvironment::start(
-        env,
-        attempt,
-        &run_dir,
-        (!simulated).then(|| {
-            (
-                m.target.vllm_bin.clone(),
-                crate::exec::process::resolve_env(&m.target.env),
-                interrupted.clone(),
-            )
-        }),
-    )?;
     events.info(&format!(
         "run {}: {} variants, {} cells → {}",
         plan.experiment,
@@ -415,6 +403,19 @@ pub async fn run(
         }
         _ => None,
     };
+    let mut environment = PendingEnvironment::start(
+        env,
+        attempt,
+        &run_dir,
+        allocation.as_ref(),
+        (!simulated).then(|| {
+            (
+                m.target.vllm_bin.clone(),
+                crate::exec::process::resolve_env(&m.target.env),
+                interrupted.clone(),
+            )
+        }),
+    )?;
     let target = deploy::Target {
         slurm: allocation.as_ref().map(|a| deploy::SlurmTarget {
             job_id: &a.job_id,
@@ -516,16 +517,42 @@ struct PendingEnvironment {
 }
 
 impl PendingEnvironment {
+    /// On Slurm the GPUs are read on every node of `allocation` (before any variant holds
+    /// them) and vLLM's versions on its first, not on this host, which may be a login node.
     fn start(
-        env: Environment,
+        mut env: Environment,
         attempt: Attempt,
         run_dir: &RunDir,
+        allocation: Option<&crate::exec::slurm::Allocation>,
         vllm: Option<(
             manifest::VllmCommand,
             std::collections::BTreeMap<String, String>,
             Interrupts,
         )>,
     ) -> anyhow::Result<Self> {
+        let mut via = Vec::new();
+        if let Some(a) = allocation {
+            let stop = vllm.as_ref().map(|(_, _, stop)| stop.clone());
+            let stopped = move || stop.as_ref().is_some_and(Interrupts::requested);
+            let gpus: Vec<String> = a
+                .nodes
+                .iter()
+                .filter(|n| n.gpus > 0)
+                .filter_map(|n| {
+                    let on_node = crate::exec::slurm::probe_prefix(&a.job_id, &n.name, n.gpus);
+                    Environment::gpu_lines(&on_node, &stopped)
+                })
+                .flatten()
+                .collect();
+            env.gpus = serde_json::to_value(gpus)
+                .ok()
+                .filter(|g| g.as_array().is_some_and(|g| !g.is_empty()))
+                .unwrap_or_default();
+            env.nodes = a.nodes.iter().map(|n| n.name.clone()).collect();
+            if let Some(first) = a.nodes.first() {
+                via = crate::exec::slurm::probe_prefix(&a.job_id, &first.name, 0);
+            }
+        }
         // Nothing to wait for (the simulator): written at once.
         let Some((cmd, probe_env, stop)) = vllm else {
             run_dir.write_environment(&attempt, &env)?;
@@ -537,8 +564,8 @@ impl PendingEnvironment {
             let probe = tokio::task::spawn_blocking(move || {
                 let stopped = move || stop.requested();
                 (
-                    Environment::vllm_version(&cmd, &probe_env, &stopped),
-                    Environment::python_packages(&cmd, &probe_env, &stopped),
+                    Environment::vllm_version(&cmd, &probe_env, &via, &stopped),
+                    Environment::python_packages(&cmd, &probe_env, &via, &stopped),
                 )
             });
             if let Ok((version, packages)) = probe.await {

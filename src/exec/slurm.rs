@@ -185,6 +185,17 @@ pub fn srun_args(job_id: &str, node: &str, gpus: u32, cpus: u32, name: &str) -> 
     args
 }
 
+/// The command line (`srun ... --`) that runs a short query on `node` of the job, seeing its
+/// `gpus` GPUs, beside the job's other steps (`--overlap`: it waits for none and holds back
+/// none): the environment's probes, which must describe the nodes, not the host vbench is on.
+pub fn probe_prefix(job_id: &str, node: &str, gpus: u32) -> Vec<String> {
+    let mut args = vec!["srun".to_owned()];
+    args.extend(srun_args(job_id, node, gpus, 1, "vbench-probe"));
+    let end = args.len() - 1;
+    args.insert(end, "--overlap".into());
+    args
+}
+
 /// The running steps of the job whose names are in `names`, as `(step id, name)`.
 fn steps_named(job_id: &str, names: &[&str]) -> anyhow::Result<Vec<(String, String)>> {
     let out = run(Command::new("squeue").args(["-h", "-s", "-j", job_id, "-o", "%i %j"]))?;

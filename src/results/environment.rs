@@ -44,6 +44,10 @@ pub struct Environment {
     /// installed. Empty on the simulator or where the interpreter could not be asked.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub packages: BTreeMap<String, String>,
+    /// Slurm: the allocation's nodes, where `gpus` (every node's) and the versions (the first
+    /// node's) were read instead of on `host`, which may be a login node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -74,15 +78,7 @@ impl Environment {
         )
         .map(|s| !s.is_empty());
         let vllm_version = simulated.then(|| "simulated (vbench sim-serve)".to_owned());
-        let gpus = command_output(
-            "nvidia-smi",
-            &[
-                "--query-gpu=index,name,memory.total,driver_version",
-                "--format=csv,noheader",
-            ],
-            stop,
-        )
-        .map(|s| s.lines().map(str::to_owned).collect::<Vec<_>>());
+        let gpus = Environment::gpu_lines(&[], stop);
         Environment {
             started_at: Some(chrono::Local::now().to_rfc3339()),
             vbench_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
@@ -104,20 +100,37 @@ impl Environment {
                     .unwrap_or(1),
             ),
             packages: BTreeMap::new(),
+            nodes: Vec::new(),
         }
     }
 }
 
 impl Environment {
     /// `vllm --version` (its last line). It imports vLLM: 20-30 s on a GPU host.
+    ///
+    /// `via`: a command line that runs it elsewhere (`srun ... --` on a Slurm node), or empty.
     pub fn vllm_version(
         cmd: &VllmCommand,
         env: &BTreeMap<String, String>,
+        via: &[String],
         stop: &dyn Fn() -> bool,
     ) -> Option<String> {
-        let mut c = Command::new(cmd.program());
+        let mut c = command_via(via, cmd.program());
         c.args(cmd.leading_args()).arg("--version").envs(env);
         probe::output(c, probe::LIMIT, stop).map(|s| s.lines().last().unwrap_or("").to_owned())
+    }
+
+    /// `nvidia-smi`'s line per GPU (`index, name, memory, driver`), here or `via` a command
+    /// line that runs it on another machine; `None` without nvidia-smi or GPUs.
+    pub fn gpu_lines(via: &[String], stop: &dyn Fn() -> bool) -> Option<Vec<String>> {
+        let mut c = command_via(via, "nvidia-smi");
+        c.args([
+            "--query-gpu=index,name,memory.total,driver_version",
+            "--format=csv,noheader",
+        ]);
+        probe::output(c, probe::LIMIT, stop)
+            .map(|s| s.lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|lines| !lines.is_empty())
     }
 }
 
@@ -145,6 +158,7 @@ impl Environment {
     pub fn python_packages(
         cmd: &VllmCommand,
         env: &BTreeMap<String, String>,
+        via: &[String],
         stop: &dyn Fn() -> bool,
     ) -> BTreeMap<String, String> {
         let Some(python) = python_of(cmd, env) else {
@@ -161,7 +175,7 @@ impl Environment {
              \x20       pass\n\
              print(json.dumps(out))\n"
         );
-        let mut c = Command::new(&python[0]);
+        let mut c = command_via(via, &python[0]);
         c.args(&python[1..]).args(["-c", &script]).envs(env);
         probe::output(c, probe::LIMIT, stop)
             .map(|text| parse_packages(&text))
@@ -169,15 +183,37 @@ impl Environment {
     }
 }
 
-/// The interpreter that runs vLLM for `cmd`: the program itself when it is a Python
-/// (`python3 -m vllm.entrypoints.cli.main`), else the one the program's `#!` line names
-/// (the `vllm` console script). `env`'s PATH, if set, finds a bare program name.
+/// The interpreter that runs vLLM for `cmd`, with whatever `cmd` puts before it (`nice -n 10`,
+/// `taskset`): the first part that is a Python (`python3 -m vllm.entrypoints.cli.main`), or
+/// the interpreter the `#!` line of the first part that is a Python script names (the `vllm`
+/// console script). `env`'s PATH, if set, finds bare program names.
 fn python_of(cmd: &VllmCommand, env: &BTreeMap<String, String>) -> Option<Vec<String>> {
-    let program = cmd.program();
-    let name = Path::new(program).file_name()?.to_str()?;
-    if name.starts_with("python") {
-        return Some(vec![program.to_owned()]);
+    let parts = cmd.parts();
+    for (i, part) in parts.iter().enumerate() {
+        if part.starts_with('-') {
+            continue;
+        }
+        let before = &parts[..i];
+        if is_python(part) {
+            return Some(parts[..=i].to_vec());
+        }
+        if let Some(words) = python_shebang(part, env) {
+            return Some(before.iter().cloned().chain(words).collect());
+        }
     }
+    None
+}
+
+fn is_python(program: &str) -> bool {
+    Path::new(program)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("python"))
+}
+
+/// The words of `program`'s `#!` line when they run a Python (`/venv/bin/python`,
+/// `/usr/bin/env python3`).
+fn python_shebang(program: &str, env: &BTreeMap<String, String>) -> Option<Vec<String>> {
     let path = if program.contains('/') {
         std::path::PathBuf::from(program)
     } else {
@@ -193,19 +229,13 @@ fn python_of(cmd: &VllmCommand, env: &BTreeMap<String, String>) -> Option<Vec<St
     let n = std::fs::File::open(path)
         .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
         .ok()?;
-    let first = std::str::from_utf8(&head[..n]).ok()?.lines().next()?;
+    let first = std::str::from_utf8(head[..n].split(|b| *b == b'\n').next()?).ok()?;
     let words: Vec<String> = first
         .strip_prefix("#!")?
         .split_whitespace()
         .map(str::to_owned)
         .collect();
-    // `#!/usr/bin/env python3` and `#!/path/to/python3` alike; nothing else is a Python.
-    let interpreter = words.last()?;
-    Path::new(interpreter)
-        .file_name()?
-        .to_str()?
-        .starts_with("python")
-        .then_some(words)
+    is_python(words.last()?).then_some(words)
 }
 
 /// The interpreter's answer: a JSON object of name → version on its last line; anything
@@ -229,6 +259,18 @@ fn parse_packages(text: &str) -> BTreeMap<String, String> {
             .then_some((name, version))
         })
         .collect()
+}
+
+/// `program`, or `via` (a command line ending where the program goes) followed by it.
+fn command_via(via: &[String], program: &str) -> Command {
+    match via.split_first() {
+        Some((launcher, args)) => {
+            let mut c = Command::new(launcher);
+            c.args(args).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
 }
 
 fn command_output(program: &str, args: &[&str], stop: &dyn Fn() -> bool) -> Option<String> {
@@ -304,6 +346,15 @@ mod tests {
             python_of(&command(&["vllm"]), &path),
             Some(vec!["/opt/venv/bin/python".to_owned()])
         );
+        // What the command puts before vLLM stays before its interpreter.
+        assert_eq!(
+            python_of(&command(&["nice", "-n", "10", &venv]), &none),
+            Some(
+                ["nice", "-n", "10", "/opt/venv/bin/python"]
+                    .map(str::to_owned)
+                    .to_vec()
+            )
+        );
         // A shell wrapper, or a binary, is not asked.
         let wrapper = script(tmp.path(), "serve.sh", "#!/bin/bash\nexec vllm \"$@\"\n");
         assert_eq!(python_of(&command(&[&wrapper]), &none), None);
@@ -324,6 +375,7 @@ mod tests {
         let found = Environment::python_packages(
             &command(&[&fake, "-m", "vllm"]),
             &BTreeMap::new(),
+            &[],
             &|| false,
         );
         let expected: BTreeMap<String, String> = [

@@ -68,6 +68,25 @@ templates = {{ vllm_serve = "{template}" }}
         bin = BIN,
         template = template.display(),
     );
+    // The "vLLM" answers `--version` with the Slurm node it runs on.
+    let wrapper = tmp.path().join("vllm-on-node");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo \"on ${{SLURMD_NODENAME:-no node}}\"; \
+             exit 0; fi\nexec {BIN} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let manifest = manifest.replace(
+        &format!("vllm_bin = \"{BIN}\""),
+        &format!("vllm_bin = \"{}\"", wrapper.display()),
+    );
     let path = tmp.path().join("slurm.toml");
     std::fs::write(&path, manifest).unwrap();
     let out = Command::new(BIN)
@@ -87,6 +106,13 @@ templates = {{ vllm_serve = "{template}" }}
     assert!(stderr.contains("allocated by vbench"), "{stderr}");
 
     let run = crate::only_dir(&tmp.path().join("results/slurm-e2e"));
+    // What ran is described from the allocation's node, through a step there, not from this
+    // host: the node's name, and the "vLLM" version asked on it.
+    let env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("environment.json")).unwrap()).unwrap();
+    let node = env["nodes"][0].as_str().unwrap_or_default().to_owned();
+    assert!(node.starts_with("node"), "{env}");
+    assert_eq!(env["vllm_version"], format!("on {node}"), "{env}");
     let variant = std::fs::read_dir(&run)
         .unwrap()
         .flatten()

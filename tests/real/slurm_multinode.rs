@@ -539,6 +539,18 @@ decode = {{ instances = 1, tp = 1, env = {{ VLLM_CPU_OMP_THREADS_BIND = "1" }} }
     // The smoke request's prompt reached the decoder by NIXL transfer from the other node.
     assert!(stderr.contains("KV transfer verified"), "{stderr}");
     let run = crate::only_dir(&results.join("slurm-vllm"));
+    // vLLM's version and its packages were asked on the first node, through a Slurm step.
+    let env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("environment.json")).unwrap()).unwrap();
+    assert_eq!(env["nodes"].as_array().map(Vec::len), Some(2), "{env}");
+    assert!(
+        env["vllm_version"]
+            .as_str()
+            .is_some_and(|v| v.contains("0.32")),
+        "{env}"
+    );
+    assert_eq!(env["packages"]["vllm"], env["vllm_version"], "{env}");
+    assert!(env["packages"]["nixl"].is_string(), "{env}");
     let variant = variant_dir(&run);
     let d: serde_json::Value =
         serde_json::from_slice(&std::fs::read(variant.join("deployment.json")).unwrap()).unwrap();

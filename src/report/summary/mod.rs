@@ -77,12 +77,14 @@ pub fn schema_json() -> String {
         "vbench report summary (summary.json)",
         "SummaryJson",
         // `file_summary` is left out when a point has none, `sessions` outside multi-turn
-        // sessions, an environment's `packages` when none was found (`skip_serializing_if`).
+        // sessions, an environment's `packages` when none was found and `nodes` off Slurm
+        // (`skip_serializing_if`).
         // The result file's server sections it carries leave out the same absent numbers.
         &[
             ("PointStats", "file_summary"),
             ("PointStats", "sessions"),
             ("Environment", "packages"),
+            ("Environment", "nodes"),
         ]
         .iter()
         .chain(crate::load::result::SERVER_SECTIONS_MAY_BE_ABSENT)
@@ -752,6 +754,9 @@ fn run_lines(a: &Analysis) -> Vec<String> {
             }
             if let Some(h) = &e.host {
                 parts.push(format!("host {h}"));
+            }
+            if !e.nodes.is_empty() {
+                parts.push(format!("Slurm nodes {}", e.nodes.join(", ")));
             }
             match &e.gpus {
                 serde_json::Value::Null => {}
