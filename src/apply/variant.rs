@@ -130,7 +130,17 @@ impl VariantRun<'_> {
         }
 
         let teardown_started = Instant::now();
+        // Teardown can take the grace period and then a minute for the GPUs: say what it waits
+        // for (a spinner on a terminal).
+        self.events.waiting(&format!(
+            "stopping {} process(es) (SIGKILL after {} s)",
+            running.len(),
+            self.options.stop_grace.as_secs()
+        ));
         let reports = self.teardown(&mut running, interrupted).await;
+        let _ = self.dir.write_teardown(attempt, &reports);
+        let released = self.wait_released(&spec).await;
+        self.events.waiting_done();
         let killed: Vec<&str> = reports
             .iter()
             .filter(|r| r.killed)
@@ -142,8 +152,15 @@ impl VariantRun<'_> {
                 killed.join(", ")
             ));
         }
-        let _ = self.dir.write_teardown(attempt, &reports);
+        released?;
+        clock.record.teardown_s = Some(teardown_started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// After the processes are gone: until the Slurm steps have ended and the GPUs are free.
+    async fn wait_released(&self, spec: &DeploymentSpec) -> Result<(), VariantError> {
         if let Some(slurm) = &self.target.slurm {
+            self.events.waiting("waiting for the Slurm steps to end");
             let steps: Vec<&str> = spec
                 .components
                 .iter()
@@ -159,10 +176,10 @@ impl VariantRun<'_> {
             .await?;
         }
         if !spec.gpus.is_empty() {
+            self.events.waiting("waiting for the GPUs to be free");
             gpus::wait_free(self.probe.as_ref(), &spec.gpus, Duration::from_secs(60)).await?;
         }
-        clock.record.teardown_s = Some(teardown_started.elapsed().as_secs_f64());
-        result
+        Ok(())
     }
 
     /// Stop every component, whatever happened: the proxy first (no new work reaches the

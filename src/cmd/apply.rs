@@ -98,7 +98,10 @@ pub fn run(args: ApplyArgs) -> Result<()> {
     eprintln!("results: {}", run_dir.path().display());
     let mut report = None;
     if !args.no_report {
-        match crate::report::report_run_folder(run_dir.path()) {
+        let rendering = Spinner::on_terminal("rendering the report");
+        let rendered = crate::report::report_run_folder(run_dir.path());
+        drop(rendering);
+        match rendered {
             Ok(outcome) => {
                 let index = outcome.out_dir.join("index.html");
                 eprintln!(

@@ -97,7 +97,10 @@ impl From<FormatArg> for Format {
 /// `vbench report`.
 pub fn run(args: ReportArgs) -> Result<()> {
     let opts = options_from_args(args)?;
-    let outcome = render_report(&opts)?;
+    let rendering = super::progress::Spinner::on_terminal("rendering the report");
+    let outcome = render_report(&opts);
+    drop(rendering);
+    let outcome = outcome?;
     if let Some(t) = &outcome.timing {
         eprintln!("{t}");
     }
