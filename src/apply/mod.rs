@@ -13,6 +13,7 @@
 
 pub mod cache;
 pub mod cell;
+pub mod driver;
 pub mod gpu;
 pub mod health;
 pub mod queue;
@@ -272,7 +273,12 @@ impl Interrupts {
 
     /// Resolves at the second signal: stop waiting for anything.
     pub(crate) async fn second(&mut self) {
-        let _ = self.0.wait_for(|n| *n >= 2).await;
+        self.at_least(2).await;
+    }
+
+    /// Resolves once `count` signals have come.
+    pub(crate) async fn at_least(&mut self, count: u32) {
+        let _ = self.0.wait_for(|n| *n >= count).await;
     }
 }
 

@@ -75,6 +75,19 @@ pub fn run(args: ApplyArgs) -> Result<()> {
     let options = args.options()?;
     apply::check_results_folder(&options, &loaded, &plan).map_err(Error::bad_input)?;
     let events = Terminal::default();
+    if apply::driver::drives_from_first_node(&loaded, &plan) {
+        // The same command, run again on the allocation's first node (it prints there, and
+        // its exit status is this one's).
+        let own_args: Vec<String> = std::env::args().skip(1).collect();
+        let runtime = tokio::runtime::Runtime::new().map_err(Error::failed)?;
+        let code = runtime
+            .block_on(apply::driver::drive_from_first_node(
+                &options, &loaded, &plan, &own_args, &events,
+            ))
+            .map_err(Error::failed)?;
+        drop(runtime);
+        std::process::exit(code);
+    }
     // Before anything is launched: a missing tokenizer or a bad dataset is bad input.
     let workload = apply::cell::Workload::prepare(&loaded, &events).map_err(Error::bad_input)?;
     let runtime = tokio::runtime::Runtime::new().map_err(Error::failed)?;

@@ -185,6 +185,22 @@ pub fn srun_args(job_id: &str, node: &str, gpus: u32, cpus: u32, name: &str) -> 
     args
 }
 
+/// `srun` arguments that run the run's driver (this `vbench apply` again, `apply::driver`) on
+/// `node` of the job: beside the instances' steps, whatever resources they hold (`--overlap`),
+/// its output relayed as it comes (`--unbuffered`).
+pub fn driver_args(job_id: &str, node: &str) -> Vec<String> {
+    vec![
+        format!("--jobid={job_id}"),
+        "--nodes=1".into(),
+        "--ntasks=1".into(),
+        format!("--nodelist={node}"),
+        "--overlap".into(),
+        "--unbuffered".into(),
+        format!("--job-name={DRIVER_STEP}"),
+        "--".into(),
+    ]
+}
+
 /// The command line (`srun ... --`) that runs a short query on `node` of the job, seeing its
 /// `gpus` GPUs, beside the job's other steps (`--overlap`: it waits for none and holds back
 /// none): the environment's probes, which must describe the nodes, not the host vbench is on.
@@ -194,6 +210,19 @@ pub fn probe_prefix(job_id: &str, node: &str, gpus: u32) -> Vec<String> {
     let end = args.len() - 1;
     args.insert(end, "--overlap".into());
     args
+}
+
+/// The name of the step [`driver_args`] starts.
+pub const DRIVER_STEP: &str = "vbench-driver";
+
+/// Send `signal` (e.g. `INT`) to the tasks of the job's steps named `name`, and only that:
+/// `srun` takes a signal of its own as the end of its step (SIGTERM: SIGKILL after Slurm's
+/// KillWait), which leaves a vbench there no time to tear down.
+pub fn signal_steps(job_id: &str, name: &str, signal: &str) -> anyhow::Result<()> {
+    for (step, _) in steps_named(job_id, &[name])? {
+        run(Command::new("scancel").args([&format!("--signal={signal}"), &step]))?;
+    }
+    Ok(())
 }
 
 /// The running steps of the job whose names are in `names`, as `(step id, name)`.

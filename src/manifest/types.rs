@@ -733,6 +733,24 @@ pub struct SlurmOptions {
     /// range (`/proc/sys/net/ipv4/ip_local_port_range`, usually from 32768).
     #[serde(default = "defaults::slurm_port_range")]
     pub port_range: [u16; 2],
+    /// Where the proxy and the load generator run when `vbench apply` starts outside a job
+    /// (on a login node): `first_node` (the default: vbench makes the allocation, then runs
+    /// the run itself as a step on the allocation's first node, next to the instances, and
+    /// relays its output) or `here` (they stay on the login node, which must reach the
+    /// nodes; its load and network path are then part of every latency). Inside a job
+    /// (`sbatch`) vbench already runs on the first node.
+    #[serde(default)]
+    pub driver: SlurmDriver,
+}
+
+/// Where a Slurm run's proxy and load generator run (`target.slurm.driver`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SlurmDriver {
+    // (Described in `SlurmOptions::driver`.)
+    #[default]
+    FirstNode,
+    Here,
 }
 
 /// Where the instances of a variant go on the nodes of a Slurm allocation.
@@ -767,6 +785,7 @@ impl Default for SlurmOptions {
             extra_args: Vec::new(),
             placement: Placement::default(),
             port_range: defaults::slurm_port_range(),
+            driver: SlurmDriver::default(),
         }
     }
 }

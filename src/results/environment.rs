@@ -48,6 +48,10 @@ pub struct Environment {
     /// node's) were read instead of on `host`, which may be a login node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
+    /// Slurm: the node vbench itself ran on (`SLURMD_NODENAME`), with the proxy and the load
+    /// generator; absent outside a job (a login node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_node: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -101,6 +105,9 @@ impl Environment {
             ),
             packages: BTreeMap::new(),
             nodes: Vec::new(),
+            driver_node: std::env::var("SLURMD_NODENAME")
+                .ok()
+                .filter(|n| !n.is_empty() && n.len() <= 256),
         }
     }
 }

@@ -39,66 +39,8 @@ fn nixl_variant_runs_as_slurm_steps_and_the_allocation_is_released() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let template = std::fs::canonicalize("tests/fixtures/slurm/sim_serve_as_vllm.hbs").unwrap();
-    let manifest = format!(
-        r#"name = "slurm-e2e"
-model = "sim-model"
-tokenizer = "{tok}"
-[dataset]
-kind = "random"
-input_len = 64
-output_len = 8
-[load]
-rates = [10]
-num_prompts = 10
-[target]
-backend = "slurm"
-vllm_bin = "{bin}"
-health_timeout_s = 60
-slurm = {{ nodes = 1, gpus_per_node = 4, cpus_per_instance = 2 }}
-[[deployment]]
-mode = "nixl"
-prefill = {{ instances = 2, tp = 1 }}
-decode = {{ instances = 1, tp = 2 }}
-templates = {{ vllm_serve = "{template}" }}
-"#,
-        tok = std::fs::canonicalize("tests/fixtures/tiny-model")
-            .unwrap()
-            .display(),
-        bin = BIN,
-        template = template.display(),
-    );
-    // The "vLLM" answers `--version` with the Slurm node it runs on.
-    let wrapper = tmp.path().join("vllm-on-node");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo \"on ${{SLURMD_NODENAME:-no node}}\"; \
-             exit 0; fi\nexec {BIN} \"$@\"\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let manifest = manifest.replace(
-        &format!("vllm_bin = \"{BIN}\""),
-        &format!("vllm_bin = \"{}\"", wrapper.display()),
-    );
-    let path = tmp.path().join("slurm.toml");
-    std::fs::write(&path, manifest).unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "apply",
-            path.to_str().unwrap(),
-            "--no-report",
-            "--stop-grace-s",
-            "5",
-            "--results",
-        ])
-        .arg(tmp.path().join("results"))
+    let path = sim_manifest(tmp.path());
+    let out = apply_command(&path, &tmp.path().join("results"), &[])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -113,6 +55,13 @@ templates = {{ vllm_serve = "{template}" }}
     let node = env["nodes"][0].as_str().unwrap_or_default().to_owned();
     assert!(node.starts_with("node"), "{env}");
     assert_eq!(env["vllm_version"], format!("on {node}"), "{env}");
+    // Started outside a job, the run itself (proxy, load generator) ran on that node as a
+    // step (target.slurm.driver = "first_node", the default).
+    assert!(
+        stderr.contains(&format!("the run is driven from {node}")),
+        "{stderr}"
+    );
+    assert_eq!(env["driver_node"], node.as_str(), "{env}");
     let variant = std::fs::read_dir(&run)
         .unwrap()
         .flatten()
@@ -146,11 +95,165 @@ templates = {{ vllm_serve = "{template}" }}
         squeue_jobs("vbench-slurm-e2e").is_empty(),
         "allocation left behind"
     );
-    assert!(!Path::new("/proc").read_dir().unwrap().flatten().any(|e| {
+    assert!(!sim_processes_left());
+}
+
+/// A one-node NIXL manifest in `dir` whose "vLLM" is the simulator, through a template
+/// override and a wrapper that answers `--version` with the Slurm node it runs on.
+fn sim_manifest(dir: &Path) -> std::path::PathBuf {
+    let template = std::fs::canonicalize("tests/fixtures/slurm/sim_serve_as_vllm.hbs").unwrap();
+    let wrapper = dir.join("vllm-on-node");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo \"on ${{SLURMD_NODENAME:-no node}}\"; \
+             exit 0; fi\nexec {BIN} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let manifest = format!(
+        r#"name = "slurm-e2e"
+model = "sim-model"
+tokenizer = "{tok}"
+[dataset]
+kind = "random"
+input_len = 64
+output_len = 8
+[load]
+rates = [10]
+num_prompts = 10
+[target]
+backend = "slurm"
+vllm_bin = "{bin}"
+health_timeout_s = 60
+slurm = {{ nodes = 1, gpus_per_node = 4, cpus_per_instance = 2 }}
+[[deployment]]
+mode = "nixl"
+prefill = {{ instances = 2, tp = 1 }}
+decode = {{ instances = 1, tp = 2 }}
+templates = {{ vllm_serve = "{template}" }}
+"#,
+        tok = std::fs::canonicalize("tests/fixtures/tiny-model")
+            .unwrap()
+            .display(),
+        bin = wrapper.display(),
+        template = template.display(),
+    );
+    let path = dir.join("slurm.toml");
+    std::fs::write(&path, manifest).unwrap();
+    path
+}
+
+fn apply_command(manifest: &Path, results: &Path, sets: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["apply", manifest.to_str().unwrap(), "--no-report"])
+        .args(["--stop-grace-s", "5", "--results"])
+        .arg(results);
+    for s in sets {
+        c.args(["--set", s]);
+    }
+    c
+}
+
+fn sim_processes_left() -> bool {
+    Path::new("/proc").read_dir().unwrap().flatten().any(|e| {
         std::fs::read(e.path().join("cmdline"))
             .map(|c| String::from_utf8_lossy(&c).contains("sim-model"))
             .unwrap_or(false)
-    }));
+    })
+}
+
+/// `target.slurm.driver = "here"`: the proxy and the load generator stay where vbench was
+/// started (a login node), as before the driver step existed.
+#[test]
+fn the_login_node_drives_the_run_when_asked() {
+    let _alone = crate::alone();
+    if !slurm_ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = sim_manifest(tmp.path());
+    let results = tmp.path().join("results");
+    let out = apply_command(&path, &results, &["target.slurm.driver=here"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("the run is driven from"), "{stderr}");
+    let run = crate::only_dir(&results.join("slurm-e2e"));
+    let env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("environment.json")).unwrap()).unwrap();
+    assert!(env.get("driver_node").is_none(), "{env}");
+    assert!(squeue_jobs("vbench-slurm-e2e").is_empty());
+}
+
+/// A Ctrl-C to a run driven from the first node reaches the step there: it tears down, keeps
+/// the rate it measured, exits 130 (and so does this vbench), and the allocation, its steps
+/// and every instance are gone.
+#[test]
+fn ctrl_c_reaches_the_run_on_the_first_node_and_the_allocation_is_released() {
+    let _alone = crate::alone();
+    if !slurm_ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = sim_manifest(tmp.path());
+    let results = tmp.path().join("results");
+    let child = apply_command(
+        &path,
+        &results,
+        &["load.rates=[10, 1]", "load.num_prompts=20"],
+    )
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let first = loop {
+        let found = std::fs::read_dir(results.join("slurm-e2e"))
+            .ok()
+            .and_then(|mut runs| runs.next())
+            .and_then(|run| run.ok())
+            .and_then(|run| {
+                std::fs::read_dir(run.path())
+                    .ok()?
+                    .flatten()
+                    .map(|v| v.path().join("vllm-10qps.json"))
+                    .find(|f| f.is_file())
+            });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no first rate measured"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    // SAFETY: signalling the vbench this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("the step on the first node tears down"),
+        "{stderr}"
+    );
+    assert!(first.is_file(), "the measured rate is kept");
+    assert!(
+        !first.with_file_name("vllm-1qps.json").exists(),
+        "the interrupted rate is not a result"
+    );
+    assert!(
+        squeue_jobs("vbench-slurm-e2e").is_empty(),
+        "allocation left"
+    );
+    assert!(!sim_processes_left(), "an instance was left running");
 }
 
 /// An allocation (and the `srun`s started in it) that a test holds: cancelled, and waited

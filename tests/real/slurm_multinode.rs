@@ -279,8 +279,9 @@ fn nixl_2p1d_spread_over_three_nodes_measures_and_reports() {
 }
 
 /// LMCache 1P1D spread over two nodes: the prefill, on a node of its own, reports every
-/// finished transfer to vbench's proxy on this host (at this host's address on the nodes'
-/// network, not 127.0.0.1), so every request is decoded and none waits out its KV.
+/// finished transfer to vbench's proxy on the node that drives the run (the allocation's
+/// first, at its address on the nodes' network, not 127.0.0.1), so every request is decoded
+/// and none waits out its KV.
 #[test]
 fn lmcache_prefill_on_another_node_reports_to_the_proxy() {
     let _alone = crate::alone();
@@ -303,17 +304,21 @@ fn lmcache_prefill_on_another_node_reports_to_the_proxy() {
     let r: vbench::load::RunResult =
         serde_json::from_slice(&std::fs::read(variant.join("vllm-8qps.json")).unwrap()).unwrap();
     assert_eq!((r.completed, r.failed), (16, 0), "{:?}", r.errors);
-    // The prefill's YAML names this host's address on the nodes' network, and the proxy
-    // listened there.
+    // The prefill's YAML names the driving node's address on the nodes' network, and the
+    // proxy listened there.
     let yaml = std::fs::read_to_string(variant.join("lmcache-prefill-0.yaml")).unwrap();
     let host = yaml
         .lines()
         .find_map(|l| l.strip_prefix("pd_proxy_host:"))
         .map(|h| h.trim().trim_matches('"').to_owned())
         .unwrap_or_default();
-    assert!(
-        !host.is_empty() && host != "127.0.0.1" && !nodes.values().any(|a| *a == host),
-        "pd_proxy_host {host:?}: this host's address, not a node's or loopback"
+    let env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("environment.json")).unwrap()).unwrap();
+    let driver = env["driver_node"].as_str().unwrap_or_default();
+    assert_eq!(
+        nodes.get(driver),
+        Some(&host),
+        "pd_proxy_host {host:?}: the address of the node that drove the run ({driver})"
     );
     let proxy_log = std::fs::read_to_string(variant.join("logs/proxy.log")).unwrap();
     assert!(

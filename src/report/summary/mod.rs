@@ -85,6 +85,7 @@ pub fn schema_json() -> String {
             ("PointStats", "sessions"),
             ("Environment", "packages"),
             ("Environment", "nodes"),
+            ("Environment", "driver_node"),
         ]
         .iter()
         .chain(crate::load::result::SERVER_SECTIONS_MAY_BE_ABSENT)
@@ -757,6 +758,9 @@ fn run_lines(a: &Analysis) -> Vec<String> {
             }
             if !e.nodes.is_empty() {
                 parts.push(format!("Slurm nodes {}", e.nodes.join(", ")));
+            }
+            if let Some(n) = &e.driver_node {
+                parts.push(format!("load generated on {n}"));
             }
             match &e.gpus {
                 serde_json::Value::Null => {}
