@@ -212,28 +212,7 @@ fn ctrl_c_reaches_the_run_on_the_first_node_and_the_allocation_is_released() {
     .stderr(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    let first = loop {
-        let found = std::fs::read_dir(results.join("slurm-e2e"))
-            .ok()
-            .and_then(|mut runs| runs.next())
-            .and_then(|run| run.ok())
-            .and_then(|run| {
-                std::fs::read_dir(run.path())
-                    .ok()?
-                    .flatten()
-                    .map(|v| v.path().join("vllm-10qps.json"))
-                    .find(|f| f.is_file())
-            });
-        if let Some(f) = found {
-            break f;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no first rate measured"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let first = first_rate(&results);
     std::thread::sleep(std::time::Duration::from_millis(800));
     // SAFETY: signalling the vbench this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -254,6 +233,68 @@ fn ctrl_c_reaches_the_run_on_the_first_node_and_the_allocation_is_released() {
         "allocation left"
     );
     assert!(!sim_processes_left(), "an instance was left running");
+}
+
+/// The first rate's result file of the one run under `results`, once it is there (90 s at
+/// most).
+fn first_rate(results: &Path) -> std::path::PathBuf {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let found = std::fs::read_dir(results.join("slurm-e2e"))
+            .ok()
+            .and_then(|mut runs| runs.next())
+            .and_then(|run| run.ok())
+            .and_then(|run| {
+                std::fs::read_dir(run.path())
+                    .ok()?
+                    .flatten()
+                    .map(|v| v.path().join("vllm-10qps.json"))
+                    .find(|f| f.is_file())
+            });
+        if let Some(f) = found {
+            return f;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no first rate measured"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A SIGKILL of the vbench that drives a run from the first node: its reaper stops the
+/// driver step and cancels the allocation, and with it every instance.
+#[test]
+fn sigkill_of_a_driving_vbench_leaves_no_job_and_no_instance() {
+    let _alone = crate::alone();
+    if !slurm_ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = sim_manifest(tmp.path());
+    let results = tmp.path().join("results");
+    let mut child = apply_command(
+        &path,
+        &results,
+        &["load.rates=[10, 1]", "load.num_prompts=20"],
+    )
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    first_rate(&results);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The reaper's grace (--stop-grace-s 5), then scancel and Slurm's own teardown.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(squeue_jobs("vbench-slurm-e2e").is_empty() && !sim_processes_left()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left after 60 s: jobs {:?}, instances {}",
+            squeue_jobs("vbench-slurm-e2e"),
+            sim_processes_left()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
 
 /// An allocation (and the `srun`s started in it) that a test holds: cancelled, and waited
