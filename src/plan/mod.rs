@@ -148,6 +148,8 @@ pub struct SlurmPlan {
     pub gpus_per_node: Option<u32>,
     /// Variant id → each instance's node (position in the allocation, from 0).
     pub instances: BTreeMap<String, Vec<placement::InstanceNode>>,
+    /// Where the proxy and the load generator run (`target.slurm.driver`).
+    pub driver: manifest::SlurmDriver,
 }
 
 impl SlurmPlan {
@@ -352,6 +354,7 @@ fn plan_slurm(
         nodes: options.nodes,
         gpus_per_node: options.gpus_per_node,
         instances,
+        driver: options.driver,
     }))
 }
 

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::Plan;
+use crate::manifest::SlurmDriver;
 
 /// `1h02m`, `9m30s`, `45s`.
 pub fn human_duration(seconds: f64) -> String {
@@ -242,6 +243,19 @@ fn render_placement(out: &mut String, plan: &Plan, slurm: &super::SlurmPlan) {
             super::placement::describe(slurm.of(&v.id))
         );
     }
+    let _ = writeln!(
+        out,
+        "{}",
+        match slurm.driver {
+            SlurmDriver::FirstNode =>
+                "The proxy and the load generator run on node 1: started outside a job, apply \
+                 runs itself there as a step (target.slurm.driver = \"first_node\").",
+            SlurmDriver::Here =>
+                "The proxy and the load generator run where `vbench apply` runs (target.slurm.\
+                 driver = \"here\"): a login node's load and network path are then part of \
+                 every latency.",
+        }
+    );
 }
 
 #[cfg(test)]
