@@ -571,23 +571,15 @@ async fn generate(app: Arc<App>, req: GenRequest) -> Response {
             plan = KvPlan::Local;
         }
     }
-    if plan == KvPlan::Consume && app.cfg.role == Role::Decode {
-        let n = app
-            .kv_offered
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if app
-            .cfg
-            .faults
-            .recompute_kv_after
-            .is_some_and(|after| n >= after)
-        {
-            if let Some(log) = &app.cfg.log {
-                let _ = log.send(
-                    "KV transfer failed, prefilling locally (--recompute-kv-after)".to_owned(),
-                );
-            }
-            plan = KvPlan::Local;
+    if plan == KvPlan::Consume
+        && app.cfg.role == Role::Decode
+        && counted_past(&app.kv_offered, app.cfg.faults.recompute_kv_after)
+    {
+        if let Some(log) = &app.cfg.log {
+            let _ = log
+                .send("KV transfer failed, prefilling locally (--recompute-kv-after)".to_owned());
         }
+        plan = KvPlan::Local;
     }
     match verdict {
         KvVerdict::Ok => {}
@@ -751,6 +743,13 @@ async fn full_response(
     )
 }
 
+/// Counts one more of the events `counter` counts; whether a fault set to begin after
+/// `after` of them (`--recompute-kv-after`, `--drop-kv-notifications-after`) hits this one.
+fn counted_past(counter: &std::sync::atomic::AtomicU64, after: Option<u64>) -> bool {
+    let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    after.is_some_and(|after| n >= after)
+}
+
 /// As LMCache's producer does once the KV is written to the decoder: one `ProxyNotif` per TP
 /// rank to the proxy (the decoder side models the transfer time itself).
 fn notify_kv_pushed(app: &Arc<App>, params: &Value) {
@@ -760,15 +759,7 @@ fn notify_kv_pushed(app: &Arc<App>, params: &Value) {
     ) else {
         return;
     };
-    let n = app
-        .kv_notified
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if app
-        .cfg
-        .faults
-        .drop_kv_notifications_after
-        .is_some_and(|after| n >= after)
-    {
+    if counted_past(&app.kv_notified, app.cfg.faults.drop_kv_notifications_after) {
         return;
     }
     let (req_id, ranks, log) = (req_id.to_owned(), app.cfg.tp, app.cfg.log.clone());
