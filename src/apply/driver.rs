@@ -41,7 +41,7 @@ pub async fn drive_from_first_node(
     options: &Options,
     loaded: &LoadedManifest,
     plan: &Plan,
-    args: &[String],
+    args: &[std::ffi::OsString],
     events: &dyn Events,
 ) -> anyhow::Result<i32> {
     let slurm_options = loaded.manifest.target.slurm.clone().unwrap_or_default();
@@ -88,9 +88,7 @@ pub async fn drive_from_first_node(
             status = &mut waiting => break status.context("waiting for the driver step")??,
             _ = interrupted.at_least(signalled + 1), if signalled < 2 => {
                 signalled += 1;
-                let passed_on = signalled == 1
-                    && slurm::signal_steps(&allocation.job_id, slurm::DRIVER_STEP, "INT")
-                        .is_ok();
+                let passed_on = signalled == 1 && pass_on_interrupt(&allocation.job_id).await;
                 if passed_on {
                     events.warning(
                         "stopping: the step on the first node tears down and keeps its results",
@@ -106,4 +104,24 @@ pub async fn drive_from_first_node(
     reaper::release(&group);
     drop(allocation);
     Ok(status.code().unwrap_or(1))
+}
+
+/// SIGINT to the driver step's task, off the async loop (Slurm's commands may be slow); a
+/// step not listed yet (a Ctrl-C just after srun started) is looked for again for 3 s.
+async fn pass_on_interrupt(job_id: &str) -> bool {
+    let job_id = job_id.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            if slurm::signal_steps(&job_id, slurm::DRIVER_STEP, "INT").is_ok() {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    })
+    .await
+    .unwrap_or(false)
 }

@@ -282,7 +282,8 @@ pub(crate) async fn verify_kv_transfer(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    if external == 0.0 {
+    // Only a positive count proves a transfer (a server's NaN or negative count does not).
+    if !(external.is_finite() && external > 0.0) {
         let hint = match mode {
             Mode::Lmcache => {
                 "the same PYTHONHASHSEED on prefill and decode, the LMCache YAMLs' pd_* ports, \

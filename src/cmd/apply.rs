@@ -78,7 +78,7 @@ pub fn run(args: ApplyArgs) -> Result<()> {
     if apply::driver::drives_from_first_node(&loaded, &plan) {
         // The same command, run again on the allocation's first node (it prints there, and
         // its exit status is this one's).
-        let own_args: Vec<String> = std::env::args().skip(1).collect();
+        let own_args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
         let runtime = tokio::runtime::Runtime::new().map_err(Error::failed)?;
         let code = runtime
             .block_on(apply::driver::drive_from_first_node(

@@ -38,32 +38,40 @@ pub fn gauge_sum(text: &str, name: &str) -> Option<f64> {
         if !(rest.starts_with('{') || rest.starts_with(' ')) {
             continue;
         }
-        let value = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
-        if let Some(v) = value {
+        if let Some(v) = sample_value(rest) {
             *found.get_or_insert(0.0) += v;
         }
     }
     found
 }
 
+/// The value of one sample line, from what follows its name: `{labels} value [timestamp]` or
+/// ` value [timestamp]`. Finite values only: a server's NaN or Inf is no count vbench can add
+/// up or compare.
+fn sample_value(rest: &str) -> Option<f64> {
+    let after = if rest.starts_with('{') {
+        rest.rsplit_once('}')?.1
+    } else {
+        rest
+    };
+    let v: f64 = after.split_whitespace().next()?.parse().ok()?;
+    v.is_finite().then_some(v)
+}
+
 /// Sum of the series of `name` whose labels include `label="value"`.
 pub fn labelled_sum(text: &str, name: &str, label: &str, value: &str) -> Option<f64> {
-    let needle = format!("{label}=\"{value}\"");
     let mut found = None;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some(rest) = line.strip_prefix(name) else {
             continue;
         };
-        if !rest.starts_with('{') {
-            continue;
-        }
-        let Some((labels, number)) = rest.rsplit_once('}') else {
+        let Some(labels) = rest.strip_prefix('{').and_then(parse_labels) else {
             continue;
         };
-        if !labels.contains(&needle) {
+        if labels.get(label).map(String::as_str) != Some(value) {
             continue;
         }
-        if let Ok(v) = number.trim().parse::<f64>() {
+        if let Some(v) = sample_value(rest) {
             *found.get_or_insert(0.0) += v;
         }
     }
@@ -251,15 +259,19 @@ impl NixlCounters {
     }
 }
 
+/// The most distinct bucket bounds read from one histogram: vLLM's have about 20; a server
+/// that sends more is cut off here rather than costing a scan per line.
+const MAX_BUCKETS: usize = 256;
+
 /// The buckets of histogram series `name` (`…_bucket`), summed over its other labels:
 /// (upper bound, cumulative count), ascending by bound.
 fn histogram_buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
     let mut by_bound: Vec<(f64, f64)> = Vec::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some(rest) = line.strip_prefix(name).and_then(|r| r.strip_prefix('{')) else {
+        let Some(rest) = line.strip_prefix(name) else {
             continue;
         };
-        let (Some(labels), Some((_, number))) = (parse_labels(rest), rest.rsplit_once('}')) else {
+        let Some(labels) = rest.strip_prefix('{').and_then(parse_labels) else {
             continue;
         };
         let Some(le) = labels.get("le").map(String::as_str) else {
@@ -269,16 +281,18 @@ fn histogram_buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
             f64::INFINITY
         } else {
             match le.parse::<f64>() {
-                Ok(b) => b,
-                Err(_) => continue,
+                Ok(b) if b.is_finite() => b,
+                _ => continue,
             }
         };
-        let Ok(count) = number.trim().parse::<f64>() else {
+        let Some(count) = sample_value(rest) else {
             continue;
         };
+        let room = by_bound.len() < MAX_BUCKETS;
         match by_bound.iter_mut().find(|(b, _)| *b == bound) {
             Some(entry) => entry.1 += count,
-            None => by_bound.push((bound, count)),
+            None if room => by_bound.push((bound, count)),
+            None => {}
         }
     }
     by_bound.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -548,5 +562,35 @@ mod tests {
         assert_eq!(gauge_sum(text, "vllm:num_requests_running"), Some(5.0));
         assert_eq!(gauge_sum(text, "vllm:kv_cache_usage_perc"), Some(0.25));
         assert_eq!(gauge_sum(text, "vllm:num_requests_waiting"), None);
+    }
+
+    /// What a hostile or broken server may send: NaN and Inf values (not counted), a
+    /// timestamp after the value (not read as the value), a label whose name only ends like
+    /// the one asked for, and a histogram with endless distinct bounds (cut off).
+    #[test]
+    fn non_finite_values_timestamps_lookalike_labels_and_endless_buckets_are_bounded() {
+        let text = "vllm:num_requests_waiting{engine=\"0\"} NaN\n\
+                    vllm:num_requests_waiting{engine=\"1\"} 2 1700000000000\n\
+                    vllm:num_requests_waiting{engine=\"2\"} +Inf\n";
+        assert_eq!(gauge_sum(text, "vllm:num_requests_waiting"), Some(2.0));
+        let name = "vllm:prompt_tokens_by_source_total";
+        let text = format!(
+            "{name}{{other_source=\"external_kv_transfer\"}} 7\n\
+             {name}{{source=\"external_kv_transfer\"}} nan\n"
+        );
+        assert_eq!(
+            super::labelled_sum(&text, name, "source", "external_kv_transfer"),
+            None
+        );
+        let bucket = "vllm:nixl_xfer_time_seconds_bucket";
+        let mut text: String = (0..1000)
+            .map(|i| format!("{bucket}{{le=\"{i}.5\"}} 1\n"))
+            .collect();
+        text.push_str(&format!(
+            "{bucket}{{le=\"NaN\"}} 1\n{bucket}{{le=\"+Inf\"}} 3\n"
+        ));
+        let buckets = super::histogram_buckets(&text, bucket);
+        assert_eq!(buckets.len(), super::MAX_BUCKETS);
+        assert!(buckets.iter().all(|(b, n)| b.is_finite() && *n == 1.0));
     }
 }

@@ -218,12 +218,33 @@ pub const DRIVER_STEP: &str = "vbench-driver";
 /// Send `signal` (e.g. `INT`) to the tasks of the job's steps named `name`, and only that:
 /// `srun` takes a signal of its own as the end of its step (SIGTERM: SIGKILL after Slurm's
 /// KillWait), which leaves a vbench there no time to tear down.
+/// Errs when no such step is listed (yet), and when Slurm does not answer within
+/// [`SIGNAL_LIMIT`] (a stop must not wait on a slow controller).
 pub fn signal_steps(job_id: &str, name: &str, signal: &str) -> anyhow::Result<()> {
-    for (step, _) in steps_named(job_id, &[name])? {
-        run(Command::new("scancel").args([&format!("--signal={signal}"), &step]))?;
+    let mut squeue = Command::new("squeue");
+    squeue.args(["-h", "-s", "-j", job_id, "-o", "%i %j"]);
+    let listed = super::probe::output(squeue, SIGNAL_LIMIT, &|| false)
+        .with_context(|| format!("squeue did not list job {job_id}'s steps"))?;
+    let steps: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.trim().split_once(' '))
+        .filter(|(_, n)| *n == name)
+        .map(|(id, _)| id)
+        .collect();
+    if steps.is_empty() {
+        bail!("job {job_id} has no step named {name} (yet)");
+    }
+    for step in steps {
+        let mut scancel = Command::new("scancel");
+        scancel.args([&format!("--signal={signal}"), step]);
+        super::probe::output(scancel, SIGNAL_LIMIT, &|| false)
+            .with_context(|| format!("scancel --signal={signal} {step} failed"))?;
     }
     Ok(())
 }
+
+/// How long [`signal_steps`] waits for each Slurm command.
+const SIGNAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The running steps of the job whose names are in `names`, as `(step id, name)`.
 fn steps_named(job_id: &str, names: &[&str]) -> anyhow::Result<Vec<(String, String)>> {

@@ -94,7 +94,11 @@ impl Environment {
                 dirty: git_dirty,
             }),
             // `--set` values can be secrets (target.env.HF_TOKEN=...).
-            command: super::redact::argv(&std::env::args().collect::<Vec<_>>()),
+            command: super::redact::argv(
+                &std::env::args_os()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>(),
+            ),
             simulated: Some(simulated),
             os: Some(std::env::consts::OS.to_owned()),
             arch: Some(std::env::consts::ARCH.to_owned()),
@@ -124,7 +128,18 @@ impl Environment {
     ) -> Option<String> {
         let mut c = command_via(via, cmd.program());
         c.args(cmd.leading_args()).arg("--version").envs(env);
-        probe::output(c, probe::LIMIT, stop).map(|s| s.lines().last().unwrap_or("").to_owned())
+        // The last line, bounded and printable: whatever the program printed is kept as text.
+        probe::output(c, probe::LIMIT, stop)
+            .map(|s| {
+                s.lines()
+                    .last()
+                    .unwrap_or("")
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_VERSION)
+                    .collect::<String>()
+            })
+            .filter(|v| !v.is_empty())
     }
 
     /// `nvidia-smi`'s line per GPU (`index, name, memory, driver`), here or `via` a command
@@ -289,8 +304,11 @@ fn command_output(program: &str, args: &[&str], stop: &dyn Fn() -> bool) -> Opti
 /// `2 × NVIDIA H200 (143771 MiB)` from nvidia-smi's `index, name, memory, driver` lines
 /// (other shapes are shown as they are).
 pub fn gpu_summary(gpus: &[serde_json::Value]) -> String {
+    // A hand-made record may list anything: the first GPUs_SHOWN entries say enough.
+    const GPUS_SHOWN: usize = 1024;
     let mut groups: Vec<(String, usize)> = Vec::new();
-    for g in gpus {
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for g in gpus.iter().take(GPUS_SHOWN) {
         let desc = match g.as_str() {
             Some(line) => {
                 let f: Vec<&str> = line.split(',').map(str::trim).collect();
@@ -301,16 +319,20 @@ pub fn gpu_summary(gpus: &[serde_json::Value]) -> String {
             }
             None => g.to_string(),
         };
-        match groups.iter_mut().find(|(d, _)| *d == desc) {
-            Some((_, n)) => *n += 1,
-            None => groups.push((desc, 1)),
+        let desc: String = desc.chars().filter(|c| !c.is_control()).take(200).collect();
+        match index.get(&desc) {
+            Some(&i) => groups[i].1 += 1,
+            None => {
+                index.insert(desc.clone(), groups.len());
+                groups.push((desc, 1));
+            }
         }
     }
-    groups
-        .iter()
-        .map(|(d, n)| format!("{n} × {d}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut parts: Vec<String> = groups.iter().map(|(d, n)| format!("{n} × {d}")).collect();
+    if gpus.len() > GPUS_SHOWN {
+        parts.push(format!("{} more not shown", gpus.len() - GPUS_SHOWN));
+    }
+    parts.join(", ")
 }
 
 #[cfg(test)]
@@ -328,6 +350,18 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path.display().to_string()
+    }
+
+    /// A hand-made record with a million GPUs reads in linear time and says what it left out.
+    #[test]
+    fn a_huge_gpu_list_is_summarised_in_bounds() {
+        let gpus: Vec<serde_json::Value> = (0..1_000_000)
+            .map(|i| serde_json::json!(format!("{i}, GPU {}, 80 GiB, 1", i % 3)))
+            .collect();
+        assert_eq!(
+            gpu_summary(&gpus),
+            "342 × GPU 0 (80 GiB), 341 × GPU 1 (80 GiB), 341 × GPU 2 (80 GiB), 998976 more not shown"
+        );
     }
 
     #[test]

@@ -943,7 +943,9 @@ fn apply_json_lists_every_planned_cell_with_what_it_measured() {
 /// finishes its rates.
 #[test]
 fn a_resumed_lmcache_variant_whose_ports_moved_keeps_both_attempts_configs() {
-    let _busy = crate::support::busy();
+    // Alone: the test is about which LMCache port block each variant gets, and other runs'
+    // LMCache variants beside it take blocks from the same base port.
+    let _alone = crate::support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let sets = [
         "load.rates=[20, 4]",
@@ -959,8 +961,13 @@ fn a_resumed_lmcache_variant_whose_ports_moved_keeps_both_attempts_configs() {
         .spawn()
         .unwrap();
     let (out, _) = interrupt_after(child, tmp.path(), &format!("{second}/vllm-20qps.json"));
-    assert_eq!(out.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
     let run = run_dir(tmp.path());
+    assert!(
+        run.join(&first).join("vllm-4qps.json").is_file(),
+        "the first variant was measured whole: {stderr}"
+    );
     let configs = |dir: &Path| -> Vec<(PathBuf, String)> {
         let mut found: Vec<(PathBuf, String)> = walkdir(dir)
             .into_iter()
