@@ -17,6 +17,9 @@ pub struct PortAllocator {
     /// Slurm nodes: the range ports come from, and what each node has been given.
     node_range: Option<(u16, u16)>,
     node_given: BTreeMap<String, BTreeSet<u16>>,
+    /// Lock files that keep the blocks given on this host from another vbench here, held
+    /// until the allocator is dropped at the run's end ([`claim`]).
+    claims: Vec<std::fs::File>,
 }
 
 impl PortAllocator {
@@ -112,8 +115,11 @@ impl PortAllocator {
         while u32::from(base) + u32::from(len) <= 65535 {
             let all_free = (base..base + len).all(|p| !self.given.contains(&p) && is_free(p));
             if all_free {
-                self.given.extend(base..base + len);
-                return Ok(base);
+                if let Some(claims) = claim_all(base..base + len) {
+                    self.claims.extend(claims);
+                    self.given.extend(base..base + len);
+                    return Ok(base);
+                }
             }
             base += 1;
         }
@@ -125,9 +131,73 @@ fn is_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("0.0.0.0", port)).is_ok()
 }
 
+/// Claims every port of a block against the other vbench processes on this host, or none
+/// (`None`: another one holds one of them). The OS's "free" alone cannot see a block another
+/// run has chosen but not bound yet: every run looks for LMCache's side channels from the
+/// same base port, and LMCache binds them only as its engine starts.
+fn claim_all(ports: std::ops::Range<u16>) -> Option<Vec<std::fs::File>> {
+    let mut held = Vec::new();
+    for port in ports {
+        match claim(port) {
+            Claim::Held(file) => held.push(file),
+            Claim::Unavailable => {}
+            Claim::Taken => return None,
+        }
+    }
+    Some(held)
+}
+
+enum Claim {
+    /// Ours while this file stays open.
+    Held(std::fs::File),
+    /// Another process on this host holds it.
+    Taken,
+    /// The lock file could not be opened (a read-only temp folder): the port is not refused
+    /// for that.
+    Unavailable,
+}
+
+/// An exclusive `flock` on `<temp dir>/vbench-port-<port>.lock`. A file another user made is
+/// opened read-only, which still locks, so runs of different users keep apart too.
+fn claim(port: u16) -> Claim {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join(format!("vbench-port-{port}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .or_else(|_| std::fs::File::open(&path));
+    let Ok(file) = file else {
+        return Claim::Unavailable;
+    };
+    // SAFETY: flock on a descriptor this function owns; no memory is passed.
+    match unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } {
+        0 => Claim::Held(file),
+        _ => Claim::Taken,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two runs on one host (two allocators: each holds its own locks) asking for a block
+    /// from the same base get different blocks, though each port is still free to the OS
+    /// (nothing binds them here); the first run's end releases its block.
+    #[test]
+    fn runs_beside_each_other_never_get_the_same_block() {
+        let from = 47_311;
+        let mut first = PortAllocator::default();
+        let mut second = PortAllocator::default();
+        let a = first.block(from, 3).unwrap();
+        let b = second.block(from, 3).unwrap();
+        assert!(b >= a + 3 || a >= b + 3, "{a} and {b} overlap");
+        drop(first);
+        let mut third = PortAllocator::default();
+        assert_eq!(third.block(from, 3).unwrap(), a);
+    }
 
     #[test]
     fn ports_are_distinct_and_blocks_skip_taken_ones() {
