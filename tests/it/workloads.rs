@@ -221,8 +221,11 @@ mode = "simple"
     path
 }
 
+/// At 1x the sends follow the trace's timestamps: nearly all within 1 ms (one scheduler
+/// hiccup of a shared 2-core machine may take a send past it: CI saw 1.125 ms once), none past
+/// 5 ms. The load generator's accuracy itself is measured by `benches/loadgen`.
 #[test]
-fn a_trace_at_speedup_1_is_sent_within_1_ms_of_its_timestamps() {
+fn a_trace_at_speedup_1_is_sent_on_its_timestamps() {
     let _serial = crate::support::serial();
     let dir = tempfile::tempdir().unwrap();
     let sample = SampleTrace {
@@ -273,16 +276,26 @@ fn a_trace_at_speedup_1_is_sent_within_1_ms_of_its_timestamps() {
                 (q.scheduled_s - reqs[0].scheduled_s - want).abs() < 2e-6,
                 "{name} {q:?}"
             );
-            // ... and at 1x every send is within 1 ms of it.
+            // ... and at 1x no send is far from it.
             if speedup == 1.0 {
                 let lag = (q.sent_s - s0 - want).abs();
                 assert!(
-                    lag < 1e-3,
+                    lag < 5e-3,
                     "request {} sent {:.3} ms off the trace",
                     q.index,
                     lag * 1e3
                 );
             }
+        }
+        if speedup == 1.0 {
+            let within = reqs
+                .iter()
+                .filter(|q| {
+                    let want = records[q.index as usize].at_s - t0;
+                    (q.sent_s - s0 - want).abs() < 1e-3
+                })
+                .count();
+            assert!(within >= 57, "only {within} of 60 sends within 1 ms");
         }
         // The offered rate: requests over the last send of the compressed trace.
         let span = (records[59].at_s - t0) / speedup;
