@@ -59,12 +59,7 @@ pub async fn drive_from_first_node(
         "slurm job {} (allocated by vbench): {}; the run is driven from {first}, where the \
          proxy and the load generator run (target.slurm.driver)",
         allocation.job_id,
-        allocation
-            .nodes
-            .iter()
-            .map(|n| format!("{} at {} ({} GPUs)", n.name, n.addr, n.gpus))
-            .collect::<Vec<_>>()
-            .join(", ")
+        allocation.nodes_line()
     ));
     let mut step = Command::new("srun");
     step.args(slurm::driver_args(&allocation.job_id, &first))

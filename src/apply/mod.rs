@@ -390,12 +390,7 @@ pub async fn run(
                 } else {
                     "current allocation"
                 },
-                alloc
-                    .nodes
-                    .iter()
-                    .map(|n| format!("{} at {} ({} GPUs)", n.name, n.addr, n.gpus))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                alloc.nodes_line()
             ));
             if !alloc.owned && alloc.nodes.len() != slurm_options.nodes as usize {
                 events.warning(&format!(

@@ -30,6 +30,17 @@ pub struct Allocation {
     pub owned: bool,
 }
 
+impl Allocation {
+    /// `node1 at 10.0.0.1 (8 GPUs), node2 at ...`, as `apply` reports the allocation.
+    pub fn nodes_line(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("{} at {} ({} GPUs)", n.name, n.addr, n.gpus))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 impl Drop for Allocation {
     /// Cancel an allocation vbench made and wait (up to a minute) until Slurm no longer lists
     /// it: a job in its completing state still holds its nodes, and the next run (or user)
@@ -219,36 +230,35 @@ pub const DRIVER_STEP: &str = "vbench-driver";
 /// `srun` takes a signal of its own as the end of its step (SIGTERM: SIGKILL after Slurm's
 /// KillWait), which leaves a vbench there no time to tear down.
 /// Errs when no such step is listed (yet), and when Slurm does not answer within
-/// [`SIGNAL_LIMIT`] (a stop must not wait on a slow controller).
+/// [`QUERY_LIMIT`] (a stop must not wait on a slow controller).
 pub fn signal_steps(job_id: &str, name: &str, signal: &str) -> anyhow::Result<()> {
-    let mut squeue = Command::new("squeue");
-    squeue.args(["-h", "-s", "-j", job_id, "-o", "%i %j"]);
-    let listed = super::probe::output(squeue, SIGNAL_LIMIT, &|| false)
-        .with_context(|| format!("squeue did not list job {job_id}'s steps"))?;
-    let steps: Vec<&str> = listed
-        .lines()
-        .filter_map(|l| l.trim().split_once(' '))
-        .filter(|(_, n)| *n == name)
-        .map(|(id, _)| id)
-        .collect();
+    let steps = steps_named(job_id, &[name])?;
     if steps.is_empty() {
         bail!("job {job_id} has no step named {name} (yet)");
     }
-    for step in steps {
+    for (step, _) in steps {
         let mut scancel = Command::new("scancel");
-        scancel.args([&format!("--signal={signal}"), step]);
-        super::probe::output(scancel, SIGNAL_LIMIT, &|| false)
+        scancel.args([&format!("--signal={signal}"), &step]);
+        super::probe::output(scancel, QUERY_LIMIT, &|| false)
             .with_context(|| format!("scancel --signal={signal} {step} failed"))?;
     }
     Ok(())
 }
 
-/// How long [`signal_steps`] waits for each Slurm command.
-const SIGNAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a query of the job's steps (and a signal to one) may take: teardown and a stop
+/// poll them, and must not hang on a slow controller.
+const QUERY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The running steps of the job whose names are in `names`, as `(step id, name)`.
 fn steps_named(job_id: &str, names: &[&str]) -> anyhow::Result<Vec<(String, String)>> {
-    let out = run(Command::new("squeue").args(["-h", "-s", "-j", job_id, "-o", "%i %j"]))?;
+    let mut squeue = Command::new("squeue");
+    squeue.args(["-h", "-s", "-j", job_id, "-o", "%i %j"]);
+    let out = super::probe::output(squeue, QUERY_LIMIT, &|| false).with_context(|| {
+        format!(
+            "squeue -s -j {job_id} failed or gave no answer within {} s",
+            QUERY_LIMIT.as_secs()
+        )
+    })?;
     Ok(out
         .lines()
         .filter_map(|l| l.trim().split_once(' '))

@@ -128,18 +128,8 @@ impl Environment {
     ) -> Option<String> {
         let mut c = command_via(via, cmd.program());
         c.args(cmd.leading_args()).arg("--version").envs(env);
-        // The last line, bounded and printable: whatever the program printed is kept as text.
         probe::output(c, probe::LIMIT, stop)
-            .map(|s| {
-                s.lines()
-                    .last()
-                    .unwrap_or("")
-                    .chars()
-                    .filter(|c| !c.is_control())
-                    .take(MAX_VERSION)
-                    .collect::<String>()
-            })
-            .filter(|v| !v.is_empty())
+            .and_then(|s| bounded_version(s.lines().last().unwrap_or("").trim()))
     }
 
     /// `nvidia-smi`'s line per GPU (`index, name, memory, driver`), here or `via` a command
@@ -272,15 +262,18 @@ fn parse_packages(text: &str) -> BTreeMap<String, String> {
     };
     map.into_iter()
         .filter_map(|(name, version)| {
-            let version = version.as_str()?.to_owned();
-            (PACKAGES.contains(&name.as_str())
-                && name.len() <= MAX_PACKAGE_NAME
-                && !version.is_empty()
-                && version.len() <= MAX_VERSION
-                && !version.chars().any(char::is_control))
-            .then_some((name, version))
+            let version = bounded_version(version.as_str()?)?;
+            (PACKAGES.contains(&name.as_str()) && name.len() <= MAX_PACKAGE_NAME)
+                .then_some((name, version))
         })
         .collect()
+}
+
+/// A version as a program printed it, if it reads as one: short and printable (a broken or
+/// hostile program's answer is left out, not recorded).
+fn bounded_version(text: &str) -> Option<String> {
+    (!text.is_empty() && text.len() <= MAX_VERSION && !text.chars().any(char::is_control))
+        .then(|| text.to_owned())
 }
 
 /// `program`, or `via` (a command line ending where the program goes) followed by it.
