@@ -139,7 +139,18 @@ impl VariantRun<'_> {
         ));
         let reports = self.teardown(&mut running, interrupted).await;
         let _ = self.dir.write_teardown(attempt, &reports);
-        let released = self.wait_released(&spec).await;
+        // The processes are dead by now: a second signal stops waiting for the allocator and
+        // the driver to notice.
+        let released = tokio::select! {
+            r = self.wait_released(&spec) => r,
+            _ = interrupted.second() => {
+                self.events.warning(
+                    "second signal: not waiting for the GPUs and Slurm steps to be released \
+                     (check nvidia-smi or squeue before the next run)",
+                );
+                Ok(())
+            }
+        };
         self.events.waiting_done();
         let killed: Vec<&str> = reports
             .iter()
@@ -177,7 +188,7 @@ impl VariantRun<'_> {
         }
         if !spec.gpus.is_empty() {
             self.events.waiting("waiting for the GPUs to be free");
-            gpus::wait_free(self.probe.as_ref(), &spec.gpus, Duration::from_secs(60)).await?;
+            gpus::wait_free(&self.probe, &spec.gpus, Duration::from_secs(60)).await?;
         }
         Ok(())
     }
@@ -494,7 +505,7 @@ impl VariantRun<'_> {
         let samples = sampler.await.unwrap_or_default();
         let gpu_samples = match gpu_sampler {
             Some((stop, handle)) => {
-                stop.stop();
+                stop.raise();
                 handle.await.unwrap_or_default()
             }
             None => Vec::new(),

@@ -3,11 +3,11 @@
 //! for holding the clocks down), so a reader can tell a slow deployment from a hot or
 //! power-capped GPU.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::gpus::GpuProbe;
+use super::probe::StopFlag;
 
 /// The fields asked of `nvidia-smi --query-gpu`, in order. Drivers before 535 call the last
 /// one `clocks_throttle_reasons.active` ([`QUERY_OLD_DRIVER`]).
@@ -100,39 +100,26 @@ pub fn is_protective(reason: &str) -> bool {
         .any(|(_, name, protective)| *protective && *name == reason)
 }
 
-/// Stops its sampler when told to or when dropped (an early return cannot leave it asking).
-pub struct StopSampler(Arc<AtomicBool>);
-
-impl StopSampler {
-    pub fn stop(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Drop for StopSampler {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Ask `probe` for `gpus` every `period` until stopped; the handle yields every sample taken.
-/// Runs on a blocking thread (each `nvidia-smi` call takes tens of ms).
+/// Ask `probe` for `gpus` every `period` until the flag is raised (or dropped: an early return
+/// cannot leave it asking); the handle yields every sample taken. Runs on a blocking thread
+/// (each `nvidia-smi` call takes tens of ms), and a query under way when the flag goes up is
+/// killed, not waited for.
 pub fn spawn_sampler(
     probe: Arc<dyn GpuProbe>,
     gpus: Vec<u32>,
     period: Duration,
-) -> (StopSampler, tokio::task::JoinHandle<Vec<GpuSample>>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+) -> (StopFlag, tokio::task::JoinHandle<Vec<GpuSample>>) {
+    let flag = StopFlag::new();
+    let stopped = flag.watcher();
     let handle = tokio::task::spawn_blocking(move || {
         let start = Instant::now();
         let mut samples = Vec::new();
-        while !flag.load(Ordering::Relaxed) {
+        while !stopped() {
             let asked = Instant::now();
-            match probe.telemetry(&gpus) {
+            match probe.telemetry(&gpus, &stopped) {
                 Some(readings) if !readings.is_empty() => {
                     let apps = (samples.len() % APPS_EVERY == 0)
-                        .then(|| probe.busy())
+                        .then(|| probe.busy(&stopped))
                         .flatten();
                     samples.push(GpuSample {
                         t_s: start.elapsed().as_secs_f64(),
@@ -145,13 +132,13 @@ pub fn spawn_sampler(
                 _ => {}
             }
             let next = asked + period;
-            while !flag.load(Ordering::Relaxed) && Instant::now() < next {
+            while !stopped() && Instant::now() < next {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
         samples
     });
-    (StopSampler(stop), handle)
+    (flag, handle)
 }
 
 #[cfg(test)]
@@ -190,12 +177,14 @@ mod tests {
         assert!(slowdowns(0x3).is_empty());
     }
 
+    use std::sync::atomic::Ordering;
+
     struct Counting(std::sync::atomic::AtomicU32, bool);
     impl GpuProbe for Counting {
-        fn busy(&self) -> Option<Vec<(u32, u32, u64)>> {
+        fn busy(&self, _stop: &dyn Fn() -> bool) -> Option<Vec<(u32, u32, u64)>> {
             None
         }
-        fn telemetry(&self, gpus: &[u32]) -> Option<Vec<GpuReading>> {
+        fn telemetry(&self, gpus: &[u32], _stop: &dyn Fn() -> bool) -> Option<Vec<GpuReading>> {
             self.0.fetch_add(1, Ordering::SeqCst);
             self.1.then(|| {
                 gpus.iter()
@@ -213,7 +202,7 @@ mod tests {
         let probe = Arc::new(Counting(Default::default(), true));
         let (stop, handle) = spawn_sampler(probe.clone(), vec![0, 3], Duration::from_millis(50));
         tokio::time::sleep(Duration::from_millis(300)).await;
-        stop.stop();
+        stop.raise();
         let samples = handle.await.unwrap();
         assert!((3..=8).contains(&samples.len()), "{}", samples.len());
         assert!(samples.iter().all(|s| s.readings.len() == 2));
@@ -230,5 +219,39 @@ mod tests {
             .await
             .expect("stopped")
             .unwrap();
+    }
+
+    /// Answers its first query, then hangs in every later one until told to stop.
+    struct WedgesAfterOne(std::sync::atomic::AtomicU32);
+    impl GpuProbe for WedgesAfterOne {
+        fn busy(&self, _stop: &dyn Fn() -> bool) -> Option<Vec<(u32, u32, u64)>> {
+            None
+        }
+        fn telemetry(&self, _gpus: &[u32], stop: &dyn Fn() -> bool) -> Option<Vec<GpuReading>> {
+            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Some(vec![GpuReading::default()]);
+            }
+            let t0 = Instant::now();
+            while !stop() && t0.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn stopping_the_sampler_cuts_a_hanging_query_short() {
+        let probe = Arc::new(WedgesAfterOne(Default::default()));
+        let (stop, handle) = spawn_sampler(probe.clone(), vec![0], Duration::from_millis(10));
+        while probe.0.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The second query is hanging now.
+        stop.raise();
+        let samples = tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .expect("the sampler ended without waiting out its query")
+            .unwrap();
+        assert_eq!(samples.len(), 1);
     }
 }

@@ -1,19 +1,23 @@
 //! Which accelerator each instance gets, and the check that GPUs are free between variants.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
 use super::gpu_telemetry::{self, GpuReading};
+use super::probe::StopFlag;
 
 /// Lists the processes holding GPU memory; behind a trait so the executor's tests need no GPU.
+/// Each query gives up (answers `None`) as soon as `stop()` says so: a wedged driver can make
+/// `nvidia-smi` hang, and Ctrl-C must not wait for it.
 pub trait GpuProbe: Send + Sync {
     /// (GPU index, pid, used MiB) of every compute process; `None` when it cannot be asked.
-    fn busy(&self) -> Option<Vec<(u32, u32, u64)>>;
+    fn busy(&self, stop: &dyn Fn() -> bool) -> Option<Vec<(u32, u32, u64)>>;
 
     /// The state of `gpus` now (utilisation, clocks, power, ...); `None` when it cannot be
     /// asked.
-    fn telemetry(&self, _gpus: &[u32]) -> Option<Vec<GpuReading>> {
+    fn telemetry(&self, _gpus: &[u32], _stop: &dyn Fn() -> bool) -> Option<Vec<GpuReading>> {
         None
     }
 }
@@ -22,12 +26,12 @@ pub trait GpuProbe: Send + Sync {
 pub struct NvidiaSmiProbe;
 
 impl GpuProbe for NvidiaSmiProbe {
-    fn busy(&self) -> Option<Vec<(u32, u32, u64)>> {
+    fn busy(&self, stop: &dyn Fn() -> bool) -> Option<Vec<(u32, u32, u64)>> {
         // A wedged driver makes nvidia-smi hang: each query has a time limit.
         let query = |args: &[&str]| {
             let mut cmd = std::process::Command::new("nvidia-smi");
             cmd.args(args);
-            super::probe::output(cmd, super::probe::LIMIT, &|| false)
+            super::probe::output(cmd, super::probe::LIMIT, stop)
         };
         let apps = query(&[
             "--query-compute-apps=gpu_uuid,pid,used_memory",
@@ -55,7 +59,7 @@ impl GpuProbe for NvidiaSmiProbe {
         )
     }
 
-    fn telemetry(&self, gpus: &[u32]) -> Option<Vec<GpuReading>> {
+    fn telemetry(&self, gpus: &[u32], stop: &dyn Fn() -> bool) -> Option<Vec<GpuReading>> {
         // Every GPU is asked and ours kept: `-i` with an index the host lacks fails the whole
         // query.
         let ask = |query: &str| {
@@ -63,7 +67,7 @@ impl GpuProbe for NvidiaSmiProbe {
             cmd.arg(format!("--query-gpu={query}"))
                 .arg("--format=csv,noheader,nounits");
             // Sampled every second while a rate runs: a slow answer is skipped, not waited for.
-            super::probe::output(cmd, Duration::from_secs(5), &|| false)
+            super::probe::output(cmd, Duration::from_secs(5), stop)
         };
         let text = ask(gpu_telemetry::QUERY).or_else(|| ask(gpu_telemetry::QUERY_OLD_DRIVER))?;
         let mut readings = gpu_telemetry::parse(&text);
@@ -74,8 +78,8 @@ impl GpuProbe for NvidiaSmiProbe {
 
 /// `GPU g: pid p (m MiB)` for each compute process on one of `gpus`; `None` when the probe
 /// cannot be asked (no nvidia-smi: sim or CPU targets).
-fn held(probe: &dyn GpuProbe, gpus: &[u32]) -> Option<Vec<String>> {
-    let busy = probe.busy()?;
+fn held(probe: &dyn GpuProbe, gpus: &[u32], stop: &dyn Fn() -> bool) -> Option<Vec<String>> {
+    let busy = probe.busy(stop)?;
     Some(
         busy.iter()
             .filter(|(g, _, _)| gpus.contains(g))
@@ -84,15 +88,23 @@ fn held(probe: &dyn GpuProbe, gpus: &[u32]) -> Option<Vec<String>> {
     )
 }
 
-/// Wait until none of `gpus` runs a compute process, or fail naming who holds them.
+/// Wait until none of `gpus` runs a compute process, or fail naming who holds them. Each look
+/// runs on a blocking thread and is killed when this future is dropped (a second Ctrl-C
+/// stops the wait), so a hanging `nvidia-smi` holds neither the runtime nor the user.
 pub async fn wait_free(
-    probe: &dyn GpuProbe,
+    probe: &Arc<dyn GpuProbe>,
     gpus: &[u32],
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
+    let dropped = StopFlag::new();
     loop {
-        let who = held(probe, gpus).unwrap_or_default();
+        let (probe, ours, stop) = (probe.clone(), gpus.to_vec(), dropped.watcher());
+        let who = tokio::task::spawn_blocking(move || held(probe.as_ref(), &ours, &stop))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         if who.is_empty() {
             return Ok(());
         }
@@ -111,7 +123,7 @@ pub async fn wait_free(
 /// a leftover of an earlier run), instead of finding out from an out-of-memory error after
 /// minutes of vLLM start-up, or measuring a deployment that shares its GPUs.
 pub fn ensure_free(probe: &dyn GpuProbe, gpus: &[u32]) -> anyhow::Result<()> {
-    let taken = held(probe, gpus).unwrap_or_default();
+    let taken = held(probe, gpus, &|| false).unwrap_or_default();
     if !taken.is_empty() {
         bail!(
             "GPUs in use before this variant started: {}; vbench does not share GPUs (stop \
@@ -132,7 +144,7 @@ mod tests {
         free_after: u32,
     }
     impl GpuProbe for Fake {
-        fn busy(&self) -> Option<Vec<(u32, u32, u64)>> {
+        fn busy(&self, _stop: &dyn Fn() -> bool) -> Option<Vec<(u32, u32, u64)>> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             Some(if n < self.free_after {
                 vec![(1, 4242, 900), (5, 1, 10)]
@@ -144,11 +156,12 @@ mod tests {
 
     #[tokio::test]
     async fn waits_until_our_gpus_are_free_and_ignores_others() {
-        let f = Fake {
+        let f = Arc::new(Fake {
             calls: AtomicU32::new(0),
             free_after: 2,
-        };
-        wait_free(&f, &[0, 1], Duration::from_secs(5))
+        });
+        let probe: Arc<dyn GpuProbe> = f.clone();
+        wait_free(&probe, &[0, 1], Duration::from_secs(5))
             .await
             .unwrap();
         assert_eq!(f.calls.load(Ordering::SeqCst), 3);
@@ -168,13 +181,51 @@ mod tests {
 
     #[tokio::test]
     async fn names_the_process_still_holding_a_gpu() {
-        let f = Fake {
+        let f: Arc<dyn GpuProbe> = Arc::new(Fake {
             calls: AtomicU32::new(0),
             free_after: u32::MAX,
-        };
+        });
         let e = wait_free(&f, &[1], Duration::from_millis(10))
             .await
             .unwrap_err();
         assert!(e.to_string().contains("GPU 1: pid 4242 (900 MiB)"), "{e}");
+    }
+
+    /// A driver that never answers: the query waits until told to stop (or 30 s).
+    struct Hanging {
+        gave_up: std::sync::atomic::AtomicBool,
+    }
+    impl GpuProbe for Hanging {
+        fn busy(&self, stop: &dyn Fn() -> bool) -> Option<Vec<(u32, u32, u64)>> {
+            let t0 = Instant::now();
+            while !stop() && t0.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            self.gave_up.store(stop(), Ordering::SeqCst);
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_stops_the_hanging_query() {
+        let hanging = Arc::new(Hanging {
+            gave_up: Default::default(),
+        });
+        let probe: Arc<dyn GpuProbe> = hanging.clone();
+        // What a second Ctrl-C does to the wait: drops it.
+        let waited = tokio::time::timeout(
+            Duration::from_millis(200),
+            wait_free(&probe, &[0], Duration::from_secs(60)),
+        )
+        .await;
+        assert!(waited.is_err(), "the wait was still in its query");
+        let t0 = Instant::now();
+        while !hanging.gave_up.load(Ordering::SeqCst) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "the query was not stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

@@ -5,6 +5,8 @@
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::process::kill_group;
@@ -51,6 +53,39 @@ pub fn output(mut cmd: Command, limit: Duration, stop: &dyn Fn() -> bool) -> Opt
         .map(|_| String::from_utf8_lossy(&text).trim().to_owned())
 }
 
+/// Tells queries running on other threads to give up: raised by [`StopFlag::raise`] or when
+/// dropped, so an early return or a cancelled future cannot leave a query (and the thread
+/// waiting on it) running.
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn new() -> StopFlag {
+        StopFlag(Arc::new(AtomicBool::new(false)))
+    }
+
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// What a query on another thread asks: whether to give up.
+    pub fn watcher(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let flag = self.0.clone();
+        move || flag.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for StopFlag {
+    fn default() -> Self {
+        StopFlag::new()
+    }
+}
+
+impl Drop for StopFlag {
+    fn drop(&mut self) {
+        self.raise();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +105,22 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(output(cmd, LIMIT, &|| true), None, "stopped at once");
         assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_dropped_stop_flag_stops_a_query_on_another_thread() {
+        let flag = StopFlag::new();
+        let stop = flag.watcher();
+        let query = std::thread::spawn(move || {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", "sleep 30"]);
+            let t0 = Instant::now();
+            (output(cmd, LIMIT, &stop), t0.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        drop(flag);
+        let (answer, took) = query.join().unwrap();
+        assert_eq!(answer, None);
+        assert!(took < Duration::from_secs(5), "{took:?}");
     }
 }

@@ -49,15 +49,17 @@ impl Drop for Allocation {
         if !self.owned {
             return;
         }
-        let _ = Command::new("scancel").arg(&self.job_id).status();
+        // Each call is bounded: a controller that stops answering cannot hang the exit.
+        let mut scancel = Command::new("scancel");
+        scancel.arg(&self.job_id);
+        let _ = super::probe::output(scancel, QUERY_LIMIT, &|| false);
         super::reaper::release(&super::reaper::Watched::Job(self.job_id.clone()));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while std::time::Instant::now() < deadline {
-            let listed = Command::new("squeue")
-                .args(["-h", "-j", &self.job_id, "-o", "%i"])
-                .output()
-                .map(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
-                .unwrap_or(false);
+            let mut squeue = Command::new("squeue");
+            squeue.args(["-h", "-j", &self.job_id, "-o", "%i"]);
+            let listed = super::probe::output(squeue, QUERY_LIMIT, &|| false)
+                .is_some_and(|out| !out.is_empty());
             if !listed {
                 return;
             }
@@ -287,7 +289,9 @@ pub async fn end_steps(
         let ids: Vec<&str> = steps.iter().map(|(id, _)| id.as_str()).collect();
         if !cancelled && started.elapsed() >= patience {
             // A step that ends meanwhile makes scancel complain; the next look tells.
-            let _ = Command::new("scancel").args(&ids).output();
+            let mut scancel = Command::new("scancel");
+            scancel.args(&ids);
+            let _ = super::probe::output(scancel, QUERY_LIMIT, &|| false);
             cancelled = true;
         }
         if started.elapsed() >= timeout {

@@ -553,21 +553,15 @@ fn a_log_line_that_qualifies_the_numbers_is_in_every_result_and_the_report() {
     assert!(md.contains(&format!("- 2, 4 req/s: {finding}")), "{md}");
 }
 
-/// On a local CUDA target `apply` samples `nvidia-smi` while each rate runs: every result
-/// has each GPU's utilisation, clocks, power and temperature, a GPU that slowed itself down
-/// (here the fake nvidia-smi reports a hardware thermal slowdown at a low clock) is warned of,
-/// so is another process on the deployment's GPU, and the report shows a GPUs column. The fake answers the queries apply makes; the server is
-/// the simulator behind a vLLM-shaped stub.
-#[test]
-fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
-    let _busy = crate::support::busy();
-    let tmp = tempfile::tempdir().unwrap();
-    let bin = tmp.path().join("bin");
+/// A local CUDA target on GPU 0 whose `nvidia-smi` (put first on `PATH`, in `<tmp>/bin`) is a
+/// fake, and whose "vLLM" is the simulator behind a vLLM-shaped stub with a profile file of
+/// the test's own, so the fake can find the server by that path in /proc (no procps needed).
+/// `apps` is the shell that answers `--query-compute-apps`, with `$ours` the server's pids (if
+/// it runs) and `$dir` the temporary folder. Returns the manifest's path and `PATH`.
+fn fake_gpu_target(tmp: &Path, name: &str, apps: &str) -> (PathBuf, String) {
+    let bin = tmp.join("bin");
     std::fs::create_dir(&bin).unwrap();
-    // The server runs with a profile file of this test's own, so the fake finds it by that
-    // path in /proc (no procps needed): it lists the server and, while the server runs, pid 1
-    // as another process on GPU 0.
-    let profile = tmp.path().join("gpu-test-profile.toml");
+    let profile = tmp.join("gpu-test-profile.toml");
     std::fs::copy(
         concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -581,16 +575,17 @@ fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
         &smi,
         format!(
             "#!/bin/sh\n\
+         dir='{dir}'\n\
          case \"$*\" in\n\
          *query-compute-apps*) ours=; for d in /proc/[0-9]*; do \
          case \"$(tr '\\0' ' ' < $d/cmdline 2>/dev/null)\" in *'{profile}'*) ours=\"$ours ${{d#/proc/}}\" ;; esac; \
-         done; [ -n \"$ours\" ] || exit 0; \
-         for p in $ours; do echo \"GPU-fake-0, $p, 70000\"; done; echo 'GPU-fake-0, 1, 900' ;;\n\
+         done; {apps} ;;\n\
          *query-gpu=index,uuid*) echo '0, GPU-fake-0' ;;\n\
          *clocks_event_reasons*) echo '0, 93, 1215, 1980, 655.5, 91, 120000, 0x0000000000000044'; \
          echo '1, 0, 345, 1980, 75, 30, 0, 0x0000000000000001' ;;\n\
          *) exit 9 ;;\n\
          esac\n",
+            dir = tmp.display(),
             profile = profile.display()
         ),
     )
@@ -601,21 +596,37 @@ fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
         r#""[ \"$1\" = --version ] && echo 0.0-stub && exit 0; port=; while [ $# -gt 0 ]; do [ \"$1\" = --port ] && port=$2; shift; done; exec {BIN} sim-serve --port $port --model stub-model --profile {}""#,
         profile.display()
     );
-    let manifest = stub_vllm_manifest("gpus", &script, "")
+    let manifest = stub_vllm_manifest(name, &script, "")
         .replace(
             "accelerator = \"cpu\"",
             "accelerator = \"cuda\"\ngpus = [0]",
         )
         .replace("num_prompts = 4", "num_prompts = 8");
-    let path = tmp.path().join("gpus.toml");
+    let path = tmp.join(format!("{name}.toml"));
     std::fs::write(&path, manifest).unwrap();
+    let search_path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    (path, search_path)
+}
+
+/// On a local CUDA target `apply` samples `nvidia-smi` while each rate runs: every result
+/// has each GPU's utilisation, clocks, power and temperature, a GPU that slowed itself down
+/// (here the fake nvidia-smi reports a hardware thermal slowdown at a low clock) is warned of,
+/// so is another process on the deployment's GPU, and the report shows a GPUs column.
+#[test]
+fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    // While the server runs, pid 1 is another process on GPU 0.
+    let (path, search_path) = fake_gpu_target(
+        tmp.path(),
+        "gpus",
+        "[ -n \"$ours\" ] || exit 0; \
+         for p in $ours; do echo \"GPU-fake-0, $p, 70000\"; done; echo 'GPU-fake-0, 1, 900'",
+    );
     let out = Command::new(BIN)
         .args(["apply", path.to_str().unwrap(), "--results"])
         .arg(tmp.path().join("results"))
-        .env(
-            "PATH",
-            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
-        )
+        .env("PATH", search_path)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -670,6 +681,76 @@ fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
         ),
         "{md}"
     );
+}
+
+/// A driver that stops answering once the deployment is gone (`nvidia-smi` hangs in the GPU
+/// check after teardown) cannot hold the user: a second Ctrl-C ends the wait at once, the
+/// hanging query is killed, and the measured rate is kept.
+#[test]
+fn a_second_signal_stops_waiting_for_a_hanging_nvidia_smi() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, search_path) = fake_gpu_target(
+        tmp.path(),
+        "wedged",
+        "if [ -n \"$ours\" ]; then touch \"$dir/served\"; \
+         for p in $ours; do echo \"GPU-fake-0, $p, 70000\"; done; \
+         elif [ -e \"$dir/served\" ]; then echo $$ > \"$dir/hanging.tmp\"; \
+         mv \"$dir/hanging.tmp\" \"$dir/hanging\"; exec sleep 300; fi",
+    );
+    let stderr_path = tmp.path().join("stderr");
+    let mut child = Command::new(BIN)
+        .args(["apply", path.to_str().unwrap(), "--no-report", "--results"])
+        .arg(tmp.path().join("results"))
+        .env("PATH", search_path)
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let hanging = tmp.path().join("hanging");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !hanging.exists() {
+        assert!(
+            Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "the GPU check after teardown never ran: {}",
+            std::fs::read_to_string(&stderr_path).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let query: i32 = std::fs::read_to_string(&hanging)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: signalling our own child, twice.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "still waiting for nvidia-smi"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    // Every cell was measured before the signals: the run is complete (a run with variants
+    // still to do ends 130, as any interrupted run).
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("second signal: not waiting for the GPUs"),
+        "{stderr}"
+    );
+    // SAFETY: signal 0 only asks whether the pid exists.
+    let alive = unsafe { libc::kill(query, 0) } == 0;
+    assert!(!alive, "the hanging nvidia-smi ({query}) was left running");
+    let (_, variant) =
+        run_and_variant_with(&tmp.path().join("results"), "wedged", "vllm-2qps.json");
+    let r = read_result(&variant.join("vllm-2qps.json"));
+    assert_eq!((r.completed, r.failed), (8, 0));
 }
 
 /// Errors a server logs while a rate runs are counted per component, kept in the result with
