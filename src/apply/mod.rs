@@ -531,29 +531,13 @@ impl PendingEnvironment {
             Interrupts,
         )>,
     ) -> anyhow::Result<Self> {
-        let mut via = Vec::new();
-        if let Some(a) = allocation {
-            let stop = vllm.as_ref().map(|(_, _, stop)| stop.clone());
-            let stopped = move || stop.as_ref().is_some_and(Interrupts::requested);
-            let gpus: Vec<String> = a
-                .nodes
-                .iter()
-                .filter(|n| n.gpus > 0)
-                .filter_map(|n| {
-                    let on_node = crate::exec::slurm::probe_prefix(&a.job_id, &n.name, n.gpus);
-                    Environment::gpu_lines(&on_node, &stopped)
-                })
-                .flatten()
-                .collect();
-            env.gpus = serde_json::to_value(gpus)
-                .ok()
-                .filter(|g| g.as_array().is_some_and(|g| !g.is_empty()))
-                .unwrap_or_default();
-            env.nodes = a.nodes.iter().map(|n| n.name.clone()).collect();
-            if let Some(first) = a.nodes.first() {
-                via = crate::exec::slurm::probe_prefix(&a.job_id, &first.name, 0);
+        let via = match allocation {
+            Some(a) => {
+                let stop = vllm.as_ref().map(|(_, _, stop)| stop.clone());
+                env.read_allocation(a, &move || stop.as_ref().is_some_and(Interrupts::requested))
             }
-        }
+            None => Vec::new(),
+        };
         // Nothing to wait for (the simulator): written at once.
         let Some((cmd, probe_env, stop)) = vllm else {
             run_dir.write_environment(&attempt, &env)?;

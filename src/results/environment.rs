@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use crate::exec::probe;
+use crate::exec::{probe, slurm};
 use crate::manifest::VllmCommand;
 
 /// `environment.json`: versions, GPUs, host and the manifest's git revision. Written by
@@ -143,6 +143,37 @@ impl Environment {
         probe::output(c, probe::LIMIT, stop)
             .map(|s| s.lines().map(str::to_owned).collect::<Vec<_>>())
             .filter(|lines| !lines.is_empty())
+    }
+}
+
+impl Environment {
+    /// On Slurm: the allocation's nodes, and the GPUs read on each of them (before any variant
+    /// holds them) instead of on this host, which may be a login node. Returns the command
+    /// line that runs the vLLM probes on the first node.
+    pub fn read_allocation(
+        &mut self,
+        allocation: &slurm::Allocation,
+        stop: &dyn Fn() -> bool,
+    ) -> Vec<String> {
+        let a = allocation;
+        let gpus: Vec<String> = a
+            .nodes
+            .iter()
+            .filter(|n| n.gpus > 0)
+            .filter_map(|n| {
+                Environment::gpu_lines(&slurm::probe_prefix(&a.job_id, &n.name, n.gpus), stop)
+            })
+            .flatten()
+            .collect();
+        self.gpus = serde_json::to_value(gpus)
+            .ok()
+            .filter(|g| g.as_array().is_some_and(|g| !g.is_empty()))
+            .unwrap_or_default();
+        self.nodes = a.nodes.iter().map(|n| n.name.clone()).collect();
+        a.nodes
+            .first()
+            .map(|first| slurm::probe_prefix(&a.job_id, &first.name, 0))
+            .unwrap_or_default()
     }
 }
 
