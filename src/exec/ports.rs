@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 /// Hands out ports that were free when asked and never the same one twice in a run (on this
 /// host, or on one node).
@@ -66,6 +66,9 @@ impl PortAllocator {
     fn block_on_node(&mut self, node: &str, from: u16, len: u16) -> anyhow::Result<u16> {
         let (first, last) = self.range()?;
         let given = self.node_given.entry(node.to_owned()).or_default();
+        // This host may be one of the nodes (the run driven from the first node): what it
+        // was given is kept off every node too.
+        let here = &self.given;
         let limit = if from >= first {
             u32::from(last)
         } else {
@@ -74,7 +77,10 @@ impl PortAllocator {
         let mut base = u32::from(from.max(1024));
         while base + u32::from(len) - 1 <= limit {
             let block = base as u16..(base + u32::from(len)) as u16;
-            match block.clone().find(|p| given.contains(p)) {
+            match block
+                .clone()
+                .find(|p| given.contains(p) || here.contains(p))
+            {
                 Some(taken) => base = u32::from(taken) + 1,
                 None => {
                     given.extend(block);
@@ -88,19 +94,16 @@ impl PortAllocator {
         )
     }
 
-    /// A port the OS reports free now.
+    /// A port of this host that the OS reports free now, from [`LOCAL_PORTS`].
     pub fn any(&mut self) -> anyhow::Result<u16> {
         if let Some(next) = self.sequential.as_mut() {
             *next += 1;
             return Ok(*next - 1);
         }
-        for _ in 0..64 {
-            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-            if self.given.insert(port) {
-                return Ok(port);
-            }
-        }
-        bail!("could not find a free port on 127.0.0.1")
+        let (first, last) = local_ports();
+        self.free_block(first, 1, last).with_context(|| {
+            format!("no free port on 127.0.0.1 from {first} to {last} (the ports vbench uses)")
+        })
     }
 
     /// `len` consecutive free ports starting at or above `from` (a NIXL side-channel block:
@@ -111,19 +114,50 @@ impl PortAllocator {
             self.given.extend(base..base + len);
             return Ok(base);
         }
+        self.free_block(from, len, u16::MAX)
+            .with_context(|| format!("no block of {len} free ports at or above {from}"))
+    }
+
+    /// The first block of `len` ports from `from` to `last` that is free to the OS, not yet
+    /// given in this run (here or to a Slurm node), and claimed against other runs here.
+    fn free_block(&mut self, from: u16, len: u16, last: u16) -> Option<u16> {
         let mut base = from.max(1024);
-        while u32::from(base) + u32::from(len) <= 65535 {
-            let all_free = (base..base + len).all(|p| !self.given.contains(&p) && is_free(p));
+        while u32::from(base) + u32::from(len) - 1 <= u32::from(last) {
+            let all_free = (base..base + len).all(|p| {
+                !self.given.contains(&p)
+                    && !self.node_given.values().any(|g| g.contains(&p))
+                    && is_free(p)
+            });
             if all_free {
                 if let Some(claims) = claim_all(base..base + len) {
                     self.claims.extend(claims);
                     self.given.extend(base..base + len);
-                    return Ok(base);
+                    return Some(base);
                 }
             }
-            base += 1;
+            base = base.checked_add(1)?;
         }
-        bail!("no block of {len} free ports at or above {from}")
+        None
+    }
+}
+
+/// This host's HTTP ports (instances and proxies) come from here: below Linux's ephemeral
+/// range (32768 and up), which the OS hands to every outgoing connection and every socket
+/// bound to port 0, vLLM's own ZMQ sockets among them. A port the OS picked from there was
+/// free when picked, but a proxy binds it only once its instances are healthy, minutes later,
+/// and CI saw it taken by then ("Address already in use").
+pub const LOCAL_PORTS: (u16, u16) = (20000, 32767);
+
+/// [`LOCAL_PORTS`], ending below this host's ephemeral range where that starts lower.
+fn local_ports() -> (u16, u16) {
+    let (first, last) = LOCAL_PORTS;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok());
+    match ephemeral_start {
+        // Only while that leaves a usable range; otherwise the OS's free check still holds.
+        Some(e) if e > first.saturating_add(1000) => (first, last.min(e - 1)),
+        _ => (first, last),
     }
 }
 
@@ -211,6 +245,26 @@ mod tests {
         assert!(base > taken, "the held port is skipped");
         let next = a.block(base, 2).unwrap();
         assert!(next >= base + 2, "blocks never overlap");
+    }
+
+    /// This host's ports come from below the ephemeral range, and never from what a Slurm
+    /// node of the run was given (the host may be that node).
+    #[test]
+    fn local_ports_avoid_the_ephemeral_range_and_the_nodes_ports() {
+        let mut a = PortAllocator::default().with_node_range([20000, 20001]);
+        let on_node = [a.any_on(Some("n1")).unwrap(), a.any_on(Some("n1")).unwrap()];
+        let (first, last) = local_ports();
+        assert!(first == LOCAL_PORTS.0 && last <= LOCAL_PORTS.1 && last > first + 1000);
+        for _ in 0..3 {
+            let p = a.any().unwrap();
+            assert!((first..=last).contains(&p), "{p}");
+            assert!(!on_node.contains(&p), "{p} was given to a node");
+        }
+        // And a node is never given what this host was.
+        let mut b = PortAllocator::default().with_node_range([first, last]);
+        let here = b.any().unwrap();
+        let node = b.block_on(Some("n1"), here, 1).unwrap();
+        assert_ne!(node, here);
     }
 
     #[test]
