@@ -17,13 +17,26 @@ pub const LIMIT: Duration = Duration::from_secs(60);
 /// Run `cmd` (stdin and stderr closed) for at most `limit`, or until `stop()` says so; its
 /// trimmed stdout when it exits with success, else `None`. A query that overruns is killed
 /// with its whole process group.
-pub fn output(mut cmd: Command, limit: Duration, stop: &dyn Fn() -> bool) -> Option<String> {
+pub fn output(cmd: Command, limit: Duration, stop: &dyn Fn() -> bool) -> Option<String> {
+    answer(cmd, limit, stop).ok()
+}
+
+/// [`output`], saying why there is no answer (for a message to the user).
+pub fn answer(
+    mut cmd: Command,
+    limit: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<String, String> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0);
-    let mut child = cmd.spawn().ok()?;
-    let mut stdout = child.stdout.take()?;
+    let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{program} not found"),
+        _ => format!("{program} could not run ({e})"),
+    })?;
+    let mut stdout = child.stdout.take().ok_or("no pipe")?;
     // Read on the side, so a chatty command cannot block on a full pipe while we wait.
     let reader = std::thread::spawn(move || {
         let mut text = Vec::new();
@@ -33,14 +46,18 @@ pub fn output(mut cmd: Command, limit: Duration, stop: &dyn Fn() -> bool) -> Opt
     let deadline = Instant::now() + limit;
     let status = loop {
         match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
+            Ok(Some(status)) => break Ok(status),
             Ok(None) if Instant::now() < deadline && !stop() => {
                 std::thread::sleep(Duration::from_millis(20))
             }
-            _ => {
+            waited => {
                 kill_group(child.id() as i32);
                 let _ = child.wait();
-                break None;
+                break Err(match waited {
+                    Err(e) => format!("{program}: {e}"),
+                    _ if stop() => format!("{program} stopped"),
+                    _ => format!("{program} gave no answer within {} s", limit.as_secs()),
+                });
             }
         }
     };
@@ -48,9 +65,10 @@ pub fn output(mut cmd: Command, limit: Duration, stop: &dyn Fn() -> bool) -> Opt
     // pipe).
     kill_group(child.id() as i32);
     let text = reader.join().unwrap_or_default();
-    status
-        .filter(|s| s.success())
-        .map(|_| String::from_utf8_lossy(&text).trim().to_owned())
+    match status? {
+        s if s.success() => Ok(String::from_utf8_lossy(&text).trim().to_owned()),
+        s => Err(format!("{program} failed ({s})")),
+    }
 }
 
 /// Tells queries running on other threads to give up: raised by [`StopFlag::raise`] or when
@@ -105,6 +123,20 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(output(cmd, LIMIT, &|| true), None, "stopped at once");
         assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_unanswered_query_says_why() {
+        let e = answer(Command::new("no-such-program-vbench"), LIMIT, &|| false).unwrap_err();
+        assert_eq!(e, "no-such-program-vbench not found");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "exit 3"]);
+        let e = answer(cmd, LIMIT, &|| false).unwrap_err();
+        assert!(e.starts_with("sh failed (exit status: 3"), "{e}");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 30"]);
+        let e = answer(cmd, Duration::from_millis(100), &|| false).unwrap_err();
+        assert_eq!(e, "sh gave no answer within 0 s");
     }
 
     #[test]

@@ -29,18 +29,11 @@ pub struct NvidiaSmi;
 
 impl GpuDiscovery for NvidiaSmi {
     fn gpu_indices(&self) -> Result<Vec<u32>, String> {
-        let out = std::process::Command::new("nvidia-smi")
-            .args(["--query-gpu=index", "--format=csv,noheader"])
-            .output()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => "nvidia-smi not found".to_owned(),
-                _ => format!("nvidia-smi could not run ({e})"),
-            })?;
-        if !out.status.success() {
-            return Err(format!("nvidia-smi failed ({})", out.status));
-        }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
+        // A wedged driver makes nvidia-smi hang: `vbench plan` must still answer.
+        let mut cmd = std::process::Command::new("nvidia-smi");
+        cmd.args(["--query-gpu=index", "--format=csv,noheader"]);
+        let out = crate::exec::probe::answer(cmd, DISCOVERY_LIMIT, &|| false)?;
+        out.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
                 l.trim()
@@ -50,6 +43,9 @@ impl GpuDiscovery for NvidiaSmi {
             .collect()
     }
 }
+
+/// How long `nvidia-smi` may take to list the GPUs (it answers in well under a second).
+const DISCOVERY_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Capacity of `target` on this host, discovering GPUs with nvidia-smi when asked to.
 pub fn discover(target: &Target) -> Capacity {
