@@ -724,18 +724,12 @@ fn a_second_signal_stops_waiting_for_a_hanging_nvidia_smi() {
     // SAFETY: signalling our own child, twice.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     std::thread::sleep(Duration::from_millis(300));
-    let t0 = Instant::now();
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(15),
-            "still waiting for nvidia-smi"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = crate::support::exit_within(
+        &mut child,
+        Duration::from_secs(15),
+        "still waiting for nvidia-smi",
+    );
     let stderr = std::fs::read_to_string(&stderr_path).unwrap();
     // Every cell was measured before the signals: the run is complete (a run with variants
     // still to do ends 130, as any interrupted run).
@@ -1479,16 +1473,10 @@ templates = {{ vllm_serve = "{template}" }}
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     std::thread::sleep(Duration::from_secs(2)); // teardown has begun; the sleep ignores TERM
     assert!(stubborn_alive(), "the grace period holds teardown");
-    let t0 = Instant::now();
     // SAFETY: as above.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(20), "still tearing down");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status =
+        crate::support::exit_within(&mut child, Duration::from_secs(20), "still tearing down");
     assert_eq!(status.code(), Some(130));
     assert!(!stubborn_alive(), "the stubborn group was killed");
 }

@@ -260,17 +260,11 @@ fn binary_serves_with_launcher_flags_and_exits_cleanly_on_sigterm() {
         .unwrap();
     assert!(wait_healthy(port, &mut child), "never became healthy");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "did not exit on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = crate::support::exit_within(
+        &mut child,
+        Duration::from_secs(10),
+        "did not exit on SIGTERM",
+    );
     assert!(status.success(), "{status:?}");
 }
 
@@ -291,14 +285,7 @@ fn binary_crash_after_seconds_exits_with_status_1() {
         .spawn()
         .unwrap();
     assert!(wait_healthy(port, &mut child));
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(10), "did not crash");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = crate::support::exit_within(&mut child, Duration::from_secs(10), "did not crash");
     assert_eq!(status.code(), Some(1));
 }
 

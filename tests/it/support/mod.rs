@@ -44,3 +44,19 @@ pub fn only_result(
         .unwrap_or_else(|| panic!("no {name} under {}", run.display()));
     serde_json::from_slice(&std::fs::read(variant.join(name)).unwrap()).unwrap()
 }
+
+/// Waits for `child` to exit, failing the test with `what` if it takes longer than `limit`.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(t0.elapsed() < limit, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
