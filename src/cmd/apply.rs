@@ -64,7 +64,8 @@ impl ApplyArgs {
 
 pub fn run(args: ApplyArgs) -> Result<()> {
     let loaded = args.manifest.load()?;
-    let capacity = plan::capacity::discover(&loaded.manifest.target);
+    let capacity =
+        plan::capacity::discover(&loaded.manifest.target, &crate::exec::gpus::NvidiaSmiProbe);
     let mut plan = plan::resolve(&loaded, &capacity)?;
     // Estimates from past runs: apply compares each variant's time with them.
     let history = History::scan(&args.results);

@@ -28,7 +28,8 @@ pub struct PlanArgs {
 
 pub fn run(args: PlanArgs) -> Result<()> {
     let loaded = args.manifest.load()?;
-    let capacity = plan::capacity::discover(&loaded.manifest.target);
+    let capacity =
+        plan::capacity::discover(&loaded.manifest.target, &crate::exec::gpus::NvidiaSmiProbe);
     let mut plan = plan::resolve(&loaded, &capacity)?;
     if !args.no_history {
         let history = History::scan(&args.results);

@@ -7,7 +7,10 @@ use super::ManifestArgs;
 
 pub fn run(args: ManifestArgs) -> Result<()> {
     let loaded = args.load()?;
-    let plan = plan::resolve(&loaded, &plan::capacity::discover(&loaded.manifest.target))?;
+    let plan = plan::resolve(
+        &loaded,
+        &plan::capacity::discover(&loaded.manifest.target, &crate::exec::gpus::NvidiaSmiProbe),
+    )?;
     // With sessions, each of `num_prompts` is a session of several requests.
     let unit = match loaded.manifest.dataset.kind {
         crate::manifest::DatasetKind::Sessions => "sessions",

@@ -76,6 +76,26 @@ impl GpuProbe for NvidiaSmiProbe {
     }
 }
 
+impl crate::plan::capacity::GpuDiscovery for NvidiaSmiProbe {
+    fn gpu_indices(&self) -> Result<Vec<u32>, String> {
+        // A wedged driver makes nvidia-smi hang: `vbench plan` must still answer.
+        let mut cmd = std::process::Command::new("nvidia-smi");
+        cmd.args(["--query-gpu=index", "--format=csv,noheader"]);
+        let out = super::probe::answer(cmd, DISCOVERY_LIMIT, &|| false)?;
+        out.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                l.trim()
+                    .parse()
+                    .map_err(|_| format!("unexpected nvidia-smi line {l:?}"))
+            })
+            .collect()
+    }
+}
+
+/// How long `nvidia-smi` may take to list the GPUs (it answers in well under a second).
+const DISCOVERY_LIMIT: Duration = Duration::from_secs(20);
+
 /// `GPU g: pid p (m MiB)` for each compute process on one of `gpus`; `None` when the probe
 /// cannot be asked (no nvidia-smi: sim or CPU targets).
 fn held(probe: &dyn GpuProbe, gpus: &[u32], stop: &dyn Fn() -> bool) -> Option<Vec<String>> {

@@ -24,32 +24,10 @@ pub trait GpuDiscovery {
     fn gpu_indices(&self) -> Result<Vec<u32>, String>;
 }
 
-/// Asks `nvidia-smi`.
-pub struct NvidiaSmi;
-
-impl GpuDiscovery for NvidiaSmi {
-    fn gpu_indices(&self) -> Result<Vec<u32>, String> {
-        // A wedged driver makes nvidia-smi hang: `vbench plan` must still answer.
-        let mut cmd = std::process::Command::new("nvidia-smi");
-        cmd.args(["--query-gpu=index", "--format=csv,noheader"]);
-        let out = crate::exec::probe::answer(cmd, DISCOVERY_LIMIT, &|| false)?;
-        out.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                l.trim()
-                    .parse()
-                    .map_err(|_| format!("unexpected nvidia-smi line {l:?}"))
-            })
-            .collect()
-    }
-}
-
-/// How long `nvidia-smi` may take to list the GPUs (it answers in well under a second).
-const DISCOVERY_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// Capacity of `target` on this host, discovering GPUs with nvidia-smi when asked to.
-pub fn discover(target: &Target) -> Capacity {
-    discover_with(target, &NvidiaSmi, host_cores())
+/// Capacity of `target` on this host, asking `gpus` for the GPUs when the manifest leaves
+/// them to discovery (`exec::gpus::NvidiaSmiProbe` asks nvidia-smi).
+pub fn discover(target: &Target, gpus: &dyn GpuDiscovery) -> Capacity {
+    discover_with(target, gpus, host_cores())
 }
 
 fn host_cores() -> u32 {

@@ -1037,7 +1037,10 @@ mod tests {
     /// A run folder started (plan.json written) for the manifest `text`.
     fn started_run(text: &str) -> (tempfile::TempDir, RunDir, Plan) {
         let loaded = crate::manifest::load_str(Path::new("t.toml"), text, &[]).unwrap();
-        let capacity = crate::plan::capacity::discover(&loaded.manifest.target);
+        let capacity = crate::plan::capacity::discover(
+            &loaded.manifest.target,
+            &crate::exec::gpus::NvidiaSmiProbe,
+        );
         let plan = crate::plan::resolve(&loaded, &capacity).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::create(dir.path(), "t", chrono::Local::now()).unwrap();

@@ -72,7 +72,10 @@ fn starter_manifest_from_init_plans() {
     let loaded =
         vbench::manifest::load_str(std::path::Path::new("experiments/demo.toml"), &text, &[])
             .unwrap();
-    let cap = vbench::plan::capacity::discover(&loaded.manifest.target);
+    let cap = vbench::plan::capacity::discover(
+        &loaded.manifest.target,
+        &vbench::exec::gpus::NvidiaSmiProbe,
+    );
     let p = vbench::plan::resolve(&loaded, &cap).unwrap();
     assert_eq!(p.experiment, "demo");
     assert_eq!(p.variants.len(), 4);
