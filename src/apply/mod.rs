@@ -352,6 +352,9 @@ pub async fn run(
         plan.cells.len(),
         run_dir.path().display()
     ));
+    if let Some(absent) = &plan.capacity.absent {
+        events.warning(&absent.warning());
+    }
     for v in &plan.skipped {
         events.warning(&format!(
             "{} ({}) is not run: it {}",

@@ -16,6 +16,34 @@ pub struct Capacity {
     pub cpu_cores: Option<u32>,
     /// Human explanation, e.g. `8 GPUs from nvidia-smi` or `target.gpus = [0, 1]`.
     pub source: String,
+    /// GPUs the manifest names (`target.gpus`, local CUDA) that nvidia-smi does not list on
+    /// this host, with what it lists: an instance placed on one cannot start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub absent: Option<AbsentGpus>,
+}
+
+/// GPUs named by the manifest but not on this host.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AbsentGpus {
+    pub named: Vec<u32>,
+    pub host_lists: Vec<u32>,
+}
+
+impl AbsentGpus {
+    /// What the user is told (by `plan` and `apply`).
+    pub fn warning(&self) -> String {
+        let list = |l: &[u32]| l.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        format!(
+            "target.gpus names GPU {}, which nvidia-smi does not list on this host (it lists {}): \
+             an instance placed there cannot start",
+            list(&self.named),
+            if self.host_lists.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("GPU {}", list(&self.host_lists))
+            }
+        )
+    }
 }
 
 /// Finds the GPUs of this host; behind a trait so the planner's tests need no GPU.
@@ -45,6 +73,7 @@ pub fn discover_with(target: &Target, gpus: &dyn GpuDiscovery, host_cores: u32) 
         };
         let slots = cores / target.cpu_cores_per_instance.max(1);
         return Capacity {
+            absent: None,
             gpus: Some(slots),
             cpu_cores: Some(cores),
             source: format!(
@@ -93,7 +122,27 @@ pub fn discover_with(target: &Target, gpus: &dyn GpuDiscovery, host_cores: u32) 
         gpus: count,
         cpu_cores: None,
         source,
+        absent: absent_gpus(target, gpus),
     }
+}
+
+/// The GPUs a local CUDA target names that this host does not have (`None` when it has them
+/// all, or cannot be asked: no nvidia-smi is not a verdict).
+fn absent_gpus(target: &Target, gpus: &dyn GpuDiscovery) -> Option<AbsentGpus> {
+    if target.backend != Backend::Local || target.accelerator != Accelerator::Cuda {
+        return None;
+    }
+    let named: Vec<u32> = match &target.gpus {
+        Gpus::List(l) => l.clone(),
+        Gpus::Count(n) => (0..*n).collect(),
+        Gpus::Auto => return None,
+    };
+    let host = gpus.gpu_indices().ok()?;
+    let absent: Vec<u32> = named.into_iter().filter(|g| !host.contains(g)).collect();
+    (!absent.is_empty()).then_some(AbsentGpus {
+        named: absent,
+        host_lists: host,
+    })
 }
 
 #[cfg(test)]
@@ -115,6 +164,49 @@ mod tests {
         let c = discover_with(&t, &Fake(Err("nvidia-smi could not run".into())), 2);
         assert_eq!(c.gpus, None);
         assert!(c.source.contains("not checked"));
+    }
+
+    #[test]
+    fn named_gpus_this_host_lacks_are_said_and_unknown_is_not_a_verdict() {
+        let t = Target {
+            backend: Backend::Local,
+            accelerator: Accelerator::Cuda,
+            gpus: Gpus::List(vec![0, 1]),
+            ..Target::default()
+        };
+        let c = discover_with(&t, &Fake(Ok(vec![0])), 2);
+        assert_eq!(c.gpus, Some(2), "the manifest's word stands");
+        assert_eq!(
+            c.absent.unwrap().warning(),
+            "target.gpus names GPU 1, which nvidia-smi does not list on this host (it lists \
+             GPU 0): an instance placed there cannot start"
+        );
+        let none = discover_with(&t, &Fake(Ok(vec![])), 2).absent.unwrap();
+        assert!(
+            none.warning().contains("GPU 0, 1, which") && none.warning().contains("lists none")
+        );
+        assert_eq!(discover_with(&t, &Fake(Ok(vec![0, 1, 2])), 2).absent, None);
+        assert_eq!(
+            discover_with(&t, &Fake(Err("no nvidia-smi".into())), 2).absent,
+            None
+        );
+        let count = Target {
+            gpus: Gpus::Count(3),
+            ..t.clone()
+        };
+        assert_eq!(
+            discover_with(&count, &Fake(Ok(vec![0, 1])), 2)
+                .absent
+                .unwrap()
+                .named,
+            [2]
+        );
+        // The simulator and Slurm nodes are not this host's GPUs.
+        let sim = Target {
+            backend: Backend::Sim,
+            ..t.clone()
+        };
+        assert_eq!(discover_with(&sim, &Fake(Ok(vec![])), 2).absent, None);
     }
 
     #[test]

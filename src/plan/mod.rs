@@ -205,6 +205,7 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
     check_experiment(loaded, &mut warnings)?;
     let variants = expand::variants(loaded)?;
     warn_of_literal_secrets(m, &variants, &mut warnings);
+    warnings.extend(capacity.absent.as_ref().map(|a| a.warning()));
 
     // A variant larger than the target is left out and named (a manifest may keep a 2P1D
     // beside variants that fit two GPUs); when none fits, the manifest cannot run here.

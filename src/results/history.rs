@@ -262,6 +262,7 @@ mod tests {
         let loaded: LoadedManifest =
             crate::manifest::load(Path::new("experiments/sim-demo.toml"), &sets).unwrap();
         let capacity = Capacity {
+            absent: None,
             gpus: None,
             cpu_cores: None,
             source: "test".into(),

@@ -89,26 +89,18 @@ fn component_ports(run: &Path) -> Vec<u16> {
     ports
 }
 
-/// No process is left holding any component port, and none has the run's ports on its
-/// command line.
+/// No process of the run is left: none carries the run's mark in its environment (every
+/// process vbench starts does, and vLLM's children inherit it). Ports cannot tell: once the
+/// run has ended, another test's run may take the same ports at once.
 fn assert_no_orphans(run: &Path) {
-    let ports = component_ports(run);
-    assert!(!ports.is_empty());
+    assert!(
+        !component_ports(run).is_empty(),
+        "the run started components"
+    );
+    let lock = vbench::results::rundir::RunDir::open(run).lock().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let mut alive = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if !(cmd.contains("sim-serve") || cmd.contains(" proxy ")) {
-                continue;
-            }
-            if ports.iter().any(|p| cmd.contains(&format!("--port {p} "))) {
-                alive.push(cmd);
-            }
-        }
+        let alive = vbench::exec::leftovers::find(lock.mark());
         if alive.is_empty() {
             return;
         }
@@ -581,6 +573,7 @@ fn fake_gpu_target(tmp: &Path, name: &str, apps: &str) -> (PathBuf, String) {
          case \"$(tr '\\0' ' ' < $d/cmdline 2>/dev/null)\" in *'{profile}'*) ours=\"$ours ${{d#/proc/}}\" ;; esac; \
          done; {apps} ;;\n\
          *query-gpu=index,uuid*) echo '0, GPU-fake-0' ;;\n\
+         *query-gpu=index\\ *) echo 0 ;;\n\
          *clocks_event_reasons*) echo '0, 93, 1215, 1980, 655.5, 91, 120000, 0x0000000000000044'; \
          echo '1, 0, 345, 1980, 75, 30, 0, 0x0000000000000001' ;;\n\
          *) exit 9 ;;\n\
@@ -681,6 +674,31 @@ fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
         ),
         "{md}"
     );
+}
+
+/// A GPU the manifest names but this host lacks is said before anything starts (`plan` and
+/// `apply`): an instance placed there would fail only after its launch.
+#[test]
+fn a_named_gpu_this_host_lacks_is_said_before_anything_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, search_path) = fake_gpu_target(tmp.path(), "absent", "exit 0");
+    let warning = "target.gpus names GPU 3, which nvidia-smi does not list on this host (it \
+                   lists GPU 0): an instance placed there cannot start";
+    let plan = Command::new(BIN)
+        .args(["plan", path.to_str().unwrap(), "--set", "target.gpus=[3]"])
+        .env("PATH", &search_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&plan.stderr);
+    assert!(plan.status.success(), "{stderr}");
+    assert!(stderr.contains(warning), "{stderr}");
+    // The GPU the host has: nothing to say.
+    let plan = Command::new(BIN)
+        .args(["plan", path.to_str().unwrap()])
+        .env("PATH", &search_path)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&plan.stderr).contains("does not list"));
 }
 
 /// A driver that stops answering once the deployment is gone (`nvidia-smi` hangs in the GPU

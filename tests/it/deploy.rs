@@ -70,6 +70,7 @@ fn describe(specs: &[DeploymentSpec]) -> String {
 #[test]
 fn qwen_pd_on_eight_gpus() {
     let cap = Capacity {
+        absent: None,
         gpus: Some(8),
         cpu_cores: None,
         source: "test".into(),
@@ -84,6 +85,7 @@ fn qwen_pd_on_eight_gpus() {
 #[test]
 fn cpu_tiny_pins_cores_and_uses_cpu_kv_buffer() {
     let cap = Capacity {
+        absent: None,
         gpus: Some(2),
         cpu_cores: Some(2),
         source: "test".into(),
@@ -120,6 +122,7 @@ fn cpu_tiny_pins_cores_and_uses_cpu_kv_buffer() {
 #[test]
 fn sim_backend_runs_vbench_subcommands() {
     let cap = Capacity {
+        absent: None,
         gpus: Some(8),
         cpu_cores: None,
         source: "test".into(),
@@ -145,6 +148,7 @@ fn sim_backend_runs_vbench_subcommands() {
 #[test]
 fn vllm_router_proxy_disables_retries() {
     let cap = Capacity {
+        absent: None,
         gpus: Some(8),
         cpu_cores: None,
         source: "test".into(),
@@ -180,6 +184,7 @@ fn template_override_changes_the_command() {
     let path = dir.path().join("m.toml");
     std::fs::write(&path, text).unwrap();
     let cap = Capacity {
+        absent: None,
         gpus: Some(8),
         cpu_cores: None,
         source: "test".into(),
@@ -201,6 +206,7 @@ fn template_override_changes_the_command() {
 #[test]
 fn h200_distserve_runs_vllm_as_a_module_with_the_site_env() {
     let cap = Capacity {
+        absent: None,
         gpus: Some(2),
         cpu_cores: None,
         source: "test".into(),
@@ -248,6 +254,7 @@ fn h200_distserve_runs_vllm_as_a_module_with_the_site_env() {
 #[test]
 fn vllm_bin_as_a_plain_program_and_model_ids_pass_unchanged() {
     let cap = Capacity {
+        absent: None,
         gpus: Some(8),
         cpu_cores: None,
         source: "test".into(),
@@ -277,6 +284,7 @@ fn vllm_bin_as_a_plain_program_and_model_ids_pass_unchanged() {
 #[test]
 fn lmcache_proxy_gets_the_decoder_buffer_in_chunk_slots() {
     let cap = Capacity {
+        absent: None,
         gpus: Some(2),
         cpu_cores: None,
         source: "test".into(),

@@ -34,6 +34,7 @@ decode = { instances = 1, tp = 1 }
 
 fn capacity() -> Capacity {
     Capacity {
+        absent: None,
         gpus: Some(4),
         cpu_cores: None,
         source: "target.gpus = 4".into(),
@@ -49,6 +50,7 @@ fn error_of(text: &str) -> ManifestError {
     };
     let cap = match loaded.manifest.target.gpus {
         manifest::Gpus::Count(n) => Capacity {
+            absent: None,
             gpus: Some(n),
             ..capacity()
         },

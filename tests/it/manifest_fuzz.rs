@@ -21,6 +21,7 @@ fn experiments() -> Vec<String> {
 /// Parse and plan; any outcome but a panic is fine, and an error must carry a location.
 fn check(text: &str, sets: &[String]) {
     let cap = Capacity {
+        absent: None,
         gpus: Some(4),
         cpu_cores: None,
         source: "fuzz".into(),

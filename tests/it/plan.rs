@@ -8,6 +8,7 @@ use vbench::plan::{self, Capacity};
 
 fn eight_gpus() -> Capacity {
     Capacity {
+        absent: None,
         gpus: Some(8),
         cpu_cores: None,
         source: "target.gpus = 8".into(),
@@ -35,6 +36,7 @@ fn sim_demo_plan_table() {
 #[test]
 fn cpu_tiny_plan_table() {
     let cap = Capacity {
+        absent: None,
         gpus: Some(2),
         cpu_cores: Some(2),
         source: "2 CPU cores on this host, 1 per instance: 2 instance slots".into(),
@@ -47,6 +49,7 @@ fn cpu_tiny_plan_table() {
 #[test]
 fn slurm_plan_table_places_every_instance_on_a_node() {
     let cap = Capacity {
+        absent: None,
         gpus: Some(24),
         cpu_cores: None,
         source: "slurm: 3 nodes x 8 GPUs".into(),

@@ -325,6 +325,7 @@ mode = "simple"
 fn refused(text: &str, needle: &str, message: &str) {
     let loaded = vbench::manifest::load_str(Path::new("m.toml"), text, &[]).unwrap();
     let capacity = vbench::plan::Capacity {
+        absent: None,
         gpus: Some(8),
         cpu_cores: None,
         source: "test".into(),
@@ -345,6 +346,7 @@ fn refused(text: &str, needle: &str, message: &str) {
 fn sessions_manifests_are_checked_with_located_errors() {
     let ok = vbench::manifest::load_str(Path::new("m.toml"), MANIFEST, &[]).unwrap();
     let capacity = vbench::plan::Capacity {
+        absent: None,
         gpus: Some(8),
         cpu_cores: None,
         source: "test".into(),

@@ -32,6 +32,7 @@ mode = "simple"
 
 fn capacity() -> Capacity {
     Capacity {
+        absent: None,
         gpus: Some(8),
         cpu_cores: None,
         source: "test".into(),
