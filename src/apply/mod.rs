@@ -604,17 +604,22 @@ fn stop_leftovers(mark: &str, grace: Duration, events: &dyn Events) -> anyhow::R
 }
 
 /// The error `apply` ends with for an outcome that is not complete (`None` when complete).
+/// Both say how to go on: `--resume` measures only what is missing.
 pub fn outcome_error(outcome: &Outcome, run_dir: &RunDir) -> Option<anyhow::Error> {
+    let run = run_dir.path().display();
+    let resume = format!(
+        "`vbench apply` with the same manifest and --set options and `--resume {run}` runs \
+         only what is missing"
+    );
     match outcome {
         Outcome::Complete => None,
         Outcome::VariantsFailed(ids) => Some(anyhow!(
-            "{} variant(s) failed: {} (see their logs/ under {})",
+            "{} variant(s) failed: {} (see their logs/ under {run}); once fixed, {resume}",
             ids.len(),
             ids.join(", "),
-            run_dir.path().display()
         )),
         Outcome::Interrupted => Some(anyhow!(
-            "interrupted: every process stopped; results written so far are kept"
+            "interrupted: every process stopped; results written so far are kept; {resume}"
         )),
     }
 }
