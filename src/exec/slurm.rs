@@ -241,8 +241,8 @@ pub fn signal_steps(job_id: &str, name: &str, signal: &str) -> anyhow::Result<()
     for (step, _) in steps {
         let mut scancel = Command::new("scancel");
         scancel.args([&format!("--signal={signal}"), &step]);
-        super::probe::output(scancel, QUERY_LIMIT, &|| false)
-            .with_context(|| format!("scancel --signal={signal} {step} failed"))?;
+        super::probe::answer(scancel, QUERY_LIMIT, &|| false)
+            .map_err(|why| anyhow::anyhow!("scancel --signal={signal} {step}: {why}"))?;
     }
     Ok(())
 }
@@ -255,12 +255,8 @@ const QUERY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 fn steps_named(job_id: &str, names: &[&str]) -> anyhow::Result<Vec<(String, String)>> {
     let mut squeue = Command::new("squeue");
     squeue.args(["-h", "-s", "-j", job_id, "-o", "%i %j"]);
-    let out = super::probe::output(squeue, QUERY_LIMIT, &|| false).with_context(|| {
-        format!(
-            "squeue -s -j {job_id} failed or gave no answer within {} s",
-            QUERY_LIMIT.as_secs()
-        )
-    })?;
+    let out = super::probe::answer(squeue, QUERY_LIMIT, &|| false)
+        .map_err(|why| anyhow::anyhow!("squeue -s -j {job_id}: {why}"))?;
     Ok(out
         .lines()
         .filter_map(|l| l.trim().split_once(' '))
