@@ -50,6 +50,13 @@ pub struct Options {
     pub resume: Option<PathBuf>,
 }
 
+impl Options {
+    /// Whether `--only` lets variant `id` run.
+    pub fn selects(&self, id: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == id)
+    }
+}
+
 /// What the user sees of a run; the command prints it. Lines that start with two spaces
 /// belong to the variant announced last.
 pub trait Events: Sync {
@@ -87,6 +94,9 @@ pub enum Outcome {
     VariantsFailed(Vec<String>),
     /// Stopped by a signal; results written so far are kept.
     Interrupted,
+    /// Stopped because the results' file system filled up (`why`); results written so far are
+    /// kept, and the variants named failed.
+    DiskFull { why: String, failed: Vec<String> },
 }
 
 /// Why one variant stopped early.
@@ -192,8 +202,60 @@ fn cell_bytes(requests: u64, output_tokens: u64) -> u64 {
     requests * (1024 + 2 * 24 * output_tokens) + (1 << 20)
 }
 
+/// What the variants in `ids` may write: in all, and the largest single cell (the size of the
+/// run's disk reserve).
+struct DiskNeed {
+    total: u64,
+    largest_cell: u64,
+}
+
+fn disk_need(loaded: &LoadedManifest, plan: &Plan, ids: &dyn Fn(&str) -> bool) -> DiskNeed {
+    // Unknown output lengths (ShareGPT) are taken as long ones.
+    let output = u64::from(loaded.manifest.dataset.output_len.unwrap_or(1024));
+    let cells: Vec<u64> = match &plan.search {
+        // A search has no planned cells: every variant may spend its whole budget.
+        Some(s) => plan
+            .variants
+            .iter()
+            .filter(|v| ids(&v.id))
+            .flat_map(|_| {
+                (0..s.max_batches_total()).map(|_| cell_bytes(u64::from(s.batch), output))
+            })
+            .collect(),
+        None => plan
+            .cells
+            .iter()
+            .filter(|c| ids(&c.variant_id))
+            .map(|c| cell_bytes(u64::from(c.requests), output))
+            .collect(),
+    };
+    DiskNeed {
+        total: cells.iter().sum(),
+        // Never more than the largest result vbench would read back.
+        largest_cell: cells
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .min(crate::results::store::MAX_RESULT_BYTES),
+    }
+}
+
+/// `Some(why)` when the file system of `dir` has less than `need` bytes free.
+fn short_of_space(dir: &Path, need: u64, what: &str) -> Option<String> {
+    let free = crate::results::store::free_bytes(dir)?;
+    (free < need).then(|| {
+        format!(
+            "{} has {} MiB free; {what} need about {} MiB of results and metrics",
+            dir.display(),
+            free >> 20,
+            need.div_ceil(1 << 20)
+        )
+    })
+}
+
 /// Before anything is launched: the results folder (or the run folder being resumed) takes
-/// new files, and its file system has room for the planned cells.
+/// new files, and its file system has room for the planned cells and the run's disk reserve.
 pub fn check_results_folder(
     options: &Options,
     loaded: &LoadedManifest,
@@ -204,31 +266,9 @@ pub fn check_results_folder(
         None => options.results.join(&plan.experiment),
     };
     crate::results::store::check_writable(&dir)?;
-    // Unknown output lengths (ShareGPT) are taken as long ones.
-    let output = u64::from(loaded.manifest.dataset.output_len.unwrap_or(1024));
-    let selected = |id: &str| options.only.is_empty() || options.only.iter().any(|o| o == id);
-    let need: u64 = match &plan.search {
-        // A search has no planned cells: every variant may spend its whole budget.
-        Some(s) => {
-            let variants = plan.variants.iter().filter(|v| selected(&v.id)).count() as u64;
-            variants * s.max_batches_total() * cell_bytes(u64::from(s.batch), output)
-        }
-        None => plan
-            .cells
-            .iter()
-            .filter(|c| selected(&c.variant_id))
-            .map(|c| cell_bytes(u64::from(c.requests), output))
-            .sum(),
-    };
-    if let Some(free) = crate::results::store::free_bytes(&dir) {
-        if free < need {
-            bail!(
-                "{} has {} MiB free; the planned cells need about {} MiB of results and metrics",
-                dir.display(),
-                free >> 20,
-                need.div_ceil(1 << 20)
-            );
-        }
+    let need = disk_need(loaded, plan, &|id| options.selects(id));
+    if let Some(why) = short_of_space(&dir, need.total + need.largest_cell, "the planned cells") {
+        bail!("{why}");
     }
     Ok(())
 }
@@ -341,6 +381,7 @@ pub async fn run(
             }
         }
     };
+    let reserve = hold_reserve(&run_dir, loaded, plan, options, events);
     let vbench_bin = vbench_exe()?;
     // Everything launched from here on is registered with the reaper, which stops it should
     // this process die before its own teardown (SIGKILL, the OOM killer).
@@ -446,9 +487,10 @@ pub async fn run(
     let selected: Vec<&Variant> = plan
         .variants
         .iter()
-        .filter(|v| options.only.is_empty() || options.only.contains(&v.id))
+        .filter(|v| options.selects(&v.id))
         .collect();
     let mut stopped = false;
+    let mut disk_full = None;
     for (i, variant) in selected.iter().enumerate() {
         if interrupted.requested() {
             stopped = true;
@@ -473,6 +515,13 @@ pub async fn run(
             variant_dir.clear_failed()?;
             continue;
         }
+        // A disk filled by something else since the start: better said now than after
+        // minutes of start-up.
+        let need = disk_need(loaded, plan, &|id| id == variant.id);
+        if let Some(why) = short_of_space(run_dir.path(), need.total, "its cells") {
+            disk_full = Some(why);
+            break;
+        }
         variant_dir.create()?;
         let attempt = variant_dir.next_attempt(chrono::Local::now());
         let run = variant::VariantRun {
@@ -488,6 +537,7 @@ pub async fn run(
             probe: probe.clone(),
             events,
             simulated,
+            reserve: reserve.as_ref(),
         };
         match run.run(&mut ports, &mut interrupted).await {
             Ok(()) => variant_dir.clear_failed()?,
@@ -499,18 +549,48 @@ pub async fn run(
                 events.info(&format!("  variant {} failed: {e:#}", variant.id));
                 let _ = variant_dir.write_failed(&attempt, &format!("{e:#}"));
                 failed.push(variant.id.clone());
+                // Every later variant would start only to find no room for its results.
+                if crate::results::store::is_disk_full(&e) {
+                    disk_full = Some(format!("{e:#}"));
+                    break;
+                }
             }
         }
     }
+    drop(reserve);
     environment.settle().await?;
     let outcome = if stopped {
         Outcome::Interrupted
+    } else if let Some(why) = disk_full {
+        Outcome::DiskFull { why, failed }
     } else if failed.is_empty() {
         Outcome::Complete
     } else {
         Outcome::VariantsFailed(failed)
     };
     Ok((run_dir, outcome))
+}
+
+/// The run's disk reserve: room for its largest cell's result, so the cell measured when the
+/// disk fills is still written (`None`, said, when the file system cannot allocate it).
+fn hold_reserve(
+    run_dir: &RunDir,
+    loaded: &LoadedManifest,
+    plan: &Plan,
+    options: &Options,
+    events: &dyn Events,
+) -> Option<crate::results::store::SpaceReserve> {
+    let bytes = disk_need(loaded, plan, &|id| options.selects(id)).largest_cell;
+    match run_dir.hold_reserve(bytes) {
+        Ok(reserve) => Some(reserve),
+        Err(e) => {
+            events.warning(&format!(
+                "no disk space held in reserve ({e:#}): should the disk fill during the run, \
+                 the cell being measured then is lost"
+            ));
+            None
+        }
+    }
 }
 
 /// The run's environment record, written as soon as the vLLM version probe (started in the
@@ -621,5 +701,15 @@ pub fn outcome_error(outcome: &Outcome, run_dir: &RunDir) -> Option<anyhow::Erro
         Outcome::Interrupted => Some(anyhow!(
             "interrupted: every process stopped; results written so far are kept; {resume}"
         )),
+        Outcome::DiskFull { why, failed } => {
+            let failed = match failed.as_slice() {
+                [] => String::new(),
+                ids => format!(" ({} failed: {})", ids.len(), ids.join(", ")),
+            };
+            Some(anyhow!(
+                "the run stopped: no room for its results{failed}: {why}; every process \
+                 stopped and every result written so far is kept; once that file system has room, {resume}"
+            ))
+        }
     }
 }

@@ -24,6 +24,7 @@ use crate::manifest::{LoadedManifest, Mode, ProxyKind, StartOrder};
 use crate::plan::search::{batch_file_name, SearchSpec};
 use crate::plan::{Cell, Pace, Plan, RoleKind, Variant};
 use crate::results::rundir::{Attempt, CellTiming, VariantDir, VariantTiming};
+use crate::results::store::{is_disk_full, DiskFull, SpaceReserve};
 
 /// The grace period at teardown for a component known to be dead (it logged a fatal line or
 /// its `/health` hung): vLLM's API server can outlive its engine and ignore SIGTERM, and
@@ -55,6 +56,8 @@ pub(crate) struct VariantRun<'a> {
     pub probe: std::sync::Arc<dyn GpuProbe>,
     pub events: &'a dyn Events,
     pub simulated: bool,
+    /// The run's disk reserve, given up for a result that finds the disk full.
+    pub reserve: Option<&'a SpaceReserve>,
 }
 
 impl VariantRun<'_> {
@@ -548,13 +551,23 @@ impl VariantRun<'_> {
                 kv_wait_timeouts: (kv_waits_before, kv_waits_after),
             },
         );
-        self.dir.write_result(cell, &result)?;
+        let into_reserve = self.write_result(cell, &result)?;
         self.events.info(&cell_line(
             cell,
             &result,
             &self.loaded.manifest.slo,
             t0.elapsed(),
         ));
+        if into_reserve {
+            return Err(VariantError::Failed(anyhow::Error::new(DiskFull {
+                dir: self.dir.path().to_path_buf(),
+                what: format!(
+                    "the result of {} was written into the space vbench held in reserve, and \
+                     the run stops there",
+                    cell.pace
+                ),
+            })));
+        }
         let client = &result.vbench.client;
         if client.client_fell_behind {
             self.events.warning(&format!(
@@ -564,6 +577,26 @@ impl VariantRun<'_> {
             ));
         }
         Ok(result)
+    }
+
+    /// Write a cell's result; `true` when the disk was full and it went into the space the
+    /// run held in reserve (the run must stop: there is no reserve left).
+    fn write_result(&self, cell: &Cell, result: &RunResult) -> Result<bool, VariantError> {
+        match self.dir.write_result(cell, result) {
+            Ok(_) => Ok(false),
+            Err(e) if is_disk_full(&e) && self.reserve.is_some_and(SpaceReserve::release) => {
+                self.dir.write_result(cell, result).map_err(|again| {
+                    again.context(format!(
+                        "no room for the result of {} even in the space vbench held in \
+                         reserve ({} MiB): it is lost",
+                        cell.pace,
+                        self.reserve.map_or(0, |r| r.bytes() >> 20)
+                    ))
+                })?;
+                Ok(true)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// What the servers and GPUs did during the cell, into its result with the warnings it

@@ -157,6 +157,7 @@ fn run_json(
         Outcome::Complete => ("complete", Vec::new()),
         Outcome::VariantsFailed(ids) => ("variants_failed", ids.clone()),
         Outcome::Interrupted => ("interrupted", Vec::new()),
+        Outcome::DiskFull { failed, .. } => ("disk_full", failed.clone()),
     };
     let cells: Vec<serde_json::Value> = plan
         .cells

@@ -79,6 +79,90 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
+/// Whether `err` comes from a file system that is full or a disk quota that is spent
+/// (`ENOSPC`, `EDQUOT` anywhere in its chain), or is a [`DiskFull`].
+pub fn is_disk_full(err: &anyhow::Error) -> bool {
+    use std::io::ErrorKind;
+    let full = |kind: ErrorKind| matches!(kind, ErrorKind::StorageFull | ErrorKind::QuotaExceeded);
+    err.chain().any(|e| {
+        e.is::<DiskFull>()
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| full(io.kind()))
+            // serde_json keeps the io error's kind but does not chain to it.
+            || e.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                .is_some_and(full)
+    })
+}
+
+/// The results' file system is full; `what` says what was kept and what was not.
+#[derive(Debug, thiserror::Error)]
+#[error("the file system of {} is full: {what}", dir.display())]
+pub struct DiskFull {
+    pub dir: std::path::PathBuf,
+    pub what: String,
+}
+
+/// Space held on a file system for the one write a full disk must not cost: a result just
+/// measured. The file is allocated up front (`posix_fallocate`, so the blocks are taken, not
+/// just promised); when a write finds the disk full, [`SpaceReserve::release`] gives them back
+/// for that write. Removed when dropped. Best effort on file systems that compress or
+/// deduplicate zeros, where an allocation may hold less than its size.
+#[derive(Debug)]
+pub struct SpaceReserve {
+    path: std::path::PathBuf,
+    bytes: u64,
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl SpaceReserve {
+    /// Allocate `bytes` at `path` (a stale reserve left there by a killed process is
+    /// replaced).
+    pub fn hold(path: &Path, bytes: u64) -> anyhow::Result<SpaceReserve> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        let len = libc::off_t::try_from(bytes).context("reserve size")?;
+        // SAFETY: allocating blocks for a file descriptor we own; returns an errno value.
+        let code = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+        if code != 0 {
+            let _ = std::fs::remove_file(path);
+            return Err(
+                anyhow::Error::new(std::io::Error::from_raw_os_error(code)).context(format!(
+                    "reserving {} MiB at {}",
+                    bytes >> 20,
+                    path.display()
+                )),
+            );
+        }
+        Ok(SpaceReserve {
+            path: path.to_path_buf(),
+            bytes,
+            held: std::sync::atomic::AtomicBool::new(true),
+        })
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Free the reserved space; `true` the first time (when there was space to give back).
+    pub fn release(&self) -> bool {
+        self.held.swap(false, std::sync::atomic::Ordering::SeqCst)
+            && std::fs::remove_file(&self.path).is_ok()
+    }
+}
+
+impl Drop for SpaceReserve {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// Check that files can be created in `dir` (creating it if needed), by creating one.
 pub fn check_writable(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -162,5 +246,38 @@ mod tests {
         assert_eq!(back["a"], 1);
         // no temp files left behind
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_reserve_takes_its_blocks_and_gives_them_back_once() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".reserve");
+        let reserve = SpaceReserve::hold(&path, 3 << 20).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.len(), 3 << 20);
+        assert!(meta.blocks() * 512 >= 3 << 20, "allocated, not sparse");
+        assert!(reserve.release());
+        assert!(!path.exists());
+        assert!(!reserve.release(), "only once");
+        let again = SpaceReserve::hold(&path, 1 << 20).unwrap();
+        drop(again);
+        assert!(!path.exists(), "removed when dropped");
+    }
+
+    #[test]
+    fn a_full_disk_is_recognised_through_context_and_serde() {
+        let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let e = anyhow::Error::new(serde_json::Error::io(enospc)).context("writing r.json");
+        assert!(is_disk_full(&e));
+        let quota = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EDQUOT));
+        assert!(is_disk_full(&quota.context("x")));
+        let other = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(!is_disk_full(&other));
+        let typed = anyhow::Error::new(DiskFull {
+            dir: "/r".into(),
+            what: "x".into(),
+        });
+        assert!(is_disk_full(&typed.context("y")));
     }
 }

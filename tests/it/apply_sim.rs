@@ -1366,6 +1366,8 @@ fn leftovers_of_a_run_whose_reaper_died_too_are_found_by_clean_and_resume() {
     );
     let partial = run.join("nixl-p1d1-tp1x1-779daf/.vbench-partial-Ab12Cd");
     std::fs::write(&partial, "half a result").unwrap();
+    let reserve = run.join(".space-reserve");
+    assert!(reserve.is_file(), "the killed apply's disk reserve stays");
     let result = run.join("nixl-p1d1-tp1x1-779daf/vllm-20qps.json");
     let result_bytes = std::fs::read(&result).unwrap();
 
@@ -1388,6 +1390,7 @@ fn leftovers_of_a_run_whose_reaper_died_too_are_found_by_clean_and_resume() {
         );
     }
     assert!(listed.contains("would remove") && listed.contains(".vbench-partial-Ab12Cd"));
+    assert!(listed.contains(".space-reserve"), "{listed}");
     assert_eq!(component_count(&run), 3, "a dry run stops nothing");
     let cleaned = clean(&[]);
     // Ours, and any write the SIGKILL cut short (a metrics sample being saved).
@@ -1397,7 +1400,7 @@ fn leftovers_of_a_run_whose_reaper_died_too_are_found_by_clean_and_resume() {
         "{cleaned}"
     );
     assert_no_orphans(&run);
-    assert!(!partial.exists());
+    assert!(!partial.exists() && !reserve.exists());
     assert_eq!(std::fs::read(&result).unwrap(), result_bytes);
     assert!(clean(&[]).contains("nothing left behind"));
 
@@ -1422,6 +1425,10 @@ fn leftovers_of_a_run_whose_reaper_died_too_are_found_by_clean_and_resume() {
         "{stderr}"
     );
     assert!(run.join("nixl-p1d1-tp1x1-779daf/vllm-3qps.json").is_file());
+    assert!(
+        !reserve.exists(),
+        "the resume replaced the killed one's reserve, then removed it"
+    );
     assert_no_orphans(&run);
 }
 
@@ -1676,6 +1683,112 @@ fn results_that_cannot_be_written_are_bad_input_before_any_launch() {
         .unwrap()
         .count();
     assert_eq!(runs, 0, "no run folder");
+}
+
+/// A disk that fills during a run (something else wrote to it) costs no measured cell: the
+/// cell being measured is written into the space the run held in reserve, the run stops
+/// before its next variant with every process stopped, and a resume, once there is room,
+/// measures only what is missing. The results live on a 24 MiB tmpfs, mounted in a private
+/// mount namespace (`unshare`), which a `dd` fills after the second variant's first result.
+#[test]
+fn a_disk_that_fills_mid_run_loses_no_measured_cell_and_stops_the_run() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mnt, out) = (tmp.path().join("mnt"), tmp.path().join("out"));
+    std::fs::create_dir_all(out.join("results")).unwrap();
+    std::fs::create_dir_all(&mnt).unwrap();
+    let sets = [
+        "load.rates=[10, 20, 40]",
+        "load.num_prompts=40",
+        "load.warmup=0",
+    ];
+    let ids = planned_ids(&sets);
+    let only: Vec<&str> = ids[..3].iter().flat_map(|id| ["--only", id]).collect();
+    let (tp1, tp2, third) = (&ids[0], &ids[1], &ids[2]);
+    let run_apply = apply(&mnt, &sets, &only);
+    let script = r#"
+        set -u
+        R=$1; OUT=$2; shift 2
+        mount -t tmpfs -o size=24m vbench-full "$R" || exit 97
+        "$@" 2>"$OUT/stderr" &
+        pid=$!
+        while kill -0 $pid 2>/dev/null && ! ls "$R"/sim-demo/*/simple-tp2-*/vllm-10qps.json >/dev/null 2>&1; do
+            sleep 0.02
+        done
+        dd if=/dev/zero of="$R/fill" bs=64k 2>/dev/null
+        wait $pid; echo $? >"$OUT/rc"
+        rm -f "$R/fill"
+        cp -a "$R/." "$OUT/results/"
+    "#;
+    let status = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(&mnt)
+        .arg(&out)
+        .arg(run_apply.get_program())
+        .args(run_apply.get_args())
+        .env("NO_COLOR", "1")
+        .status()
+        .expect("unshare (util-linux) runs");
+    assert!(status.success(), "the namespace script failed: {status}");
+    let stderr = std::fs::read_to_string(out.join("stderr")).unwrap();
+    let rc = std::fs::read_to_string(out.join("rc")).unwrap();
+    assert_eq!(rc.trim(), "1", "{stderr}");
+    assert!(
+        stderr.contains("was written into the space vbench held in reserve")
+            && stderr.contains("the run stopped: no room for its results")
+            && stderr.contains("--resume"),
+        "{stderr}"
+    );
+    let run = run_dir(&out.join("results"));
+    // Every cell that was measured says where it went, and is there.
+    let written: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(" req/s: "))
+        .filter_map(|l| l.split("→ ").nth(1))
+        .collect();
+    assert_eq!(
+        written.len(),
+        5,
+        "three of {tp1}, and of {tp2} one before the fill and one into the reserve: {stderr}"
+    );
+    for (variant, rate) in [(tp1, 10), (tp1, 20), (tp1, 40), (tp2, 10), (tp2, 20)] {
+        assert!(
+            run.join(format!("{variant}/vllm-{rate}qps.json")).is_file(),
+            "{variant} at {rate} req/s: {stderr}"
+        );
+    }
+    assert!(!run.join(format!("{tp2}/vllm-40qps.json")).exists());
+    assert!(
+        !run.join(third).exists(),
+        "the third variant never started: {stderr}"
+    );
+    assert!(!run.join(".space-reserve").exists(), "the reserve is gone");
+    assert_no_orphans(&run);
+
+    // With room again: only what is missing runs.
+    let resumed = apply(&out.join("results"), &sets, &only)
+        .arg("--resume")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    let measured = stderr
+        .lines()
+        .filter(|l| l.contains(" req/s: ") && l.contains("→ "))
+        .count();
+    assert_eq!(measured, 1 + 3, "{stderr}");
+    assert_eq!(stderr.matches("already measured, skipped").count(), 2);
+    assert!(run.join(format!("{tp2}/vllm-40qps.json")).is_file());
+    assert!(!run.join(format!("{tp2}/FAILED.txt")).exists());
 }
 
 /// Each attempt records how long it took (`timing.json`); `vbench plan` then estimates the
