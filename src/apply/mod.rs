@@ -707,7 +707,7 @@ pub fn outcome_error(outcome: &Outcome, run_dir: &RunDir) -> Option<anyhow::Erro
                 ids => format!(" ({} failed: {})", ids.len(), ids.join(", ")),
             };
             Some(anyhow!(
-                "the run stopped: no room for its results{failed}: {why}; every process \
+                "the run stopped: the results disk is full{failed}: {why}; every process \
                  stopped and every result written so far is kept; once that file system has room, {resume}"
             ))
         }

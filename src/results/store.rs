@@ -97,7 +97,7 @@ pub fn is_disk_full(err: &anyhow::Error) -> bool {
 
 /// The results' file system is full; `what` says what was kept and what was not.
 #[derive(Debug, thiserror::Error)]
-#[error("the file system of {} is full: {what}", dir.display())]
+#[error("no space left on the file system of {}: {what}", dir.display())]
 pub struct DiskFull {
     pub dir: std::path::PathBuf,
     pub what: String,

@@ -1743,7 +1743,7 @@ fn a_disk_that_fills_mid_run_loses_no_measured_cell_and_stops_the_run() {
     assert_eq!(rc.trim(), "1", "{stderr}");
     assert!(
         stderr.contains("was written into the space vbench held in reserve")
-            && stderr.contains("the run stopped: no room for its results")
+            && stderr.contains("the run stopped: the results disk is full")
             && stderr.contains("--resume"),
         "{stderr}"
     );
