@@ -352,6 +352,10 @@ pub async fn run(
     // Everything but vLLM's version now: that probe imports vLLM (20-30 s on a GPU host), so
     // it runs while the first variant starts, and environment.json follows when it answers.
     let env = Environment::collect(&loaded.path, simulated, &move || stop.requested());
+    let stop = interrupted.clone();
+    let _gpus = claim_gpus(options, loaded, plan, probe.as_ref(), &move || {
+        stop.requested()
+    })?;
     let (run_dir, lock, attempt) = match &options.resume {
         Some(dir) => {
             let run_dir = RunDir::open(dir);
@@ -404,10 +408,7 @@ pub async fn run(
     }
 
     let vbench_bin = vbench_bin.display().to_string();
-    let gpu_pool: Vec<u32> = match &m.target.gpus {
-        manifest::Gpus::List(l) => l.clone(),
-        _ => (0..plan.capacity.gpus.unwrap_or(0)).collect(),
-    };
+    let gpu_pool = gpu_pool(m, plan);
     let cpu_pool: Vec<u32> = match &m.target.cpus {
         Some(l) => l.clone(),
         None => (0..plan.capacity.cpu_cores.unwrap_or(0)).collect(),
@@ -569,6 +570,46 @@ pub async fn run(
         Outcome::VariantsFailed(failed)
     };
     Ok((run_dir, outcome))
+}
+
+/// The GPUs variants are placed on, in order: `target.gpus`, else every GPU found.
+fn gpu_pool(m: &manifest::Manifest, plan: &Plan) -> Vec<u32> {
+    match &m.target.gpus {
+        manifest::Gpus::List(l) => l.clone(),
+        _ => (0..plan.capacity.gpus.unwrap_or(0)).collect(),
+    }
+}
+
+/// On a local CUDA target, the GPUs this run's variants will take (the first of the pool, as
+/// many as its largest variant needs), claimed for the whole run against every other vbench
+/// on this host ([`crate::exec::gpus::claim`]).
+fn claim_gpus(
+    options: &Options,
+    loaded: &LoadedManifest,
+    plan: &Plan,
+    probe: &dyn GpuProbe,
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<Option<crate::exec::gpus::GpuClaims>> {
+    if plan.backend != Backend::Local || plan.accelerator != Accelerator::Cuda {
+        return Ok(None);
+    }
+    let pool = gpu_pool(&loaded.manifest, plan);
+    let needed = plan
+        .variants
+        .iter()
+        .filter(|v| options.selects(&v.id))
+        .map(|v| v.gpus as usize)
+        .max()
+        .unwrap_or(0);
+    let holder = match &options.resume {
+        Some(run) => format!("vbench apply --resume {}", run.display()),
+        None => format!(
+            "vbench apply {}, results in {}",
+            loaded.path.display(),
+            options.results.join(&plan.experiment).display()
+        ),
+    };
+    crate::exec::gpus::claim(probe, &pool[..needed.min(pool.len())], &holder, stop).map(Some)
 }
 
 /// The run's disk reserve: room for its largest cell's result, so the cell measured when the

@@ -102,8 +102,9 @@ pub fn run(args: ApplyArgs) -> Result<()> {
             &events,
         ))
         .map_err(|e| {
-            // A second apply in a run folder is a usage error (exit 2), like a bad flag.
-            if e.is::<crate::results::rundir::Locked>() {
+            // A second apply in a run folder, or on GPUs another vbench holds, is a usage
+            // error (exit 2), like a bad flag.
+            if e.is::<crate::results::rundir::Locked>() || e.is::<crate::exec::gpus::Claimed>() {
                 Error::bad_input(e)
             } else {
                 Error::failed(e)

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use super::gpu_telemetry::{self, GpuReading};
 use super::probe::StopFlag;
@@ -18,6 +18,11 @@ pub trait GpuProbe: Send + Sync {
     /// The state of `gpus` now (utilisation, clocks, power, ...); `None` when it cannot be
     /// asked.
     fn telemetry(&self, _gpus: &[u32], _stop: &dyn Fn() -> bool) -> Option<Vec<GpuReading>> {
+        None
+    }
+
+    /// (GPU index, UUID) of every GPU; `None` when it cannot be asked.
+    fn uuids(&self, _stop: &dyn Fn() -> bool) -> Option<Vec<(u32, String)>> {
         None
     }
 }
@@ -37,14 +42,7 @@ impl GpuProbe for NvidiaSmiProbe {
             "--query-compute-apps=gpu_uuid,pid,used_memory",
             "--format=csv,noheader,nounits",
         ])?;
-        let uuids = query(&["--query-gpu=index,uuid", "--format=csv,noheader"]).unwrap_or_default();
-        let index_of: Vec<(u32, String)> = uuids
-            .lines()
-            .filter_map(|l| {
-                let (i, u) = l.split_once(',')?;
-                Some((i.trim().parse().ok()?, u.trim().to_owned()))
-            })
-            .collect();
+        let index_of = self.uuids(stop).unwrap_or_default();
         Some(
             apps.lines()
                 .filter_map(|l| {
@@ -54,6 +52,20 @@ impl GpuProbe for NvidiaSmiProbe {
                     let mib = f.next()?.parse().unwrap_or(0);
                     let gpu = index_of.iter().find(|(_, u)| u == uuid)?.0;
                     Some((gpu, pid, mib))
+                })
+                .collect(),
+        )
+    }
+
+    fn uuids(&self, stop: &dyn Fn() -> bool) -> Option<Vec<(u32, String)>> {
+        let mut cmd = std::process::Command::new("nvidia-smi");
+        cmd.args(["--query-gpu=index,uuid", "--format=csv,noheader"]);
+        let text = super::probe::output(cmd, super::probe::LIMIT, stop)?;
+        Some(
+            text.lines()
+                .filter_map(|l| {
+                    let (i, u) = l.split_once(',')?;
+                    Some((i.trim().parse().ok()?, u.trim().to_owned()))
                 })
                 .collect(),
         )
@@ -154,6 +166,86 @@ pub fn ensure_free(probe: &dyn GpuProbe, gpus: &[u32]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The GPUs one `apply` runs on, claimed against every other vbench on this host: an
+/// exclusive `flock` per GPU on `<temp dir>/vbench-gpu-<UUID>.lock` (by index when the UUID
+/// is unknown), held until dropped and released by the kernel however the process dies.
+/// `nvidia-smi` cannot stand in for this: a vLLM that is still starting holds no GPU memory
+/// yet, so two runs started seconds apart would both find the GPU free and share it.
+#[derive(Debug)]
+pub struct GpuClaims {
+    _files: Vec<std::fs::File>,
+}
+
+/// Another vbench holds one of the GPUs a run asked for.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "GPU {index} ({key}) is in use by another vbench on this host ({holder}); vbench does not \
+     share GPUs: wait for that run to end, or give this one other GPUs (target.gpus)"
+)]
+pub struct Claimed {
+    pub index: u32,
+    pub key: String,
+    pub holder: String,
+}
+
+/// Claim `gpus` for this process, recording `holder` (e.g. the run folder) for a second
+/// vbench's message. Fails at the first GPU another vbench holds, releasing the rest.
+pub fn claim(
+    probe: &dyn GpuProbe,
+    gpus: &[u32],
+    holder: &str,
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<GpuClaims> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let uuids = if gpus.is_empty() {
+        Vec::new()
+    } else {
+        probe.uuids(stop).unwrap_or_default()
+    };
+    let mut files = Vec::new();
+    for &index in gpus {
+        let key = uuids
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map_or_else(|| format!("index-{index}"), |(_, u)| u.clone());
+        let safe: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = std::env::temp_dir().join(format!("vbench-gpu-{safe}.lock"));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {} to claim GPU {index}", path.display()))?;
+        // SAFETY: flock on a descriptor this function owns; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut record = String::new();
+            let _ = (&file).take(4096).read_to_string(&mut record);
+            let holder = match record.trim() {
+                "" => "a process that recorded nothing".to_owned(),
+                r => r.replace('\n', ", "),
+            };
+            return Err(Claimed { index, key, holder }.into());
+        }
+        file.set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| write!(file, "pid {}\n{holder}\n", std::process::id()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        files.push(file);
+    }
+    Ok(GpuClaims { _files: files })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +277,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+    }
+
+    struct Uuids;
+    impl GpuProbe for Uuids {
+        fn busy(&self, _stop: &dyn Fn() -> bool) -> Option<Vec<(u32, u32, u64)>> {
+            Some(Vec::new())
+        }
+        fn uuids(&self, _stop: &dyn Fn() -> bool) -> Option<Vec<(u32, String)>> {
+            let run = std::process::id();
+            Some(vec![
+                (0, format!("GPU-claim-test-{run}-a")),
+                (1, format!("GPU-claim-test-{run}-b")),
+            ])
+        }
+    }
+
+    #[test]
+    fn a_gpu_claimed_by_one_run_is_refused_to_another_until_released() {
+        let first = claim(&Uuids, &[0], "run results/x/1", &|| false).unwrap();
+        // flock is per open file: a second claim in this process conflicts like another's.
+        let e = claim(&Uuids, &[1, 0], "run results/y/2", &|| false).unwrap_err();
+        let claimed = e.downcast_ref::<Claimed>().expect("a Claimed error");
+        assert_eq!(claimed.index, 0);
+        assert!(
+            e.to_string().contains(&format!(
+                "GPU 0 (GPU-claim-test-{}-a) is in use by another vbench on this host (pid {}, run results/x/1)",
+                std::process::id(),
+                std::process::id()
+            )),
+            "{e}"
+        );
+        // GPU 1 was claimed and released again by the failed attempt.
+        drop(claim(&Uuids, &[1], "z", &|| false).unwrap());
+        drop(first);
+        let _again = claim(&Uuids, &[0, 1], "run results/y/2", &|| false).unwrap();
     }
 
     #[test]

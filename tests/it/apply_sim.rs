@@ -549,7 +549,9 @@ fn a_log_line_that_qualifies_the_numbers_is_in_every_result_and_the_report() {
 /// fake, and whose "vLLM" is the simulator behind a vLLM-shaped stub with a profile file of
 /// the test's own, so the fake can find the server by that path in /proc (no procps needed).
 /// `apps` is the shell that answers `--query-compute-apps`, with `$ours` the server's pids (if
-/// it runs) and `$dir` the temporary folder. Returns the manifest's path and `PATH`.
+/// it runs), `$dir` the temporary folder and `$uuid` the fake GPU's UUID (the folder's own,
+/// so tests beside each other never claim the same GPU). Returns the manifest's path and
+/// `PATH`.
 fn fake_gpu_target(tmp: &Path, name: &str, apps: &str) -> (PathBuf, String) {
     let bin = tmp.join("bin");
     std::fs::create_dir(&bin).unwrap();
@@ -568,17 +570,19 @@ fn fake_gpu_target(tmp: &Path, name: &str, apps: &str) -> (PathBuf, String) {
         format!(
             "#!/bin/sh\n\
          dir='{dir}'\n\
+         uuid='GPU-fake-{token}'\n\
          case \"$*\" in\n\
          *query-compute-apps*) ours=; for d in /proc/[0-9]*; do \
          case \"$(tr '\\0' ' ' < $d/cmdline 2>/dev/null)\" in *'{profile}'*) ours=\"$ours ${{d#/proc/}}\" ;; esac; \
          done; {apps} ;;\n\
-         *query-gpu=index,uuid*) echo '0, GPU-fake-0' ;;\n\
+         *query-gpu=index,uuid*) echo \"0, $uuid\" ;;\n\
          *query-gpu=index\\ *) echo 0 ;;\n\
          *clocks_event_reasons*) echo '0, 93, 1215, 1980, 655.5, 91, 120000, 0x0000000000000044'; \
          echo '1, 0, 345, 1980, 75, 30, 0, 0x0000000000000001' ;;\n\
          *) exit 9 ;;\n\
          esac\n",
             dir = tmp.display(),
+            token = tmp.file_name().unwrap().to_string_lossy().replace('.', ""),
             profile = profile.display()
         ),
     )
@@ -614,7 +618,7 @@ fn gpu_telemetry_is_sampled_per_rate_and_a_thermal_slowdown_is_named() {
         tmp.path(),
         "gpus",
         "[ -n \"$ours\" ] || exit 0; \
-         for p in $ours; do echo \"GPU-fake-0, $p, 70000\"; done; echo 'GPU-fake-0, 1, 900'",
+         for p in $ours; do echo \"$uuid, $p, 70000\"; done; echo \"$uuid, 1, 900\"",
     );
     let out = Command::new(BIN)
         .args(["apply", path.to_str().unwrap(), "--results"])
@@ -712,7 +716,7 @@ fn a_second_signal_stops_waiting_for_a_hanging_nvidia_smi() {
         tmp.path(),
         "wedged",
         "if [ -n \"$ours\" ]; then touch \"$dir/served\"; \
-         for p in $ours; do echo \"GPU-fake-0, $p, 70000\"; done; \
+         for p in $ours; do echo \"$uuid, $p, 70000\"; done; \
          elif [ -e \"$dir/served\" ]; then echo $$ > \"$dir/hanging.tmp\"; \
          mv \"$dir/hanging.tmp\" \"$dir/hanging\"; exec sleep 300; fi",
     );
@@ -763,6 +767,73 @@ fn a_second_signal_stops_waiting_for_a_hanging_nvidia_smi() {
         run_and_variant_with(&tmp.path().join("results"), "wedged", "vllm-2qps.json");
     let r = read_result(&variant.join("vllm-2qps.json"));
     assert_eq!((r.completed, r.failed), (8, 0));
+}
+
+/// Two applies on one host asking for the same GPU: the second is refused before it makes a
+/// run folder, naming the first (nvidia-smi cannot tell, as a vLLM still starting holds no
+/// GPU memory yet), and gets the GPU once the first has ended.
+#[test]
+fn a_second_apply_on_the_same_gpu_is_refused_while_the_first_runs() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, search_path) = fake_gpu_target(
+        tmp.path(),
+        "claims",
+        "for p in $ours; do echo \"$uuid, $p, 70000\"; done",
+    );
+    let apply = |results: &str| {
+        let mut c = Command::new(BIN);
+        c.args(["apply", path.to_str().unwrap(), "--no-report", "--results"])
+            .arg(tmp.path().join(results))
+            .args(["--set", "load.rates=[2, 3]"])
+            .env("PATH", &search_path);
+        c
+    };
+    let first = apply("first").stderr(Stdio::piped()).spawn().unwrap();
+    // The claim is taken before the run folder is made.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(tmp.path().join("first/claims"))
+        .map_or(true, |mut d| d.next().is_none())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first apply made no run folder"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = apply("second").output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    let token = tmp
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace('.', "");
+    assert!(
+        stderr.contains(&format!(
+            "GPU 0 (GPU-fake-{token}) is in use by another vbench on this host (pid {}, vbench \
+             apply {}, results in {})",
+            first.id(),
+            path.display(),
+            tmp.path().join("first/claims").display()
+        )),
+        "{stderr}"
+    );
+    let runs = std::fs::read_dir(tmp.path().join("second/claims")).map_or(0, |d| d.count());
+    assert_eq!(runs, 0, "no run folder");
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = apply("second").output().unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }
 
 /// Errors a server logs while a rate runs are counted per component, kept in the result with
