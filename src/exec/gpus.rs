@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use super::flock::{Attempt, Flock};
 use super::gpu_telemetry::{self, GpuReading};
 use super::probe::StopFlag;
 
@@ -173,7 +174,7 @@ pub fn ensure_free(probe: &dyn GpuProbe, gpus: &[u32]) -> anyhow::Result<()> {
 /// yet, so two runs started seconds apart would both find the GPU free and share it.
 #[derive(Debug)]
 pub struct GpuClaims {
-    _files: Vec<std::fs::File>,
+    _locks: Vec<Flock>,
 }
 
 /// Another vbench holds one of the GPUs a run asked for.
@@ -196,14 +197,12 @@ pub fn claim(
     holder: &str,
     stop: &dyn Fn() -> bool,
 ) -> anyhow::Result<GpuClaims> {
-    use std::io::{Read, Seek, Write};
-    use std::os::fd::AsRawFd;
     let uuids = if gpus.is_empty() {
         Vec::new()
     } else {
         probe.uuids(stop).unwrap_or_default()
     };
-    let mut files = Vec::new();
+    let mut locks = Vec::new();
     for &index in gpus {
         let key = uuids
             .iter()
@@ -220,30 +219,23 @@ pub fn claim(
             })
             .collect();
         let path = std::env::temp_dir().join(format!("vbench-gpu-{safe}.lock"));
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening {} to claim GPU {index}", path.display()))?;
-        // SAFETY: flock on a descriptor this function owns; no memory is passed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let mut record = String::new();
-            let _ = (&file).take(4096).read_to_string(&mut record);
-            let holder = match record.trim() {
-                "" => "a process that recorded nothing".to_owned(),
-                r => r.replace('\n', ", "),
-            };
-            return Err(Claimed { index, key, holder }.into());
-        }
-        file.set_len(0)
-            .and_then(|_| file.rewind())
-            .and_then(|_| write!(file, "pid {}\n{holder}\n", std::process::id()))
+        let mut lock = match Flock::try_take(&path)
+            .with_context(|| format!("opening {} to claim GPU {index}", path.display()))?
+        {
+            Attempt::Held(lock) => lock,
+            Attempt::Taken { record } => {
+                let holder = match record.trim() {
+                    "" => "a process that recorded nothing".to_owned(),
+                    r => r.replace('\n', ", "),
+                };
+                return Err(Claimed { index, key, holder }.into());
+            }
+        };
+        lock.set_record(&format!("pid {}\n{holder}\n", std::process::id()))
             .with_context(|| format!("writing {}", path.display()))?;
-        files.push(file);
+        locks.push(lock);
     }
-    Ok(GpuClaims { _files: files })
+    Ok(GpuClaims { _locks: locks })
 }
 
 #[cfg(test)]

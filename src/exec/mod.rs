@@ -5,6 +5,7 @@
 
 pub mod compile_cache;
 pub mod deploy;
+pub mod flock;
 pub mod gpu_telemetry;
 pub mod gpus;
 pub mod leftovers;

@@ -7,6 +7,8 @@ use std::net::TcpListener;
 
 use anyhow::{bail, Context};
 
+use super::flock::{Attempt, Flock};
+
 /// Hands out ports that were free when asked and never the same one twice in a run (on this
 /// host, or on one node).
 #[derive(Debug, Default)]
@@ -19,7 +21,7 @@ pub struct PortAllocator {
     node_given: BTreeMap<String, BTreeSet<u16>>,
     /// Lock files that keep the blocks given on this host from another vbench here, held
     /// until the allocator is dropped at the run's end ([`claim`]).
-    claims: Vec<std::fs::File>,
+    claims: Vec<Flock>,
 }
 
 impl PortAllocator {
@@ -169,7 +171,7 @@ fn is_free(port: u16) -> bool {
 /// (`None`: another one holds one of them). The OS's "free" alone cannot see a block another
 /// run has chosen but not bound yet: every run looks for LMCache's side channels from the
 /// same base port, and LMCache binds them only as its engine starts.
-fn claim_all(ports: std::ops::Range<u16>) -> Option<Vec<std::fs::File>> {
+fn claim_all(ports: std::ops::Range<u16>) -> Option<Vec<Flock>> {
     let mut held = Vec::new();
     for port in ports {
         match claim(port) {
@@ -183,7 +185,7 @@ fn claim_all(ports: std::ops::Range<u16>) -> Option<Vec<std::fs::File>> {
 
 enum Claim {
     /// Ours while this file stays open.
-    Held(std::fs::File),
+    Held(Flock),
     /// Another process on this host holds it.
     Taken,
     /// The lock file could not be opened (a read-only temp folder): the port is not refused
@@ -194,22 +196,11 @@ enum Claim {
 /// An exclusive `flock` on `<temp dir>/vbench-port-<port>.lock`. A file another user made is
 /// opened read-only, which still locks, so runs of different users keep apart too.
 fn claim(port: u16) -> Claim {
-    use std::os::fd::AsRawFd;
     let path = std::env::temp_dir().join(format!("vbench-port-{port}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .or_else(|_| std::fs::File::open(&path));
-    let Ok(file) = file else {
-        return Claim::Unavailable;
-    };
-    // SAFETY: flock on a descriptor this function owns; no memory is passed.
-    match unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } {
-        0 => Claim::Held(file),
-        _ => Claim::Taken,
+    match Flock::try_take(&path) {
+        Ok(Attempt::Held(lock)) => Claim::Held(lock),
+        Ok(Attempt::Taken { .. }) => Claim::Taken,
+        Err(_) => Claim::Unavailable,
     }
 }
 

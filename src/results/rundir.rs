@@ -235,37 +235,26 @@ impl RunDir {
     /// same folder is refused, naming the process that holds it. Released when the returned
     /// guard is dropped, or by the kernel when the process dies, however it dies.
     pub fn lock(&self) -> anyhow::Result<RunLock> {
-        use std::io::{Read, Seek, Write};
-        use std::os::fd::AsRawFd;
+        use crate::exec::flock::{Attempt, Flock};
         let path = self.path.join(LOCK);
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let mut record = String::new();
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let _ = (&file).take(4096).read_to_string(&mut record);
-            return Err(Locked {
-                run: self.path.clone(),
-                holder: LockRecord::parse(&record).pid,
-            }
-            .into());
-        }
-        let _ = (&file).take(4096).read_to_string(&mut record);
+        let mut lock =
+            match Flock::try_take(&path).with_context(|| format!("opening {}", path.display()))? {
+                Attempt::Held(lock) => lock,
+                Attempt::Taken { record } => {
+                    return Err(Locked {
+                        run: self.path.clone(),
+                        holder: LockRecord::parse(&record).pid,
+                    }
+                    .into())
+                }
+            };
         // The mark outlives each apply: it names the run's processes for the next one.
-        let mark = LockRecord::parse(&record)
+        let mark = LockRecord::parse(&lock.record())
             .mark
             .unwrap_or_else(crate::exec::leftovers::new_mark);
-        file.set_len(0)
-            .and_then(|_| file.rewind())
-            .and_then(|_| write!(file, "pid={}\nmark={mark}\n", std::process::id()))
-            .and_then(|_| file.sync_all())
+        lock.set_record(&format!("pid={}\nmark={mark}\n", std::process::id()))
             .with_context(|| format!("writing {}", path.display()))?;
-        Ok(RunLock { _file: file, mark })
+        Ok(RunLock { _lock: lock, mark })
     }
 
     /// Hold `bytes` of disk in the folder for the result of a cell measured as the disk fills
@@ -496,7 +485,7 @@ pub struct Locked {
 /// The run folder's lock ([`RunDir::lock`]); dropping it releases the folder.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: std::fs::File,
+    _lock: crate::exec::flock::Flock,
     mark: String,
 }
 
