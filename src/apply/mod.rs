@@ -195,11 +195,9 @@ pub fn compile_cache(loaded: &LoadedManifest, plan: &Plan) -> anyhow::Result<Opt
     Ok(dir)
 }
 
-/// A generous size of what one cell leaves on disk: per request its record and the vLLM
-/// arrays (inter-token gaps twice, ~24 bytes each as JSON) plus 1 KiB, and 1 MiB of server
-/// metrics per cell.
+/// A generous size of what one cell leaves on disk: its result and 1 MiB of server metrics.
 fn cell_bytes(requests: u64, output_tokens: u64) -> u64 {
-    requests * (1024 + 2 * 24 * output_tokens) + (1 << 20)
+    crate::results::store::result_size_estimate(requests, output_tokens).saturating_add(1 << 20)
 }
 
 /// What the variants in `ids` may write: in all, and the largest single cell (the size of the
@@ -212,32 +210,30 @@ struct DiskNeed {
 fn disk_need(loaded: &LoadedManifest, plan: &Plan, ids: &dyn Fn(&str) -> bool) -> DiskNeed {
     // Unknown output lengths (ShareGPT) are taken as long ones.
     let output = u64::from(loaded.manifest.dataset.output_len.unwrap_or(1024));
-    let cells: Vec<u64> = match &plan.search {
+    let (total, largest) = match &plan.search {
         // A search has no planned cells: every variant may spend its whole budget.
-        Some(s) => plan
-            .variants
-            .iter()
-            .filter(|v| ids(&v.id))
-            .flat_map(|_| {
-                (0..s.max_batches_total()).map(|_| cell_bytes(u64::from(s.batch), output))
-            })
-            .collect(),
+        Some(s) => {
+            let variants = plan.variants.iter().filter(|v| ids(&v.id)).count() as u64;
+            let batch = cell_bytes(u64::from(s.batch), output);
+            let batches = s.max_batches_total().saturating_mul(variants);
+            (
+                batch.saturating_mul(batches),
+                if batches > 0 { batch } else { 0 },
+            )
+        }
         None => plan
             .cells
             .iter()
             .filter(|c| ids(&c.variant_id))
             .map(|c| cell_bytes(u64::from(c.requests), output))
-            .collect(),
+            .fold((0, 0), |(sum, max): (u64, u64), c| {
+                (sum.saturating_add(c), max.max(c))
+            }),
     };
     DiskNeed {
-        total: cells.iter().sum(),
+        total,
         // Never more than the largest result vbench would read back.
-        largest_cell: cells
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(0)
-            .min(crate::results::store::MAX_RESULT_BYTES),
+        largest_cell: largest.min(crate::results::store::MAX_RESULT_BYTES),
     }
 }
 
@@ -267,7 +263,8 @@ pub fn check_results_folder(
     };
     crate::results::store::check_writable(&dir)?;
     let need = disk_need(loaded, plan, &|id| options.selects(id));
-    if let Some(why) = short_of_space(&dir, need.total + need.largest_cell, "the planned cells") {
+    let with_reserve = need.total.saturating_add(need.largest_cell);
+    if let Some(why) = short_of_space(&dir, with_reserve, "the planned cells") {
         bail!("{why}");
     }
     Ok(())

@@ -24,7 +24,7 @@ use crate::manifest::{LoadedManifest, Mode, ProxyKind, StartOrder};
 use crate::plan::search::{batch_file_name, SearchSpec};
 use crate::plan::{Cell, Pace, Plan, RoleKind, Variant};
 use crate::results::rundir::{Attempt, CellTiming, VariantDir, VariantTiming};
-use crate::results::store::{is_disk_full, DiskFull, SpaceReserve};
+use crate::results::store::{DiskFull, SpaceReserve};
 
 /// The grace period at teardown for a component known to be dead (it logged a fatal line or
 /// its `/health` hung): vLLM's API server can outlive its engine and ignore SIGTERM, and
@@ -582,21 +582,11 @@ impl VariantRun<'_> {
     /// Write a cell's result; `true` when the disk was full and it went into the space the
     /// run held in reserve (the run must stop: there is no reserve left).
     fn write_result(&self, cell: &Cell, result: &RunResult) -> Result<bool, VariantError> {
-        match self.dir.write_result(cell, result) {
-            Ok(_) => Ok(false),
-            Err(e) if is_disk_full(&e) && self.reserve.is_some_and(SpaceReserve::release) => {
-                self.dir.write_result(cell, result).map_err(|again| {
-                    again.context(format!(
-                        "no room for the result of {} even in the space vbench held in \
-                         reserve ({} MiB): it is lost",
-                        cell.pace,
-                        self.reserve.map_or(0, |r| r.bytes() >> 20)
-                    ))
-                })?;
-                Ok(true)
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.dir
+            .write_result(cell, result, self.reserve)
+            .map_err(|e| {
+                VariantError::from(e.context(format!("the result of {} is lost", cell.pace)))
+            })
     }
 
     /// What the servers and GPUs did during the cell, into its result with the warnings it

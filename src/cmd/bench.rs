@@ -19,7 +19,7 @@ use crate::load::schedule::{arrival_offsets, Arrival};
 use crate::load::summary::human_summary;
 use crate::load::tokenizer::Tokenizer;
 use crate::load::{Api, DeploymentInfo, GoodputSlo, LoadSpec, RunResult};
-use crate::results::store::write_json_new;
+use crate::results::store::{self, write_json_new_reserved, SpaceReserve};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DatasetKind {
@@ -167,6 +167,36 @@ fn parse_rate(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// Before any request: `--out`'s folder takes files and has room for the result, which is
+/// held for it (a disk that fills during the load cannot cost the measurement).
+fn hold_room_for_result(args: &BenchOptions) -> Result<Option<SpaceReserve>> {
+    let dir = match args.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    store::check_writable(dir)
+        .map_err(|e| Error::bad_input(e.context(format!("--out {}", args.out.display()))))?;
+    let output = args.output_len.unwrap_or(1024);
+    let bytes = store::result_size_estimate(args.num_prompts as u64, output);
+    let free = store::free_bytes(dir);
+    if free.is_some_and(|free| free < bytes) {
+        return Err(Error::bad_input(anyhow!(
+            "--out {}: {} has {} MiB free; the result needs about {} MiB",
+            args.out.display(),
+            dir.display(),
+            free.unwrap_or(0) >> 20,
+            bytes.div_ceil(1 << 20)
+        )));
+    }
+    match SpaceReserve::hold(dir, bytes) {
+        Ok(reserve) => Ok(Some(reserve)),
+        Err(e) => {
+            eprintln!("warning: no disk space held for the result ({e:#})");
+            Ok(None)
+        }
+    }
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
     let args = *args.opts;
     if args.out.exists() {
@@ -178,6 +208,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if !(args.timeout_s > 0.0 && args.timeout_s.is_finite()) {
         return Err(Error::bad_input(anyhow!("--timeout-s must be > 0")));
     }
+    let reserve = hold_room_for_result(&args)?;
     let goodput = if args.goodput.is_empty() {
         None
     } else {
@@ -310,7 +341,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         LoadError::Spec(_) => Error::bad_input(e),
         _ => Error::failed(e),
     })?;
-    write_json_new(&args.out, &result).map_err(Error::failed)?;
+    if let Err(e) = write_json_new_reserved(&args.out, &result, reserve.as_ref()) {
+        // The measurement must not vanish with the file: its summary, at least, is shown.
+        eprint!("{}", human_summary(&result));
+        return Err(Error::failed(e.context(
+            "the result was not written; the summary above is all that is left of it",
+        )));
+    }
     if args.json {
         let mut v = serde_json::to_value(&result).map_err(Error::failed)?;
         if let Some(o) = v.as_object_mut() {

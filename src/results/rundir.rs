@@ -24,8 +24,6 @@
 //!                                      plan's estimate (timing-resume-<T>.json for a resume)
 //! <run>/<variant>/FAILED.txt           why the variant failed
 //! <run>/.apply.lock                    held by the `apply` running here (its pid, the run's mark)
-//! <run>/.space-reserve                 disk space the `apply` running here holds for the result
-//!                                      of a cell measured as the disk fills (removed when it ends)
 //! <run>/report/                        the report (`apply` replaces it whole, through a hidden
 //!                                      `.report-new-<pid>/` beside it)
 //! ```
@@ -41,7 +39,10 @@ use serde::{Deserialize, Serialize};
 
 use super::environment::Environment;
 use super::redact;
-use super::store::{read_bounded, write_bytes_new, write_json_new, SpaceReserve, MAX_RECORD_BYTES};
+use super::store::{
+    read_bounded, write_bytes_new, write_json_new, write_json_new_reserved, SpaceReserve,
+    MAX_RECORD_BYTES,
+};
 use crate::load::RunResult;
 use crate::manifest::{self, LoadedManifest};
 use crate::plan::{Cell, Plan};
@@ -57,8 +58,6 @@ const SEARCH: &str = "search";
 const FAILED: &str = "FAILED.txt";
 /// Held (flock) by the `apply` that runs in the folder; hidden, so no walk reads it.
 const LOCK: &str = ".apply.lock";
-/// Space held by the `apply` that runs in the folder ([`RunDir::hold_reserve`]); hidden.
-const RESERVE: &str = ".space-reserve";
 const LOGS_DIR: &str = "logs";
 const METRICS_DIR: &str = "metrics";
 /// Results of cells during which a component died: kept for the record, never read as
@@ -257,10 +256,10 @@ impl RunDir {
         Ok(RunLock { _lock: lock, mark })
     }
 
-    /// Hold `bytes` of disk in the folder for the result of a cell measured as the disk fills
-    /// (see [`SpaceReserve`]). Taken by the `apply` that holds [`Self::lock`].
+    /// Hold `bytes` of disk on the folder's file system for the result of a cell measured as
+    /// the disk fills (see [`SpaceReserve`]; it leaves no file behind).
     pub fn hold_reserve(&self, bytes: u64) -> anyhow::Result<SpaceReserve> {
-        SpaceReserve::hold(&self.path.join(RESERVE), bytes)
+        SpaceReserve::hold(&self.path, bytes)
     }
 
     /// The records a new run starts with: the manifest as on disk and the plan (the
@@ -411,8 +410,7 @@ impl RunDir {
     }
 
     /// What writers that died left in the folder: unfinished writes' temp files (anywhere in
-    /// the run), report staging folders whose process is gone, and the disk reserve of an
-    /// `apply` that was killed (ask only while holding [`Self::lock`]). Nothing here is a result.
+    /// the run) and report staging folders whose process is gone. Nothing here is a result.
     pub fn dead_writes(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
         let staging = format!(".{REPORT_DIR}-new-");
@@ -424,9 +422,7 @@ impl RunDir {
             for e in entries.flatten() {
                 let Ok(kind) = e.file_type() else { continue };
                 let name = e.file_name().to_string_lossy().into_owned();
-                if kind.is_file()
-                    && (super::store::is_partial_write(&name) || (depth == 0 && name == RESERVE))
-                {
+                if kind.is_file() && super::store::is_partial_write(&name) {
                     found.push(e.path());
                 } else if kind.is_dir() && depth == 0 && name.starts_with(&staging) {
                     let writer = name[staging.len()..].parse::<u32>().ok();
@@ -749,10 +745,15 @@ impl VariantDir {
         Ok(())
     }
 
-    pub fn write_result(&self, cell: &Cell, result: &RunResult) -> anyhow::Result<PathBuf> {
-        let path = self.result_path(cell);
-        write_json_new(&path, result)?;
-        Ok(path)
+    /// The cell's result file; should the disk be full, written into `reserve` (then `true`:
+    /// no reserve is left, and the run must stop).
+    pub fn write_result(
+        &self,
+        cell: &Cell,
+        result: &RunResult,
+        reserve: Option<&SpaceReserve>,
+    ) -> anyhow::Result<bool> {
+        write_json_new_reserved(&self.result_path(cell), result, reserve)
     }
 
     /// The result of a cell during which a component died, `aborted/<result>[-resume-T].json`:

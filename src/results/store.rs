@@ -67,6 +67,12 @@ fn kind_of(meta: &std::fs::Metadata) -> &'static str {
     }
 }
 
+/// A generous size of one result file: per request its record and the vLLM arrays
+/// (inter-token gaps twice, ~24 bytes each as JSON) plus 1 KiB.
+pub fn result_size_estimate(requests: u64, output_tokens: u64) -> u64 {
+    requests.saturating_mul(output_tokens.saturating_mul(2 * 24).saturating_add(1024))
+}
+
 /// Bytes available to this user on the file system that holds `path` (`None` if unknown).
 pub fn free_bytes(path: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
@@ -104,45 +110,38 @@ pub struct DiskFull {
 }
 
 /// Space held on a file system for the one write a full disk must not cost: a result just
-/// measured. The file is allocated up front (`posix_fallocate`, so the blocks are taken, not
-/// just promised); when a write finds the disk full, [`SpaceReserve::release`] gives them back
-/// for that write. Removed when dropped. Best effort on file systems that compress or
-/// deduplicate zeros, where an allocation may hold less than its size.
+/// measured. An unnamed file (`O_TMPFILE`, or created and unlinked at once) whose blocks are
+/// allocated up front (`posix_fallocate`: taken, not just promised); [`SpaceReserve::release`]
+/// closes it, which gives them back. Having no name, it is freed however the process ends and
+/// never shows in a folder. Best effort on file systems that compress or deduplicate zeros,
+/// where an allocation may hold less than its size.
 #[derive(Debug)]
 pub struct SpaceReserve {
-    path: std::path::PathBuf,
+    file: std::sync::Mutex<Option<std::fs::File>>,
     bytes: u64,
-    held: std::sync::atomic::AtomicBool,
 }
 
 impl SpaceReserve {
-    /// Allocate `bytes` at `path` (a stale reserve left there by a killed process is
-    /// replaced).
-    pub fn hold(path: &Path, bytes: u64) -> anyhow::Result<SpaceReserve> {
+    /// Allocate `bytes` on the file system of `dir`.
+    pub fn hold(dir: &Path, bytes: u64) -> anyhow::Result<SpaceReserve> {
         use std::os::fd::AsRawFd;
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
+        let file = tempfile::tempfile_in(dir)
+            .with_context(|| format!("creating a file in {}", dir.display()))?;
         let len = libc::off_t::try_from(bytes).context("reserve size")?;
         // SAFETY: allocating blocks for a file descriptor we own; returns an errno value.
         let code = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
         if code != 0 {
-            let _ = std::fs::remove_file(path);
             return Err(
                 anyhow::Error::new(std::io::Error::from_raw_os_error(code)).context(format!(
-                    "reserving {} MiB at {}",
+                    "reserving {} MiB in {}",
                     bytes >> 20,
-                    path.display()
+                    dir.display()
                 )),
             );
         }
         Ok(SpaceReserve {
-            path: path.to_path_buf(),
+            file: std::sync::Mutex::new(Some(file)),
             bytes,
-            held: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -150,16 +149,33 @@ impl SpaceReserve {
         self.bytes
     }
 
-    /// Free the reserved space; `true` the first time (when there was space to give back).
+    /// Free the reserved space; `true` the first time.
     pub fn release(&self) -> bool {
-        self.held.swap(false, std::sync::atomic::Ordering::SeqCst)
-            && std::fs::remove_file(&self.path).is_ok()
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        file.take().is_some()
     }
 }
 
-impl Drop for SpaceReserve {
-    fn drop(&mut self) {
-        self.release();
+/// [`write_json_new`], and should the disk be full, again into the space `reserve` held:
+/// `Ok(true)` when the value went into the reserve (none is left, and the caller should stop
+/// writing). An `Err` means the value is not on disk.
+pub fn write_json_new_reserved<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+    reserve: Option<&SpaceReserve>,
+) -> anyhow::Result<bool> {
+    match write_json_new(path, value) {
+        Ok(()) => Ok(false),
+        Err(e) if is_disk_full(&e) && reserve.is_some_and(SpaceReserve::release) => {
+            write_json_new(path, value).map_err(|again| {
+                again.context(format!(
+                    "no room even in the {} MiB held in reserve",
+                    reserve.map_or(0, |r| r.bytes() >> 20)
+                ))
+            })?;
+            Ok(true)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -249,20 +265,25 @@ mod tests {
     }
 
     #[test]
-    fn a_reserve_takes_its_blocks_and_gives_them_back_once() {
+    fn a_reserve_takes_its_blocks_without_a_name_and_gives_them_back_once() {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".reserve");
-        let reserve = SpaceReserve::hold(&path, 3 << 20).unwrap();
-        let meta = std::fs::metadata(&path).unwrap();
+        let reserve = SpaceReserve::hold(dir.path(), 3 << 20).unwrap();
+        let meta = reserve
+            .file
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .metadata()
+            .unwrap();
         assert_eq!(meta.len(), 3 << 20);
         assert!(meta.blocks() * 512 >= 3 << 20, "allocated, not sparse");
+        assert_eq!(meta.nlink(), 0, "unnamed: freed however the process ends");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         assert!(reserve.release());
-        assert!(!path.exists());
+        assert!(reserve.file.lock().unwrap().is_none(), "closed");
         assert!(!reserve.release(), "only once");
-        let again = SpaceReserve::hold(&path, 1 << 20).unwrap();
-        drop(again);
-        assert!(!path.exists(), "removed when dropped");
     }
 
     #[test]

@@ -1437,8 +1437,6 @@ fn leftovers_of_a_run_whose_reaper_died_too_are_found_by_clean_and_resume() {
     );
     let partial = run.join("nixl-p1d1-tp1x1-779daf/.vbench-partial-Ab12Cd");
     std::fs::write(&partial, "half a result").unwrap();
-    let reserve = run.join(".space-reserve");
-    assert!(reserve.is_file(), "the killed apply's disk reserve stays");
     let result = run.join("nixl-p1d1-tp1x1-779daf/vllm-20qps.json");
     let result_bytes = std::fs::read(&result).unwrap();
 
@@ -1461,7 +1459,6 @@ fn leftovers_of_a_run_whose_reaper_died_too_are_found_by_clean_and_resume() {
         );
     }
     assert!(listed.contains("would remove") && listed.contains(".vbench-partial-Ab12Cd"));
-    assert!(listed.contains(".space-reserve"), "{listed}");
     assert_eq!(component_count(&run), 3, "a dry run stops nothing");
     let cleaned = clean(&[]);
     // Ours, and any write the SIGKILL cut short (a metrics sample being saved).
@@ -1471,7 +1468,7 @@ fn leftovers_of_a_run_whose_reaper_died_too_are_found_by_clean_and_resume() {
         "{cleaned}"
     );
     assert_no_orphans(&run);
-    assert!(!partial.exists() && !reserve.exists());
+    assert!(!partial.exists());
     assert_eq!(std::fs::read(&result).unwrap(), result_bytes);
     assert!(clean(&[]).contains("nothing left behind"));
 
@@ -1496,10 +1493,6 @@ fn leftovers_of_a_run_whose_reaper_died_too_are_found_by_clean_and_resume() {
         "{stderr}"
     );
     assert!(run.join("nixl-p1d1-tp1x1-779daf/vllm-3qps.json").is_file());
-    assert!(
-        !reserve.exists(),
-        "the resume replaced the killed one's reserve, then removed it"
-    );
     assert_no_orphans(&run);
 }
 
@@ -1841,7 +1834,6 @@ fn a_disk_that_fills_mid_run_loses_no_measured_cell_and_stops_the_run() {
         !run.join(third).exists(),
         "the third variant never started: {stderr}"
     );
-    assert!(!run.join(".space-reserve").exists(), "the reserve is gone");
     assert_no_orphans(&run);
 
     // With room again: only what is missing runs.

@@ -101,6 +101,39 @@ fn bad_dataset_file_is_bad_input_with_its_location() {
         .stderr(predicate::str::contains("needs a tokenizer"));
 }
 
+/// An `--out` that cannot take the result is bad input before any request is sent (here no
+/// server listens at all: the check comes first), not a load whose result is then lost.
+#[test]
+fn an_out_folder_that_cannot_take_the_result_is_refused_before_the_load() {
+    Command::cargo_bin("vbench")
+        .unwrap()
+        .args(["bench", "--base-url", "http://127.0.0.1:9", "--model", "m"])
+        .args(["--dataset", "random", "--tokenizer", &tiny()])
+        .args(["--num-prompts", "3", "--out", "/proc/vbench-no/r.json"])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--out /proc/vbench-no/r.json"))
+        .stderr(predicate::str::contains("warm-up").not());
+    let dir = tempfile::tempdir().unwrap();
+    Command::cargo_bin("vbench")
+        .unwrap()
+        .args(["bench", "--base-url", "http://127.0.0.1:9", "--model", "m"])
+        .args(["--dataset", "random", "--tokenizer", &tiny()])
+        .args([
+            "--num-prompts",
+            "1000000000",
+            "--output-len",
+            "4000",
+            "--out",
+        ])
+        .arg(dir.path().join("r.json"))
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("MiB free; the result needs about"));
+}
+
 #[test]
 fn unreachable_server_is_a_failed_run_not_a_hang() {
     let _serial = crate::support::serial();
