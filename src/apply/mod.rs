@@ -350,9 +350,21 @@ pub async fn run(
     // it runs while the first variant starts, and environment.json follows when it answers.
     let env = Environment::collect(&loaded.path, simulated, &move || stop.requested());
     let stop = interrupted.clone();
-    let _gpus = claim_gpus(options, loaded, plan, probe.as_ref(), &move || {
+    // Held until the run returns.
+    let gpu_claims = claim_gpus(options, loaded, plan, probe.as_ref(), &move || {
         stop.requested()
     })?;
+    if let Some(unclaimed) = gpu_claims
+        .as_ref()
+        .map(|g| &g.unclaimed)
+        .filter(|u| !u.is_empty())
+    {
+        events.warning(&format!(
+            "could not claim {} against other vbench runs on this host: a run started beside \
+             this one could share them",
+            unclaimed.join(", ")
+        ));
+    }
     let (run_dir, lock, attempt) = match &options.resume {
         Some(dir) => {
             let run_dir = RunDir::open(dir);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use super::flock::{Attempt, Flock};
 use super::gpu_telemetry::{self, GpuReading};
@@ -175,6 +175,9 @@ pub fn ensure_free(probe: &dyn GpuProbe, gpus: &[u32]) -> anyhow::Result<()> {
 #[derive(Debug)]
 pub struct GpuClaims {
     _locks: Vec<Flock>,
+    /// GPUs left unclaimed, each with why: their lock file could not be opened (a temp
+    /// folder this user cannot write). The run goes on without their protection.
+    pub unclaimed: Vec<String>,
 }
 
 /// Another vbench holds one of the GPUs a run asked for.
@@ -197,12 +200,22 @@ pub fn claim(
     holder: &str,
     stop: &dyn Fn() -> bool,
 ) -> anyhow::Result<GpuClaims> {
+    claim_in(&std::env::temp_dir(), probe, gpus, holder, stop)
+}
+
+fn claim_in(
+    dir: &std::path::Path,
+    probe: &dyn GpuProbe,
+    gpus: &[u32],
+    holder: &str,
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<GpuClaims> {
     let uuids = if gpus.is_empty() {
         Vec::new()
     } else {
         probe.uuids(stop).unwrap_or_default()
     };
-    let mut locks = Vec::new();
+    let (mut locks, mut unclaimed) = (Vec::new(), Vec::new());
     for &index in gpus {
         let key = uuids
             .iter()
@@ -218,12 +231,14 @@ pub fn claim(
                 }
             })
             .collect();
-        let path = std::env::temp_dir().join(format!("vbench-gpu-{safe}.lock"));
-        let mut lock = match Flock::try_take(&path)
-            .with_context(|| format!("opening {} to claim GPU {index}", path.display()))?
-        {
-            Attempt::Held(lock) => lock,
-            Attempt::Taken { record } => {
+        let path = dir.join(format!("vbench-gpu-{safe}.lock"));
+        let mut lock = match Flock::try_take(&path) {
+            Err(e) => {
+                unclaimed.push(format!("GPU {index} ({}: {e})", path.display()));
+                continue;
+            }
+            Ok(Attempt::Held(lock)) => lock,
+            Ok(Attempt::Taken { record }) => {
                 let holder = match record.trim() {
                     "" => "a process that recorded nothing".to_owned(),
                     r => r.replace('\n', ", "),
@@ -231,11 +246,15 @@ pub fn claim(
                 return Err(Claimed { index, key, holder }.into());
             }
         };
-        lock.set_record(&format!("pid {}\n{holder}\n", std::process::id()))
-            .with_context(|| format!("writing {}", path.display()))?;
+        // Only for the message of a run refused: a file another user made, open read-only,
+        // keeps its old record.
+        let _ = lock.set_record(&format!("pid {}\n{holder}\n", std::process::id()));
         locks.push(lock);
     }
-    Ok(GpuClaims { _locks: locks })
+    Ok(GpuClaims {
+        _locks: locks,
+        unclaimed,
+    })
 }
 
 #[cfg(test)]
@@ -303,7 +322,20 @@ mod tests {
         // GPU 1 was claimed and released again by the failed attempt.
         drop(claim(&Uuids, &[1], "z", &|| false).unwrap());
         drop(first);
-        let _again = claim(&Uuids, &[0, 1], "run results/y/2", &|| false).unwrap();
+        let again = claim(&Uuids, &[0, 1], "run results/y/2", &|| false).unwrap();
+        assert!(again.unclaimed.is_empty());
+    }
+
+    #[test]
+    fn gpus_whose_lock_cannot_be_made_are_named_not_fatal() {
+        let dir = std::path::Path::new("/proc/vbench-no-such-folder");
+        let claims = claim_in(dir, &Uuids, &[0, 1], "x", &|| false).unwrap();
+        assert_eq!(claims.unclaimed.len(), 2);
+        assert!(
+            claims.unclaimed[0].starts_with("GPU 0 (/proc/vbench-no-such-folder/vbench-gpu-"),
+            "{:?}",
+            claims.unclaimed
+        );
     }
 
     #[test]
