@@ -202,12 +202,19 @@ fn cell_bytes(requests: u64, output_tokens: u64) -> u64 {
 
 /// What the variants in `ids` may write: in all, and the largest single cell (the size of the
 /// run's disk reserve).
-struct DiskNeed {
-    total: u64,
-    largest_cell: u64,
+pub struct DiskNeed {
+    pub total: u64,
+    pub largest_cell: u64,
 }
 
-fn disk_need(loaded: &LoadedManifest, plan: &Plan, ids: &dyn Fn(&str) -> bool) -> DiskNeed {
+impl DiskNeed {
+    /// What a run needs free before it starts: everything, and its reserve.
+    pub fn with_reserve(&self) -> u64 {
+        self.total.saturating_add(self.largest_cell)
+    }
+}
+
+pub fn disk_need(loaded: &LoadedManifest, plan: &Plan, ids: &dyn Fn(&str) -> bool) -> DiskNeed {
     // Unknown output lengths (ShareGPT) are taken as long ones.
     let output = u64::from(loaded.manifest.dataset.output_len.unwrap_or(1024));
     let (total, largest) = match &plan.search {
@@ -263,8 +270,7 @@ pub fn check_results_folder(
     };
     crate::results::store::check_writable(&dir)?;
     let need = disk_need(loaded, plan, &|id| options.selects(id));
-    let with_reserve = need.total.saturating_add(need.largest_cell);
-    if let Some(why) = short_of_space(&dir, with_reserve, "the planned cells") {
+    if let Some(why) = short_of_space(&dir, need.with_reserve(), "the planned cells") {
         bail!("{why}");
     }
     Ok(())

@@ -47,5 +47,36 @@ pub fn run(args: PlanArgs) -> Result<()> {
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }
+    let need = crate::apply::disk_need(&loaded, &plan, &|_| true).with_reserve();
+    let dir = args.results.join(&plan.experiment);
+    let free = free_where_made(&dir);
+    if !args.json {
+        println!(
+            "Results: about {} in {}{}",
+            mib(need),
+            dir.display(),
+            free.map_or_else(String::new, |f| format!(" ({} free there)", mib(f)))
+        );
+    }
+    if free.is_some_and(|f| f < need) {
+        eprintln!(
+            "warning: {} has {} free; `apply` refuses to start without about {}",
+            dir.display(),
+            mib(free.unwrap_or(0)),
+            mib(need)
+        );
+    }
     Ok(())
+}
+
+/// Free bytes on the file system where `dir` is or would be made (its nearest existing
+/// folder).
+fn free_where_made(dir: &std::path::Path) -> Option<u64> {
+    dir.ancestors()
+        .find(|a| a.is_dir())
+        .and_then(crate::results::store::free_bytes)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{} MiB", table::thousands(bytes.div_ceil(1 << 20)))
 }

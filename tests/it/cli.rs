@@ -96,6 +96,39 @@ fn set_override_changes_the_plan_and_is_validated() {
         .stderr(predicate::str::contains("in --set deployment.7.tp=1"));
 }
 
+/// The plan says how much disk its results take and how much the results folder has, and
+/// warns when `apply` would refuse for want of it.
+#[test]
+fn plan_shows_the_disk_its_results_need() {
+    let dir = tempfile::tempdir().unwrap();
+    vbench()
+        .args(["plan", "experiments/sim-demo.toml", "--results"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::is_match(
+                r"Results: about \d+ MiB in .*/sim-demo \([\d,]+ MiB free there\)",
+            )
+            .unwrap(),
+        )
+        .stderr(predicate::str::contains("refuses to start").not());
+    vbench()
+        .args([
+            "plan",
+            "experiments/sim-demo.toml",
+            "--set",
+            "load.num_prompts=100000000",
+        ])
+        .arg("--results")
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "`apply` refuses to start without about 7,813,5",
+        ));
+}
+
 #[test]
 fn plan_refuses_a_target_no_variant_fits() {
     vbench()
