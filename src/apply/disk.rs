@@ -8,7 +8,7 @@ use anyhow::bail;
 
 use super::{Events, Options};
 use crate::manifest::LoadedManifest;
-use crate::plan::Plan;
+use crate::plan::{Cell, Plan};
 use crate::results::RunDir;
 
 /// A generous size of what one cell leaves on disk: its result and 1 MiB of server metrics.
@@ -30,13 +30,26 @@ impl DiskNeed {
     }
 }
 
-pub fn disk_need(loaded: &LoadedManifest, plan: &Plan, ids: &dyn Fn(&str) -> bool) -> DiskNeed {
+/// `resumed`: the run folder being resumed, whose measured cells (and finished searches)
+/// need nothing more.
+pub fn disk_need(
+    loaded: &LoadedManifest,
+    plan: &Plan,
+    ids: &dyn Fn(&str) -> bool,
+    resumed: Option<&RunDir>,
+) -> DiskNeed {
     // Unknown output lengths (ShareGPT) are taken as long ones.
     let output = u64::from(loaded.manifest.dataset.output_len.unwrap_or(1024));
+    let measured = |c: &Cell| resumed.is_some_and(|r| r.variant(&c.variant_id).is_measured(c));
+    let searched = |id: &str| resumed.is_some_and(|r| r.variant(id).search_done());
     let (total, largest) = match &plan.search {
         // A search has no planned cells: every variant may spend its whole budget.
         Some(s) => {
-            let variants = plan.variants.iter().filter(|v| ids(&v.id)).count() as u64;
+            let variants = plan
+                .variants
+                .iter()
+                .filter(|v| ids(&v.id) && !searched(&v.id))
+                .count() as u64;
             let batch = cell_bytes(u64::from(s.batch), output);
             let batches = s.max_batches_total().saturating_mul(variants);
             (
@@ -47,7 +60,7 @@ pub fn disk_need(loaded: &LoadedManifest, plan: &Plan, ids: &dyn Fn(&str) -> boo
         None => plan
             .cells
             .iter()
-            .filter(|c| ids(&c.variant_id))
+            .filter(|c| ids(&c.variant_id) && !measured(c))
             .map(|c| cell_bytes(u64::from(c.requests), output))
             .fold((0, 0), |(sum, max): (u64, u64), c| {
                 (sum.saturating_add(c), max.max(c))
@@ -85,8 +98,13 @@ pub fn check_results_folder(
         None => options.results.join(&plan.experiment),
     };
     crate::results::store::check_writable(&dir)?;
-    let need = disk_need(loaded, plan, &|id| options.selects(id));
-    if let Some(why) = short_of_space(&dir, need.with_reserve(), "the planned cells") {
+    let resumed = options.resume.as_deref().map(RunDir::open);
+    let need = disk_need(loaded, plan, &|id| options.selects(id), resumed.as_ref());
+    let what = match resumed {
+        Some(_) => "the cells still to measure",
+        None => "the planned cells",
+    };
+    if let Some(why) = short_of_space(&dir, need.with_reserve(), what) {
         bail!("{why}");
     }
     Ok(())
@@ -101,7 +119,7 @@ pub(crate) fn hold_reserve(
     options: &Options,
     events: &dyn Events,
 ) -> Option<crate::results::store::SpaceReserve> {
-    let bytes = disk_need(loaded, plan, &|id| options.selects(id)).largest_cell;
+    let bytes = disk_need(loaded, plan, &|id| options.selects(id), Some(run_dir)).largest_cell;
     match run_dir.hold_reserve(bytes) {
         Ok(reserve) => Some(reserve),
         Err(e) => {
@@ -111,5 +129,48 @@ pub(crate) fn hold_reserve(
             ));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim_demo() -> (LoadedManifest, Plan) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/sim-demo.toml");
+        let loaded = crate::manifest::load(Path::new(path), &[]).unwrap();
+        let capacity = crate::plan::Capacity {
+            gpus: Some(8),
+            cpu_cores: None,
+            source: "test".into(),
+            absent: None,
+        };
+        let plan = crate::plan::resolve(&loaded, &capacity).unwrap();
+        (loaded, plan)
+    }
+
+    /// A resume needs room only for what it still has to measure: after a disk filled up,
+    /// freeing that much is enough to go on.
+    #[test]
+    fn a_resume_needs_room_only_for_its_missing_cells() {
+        let (loaded, plan) = sim_demo();
+        let all = disk_need(&loaded, &plan, &|_| true, None);
+        let cells = plan.cells.len() as u64;
+        assert_eq!(
+            all.total,
+            cells * all.largest_cell,
+            "sim-demo's cells are alike"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::open(dir.path());
+        let first = &plan.cells[0];
+        let variant = run.variant(&first.variant_id);
+        variant.create().unwrap();
+        std::fs::write(variant.result_path(first), "{}").unwrap();
+        let resumed = disk_need(&loaded, &plan, &|_| true, Some(&run));
+        assert_eq!(resumed.total, all.total - all.largest_cell);
+        let one = disk_need(&loaded, &plan, &|id| id == first.variant_id, Some(&run));
+        let per_variant = plan.cells_of(&first.variant_id).count() as u64;
+        assert_eq!(one.total, (per_variant - 1) * all.largest_cell);
     }
 }

@@ -458,7 +458,7 @@ pub async fn run(
         }
         // A disk filled by something else since the start: better said now than after
         // minutes of start-up.
-        let need = disk_need(loaded, plan, &|id| id == variant.id);
+        let need = disk_need(loaded, plan, &|id| id == variant.id, Some(&run_dir));
         if let Some(why) = short_of_space(run_dir.path(), need.total, "its cells") {
             disk_full = Some(why);
             break;

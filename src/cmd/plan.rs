@@ -47,7 +47,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }
-    let need = crate::apply::disk_need(&loaded, &plan, &|_| true).with_reserve();
+    let need = crate::apply::disk_need(&loaded, &plan, &|_| true, None).with_reserve();
     let dir = args.results.join(&plan.experiment);
     let free = free_where_made(&dir);
     if !args.json {
