@@ -381,6 +381,7 @@ impl RunDir {
                 rate: c.rate.as_f64(),
                 speedup: c.speedup,
                 result_file: format!("{}/{}", c.variant_id, c.result_file),
+                variant_failed: self.variant(&c.variant_id).failure(),
                 variant_id: c.variant_id.clone(),
             })
             .collect();
@@ -729,6 +730,30 @@ impl VariantDir {
         )
     }
 
+    /// Why the newest attempt that failed did (the first line of its `FAILED*.txt`, at most
+    /// 400 characters); `None` when no attempt failed or none says why.
+    pub fn failure(&self) -> Option<String> {
+        let entries = std::fs::read_dir(&self.path).ok()?;
+        let stem = FAILED.trim_end_matches(".txt");
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n == FAILED
+                    || (n.starts_with(&format!("{stem}{RESUME_TAG}")) && n.ends_with(".txt"))
+            })
+            .collect();
+        // `FAILED.txt` sorts before `FAILED-resume-…` once the extension is set aside.
+        names.sort_by_key(|n| n.trim_end_matches(".txt").to_owned());
+        let bytes = read_bounded(&self.path.join(names.pop()?), 64 << 10).ok()?;
+        let text = String::from_utf8_lossy(&bytes);
+        let line = text.lines().next()?.trim();
+        (!line.is_empty()).then(|| match line.char_indices().nth(400) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line.to_owned(),
+        })
+    }
+
     /// The variant now has every result: earlier attempts' `FAILED*.txt` no longer describe
     /// it (their deployment and teardown records stay, as history).
     pub fn clear_failed(&self) -> anyhow::Result<()> {
@@ -960,6 +985,9 @@ pub struct MissingCell {
     pub speedup: Option<f64>,
     /// The file that would hold it, relative to the run folder.
     pub result_file: String,
+    /// Why the variant failed, when it did: the first line of its newest `FAILED*.txt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant_failed: Option<String>,
 }
 
 #[cfg(test)]

@@ -251,14 +251,32 @@ fn planned_cells_without_results_are_listed_so_a_partial_sweep_shows() {
             ]}"#,
     )
     .unwrap();
+    // The NIXL variant failed (an earlier attempt's note, then the newest one's): its missing
+    // cell says why, in the newest note's words.
+    std::fs::create_dir_all(run.join("nixl-pf1-d1")).unwrap();
+    std::fs::write(run.join("nixl-pf1-d1/FAILED.txt"), "old reason\n").unwrap();
+    std::fs::write(
+        run.join("nixl-pf1-d1/FAILED-resume-20261128_140000.txt"),
+        "prefill-0 exited with status 1 before it was healthy\nlog tail ...\n",
+    )
+    .unwrap();
     let out = tmp.path().join("r");
     let md = svg_report(&run, &out);
     assert!(md.contains("## Planned but not measured"), "{md}");
     assert!(
-        md.contains("simple TP:1 at 8 req/s has no result (simple-tp1/vllm-8qps.json)"),
+        md.contains(
+            "simple TP:1 at 8 req/s has no result (simple-tp1/vllm-8qps.json): the run was \
+             interrupted"
+        ),
         "{md}"
     );
-    assert!(md.contains("nixl PF:1 D:1 TP:1x1 at inf req/s"), "{md}");
+    assert!(
+        md.contains(
+            "nixl PF:1 D:1 TP:1x1 at inf req/s has no result (nixl-pf1-d1/vllm-infqps.json): \
+             the variant failed: prefill-0 exited with status 1 before it was healthy"
+        ),
+        "{md}"
+    );
     assert!(!md.contains("at 4 req/s has no result"), "{md}");
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();

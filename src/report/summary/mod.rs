@@ -812,9 +812,14 @@ fn missing_lines(a: &Analysis) -> Vec<String> {
                     (None, Some(x)) => format!("{x} req/s"),
                     (None, None) => "inf req/s".to_string(),
                 };
+                let why = match &c.variant_failed {
+                    Some(failed) => format!("the variant failed: {failed}"),
+                    None => "the run was interrupted, the variant failed (see its logs/), or \
+                             it was left out with --only"
+                        .to_owned(),
+                };
                 format!(
-                    "{}: {} at {at} has no result ({}): the run was interrupted, the \
-                     variant failed (see its logs/), or it was left out with --only",
+                    "{}: {} at {at} has no result ({}): {why}",
                     r.name, c.label, c.result_file
                 )
             })
