@@ -368,6 +368,8 @@ impl RunDir {
         let Some(plan) = self.read_plan()? else {
             return Ok(None);
         };
+        // Read once per variant, not per missing cell.
+        let mut failures: std::collections::BTreeMap<&str, Option<String>> = Default::default();
         let missing = plan
             .cells
             .iter()
@@ -381,7 +383,10 @@ impl RunDir {
                 rate: c.rate.as_f64(),
                 speedup: c.speedup,
                 result_file: format!("{}/{}", c.variant_id, c.result_file),
-                variant_failed: self.variant(&c.variant_id).failure(),
+                variant_failed: failures
+                    .entry(&c.variant_id)
+                    .or_insert_with(|| self.variant(&c.variant_id).failure())
+                    .clone(),
                 variant_id: c.variant_id.clone(),
             })
             .collect();
@@ -645,6 +650,11 @@ impl VariantDir {
     /// Every attempt's `<base>[-resume-T].json` in this folder, oldest first (the first
     /// attempt's, then resumes' by their time tag).
     fn attempt_records(&self, base: &str) -> Vec<String> {
+        self.attempt_files(base, ".json")
+    }
+
+    /// Every attempt's `<stem>[-resume-T]<ext>` in this folder, oldest first.
+    fn attempt_files(&self, stem: &str, ext: &str) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&self.path) else {
             return Vec::new();
         };
@@ -652,12 +662,12 @@ impl VariantDir {
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| {
-                n == &Attempt::first().file(base)
-                    || (n.starts_with(&format!("{base}{RESUME_TAG}")) && n.ends_with(".json"))
+                n.strip_suffix(ext)
+                    .is_some_and(|s| s == stem || s.starts_with(&format!("{stem}{RESUME_TAG}")))
             })
             .collect();
-        // `base.json` sorts before `base-resume-…` once the extension is set aside.
-        names.sort_by_key(|n| n.trim_end_matches(".json").to_owned());
+        // `stem<ext>` sorts before `stem-resume-…` once the extension is set aside.
+        names.sort_by_key(|n| n.trim_end_matches(ext).to_owned());
         names
     }
 
@@ -733,19 +743,9 @@ impl VariantDir {
     /// Why the newest attempt that failed did (the first line of its `FAILED*.txt`, at most
     /// 400 characters); `None` when no attempt failed or none says why.
     pub fn failure(&self) -> Option<String> {
-        let entries = std::fs::read_dir(&self.path).ok()?;
         let stem = FAILED.trim_end_matches(".txt");
-        let mut names: Vec<String> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| {
-                n == FAILED
-                    || (n.starts_with(&format!("{stem}{RESUME_TAG}")) && n.ends_with(".txt"))
-            })
-            .collect();
-        // `FAILED.txt` sorts before `FAILED-resume-…` once the extension is set aside.
-        names.sort_by_key(|n| n.trim_end_matches(".txt").to_owned());
-        let bytes = read_bounded(&self.path.join(names.pop()?), 64 << 10).ok()?;
+        let newest = self.attempt_files(stem, ".txt").pop()?;
+        let bytes = read_bounded(&self.path.join(newest), 64 << 10).ok()?;
         let text = String::from_utf8_lossy(&bytes);
         let line = text.lines().next()?.trim();
         (!line.is_empty()).then(|| match line.char_indices().nth(400) {
@@ -757,15 +757,9 @@ impl VariantDir {
     /// The variant now has every result: earlier attempts' `FAILED*.txt` no longer describe
     /// it (their deployment and teardown records stay, as history).
     pub fn clear_failed(&self) -> anyhow::Result<()> {
-        let Ok(entries) = std::fs::read_dir(&self.path) else {
-            return Ok(());
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("FAILED") && name.ends_with(".txt") {
-                std::fs::remove_file(e.path())
-                    .with_context(|| format!("removing {}", e.path().display()))?;
-            }
+        for name in self.attempt_files(FAILED.trim_end_matches(".txt"), ".txt") {
+            let path = self.path.join(name);
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
         Ok(())
     }
