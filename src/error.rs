@@ -1,6 +1,7 @@
 //! The error type every command returns, and the exit code each kind maps to.
 //!
-//! Exit codes (documented in the README): 0 ok, 1 a run failed, 2 bad input or usage.
+//! Exit codes (documented in the README): 0 ok, 1 a run failed, 2 bad input or usage, 130
+//! stopped by a signal.
 
 use std::fmt;
 use std::ops::Range;
@@ -18,6 +19,8 @@ pub enum Error {
     /// The input was fine but the run did not succeed (a server never became healthy,
     /// a process crashed, a write failed).
     Failed(anyhow::Error),
+    /// A signal (Ctrl-C, SIGTERM) stopped the command; what it had measured is kept.
+    Stopped(anyhow::Error),
 }
 
 impl Error {
@@ -33,6 +36,7 @@ impl Error {
         match self {
             Error::Manifest(_) | Error::BadInput(_) => 2,
             Error::Failed(_) => 1,
+            Error::Stopped(_) => 130,
         }
     }
 }
@@ -41,7 +45,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Manifest(e) => write!(f, "{e}"),
-            Error::BadInput(e) | Error::Failed(e) => write!(f, "{e:#}"),
+            Error::BadInput(e) | Error::Failed(e) | Error::Stopped(e) => write!(f, "{e:#}"),
         }
     }
 }

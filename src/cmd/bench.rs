@@ -14,7 +14,7 @@ use crate::apply::{cache, queue};
 use crate::error::{Error, Result};
 use crate::exec::metrics;
 use crate::load::dataset::{self, DatasetSpec};
-use crate::load::runner::{execute, LoadError, NoProgress};
+use crate::load::runner::{execute_until, LoadError, NoProgress, Stop};
 use crate::load::schedule::{arrival_offsets, Arrival};
 use crate::load::summary::human_summary;
 use crate::load::tokenizer::Tokenizer;
@@ -42,7 +42,9 @@ pub enum ArrivalKind {
 ///
 /// Requests are sent at precomputed instants (from --seed) whether or not earlier ones have
 /// finished; latencies are measured from those instants. A human summary goes to stdout, the
-/// full result (vLLM-compatible keys plus every request) to --out.
+/// full result (vLLM-compatible keys plus every request) to --out. Ctrl-C stops sending and
+/// waits for the requests in flight (a second one stops waiting): the result then covers the
+/// requests sent, says so, and vbench exits with 130.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     // Boxed: the CLI's command enum stays small (clippy::large_enum_variant).
@@ -320,11 +322,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let rt = rt.build().map_err(Error::failed)?;
     let result = rt.block_on(async {
+        let (raise, stop) = Stop::channel();
+        let signals = stop_on_signals(raise);
         let watching = servers.start().await?;
         let result = match RequestBar::on_terminal("") {
-            Some(bar) => execute(&ls, &bar).await,
-            None => execute(&ls, &NoProgress).await,
+            Some(bar) => execute_until(&ls, &bar, stop).await,
+            None => execute_until(&ls, &NoProgress, stop).await,
         };
+        signals.abort();
         let seen = watching.finish().await;
         Ok::<_, Error>(result.map(|mut r| {
             let ttft_ms = ls.goodput.as_ref().and_then(|g| g.ttft_ms);
@@ -339,6 +344,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     rt.shutdown_timeout(Duration::from_millis(100));
     let result = result.map_err(|e| match e {
         LoadError::Spec(_) => Error::bad_input(e),
+        LoadError::StoppedInWarmup => {
+            Error::Stopped(anyhow!(e).context("nothing was measured and nothing written"))
+        }
         _ => Error::failed(e),
     })?;
     if let Err(e) = write_json_new_reserved(&args.out, &result, reserve.as_ref()) {
@@ -375,6 +383,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         print!("{}", human_summary(&result));
         println!("result written to {}", args.out.display());
     }
+    if let Some(stopped) = &result.vbench.load.stopped_early {
+        return Err(Error::Stopped(anyhow!(
+            "{}; written to {}",
+            stopped.describe(),
+            args.out.display()
+        )));
+    }
     if result.completed == 0 {
         return Err(Error::failed(anyhow!(
             "every one of the {} requests failed",
@@ -382,6 +397,39 @@ pub fn run(args: BenchArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Ctrl-C (or SIGTERM) during the load: the first stops the schedule and waits for the
+/// requests in flight, the second stops waiting; the result of what was sent is written
+/// either way. Must be called inside the runtime.
+fn stop_on_signals(raise: tokio::sync::watch::Sender<u8>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            raise.send_modify(|level| *level = level.saturating_add(1));
+            match *raise.borrow() {
+                1 => eprintln!(
+                    "\nstopping: no more requests are sent; waiting for those in flight \
+                     (Ctrl-C again to stop waiting)"
+                ),
+                2 => eprintln!(
+                    "\nstopping: no longer waiting for the requests in flight; they count as \
+                     failed"
+                ),
+                _ => {}
+            }
+        }
+    })
 }
 
 /// The servers named by `--server-metrics`: component name, base URL and role.

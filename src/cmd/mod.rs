@@ -167,6 +167,7 @@ pub fn report_error(err: &Error) {
             let report = miette::Report::new((**diag).clone());
             eprintln!("{report:?}");
         }
+        Error::Stopped(e) => eprintln!("stopped: {e:#}"),
         other => eprintln!("error: {other}"),
     }
 }

@@ -38,8 +38,9 @@
 //! counts from the usage chunk. vbench measures all of them from the *scheduled* instant.
 //! A request is `ok` with HTTP 200, at least one content chunk and `data: [DONE]`; anything
 //! else is a failed record with an `error_kind` (`http`, `connect`, `request`, `timeout`,
-//! `stream_cut`, `malformed`, `server_error`, `no_content`, `not_sent`, and `session_ended`
-//! for a multi-turn session's turns after a failed one), never dropped.
+//! `stream_cut`, `malformed`, `server_error`, `no_content`, `not_sent`, `abandoned` (in flight
+//! when a [`Stop`] stopped the waiting), and `session_ended` for a multi-turn session's turns
+//! after a failed one), never dropped.
 //!
 //! Transport: `http://` endpoints are driven by a lean HTTP/1.1 reader (`http1.rs`: one task
 //! per request reads its own socket, keep-alive pool, TCP_NODELAY); `https://` (or
@@ -69,11 +70,13 @@ use std::time::Duration;
 
 pub use client::Api;
 pub use dataset::{Dataset, DatasetSpec, PreparedRequest, PreparedSession, TokenCounts};
-pub use runner::{execute, LoadError, NoProgress, Progress};
+pub use runner::{execute, execute_until, LoadError, NoProgress, Progress, Stop};
 pub use schedule::{arrival_offsets, Arrival};
 pub use tokenizer::Tokenizer;
 
-pub use result::{ClientHealth, DeploymentInfo, LoadInfo, RequestRecord, RunResult, VbenchSection};
+pub use result::{
+    ClientHealth, DeploymentInfo, LoadInfo, RequestRecord, RunResult, StoppedEarly, VbenchSection,
+};
 
 /// The original suite's topology keys, carried into every result file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -584,6 +584,39 @@ pub struct LoadInfo {
     /// Which repeat of its rate this file is (1-based); absent without repeats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat: Option<u32>,
+    /// Set when the run was stopped before its schedule ended (`vbench bench` on Ctrl-C):
+    /// the result covers the requests sent before the stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<StoppedEarly>,
+}
+
+/// A run stopped before its schedule ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+pub struct StoppedEarly {
+    /// Requests the schedule held.
+    pub planned: u64,
+    /// Requests sent before the stop: the result's requests.
+    pub sent: u64,
+    /// Of those, the ones still in flight when vbench stopped waiting (a second stop); they
+    /// are counted as failed (`abandoned`).
+    pub abandoned: u64,
+}
+
+impl StoppedEarly {
+    /// One line for warnings and summaries.
+    pub fn describe(&self) -> String {
+        let mut line = format!(
+            "the run was stopped after {} of its {} requests were sent; the result covers those {}",
+            self.sent, self.planned, self.sent
+        );
+        if self.abandoned > 0 {
+            line.push_str(&format!(
+                ", {} of them abandoned in flight and counted as failed",
+                self.abandoned
+            ));
+        }
+        line
+    }
 }
 
 /// How well the client kept to its schedule. A run whose client fell behind measured the
@@ -695,13 +728,14 @@ pub fn schema_json() -> String {
         "vbench result file (vllm-<rate>qps.json)",
         "RunResult",
         // Left out when absent (`skip_serializing_if`): `repeat` without repeats, `warnings`
-        // when there were none, `server_queue`, `cache_reuse`, `kv_transfer` and `kv_cache` in
+        // when there were none, `stopped_early` in a run that was not stopped, `server_queue`, `cache_reuse`, `kv_transfer` and `kv_cache` in
         // files not written by `apply`, `ideal` and a KV cache's numbers where a server did
         // not say them, a transfer histogram a server did not export, a request's `session`
         // and `turn` outside multi-turn sessions.
         &[
             ("LoadInfo", "repeat"),
             ("LoadInfo", "warnings"),
+            ("LoadInfo", "stopped_early"),
             ("VbenchSection", "server_queue"),
             ("VbenchSection", "cache_reuse"),
             ("VbenchSection", "kv_transfer"),

@@ -7,7 +7,7 @@
 //! tens of microseconds and hands each request to the runtime at its instant; the request's
 //! task records when it actually started, so a busy runtime shows up as lag, never hidden.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use super::dataset::PreparedRequest;
 use super::summary::{build_result, RunFacts};
 use super::tokenizer::Tokenizer;
 use super::LoadSpec;
-use crate::load::{RequestRecord, RunResult};
+use crate::load::{RequestRecord, RunResult, StoppedEarly};
 
 /// Why a run could not produce a result at all (individual request failures are data, not
 /// errors).
@@ -36,6 +36,36 @@ pub enum LoadError {
         model: String,
         first: String,
     },
+    #[error("the run was stopped during the warm-up, before any measured request was sent")]
+    StoppedInWarmup,
+}
+
+/// How a caller ends a run before its schedule does (`vbench bench` on Ctrl-C). Level 1:
+/// send nothing more and wait for the requests in flight; level 2: stop waiting for them too
+/// (they are recorded as failed, `abandoned`). The result then covers the requests that were
+/// sent, and says so in `vbench.load.stopped_early`.
+#[derive(Clone)]
+pub struct Stop(tokio::sync::watch::Receiver<u8>);
+
+impl Stop {
+    /// A stop and the sender that raises its level (`send_modify(|l| *l += 1)`).
+    pub fn channel() -> (tokio::sync::watch::Sender<u8>, Stop) {
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        (tx, Stop(rx))
+    }
+
+    /// A stop that never comes.
+    pub fn never() -> Stop {
+        Stop::channel().1
+    }
+
+    /// Resolves once the level reaches `level`; never, if the sender is gone first.
+    async fn reached(&self, level: u8) {
+        let mut level_now = self.0.clone();
+        if level_now.wait_for(|l| *l >= level).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Hooks for a progress display; every method has a no-op default.
@@ -166,6 +196,8 @@ struct Dispatcher {
     /// Where each finished request goes: (index, measurement, dispatcher wake-up lag in s).
     tx: tokio::sync::mpsc::UnboundedSender<(usize, Measured, f64)>,
     cancel: Arc<AtomicBool>,
+    /// How many requests were handed on (they go in index order).
+    sent: Arc<AtomicUsize>,
     /// Set when the thread got real-time priority.
     realtime: Arc<AtomicBool>,
 }
@@ -221,6 +253,7 @@ impl Dispatcher {
                 let m = client::send(&http, &target, job, tok.as_deref()).await;
                 let _ = tx.send((i, m, dispatch_lag));
             });
+            self.sent.store(i + 1, Ordering::Release);
         }
     }
 }
@@ -230,6 +263,16 @@ impl Dispatcher {
 /// Must be called inside a tokio runtime; request tasks run on it. Dropping the future stops
 /// the schedule (requests already in flight finish on their own).
 pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResult, LoadError> {
+    execute_until(spec, progress, Stop::never()).await
+}
+
+/// [`execute`], which `stop` may end early (see [`Stop`]). Multi-turn sessions run to their
+/// end: `stop` applies to single requests.
+pub async fn execute_until(
+    spec: &LoadSpec,
+    progress: &dyn Progress,
+    stop: Stop,
+) -> Result<RunResult, LoadError> {
     let n = spec.offsets.len();
     if n == 0 || spec.requests.is_empty() {
         return Err(LoadError::Spec("no requests to send".into()));
@@ -307,7 +350,12 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
             });
         }
         let mut first_err = None;
-        while let Some(r) = set.join_next().await {
+        loop {
+            let r = tokio::select! {
+                r = set.join_next() => r,
+                _ = stop.reached(1) => return Err(LoadError::StoppedInWarmup),
+            };
+            let Some(r) = r else { break };
             if let Ok(m) = r {
                 if !m.record.ok {
                     warmup_failed += 1;
@@ -362,6 +410,7 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
     // A short lead so the timer thread is running before the first deadline.
     let start = Instant::now() + Duration::from_millis(5);
     let realtime = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
     let dispatcher = Dispatcher {
         runtime: tokio::runtime::Handle::current(),
         start,
@@ -373,6 +422,7 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
         sem,
         tx,
         cancel: cancel.clone(),
+        sent: sent.clone(),
         realtime: realtime.clone(),
     };
     let dispatcher = std::thread::Builder::new()
@@ -386,8 +436,21 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
     let mut read_waits = Vec::with_capacity(n);
     let (mut stamped, mut unstamped) = (0u64, 0u64);
     let mut received = 0;
+    let (mut stopping, mut abandoning) = (false, false);
     while received < n {
-        match rx.recv().await {
+        let next = tokio::select! {
+            next = rx.recv() => next,
+            _ = stop.reached(1), if !stopping => {
+                stopping = true;
+                cancel.store(true, Ordering::Relaxed);
+                continue;
+            }
+            _ = stop.reached(2), if stopping => {
+                abandoning = true;
+                break;
+            }
+        };
+        match next {
             Some((i, m, dl)) => {
                 progress.request_done(&m.record);
                 dispatch_lags[i] = dl;
@@ -402,9 +465,12 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
             None => break, // every sender gone: the dispatcher stopped early
         }
     }
+    // Stopping: the dispatcher wakes within 100 ms and hands on nothing more.
+    cancel.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
     progress.finish();
     let (cpu1, rss) = cpu_and_rss();
+    let sent = sent.load(Ordering::Acquire);
 
     let mut duration = 0.0f64;
     let mut all_usage = true;
@@ -419,25 +485,43 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
                 }
                 m.record
             }
-            None => RequestRecord {
-                index: i as u64,
-                scheduled_s: spec.offsets[i],
-                sent_s: spec.offsets[i],
-                ttft_s: None,
-                e2e_s: None,
-                itls_s: Vec::new(),
-                tpot_s: None,
-                prompt_tokens: spec.requests[i].prompt_tokens,
-                output_tokens: 0,
-                ok: false,
-                http_status: None,
-                error_kind: Some("not_sent".into()),
-                error: Some("the run was stopped before this request was sent".into()),
-                session: None,
-                turn: None,
-            },
+            None => {
+                let (kind, why) = if i < sent {
+                    (
+                        "abandoned",
+                        "vbench was stopped while this request was in flight",
+                    )
+                } else {
+                    (
+                        "not_sent",
+                        "the run was stopped before this request was sent",
+                    )
+                };
+                RequestRecord {
+                    index: i as u64,
+                    scheduled_s: spec.offsets[i],
+                    sent_s: spec.offsets[i],
+                    ttft_s: None,
+                    e2e_s: None,
+                    itls_s: Vec::new(),
+                    tpot_s: None,
+                    prompt_tokens: spec.requests[i].prompt_tokens,
+                    output_tokens: 0,
+                    ok: false,
+                    http_status: None,
+                    error_kind: Some(kind.into()),
+                    error: Some(why.into()),
+                    session: None,
+                    turn: None,
+                }
+            }
         })
         .collect();
+    let stopped_early = (stopping && (sent < n || abandoning)).then(|| StoppedEarly {
+        planned: n as u64,
+        sent: sent as u64,
+        abandoned: sent.saturating_sub(received) as u64,
+    });
     let facts = RunFacts {
         duration_s: duration,
         dispatch_lags_s: dispatch_lags,
@@ -450,5 +534,19 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
         cpu_s: (cpu1 - cpu0).is_finite().then_some(cpu1 - cpu0),
         max_rss_mib: rss.is_finite().then_some(rss),
     };
-    Ok(build_result(spec, records, facts))
+    let Some(stopped) = stopped_early else {
+        return Ok(build_result(spec, records, facts));
+    };
+    // The result is the run of the requests that were offered: those never sent are not part
+    // of it, as if the schedule had been that long (its offered rate included).
+    let mut records = records;
+    records.truncate(sent);
+    let mut facts = facts;
+    facts.dispatch_lags_s.truncate(sent);
+    let mut sent_spec = spec.clone();
+    sent_spec.offsets = spec.offsets[..sent].into();
+    let mut result = build_result(&sent_spec, records, facts);
+    result.vbench.load.warnings.push(stopped.describe());
+    result.vbench.load.stopped_early = Some(stopped);
+    Ok(result)
 }

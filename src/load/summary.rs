@@ -222,6 +222,7 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
                 notes: spec.notes.clone(),
                 warnings: Vec::new(),
                 repeat: spec.repeat,
+                stopped_early: None,
             },
             client,
             requests: records,

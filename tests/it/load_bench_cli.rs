@@ -325,3 +325,160 @@ fn bench_records_what_the_server_metrics_say() {
     assert!(!bad.exists());
     drop(sim);
 }
+
+/// `vbench bench` started in the background against `srv`, with `extra` flags.
+fn bench_child(srv: &FakeServer, out: &std::path::Path, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("vbench"))
+        .args(["bench", "--base-url", &srv.base_url(), "--model", "m"])
+        .args(["--tokenizer", &tiny(), "--dataset", "random"])
+        .args(["--input-len", "32", "--num-prompts", "500", "--rate", "50"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the server has seen `count` requests (at most 30 s).
+fn wait_for_requests(srv: &FakeServer, count: usize) {
+    let t0 = std::time::Instant::now();
+    while srv.log().len() < count {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the load never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sigint(child: &std::process::Child) {
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+}
+
+/// Ctrl-C during the load stops the schedule, waits for the requests in flight and writes the
+/// result of every request that was sent, marked as stopped; exit 130. Every request the
+/// server saw is in the result.
+#[test]
+fn ctrl_c_keeps_the_result_of_what_was_sent() {
+    let _serial = crate::support::serial();
+    let (_rt, srv) = server();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let child = bench_child(&srv, &out, &["--output-len", "6"]);
+    wait_for_requests(&srv, 30);
+    sigint(&child);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopping: no more requests are sent"),
+        "{stderr}"
+    );
+    let r: RunResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let stopped = r
+        .vbench
+        .load
+        .stopped_early
+        .expect("marked as stopped early");
+    assert_eq!(stopped.planned, 500);
+    assert!((29..500).contains(&stopped.sent), "{stopped:?}");
+    assert_eq!(stopped.abandoned, 0);
+    // The requests in flight were waited for: all of them completed.
+    assert_eq!(r.vbench.requests.len() as u64, stopped.sent);
+    assert_eq!((r.completed, r.failed), (stopped.sent, 0));
+    assert_eq!(r.vbench.load.num_requests, stopped.sent);
+    // The server saw the warm-up and exactly the requests in the result.
+    assert_eq!(srv.log().len() as u64, stopped.sent + 1);
+    assert!(r.vbench.load.warnings.iter().any(|w| w.contains(&format!(
+        "stopped after {} of its 500 requests were sent",
+        stopped.sent
+    ))));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("result written to"), "{stdout}");
+}
+
+/// A second Ctrl-C stops waiting for requests in flight: they are in the result as failed
+/// (`abandoned`), and vbench does not wait for their streams to end.
+#[test]
+fn a_second_ctrl_c_abandons_the_requests_in_flight_and_counts_them() {
+    let _serial = crate::support::serial();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Every stream takes a minute to its first token.
+    let srv = rt
+        .block_on(FakeServer::start(
+            0,
+            FakeTiming {
+                ttft: Duration::from_secs(60),
+                gap: Duration::from_millis(2),
+            },
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let child = bench_child(&srv, &out, &["--output-len", "6", "--warmup", "0"]);
+    wait_for_requests(&srv, 10);
+    sigint(&child);
+    std::thread::sleep(Duration::from_millis(300));
+    let second = std::time::Instant::now();
+    sigint(&child);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(second.elapsed() < Duration::from_secs(10), "{stderr}");
+    let r: RunResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let stopped = r
+        .vbench
+        .load
+        .stopped_early
+        .expect("marked as stopped early");
+    assert!(stopped.sent >= 10 && stopped.sent < 500, "{stopped:?}");
+    assert_eq!(stopped.abandoned, stopped.sent);
+    assert_eq!((r.completed, r.failed), (0, stopped.sent));
+    assert!(r
+        .vbench
+        .requests
+        .iter()
+        .all(|q| q.error_kind.as_deref() == Some("abandoned")));
+    assert_eq!(srv.log().len() as u64, stopped.sent);
+}
+
+/// Ctrl-C before any measured request was sent: nothing is written, and vbench says so.
+#[test]
+fn ctrl_c_during_the_warm_up_writes_nothing() {
+    let _serial = crate::support::serial();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let srv = rt
+        .block_on(FakeServer::start(
+            0,
+            FakeTiming {
+                ttft: Duration::from_secs(60),
+                gap: Duration::from_millis(2),
+            },
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let child = bench_child(&srv, &out, &["--output-len", "6"]);
+    wait_for_requests(&srv, 1);
+    sigint(&child);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopped: nothing was measured and nothing written"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    assert_eq!(srv.log().len(), 1);
+}

@@ -38,7 +38,9 @@ fn check(text: &str, sets: &[String]) {
         Err(vbench::Error::BadInput(e)) => {
             assert!(!sets.is_empty(), "non-manifest error without --set: {e:#}")
         }
-        Err(vbench::Error::Failed(e)) => panic!("parsing cannot fail a run: {e:#}"),
+        Err(vbench::Error::Failed(e) | vbench::Error::Stopped(e)) => {
+            panic!("parsing cannot fail or stop a run: {e:#}")
+        }
     }
 }
 
