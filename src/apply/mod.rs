@@ -30,6 +30,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use tokio::sync::watch;
 
+use crate::exec::claims::{Claimed, Claims};
 use crate::exec::deploy;
 use crate::exec::gpus::GpuProbe;
 use crate::exec::ports::PortAllocator;
@@ -208,7 +209,7 @@ pub(crate) struct Interrupts(watch::Receiver<u32>);
 
 impl Interrupts {
     /// Start counting signals (from now until the runtime ends).
-    fn listen() -> Interrupts {
+    pub(crate) fn listen() -> Interrupts {
         let (tx, rx) = watch::channel(0u32);
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
@@ -227,6 +228,11 @@ impl Interrupts {
             }
         });
         Interrupts(rx)
+    }
+
+    /// The load generator's stop, following these signals.
+    pub(crate) fn as_load_stop(&self) -> crate::load::Stop {
+        crate::load::Stop::counting(self.0.clone())
     }
 
     /// A stop was asked for.
@@ -282,10 +288,10 @@ pub async fn run(
     let env = Environment::collect(&loaded.path, simulated, &move || stop.requested());
     let stop = interrupted.clone();
     // Held until the run returns.
-    let gpu_claims = claim_gpus(options, loaded, plan, probe.as_ref(), &move || {
+    let device_claims = claim_devices(options, loaded, plan, probe.as_ref(), &move || {
         stop.requested()
     })?;
-    if let Some(unclaimed) = gpu_claims
+    if let Some(unclaimed) = device_claims
         .as_ref()
         .map(|g| &g.unclaimed)
         .filter(|u| !u.is_empty())
@@ -349,10 +355,7 @@ pub async fn run(
 
     let vbench_bin = vbench_bin.display().to_string();
     let gpu_pool = gpu_pool(m, plan);
-    let cpu_pool: Vec<u32> = match &m.target.cpus {
-        Some(l) => l.clone(),
-        None => (0..plan.capacity.cpu_cores.unwrap_or(0)).collect(),
-    };
+    let cpu_pool = cpu_pool(m, plan);
     let compile_cache = compile_cache(loaded, plan)?;
     if let Some(dir) = &compile_cache {
         events.info(&format!(
@@ -520,21 +523,21 @@ fn gpu_pool(m: &manifest::Manifest, plan: &Plan) -> Vec<u32> {
     }
 }
 
-/// On a local CUDA target, the GPUs this run's variants will take (the first of the pool, as
-/// many as its largest variant needs), claimed for the whole run against every other vbench
-/// on this host ([`crate::exec::gpus::claim`]).
-fn claim_gpus(
+/// On a local target, the devices this run's variants will take (the first of the pool, as
+/// many as its largest variant needs: GPUs on CUDA, cores on the CPU build), claimed for the
+/// whole run against every other vbench on this host ([`crate::exec::claims`]).
+fn claim_devices(
     options: &Options,
     loaded: &LoadedManifest,
     plan: &Plan,
     probe: &dyn GpuProbe,
     stop: &dyn Fn() -> bool,
-) -> anyhow::Result<Option<crate::exec::gpus::GpuClaims>> {
-    if plan.backend != Backend::Local || plan.accelerator != Accelerator::Cuda {
+) -> Result<Option<Claims>, Claimed> {
+    if plan.backend != Backend::Local {
         return Ok(None);
     }
-    let pool = gpu_pool(&loaded.manifest, plan);
-    let needed = plan
+    // Instance slots (GPUs, or CPU-build instances of `cpu_cores_per_instance` cores each).
+    let slots = plan
         .variants
         .iter()
         .filter(|v| options.selects(&v.id))
@@ -549,7 +552,26 @@ fn claim_gpus(
             options.results.join(&plan.experiment).display()
         ),
     };
-    crate::exec::gpus::claim(probe, &pool[..needed.min(pool.len())], &holder, stop).map(Some)
+    let m = &loaded.manifest;
+    match plan.accelerator {
+        Accelerator::Cuda => {
+            let pool = gpu_pool(m, plan);
+            crate::exec::gpus::claim(probe, &pool[..slots.min(pool.len())], &holder, stop).map(Some)
+        }
+        Accelerator::Cpu => {
+            let pool = cpu_pool(m, plan);
+            let cores = slots * m.target.cpu_cores_per_instance as usize;
+            crate::exec::claims::claim_cpu_cores(&pool[..cores.min(pool.len())], &holder).map(Some)
+        }
+    }
+}
+
+/// The CPU cores instances are pinned to, in order: `target.cpus`, else every core found.
+fn cpu_pool(m: &manifest::Manifest, plan: &Plan) -> Vec<u32> {
+    match &m.target.cpus {
+        Some(l) => l.clone(),
+        None => (0..plan.capacity.cpu_cores.unwrap_or(0)).collect(),
+    }
 }
 
 /// The run's environment record, written as soon as the vLLM version probe (started in the

@@ -104,7 +104,7 @@ pub fn run(args: ApplyArgs) -> Result<()> {
         .map_err(|e| {
             // A second apply in a run folder, or on GPUs another vbench holds, is a usage
             // error (exit 2), like a bad flag.
-            if e.is::<crate::results::rundir::Locked>() || e.is::<crate::exec::gpus::Claimed>() {
+            if e.is::<crate::results::rundir::Locked>() || e.is::<crate::exec::claims::Claimed>() {
                 Error::bad_input(e)
             } else {
                 Error::failed(e)

@@ -10,11 +10,12 @@ use anyhow::anyhow;
 use clap::ValueEnum;
 
 use super::progress::RequestBar;
+use crate::apply::Interrupts;
 use crate::apply::{cache, queue};
 use crate::error::{Error, Result};
 use crate::exec::metrics;
 use crate::load::dataset::{self, DatasetSpec};
-use crate::load::runner::{execute_until, LoadError, NoProgress, Stop};
+use crate::load::runner::{execute_until, LoadError, NoProgress};
 use crate::load::schedule::{arrival_offsets, Arrival};
 use crate::load::summary::human_summary;
 use crate::load::tokenizer::Tokenizer;
@@ -322,8 +323,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let rt = rt.build().map_err(Error::failed)?;
     let result = rt.block_on(async {
-        let (raise, stop) = Stop::channel();
-        let signals = stop_on_signals(raise);
+        let interrupts = Interrupts::listen();
+        let stop = interrupts.as_load_stop();
+        let signals = say_what_signals_do(interrupts);
         let watching = servers.start().await?;
         let result = match RequestBar::on_terminal("") {
             Some(bar) => execute_until(&ls, &bar, stop).await,
@@ -400,35 +402,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 /// Ctrl-C (or SIGTERM) during the load: the first stops the schedule and waits for the
-/// requests in flight, the second stops waiting; the result of what was sent is written
-/// either way. Must be called inside the runtime.
-fn stop_on_signals(raise: tokio::sync::watch::Sender<u8>) -> tokio::task::JoinHandle<()> {
+/// requests in flight, the second stops waiting (`load::Stop`); the result of what was sent is
+/// written either way. This says so as each comes.
+fn say_what_signals_do(mut interrupts: Interrupts) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            raise.send_modify(|level| *level = level.saturating_add(1));
-            match *raise.borrow() {
-                1 => eprintln!(
-                    "\nstopping: no more requests are sent; waiting for those in flight \
-                     (Ctrl-C again to stop waiting)"
-                ),
-                2 => eprintln!(
-                    "\nstopping: no longer waiting for the requests in flight; they count as \
-                     failed"
-                ),
-                _ => {}
-            }
-        }
+        interrupts.first().await;
+        eprintln!(
+            "\nstopping: no more requests are sent; waiting for those in flight (Ctrl-C again \
+             to stop waiting)"
+        );
+        interrupts.second().await;
+        eprintln!("\nstopping: no longer waiting for the requests in flight; they count as failed");
     })
 }
 

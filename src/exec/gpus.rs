@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use super::flock::{Attempt, Flock};
+use super::claims::{self, Claimed, Claims, Device};
 use super::gpu_telemetry::{self, GpuReading};
 use super::probe::StopFlag;
 
@@ -167,39 +167,15 @@ pub fn ensure_free(probe: &dyn GpuProbe, gpus: &[u32]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The GPUs one `apply` runs on, claimed against every other vbench on this host: an
-/// exclusive `flock` per GPU on `<temp dir>/vbench-gpu-<UUID>.lock` (by index when the UUID
-/// is unknown), held until dropped and released by the kernel however the process dies.
-/// `nvidia-smi` cannot stand in for this: a vLLM that is still starting holds no GPU memory
-/// yet, so two runs started seconds apart would both find the GPU free and share it.
-#[derive(Debug)]
-pub struct GpuClaims {
-    _locks: Vec<Flock>,
-    /// GPUs left unclaimed, each with why: their lock file could not be opened (a temp
-    /// folder this user cannot write). The run goes on without their protection.
-    pub unclaimed: Vec<String>,
-}
-
-/// Another vbench holds one of the GPUs a run asked for.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "GPU {index} ({key}) is in use by another vbench on this host ({holder}); vbench does not \
-     share GPUs: wait for that run to end, or give this one other GPUs (target.gpus)"
-)]
-pub struct Claimed {
-    pub index: u32,
-    pub key: String,
-    pub holder: String,
-}
-
-/// Claim `gpus` for this process, recording `holder` (e.g. the run folder) for a second
-/// vbench's message. Fails at the first GPU another vbench holds, releasing the rest.
+/// Claim `gpus` for this process against every other vbench on this host (a lock per GPU
+/// UUID, [`claims`]), recording `holder` (e.g. the run folder) for a second vbench's message.
+/// Fails at the first GPU another vbench holds, releasing the rest.
 pub fn claim(
     probe: &dyn GpuProbe,
     gpus: &[u32],
     holder: &str,
     stop: &dyn Fn() -> bool,
-) -> anyhow::Result<GpuClaims> {
+) -> Result<Claims, Claimed> {
     claim_in(&std::env::temp_dir(), probe, gpus, holder, stop)
 }
 
@@ -209,52 +185,26 @@ fn claim_in(
     gpus: &[u32],
     holder: &str,
     stop: &dyn Fn() -> bool,
-) -> anyhow::Result<GpuClaims> {
+) -> Result<Claims, Claimed> {
     let uuids = if gpus.is_empty() {
         Vec::new()
     } else {
         probe.uuids(stop).unwrap_or_default()
     };
-    let (mut locks, mut unclaimed) = (Vec::new(), Vec::new());
-    for &index in gpus {
-        let key = uuids
-            .iter()
-            .find(|(i, _)| *i == index)
-            .map_or_else(|| format!("index-{index}"), |(_, u)| u.clone());
-        let safe: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = dir.join(format!("vbench-gpu-{safe}.lock"));
-        let mut lock = match Flock::try_take(&path) {
-            Err(e) => {
-                unclaimed.push(format!("GPU {index} ({}: {e})", path.display()));
-                continue;
+    let devices: Vec<Device> = gpus
+        .iter()
+        .map(|&index| {
+            let key = uuids
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map_or_else(|| format!("index-{index}"), |(_, u)| u.clone());
+            Device {
+                name: format!("GPU {index} ({key})"),
+                key: format!("gpu-{key}"),
             }
-            Ok(Attempt::Held(lock)) => lock,
-            Ok(Attempt::Taken { record }) => {
-                let holder = match record.trim() {
-                    "" => "a process that recorded nothing".to_owned(),
-                    r => r.replace('\n', ", "),
-                };
-                return Err(Claimed { index, key, holder }.into());
-            }
-        };
-        // Only for the message of a run refused: a file another user made, open read-only,
-        // keeps its old record.
-        let _ = lock.set_record(&format!("pid {}\n{holder}\n", std::process::id()));
-        locks.push(lock);
-    }
-    Ok(GpuClaims {
-        _locks: locks,
-        unclaimed,
-    })
+        })
+        .collect();
+    claims::claim_in(dir, claims::GPUS, &devices, holder)
 }
 
 #[cfg(test)]
@@ -309,8 +259,7 @@ mod tests {
         let first = claim(&Uuids, &[0], "run results/x/1", &|| false).unwrap();
         // flock is per open file: a second claim in this process conflicts like another's.
         let e = claim(&Uuids, &[1, 0], "run results/y/2", &|| false).unwrap_err();
-        let claimed = e.downcast_ref::<Claimed>().expect("a Claimed error");
-        assert_eq!(claimed.index, 0);
+        assert!(e.device.starts_with("GPU 0 "), "{e}");
         assert!(
             e.to_string().contains(&format!(
                 "GPU 0 (GPU-claim-test-{}-a) is in use by another vbench on this host (pid {}, run results/x/1)",
@@ -332,7 +281,8 @@ mod tests {
         let claims = claim_in(dir, &Uuids, &[0, 1], "x", &|| false).unwrap();
         assert_eq!(claims.unclaimed.len(), 2);
         assert!(
-            claims.unclaimed[0].starts_with("GPU 0 (/proc/vbench-no-such-folder/vbench-gpu-"),
+            claims.unclaimed[0].starts_with("GPU 0 (GPU-claim-test-")
+                && claims.unclaimed[0].contains("(/proc/vbench-no-such-folder/vbench-gpu-GPU-"),
             "{:?}",
             claims.unclaimed
         );

@@ -3,6 +3,7 @@
 //! ports, and the servers' `/metrics`. It writes nothing into the run folder itself: paths
 //! come from the caller, records go back to it.
 
+pub mod claims;
 pub mod compile_cache;
 pub mod deploy;
 pub mod flock;

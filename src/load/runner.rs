@@ -40,18 +40,23 @@ pub enum LoadError {
     StoppedInWarmup,
 }
 
-/// How a caller ends a run before its schedule does (`vbench bench` on Ctrl-C). Level 1:
-/// send nothing more and wait for the requests in flight; level 2: stop waiting for them too
-/// (they are recorded as failed, `abandoned`). The result then covers the requests that were
-/// sent, and says so in `vbench.load.stopped_early`.
+/// How a caller ends a run before its schedule does (`vbench bench` on Ctrl-C): a count of
+/// stop requests. The first: send nothing more and wait for the requests in flight; the
+/// second: stop waiting for them too (they are recorded as failed, `abandoned`). The result
+/// then covers the requests that were sent, and says so in `vbench.load.stopped_early`.
 #[derive(Clone)]
-pub struct Stop(tokio::sync::watch::Receiver<u8>);
+pub struct Stop(tokio::sync::watch::Receiver<u32>);
 
 impl Stop {
-    /// A stop and the sender that raises its level (`send_modify(|l| *l += 1)`).
-    pub fn channel() -> (tokio::sync::watch::Sender<u8>, Stop) {
+    /// A stop and the sender that counts its requests (`send_modify(|n| *n += 1)`).
+    pub fn channel() -> (tokio::sync::watch::Sender<u32>, Stop) {
         let (tx, rx) = tokio::sync::watch::channel(0);
         (tx, Stop(rx))
+    }
+
+    /// A stop that follows an existing count, such as signals received.
+    pub fn counting(requests: tokio::sync::watch::Receiver<u32>) -> Stop {
+        Stop(requests)
     }
 
     /// A stop that never comes.
@@ -59,10 +64,10 @@ impl Stop {
         Stop::channel().1
     }
 
-    /// Resolves once the level reaches `level`; never, if the sender is gone first.
-    async fn reached(&self, level: u8) {
-        let mut level_now = self.0.clone();
-        if level_now.wait_for(|l| *l >= level).await.is_err() {
+    /// Resolves once `count` stops were asked for; never, if the sender is gone first.
+    async fn reached(&self, count: u32) {
+        let mut requests = self.0.clone();
+        if requests.wait_for(|n| *n >= count).await.is_err() {
             std::future::pending::<()>().await;
         }
     }

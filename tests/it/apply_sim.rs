@@ -370,10 +370,19 @@ fn a_rate_during_which_an_instance_died_is_not_kept_as_measured() {
     assert_no_orphans(&run);
 }
 
+/// A CPU core id of its own for a test's stub "vLLM" (which pins nothing): `apply` claims the
+/// cores of a local CPU run against every other vbench, so tests that run side by side must
+/// not list the same ones.
+fn private_core() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(4096);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A one-variant manifest named `name` on the local backend whose "vLLM" is the shell script
 /// `script` (a TOML string; `$1` is `--version` when vbench asks for the version), with
 /// `target_extra` added to `[target]`.
 fn stub_vllm_manifest(name: &str, script: &str, target_extra: &str) -> String {
+    let core = private_core();
     format!(
         r#"name = "{name}"
 model = "stub-model"
@@ -389,6 +398,7 @@ num_prompts = 4
 backend = "local"
 accelerator = "cpu"
 cpu_cores_per_instance = 1
+cpus = [{core}]
 vllm_bin = ["sh", "-c", {script}, "stub"]
 health_timeout_s = 120
 {target_extra}[[deployment]]
@@ -398,6 +408,75 @@ mode = "simple"
             .unwrap()
             .display(),
     )
+}
+
+/// On the CPU build, a second `apply` whose instances would be pinned to a core the first
+/// one runs on is refused before it makes a run folder, naming the first.
+#[test]
+fn a_second_apply_on_the_same_cpu_cores_is_refused_while_the_first_runs() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    // A "vLLM" that never becomes healthy: the first run waits for it until stopped.
+    let manifest = stub_vllm_manifest(
+        "cores",
+        r#""[ \"$1\" = --version ] && echo 0.0-stub && exit 0; exec sleep 3000""#,
+        "",
+    );
+    let core: u32 = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("cpus = ["))
+        .and_then(|l| l.trim_end_matches(']').parse().ok())
+        .unwrap();
+    let path = tmp.path().join("cores.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let apply = |results: &str| {
+        let mut c = Command::new(BIN);
+        c.args(["apply", path.to_str().unwrap(), "--no-report"])
+            .args(["--stop-grace-s", "5", "--results"])
+            .arg(tmp.path().join(results));
+        c
+    };
+    let first = apply("first").stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(tmp.path().join("first/cores")).map_or(true, |mut d| d.next().is_none())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first apply made no run folder"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = apply("second").output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "CPU core {core} is in use by another vbench on this host (pid {}, vbench apply {}, \
+             results in {}); vbench does not share CPU cores",
+            first.id(),
+            path.display(),
+            tmp.path().join("first/cores").display()
+        )),
+        "{stderr}"
+    );
+    let runs = std::fs::read_dir(tmp.path().join("second/cores")).map_or(0, |d| d.count());
+    assert_eq!(runs, 0, "no run folder");
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_dir(tmp.path().join("first/cores"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_no_orphans(&run);
 }
 
 /// vLLM's API server can outlive a failed engine: an instance that logs a fatal line (the
@@ -469,9 +548,6 @@ fn an_instance_that_logs_a_fatal_line_fails_fast_though_its_process_lives() {
     );
 }
 
-/// A server that wedges mid-rate (no answer to anything, /health included) holds every
-/// request until its timeout; its `/health`, watched while the rate runs, fails the variant
-/// within seconds instead.
 /// A start-up failure whose cause its own log names earlier gets the fix in the error: here
 /// vLLM 0.26's all-reduce + RMSNorm fusion on the NVLink-multicast backend, which kills TP2 on
 /// machines without multicast (the stub logs the lines vLLM logged on the H200s).
@@ -1012,6 +1088,9 @@ fn instances_start_one_by_one_when_asked() {
     }
 }
 
+/// A server that wedges mid-rate (no answer to anything, /health included) holds every
+/// request until its timeout; its `/health`, watched while the rate runs, fails the variant
+/// within seconds instead.
 #[test]
 fn a_server_that_wedges_mid_rate_fails_its_variant_by_its_health() {
     let _busy = crate::support::busy();
@@ -1521,6 +1600,7 @@ warmup = 0
 backend = "local"
 accelerator = "cpu"
 cpu_cores_per_instance = 1
+cpus = [{core}]
 vllm_bin = ["sh", "-c", "trap '' TERM; {marker} & exec \"$0\" \"$@\"", "{bin}"]
 health_timeout_s = 60
 [[deployment]]
@@ -1532,6 +1612,7 @@ templates = {{ vllm_serve = "{template}" }}
             .display(),
         bin = BIN,
         template = template.display(),
+        core = private_core(),
     );
     let path = tmp.path().join("stubborn.toml");
     std::fs::write(&path, manifest).unwrap();

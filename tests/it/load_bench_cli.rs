@@ -8,6 +8,11 @@ use predicates::prelude::*;
 use vbench::load::RunResult;
 
 fn server() -> (tokio::runtime::Runtime, FakeServer) {
+    server_with(Duration::from_millis(5))
+}
+
+/// A scripted server whose streams take `ttft` to their first token, 2 ms a token after.
+fn server_with(ttft: Duration) -> (tokio::runtime::Runtime, FakeServer) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -17,7 +22,7 @@ fn server() -> (tokio::runtime::Runtime, FakeServer) {
         .block_on(FakeServer::start(
             0,
             FakeTiming {
-                ttft: Duration::from_millis(5),
+                ttft,
                 gap: Duration::from_millis(2),
             },
         ))
@@ -405,21 +410,8 @@ fn ctrl_c_keeps_the_result_of_what_was_sent() {
 #[test]
 fn a_second_ctrl_c_abandons_the_requests_in_flight_and_counts_them() {
     let _serial = crate::support::serial();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     // Every stream takes a minute to its first token.
-    let srv = rt
-        .block_on(FakeServer::start(
-            0,
-            FakeTiming {
-                ttft: Duration::from_secs(60),
-                gap: Duration::from_millis(2),
-            },
-        ))
-        .unwrap();
+    let (_rt, srv) = server_with(Duration::from_secs(60));
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");
     let child = bench_child(&srv, &out, &["--output-len", "6", "--warmup", "0"]);
@@ -453,20 +445,7 @@ fn a_second_ctrl_c_abandons_the_requests_in_flight_and_counts_them() {
 #[test]
 fn ctrl_c_during_the_warm_up_writes_nothing() {
     let _serial = crate::support::serial();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let srv = rt
-        .block_on(FakeServer::start(
-            0,
-            FakeTiming {
-                ttft: Duration::from_secs(60),
-                gap: Duration::from_millis(2),
-            },
-        ))
-        .unwrap();
+    let (_rt, srv) = server_with(Duration::from_secs(60));
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");
     let child = bench_child(&srv, &out, &["--output-len", "6"]);
