@@ -499,7 +499,14 @@ impl VariantRun<'_> {
         let progress = self.events.requests(&label);
         let outcome = tokio::select! {
             r = self.workload.run(request, progress.as_ref()) => r.map_err(VariantError::Failed),
-            _ = interrupted.first() => Err(VariantError::Interrupted),
+            _ = interrupted.first() => {
+                // A part of a cell is not a measurement of it: nothing of it is written.
+                self.events.warning(&format!(
+                    "{} was stopped during its load; it is not kept (--resume measures it again)",
+                    cell.pace
+                ));
+                Err(VariantError::Interrupted)
+            }
             e = health::watch_crash(running) => Err(VariantError::Failed(e)),
         };
         let load_ended_s = sampling.elapsed().as_secs_f64();

@@ -264,6 +264,12 @@ fn ctrl_c_stops_everything_keeps_results_and_resume_finishes_the_run() {
         !run.join("simple-tp1-074b25/vllm-4qps.json").exists(),
         "the interrupted cell is not written"
     );
+    assert!(
+        stderr.contains(
+            "rate 4 req/s was stopped during its load; it is not kept (--resume measures it again)"
+        ),
+        "{stderr}"
+    );
 
     // Resume: only the missing cells run; the kept file is untouched.
     let mut resume = apply(tmp.path(), &sets, &only);
