@@ -198,8 +198,10 @@ struct Dispatcher {
     tokenizer: Option<Arc<Tokenizer>>,
     /// The `max_concurrency` slots, if capped.
     sem: Option<Arc<tokio::sync::Semaphore>>,
-    /// Where each finished request goes: (index, measurement, dispatcher wake-up lag in s).
-    tx: tokio::sync::mpsc::UnboundedSender<(usize, Measured, f64)>,
+    /// Where each finished request goes: (index, measurement, dispatcher wake-up lag in s);
+    /// no measurement for a request that waited for a concurrency slot until the run stopped,
+    /// and so was never sent.
+    tx: tokio::sync::mpsc::UnboundedSender<(usize, Option<Measured>, f64)>,
     cancel: Arc<AtomicBool>,
     /// How many requests were handed on (they go in index order).
     sent: Arc<AtomicUsize>,
@@ -232,18 +234,27 @@ impl Dispatcher {
                 Dispatched { wire, started }
             });
             let dispatch_lag = woke.saturating_duration_since(scheduled).as_secs_f64();
-            let (tx, http, target, reqs, tok, sem) = (
+            let (tx, http, target, reqs, tok, sem, cancel) = (
                 self.tx.clone(),
                 self.http.clone(),
                 self.target.clone(),
                 self.requests.clone(),
                 self.tokenizer.clone(),
                 self.sem.clone(),
+                self.cancel.clone(),
             );
             let start = self.start;
             self.runtime.spawn(async move {
                 let _permit = match sem {
-                    Some(s) => s.acquire_owned().await.ok(),
+                    Some(s) => {
+                        let permit = s.acquire_owned().await.ok();
+                        // Stopped while this request waited for a slot: it is not sent.
+                        if cancel.load(Ordering::Relaxed) {
+                            let _ = tx.send((i, None, dispatch_lag));
+                            return;
+                        }
+                        permit
+                    }
                     None => None,
                 };
                 let job = Job {
@@ -256,7 +267,7 @@ impl Dispatcher {
                     keep_answer: false,
                 };
                 let m = client::send(&http, &target, job, tok.as_deref()).await;
-                let _ = tx.send((i, m, dispatch_lag));
+                let _ = tx.send((i, Some(m), dispatch_lag));
             });
             self.sent.store(i + 1, Ordering::Release);
         }
@@ -406,7 +417,7 @@ pub async fn execute_until(
     }
     progress.start(n as u64);
     let (cpu0, _) = cpu_and_rss();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Measured, f64)>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Option<Measured>, f64)>();
     let cancel = Arc::new(AtomicBool::new(false));
     let _guard = CancelOnDrop(cancel.clone());
     let sem = spec
@@ -437,6 +448,8 @@ pub async fn execute_until(
 
     let mut slots: Vec<Option<Measured>> = Vec::with_capacity(n);
     slots.resize_with(n, || None);
+    // Handed on by the dispatcher but never sent (they waited for a slot until the stop).
+    let mut withheld = vec![false; n];
     let mut dispatch_lags = vec![0.0; n];
     let mut read_waits = Vec::with_capacity(n);
     let (mut stamped, mut unstamped) = (0u64, 0u64);
@@ -456,7 +469,11 @@ pub async fn execute_until(
             }
         };
         match next {
-            Some((i, m, dl)) => {
+            Some((i, None, _)) => {
+                withheld[i] = true;
+                received += 1;
+            }
+            Some((i, Some(m), dl)) => {
                 progress.request_done(&m.record);
                 dispatch_lags[i] = dl;
                 stamped += u64::from(m.reads.stamped);
@@ -475,10 +492,13 @@ pub async fn execute_until(
     let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
     progress.finish();
     let (cpu1, rss) = cpu_and_rss();
-    let sent = sent.load(Ordering::Acquire);
+    let handed_on = sent.load(Ordering::Acquire);
+    // Sent: handed on by the dispatcher and not withheld at a concurrency slot.
+    let was_sent = |i: usize| i < handed_on && !withheld[i];
 
     let mut duration = 0.0f64;
     let mut all_usage = true;
+    let mut abandoned = 0u64;
     let records: Vec<RequestRecord> = slots
         .into_iter()
         .enumerate()
@@ -491,7 +511,8 @@ pub async fn execute_until(
                 m.record
             }
             None => {
-                let (kind, why) = if i < sent {
+                let (kind, why) = if was_sent(i) {
+                    abandoned += 1;
                     (
                         "abandoned",
                         "vbench was stopped while this request was in flight",
@@ -522,10 +543,11 @@ pub async fn execute_until(
             }
         })
         .collect();
-    let stopped_early = (stopping && (sent < n || abandoning)).then(|| StoppedEarly {
+    let sent_count = (0..n).filter(|&i| was_sent(i)).count();
+    let stopped_early = (stopping && (sent_count < n || abandoning)).then_some(StoppedEarly {
         planned: n as u64,
-        sent: sent as u64,
-        abandoned: sent.saturating_sub(received) as u64,
+        sent: sent_count as u64,
+        abandoned,
     });
     let facts = RunFacts {
         duration_s: duration,
@@ -542,14 +564,22 @@ pub async fn execute_until(
     let Some(stopped) = stopped_early else {
         return Ok(build_result(spec, records, facts));
     };
-    // The result is the run of the requests that were offered: those never sent are not part
-    // of it, as if the schedule had been that long (its offered rate included).
-    let mut records = records;
-    records.truncate(sent);
+    // The result is the run of the requests that were sent: those never sent are not part of
+    // it, as if the schedule had held only these (its offered rate included).
+    let records: Vec<RequestRecord> = records
+        .into_iter()
+        .filter(|r| was_sent(r.index as usize))
+        .collect();
     let mut facts = facts;
-    facts.dispatch_lags_s.truncate(sent);
+    facts.dispatch_lags_s = (0..n)
+        .filter(|&i| was_sent(i))
+        .map(|i| facts.dispatch_lags_s[i])
+        .collect();
     let mut sent_spec = spec.clone();
-    sent_spec.offsets = spec.offsets[..sent].into();
+    sent_spec.offsets = (0..n)
+        .filter(|&i| was_sent(i))
+        .map(|i| spec.offsets[i])
+        .collect();
     let mut result = build_result(&sent_spec, records, facts);
     result.vbench.load.warnings.push(stopped.describe());
     result.vbench.load.stopped_early = Some(stopped);

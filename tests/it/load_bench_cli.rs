@@ -336,7 +336,7 @@ fn bench_child(srv: &FakeServer, out: &std::path::Path, extra: &[&str]) -> std::
     std::process::Command::new(assert_cmd::cargo::cargo_bin("vbench"))
         .args(["bench", "--base-url", &srv.base_url(), "--model", "m"])
         .args(["--tokenizer", &tiny(), "--dataset", "random"])
-        .args(["--input-len", "32", "--num-prompts", "500", "--rate", "50"])
+        .args(["--input-len", "32", "--num-prompts", "500"])
         .args(extra)
         .arg("--out")
         .arg(out)
@@ -372,7 +372,7 @@ fn ctrl_c_keeps_the_result_of_what_was_sent() {
     let (_rt, srv) = server();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");
-    let child = bench_child(&srv, &out, &["--output-len", "6"]);
+    let child = bench_child(&srv, &out, &["--output-len", "6", "--rate", "50"]);
     wait_for_requests(&srv, 30);
     sigint(&child);
     let output = child.wait_with_output().unwrap();
@@ -405,6 +405,42 @@ fn ctrl_c_keeps_the_result_of_what_was_sent() {
     assert!(stdout.contains("result written to"), "{stdout}");
 }
 
+/// With a concurrency cap every request is handed on at once and waits for a slot; Ctrl-C
+/// sends none of those still waiting: the result holds exactly what the server saw.
+#[test]
+fn ctrl_c_under_a_concurrency_cap_sends_no_request_still_waiting_for_a_slot() {
+    let _serial = crate::support::serial();
+    let (_rt, srv) = server();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let child = bench_child(
+        &srv,
+        &out,
+        &[
+            "--output-len",
+            "6",
+            "--rate",
+            "inf",
+            "--max-concurrency",
+            "2",
+        ],
+    );
+    wait_for_requests(&srv, 20);
+    sigint(&child);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let r: RunResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let stopped = r
+        .vbench
+        .load
+        .stopped_early
+        .expect("marked as stopped early");
+    assert!((19..500).contains(&stopped.sent), "{stopped:?}");
+    assert_eq!((r.completed, r.failed), (stopped.sent, 0));
+    assert_eq!(srv.log().len() as u64, stopped.sent + 1);
+}
+
 /// A second Ctrl-C stops waiting for requests in flight: they are in the result as failed
 /// (`abandoned`), and vbench does not wait for their streams to end.
 #[test]
@@ -414,7 +450,11 @@ fn a_second_ctrl_c_abandons_the_requests_in_flight_and_counts_them() {
     let (_rt, srv) = server_with(Duration::from_secs(60));
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");
-    let child = bench_child(&srv, &out, &["--output-len", "6", "--warmup", "0"]);
+    let child = bench_child(
+        &srv,
+        &out,
+        &["--output-len", "6", "--rate", "50", "--warmup", "0"],
+    );
     wait_for_requests(&srv, 10);
     sigint(&child);
     std::thread::sleep(Duration::from_millis(300));
@@ -448,7 +488,7 @@ fn ctrl_c_during_the_warm_up_writes_nothing() {
     let (_rt, srv) = server_with(Duration::from_secs(60));
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");
-    let child = bench_child(&srv, &out, &["--output-len", "6"]);
+    let child = bench_child(&srv, &out, &["--output-len", "6", "--rate", "50"]);
     wait_for_requests(&srv, 1);
     sigint(&child);
     let output = child.wait_with_output().unwrap();
