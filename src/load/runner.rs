@@ -204,7 +204,7 @@ struct Dispatcher {
     tx: tokio::sync::mpsc::UnboundedSender<(usize, Option<Measured>, f64)>,
     cancel: Arc<AtomicBool>,
     /// How many requests were handed on (they go in index order).
-    sent: Arc<AtomicUsize>,
+    handed_on: Arc<AtomicUsize>,
     /// Set when the thread got real-time priority.
     realtime: Arc<AtomicBool>,
 }
@@ -269,7 +269,7 @@ impl Dispatcher {
                 let m = client::send(&http, &target, job, tok.as_deref()).await;
                 let _ = tx.send((i, Some(m), dispatch_lag));
             });
-            self.sent.store(i + 1, Ordering::Release);
+            self.handed_on.store(i + 1, Ordering::Release);
         }
     }
 }
@@ -277,7 +277,8 @@ impl Dispatcher {
 /// Run the load described by `spec` and return the result (not yet written anywhere).
 ///
 /// Must be called inside a tokio runtime; request tasks run on it. Dropping the future stops
-/// the schedule (requests already in flight finish on their own).
+/// the schedule: requests in flight finish on their own, those waiting for a concurrency slot
+/// are not sent.
 pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResult, LoadError> {
     execute_until(spec, progress, Stop::never()).await
 }
@@ -426,7 +427,7 @@ pub async fn execute_until(
     // A short lead so the timer thread is running before the first deadline.
     let start = Instant::now() + Duration::from_millis(5);
     let realtime = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicUsize::new(0));
+    let handed_on = Arc::new(AtomicUsize::new(0));
     let dispatcher = Dispatcher {
         runtime: tokio::runtime::Handle::current(),
         start,
@@ -438,7 +439,7 @@ pub async fn execute_until(
         sem,
         tx,
         cancel: cancel.clone(),
-        sent: sent.clone(),
+        handed_on: handed_on.clone(),
         realtime: realtime.clone(),
     };
     let dispatcher = std::thread::Builder::new()
@@ -492,7 +493,7 @@ pub async fn execute_until(
     let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
     progress.finish();
     let (cpu1, rss) = cpu_and_rss();
-    let handed_on = sent.load(Ordering::Acquire);
+    let handed_on = handed_on.load(Ordering::Acquire);
     // Sent: handed on by the dispatcher and not withheld at a concurrency slot.
     let was_sent = |i: usize| i < handed_on && !withheld[i];
 
