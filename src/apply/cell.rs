@@ -32,6 +32,8 @@ pub struct CellRequest<'a> {
     pub cell: &'a Cell,
     pub entry_url: &'a str,
     pub simulated: bool,
+    /// Ends the load early (Ctrl-C): what was measured until then comes back, marked.
+    pub stop: load::Stop,
 }
 
 /// The run's request set, prepared once before anything is launched (a missing tokenizer or a
@@ -430,7 +432,7 @@ impl Workload {
             m.load.warmup
         ));
         spec.repeat = (m.load.repeats > 1).then_some(repeat as u32);
-        Ok(load::execute(&spec, progress).await?)
+        Ok(load::execute_until(&spec, progress, req.stop).await?)
     }
 }
 

@@ -456,6 +456,35 @@ impl VariantRun<'_> {
         Ok(())
     }
 
+    /// A cell stopped by Ctrl-C during its load is not a measurement of it: it is not written
+    /// as one, and `--resume` measures it again. What it measured until then is kept aside
+    /// (`aborted/`), for a look, never for the report.
+    fn keep_stopped_cell(&self, cell: &Cell, partial: Option<RunResult>) {
+        let again = "--resume measures it again";
+        let line = match partial.filter(|r| !r.vbench.requests.is_empty()) {
+            None => format!(
+                "{} was stopped during its load; nothing of it is kept ({again})",
+                cell.pace
+            ),
+            Some(r) => match self.dir.write_aborted_result(self.attempt, cell, &r) {
+                Ok(path) => format!(
+                    "{} was stopped during its load; its {} requests sent so far ({} ok) are kept \
+                     aside in {}, not as a result ({again})",
+                    cell.pace,
+                    r.vbench.requests.len(),
+                    r.completed,
+                    path.display()
+                ),
+                Err(e) => format!(
+                    "{} was stopped during its load; its requests sent so far could not be kept \
+                     ({e:#}; {again})",
+                    cell.pace
+                ),
+            },
+        };
+        self.events.warning(&line);
+    }
+
     /// One cell: `/metrics` before, the load with gauges sampled, `/metrics` after, the result.
     async fn measure(
         &self,
@@ -487,6 +516,7 @@ impl VariantRun<'_> {
                 Duration::from_secs(1),
             )
         });
+        let (stop_load, stop) = crate::load::Stop::channel();
         let request = cell::CellRequest {
             loaded: self.loaded,
             plan: self.plan,
@@ -494,20 +524,28 @@ impl VariantRun<'_> {
             cell,
             entry_url: &spec.entry_url,
             simulated: self.simulated,
+            stop,
         };
         let label = format!("  {}", cell.pace.describe());
         let progress = self.events.requests(&label);
-        let outcome = tokio::select! {
-            r = self.workload.run(request, progress.as_ref()) => r.map_err(VariantError::Failed),
-            _ = interrupted.first() => {
-                // A part of a cell is not a measurement of it: nothing of it is written.
-                self.events.warning(&format!(
-                    "{} was stopped during its load; it is not kept (--resume measures it again)",
-                    cell.pace
-                ));
-                Err(VariantError::Interrupted)
+        let outcome = {
+            let load = self.workload.run(request, progress.as_ref());
+            tokio::pin!(load);
+            tokio::select! {
+                r = &mut load => r.map_err(VariantError::Failed),
+                _ = interrupted.first() => {
+                    // Stop sending and waiting at once: what was measured comes back within
+                    // moments (multi-turn sessions do not stop early; they are not waited for).
+                    stop_load.send_replace(2);
+                    let partial = tokio::select! {
+                        r = tokio::time::timeout(Duration::from_secs(3), &mut load) => r.ok(),
+                        _ = interrupted.second() => None,
+                    };
+                    self.keep_stopped_cell(cell, partial.and_then(Result::ok));
+                    Err(VariantError::Interrupted)
+                }
+                e = health::watch_crash(running) => Err(VariantError::Failed(e)),
             }
-            e = health::watch_crash(running) => Err(VariantError::Failed(e)),
         };
         let load_ended_s = sampling.elapsed().as_secs_f64();
         drop(progress);

@@ -264,12 +264,21 @@ fn ctrl_c_stops_everything_keeps_results_and_resume_finishes_the_run() {
         !run.join("simple-tp1-074b25/vllm-4qps.json").exists(),
         "the interrupted cell is not written"
     );
+    // What the stopped cell measured is kept aside, marked, and not taken for a result.
+    let aside = run.join("simple-tp1-074b25/aborted/vllm-4qps.json");
     assert!(
-        stderr.contains(
-            "rate 4 req/s was stopped during its load; it is not kept (--resume measures it again)"
-        ),
+        stderr.contains(&format!(
+            "rate 4 req/s was stopped during its load; its {} requests sent so far",
+            read_result(&aside).vbench.requests.len()
+        )) && stderr.contains(&format!(
+            "kept aside in {}, not as a result (--resume measures it again)",
+            aside.display()
+        )),
         "{stderr}"
     );
+    let stopped = read_result(&aside).vbench.load.stopped_early.unwrap();
+    assert_eq!(stopped.planned, 20);
+    assert!(stopped.sent >= 1 && stopped.sent < 20, "{stopped:?}");
 
     // Resume: only the missing cells run; the kept file is untouched.
     let mut resume = apply(tmp.path(), &sets, &only);
