@@ -459,14 +459,19 @@ impl VariantRun<'_> {
     /// A cell stopped by Ctrl-C during its load is not a measurement of it: it is not written
     /// as one, and `--resume` measures it again. What it measured until then is kept aside
     /// (`aborted/`), for a look, never for the report.
-    fn keep_stopped_cell(&self, cell: &Cell, partial: Option<RunResult>) {
+    /// `partial`: what the load returned, or why there is nothing to keep.
+    fn keep_stopped_cell(&self, cell: &Cell, partial: Result<RunResult, &str>) {
         let again = "--resume measures it again";
-        let line = match partial.filter(|r| !r.vbench.requests.is_empty()) {
-            None => format!(
-                "{} was stopped during its load; nothing of it is kept ({again})",
-                cell.pace
-            ),
-            Some(r) => match self.dir.write_aborted_result(self.attempt, cell, &r) {
+        let partial = partial.and_then(|r| {
+            if r.vbench.requests.is_empty() {
+                Err("nothing of it was measured")
+            } else {
+                Ok(r)
+            }
+        });
+        let line = match partial {
+            Err(why) => format!("{} was stopped during its load; {why} ({again})", cell.pace),
+            Ok(r) => match self.dir.write_aborted_result(self.attempt, cell, &r) {
                 Ok(path) => format!(
                     "{} was stopped during its load; its {} requests sent so far ({} ok) are kept \
                      aside in {}, not as a result ({again})",
@@ -537,11 +542,16 @@ impl VariantRun<'_> {
                     // Stop sending and waiting at once: what was measured comes back within
                     // moments (multi-turn sessions do not stop early; they are not waited for).
                     stop_load.send_replace(2);
+                    let not_waited = "its requests were not waited for";
                     let partial = tokio::select! {
-                        r = tokio::time::timeout(Duration::from_secs(3), &mut load) => r.ok(),
-                        _ = interrupted.second() => None,
+                        r = tokio::time::timeout(Duration::from_secs(3), &mut load) => match r {
+                            Ok(Ok(result)) => Ok(result),
+                            Ok(Err(_)) => Err("nothing of it was measured"),
+                            Err(_) => Err(not_waited),
+                        },
+                        _ = interrupted.second() => Err(not_waited),
                     };
-                    self.keep_stopped_cell(cell, partial.and_then(Result::ok));
+                    self.keep_stopped_cell(cell, partial);
                     Err(VariantError::Interrupted)
                 }
                 e = health::watch_crash(running) => Err(VariantError::Failed(e)),
