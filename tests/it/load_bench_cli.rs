@@ -331,36 +331,73 @@ fn bench_records_what_the_server_metrics_say() {
     drop(sim);
 }
 
-/// `vbench bench` started in the background against `srv`, with `extra` flags.
-fn bench_child(srv: &FakeServer, out: &std::path::Path, extra: &[&str]) -> std::process::Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("vbench"))
+/// `vbench bench` against `srv` with `extra` flags, sent `signals` SIGINTs (300 ms apart)
+/// once the server has seen `after` requests. Its output (exit 130 checked) and `--out`.
+struct Interrupted {
+    stderr: String,
+    stdout: String,
+    out: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn interrupted_bench(srv: &FakeServer, extra: &[&str], after: usize, signals: u32) -> Interrupted {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("vbench"))
         .args(["bench", "--base-url", &srv.base_url(), "--model", "m"])
         .args(["--tokenizer", &tiny(), "--dataset", "random"])
-        .args(["--input-len", "32", "--num-prompts", "500"])
+        .args([
+            "--input-len",
+            "32",
+            "--output-len",
+            "6",
+            "--num-prompts",
+            "500",
+        ])
         .args(extra)
         .arg("--out")
-        .arg(out)
+        .arg(&out)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap()
-}
-
-/// Waits until the server has seen `count` requests (at most 30 s).
-fn wait_for_requests(srv: &FakeServer, count: usize) {
+        .unwrap();
     let t0 = std::time::Instant::now();
-    while srv.log().len() < count {
+    while srv.log().len() < after {
         assert!(
             t0.elapsed() < Duration::from_secs(30),
             "the load never started"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    for k in 0..signals {
+        if k > 0 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    Interrupted {
+        stderr,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        out,
+        _dir: dir,
+    }
 }
 
-fn sigint(child: &std::process::Child) {
-    // SAFETY: a signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+impl Interrupted {
+    /// The result written, and what it says of the stop.
+    fn result(&self) -> (RunResult, vbench::load::StoppedEarly) {
+        let r: RunResult = serde_json::from_slice(&std::fs::read(&self.out).unwrap()).unwrap();
+        let stopped = r
+            .vbench
+            .load
+            .stopped_early
+            .expect("marked as stopped early");
+        (r, stopped)
+    }
 }
 
 /// Ctrl-C during the load stops the schedule, waits for the requests in flight and writes the
@@ -370,24 +407,13 @@ fn sigint(child: &std::process::Child) {
 fn ctrl_c_keeps_the_result_of_what_was_sent() {
     let _serial = crate::support::serial();
     let (_rt, srv) = server();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("r.json");
-    let child = bench_child(&srv, &out, &["--output-len", "6", "--rate", "50"]);
-    wait_for_requests(&srv, 30);
-    sigint(&child);
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let run = interrupted_bench(&srv, &["--rate", "50"], 30, 1);
     assert!(
-        stderr.contains("stopping: no more requests are sent"),
-        "{stderr}"
+        run.stderr.contains("stopping: no more requests are sent"),
+        "{}",
+        run.stderr
     );
-    let r: RunResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    let stopped = r
-        .vbench
-        .load
-        .stopped_early
-        .expect("marked as stopped early");
+    let (r, stopped) = run.result();
     assert_eq!(stopped.planned, 500);
     assert!((29..500).contains(&stopped.sent), "{stopped:?}");
     assert_eq!(stopped.abandoned, 0);
@@ -401,8 +427,7 @@ fn ctrl_c_keeps_the_result_of_what_was_sent() {
         "stopped after {} of its 500 requests were sent",
         stopped.sent
     ))));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("result written to"), "{stdout}");
+    assert!(run.stdout.contains("result written to"), "{}", run.stdout);
 }
 
 /// With a concurrency cap every request is handed on at once and waits for a slot; Ctrl-C
@@ -411,31 +436,8 @@ fn ctrl_c_keeps_the_result_of_what_was_sent() {
 fn ctrl_c_under_a_concurrency_cap_sends_no_request_still_waiting_for_a_slot() {
     let _serial = crate::support::serial();
     let (_rt, srv) = server();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("r.json");
-    let child = bench_child(
-        &srv,
-        &out,
-        &[
-            "--output-len",
-            "6",
-            "--rate",
-            "inf",
-            "--max-concurrency",
-            "2",
-        ],
-    );
-    wait_for_requests(&srv, 20);
-    sigint(&child);
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
-    let r: RunResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    let stopped = r
-        .vbench
-        .load
-        .stopped_early
-        .expect("marked as stopped early");
+    let run = interrupted_bench(&srv, &["--rate", "inf", "--max-concurrency", "2"], 20, 1);
+    let (r, stopped) = run.result();
     assert!((19..500).contains(&stopped.sent), "{stopped:?}");
     assert_eq!((r.completed, r.failed), (stopped.sent, 0));
     assert_eq!(srv.log().len() as u64, stopped.sent + 1);
@@ -448,28 +450,10 @@ fn a_second_ctrl_c_abandons_the_requests_in_flight_and_counts_them() {
     let _serial = crate::support::serial();
     // Every stream takes a minute to its first token.
     let (_rt, srv) = server_with(Duration::from_secs(60));
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("r.json");
-    let child = bench_child(
-        &srv,
-        &out,
-        &["--output-len", "6", "--rate", "50", "--warmup", "0"],
-    );
-    wait_for_requests(&srv, 10);
-    sigint(&child);
-    std::thread::sleep(Duration::from_millis(300));
-    let second = std::time::Instant::now();
-    sigint(&child);
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
-    assert!(second.elapsed() < Duration::from_secs(10), "{stderr}");
-    let r: RunResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    let stopped = r
-        .vbench
-        .load
-        .stopped_early
-        .expect("marked as stopped early");
+    let t0 = std::time::Instant::now();
+    let run = interrupted_bench(&srv, &["--rate", "50", "--warmup", "0"], 10, 2);
+    assert!(t0.elapsed() < Duration::from_secs(30), "{}", run.stderr);
+    let (r, stopped) = run.result();
     assert!(stopped.sent >= 10 && stopped.sent < 500, "{stopped:?}");
     assert_eq!(stopped.abandoned, stopped.sent);
     assert_eq!((r.completed, r.failed), (0, stopped.sent));
@@ -486,18 +470,13 @@ fn a_second_ctrl_c_abandons_the_requests_in_flight_and_counts_them() {
 fn ctrl_c_during_the_warm_up_writes_nothing() {
     let _serial = crate::support::serial();
     let (_rt, srv) = server_with(Duration::from_secs(60));
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("r.json");
-    let child = bench_child(&srv, &out, &["--output-len", "6", "--rate", "50"]);
-    wait_for_requests(&srv, 1);
-    sigint(&child);
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let run = interrupted_bench(&srv, &["--rate", "50"], 1, 1);
     assert!(
-        stderr.contains("stopped: nothing was measured and nothing written"),
-        "{stderr}"
+        run.stderr
+            .contains("stopped: nothing was measured and nothing written"),
+        "{}",
+        run.stderr
     );
-    assert!(!out.exists());
+    assert!(!run.out.exists());
     assert_eq!(srv.log().len(), 1);
 }
