@@ -2,8 +2,8 @@
 # Pack everything a GPU run needs into carried parts of equal size: the vLLM site folder
 # (p1..p3 of prepare-vllm.sh), the nixl wheels (p4), the LMCache wheels (p5,
 # prepare-lmcache.sh) and the vbench binary. A call carries at most 64 MiB INCLUDING the
-# working tree (about 8 MB), so p4 (59 MB) and p5 no longer fit beside it one per call; five
-# parts of at most 50 MB do. On the GPU machine: `gpu-apply.sh stage .gpu/qN` per call, then
+# working tree (about 15 MB), so p4 (59 MB) and p5 no longer fit beside it one per call; parts
+# of at most 50 MB do (four of them: the wheels travel as their xz-packed contents). On the GPU machine: `gpu-apply.sh stage .gpu/qN` per call, then
 # `gpu-apply.sh unbundle`. GPU_DIR/compile-cache.tar.xz, if there (`gpu-apply.sh save-cache`
 # of an earlier machine), goes into the bundle too: unbundle seeds vbench's compile cache with
 # it, which saves about two minutes per cold vLLM start of a shape it holds (STARTUP.md).
@@ -15,7 +15,16 @@ w=$(mktemp -d)
 trap 'rm -rf "$w"' EXIT
 mkdir "$w/b"
 cat "$gpu"/p1/vsite.part.* "$gpu"/p2/vsite.part.* "$gpu"/p3/vsite.part.* > "$w/b/vsite.tar.xz"
-cp "$gpu"/p4/*.whl "$gpu"/p5/*.whl "$w/b/"
+# The wheels (nixl, LMCache) are zips that barely compress; xz of their contents is far
+# smaller (nixl: 59 MB -> 23 MB), which keeps the bundle at four parts, one call fewer.
+# unzip keeps each file's mode, tar carries it, `gpu-apply.sh unbundle` zips them back.
+mkdir "$w/wheels"
+for whl in "$gpu"/p4/*.whl "$gpu"/p5/*.whl; do
+  d="$w/wheels/$(basename "$whl")"
+  mkdir "$d" && unzip -q "$whl" -d "$d"
+done
+tar -C "$w/wheels" -cf - . | xz -9e -T0 > "$w/b/wheels.tar.xz"
+rm -rf "$w/wheels"
 xz -T0 -c "$bin" > "$w/b/vbench.xz"
 if [ -f "$gpu/compile-cache.tar.xz" ]; then cp "$gpu/compile-cache.tar.xz" "$w/b/"; fi
 tar -cf "$w/bundle.tar" -C "$w" b

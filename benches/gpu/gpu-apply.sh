@@ -14,7 +14,7 @@
 #   gpu-apply.sh unbundle                  the parts of bundle.sh instead: join /root/stage/
 #                                          bundle.part.*, unpack the site folder into /tmp/vsite,
 #                                          install the nixl and LMCache wheels, check the
-#                                          LMCache imports as `lmcache` does, put vbench at
+#                                          nixl and LMCache imports as `lmcache` does, put vbench at
 #                                          /tmp/vbench (then APP=. runs the repo's manifests);
 #                                          a compile cache in the bundle (bundle.sh) is unpacked
 #                                          into $CACHE first, so the first vLLM start is warm
@@ -47,6 +47,11 @@ unbundle)
   cat "$STAGE"/bundle.part.* > /root/bundle.tar && tar -xf /root/bundle.tar -C /root && rm -f /root/bundle.tar || { echo "unbundle failed"; exit 1; }
   python3 -c "import tarfile; tarfile.open('/root/b/vsite.tar.xz').extractall('/tmp')" || { echo "site folder failed"; exit 1; }
   python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open('/tmp/vbench','wb'))" /root/b/vbench.xz && chmod +x /tmp/vbench
+  # The wheels travel unpacked and xz-packed (bundle.sh): zip each back, modes kept, for pip.
+  if [ -f /root/b/wheels.tar.xz ]; then
+    mkdir -p /root/b/wheels && tar -xJf /root/b/wheels.tar.xz -C /root/b/wheels \
+      && python3 "$(dirname "$0")/rezip-wheels.py" /root/b/wheels /root/b || { echo "wheels failed"; exit 1; }
+  fi
   if [ -f /root/b/compile-cache.tar.xz ]; then
     mkdir -p "$CACHE" && tar -xJf /root/b/compile-cache.tar.xz -C "$CACHE" \
       && echo "compile cache seeded: $(du -sh "$CACHE" | cut -f1) in $CACHE" || { echo "compile cache failed"; exit 1; }
@@ -62,7 +67,7 @@ lmcache)
   PYTHONPATH=/tmp/vsite python3 -c "
 import importlib, sys
 ok = True
-for m in ('lmcache', 'lmcache.integration.vllm.vllm_v1_adapter', 'lmcache.lmcache_native', 'lmcache.cuda_ops'):
+for m in ('nixl._api', 'lmcache', 'lmcache.integration.vllm.vllm_v1_adapter', 'lmcache.lmcache_native', 'lmcache.cuda_ops'):
     try:
         mod = importlib.import_module(m)
         print('import', m, 'ok', getattr(mod, '__version__', ''), flush=True)

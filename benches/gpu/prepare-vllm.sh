@@ -3,7 +3,7 @@
 # machine, which has torch 2.11.0+cu130 but no vLLM and no registry access (docs/real-vllm.md,
 # "Staging"). Writes OUTDIR/p1..p3 (vsite.part.NN: an xz tarball of a pruned site folder, split
 # at 55 MB) and OUTDIR/p4 (the nixl wheels). prepare-lmcache.sh writes p5; bundle.sh packs all
-# five with the vbench binary into parts small enough to carry.
+# p5 with the vbench binary into parts small enough to carry.
 # Usage: prepare-vllm.sh OUTDIR   (3-4 minutes on 2 cores, mostly xz; needs a Python 3.12 to
 # unpack the cp312 wheels: PY312, else pyenv's, else python3.12 on PATH)
 set -euo pipefail
