@@ -2,8 +2,9 @@
 # Pack everything a GPU run needs into carried parts of equal size: the vLLM site folder
 # (p1..p3 of prepare-vllm.sh), the nixl wheels (p4), the LMCache wheels (p5,
 # prepare-lmcache.sh) and the vbench binary. A call carries at most 64 MiB INCLUDING the
-# working tree (about 15 MB), so p4 (59 MB) and p5 no longer fit beside it one per call; parts
-# of at most 50 MB do (four of them: the wheels travel as their xz-packed contents). On the GPU machine: `gpu-apply.sh stage .gpu/qN` per call, then
+# working tree (about 15 MB), so p4 (59 MB) and p5 no longer fit beside it one per call; equal
+# parts that leave room for the tree do (four of them while the tree is under about 14 MiB:
+# the wheels travel as their xz-packed contents). On the GPU machine: `gpu-apply.sh stage .gpu/qN` per call, then
 # `gpu-apply.sh unbundle`. GPU_DIR/compile-cache.tar.xz, if there (`gpu-apply.sh save-cache`
 # of an earlier machine), goes into the bundle too: unbundle seeds vbench's compile cache with
 # it, which saves about two minutes per cold vLLM start of a shape it holds (STARTUP.md).
@@ -29,7 +30,14 @@ xz -T0 -c "$bin" > "$w/b/vbench.xz"
 if [ -f "$gpu/compile-cache.tar.xz" ]; then cp "$gpu/compile-cache.tar.xz" "$w/b/"; fi
 tar -cf "$w/bundle.tar" -C "$w" b
 rm -rf "$gpu"/q[0-9]*
-(cd "$w" && split -b 50M -d bundle.tar bundle.part.)
+# Equal parts, each small enough to travel beside the working tree (tracked and untracked files
+# that git does not ignore: what a call carries) within 64 MiB, 1 MiB kept spare.
+size=$(stat -c %s "$w/bundle.tar")
+tree=$(cd "$(dirname "$0")/../.." && git ls-files -z --cached --others --exclude-standard \
+  | xargs -0 stat -c %s 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+max=$(( (63 * 1024 * 1024) - tree ))
+parts=$(( (size + max - 1) / max ))
+(cd "$w" && split -b $(( (size + parts - 1) / parts )) -d bundle.tar bundle.part.)
 n=0
 for part in "$w"/bundle.part.*; do
   n=$((n + 1))
