@@ -403,6 +403,8 @@ pub struct RunInfo {
     pub name: String,
     pub path: String,
     pub environment: Option<crate::results::Environment>,
+    /// Each `apply --resume` of the run (`environment-resume-<T>.json`), oldest first.
+    pub resumes: Vec<crate::results::Environment>,
     /// Planned cells without a result (from the run's plan.json).
     pub missing_cells: Vec<crate::results::rundir::MissingCell>,
     /// Variants the plan left out because the target was too small for them.
@@ -432,6 +434,7 @@ pub fn analyse(imported: &Imported, scoring: &Scoring) -> Analysis {
             name: r.name.clone(),
             path: r.path.display().to_string(),
             environment: r.environment.clone(),
+            resumes: r.resumes.clone(),
             missing_cells: r.missing_cells.clone(),
             not_run: r.not_run.clone(),
         })

@@ -332,6 +332,22 @@ impl RunDir {
         read_json(&self.path.join(ENVIRONMENT), "not an environment record")
     }
 
+    /// The environment record of every `apply --resume` of the run
+    /// (`environment-resume-<T>.json`), oldest first: each read, or why it could not be.
+    pub fn read_resume_environments(&self) -> Vec<(PathBuf, Result<Environment, String>)> {
+        let stem = ENVIRONMENT.trim_end_matches(".json");
+        attempt_files_in(&self.path, stem, ".json")
+            .into_iter()
+            .filter(|name| name != ENVIRONMENT)
+            .map(|name| {
+                let path = self.path.join(name);
+                let record = read_json(&path, "not an environment record")
+                    .and_then(|e| e.ok_or_else(|| "removed while being read".to_owned()));
+                (path, record)
+            })
+            .collect()
+    }
+
     /// What readers need from the run's copy of its manifest, read leniently: the manifest was
     /// validated when it ran, but it may come from another version of vbench, so each part is
     /// read on its own and one that no longer parses is left at its default.
@@ -461,6 +477,24 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| format!("{what}: {e}"))
+}
+
+/// Names of `stem<ext>` and `stem-resume-<T><ext>` in `dir`, oldest attempt first.
+fn attempt_files_in(dir: &Path, stem: &str, ext: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.strip_suffix(ext)
+                .is_some_and(|s| s == stem || s.starts_with(&format!("{stem}{RESUME_TAG}")))
+        })
+        .collect();
+    // `stem<ext>` sorts before `stem-resume-…` once the extension is set aside.
+    names.sort_by_key(|n| n.trim_end_matches(ext).to_owned());
+    names
 }
 
 /// The parts of a run's manifest copy that the report and `ls` use.
@@ -655,20 +689,7 @@ impl VariantDir {
 
     /// Every attempt's `<stem>[-resume-T]<ext>` in this folder, oldest first.
     fn attempt_files(&self, stem: &str, ext: &str) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.path) else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| {
-                n.strip_suffix(ext)
-                    .is_some_and(|s| s == stem || s.starts_with(&format!("{stem}{RESUME_TAG}")))
-            })
-            .collect();
-        // `stem<ext>` sorts before `stem-resume-…` once the extension is set aside.
-        names.sort_by_key(|n| n.trim_end_matches(ext).to_owned());
-        names
+        attempt_files_in(&self.path, stem, ext)
     }
 
     /// Whether a search of this variant has ended (any attempt's record).

@@ -233,6 +233,77 @@ fn the_report_says_where_and_with_what_each_run_ran() {
     assert!(md.contains("environment.json"), "listed as skipped: {md}");
 }
 
+/// A run resumed elsewhere or with other versions says so: one provenance line per attempt,
+/// and what differs from the first in what the numbers depend on.
+#[test]
+fn the_report_names_each_resume_and_what_changed_since_the_first_attempt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("exp/20261128_120000");
+    synth_run(&run, "exp", 1, &[1.0, 4.0], 20, 4);
+    let gpus = r#"["0, NVIDIA H200, 143771 MiB, 580.159.04"]"#;
+    std::fs::write(
+        run.join("environment.json"),
+        format!(
+            r#"{{"started_at": "2026-11-28T20:31:31+00:00", "vbench_version": "0.1.0",
+                "vllm_version": "0.26.0", "host": "gpu-node-7", "gpus": {gpus},
+                "packages": {{"torch": "2.11.0"}}, "command": ["vbench", "apply", "x.toml"]}}"#
+        ),
+    )
+    .unwrap();
+    // The same versions on the same host: nothing to point out.
+    std::fs::write(
+        run.join("environment-resume-20261129_070000.json"),
+        format!(
+            r#"{{"started_at": "2026-11-29T07:00:00+00:00", "vbench_version": "0.1.0",
+                "vllm_version": "0.26.0", "host": "gpu-node-7", "gpus": {gpus},
+                "packages": {{"torch": "2.11.0"}}, "command": ["vbench", "apply", "--resume", "r"]}}"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        run.join("environment-resume-20261129_080000.json"),
+        r#"{"started_at": "2026-11-29T08:00:00+00:00", "vbench_version": "0.1.0",
+            "vllm_version": "0.26.1", "host": "gpu-node-9",
+            "gpus": ["0, NVIDIA H200, 143771 MiB, 580.159.04", "1, NVIDIA H200, 143771 MiB, 580.159.04"],
+            "packages": {"torch": "2.11.0", "lmcache": "0.5.6"},
+            "command": ["vbench", "apply", "--resume", "r"]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        run.join("environment-resume-20261129_090000.json"),
+        "{broken",
+    )
+    .unwrap();
+    let out = tmp.path().join("r");
+    let md = svg_report(&run, &out);
+    let lines: Vec<&str> = md.lines().filter(|l| l.contains(": resumed")).collect();
+    assert_eq!(lines.len(), 2, "{md}");
+    assert!(
+        lines[0].contains("started 2026-11-29T07:00:00") && !lines[0].contains("differs"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("started 2026-11-29T08:00:00")
+            && lines[1].contains(
+                "differs from the first attempt in vLLM 0.26.0 → 0.26.1, host gpu-node-7 → \
+                 gpu-node-9, lmcache absent → 0.5.6, GPUs 1 × NVIDIA H200 (143771 MiB) → 2 × \
+                 NVIDIA H200 (143771 MiB)"
+            ),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        md.contains("environment-resume-20261129_090000.json"),
+        "the broken record is listed as skipped: {md}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["runs"][0]["resumes"][1]["host"], "gpu-node-9");
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("vLLM 0.26.0 → 0.26.1"));
+}
+
 #[test]
 fn planned_cells_without_results_are_listed_so_a_partial_sweep_shows() {
     let tmp = tempfile::tempdir().unwrap();

@@ -213,6 +213,9 @@ pub struct Run {
     pub variants: Vec<Variant>,
     /// What `apply` recorded about where and how the run happened (`environment.json`).
     pub environment: Option<Environment>,
+    /// The same for each `apply --resume` of the run, oldest first: a resume may run on
+    /// another host or with other versions.
+    pub resumes: Vec<Environment>,
     /// Cells the run's `plan.json` planned that have no result file: an interrupted run, a
     /// variant that failed to start, or one left out with `--only`.
     pub missing_cells: Vec<MissingCell>,
@@ -272,6 +275,13 @@ pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
             });
             None
         });
+        let mut resumes = Vec::new();
+        for (file, record) in run_dir.read_resume_environments() {
+            match record {
+                Ok(e) => resumes.push(e),
+                Err(reason) => out.skipped.push(Skipped { path: file, reason }),
+            }
+        }
         let (missing_cells, not_run) = match run_dir.coverage() {
             Ok(coverage) => coverage.map(|c| (c.missing, c.skipped)).unwrap_or_default(),
             Err(reason) => {
@@ -287,6 +297,7 @@ pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
             name: run_name(path),
             variants,
             environment,
+            resumes,
             missing_cells,
             not_run,
         });

@@ -727,68 +727,146 @@ fn provenance(a: &Analysis) -> (bool, bool) {
 }
 
 /// One line per input run that has an `environment.json`: when, what versions, where, from
-/// which manifest state, with which command.
+/// which manifest state, with which command; then one per `apply --resume` of it, saying what
+/// differs from the first attempt in what the numbers depend on.
 fn run_lines(a: &Analysis) -> Vec<String> {
-    a.runs
-        .iter()
-        .filter_map(|r| {
-            let e = r.environment.as_ref()?;
+    let mut lines = Vec::new();
+    for r in &a.runs {
+        if let Some(e) = &r.environment {
             let mut parts = vec![format!("{} ({})", r.name, r.path)];
-            if let Some(t) = &e.started_at {
-                parts.push(format!("started {}", t.get(..19).unwrap_or(t)));
+            parts.extend(environment_parts(e));
+            lines.push(parts.join(" · "));
+        }
+        for resumed in &r.resumes {
+            let mut parts = vec![format!("{}: resumed", r.name)];
+            parts.extend(environment_parts(resumed));
+            let changed = r
+                .environment
+                .as_ref()
+                .map(|first| differences(first, resumed))
+                .unwrap_or_default();
+            if !changed.is_empty() {
+                parts.push(format!(
+                    "differs from the first attempt in {}: cells measured by different attempts \
+                     may not be comparable",
+                    changed.join(", ")
+                ));
             }
-            if let Some(v) = &e.vllm_version {
-                parts.push(format!("vLLM {v}"));
-            }
-            // What else the numbers depend on: torch, and the KV connectors' packages.
-            let others: Vec<String> = e
-                .packages
-                .iter()
-                .filter(|(name, _)| name.as_str() != "vllm")
-                .map(|(name, version)| format!("{name} {version}"))
-                .collect();
-            if !others.is_empty() {
-                parts.push(format!("with {}", others.join(", ")));
-            }
-            if let Some(v) = &e.vbench_version {
-                parts.push(format!("vbench {v}"));
-            }
-            if let Some(h) = &e.host {
-                parts.push(format!("host {h}"));
-            }
-            if !e.nodes.is_empty() {
-                parts.push(format!("Slurm nodes {}", e.nodes.join(", ")));
-            }
-            if let Some(n) = &e.driver_node {
-                parts.push(format!("load generated on {n}"));
-            }
-            match &e.gpus {
-                serde_json::Value::Null => {}
-                serde_json::Value::Array(g) => parts.push(format!(
-                    "GPUs {}",
-                    crate::results::environment::gpu_summary(g)
-                )),
-                other => parts.push(format!("GPUs {other}")),
-            }
-            if let Some(g) = &e.manifest_git {
-                if let Some(sha) = &g.sha {
-                    let dirty = if g.dirty == Some(true) {
-                        " with uncommitted changes"
-                    } else {
-                        ""
-                    };
-                    parts.push(format!(
-                        "manifest at git {}{dirty}",
-                        sha.get(..12).unwrap_or(sha)
-                    ));
-                }
-            }
-            if !e.command.is_empty() {
-                parts.push(format!("command: {}", e.command.join(" ")));
-            }
-            Some(parts.join(" · "))
-        })
-        .collect()
+            lines.push(parts.join(" · "));
+        }
+    }
+    lines
+}
+
+/// What an environment record says, as the parts of a provenance line.
+fn environment_parts(e: &crate::results::Environment) -> Vec<String> {
+    let mut parts = Vec::new();
+    if let Some(t) = &e.started_at {
+        parts.push(format!("started {}", t.get(..19).unwrap_or(t)));
+    }
+    if let Some(v) = &e.vllm_version {
+        parts.push(format!("vLLM {v}"));
+    }
+    // What else the numbers depend on: torch, and the KV connectors' packages.
+    let others: Vec<String> = e
+        .packages
+        .iter()
+        .filter(|(name, _)| name.as_str() != "vllm")
+        .map(|(name, version)| format!("{name} {version}"))
+        .collect();
+    if !others.is_empty() {
+        parts.push(format!("with {}", others.join(", ")));
+    }
+    if let Some(v) = &e.vbench_version {
+        parts.push(format!("vbench {v}"));
+    }
+    if let Some(h) = &e.host {
+        parts.push(format!("host {h}"));
+    }
+    if !e.nodes.is_empty() {
+        parts.push(format!("Slurm nodes {}", e.nodes.join(", ")));
+    }
+    if let Some(n) = &e.driver_node {
+        parts.push(format!("load generated on {n}"));
+    }
+    match &e.gpus {
+        serde_json::Value::Null => {}
+        serde_json::Value::Array(g) => parts.push(format!(
+            "GPUs {}",
+            crate::results::environment::gpu_summary(g)
+        )),
+        other => parts.push(format!("GPUs {other}")),
+    }
+    if let Some(g) = &e.manifest_git {
+        if let Some(sha) = &g.sha {
+            let dirty = if g.dirty == Some(true) {
+                " with uncommitted changes"
+            } else {
+                ""
+            };
+            parts.push(format!(
+                "manifest at git {}{dirty}",
+                sha.get(..12).unwrap_or(sha)
+            ));
+        }
+    }
+    if !e.command.is_empty() {
+        parts.push(format!("command: {}", e.command.join(" ")));
+    }
+    parts
+}
+
+/// Where a resume's environment differs from the first attempt's in what the numbers depend
+/// on (versions, host, GPUs), e.g. `vLLM 0.26.0 → 0.26.1`. Time, command and git state are
+/// expected to differ and are left out.
+fn differences(
+    first: &crate::results::Environment,
+    then: &crate::results::Environment,
+) -> Vec<String> {
+    fn shown(v: &Option<String>) -> &str {
+        v.as_deref().unwrap_or("unknown")
+    }
+    let mut changed = Vec::new();
+    let mut field = |what: &str, a: &Option<String>, b: &Option<String>| {
+        if a != b {
+            changed.push(format!("{what} {} → {}", shown(a), shown(b)));
+        }
+    };
+    field("vLLM", &first.vllm_version, &then.vllm_version);
+    field("vbench", &first.vbench_version, &then.vbench_version);
+    field("host", &first.host, &then.host);
+    let names: std::collections::BTreeSet<&String> =
+        first.packages.keys().chain(then.packages.keys()).collect();
+    for name in names {
+        let (a, b) = (first.packages.get(name), then.packages.get(name));
+        if a != b && name != "vllm" {
+            changed.push(format!(
+                "{name} {} → {}",
+                a.map_or("absent", String::as_str),
+                b.map_or("absent", String::as_str)
+            ));
+        }
+    }
+    if first.gpus != then.gpus {
+        let summary = |g: &serde_json::Value| match g {
+            serde_json::Value::Array(list) => crate::results::environment::gpu_summary(list),
+            serde_json::Value::Null => "none".to_owned(),
+            other => other.to_string(),
+        };
+        changed.push(format!(
+            "GPUs {} → {}",
+            summary(&first.gpus),
+            summary(&then.gpus)
+        ));
+    }
+    if first.nodes != then.nodes {
+        changed.push(format!(
+            "Slurm nodes {} → {}",
+            first.nodes.join(", "),
+            then.nodes.join(", ")
+        ));
+    }
+    changed
 }
 
 /// One line per planned cell without a result, so a partial sweep is not mistaken for a
