@@ -502,7 +502,21 @@ pub async fn run(
         }
     }
     drop(reserve);
-    environment.settle().await?;
+    let recorded = environment.settle().await?;
+    if let (Some(_), Some(now)) = (&options.resume, &recorded) {
+        // A resume elsewhere or with other versions: said now, and in the report.
+        if let Ok(Some(first)) = run_dir.read_environment() {
+            let changed = now.differences_from(&first);
+            if !changed.is_empty() {
+                events.warning(&format!(
+                    "this resume differs from the run's first attempt in {}: cells measured by \
+                     different attempts may not be comparable (the report lists each attempt's \
+                     environment)",
+                    changed.join(", ")
+                ));
+            }
+        }
+    }
     let outcome = if stopped {
         Outcome::Interrupted
     } else if let Some(why) = disk_full {
@@ -577,8 +591,10 @@ fn cpu_pool(m: &manifest::Manifest, plan: &Plan) -> Vec<u32> {
 /// The run's environment record, written as soon as the vLLM version probe (started in the
 /// background) answers: while the first variant starts, not before it.
 struct PendingEnvironment {
-    /// Writes the record; resolves with the write's outcome.
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Writes the record; resolves with it, once written.
+    task: Option<tokio::task::JoinHandle<anyhow::Result<Environment>>>,
+    /// The record written at once (nothing to wait for).
+    written: Option<Environment>,
 }
 
 impl PendingEnvironment {
@@ -605,7 +621,10 @@ impl PendingEnvironment {
         // Nothing to wait for (the simulator): written at once.
         let Some((cmd, probe_env, stop)) = vllm else {
             run_dir.write_environment(&attempt, &env)?;
-            return Ok(PendingEnvironment { task: None });
+            return Ok(PendingEnvironment {
+                task: None,
+                written: Some(env),
+            });
         };
         let run_dir = RunDir::open(run_dir.path());
         let task = tokio::spawn(async move {
@@ -621,16 +640,19 @@ impl PendingEnvironment {
                 env.vllm_version = version;
                 env.packages = packages;
             }
-            run_dir.write_environment(&attempt, &env)
+            run_dir.write_environment(&attempt, &env).map(|()| env)
         });
-        Ok(PendingEnvironment { task: Some(task) })
+        Ok(PendingEnvironment {
+            task: Some(task),
+            written: None,
+        })
     }
 
-    /// Wait until the record is written (the probe gives up at a signal).
-    async fn settle(&mut self) -> anyhow::Result<()> {
+    /// Wait until the record is written (the probe gives up at a signal); the record.
+    async fn settle(&mut self) -> anyhow::Result<Option<Environment>> {
         match self.task.take() {
-            Some(task) => task.await.context("writing environment.json")?,
-            None => Ok(()),
+            Some(task) => task.await.context("writing environment.json")?.map(Some),
+            None => Ok(self.written.take()),
         }
     }
 }

@@ -325,6 +325,58 @@ fn command_output(program: &str, args: &[&str], stop: &dyn Fn() -> bool) -> Opti
     probe::output(c, probe::LIMIT, stop)
 }
 
+impl Environment {
+    /// Where a resume's environment differs from the first attempt's in what the numbers depend
+    /// on (versions, host, GPUs), e.g. `vLLM 0.26.0 → 0.26.1`. Time, command and git state are
+    /// expected to differ and are left out.
+    pub fn differences_from(&self, first: &Environment) -> Vec<String> {
+        fn shown(v: &Option<String>) -> &str {
+            v.as_deref().unwrap_or("unknown")
+        }
+        let mut changed = Vec::new();
+        let mut field = |what: &str, a: &Option<String>, b: &Option<String>| {
+            if a != b {
+                changed.push(format!("{what} {} → {}", shown(a), shown(b)));
+            }
+        };
+        field("vLLM", &first.vllm_version, &self.vllm_version);
+        field("vbench", &first.vbench_version, &self.vbench_version);
+        field("host", &first.host, &self.host);
+        let names: std::collections::BTreeSet<&String> =
+            first.packages.keys().chain(self.packages.keys()).collect();
+        for name in names {
+            let (a, b) = (first.packages.get(name), self.packages.get(name));
+            if a != b && name != "vllm" {
+                changed.push(format!(
+                    "{name} {} → {}",
+                    a.map_or("absent", String::as_str),
+                    b.map_or("absent", String::as_str)
+                ));
+            }
+        }
+        if first.gpus != self.gpus {
+            let summary = |g: &serde_json::Value| match g {
+                serde_json::Value::Array(list) => gpu_summary(list),
+                serde_json::Value::Null => "none".to_owned(),
+                other => other.to_string(),
+            };
+            changed.push(format!(
+                "GPUs {} → {}",
+                summary(&first.gpus),
+                summary(&self.gpus)
+            ));
+        }
+        if first.nodes != self.nodes {
+            changed.push(format!(
+                "Slurm nodes {} → {}",
+                first.nodes.join(", "),
+                self.nodes.join(", ")
+            ));
+        }
+        changed
+    }
+}
+
 /// `2 × NVIDIA H200 (143771 MiB)` from nvidia-smi's `index, name, memory, driver` lines
 /// (other shapes are shown as they are).
 pub fn gpu_summary(gpus: &[serde_json::Value]) -> String {

@@ -280,6 +280,14 @@ fn ctrl_c_stops_everything_keeps_results_and_resume_finishes_the_run() {
     assert_eq!(stopped.planned, 20);
     assert!(stopped.sent >= 1 && stopped.sent < 20, "{stopped:?}");
 
+    // As if the first attempt had run on another host: the resume says it differs.
+    let env_path = run.join("environment.json");
+    let mut env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&env_path).unwrap()).unwrap();
+    let host = env["host"].as_str().unwrap().to_owned();
+    env["host"] = "elsewhere".into();
+    std::fs::write(&env_path, env.to_string()).unwrap();
+
     // Resume: only the missing cells run; the kept file is untouched.
     let mut resume = apply(tmp.path(), &sets, &only);
     resume.arg("--resume").arg(&run);
@@ -287,6 +295,13 @@ fn ctrl_c_stops_everything_keeps_results_and_resume_finishes_the_run() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("already measured, skipped"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "this resume differs from the run's first attempt in host elsewhere → {host}: cells \
+             measured by different attempts may not be comparable"
+        )),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read(&first).unwrap(), kept);
     for v in ["simple-tp1-074b25", "nixl-p1d1-tp1x1-779daf"] {
         for r in ["20", "4"] {

@@ -743,7 +743,7 @@ fn run_lines(a: &Analysis) -> Vec<String> {
             let changed = r
                 .environment
                 .as_ref()
-                .map(|first| differences(first, resumed))
+                .map(|first| resumed.differences_from(first))
                 .unwrap_or_default();
             if !changed.is_empty() {
                 parts.push(format!(
@@ -814,59 +814,6 @@ fn environment_parts(e: &crate::results::Environment) -> Vec<String> {
         parts.push(format!("command: {}", e.command.join(" ")));
     }
     parts
-}
-
-/// Where a resume's environment differs from the first attempt's in what the numbers depend
-/// on (versions, host, GPUs), e.g. `vLLM 0.26.0 → 0.26.1`. Time, command and git state are
-/// expected to differ and are left out.
-fn differences(
-    first: &crate::results::Environment,
-    then: &crate::results::Environment,
-) -> Vec<String> {
-    fn shown(v: &Option<String>) -> &str {
-        v.as_deref().unwrap_or("unknown")
-    }
-    let mut changed = Vec::new();
-    let mut field = |what: &str, a: &Option<String>, b: &Option<String>| {
-        if a != b {
-            changed.push(format!("{what} {} → {}", shown(a), shown(b)));
-        }
-    };
-    field("vLLM", &first.vllm_version, &then.vllm_version);
-    field("vbench", &first.vbench_version, &then.vbench_version);
-    field("host", &first.host, &then.host);
-    let names: std::collections::BTreeSet<&String> =
-        first.packages.keys().chain(then.packages.keys()).collect();
-    for name in names {
-        let (a, b) = (first.packages.get(name), then.packages.get(name));
-        if a != b && name != "vllm" {
-            changed.push(format!(
-                "{name} {} → {}",
-                a.map_or("absent", String::as_str),
-                b.map_or("absent", String::as_str)
-            ));
-        }
-    }
-    if first.gpus != then.gpus {
-        let summary = |g: &serde_json::Value| match g {
-            serde_json::Value::Array(list) => crate::results::environment::gpu_summary(list),
-            serde_json::Value::Null => "none".to_owned(),
-            other => other.to_string(),
-        };
-        changed.push(format!(
-            "GPUs {} → {}",
-            summary(&first.gpus),
-            summary(&then.gpus)
-        ));
-    }
-    if first.nodes != then.nodes {
-        changed.push(format!(
-            "Slurm nodes {} → {}",
-            first.nodes.join(", "),
-            then.nodes.join(", ")
-        ));
-    }
-    changed
 }
 
 /// One line per planned cell without a result, so a partial sweep is not mistaken for a
