@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use crate::error::Result;
-use crate::plan::{self, table};
+use crate::error::{Error, Result};
+use crate::plan::{self, table, Cell, Variant};
 use crate::results::history::History;
+use crate::results::RunDir;
 
 use super::ManifestArgs;
 
@@ -24,6 +25,13 @@ pub struct PlanArgs {
     /// Estimate from built-in defaults only, ignoring past runs.
     #[arg(long)]
     pub no_history: bool,
+    /// A run folder `apply --resume` would finish: the plan shows only what is left of it
+    /// (same manifest and --set options as the run, as for `apply --resume`).
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<PathBuf>,
+    /// Only these variants (as `apply --only`); repeatable.
+    #[arg(long = "only", value_name = "VARIANT_ID")]
+    pub only: Vec<String>,
 }
 
 pub fn run(args: PlanArgs) -> Result<()> {
@@ -31,6 +39,34 @@ pub fn run(args: PlanArgs) -> Result<()> {
     let capacity =
         plan::capacity::discover(&loaded.manifest.target, &crate::exec::gpus::NvidiaSmiProbe);
     let mut plan = plan::resolve(&loaded, &capacity)?;
+    crate::apply::check_only(&plan, &args.only).map_err(Error::bad_input)?;
+    let resumed = match &args.resume {
+        Some(dir) => {
+            let run = RunDir::open(dir);
+            run.check_resumable(&loaded).map_err(Error::bad_input)?;
+            Some(run)
+        }
+        None => None,
+    };
+    let planned_cells = plan.cells.len();
+    if resumed.is_some() || !args.only.is_empty() {
+        let searching = plan.search.is_some();
+        let left = |v: &Variant| {
+            let selected = args.only.is_empty() || args.only.contains(&v.id);
+            // A finished search has nothing left; a sweep's variant, its missing cells.
+            let unfinished = !searching
+                || resumed
+                    .as_ref()
+                    .is_none_or(|r| !r.variant(&v.id).search_done());
+            selected && unfinished
+        };
+        let missing = |c: &Cell| {
+            resumed
+                .as_ref()
+                .is_none_or(|r| !r.variant(&c.variant_id).is_measured(c))
+        };
+        plan::narrow(&mut plan, &loaded, &left, &missing);
+    }
     if !args.no_history {
         let history = History::scan(&args.results);
         history.refine(&mut plan);
@@ -41,11 +77,30 @@ pub fn run(args: PlanArgs) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&plan).expect("plan serialises")
         );
+    } else if resumed.is_some() && plan.variants.is_empty() {
+        println!(
+            "Nothing is left to run in {}: the selected variants are measured",
+            args.resume
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
+        );
     } else {
         print!("{}", table::render(&plan));
+        if let Some(run) = &resumed {
+            println!(
+                "Left of {}: {} of its {} planned cells",
+                run.path().display(),
+                plan.cells.len(),
+                planned_cells
+            );
+        }
     }
     for w in &plan.warnings {
         eprintln!("warning: {w}");
+    }
+    if plan.variants.is_empty() {
+        return Ok(());
     }
     let need = crate::apply::disk_need(&loaded, &plan, &|_| true, None).with_reserve();
     let dir = args.results.join(&plan.experiment);

@@ -199,6 +199,51 @@ pub fn sweep(load: &manifest::Load) -> Vec<Pace> {
 }
 
 /// Resolve and validate a loaded manifest against the target's capacity.
+/// What the later turns of a multi-turn session add to each cell (0 without sessions).
+fn session_tail_s(m: &manifest::Manifest) -> f64 {
+    if m.dataset.kind != manifest::DatasetKind::Sessions {
+        return 0.0;
+    }
+    // A ShareGPT source without `turns` has conversations of any length: one turn assumed.
+    estimate::session_tail_s(
+        m.target.backend,
+        m.dataset.turns.unwrap_or(1),
+        m.dataset.think_time_s.unwrap_or(0.0),
+    )
+}
+
+/// The plan of what is left to run: the variants `keep_variant` keeps (`--only`, a resumed
+/// run's unfinished ones) and the cells `keep_cell` keeps (a resumed run's missing ones),
+/// with the default estimates of that work alone.
+pub fn narrow(
+    plan: &mut Plan,
+    loaded: &LoadedManifest,
+    keep_variant: &dyn Fn(&Variant) -> bool,
+    keep_cell: &dyn Fn(&Cell) -> bool,
+) {
+    let m = &loaded.manifest;
+    plan.variants.retain(|v| keep_variant(v));
+    let kept: std::collections::BTreeSet<String> =
+        plan.variants.iter().map(|v| v.id.clone()).collect();
+    plan.cells
+        .retain(|c| kept.contains(&c.variant_id) && keep_cell(c));
+    if plan.search.is_none() {
+        // A variant with every cell measured has nothing left to run.
+        let with_cells: std::collections::BTreeSet<&str> =
+            plan.cells.iter().map(|c| c.variant_id.as_str()).collect();
+        plan.variants.retain(|v| with_cells.contains(v.id.as_str()));
+    }
+    plan.estimate = estimate::defaults(
+        plan.backend,
+        plan.accelerator,
+        &plan.variants,
+        &plan.cells,
+        plan.warmup,
+        plan.search.as_ref(),
+        session_tail_s(m),
+    );
+}
+
 pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, ManifestError> {
     let m = &loaded.manifest;
     let mut warnings = Vec::new();
@@ -262,16 +307,6 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
     }
     let search = m.load.search.as_ref().map(|s| SearchSpec::resolve(s, m));
     let slurm = plan_slurm(loaded, &variants)?;
-    let session_tail_s = if m.dataset.kind == manifest::DatasetKind::Sessions {
-        // A ShareGPT source without `turns` has conversations of any length: one turn assumed.
-        estimate::session_tail_s(
-            m.target.backend,
-            m.dataset.turns.unwrap_or(1),
-            m.dataset.think_time_s.unwrap_or(0.0),
-        )
-    } else {
-        0.0
-    };
     let estimate = estimate::defaults(
         m.target.backend,
         m.target.accelerator,
@@ -279,7 +314,7 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
         &cells,
         m.load.warmup,
         search.as_ref(),
-        session_tail_s,
+        session_tail_s(m),
     );
 
     Ok(Plan {

@@ -321,6 +321,71 @@ fn ctrl_c_stops_everything_keeps_results_and_resume_finishes_the_run() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("give the same overrides"));
 }
 
+/// `plan --resume RUN` shows what `apply --resume RUN` would still run: the variants and cells
+/// without a result, their estimate, and nothing when nothing is left.
+#[test]
+fn plan_of_a_resume_shows_only_what_is_left() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = ["load.rates=[20, 4]", "load.num_prompts=20", "load.warmup=0"];
+    let out = apply(tmp.path(), &sets, &["--only", "simple-tp1-074b25"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = run_dir(tmp.path());
+    let plan = |extra: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args([
+            "plan",
+            "experiments/sim-demo.toml",
+            "--no-history",
+            "--resume",
+        ])
+        .arg(&run);
+        for s in sets {
+            c.args(["--set", s]);
+        }
+        c.args(extra).output().unwrap()
+    };
+    let left = plan(&[]);
+    let text = String::from_utf8_lossy(&left.stdout);
+    assert!(
+        left.status.success(),
+        "{}",
+        String::from_utf8_lossy(&left.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "Left of {}: 8 of its 10 planned cells",
+            run.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 variants · 8 cells · 160 requests"),
+        "{text}"
+    );
+    assert!(!text.contains("simple-tp1-074b25"), "{text}");
+    let done = plan(&["--only", "simple-tp1-074b25"]);
+    assert!(
+        String::from_utf8_lossy(&done.stdout).contains("Nothing is left to run in"),
+        "{}",
+        String::from_utf8_lossy(&done.stdout)
+    );
+    // Other overrides than the run's: refused, as `apply --resume` refuses them.
+    let wrong = Command::new(BIN)
+        .args(["plan", "experiments/sim-demo.toml", "--resume"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("give the same overrides"));
+}
+
 #[test]
 fn a_crashing_instance_fails_its_variant_but_not_the_run() {
     let _busy = crate::support::busy();
