@@ -3,8 +3,8 @@
 # (p1..p3 of prepare-vllm.sh), the nixl wheels (p4), the LMCache wheels (p5,
 # prepare-lmcache.sh) and the vbench binary. A call carries at most 64 MiB INCLUDING the
 # working tree (about 15 MB), so p4 (59 MB) and p5 no longer fit beside it one per call; equal
-# parts that leave room for the tree do (four of them while the tree is under about 14 MiB:
-# the wheels travel as their xz-packed contents). On the GPU machine: `gpu-apply.sh stage .gpu/qN` per call, then
+# parts that leave room for the tree do (four while the tree is under about 14.5 MiB, then
+# five; the wheels travel as their xz-packed contents). On the GPU machine: `gpu-apply.sh stage .gpu/qN` per call, then
 # `gpu-apply.sh unbundle`. GPU_DIR/compile-cache.tar.xz, if there (`gpu-apply.sh save-cache`
 # of an earlier machine), goes into the bundle too: unbundle seeds vbench's compile cache with
 # it, which saves about two minutes per cold vLLM start of a shape it holds (STARTUP.md).
@@ -17,7 +17,7 @@ trap 'rm -rf "$w"' EXIT
 mkdir "$w/b"
 cat "$gpu"/p1/vsite.part.* "$gpu"/p2/vsite.part.* "$gpu"/p3/vsite.part.* > "$w/b/vsite.tar.xz"
 # The wheels (nixl, LMCache) are zips that barely compress; xz of their contents is far
-# smaller (nixl: 59 MB -> 23 MB), which keeps the bundle at four parts, one call fewer.
+# smaller (nixl: 59 MB -> 23 MB): one part fewer.
 # unzip keeps each file's mode, tar carries it, `gpu-apply.sh unbundle` zips them back.
 mkdir "$w/wheels"
 for whl in "$gpu"/p4/*.whl "$gpu"/p5/*.whl; do
