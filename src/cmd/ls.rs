@@ -46,6 +46,8 @@ pub struct RunEntry {
     /// without a plan, e.g. the original suite's folders).
     pub planned_cells: Option<usize>,
     pub measured_cells: Option<usize>,
+    /// `apply --resume` attempts of the run (their environment records).
+    pub resumes: usize,
 }
 
 pub fn run(args: LsArgs) -> Result<()> {
@@ -187,6 +189,27 @@ fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
             parts.push(environment::gpu_summary(g));
         }
     }
+    let resumes = run.read_resume_environments();
+    if !resumes.is_empty() {
+        let first = run.read_environment().ok().flatten();
+        // Resumes that ran elsewhere or with other versions: the report says how.
+        let differing = resumes
+            .iter()
+            .filter_map(|(_, e)| e.as_ref().ok())
+            .filter(|e| {
+                first
+                    .as_ref()
+                    .is_some_and(|f| !e.differences_from(f).is_empty())
+            })
+            .count();
+        parts.push(match differing {
+            0 => format!("resumed {}×", resumes.len()),
+            d => format!(
+                "resumed {}× ({d} elsewhere or with other versions)",
+                resumes.len()
+            ),
+        });
+    }
     // A plan with no cells (or none at all) says nothing: fall back to counting files.
     let coverage = run.coverage().ok().flatten().filter(|c| c.planned > 0);
     let planned_cells = coverage.as_ref().map(|c| c.planned);
@@ -208,6 +231,7 @@ fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
         config,
         planned_cells,
         measured_cells,
+        resumes: resumes.len(),
     }
 }
 

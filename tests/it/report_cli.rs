@@ -302,6 +302,20 @@ fn the_report_names_each_resume_and_what_changed_since_the_first_attempt() {
     assert_eq!(summary["runs"][0]["resumes"][1]["host"], "gpu-node-9");
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("vLLM 0.26.0 → 0.26.1"));
+    // `ls` counts the attempts (the unreadable record too) and flags the one that differs.
+    let ls = vbench().arg("ls").arg(tmp.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        text.contains("resumed 3× (1 elsewhere or with other versions)"),
+        "{text}"
+    );
+    let ls = vbench()
+        .args(["ls", "--json"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(runs[0]["resumes"], 3);
 }
 
 #[test]
