@@ -77,13 +77,10 @@ pub fn run(args: PlanArgs) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&plan).expect("plan serialises")
         );
-    } else if resumed.is_some() && plan.variants.is_empty() {
+    } else if let Some(run) = resumed.as_ref().filter(|_| plan.variants.is_empty()) {
         println!(
             "Nothing is left to run in {}: the selected variants are measured",
-            args.resume
-                .as_deref()
-                .unwrap_or(std::path::Path::new(""))
-                .display()
+            run.path().display()
         );
     } else {
         print!("{}", table::render(&plan));

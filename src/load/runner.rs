@@ -544,10 +544,10 @@ pub async fn execute_until(
             }
         })
         .collect();
-    let sent_count = (0..n).filter(|&i| was_sent(i)).count();
-    let stopped_early = (stopping && (sent_count < n || abandoning)).then_some(StoppedEarly {
+    let sent: Vec<usize> = (0..n).filter(|&i| was_sent(i)).collect();
+    let stopped_early = (stopping && (sent.len() < n || abandoning)).then_some(StoppedEarly {
         planned: n as u64,
-        sent: sent_count as u64,
+        sent: sent.len() as u64,
         abandoned,
     });
     let facts = RunFacts {
@@ -572,15 +572,9 @@ pub async fn execute_until(
         .filter(|r| was_sent(r.index as usize))
         .collect();
     let mut facts = facts;
-    facts.dispatch_lags_s = (0..n)
-        .filter(|&i| was_sent(i))
-        .map(|i| facts.dispatch_lags_s[i])
-        .collect();
+    facts.dispatch_lags_s = sent.iter().map(|&i| facts.dispatch_lags_s[i]).collect();
     let mut sent_spec = spec.clone();
-    sent_spec.offsets = (0..n)
-        .filter(|&i| was_sent(i))
-        .map(|i| spec.offsets[i])
-        .collect();
+    sent_spec.offsets = sent.iter().map(|&i| spec.offsets[i]).collect();
     let mut result = build_result(&sent_spec, records, facts);
     result.vbench.load.warnings.push(stopped.describe());
     result.vbench.load.stopped_early = Some(stopped);

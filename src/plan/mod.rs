@@ -198,7 +198,6 @@ pub fn sweep(load: &manifest::Load) -> Vec<Pace> {
     rates.chain(speedups).collect()
 }
 
-/// Resolve and validate a loaded manifest against the target's capacity.
 /// What the later turns of a multi-turn session add to each cell (0 without sessions).
 fn session_tail_s(m: &manifest::Manifest) -> f64 {
     if m.dataset.kind != manifest::DatasetKind::Sessions {
@@ -244,6 +243,7 @@ pub fn narrow(
     );
 }
 
+/// Resolve and validate a loaded manifest against the target's capacity.
 pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, ManifestError> {
     let m = &loaded.manifest;
     let mut warnings = Vec::new();
