@@ -341,7 +341,7 @@ impl Workload {
                 let Some(trace) = &prepared.trace_offsets else {
                     bail!("a speedup cell needs a trace's arrival times");
                 };
-                replay_offsets(&trace[..n], speedup)
+                schedule::replay_offsets(&trace[..n], speedup)?
             }
         };
         let v = req.variant;
@@ -369,27 +369,13 @@ impl Workload {
             arrival_seed,
         );
         spec.warmup = m.load.warmup as usize;
-        if sessions.is_some() {
-            spec.notes.push(
-                "multi-turn sessions: the rate is session starts per second; each session's \
-                 turn k+1 is sent when turn k's answer has ended plus a think time, with the \
-                 whole conversation (the server's answers included) as its prompt; warm-up \
-                 sends warm-up sessions' first turns only"
-                    .into(),
-            );
+        if let Some(sessions) = sessions {
+            spec.with_sessions(sessions);
         }
-        spec.sessions = sessions;
         spec.max_concurrency = m.load.max_concurrency.map(|c| c as usize);
         spec.timeout = Duration::from_secs_f64(m.load.timeout_s);
         if let Pace::Speedup(speedup) = req.cell.pace {
-            spec.arrival_name = "trace".to_owned();
-            // No gamma draw: written as 0, like constant arrivals.
-            spec.burstiness = f64::INFINITY;
-            spec.notes.push(format!(
-                "trace replay at speedup {speedup}x: request i is sent at its trace timestamp \
-                 minus the first one's, divided by {speedup}; the offered rate is the requests \
-                 over the last send time"
-            ));
+            spec.replaying_trace(speedup);
         }
         // Synthetic prompts have exact output lengths to keep; so has a trace.
         spec.ignore_eos = m.load.ignore_eos
@@ -453,19 +439,6 @@ pub fn arrival_seed(seed: u64, repeat: u64) -> u64 {
 /// The position of `pace` in the manifest's sweep (0 when it is not there, e.g. a search's).
 fn pace_slot(sweep: &[Pace], pace: Pace) -> usize {
     sweep.iter().position(|p| *p == pace).unwrap_or(0)
-}
-
-/// A trace's arrival offsets compressed by `speedup`, and the rate they offer (requests over
-/// the last send, as vLLM's schedules end at `n / rate`; infinite when all arrive at once).
-fn replay_offsets(trace: &[f64], speedup: f64) -> (Vec<f64>, f64) {
-    let offsets: Vec<f64> = trace.iter().map(|t| t / speedup).collect();
-    let last = offsets.last().copied().unwrap_or(0.0);
-    let rate = if last > 0.0 {
-        offsets.len() as f64 / last
-    } else {
-        f64::INFINITY
-    };
-    (offsets, rate)
 }
 
 /// The original suite's topology keys for a variant.
@@ -620,10 +593,9 @@ mode = "simple"
         );
         let offsets = p.trace_offsets.as_ref().unwrap();
         assert_eq!(offsets[..3], [0.0, 0.1, 0.2]);
-        let (sent, rate) = replay_offsets(&offsets[..6], 2.0);
+        let (sent, rate) = schedule::replay_offsets(&offsets[..6], 2.0).unwrap();
         assert_eq!(sent[..3], [0.0, 0.05, 0.1]);
         assert!((rate - 6.0 / 0.25).abs() < 1e-9, "{rate}");
-        assert_eq!(replay_offsets(&[0.0, 0.0], 1.0).1, f64::INFINITY);
     }
 
     #[test]

@@ -539,8 +539,8 @@ impl VariantRun<'_> {
             tokio::select! {
                 r = &mut load => r.map_err(VariantError::Failed),
                 _ = interrupted.first() => {
-                    // Stop sending and waiting at once: what was measured comes back within
-                    // moments (multi-turn sessions do not stop early; they are not waited for).
+                    // Stop sending and waiting at once (single requests and sessions' turns
+                    // alike): what was measured comes back within moments.
                     stop_load.send_replace(2);
                     let not_waited = "its requests were not waited for";
                     let partial = tokio::select! {

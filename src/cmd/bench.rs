@@ -14,9 +14,11 @@ use crate::apply::Interrupts;
 use crate::apply::{cache, queue};
 use crate::error::{Error, Result};
 use crate::exec::metrics;
-use crate::load::dataset::{self, DatasetSpec};
+use crate::load::dataset::{
+    self, DatasetSpec, SessionSource, SessionsSpec, ThinkTime, TraceFormat, TraceSpec,
+};
 use crate::load::runner::{execute_until, LoadError, NoProgress};
-use crate::load::schedule::{arrival_offsets, Arrival};
+use crate::load::schedule::{arrival_offsets, replay_offsets, Arrival};
 use crate::load::summary::human_summary;
 use crate::load::tokenizer::Tokenizer;
 use crate::load::{Api, DeploymentInfo, GoodputSlo, LoadSpec, RunResult};
@@ -30,6 +32,33 @@ pub enum DatasetKind {
     /// Groups of requests sharing a system prompt (`--groups`, `--system-prompt-len`,
     /// `--question-len`, `--output-len`); needs a tokenizer.
     SharedPrefix,
+    /// A request trace (`--dataset-path`, `--trace-format`): its lengths and shared prefix
+    /// blocks, and with `--speedup` its arrival times; needs a tokenizer.
+    Trace,
+    /// Multi-turn sessions: each turn is sent when the previous answer has ended plus a think
+    /// time, with the whole conversation as its prompt. Synthetic (`--turns`,
+    /// `--system-prompt-len`, `--question-len`, `--output-len`; needs a tokenizer) or, with
+    /// `--dataset-path`, from ShareGPT conversations. `--rate` and `--num-prompts` count
+    /// sessions.
+    Sessions,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceFormatArg {
+    /// JSONL: `timestamp` (ms), `input_length`, `output_length`, `hash_ids`.
+    Mooncake,
+    /// Azure LLM inference CSV: `TIMESTAMP`, `ContextTokens`, `GeneratedTokens`.
+    Azure,
+    /// BurstGPT CSV: `Timestamp` (s), `Request tokens`, `Response tokens`, ...
+    Burstgpt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ThinkTimeArg {
+    /// Exponential around `--think-time-s`.
+    Exponential,
+    /// Exactly `--think-time-s`.
+    Fixed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -72,7 +101,8 @@ pub struct BenchOptions {
     /// Where prompts come from.
     #[arg(long, value_enum, default_value = "random")]
     pub dataset: DatasetKind,
-    /// Dataset file (sharegpt: JSON; jsonl: one {"prompt": ..., "output_tokens": N} per line).
+    /// Dataset file (sharegpt: JSON; jsonl: one {"prompt": ..., "output_tokens": N} per line;
+    /// trace: see --trace-format; sessions: ShareGPT conversations, optional).
     #[arg(long)]
     pub dataset_path: Option<PathBuf>,
     /// random: prompt tokens (including special tokens).
@@ -88,13 +118,35 @@ pub struct BenchOptions {
     /// shared-prefix: number of groups; a group's requests share one system prompt.
     #[arg(long, default_value_t = 8)]
     pub groups: u64,
-    /// shared-prefix: system-prompt tokens (special tokens included), the same in a group.
-    #[arg(long, default_value_t = 1024)]
-    pub system_prompt_len: u64,
-    /// shared-prefix: question tokens, different for every request.
+    /// shared-prefix: system-prompt tokens (special tokens included), the same in a group
+    /// (default 1024). Synthetic sessions: each session's own system prompt (default none).
+    #[arg(long)]
+    pub system_prompt_len: Option<u64>,
+    /// shared-prefix: question tokens, different for every request. Synthetic sessions: each
+    /// turn's user message.
     #[arg(long, default_value_t = 64)]
     pub question_len: u64,
-    /// Requests in the measured run.
+    /// trace: the file's format.
+    #[arg(long, value_enum, default_value = "mooncake")]
+    pub trace_format: TraceFormatArg,
+    /// trace (mooncake): tokens per `hash_ids` block.
+    #[arg(long, default_value_t = 512)]
+    pub block_size: u64,
+    /// trace: replay its arrival times, divided by this (2 = twice as fast), instead of
+    /// drawing arrivals at --rate.
+    #[arg(long, conflicts_with_all = ["rate", "arrival", "burstiness"])]
+    pub speedup: Option<f64>,
+    /// sessions: turns per session (synthetic: required; ShareGPT: at most this many of each
+    /// conversation's turns, default all).
+    #[arg(long)]
+    pub turns: Option<u64>,
+    /// sessions: mean seconds between the end of an answer and the next turn's send.
+    #[arg(long, default_value_t = 0.0)]
+    pub think_time_s: f64,
+    /// sessions: how think times are drawn (from --seed).
+    #[arg(long, value_enum, default_value = "exponential")]
+    pub think_time: ThinkTimeArg,
+    /// Requests in the measured run (sessions: sessions).
     #[arg(long, default_value_t = 1000)]
     pub num_prompts: usize,
     /// Offered request rate in requests/s, or `inf` to send everything at once.
@@ -170,9 +222,10 @@ fn parse_rate(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
-/// Before any request: `--out`'s folder takes files and has room for the result, which is
-/// held for it (a disk that fills during the load cannot cost the measurement).
-fn hold_room_for_result(args: &BenchOptions) -> Result<Option<SpaceReserve>> {
+/// Before any request: `--out`'s folder takes files and has room for the result of
+/// `requests` requests, which is held for it (a disk that fills during the load cannot cost
+/// the measurement).
+fn hold_room_for_result(args: &BenchOptions, requests: u64) -> Result<Option<SpaceReserve>> {
     let dir = match args.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
@@ -180,7 +233,7 @@ fn hold_room_for_result(args: &BenchOptions) -> Result<Option<SpaceReserve>> {
     store::check_writable(dir)
         .map_err(|e| Error::bad_input(e.context(format!("--out {}", args.out.display()))))?;
     let output = args.output_len.unwrap_or(1024);
-    let bytes = store::result_size_estimate(args.num_prompts as u64, output);
+    let bytes = store::result_size_estimate(requests, output);
     let free = store::free_bytes(dir);
     if free.is_some_and(|free| free < bytes) {
         return Err(Error::bad_input(anyhow!(
@@ -211,7 +264,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if !(args.timeout_s > 0.0 && args.timeout_s.is_finite()) {
         return Err(Error::bad_input(anyhow!("--timeout-s must be > 0")));
     }
-    let reserve = hold_room_for_result(&args)?;
     let goodput = if args.goodput.is_empty() {
         None
     } else {
@@ -261,11 +313,60 @@ pub fn run(args: BenchArgs) -> Result<()> {
         },
         DatasetKind::SharedPrefix => DatasetSpec::SharedPrefix(dataset::SharedPrefixSpec {
             groups: args.groups,
-            system_len: args.system_prompt_len,
+            system_len: args.system_prompt_len.unwrap_or(1024),
             question_len: args.question_len,
             output_len: args.output_len.unwrap_or(128),
         }),
+        DatasetKind::Trace => DatasetSpec::Trace(TraceSpec {
+            path: path("trace")?,
+            format: match args.trace_format {
+                TraceFormatArg::Mooncake => TraceFormat::Mooncake,
+                TraceFormatArg::Azure => TraceFormat::Azure,
+                TraceFormatArg::Burstgpt => TraceFormat::BurstGpt,
+            },
+            block_size: args.block_size,
+            output_len: args.output_len,
+        }),
+        DatasetKind::Sessions => DatasetSpec::Sessions(SessionsSpec {
+            source: match &args.dataset_path {
+                Some(p) => SessionSource::ShareGpt {
+                    path: p.clone(),
+                    max_turns: args.turns,
+                    output_len: args.output_len,
+                },
+                None => SessionSource::Synthetic {
+                    turns: args.turns.ok_or_else(|| {
+                        Error::bad_input(anyhow!(
+                            "--dataset sessions needs --turns (synthetic sessions) or \
+                             --dataset-path (ShareGPT conversations)"
+                        ))
+                    })?,
+                    system_len: args.system_prompt_len.unwrap_or(0),
+                    question_len: args.question_len,
+                    output_len: args.output_len.unwrap_or(128),
+                },
+            },
+            think_time_s: args.think_time_s,
+            think_time: match args.think_time {
+                ThinkTimeArg::Exponential => ThinkTime::Exponential,
+                ThinkTimeArg::Fixed => ThinkTime::Fixed,
+            },
+        }),
     };
+    if args.speedup.is_some() && args.dataset != DatasetKind::Trace {
+        return Err(Error::bad_input(anyhow!(
+            "--speedup replays a trace's arrival times: it needs --dataset trace"
+        )));
+    }
+    // Before the dataset is made (a huge --num-prompts is refused before it takes memory).
+    // Every turn of a session is a request of the result; ShareGPT conversations without
+    // --turns count one turn each here, a floor.
+    let planned = args.num_prompts as u64
+        * match args.dataset {
+            DatasetKind::Sessions => args.turns.unwrap_or(1),
+            _ => 1,
+        };
+    let reserve = hold_room_for_result(&args, planned)?;
     // The warm-up gets prompts of its own, after the measured ones, so a prefix cache cannot
     // serve a measured request from a warm-up.
     let data = dataset::load(
@@ -275,8 +376,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
         tokenizer.as_deref(),
     )
     .map_err(Error::bad_input)?;
-    let offsets = arrival_offsets(args.num_prompts, args.rate, arrival, args.seed)
-        .map_err(Error::bad_input)?;
+    let (offsets, rate) = match args.speedup {
+        Some(speedup) => {
+            let trace = data.offsets_s.as_deref().unwrap_or_default();
+            replay_offsets(&trace[..args.num_prompts.min(trace.len())], speedup)
+                .map_err(Error::bad_input)?
+        }
+        None => (
+            arrival_offsets(args.num_prompts, args.rate, arrival, args.seed)
+                .map_err(Error::bad_input)?,
+            args.rate,
+        ),
+    };
     let requests: Arc<[_]> = data.requests.clone().into();
     let deployment = DeploymentInfo {
         variant_id: None,
@@ -293,20 +404,28 @@ pub fn run(args: BenchArgs) -> Result<()> {
         &data,
         requests,
         offsets.into(),
-        args.rate,
+        rate,
         arrival,
         args.seed,
     );
+    if let Some(speedup) = args.speedup {
+        ls.replaying_trace(speedup);
+    }
+    if let Some(sessions) = &data.sessions {
+        ls.with_sessions(sessions.clone().into());
+    }
     ls.endpoint = Some(args.endpoint.clone());
     ls.label = args.label.clone();
     ls.warmup = args.warmup;
     ls.max_concurrency = args.max_concurrency;
     ls.timeout = Duration::from_secs_f64(args.timeout_s);
+    // Synthetic prompts have exact output lengths to keep; so has a trace.
     ls.ignore_eos = args.ignore_eos
         || matches!(
             args.dataset,
-            DatasetKind::Random | DatasetKind::SharedPrefix
-        );
+            DatasetKind::Random | DatasetKind::SharedPrefix | DatasetKind::Trace
+        )
+        || (args.dataset == DatasetKind::Sessions && args.dataset_path.is_none());
     ls.lag_threshold_ms = args.lag_threshold_ms;
     ls.goodput = goodput;
     ls.use_reqwest = args.reqwest;
@@ -335,7 +454,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let seen = watching.finish().await;
         Ok::<_, Error>(result.map(|mut r| {
             let ttft_ms = ls.goodput.as_ref().and_then(|g| g.ttft_ms);
-            let reuses = matches!(args.dataset, DatasetKind::SharedPrefix);
+            let reuses = matches!(
+                args.dataset,
+                DatasetKind::SharedPrefix | DatasetKind::Trace | DatasetKind::Sessions
+            );
             for warning in seen.record(&mut r, ttft_ms, reuses) {
                 eprintln!("warning: {warning}");
             }

@@ -261,6 +261,32 @@ impl LoadSpec {
         }
     }
 
+    /// Replay a trace's arrival times at `speedup` (the offsets are already the replayed ones,
+    /// from [`schedule::replay_offsets`]): the result says so.
+    pub fn replaying_trace(&mut self, speedup: f64) {
+        self.arrival_name = "trace".to_owned();
+        // No gamma draw: written as 0, like constant arrivals.
+        self.burstiness = f64::INFINITY;
+        self.notes.push(format!(
+            "trace replay at speedup {speedup}x: request i is sent at its trace timestamp minus \
+             the first one's, divided by {speedup}; the offered rate is the requests over the \
+             last send time"
+        ));
+    }
+
+    /// Run multi-turn sessions, one per offset (`requests` holds their first turns): the
+    /// result says how they are sent.
+    pub fn with_sessions(&mut self, sessions: Arc<[PreparedSession]>) {
+        self.notes.push(
+            "multi-turn sessions: the rate is session starts per second; each session's turn \
+             k+1 is sent when turn k's answer has ended plus a think time, with the whole \
+             conversation (the server's answers included) as its prompt; warm-up sends warm-up \
+             sessions' first turns only"
+                .into(),
+        );
+        self.sessions = Some(sessions);
+    }
+
     /// The full request URL.
     pub fn url(&self) -> String {
         let path = self

@@ -595,7 +595,8 @@ pub struct LoadInfo {
 pub struct StoppedEarly {
     /// Requests the schedule held.
     pub planned: u64,
-    /// Requests sent before the stop: the result's requests.
+    /// Requests sent before the stop: the result's requests (multi-turn sessions: turns sent,
+    /// and the later turns of sessions a failed turn ended, which count as failed).
     pub sent: u64,
     /// Of those, the ones still in flight when vbench stopped waiting (a second stop); they
     /// are counted as failed (`abandoned`).
@@ -623,7 +624,8 @@ impl StoppedEarly {
 /// client, not the server; the report flags it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct ClientHealth {
-    /// Requests actually sent per second over the send window.
+    /// Requests actually sent per second over the send window (multi-turn sessions: session
+    /// starts, like `offered_rate`).
     pub achieved_rate: f64,
     pub lag_p50_ms: f64,
     pub lag_p99_ms: f64,

@@ -65,11 +65,16 @@ impl Stop {
     }
 
     /// Resolves once `count` stops were asked for; never, if the sender is gone first.
-    async fn reached(&self, count: u32) {
+    pub(super) async fn reached(&self, count: u32) {
         let mut requests = self.0.clone();
         if requests.wait_for(|n| *n >= count).await.is_err() {
             std::future::pending::<()>().await;
         }
+    }
+
+    /// Whether `count` stops were asked for already.
+    pub(super) fn asked(&self, count: u32) -> bool {
+        *self.0.borrow() >= count
     }
 }
 
@@ -283,8 +288,8 @@ pub async fn execute(spec: &LoadSpec, progress: &dyn Progress) -> Result<RunResu
     execute_until(spec, progress, Stop::never()).await
 }
 
-/// [`execute`], which `stop` may end early (see [`Stop`]). Multi-turn sessions run to their
-/// end: `stop` applies to single requests.
+/// [`execute`], which `stop` may end early (see [`Stop`]; for multi-turn sessions it stops
+/// their turns).
 pub async fn execute_until(
     spec: &LoadSpec,
     progress: &dyn Progress,
@@ -397,9 +402,16 @@ pub async fn execute_until(
     // --- measured phase ------------------------------------------------------------------
     if let Some(sessions) = &spec.sessions {
         let (cpu0, _) = cpu_and_rss();
-        let m =
-            super::sessions::measure(sessions, &spec.offsets, http, target, tokenizer, progress)
-                .await;
+        let m = super::sessions::measure(
+            sessions,
+            &spec.offsets,
+            http,
+            target,
+            tokenizer,
+            progress,
+            stop,
+        )
+        .await;
         let (cpu1, rss) = cpu_and_rss();
         let facts = RunFacts {
             duration_s: m.duration_s,
@@ -414,7 +426,19 @@ pub async fn execute_until(
             cpu_s: (cpu1 - cpu0).is_finite().then_some(cpu1 - cpu0),
             max_rss_mib: rss.is_finite().then_some(rss),
         };
-        return Ok(build_result(spec, m.records, facts));
+        let Some(stopped) = m.stopped_early else {
+            return Ok(build_result(spec, m.records, facts));
+        };
+        // As for single requests: the sessions never started are not part of the run.
+        let mut sent_spec = spec.clone();
+        sent_spec.offsets = (0..n)
+            .filter(|&i| m.started[i])
+            .map(|i| spec.offsets[i])
+            .collect();
+        let mut result = build_result(&sent_spec, m.records, facts);
+        result.vbench.load.warnings.push(stopped.describe());
+        result.vbench.load.stopped_early = Some(stopped);
+        return Ok(result);
     }
     progress.start(n as u64);
     let (cpu0, _) = cpu_and_rss();

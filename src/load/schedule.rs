@@ -46,6 +46,25 @@ pub enum ScheduleError {
     BadRate(f64),
     #[error("burstiness must be a finite number > 0, got {0}")]
     BadBurstiness(f64),
+    #[error("a trace's speedup must be a finite number > 0, got {0}")]
+    BadSpeedup(f64),
+}
+
+/// A trace's arrival offsets (seconds from its first request) replayed `speedup` times as
+/// fast, and the rate they offer: the requests over the last send time (infinite when every
+/// request comes at once).
+pub fn replay_offsets(trace: &[f64], speedup: f64) -> Result<(Vec<f64>, f64), ScheduleError> {
+    if !(speedup.is_finite() && speedup > 0.0) {
+        return Err(ScheduleError::BadSpeedup(speedup));
+    }
+    let offsets: Vec<f64> = trace.iter().map(|t| t / speedup).collect();
+    let last = offsets.last().copied().unwrap_or(0.0);
+    let rate = if last > 0.0 {
+        offsets.len() as f64 / last
+    } else {
+        f64::INFINITY
+    };
+    Ok((offsets, rate))
 }
 
 /// Send offsets in seconds from the run's start, one per request, non-decreasing.
@@ -99,6 +118,23 @@ pub fn arrival_offsets(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replayed_trace_keeps_its_gaps_divided_by_the_speedup() {
+        let (offsets, rate) = replay_offsets(&[0.0, 0.1, 0.2, 0.5], 2.0).unwrap();
+        assert_eq!(offsets, [0.0, 0.05, 0.1, 0.25]);
+        assert!((rate - 4.0 / 0.25).abs() < 1e-9, "{rate}");
+        assert_eq!(replay_offsets(&[0.0, 0.0], 1.0).unwrap().1, f64::INFINITY);
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(
+                matches!(
+                    replay_offsets(&[0.0], bad),
+                    Err(ScheduleError::BadSpeedup(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
 
     fn gaps(offsets: &[f64]) -> Vec<f64> {
         let mut prev = 0.0;

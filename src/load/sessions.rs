@@ -9,15 +9,21 @@
 //! never dropped. Turns are timed by the runtime's timer (a session's next send depends on
 //! its previous answer, so the dispatcher thread's precomputed deadlines do not apply): up to
 //! about a millisecond of lag, recorded per request like any other.
+//!
+//! A stop ([`Stop`]) works as for single requests: the first sends no further turn (no new
+//! session, no next turn of a started one) and waits for the turns in flight; the second stops
+//! waiting, and those turns count as failed (`abandoned`). Turns never sent are not part of
+//! the result.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::client::{self, Anchors, Job, Measured, Message, Target};
 use super::dataset::{PreparedRequest, PreparedSession};
-use super::runner::Progress;
+use super::runner::{Progress, Stop};
 use super::tokenizer::Tokenizer;
-use crate::load::RequestRecord;
+use crate::load::{RequestRecord, StoppedEarly};
 
 /// `error_kind` of the turns a session did not send because an earlier turn failed.
 pub const SESSION_ENDED: &str = "session_ended";
@@ -33,6 +39,11 @@ pub(super) struct Measurements {
     pub unstamped: u64,
     /// Every successful turn's token counts came from the server's usage.
     pub all_usage: bool,
+    /// Set when a stop left turns unsent or abandoned; `records` then holds only the turns
+    /// sent (and those a failed turn ended before the stop).
+    pub stopped_early: Option<StoppedEarly>,
+    /// Per session: whether its first turn was sent (all true unless stopped early).
+    pub started: Vec<bool>,
 }
 
 /// What one session task needs.
@@ -47,6 +58,9 @@ struct Session {
     start: Instant,
     scheduled: Instant,
     tx: tokio::sync::mpsc::UnboundedSender<Measured>,
+    stop: Stop,
+    /// One flag per turn of the run, set as the turn is sent.
+    sent: Arc<[AtomicBool]>,
 }
 
 /// Run sessions `0..offsets.len()`, session `i` starting at `offsets[i]` seconds.
@@ -57,11 +71,13 @@ pub(super) async fn measure(
     target: Arc<Target>,
     tokenizer: Option<Arc<Tokenizer>>,
     progress: &dyn Progress,
+    stop: Stop,
 ) -> Measurements {
     let n = offsets.len();
     let total: usize = sessions[..n].iter().map(|s| s.turns.len()).sum();
     progress.start(total as u64);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Measured>();
+    let sent: Arc<[AtomicBool]> = (0..total).map(|_| AtomicBool::new(false)).collect();
     // A short lead so every session task is waiting before the first start.
     let start = Instant::now() + Duration::from_millis(5);
     // Dropping the set (the run's future dropped) stops every session.
@@ -78,6 +94,8 @@ pub(super) async fn measure(
             start,
             scheduled: start + Duration::from_secs_f64(off.max(0.0)),
             tx: tx.clone(),
+            stop: stop.clone(),
+            sent: sent.clone(),
         };
         first_index += s.turns.len() as u64;
         set.spawn(run_session(session));
@@ -91,9 +109,25 @@ pub(super) async fn measure(
         stamped: 0,
         unstamped: 0,
         all_usage: true,
+        stopped_early: None,
+        started: Vec::new(),
     };
-    // Every session task ends by itself: each turn has the per-request timeout.
-    while let Some(done) = rx.recv().await {
+    // Every session task ends by itself: each turn has the per-request timeout, and after a
+    // stop no task sends another turn.
+    let (mut stopping, mut abandoning) = (false, false);
+    loop {
+        let done = tokio::select! {
+            done = rx.recv() => done,
+            _ = stop.reached(1), if !stopping => {
+                stopping = true;
+                continue;
+            }
+            _ = stop.reached(2), if stopping => {
+                abandoning = true;
+                break;
+            }
+        };
+        let Some(done) = done else { break };
         progress.request_done(&done.record);
         m.duration_s = m.duration_s.max(done.finished_s);
         m.stamped += u64::from(done.reads.stamped);
@@ -107,23 +141,47 @@ pub(super) async fn measure(
         let i = done.record.index as usize;
         slots[i] = Some(done.record);
     }
+    if abandoning {
+        set.abort_all();
+    }
     while set.join_next().await.is_some() {}
     progress.finish();
-    // A session task that panicked leaves holes: they are failed records too.
+    let was_sent = |i: usize| sent[i].load(Ordering::Acquire);
+    let (mut abandoned, mut unsent_turns) = (0u64, 0u64);
     let mut index = 0;
-    for s in &sessions[..n] {
+    for (id, s) in sessions[..n].iter().enumerate() {
+        m.started.push(was_sent(index));
         for (t, turn) in s.turns.iter().enumerate() {
             if slots[index].is_none() {
                 let mut r = unsent(index as u64, turn, 0.0);
-                r.error_kind = Some("not_sent".into());
-                r.error = Some("the session's task stopped before this turn was sent".into());
                 r.turn = Some(t as u32 + 1);
-                slots[index] = Some(r);
+                r.session = Some(id as u64);
+                if was_sent(index) && abandoning {
+                    abandoned += 1;
+                    r.error_kind = Some("abandoned".into());
+                    r.error = Some("vbench was stopped while this turn was in flight".into());
+                    slots[index] = Some(r);
+                } else if stopping {
+                    // Not sent because of the stop: not part of the result.
+                    unsent_turns += 1;
+                } else {
+                    // A session task that panicked leaves holes: they are failed records.
+                    r.error_kind = Some("not_sent".into());
+                    r.error = Some("the session's task stopped before this turn was sent".into());
+                    slots[index] = Some(r);
+                }
             }
             index += 1;
         }
     }
     m.records = slots.into_iter().flatten().collect();
+    if stopping && (unsent_turns > 0 || abandoning) {
+        m.stopped_early = Some(StoppedEarly {
+            planned: total as u64,
+            sent: m.records.len() as u64,
+            abandoned,
+        });
+    }
     m
 }
 
@@ -156,7 +214,11 @@ async fn run_session(s: Session) {
     // Tokens of the conversation so far (the server's usage wins in the records).
     let mut history_tokens = p.system_tokens;
     for (k, turn) in p.turns.iter().enumerate() {
-        tokio::time::sleep_until(tokio::time::Instant::from_std(scheduled)).await;
+        tokio::select! {
+            biased;
+            _ = s.stop.reached(1) => return,
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(scheduled)) => {}
+        }
         let mut messages = Vec::with_capacity(2 * k + 2);
         if !p.system.is_empty() {
             messages.push(Message {
@@ -185,6 +247,7 @@ async fn run_session(s: Session) {
             max_tokens: turn.max_tokens,
         };
         let index = s.first_index + k as u64;
+        s.sent[index as usize].store(true, Ordering::Release);
         let request_id = format!("vbench-s{}-t{}", s.id, k + 1);
         let job = Job {
             req: &counted,
@@ -211,6 +274,10 @@ async fn run_session(s: Session) {
             return; // the run was dropped
         }
         if !ok {
+            if s.stop.asked(1) {
+                // Stopped: the later turns would not have been sent anyway.
+                return;
+            }
             let at_s = client::round_us(ended.saturating_duration_since(s.start).as_secs_f64());
             for (j, later) in p.turns.iter().enumerate().skip(k + 1) {
                 let mut r = unsent(s.first_index + j as u64, later, at_s);

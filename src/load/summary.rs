@@ -102,11 +102,18 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
     };
     let mut waits: Vec<f64> = facts.read_waits_s.iter().map(|w| w * 1e3).collect();
     waits.sort_by(f64::total_cmp);
-    let last_sent = records.iter().map(|r| r.sent_s).fold(0.0, f64::max);
+    // What the schedule fixed in advance: requests, or a session's first turn (its later
+    // turns follow their answers), so that the achieved rate compares with the offered one.
+    let scheduled_sends: Vec<f64> = records
+        .iter()
+        .filter(|r| r.turn.is_none_or(|t| t == 1))
+        .map(|r| r.sent_s)
+        .collect();
+    let last_sent = scheduled_sends.iter().copied().fold(0.0, f64::max);
     let last_sched = spec.offsets.last().copied().unwrap_or(0.0);
     let client = ClientHealth {
         achieved_rate: if last_sent > 0.0 {
-            n as f64 / last_sent
+            scheduled_sends.len() as f64 / last_sent
         } else {
             0.0 // everything sent at t = 0 (rate inf): no send window to divide by
         },

@@ -341,19 +341,35 @@ struct Interrupted {
 }
 
 fn interrupted_bench(srv: &FakeServer, extra: &[&str], after: usize, signals: u32) -> Interrupted {
+    interrupted_workload(srv, RANDOM_500, extra, after, signals)
+}
+
+/// 500 random prompts of 32 tokens, 6 tokens out.
+const RANDOM_500: &[&str] = &[
+    "--dataset",
+    "random",
+    "--input-len",
+    "32",
+    "--output-len",
+    "6",
+    "--num-prompts",
+    "500",
+];
+
+/// [`interrupted_bench`] with another workload than [`RANDOM_500`].
+fn interrupted_workload(
+    srv: &FakeServer,
+    workload: &[&str],
+    extra: &[&str],
+    after: usize,
+    signals: u32,
+) -> Interrupted {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("vbench"))
         .args(["bench", "--base-url", &srv.base_url(), "--model", "m"])
-        .args(["--tokenizer", &tiny(), "--dataset", "random"])
-        .args([
-            "--input-len",
-            "32",
-            "--output-len",
-            "6",
-            "--num-prompts",
-            "500",
-        ])
+        .args(["--tokenizer", &tiny()])
+        .args(workload)
         .args(extra)
         .arg("--out")
         .arg(&out)
@@ -479,4 +495,194 @@ fn ctrl_c_during_the_warm_up_writes_nothing() {
     );
     assert!(!run.out.exists());
     assert_eq!(srv.log().len(), 1);
+}
+
+/// Multi-turn sessions through `vbench bench`: every turn of every session is a request of
+/// the result, in the order the sessions and their turns come, and the rate counts sessions.
+#[test]
+fn bench_runs_multi_turn_sessions() {
+    let _serial = crate::support::serial();
+    let (_rt, srv) = server();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let bench = |extra: &[&str], out: &std::path::Path| {
+        Command::cargo_bin("vbench")
+            .unwrap()
+            .args(["bench", "--base-url", &srv.base_url(), "--model", "m"])
+            .args(["--tokenizer", &tiny(), "--dataset", "sessions"])
+            .args(["--question-len", "6", "--output-len", "4"])
+            .args(["--num-prompts", "10", "--rate", "40"])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .assert()
+    };
+    bench(&["--turns", "3", "--think-time-s", "0.01"], &out).success();
+    let r: RunResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!((r.completed, r.failed), (30, 0), "{:?}", r.errors);
+    assert_eq!(r.dataset_name, "sessions");
+    let turns: Vec<(u64, u32)> = r
+        .vbench
+        .requests
+        .iter()
+        .map(|q| (q.session.unwrap(), q.turn.unwrap()))
+        .collect();
+    assert_eq!(turns[..4], [(0, 1), (0, 2), (0, 3), (1, 1)]);
+    // A turn's prompt holds the conversation so far: it grows from turn to turn.
+    assert!(r.input_lens[2] > r.input_lens[1] && r.input_lens[1] > r.input_lens[0]);
+    assert!(r.output_lens.iter().all(|&n| n == 4));
+    assert!(r.vbench.load.ignore_eos);
+    assert!(r
+        .vbench
+        .load
+        .notes
+        .iter()
+        .any(|n| n.contains("session starts per second")));
+    // 30 turns and the warm-up session's first turn.
+    assert_eq!(srv.log().len(), 31);
+    // Synthetic sessions need --turns; a cap on concurrency does not apply to them.
+    let bad = dir.path().join("bad.json");
+    bench(&[], &bad)
+        .code(2)
+        .stderr(predicate::str::contains("--dataset sessions needs --turns"));
+    bench(&["--turns", "2", "--max-concurrency", "2"], &bad)
+        .code(2)
+        .stderr(predicate::str::contains(
+            "a concurrency cap does not apply to sessions",
+        ));
+    assert!(!bad.exists());
+    assert_eq!(srv.log().len(), 31, "bad input sent requests");
+}
+
+/// Ctrl-C during a sessions load sends no further turn and waits for the turns in flight: the
+/// result holds exactly the turns the server saw.
+#[test]
+fn ctrl_c_during_sessions_keeps_the_turns_sent() {
+    let _serial = crate::support::serial();
+    let (_rt, srv) = server();
+    let sessions = [
+        "--dataset",
+        "sessions",
+        "--turns",
+        "4",
+        "--question-len",
+        "6",
+        "--output-len",
+        "6",
+        "--think-time-s",
+        "0.02",
+        "--num-prompts",
+        "200",
+    ];
+    let run = interrupted_workload(&srv, &sessions, &["--rate", "50"], 40, 1);
+    let (r, stopped) = run.result();
+    assert_eq!(stopped.planned, 800);
+    assert!(stopped.sent < 800, "{stopped:?}");
+    assert_eq!(r.vbench.requests.len() as u64, stopped.sent);
+    assert_eq!((r.completed, r.failed), (stopped.sent, 0), "{:?}", r.errors);
+    // The server saw the warm-up's first turn and exactly the turns in the result.
+    assert_eq!(srv.log().len() as u64, stopped.sent + 1);
+}
+
+/// A trace replayed through `vbench bench --speedup`: its arrival times divided by the
+/// speedup, its lengths kept; `--speedup` is refused with `--rate` or without a trace.
+#[test]
+fn bench_replays_a_trace_at_a_speedup() {
+    let _serial = crate::support::serial();
+    let (_rt, srv) = server();
+    let dir = tempfile::tempdir().unwrap();
+    let trace = format!(
+        "{}/tests/fixtures/traces/mooncake-sample.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let bench = |extra: &[&str], out: &std::path::Path| {
+        Command::cargo_bin("vbench")
+            .unwrap()
+            .args(["bench", "--base-url", &srv.base_url(), "--model", "m"])
+            .args(["--tokenizer", &tiny(), "--num-prompts", "12"])
+            // The sample's hash blocks are 256 tokens.
+            .args(["--block-size", "256"])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .assert()
+    };
+    let out = dir.path().join("r.json");
+    bench(
+        &[
+            "--dataset",
+            "trace",
+            "--dataset-path",
+            &trace,
+            "--speedup",
+            "4",
+        ],
+        &out,
+    )
+    .success();
+    let r: RunResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!((r.completed, r.failed), (12, 0), "{:?}", r.errors);
+    assert_eq!(r.vbench.load.arrival, "trace");
+    // The first 12 timestamps of the trace (ms), divided by 4.
+    let stamps: Vec<f64> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .take(12)
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    for (q, ms) in r.vbench.requests.iter().zip(&stamps) {
+        let expected = (ms - stamps[0]) / 1e3 / 4.0;
+        assert!(
+            (q.scheduled_s - expected).abs() < 1e-5,
+            "{} vs {expected}",
+            q.scheduled_s
+        );
+    }
+    assert!(
+        r.input_lens.iter().all(|&n| n == 1024),
+        "{:?}",
+        r.input_lens
+    );
+    assert!(r.output_lens.iter().all(|&n| n == 32));
+    let bad = dir.path().join("bad.json");
+    bench(
+        &[
+            "--dataset",
+            "trace",
+            "--dataset-path",
+            &trace,
+            "--speedup",
+            "4",
+            "--rate",
+            "5",
+        ],
+        &bad,
+    )
+    .code(2)
+    .stderr(predicate::str::contains("cannot be used with"));
+    bench(&["--dataset", "random", "--speedup", "4"], &bad)
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--speedup replays a trace's arrival times",
+        ));
+    bench(
+        &[
+            "--dataset",
+            "trace",
+            "--dataset-path",
+            &trace,
+            "--speedup",
+            "0",
+        ],
+        &bad,
+    )
+    .code(2)
+    .stderr(predicate::str::contains(
+        "speedup must be a finite number > 0",
+    ));
+    assert!(!bad.exists());
 }

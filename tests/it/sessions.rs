@@ -228,9 +228,145 @@ async fn each_turn_follows_the_previous_answer_and_think_time_with_the_whole_con
             assert!(q.ttft_s.unwrap() >= GAP.as_secs_f64());
         }
     }
-    // Offered: session starts per second.
+    // Offered: session starts per second; achieved counts session starts too (not turns).
     let offered = r.vbench.client.offered_rate.unwrap();
     assert!((offered - 3.0 / 0.05).abs() < 1e-6, "{offered}");
+    let achieved = r.vbench.client.achieved_rate;
+    assert!(
+        (achieved / offered - 1.0).abs() < 0.1,
+        "achieved {achieved} vs offered {offered}"
+    );
+}
+
+/// Requests the recording server has seen.
+fn seen_count(rec: &Recorder) -> usize {
+    rec.seen.lock().unwrap().len()
+}
+
+/// A first stop sends no further turn, neither a new session's nor a started one's next, and
+/// waits for the turns in flight: the result holds exactly the turns the server saw, and says
+/// it was stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_sends_no_further_turn_and_the_result_holds_the_turns_sent() {
+    let (addr, rec) = recording_server(&[]).await;
+    // 40 sessions of 4 turns, 20 ms apart, 20 ms think time: about a second in all.
+    let spec = sessions_spec(addr, Api::Completions, 40, 4, 0.02);
+    let (stop_tx, stop) = load::Stop::channel();
+    let run = tokio::spawn({
+        let spec = spec.clone();
+        async move { load::execute_until(&spec, &NoProgress, stop).await }
+    });
+    let t0 = Instant::now();
+    while seen_count(&rec) < 20 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the load never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop_tx.send_modify(|n| *n += 1);
+    let stopped_at = Instant::now();
+    let r = run.await.unwrap().unwrap();
+    let stopped = r
+        .vbench
+        .load
+        .stopped_early
+        .expect("marked as stopped early");
+    assert_eq!(stopped.planned, 160);
+    assert_eq!(stopped.abandoned, 0);
+    let saw = seen_count(&rec);
+    assert!(saw < 160, "every turn was sent: the stop did nothing");
+    assert_eq!(
+        r.vbench.requests.len(),
+        saw,
+        "one record per turn the server saw"
+    );
+    assert_eq!(stopped.sent as usize, saw);
+    // Turns in flight were waited for and completed; nothing was sent after the stop.
+    assert_eq!((r.completed as usize, r.failed), (saw, 0), "{:?}", r.errors);
+    let late = rec
+        .seen
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|s| s.received > stopped_at + Duration::from_millis(2))
+        .count();
+    assert_eq!(late, 0, "turns sent after the stop");
+    // The offered rate counts the sessions that started.
+    let started = r
+        .vbench
+        .requests
+        .iter()
+        .filter(|q| q.turn == Some(1))
+        .count();
+    assert!(started < 40, "{started}");
+    let offered = r.vbench.client.offered_rate.unwrap();
+    let last_start = spec.offsets[started - 1];
+    assert!(
+        (offered - started as f64 / last_start).abs() < 1e-6,
+        "{offered}"
+    );
+    assert!(r.vbench.load.warnings.iter().any(|w| w.contains("stopped")));
+}
+
+/// A second stop stops waiting: the turns still in flight are recorded as failed
+/// (`abandoned`), never dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_stop_records_the_turns_in_flight_as_abandoned() {
+    let (addr, rec) = recording_server(&[]).await;
+    let mut spec = sessions_spec(addr, Api::Completions, 10, 2, 0.0);
+    // Long answers (200 tokens, 4 ms apart): every turn is in flight for most of a second.
+    let sessions: Vec<_> = spec
+        .sessions
+        .as_deref()
+        .unwrap()
+        .iter()
+        .cloned()
+        .map(|mut s| {
+            for t in &mut s.turns {
+                t.max_tokens = 200;
+            }
+            s
+        })
+        .collect();
+    spec.sessions = Some(sessions.into());
+    let (stop_tx, stop) = load::Stop::channel();
+    let run = tokio::spawn({
+        let spec = spec.clone();
+        async move { load::execute_until(&spec, &NoProgress, stop).await }
+    });
+    let t0 = Instant::now();
+    while seen_count(&rec) < 5 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the load never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop_tx.send_modify(|n| *n += 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop_tx.send_modify(|n| *n += 1);
+    let r = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("a second stop ends the run at once")
+        .unwrap()
+        .unwrap();
+    let stopped = r
+        .vbench
+        .load
+        .stopped_early
+        .expect("marked as stopped early");
+    let saw = seen_count(&rec);
+    assert_eq!(r.vbench.requests.len(), saw);
+    assert!(stopped.abandoned > 0, "{stopped:?}");
+    let abandoned = r
+        .vbench
+        .requests
+        .iter()
+        .filter(|q| q.error_kind.as_deref() == Some("abandoned"))
+        .count();
+    assert_eq!(abandoned as u64, stopped.abandoned);
+    assert_eq!(r.failed, stopped.abandoned);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
