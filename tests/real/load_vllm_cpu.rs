@@ -279,3 +279,81 @@ fn bench_reads_a_real_vllm_s_metrics_around_the_load() {
     // Eight measured prompts and the warm-up one, 64 tokens each, all counted by the server.
     assert_eq!(reuse.roles[0].prompt_tokens, 9.0 * 64.0, "{reuse:?}");
 }
+
+/// Multi-turn sessions through `vbench bench` against the real server: every turn succeeds,
+/// each turn's prompt (as the server counted it) is the previous turn's prompt and answer plus
+/// the new message, and vLLM's prefix cache finds each session's history: at least the full
+/// blocks of the previous turn's prompt for every later turn.
+#[test]
+fn bench_sends_multi_turn_sessions_whose_history_the_real_prefix_cache_finds() {
+    let _alone = crate::alone();
+    let Some((url, model)) = env() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bench = |endpoint: &str, out: &std::path::Path| {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_vbench"))
+            .args(["bench", "--base-url", &url, "--model", "tiny"])
+            .args(["--tokenizer", &model, "--endpoint", endpoint])
+            .args(["--dataset", "sessions", "--turns", "3"])
+            .args(["--system-prompt-len", "300", "--question-len", "20"])
+            .args(["--output-len", "8", "--think-time-s", "0.05"])
+            // A fresh seed: texts the server's prefix cache has not seen in an earlier run.
+            .args(["--seed", &std::process::id().to_string()])
+            .args(["--num-prompts", "4", "--rate", "4", "--out"])
+            .arg(out)
+            .args(["--server-metrics", &format!("instance={url}")])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        serde_json::from_slice::<RunResult>(&std::fs::read(out).unwrap()).unwrap()
+    };
+    let r = bench("/v1/completions", &dir.path().join("completions.json"));
+    assert_eq!((r.completed, r.failed), (12, 0), "{:?}", r.errors);
+    assert!(
+        r.vbench.load.tokens_from_usage,
+        "the server's usage counted"
+    );
+    let q = &r.vbench.requests;
+    for s in 0..4 {
+        let turns: Vec<_> = q.iter().filter(|x| x.session == Some(s)).collect();
+        assert_eq!(turns.len(), 3);
+        for t in 1..3 {
+            let (before, now) = (turns[t - 1], turns[t]);
+            assert_eq!(now.turn, Some(t as u32 + 1));
+            // The history and a 20-token message (the answer's text may re-tokenize a little
+            // differently from the tokens generated).
+            assert!(
+                now.prompt_tokens + 4 >= before.prompt_tokens + before.output_tokens + 20,
+                "session {s} turn {}: {} prompt tokens after {} + {}",
+                t + 1,
+                now.prompt_tokens,
+                before.prompt_tokens,
+                before.output_tokens
+            );
+        }
+    }
+    let reuse = r.vbench.cache_reuse.expect("prompt tokens by source");
+    let hits = reuse.roles[0].local_hit_tokens;
+    eprintln!(
+        "sessions: prompt tokens per turn {:?}; vLLM found {hits} of {} prompt tokens in its \
+         prefix cache",
+        q.iter().map(|x| x.prompt_tokens).collect::<Vec<_>>(),
+        reuse.roles[0].prompt_tokens
+    );
+    // Each later turn finds at least the previous prompt's full 128-token blocks (a turn-1
+    // prompt has 321 tokens: 2 blocks; a turn-2 prompt about 350: 2 blocks).
+    assert!(hits >= 4.0 * 2.0 * 256.0, "{reuse:?}");
+    // Chat: the conversation as messages through the model's chat template.
+    let chat = bench("/v1/chat/completions", &dir.path().join("chat.json"));
+    assert_eq!((chat.completed, chat.failed), (12, 0), "{:?}", chat.errors);
+    let first: Vec<_> = chat
+        .vbench
+        .requests
+        .iter()
+        .filter(|x| x.session == Some(0))
+        .collect();
+    assert!(first[2].prompt_tokens > first[1].prompt_tokens + first[1].output_tokens);
+}
