@@ -220,7 +220,8 @@ class Campaign:
     # ---- apply processes
 
     def start_apply(self, tdir: str, results: str, tag: str, resume: str | None = None):
-        cmd = [self.exe, "apply", MANIFEST, "--results", results, "--stop-grace-s", str(self.grace)]
+        cmd = [self.exe, "apply", self.args.manifest, "--results", results,
+               "--stop-grace-s", str(self.grace)]
         if resume:
             cmd += ["--resume", resume]
         out = open(os.path.join(tdir, f"{tag}.stdout"), "wb")
@@ -787,6 +788,9 @@ def table(recs: list[dict], kinds: list[str]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, required=True)
+    ap.add_argument("--manifest", default=MANIFEST,
+                    help="the manifest every trial applies (default: chaos.toml; "
+                         "chaos-sessions.toml runs multi-turn sessions)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--binary", default=os.path.join(REPO, "target", "release", "vbench"),
                     help="the vbench binary (default: target/release/vbench); a private copy runs")
@@ -818,6 +822,10 @@ def main() -> int:
     if not os.access(args.binary, os.X_OK):
         ap.error(f"binary {args.binary} is not an executable file (build it, or pass --binary)")
 
+    # The trials run in their own folders: a relative manifest path would not be found there.
+    args.manifest = os.path.abspath(args.manifest)
+    if not os.path.isfile(args.manifest):
+        ap.error(f"manifest {args.manifest} is not a file")
     out = os.path.abspath(args.out or tempfile.mkdtemp(prefix="vbench-chaos-"))
     os.makedirs(out, exist_ok=True)
     if os.path.exists(os.path.join(out, "trials")):
