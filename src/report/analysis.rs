@@ -341,6 +341,11 @@ pub struct VariantStats {
     pub summary_only_points: usize,
     /// The variant's `[load.search]` outcome, when it ran one (its points are the probes).
     pub search: Option<crate::results::rundir::SearchSummary>,
+    /// Rates to measure next to narrow the goodput range: the middle of each gap between
+    /// measured rates, wider than a tenth of the goodput, that holds an end of the range (or,
+    /// with no crossing, twice the highest rate / half the lowest). Empty when rate spacing
+    /// is not what makes the range wide, and for a search, which picks its own probes.
+    pub narrowing_rates: Vec<f64>,
 }
 
 impl VariantStats {
@@ -696,11 +701,50 @@ fn analyse_variant(run: &str, slug: String, v: &Variant, sc: &Scoring) -> Varian
         goodput_interval,
         goodput_per_gpu_interval: goodput_interval.map(per_gpu),
         attainment_dispersion,
+        narrowing_rates: if v.search.is_some() {
+            Vec::new()
+        } else {
+            narrowing_rates(&goodput, &goodput_interval)
+        },
         search: v.search.clone(),
         scale_rate: chosen.map(|p| p.rate),
         scale_curve,
         scale_crossing,
     }
+}
+
+/// Where to measure next so the goodput range narrows ([`VariantStats::narrowing_rates`]).
+/// A crossing is interpolated between its two neighbouring rates, so an end of the range can
+/// only move as far as new rates inside its gap let it; gaps narrower than a tenth of the
+/// goodput are left alone (there more requests, not more rates, narrow the range).
+pub fn narrowing_rates(goodput: &Crossing, range: &[Crossing; 2]) -> Vec<f64> {
+    let mut rates: Vec<f64> = match goodput {
+        Crossing::At { x, .. } => {
+            let wide = |lo: f64, hi: f64| hi - lo > 0.1 * x;
+            std::iter::once(goodput)
+                .chain(range)
+                .filter_map(|c| match c {
+                    Crossing::At { lo, hi, .. } if wide(*lo, *hi) => Some(nice((lo + hi) / 2.0)),
+                    _ => None,
+                })
+                .collect()
+        }
+        Crossing::AlwaysAbove { edge } if *edge > 0.0 => vec![nice(2.0 * edge)],
+        Crossing::NotReached { edge } if *edge > 0.0 => vec![nice(edge / 2.0)],
+        _ => Vec::new(),
+    };
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    rates
+}
+
+/// A rate to suggest: three significant digits (7 rather than 7.0312).
+fn nice(x: f64) -> f64 {
+    if !(x.is_finite() && x > 0.0) {
+        return x;
+    }
+    let scale = 10f64.powi(2 - x.log10().floor() as i32);
+    (x * scale).round() / scale
 }
 
 /// Comparable goodput for ranking: a real crossing counts as its value, "always above" as its
@@ -710,5 +754,46 @@ pub fn goodput_rank_value(c: &Crossing) -> f64 {
         Crossing::At { x, .. } => *x,
         Crossing::AlwaysAbove { edge } => *edge,
         Crossing::NotReached { .. } | Crossing::NoData => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(x: f64, lo: f64, hi: f64) -> Crossing {
+        Crossing::At { x, lo, hi }
+    }
+
+    #[test]
+    fn the_rates_to_measure_next_split_the_gaps_that_hold_the_range_s_ends() {
+        // The H200 repeats run: 4, 6 and 8 req/s measured, range 5.38-6.80 around 6.46.
+        let range = [at(5.382, 4.0, 6.0), at(6.798, 6.0, 8.0)];
+        assert_eq!(narrowing_rates(&at(6.455, 6.0, 8.0), &range), [5.0, 7.0]);
+        // Gaps already narrower than a tenth of the goodput: more requests, not more rates.
+        let close = [at(6.16, 6.15, 6.36), at(6.30, 6.15, 6.36)];
+        assert!(narrowing_rates(&at(6.23, 6.15, 6.36), &close).is_empty());
+        // One end in a wide gap, the other in a narrow one.
+        let mixed = [at(5.0, 4.0, 6.0), at(6.3, 6.15, 6.36)];
+        assert_eq!(narrowing_rates(&at(6.2, 6.15, 6.36), &mixed), [5.0]);
+        // No crossing: beyond the measured rates, the way the curve points.
+        let none = [Crossing::NoData, Crossing::NoData];
+        assert_eq!(
+            narrowing_rates(&Crossing::AlwaysAbove { edge: 12.0 }, &none),
+            [24.0]
+        );
+        assert_eq!(
+            narrowing_rates(&Crossing::NotReached { edge: 3.0 }, &none),
+            [1.5]
+        );
+        assert!(narrowing_rates(&Crossing::NoData, &none).is_empty());
+    }
+
+    #[test]
+    fn suggested_rates_keep_three_significant_digits() {
+        assert_eq!(nice(7.0312), 7.03);
+        assert_eq!(nice(0.123456), 0.123);
+        assert_eq!(nice(1234.5), 1230.0);
+        assert_eq!(nice(5.0), 5.0);
     }
 }

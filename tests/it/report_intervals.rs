@@ -88,6 +88,22 @@ fn a_winner_whose_range_overlaps_is_not_distinguishable() {
     );
     let md = std::fs::read_to_string(tmp.path().join("report/summary.md")).unwrap();
     assert!(md.contains("(goodput, not distinguishable)"), "{md}");
+    // Rates 1, 2, 3 are a third of the goodput apart: the report says where to measure next,
+    // the middle of each gap that holds an end of the range.
+    let next = |v: &serde_json::Value| -> Vec<f64> {
+        v["narrowing_rates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(next(variant(&s, "v0")), [2.5], "{}", variant(&s, "v0"));
+    assert_eq!(next(v1), [1.5, 2.5], "{v1}");
+    assert!(
+        md.contains("to narrow its goodput range: measure 1.5 and 2.5 req/s too"),
+        "{md}"
+    );
 }
 
 #[test]

@@ -397,6 +397,18 @@ fn head_rows(a: &Analysis, w: &Winner) -> Vec<HeadRow> {
             if let Some(s) = &v.search {
                 note.push(search_note(s));
             }
+            if !v.narrowing_rates.is_empty() {
+                let rates: Vec<String> = v.narrowing_rates.iter().map(|r| fmt_num(*r)).collect();
+                let why = match v.goodput {
+                    Crossing::AlwaysAbove { .. } => "met the target at every rate measured",
+                    Crossing::NotReached { .. } => "missed the target at every rate measured",
+                    _ => "to narrow its goodput range",
+                };
+                note.push(format!(
+                    "{why}: measure {} req/s too (or run a [load.search])",
+                    rates.join(" and ")
+                ));
+            }
             let warned: Vec<String> = v
                 .points
                 .iter()
