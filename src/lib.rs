@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod apply;
+pub mod bounded_file;
 pub mod cmd;
 pub mod error;
 pub mod exec;

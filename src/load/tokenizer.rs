@@ -20,13 +20,19 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+/// The largest `tokenizer.json` vbench reads.
+pub const MAX_TOKENIZER_BYTES: u64 = 512 << 20;
+
 impl Tokenizer {
     /// Load from `spec`: a `tokenizer.json` file, a folder holding one, or a model id
     /// (`org/name`) looked up in the Hugging Face cache (`$HF_HUB_CACHE`, `$HF_HOME/hub`,
     /// `~/.cache/huggingface/hub`, layout `models--org--name/snapshots/<rev>/tokenizer.json`).
     pub fn load(spec: &str) -> anyhow::Result<Tokenizer> {
         let path = resolve(spec)?;
-        let inner = tokenizers::Tokenizer::from_file(&path)
+        // Bounded: the largest public tokenizer.json files are tens of MiB.
+        let bytes = crate::bounded_file::read_bounded(&path, MAX_TOKENIZER_BYTES)
+            .map_err(|why| anyhow!("tokenizer {}: {why}", path.display()))?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| anyhow!("{e}"))
             .with_context(|| format!("reading tokenizer {}", path.display()))?;
         Ok(Tokenizer { inner, path })

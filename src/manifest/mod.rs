@@ -12,7 +12,7 @@ pub mod types;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::anyhow;
 
 pub use diagnostic::{ManifestError, Seg, Source};
 pub use env_value::{EnvMap, EnvValue};
@@ -52,11 +52,20 @@ impl LoadedManifest {
     }
 }
 
+/// The largest manifest vbench reads (a manifest is a few KiB).
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
 /// Read, override and parse a manifest file.
 pub fn load(path: &Path, overrides: &[String]) -> Result<LoadedManifest> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read manifest {}", path.display()))
-        .map_err(Error::bad_input)?;
+    let bytes = crate::bounded_file::read_bounded(path, MAX_MANIFEST_BYTES)
+        .map_err(|why| Error::bad_input(anyhow!("manifest {}: {why}", path.display())))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Error::bad_input(anyhow!(
+            "manifest {}: not UTF-8 text (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
     load_str(path, &text, overrides)
 }
 

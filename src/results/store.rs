@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::path::Path;
 
+pub use crate::bounded_file::read_bounded;
+
 use anyhow::{bail, Context};
 
 /// The largest result file vbench reads (a 100,000-request result is about 200 MB).
@@ -12,60 +14,6 @@ pub const MAX_RESULT_BYTES: u64 = 1 << 30;
 
 /// The largest record (plan, environment, manifest copy) vbench reads from a run folder.
 pub const MAX_RECORD_BYTES: u64 = 64 << 20;
-
-/// Read `path` whole if it is a regular file (symlinks followed) of at most `limit` bytes;
-/// otherwise say why not. Opened non-blocking and checked again on the open file, so a FIFO
-/// swapped in after the first check cannot block the read either.
-pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let check = |meta: &std::fs::Metadata| -> Result<(), String> {
-        if !meta.is_file() {
-            return Err(format!("not a regular file ({})", kind_of(meta)));
-        }
-        if meta.len() > limit {
-            return Err(format!(
-                "{} MiB, more than the {} MiB vbench reads",
-                meta.len() >> 20,
-                limit >> 20
-            ));
-        }
-        Ok(())
-    };
-    check(&std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?)?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
-    check(&meta)?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    (&file)
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if bytes.len() as u64 > limit {
-        return Err(format!("grew past the {} MiB vbench reads", limit >> 20));
-    }
-    Ok(bytes)
-}
-
-fn kind_of(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    if t.is_dir() {
-        "a folder"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() || t.is_block_device() {
-        "a device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a plain file"
-    }
-}
 
 /// A generous size of one result file: per request its record and the vLLM arrays
 /// (inter-token gaps twice, ~24 bytes each as JSON) plus 1 KiB.

@@ -56,7 +56,33 @@ fn missing_manifest_exits_2() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "cannot read manifest no/such/file.toml",
+            "manifest no/such/file.toml: cannot read",
+        ));
+}
+
+/// A manifest that is a device or a FIFO would block or never end: refused by name at once.
+#[test]
+fn a_manifest_that_is_not_a_regular_file_is_refused_without_reading_it() {
+    vbench()
+        .args(["validate", "/dev/zero"])
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "manifest /dev/zero: not a regular file (a device)",
+        ));
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("m.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path in our own temp folder.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    vbench()
+        .args(["plan", fifo.to_str().unwrap()])
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "m.toml: not a regular file (a FIFO)",
         ));
 }
 

@@ -5,9 +5,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// The pipeline, in order; `apply` drives it and `cmd` is the edge above everything.
+/// The pipeline, in order; `apply` drives it and `cmd` is the edge above everything. `error`
+/// and `bounded_file` (reading files from outside with a bound) are its foundations.
 const ORDER: &[&str] = &[
-    "error", "manifest", "plan", "exec", "load", "results", "report", "apply", "cmd",
+    "error",
+    "bounded_file",
+    "manifest",
+    "plan",
+    "exec",
+    "load",
+    "results",
+    "report",
+    "apply",
+    "cmd",
 ];
 /// Beside the pipeline: the servers `apply` launches as processes. They may use these only.
 /// `kv_notify` is a wire format both servers speak (LMCache's KV-ready notification).
@@ -90,10 +100,10 @@ fn no_stage_imports_a_later_one() {
 }
 
 #[test]
-fn the_manifest_imports_only_the_error_type() {
+fn the_manifest_imports_only_the_foundations() {
     let graph = imports();
     let manifest: Vec<&String> = graph["manifest"].keys().collect();
-    assert_eq!(manifest, ["error"]);
+    assert_eq!(manifest, ["bounded_file", "error"]);
 }
 
 #[test]

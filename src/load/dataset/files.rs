@@ -2,10 +2,9 @@
 //! serve` does) and JSONL prompts.
 
 use std::fmt;
-use std::io::BufRead;
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 
@@ -58,15 +57,6 @@ impl<'de> Deserialize<'de> for FirstTwo {
     }
 }
 
-fn open(path: &Path) -> anyhow::Result<std::io::BufReader<std::fs::File>> {
-    let f = std::fs::File::open(path)
-        .with_context(|| format!("cannot open dataset file {}", path.display()))?;
-    if f.metadata().map(|m| m.len() == 0).unwrap_or(false) {
-        bail!("dataset file {} is empty", path.display());
-    }
-    Ok(std::io::BufReader::with_capacity(1 << 20, f))
-}
-
 pub(super) fn sharegpt(
     path: &Path,
     output_len: Option<u64>,
@@ -75,7 +65,7 @@ pub(super) fn sharegpt(
     tokenizer: Option<&Tokenizer>,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<PreparedRequest>> {
-    let reader = open(path)?;
+    let reader = input::open(path, "dataset file")?;
     let entries: Vec<ShareGptEntry> = serde_json::from_reader(reader).map_err(|e| {
         anyhow!(
             "{}:{}:{}: not a ShareGPT file ({e}); expected a JSON list of \
@@ -137,6 +127,9 @@ struct JsonlLine {
     output_tokens: Option<u64>,
 }
 
+/// A JSONL line longer than this is not a prompt (16 MiB: some four million tokens).
+const MAX_JSONL_LINE_BYTES: usize = 16 << 20;
+
 pub(super) fn jsonl(
     path: &Path,
     output_len: Option<u64>,
@@ -145,18 +138,21 @@ pub(super) fn jsonl(
     tokenizer: Option<&Tokenizer>,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<PreparedRequest>> {
-    let reader = open(path)?;
+    let mut lines = input::BoundedLines::open(
+        path,
+        "dataset file",
+        "a JSONL prompt file",
+        MAX_JSONL_LINE_BYTES,
+    )?;
     let mut out = Vec::with_capacity(n);
-    for (i, line) in reader.lines().enumerate() {
-        if out.len() >= n {
+    while out.len() < n {
+        let Some((lineno, line)) = lines.next_line()? else {
             break;
-        }
-        let lineno = i + 1;
-        let line = line.with_context(|| format!("{}:{lineno}: cannot read", path.display()))?;
+        };
         if line.trim().is_empty() {
             continue;
         }
-        let row: JsonlLine = serde_json::from_str(&line).map_err(|e| {
+        let row: JsonlLine = serde_json::from_str(line).map_err(|e| {
             anyhow!(
                 "{}:{lineno}:{}: {e}; each line must be a JSON object like \
                  {{\"prompt\": \"...\", \"output_tokens\": 128}}",

@@ -17,6 +17,7 @@ use synthetic::random;
 pub use trace::{TraceFormat, TraceSpec};
 
 mod files;
+pub mod input;
 mod sessions;
 mod shared_prefix;
 mod synthetic;
@@ -329,7 +330,7 @@ mod tests {
         };
         let e = format!("{:#}", load(&missing, 1, 0, None).unwrap_err());
         assert!(
-            e.contains("cannot open dataset file /nonexistent/sharegpt.json"),
+            e.contains("dataset file /nonexistent/sharegpt.json: cannot read"),
             "{e}"
         );
 

@@ -271,12 +271,7 @@ fn sharegpt(
     tokenizer: Option<&Tokenizer>,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<PreparedSession>> {
-    let f = std::fs::File::open(path)
-        .with_context(|| format!("cannot open dataset file {}", path.display()))?;
-    if f.metadata().map(|m| m.len() == 0).unwrap_or(false) {
-        bail!("dataset file {} is empty", path.display());
-    }
-    let reader = std::io::BufReader::with_capacity(1 << 20, f);
+    let reader = super::input::open(path, "dataset file")?;
     let entries: Vec<Entry> = serde_json::from_reader(reader).map_err(|e| {
         anyhow!(
             "{}:{}:{}: not a ShareGPT file ({e}); expected a JSON list of \

@@ -7,12 +7,12 @@
 //! and [`csv`] (Azure LLM inference and BurstGPT). Files are read line by line, with caps on
 //! the file and line sizes, and only as far as the requests needed.
 
-use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use rand::SeedableRng;
 
+use super::input::BoundedLines;
 use super::words::Words;
 use super::{PreparedRequest, Tokenizer};
 
@@ -20,8 +20,7 @@ mod csv;
 pub mod generate;
 pub mod mooncake;
 
-/// Trace files larger than this are refused (the public traces are far smaller).
-pub const MAX_FILE_BYTES: u64 = 4 << 30;
+pub use super::input::MAX_FILE_BYTES;
 /// A line longer than this is not a trace record.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
@@ -124,7 +123,12 @@ pub fn read(
     n: usize,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<TraceRecord>> {
-    let mut lines = BoundedLines::open(path, format)?;
+    let mut lines = BoundedLines::open(
+        path,
+        "trace file",
+        &format!("a {} trace", format.name()),
+        MAX_LINE_BYTES,
+    )?;
     let mut header: Option<csv::Header> = None;
     let mut records: Vec<TraceRecord> = Vec::with_capacity(n);
     let mut skipped: std::collections::BTreeMap<&'static str, usize> = Default::default();
@@ -174,62 +178,6 @@ pub fn read(
         notes.push(format!("{count} trace records skipped: {why}"));
     }
     Ok(records)
-}
-
-/// A trace file's lines, each at most [`MAX_LINE_BYTES`], from a file of at most
-/// [`MAX_FILE_BYTES`].
-struct BoundedLines<'p> {
-    path: &'p Path,
-    format: TraceFormat,
-    reader: std::io::BufReader<std::fs::File>,
-    buf: Vec<u8>,
-    line: usize,
-}
-
-impl<'p> BoundedLines<'p> {
-    fn open(path: &'p Path, format: TraceFormat) -> anyhow::Result<Self> {
-        let file = std::fs::File::open(path)
-            .with_context(|| format!("cannot open trace file {}", path.display()))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if size > MAX_FILE_BYTES {
-            bail!(
-                "trace file {} is {size} bytes, more than the {MAX_FILE_BYTES} vbench reads; \
-                 cut it to the requests you replay (e.g. with head)",
-                path.display()
-            );
-        }
-        Ok(BoundedLines {
-            path,
-            format,
-            reader: std::io::BufReader::with_capacity(1 << 20, file),
-            buf: Vec::new(),
-            line: 0,
-        })
-    }
-
-    /// The next line (1-based number, text without its line ending); None at the end.
-    fn next_line(&mut self) -> anyhow::Result<Option<(usize, &str)>> {
-        self.buf.clear();
-        let path = self.path.display();
-        let read = (&mut self.reader)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut self.buf)
-            .with_context(|| format!("{path}:{}: cannot read", self.line + 1))?;
-        if read == 0 {
-            return Ok(None);
-        }
-        self.line += 1;
-        let line = self.line;
-        if self.buf.strip_suffix(b"\n").unwrap_or(&self.buf).len() > MAX_LINE_BYTES {
-            bail!(
-                "{path}:{line}: line longer than {MAX_LINE_BYTES} bytes; not a {} trace",
-                self.format.name()
-            );
-        }
-        let text = std::str::from_utf8(&self.buf)
-            .map_err(|_| anyhow::anyhow!("{path}:{line}: not UTF-8 text"))?;
-        Ok(Some((line, text.trim_end_matches(['\n', '\r']))))
-    }
 }
 
 /// SplitMix64: a well-mixed 64-bit value from two keys (seeds per block and per request).

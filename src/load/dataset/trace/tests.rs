@@ -154,7 +154,7 @@ fn trace_files_are_read_with_caps_and_only_as_far_as_needed() {
         .unwrap_err()
     );
     assert!(
-        e.contains("cannot open trace file /nonexistent/t.jsonl"),
+        e.contains("trace file /nonexistent/t.jsonl: cannot read"),
         "{e}"
     );
 }
