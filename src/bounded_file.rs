@@ -48,6 +48,16 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// [`read_bounded`] as UTF-8 text.
+pub fn read_text(path: &Path, limit: u64) -> Result<String, String> {
+    String::from_utf8(read_bounded(path, limit)?)
+        .map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+}
+
+/// The largest small text file vbench reads: a manifest, a template, a simulator profile, a
+/// model's config.json.
+pub const MAX_TEXT_BYTES: u64 = 16 << 20;
+
 fn kind_of(meta: &std::fs::Metadata) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     let t = meta.file_type();

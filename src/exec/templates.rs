@@ -55,8 +55,8 @@ impl Templates {
                 ));
             }
             let path = base_dir.join(file);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading template override {}", path.display()))?;
+            let text = crate::bounded_file::read_text(&path, crate::bounded_file::MAX_TEXT_BYTES)
+                .map_err(|why| anyhow!("template override {}: {why}", path.display()))?;
             registry
                 .register_template_string(name, text)
                 .with_context(|| format!("template override {} does not parse", path.display()))?;

@@ -127,7 +127,7 @@ fn find_in_hf_cache(model_id: &str) -> Option<PathBuf> {
     for root in roots {
         let repo = root.join(&folder);
         // Prefer the revision refs/main points at, else any snapshot that has the file.
-        if let Ok(rev) = std::fs::read_to_string(repo.join("refs/main")) {
+        if let Ok(rev) = crate::bounded_file::read_text(&repo.join("refs/main"), 4096) {
             let f = repo
                 .join("snapshots")
                 .join(rev.trim())

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 
+use crate::bounded_file::MAX_TEXT_BYTES;
+
 pub use diagnostic::{ManifestError, Seg, Source};
 pub use env_value::{EnvMap, EnvValue};
 pub use one_or_many::OneOrMany;
@@ -52,20 +54,10 @@ impl LoadedManifest {
     }
 }
 
-/// The largest manifest vbench reads (a manifest is a few KiB).
-pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
-
 /// Read, override and parse a manifest file.
 pub fn load(path: &Path, overrides: &[String]) -> Result<LoadedManifest> {
-    let bytes = crate::bounded_file::read_bounded(path, MAX_MANIFEST_BYTES)
+    let text = crate::bounded_file::read_text(path, MAX_TEXT_BYTES)
         .map_err(|why| Error::bad_input(anyhow!("manifest {}: {why}", path.display())))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        Error::bad_input(anyhow!(
-            "manifest {}: not UTF-8 text (byte {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        ))
-    })?;
     load_str(path, &text, overrides)
 }
 

@@ -477,13 +477,14 @@ fn check_templates(
             ));
         }
         let path = loaded.base_dir().join(file);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            loaded.error_at(
-                at(),
-                format!("cannot read template {}: {e}", path.display()),
-                Some("paths are relative to the manifest's folder".into()),
-            )
-        })?;
+        let text = crate::bounded_file::read_text(&path, crate::bounded_file::MAX_TEXT_BYTES)
+            .map_err(|e| {
+                loaded.error_at(
+                    at(),
+                    format!("cannot read template {}: {e}", path.display()),
+                    Some("paths are relative to the manifest's folder".into()),
+                )
+            })?;
         if let Err(e) = handlebars::Template::compile(&text) {
             return Err(loaded.error_at(
                 at(),

@@ -120,7 +120,7 @@ impl Profile {
         }
         let path = Path::new(name_or_path);
         if path.exists() {
-            let text = std::fs::read_to_string(path)
+            let text = crate::bounded_file::read_text(path, crate::bounded_file::MAX_TEXT_BYTES)
                 .map_err(|e| anyhow::anyhow!("cannot read profile {}: {e}", path.display()))?;
             return Profile::from_toml(&text)
                 .map_err(|e| anyhow::anyhow!("profile {}: {e}", path.display()));

@@ -22,7 +22,10 @@ const ORDER: &[&str] = &[
 /// Beside the pipeline: the servers `apply` launches as processes. They may use these only.
 /// `kv_notify` is a wire format both servers speak (LMCache's KV-ready notification).
 const BESIDE: &[(&str, &[&str])] = &[
-    ("sim", &["error", "load", "manifest", "kv_notify"]),
+    (
+        "sim",
+        &["error", "bounded_file", "load", "manifest", "kv_notify"],
+    ),
     ("proxy", &["error", "kv_notify"]),
     ("kv_notify", &[]),
 ];

@@ -68,11 +68,8 @@ pub fn local_config(model: &str, manifest_dir: &Path) -> Option<anyhow::Result<V
         return None;
     }
     Some((|| {
-        let len = std::fs::metadata(&path)?.len();
-        if len > MAX_CONFIG_BYTES {
-            bail!("{} is {len} bytes, not a model config", path.display());
-        }
-        let text = std::fs::read(&path)?;
+        let text = crate::bounded_file::read_bounded(&path, MAX_CONFIG_BYTES)
+            .map_err(|why| anyhow::anyhow!("{}: {why}, not a model config", path.display()))?;
         serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))
     })())
 }
