@@ -607,19 +607,16 @@ fn bench_replays_a_trace_at_a_speedup() {
             .arg(out)
             .assert()
     };
+    let replay = [
+        "--dataset",
+        "trace",
+        "--dataset-path",
+        &trace,
+        "--speedup",
+        "4",
+    ];
     let out = dir.path().join("r.json");
-    bench(
-        &[
-            "--dataset",
-            "trace",
-            "--dataset-path",
-            &trace,
-            "--speedup",
-            "4",
-        ],
-        &out,
-    )
-    .success();
+    bench(&replay, &out).success();
     let r: RunResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!((r.completed, r.failed), (12, 0), "{:?}", r.errors);
     assert_eq!(r.vbench.load.arrival, "trace");
@@ -649,21 +646,9 @@ fn bench_replays_a_trace_at_a_speedup() {
     );
     assert!(r.output_lens.iter().all(|&n| n == 32));
     let bad = dir.path().join("bad.json");
-    bench(
-        &[
-            "--dataset",
-            "trace",
-            "--dataset-path",
-            &trace,
-            "--speedup",
-            "4",
-            "--rate",
-            "5",
-        ],
-        &bad,
-    )
-    .code(2)
-    .stderr(predicate::str::contains("cannot be used with"));
+    bench(&[&replay[..], &["--rate", "5"]].concat(), &bad)
+        .code(2)
+        .stderr(predicate::str::contains("cannot be used with"));
     bench(&["--dataset", "random", "--speedup", "4"], &bad)
         .code(2)
         .stderr(predicate::str::contains(

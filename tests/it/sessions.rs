@@ -243,6 +243,31 @@ fn seen_count(rec: &Recorder) -> usize {
     rec.seen.lock().unwrap().len()
 }
 
+/// `spec` running on its own task, and the sender that asks it to stop.
+fn start_stoppable(
+    spec: &LoadSpec,
+) -> (
+    tokio::sync::watch::Sender<u32>,
+    tokio::task::JoinHandle<Result<RunResult, load::LoadError>>,
+) {
+    let (stop_tx, stop) = load::Stop::channel();
+    let spec = spec.clone();
+    let run = tokio::spawn(async move { load::execute_until(&spec, &NoProgress, stop).await });
+    (stop_tx, run)
+}
+
+/// Until the recording server has seen `n` requests (20 s at most).
+async fn wait_until_seen(rec: &Recorder, n: usize) {
+    let t0 = Instant::now();
+    while seen_count(rec) < n {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the load never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// A first stop sends no further turn, neither a new session's nor a started one's next, and
 /// waits for the turns in flight: the result holds exactly the turns the server saw, and says
 /// it was stopped.
@@ -251,19 +276,8 @@ async fn a_stop_sends_no_further_turn_and_the_result_holds_the_turns_sent() {
     let (addr, rec) = recording_server(&[]).await;
     // 40 sessions of 4 turns, 20 ms apart, 20 ms think time: about a second in all.
     let spec = sessions_spec(addr, Api::Completions, 40, 4, 0.02);
-    let (stop_tx, stop) = load::Stop::channel();
-    let run = tokio::spawn({
-        let spec = spec.clone();
-        async move { load::execute_until(&spec, &NoProgress, stop).await }
-    });
-    let t0 = Instant::now();
-    while seen_count(&rec) < 20 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the load never started"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (stop_tx, run) = start_stoppable(&spec);
+    wait_until_seen(&rec, 20).await;
     stop_tx.send_modify(|n| *n += 1);
     let stopped_at = Instant::now();
     let r = run.await.unwrap().unwrap();
@@ -330,19 +344,8 @@ async fn a_second_stop_records_the_turns_in_flight_as_abandoned() {
         })
         .collect();
     spec.sessions = Some(sessions.into());
-    let (stop_tx, stop) = load::Stop::channel();
-    let run = tokio::spawn({
-        let spec = spec.clone();
-        async move { load::execute_until(&spec, &NoProgress, stop).await }
-    });
-    let t0 = Instant::now();
-    while seen_count(&rec) < 5 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the load never started"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (stop_tx, run) = start_stoppable(&spec);
+    wait_until_seen(&rec, 5).await;
     stop_tx.send_modify(|n| *n += 1);
     tokio::time::sleep(Duration::from_millis(50)).await;
     stop_tx.send_modify(|n| *n += 1);
