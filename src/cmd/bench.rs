@@ -202,12 +202,34 @@ pub struct BenchOptions {
     /// with the same warnings.
     #[arg(long = "server-metrics", value_name = "ROLE=URL")]
     pub server_metrics: Vec<String>,
+    /// Send `Authorization: Bearer $NAME` with every request, for a server started with
+    /// `--api-key` (`vllm bench serve` reads OPENAI_API_KEY; `--api-key-env OPENAI_API_KEY`
+    /// does the same). The key is never written to the result, which says only that one was
+    /// sent.
+    #[arg(long, value_name = "NAME")]
+    pub api_key_env: Option<String>,
     /// Print the result's summary keys as JSON on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
     /// Where to write the result JSON (never overwritten).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// The API key in environment variable `name`: set, and fit for a header.
+fn api_key_from(name: &str) -> Result<String> {
+    let key = std::env::var(name).map_err(|_| {
+        Error::bad_input(anyhow!(
+            "--api-key-env {name}: ${name} is not set (or not UTF-8)"
+        ))
+    })?;
+    if !crate::load::valid_api_key(&key) {
+        return Err(Error::bad_input(anyhow!(
+            "--api-key-env {name}: ${name} is empty or holds a space, a line break or another \
+             character a header cannot carry"
+        )));
+    }
+    Ok(key)
 }
 
 fn parse_rate(s: &str) -> std::result::Result<f64, String> {
@@ -366,6 +388,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
             DatasetKind::Sessions => args.turns.unwrap_or(1),
             _ => 1,
         };
+    let api_key = match &args.api_key_env {
+        Some(name) => Some(api_key_from(name)?),
+        None => None,
+    };
     let reserve = hold_room_for_result(&args, planned)?;
     // The warm-up gets prompts of its own, after the measured ones, so a prefix cache cannot
     // serve a measured request from a warm-up.
@@ -415,6 +441,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         ls.with_sessions(sessions.clone().into());
     }
     ls.endpoint = Some(args.endpoint.clone());
+    if let (Some(key), Some(name)) = (api_key, &args.api_key_env) {
+        ls.api_key = Some(key);
+        ls.notes.push(format!(
+            "every request carried an API key from ${name} (not recorded)"
+        ));
+    }
     ls.label = args.label.clone();
     ls.warmup = args.warmup;
     ls.max_concurrency = args.max_concurrency;

@@ -57,6 +57,8 @@ pub struct Target {
     pub timeout: Duration,
     /// The lean HTTP/1.1 path for `http://` URLs; `None` = use reqwest.
     pub raw: Option<Arc<Endpoint>>,
+    /// Sent as `Authorization: Bearer KEY` (never shown: not in `Debug`, not in results).
+    pub api_key: Option<String>,
 }
 
 impl std::fmt::Debug for Target {
@@ -459,12 +461,14 @@ async fn run_stream(
     deadline: tokio::time::Instant,
     acct: &mut StreamAccount,
 ) -> Result<u16, Failure> {
-    let fut = client
+    let mut request = client
         .post(&target.url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("x-request-id", request_id)
-        .body(body)
-        .send();
+        .header("x-request-id", request_id);
+    if let Some(key) = &target.api_key {
+        request = request.bearer_auth(key);
+    }
+    let fut = request.body(body).send();
     let timeout_msg = |what: &str| Failure {
         kind: "timeout",
         message: format!(

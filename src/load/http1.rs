@@ -79,8 +79,9 @@ pub struct Endpoint {
 const MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Endpoint {
-    /// For an `http://host:port/path` URL; `None` for anything else (https, unresolvable).
-    pub fn new(url: &str, rx_timestamps: bool) -> Option<Endpoint> {
+    /// For an `http://host:port/path` URL; `None` for anything else (https, unresolvable, an
+    /// API key that cannot be a header value).
+    pub fn new(url: &str, rx_timestamps: bool, api_key: Option<&str>) -> Option<Endpoint> {
         let rest = url.strip_prefix("http://")?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -100,11 +101,17 @@ impl Endpoint {
         let addr = std::net::ToSocketAddrs::to_socket_addrs(&with_port)
             .ok()?
             .next()?;
-        let head = format!(
+        let mut head = format!(
             "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
              Accept: text/event-stream\r\nUser-Agent: vbench/{}\r\n",
             env!("CARGO_PKG_VERSION")
         );
+        if let Some(key) = api_key {
+            if !crate::load::valid_api_key(key) {
+                return None;
+            }
+            head.push_str(&format!("Authorization: Bearer {key}\r\n"));
+        }
         Some(Endpoint {
             rx_timestamps,
             addr,
@@ -555,7 +562,7 @@ mod tests {
     }
 
     async fn collect(url: &str) -> (Vec<u8>, &'static str) {
-        let ep = Endpoint::new(url, true).unwrap();
+        let ep = Endpoint::new(url, true, None).unwrap();
         let mut got = Vec::new();
         let o = ep
             .post(
@@ -620,7 +627,7 @@ mod tests {
     #[tokio::test]
     async fn non_200_status_returns_its_body() {
         let url = serve_once(vec![b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy"]).await;
-        let ep = Endpoint::new(&url, true).unwrap();
+        let ep = Endpoint::new(&url, true, None).unwrap();
         let req = ep.request_bytes(b"{}", "t");
         match ep
             .post(
@@ -639,9 +646,9 @@ mod tests {
 
     #[test]
     fn only_plain_http_urls_take_this_path() {
-        assert!(Endpoint::new("https://127.0.0.1:1/v1/completions", true).is_none());
-        assert!(Endpoint::new("http://user:pw@127.0.0.1:1/x", true).is_none());
-        let ep = Endpoint::new("http://127.0.0.1:8000/v1/chat/completions", true).unwrap();
+        assert!(Endpoint::new("https://127.0.0.1:1/v1/completions", true, None).is_none());
+        assert!(Endpoint::new("http://user:pw@127.0.0.1:1/x", true, None).is_none());
+        let ep = Endpoint::new("http://127.0.0.1:8000/v1/chat/completions", true, None).unwrap();
         assert!(ep
             .head
             .starts_with("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"));

@@ -155,6 +155,9 @@ pub struct LoadSpec {
     pub rx_timestamps: bool,
     /// Service-level objectives for `request_goodput` (vLLM's `--goodput`); None leaves it null.
     pub goodput: Option<GoodputSlo>,
+    /// Sent with every request as `Authorization: Bearer KEY` (a server started with
+    /// `--api-key`). Never written anywhere: results say only that a key was sent.
+    pub api_key: Option<String>,
 }
 
 /// Per-request objectives, in ms, as vLLM's `bench serve --goodput ttft:MS tpot:MS e2el:MS`:
@@ -212,6 +215,12 @@ impl GoodputSlo {
     }
 }
 
+/// Whether `key` can travel as a bearer token in a header: printable ASCII without spaces
+/// (no line break can smuggle a header in).
+pub fn valid_api_key(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
 impl LoadSpec {
     /// A spec with vbench's defaults: no warm-up, open loop, 600 s timeout, lag threshold
     /// 5 ms, topology 1/1/1, label = the deployment label.
@@ -258,6 +267,7 @@ impl LoadSpec {
             use_reqwest: false,
             rx_timestamps: true,
             goodput: None,
+            api_key: None,
         }
     }
 

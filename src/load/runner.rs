@@ -306,6 +306,17 @@ pub async fn execute_until(
             spec.requests.len()
         )));
     }
+    if spec
+        .api_key
+        .as_deref()
+        .is_some_and(|k| !super::valid_api_key(k))
+    {
+        return Err(LoadError::Spec(
+            "the API key is empty or holds characters a header cannot carry (a line break, a \
+             control character)"
+                .into(),
+        ));
+    }
     if let Some(sessions) = &spec.sessions {
         if sessions.len() < n || sessions[..n].iter().any(|s| s.turns.is_empty()) {
             return Err(LoadError::Spec(format!(
@@ -333,8 +344,10 @@ pub async fn execute_until(
         raw: if spec.use_reqwest {
             None
         } else {
-            super::http1::Endpoint::new(&spec.url(), spec.rx_timestamps).map(Arc::new)
+            super::http1::Endpoint::new(&spec.url(), spec.rx_timestamps, spec.api_key.as_deref())
+                .map(Arc::new)
         },
+        api_key: spec.api_key.clone(),
     });
     let tokenizer = spec.tokenizer.clone();
 

@@ -671,3 +671,65 @@ fn bench_replays_a_trace_at_a_speedup() {
     ));
     assert!(!bad.exists());
 }
+
+/// `--api-key-env NAME` sends `Authorization: Bearer $NAME` on both HTTP paths (the lean
+/// reader and reqwest); the key appears nowhere in the result. Without it a server that wants a
+/// key refuses every request; an unset or unfit variable is bad input before any request.
+#[test]
+fn bench_sends_an_api_key_from_the_environment_and_never_records_it() {
+    let _serial = crate::support::serial();
+    let (_rt, srv) = server();
+    srv.require_api_key("sk-vbench-test-0123");
+    let dir = tempfile::tempdir().unwrap();
+    let bench = |extra: &[&str], out: &std::path::Path| {
+        Command::cargo_bin("vbench")
+            .unwrap()
+            .args(["bench", "--base-url", &srv.base_url(), "--model", "m"])
+            .args(["--tokenizer", &tiny(), "--dataset", "random"])
+            .args(["--input-len", "16", "--output-len", "4"])
+            .args(["--num-prompts", "5", "--rate", "100"])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .env("VBENCH_TEST_KEY", "sk-vbench-test-0123")
+            .env("VBENCH_BAD_KEY", "two words")
+            .assert()
+    };
+    for (name, extra) in [
+        ("lean.json", &["--api-key-env", "VBENCH_TEST_KEY"][..]),
+        (
+            "reqwest.json",
+            &["--api-key-env", "VBENCH_TEST_KEY", "--reqwest"][..],
+        ),
+    ] {
+        let out = dir.path().join(name);
+        bench(extra, &out).success();
+        let bytes = std::fs::read(&out).unwrap();
+        let r: RunResult = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!((r.completed, r.failed), (5, 0), "{name}: {:?}", r.errors);
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("sk-vbench-test-0123"),
+            "{name}: the key is in the result"
+        );
+        assert!(r
+            .vbench
+            .load
+            .notes
+            .iter()
+            .any(|n| n.contains("API key from $VBENCH_TEST_KEY (not recorded)")));
+    }
+    // Without the key the server refuses: the warm-up fails, nothing is written.
+    let refused = dir.path().join("refused.json");
+    bench(&[], &refused)
+        .code(1)
+        .stderr(predicate::str::contains("HTTP 401"));
+    let bad = dir.path().join("bad.json");
+    bench(&["--api-key-env", "VBENCH_NO_SUCH_VAR"], &bad)
+        .code(2)
+        .stderr(predicate::str::contains("$VBENCH_NO_SUCH_VAR is not set"));
+    bench(&["--api-key-env", "VBENCH_BAD_KEY"], &bad)
+        .code(2)
+        .stderr(predicate::str::contains("a header cannot carry"))
+        .stderr(predicate::str::contains("two words").not());
+    assert!(!refused.exists() && !bad.exists());
+}

@@ -44,6 +44,9 @@ struct Shared {
     timing: FakeTiming,
     t0: Instant,
     log: Mutex<Vec<ServedLog>>,
+    /// When set, requests without `Authorization: Bearer KEY` get HTTP 401 (as vLLM's
+    /// `--api-key`).
+    api_key: Mutex<Option<String>>,
 }
 
 /// A running server; dropped = stopped.
@@ -60,6 +63,7 @@ impl FakeServer {
             timing,
             t0: Instant::now(),
             log: Mutex::new(Vec::new()),
+            api_key: Mutex::new(None),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
@@ -73,6 +77,11 @@ impl FakeServer {
             let _ = axum::serve(listener, app).await;
         });
         Ok(FakeServer { addr, shared, task })
+    }
+
+    /// From now on answer only requests that carry `Authorization: Bearer KEY`.
+    pub fn require_api_key(&self, key: &str) {
+        *self.shared.api_key.lock().unwrap() = Some(key.to_owned());
     }
 
     pub fn base_url(&self) -> String {
@@ -229,6 +238,17 @@ enum Step {
 
 fn serve(s: Arc<Shared>, headers: HeaderMap, r: Req, chat: bool) -> Response {
     let recv = Instant::now();
+    let required = s.api_key.lock().unwrap().clone();
+    if let Some(key) = required {
+        let sent = headers.get("authorization").and_then(|v| v.to_str().ok());
+        if sent != Some(format!("Bearer {key}").as_str()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(serde_json::json!({"error": "Unauthorized"})),
+            )
+                .into_response();
+        }
+    }
     let prompt = r.prompt.clone().unwrap_or_else(|| {
         r.messages
             .as_ref()
