@@ -18,7 +18,7 @@ use rand_distr::{Binomial, Distribution, Normal};
 use vbench::apply::search::{BatchOutcome, Search, Step};
 use vbench::plan::search::{Ending, SearchSpec};
 use vbench::report::attainment::{rate_crossing, Crossing};
-use vbench::report::stats::{mean_interval, wilson, Z95};
+use vbench::stats::{mean_interval, wilson, Z95};
 
 struct Curve {
     name: &'static str,

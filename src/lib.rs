@@ -28,5 +28,6 @@ pub mod proxy;
 pub mod report;
 pub mod results;
 pub mod sim;
+pub mod stats;
 
 pub use error::{Error, Result};

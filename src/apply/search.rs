@@ -26,7 +26,7 @@
 use serde::Serialize;
 
 use crate::plan::search::{Ending, SearchSpec};
-use crate::report::stats::{wilson, Z95};
+use crate::stats::{wilson, Z95};
 
 /// What one batch measured.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -9,6 +9,7 @@
 //! The report computes everything from `vbench.requests` when present; the two legacy layers
 //! exist for compatibility with other tools and are derived from the same records.
 
+use crate::stats::Interval;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -129,9 +130,34 @@ pub struct VbenchSection {
     /// from `nvidia-smi` once a second).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<GpuTelemetry>,
+    /// 95 % intervals of this run's latencies and goodput (absent in results written before
+    /// vbench computed them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Intervals>,
     /// The components that logged errors while the cell ran (`apply` only; none: absent).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_errors: Vec<ComponentLogErrors>,
+}
+
+/// How sure this run's numbers are, each a 95 % interval over its successful requests
+/// (docs/metrics.md): percentiles distribution-free (order statistics), means by Student's t.
+/// ITL has none: the gaps of one request are not independent samples.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct Intervals {
+    pub ttft_ms: LatencyIntervals,
+    pub tpot_ms: LatencyIntervals,
+    pub e2e_ms: LatencyIntervals,
+    /// `request_goodput`'s, req/s: the Wilson interval of the share of requests that met every
+    /// objective, times the requests over the duration (null without `--goodput`).
+    pub request_goodput: Option<Interval>,
+}
+
+/// One latency's intervals, milliseconds; an open end where too few requests bound it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct LatencyIntervals {
+    pub mean: Interval,
+    pub p50: Interval,
+    pub p99: Interval,
 }
 
 /// Error lines one component (an instance or the proxy) logged while a cell ran: vLLM's and

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::load::result::{Intervals, LatencyIntervals};
 use crate::load::{ClientHealth, LoadInfo, RequestRecord, RunResult, VbenchSection};
+use crate::stats::Interval;
 
 use super::client::round_us;
 use super::LoadSpec;
@@ -78,12 +80,20 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
     let mut tpot: Vec<f64> = ok.iter().filter_map(|r| r.tpot_s).collect();
     let mut itl: Vec<f64> = ok.iter().flat_map(|r| r.itls_s.iter().copied()).collect();
     let mut e2e: Vec<f64> = ok.iter().filter_map(|r| r.e2e_s).collect();
-    let (ttft, tpot, itl, e2e) = (
+    let (ttft_s, tpot_s, itl_s, e2e_s) = (
         stats(&mut ttft),
         stats(&mut tpot),
         stats(&mut itl),
         stats(&mut e2e),
     );
+    // `stats` sorted the samples.
+    let mut intervals = Intervals {
+        ttft_ms: latency_intervals(&ttft),
+        tpot_ms: latency_intervals(&tpot),
+        e2e_ms: latency_intervals(&e2e),
+        request_goodput: None,
+    };
+    let (ttft, tpot, itl, e2e) = (ttft_s, tpot_s, itl_s, e2e_s);
 
     let total_input: u64 = ok.iter().map(|r| r.prompt_tokens).sum();
     let total_output: u64 = ok.iter().map(|r| r.output_tokens).sum();
@@ -174,9 +184,16 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
         total_input_tokens: total_input,
         total_output_tokens: total_output,
         request_throughput: completed as f64 / duration,
-        request_goodput: spec
-            .goodput
-            .map(|slo| records.iter().filter(|r| slo.met_by(r)).count() as f64 / duration),
+        request_goodput: spec.goodput.map(|slo| {
+            let met = records.iter().filter(|r| slo.met_by(r)).count() as u64;
+            let n = records.len() as u64;
+            intervals.request_goodput =
+                crate::stats::wilson(met, n, crate::stats::Z95).map(|(lo, hi)| Interval {
+                    lo: Some(lo * n as f64 / duration),
+                    hi: Some(hi * n as f64 / duration),
+                });
+            met as f64 / duration
+        }),
         output_throughput: total_output as f64 / duration,
         total_token_throughput: (total_input + total_output) as f64 / duration,
         input_lens: records.iter().map(|r| r.prompt_tokens).collect(),
@@ -239,7 +256,34 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
             kv_cache: None,
             gpus: Vec::new(),
             log_errors: Vec::new(),
+            intervals: Some(intervals),
         },
+    }
+}
+
+/// `  (95 %: 9.8-10.4)` after a number; an open end as `≥`/`≤`; nothing without an interval.
+fn interval_text(i: Option<Interval>) -> String {
+    match i.map(|i| (i.lo, i.hi)) {
+        Some((Some(lo), Some(hi))) => format!("  (95 %: {lo:.2}-{hi:.2})"),
+        Some((Some(lo), None)) => format!("  (95 %: ≥ {lo:.2})"),
+        Some((None, Some(hi))) => format!("  (95 %: ≤ {hi:.2})"),
+        _ => String::new(),
+    }
+}
+
+/// A latency's 95 % intervals from its sorted samples (seconds), in milliseconds.
+fn latency_intervals(sorted_s: &[f64]) -> LatencyIntervals {
+    let ms = |i: Interval| i.scaled(1e3);
+    LatencyIntervals {
+        mean: ms(match crate::stats::mean_interval(sorted_s) {
+            Some((lo, hi)) => Interval {
+                lo: Some(lo),
+                hi: Some(hi),
+            },
+            None => Interval { lo: None, hi: None },
+        }),
+        p50: ms(crate::stats::quantile_interval(sorted_s, 0.50)),
+        p99: ms(crate::stats::quantile_interval(sorted_s, 0.99)),
     }
 }
 
@@ -249,6 +293,10 @@ pub fn human_summary(r: &RunResult) -> String {
     let c = &r.vbench.client;
     let line = |s: &mut String, k: &str, v: String| {
         let _ = writeln!(s, "{k:<40}{v:>12}");
+    };
+    // A number, and after its column how sure it is.
+    let line_with = |s: &mut String, k: &str, v: String, interval: String| {
+        let _ = writeln!(s, "{k:<40}{v:>12}{interval}");
     };
     let _ = writeln!(s, "{:=^52}", " vbench load result ");
     line(&mut s, "Successful requests:", r.completed.to_string());
@@ -273,7 +321,13 @@ pub fn human_summary(r: &RunResult) -> String {
         format!("{:.2}", r.request_throughput),
     );
     if let Some(g) = r.request_goodput {
-        line(&mut s, "Request goodput (req/s):", format!("{g:.2}"));
+        let range = r.vbench.intervals.as_ref().and_then(|i| i.request_goodput);
+        line_with(
+            &mut s,
+            "Request goodput (req/s):",
+            format!("{g:.2}"),
+            interval_text(range),
+        );
     }
     line(
         &mut s,
@@ -298,16 +352,51 @@ pub fn human_summary(r: &RunResult) -> String {
             }
         ),
     );
-    for (name, mean, median, p99) in [
-        ("TTFT", r.mean_ttft_ms, r.median_ttft_ms, r.p99_ttft_ms),
-        ("TPOT", r.mean_tpot_ms, r.median_tpot_ms, r.p99_tpot_ms),
-        ("ITL", r.mean_itl_ms, r.median_itl_ms, r.p99_itl_ms),
-        ("E2E", r.mean_e2el_ms, r.median_e2el_ms, r.p99_e2el_ms),
+    let iv = r.vbench.intervals.as_ref();
+    for (name, mean, median, p99, range) in [
+        (
+            "TTFT",
+            r.mean_ttft_ms,
+            r.median_ttft_ms,
+            r.p99_ttft_ms,
+            iv.map(|i| i.ttft_ms),
+        ),
+        (
+            "TPOT",
+            r.mean_tpot_ms,
+            r.median_tpot_ms,
+            r.p99_tpot_ms,
+            iv.map(|i| i.tpot_ms),
+        ),
+        ("ITL", r.mean_itl_ms, r.median_itl_ms, r.p99_itl_ms, None),
+        (
+            "E2E",
+            r.mean_e2el_ms,
+            r.median_e2el_ms,
+            r.p99_e2el_ms,
+            iv.map(|i| i.e2e_ms),
+        ),
     ] {
         let _ = writeln!(s, "{:-^52}", format!(" {name} (ms, from schedule) "));
-        line(&mut s, &format!("Mean {name}:"), format!("{mean:.2}"));
-        line(&mut s, &format!("Median {name}:"), format!("{median:.2}"));
-        line(&mut s, &format!("P99 {name}:"), format!("{p99:.2}"));
+        let of = |pick: fn(&LatencyIntervals) -> Interval| interval_text(range.map(|r| pick(&r)));
+        line_with(
+            &mut s,
+            &format!("Mean {name}:"),
+            format!("{mean:.2}"),
+            of(|r| r.mean),
+        );
+        line_with(
+            &mut s,
+            &format!("Median {name}:"),
+            format!("{median:.2}"),
+            of(|r| r.p50),
+        );
+        line_with(
+            &mut s,
+            &format!("P99 {name}:"),
+            format!("{p99:.2}"),
+            of(|r| r.p99),
+        );
     }
     let _ = writeln!(s, "{:-^52}", " client health ");
     line(

@@ -3,10 +3,10 @@
 use serde::Serialize;
 
 use super::attainment::{self, percentile_sorted, Crossing, Slo};
-use super::stats::{self, Interval};
 use crate::report::import::{
     CacheInfo, ClientInfo, FileSummary, Imported, RatePoint, Sample, SourceKind, Variant,
 };
+use crate::stats::{self, Interval};
 
 /// What to score and how.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]

@@ -8,7 +8,6 @@ pub mod attainment;
 pub mod convert;
 pub mod figures;
 pub mod import;
-pub mod stats;
 pub mod summary;
 
 use std::path::{Path, PathBuf};

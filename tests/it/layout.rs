@@ -5,11 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// The pipeline, in order; `apply` drives it and `cmd` is the edge above everything. `error`
-/// and `bounded_file` (reading files from outside with a bound) are its foundations.
+/// The pipeline, in order; `apply` drives it and `cmd` is the edge above everything. `error`,
+/// `bounded_file` (reading files from outside with a bound) and `stats` (intervals) are its
+/// foundations.
 const ORDER: &[&str] = &[
     "error",
     "bounded_file",
+    "stats",
     "manifest",
     "plan",
     "exec",

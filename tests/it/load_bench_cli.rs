@@ -57,10 +57,29 @@ fn bench_writes_a_result_and_prints_a_summary() {
         .assert()
         .success()
         .stdout(predicate::str::contains("Successful requests:"))
-        .stdout(predicate::str::contains("Schedule lag p50 / p99 / max"));
+        .stdout(predicate::str::contains("Schedule lag p50 / p99 / max"))
+        .stdout(
+            predicate::str::is_match(r"Median TTFT: +[0-9.]+  \(95 %: [0-9.]+-[0-9.]+\)").unwrap(),
+        )
+        .stdout(predicate::str::is_match(r"P99 TTFT: +[0-9.]+  \(95 %: ≥ [0-9.]+\)").unwrap());
     let r: RunResult = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!((r.completed, r.failed), (20, 0));
     assert_eq!(r.vbench.requests.len(), 20);
+    // Every latency the summary prints has its 95 % interval, around the number itself; p99
+    // of 20 requests cannot be bounded above.
+    let iv = r.vbench.intervals.as_ref().expect("intervals");
+    for (name, i, median, mean) in [
+        ("TTFT", iv.ttft_ms, r.median_ttft_ms, r.mean_ttft_ms),
+        ("TPOT", iv.tpot_ms, r.median_tpot_ms, r.mean_tpot_ms),
+        ("E2E", iv.e2e_ms, r.median_e2el_ms, r.mean_e2el_ms),
+    ] {
+        assert!(
+            i.p50.contains(median) && i.mean.contains(mean),
+            "{name}: {i:?}"
+        );
+        assert!(i.p99.lo.is_some() && i.p99.hi.is_none(), "{name}: {i:?}");
+    }
+    assert!(iv.request_goodput.is_none(), "no --goodput, no goodput");
     assert!(r.output_lens.iter().all(|&n| n == 6));
     assert_eq!(r.vbench.load.token_counts.as_deref(), Some("tokenizer"));
     assert!(r.vbench.load.ignore_eos);
@@ -200,6 +219,21 @@ fn goodput_counts_the_requests_that_meet_every_objective() {
     let all = run("loose.json", &["ttft:2000", "tpot:1000"]);
     let goodput = all.request_goodput.expect("goodput asked for");
     assert!((goodput - all.request_throughput).abs() < 1e-9, "{all:?}");
+    // Its interval: the Wilson interval of 10 met of 10, times the requests per second.
+    let range = all
+        .vbench
+        .intervals
+        .as_ref()
+        .unwrap()
+        .request_goodput
+        .unwrap();
+    let per_s = 10.0 / all.duration;
+    let (lo, hi) = vbench::stats::wilson(10, 10, vbench::stats::Z95).unwrap();
+    assert!(
+        (range.lo.unwrap() - lo * per_s).abs() < 1e-9
+            && (range.hi.unwrap() - hi * per_s).abs() < 1e-9
+    );
+    assert!(range.contains(goodput));
     // a TTFT objective below the server's fixed 5 ms holds for none
     let none = run("strict.json", &["ttft:1"]);
     assert_eq!(none.request_goodput, Some(0.0));

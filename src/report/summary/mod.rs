@@ -246,7 +246,7 @@ fn search_note(s: &crate::results::rundir::SearchSummary) -> String {
 }
 
 /// `72.5 (64.8-79.1)`: a percentage with its interval.
-fn pct_with_interval(pct: f64, i: Option<&crate::report::stats::Interval>) -> String {
+fn pct_with_interval(pct: f64, i: Option<&crate::stats::Interval>) -> String {
     match i.and_then(|i| Some((i.lo?, i.hi?))) {
         Some((lo, hi)) => format!("{} ({}-{})", fmt_num(pct), fmt_num(lo), fmt_num(hi)),
         None => fmt_num(pct),

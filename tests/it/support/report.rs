@@ -167,6 +167,7 @@ pub fn result(d: &Dep, model: &str, rate: f64, requests: Vec<RequestRecord>) -> 
             kv_cache: None,
             gpus: Vec::new(),
             log_errors: Vec::new(),
+            intervals: None,
         },
     }
 }

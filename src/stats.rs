@@ -8,7 +8,7 @@
 //! bootstrap of p99 from 60 requests would resample the same few largest values and claim a
 //! narrow interval).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The normal quantile of a two-sided 95 % interval.
 pub const Z95: f64 = 1.959_963_984_540_054;
@@ -17,7 +17,7 @@ pub const CONFIDENCE: f64 = 0.95;
 
 /// A two-sided interval; a missing end means the data cannot bound that side (too few
 /// samples for a tail percentile).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Interval {
     pub lo: Option<f64>,
     pub hi: Option<f64>,
@@ -49,7 +49,11 @@ pub fn wilson(k: u64, n: u64, z: f64) -> Option<(f64, f64)> {
     let denom = 1.0 + z2 / n_f;
     let centre = (p + z2 / (2.0 * n_f)) / denom;
     let half = z * (p * (1.0 - p) / n_f + z2 / (4.0 * n_f * n_f)).sqrt() / denom;
-    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+    // At 0 or n successes the interval's end is exactly 0 or 1 (rounding would leave the
+    // observed share just outside its own interval).
+    let lo = if k == 0 { 0.0 } else { (centre - half).max(0.0) };
+    let hi = if k >= n { 1.0 } else { (centre + half).min(1.0) };
+    Some((lo, hi))
 }
 
 /// The `q`-quantile's (0 < q < 1) 95 % interval from sorted samples: order statistics
