@@ -51,8 +51,16 @@ pub fn wilson(k: u64, n: u64, z: f64) -> Option<(f64, f64)> {
     let half = z * (p * (1.0 - p) / n_f + z2 / (4.0 * n_f * n_f)).sqrt() / denom;
     // At 0 or n successes the interval's end is exactly 0 or 1 (rounding would leave the
     // observed share just outside its own interval).
-    let lo = if k == 0 { 0.0 } else { (centre - half).max(0.0) };
-    let hi = if k >= n { 1.0 } else { (centre + half).min(1.0) };
+    let lo = if k == 0 {
+        0.0
+    } else {
+        (centre - half).max(0.0)
+    };
+    let hi = if k >= n {
+        1.0
+    } else {
+        (centre + half).min(1.0)
+    };
     Some((lo, hi))
 }
 

@@ -900,16 +900,24 @@ fn estimate_line(t: &VariantTiming) -> Option<String> {
     ))
 }
 
-/// `  rate      4 req/s: 98 ok, 2 failed, SLO met by 91.0 % in 30.2s → vllm-4qps.json`.
+/// `  rate      4 req/s: 98 ok, 2 failed, SLO met by 91.0 % (95 %: 83.8-95.2) in 30.2s →
+/// vllm-4qps.json`: the attainment with its Wilson interval over the cell's requests.
 fn cell_line(
     cell: &Cell,
     result: &RunResult,
     slo: &crate::manifest::Slo,
     took: Duration,
 ) -> String {
-    let met = crate::report::attainment::share_meeting(&result.vbench.requests, slo);
+    let requests = &result.vbench.requests;
+    let met = crate::report::attainment::share_meeting(requests, slo);
+    let n = requests.len() as u64;
+    let interval = match crate::stats::wilson((met * n as f64).round() as u64, n, crate::stats::Z95)
+    {
+        Some((lo, hi)) => format!(" (95 %: {:.1}-{:.1})", 100.0 * lo, 100.0 * hi),
+        None => String::new(),
+    };
     format!(
-        "  {}: {} ok, {} failed, SLO met by {:.1} % in {:.1}s → {}",
+        "  {}: {} ok, {} failed, SLO met by {:.1} %{interval} in {:.1}s → {}",
         cell.pace.describe(),
         result.completed,
         result.failed,

@@ -2417,6 +2417,14 @@ fn nixl_transfers_are_counted_and_a_slow_kv_path_is_named() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{stderr}");
         assert!(stderr.contains(slo), "{stderr}");
+        // The cell's attainment comes with its Wilson interval over the cell's requests.
+        let with_interval =
+            predicates::str::is_match(r"SLO met by [0-9.]+ % \(95 %: [0-9.]+-[0-9.]+\) in")
+                .unwrap();
+        assert!(
+            predicates::Predicate::eval(&with_interval, stderr.as_ref()),
+            "{stderr}"
+        );
         let run = run_dir(&results);
         let result = read_result(&run.join(&id).join("vllm-20qps.json"));
         let t = result
