@@ -757,7 +757,8 @@ pub fn schema_json() -> String {
         "RunResult",
         // Left out when absent (`skip_serializing_if`): `repeat` without repeats, `warnings`
         // when there were none, `stopped_early` in a run that was not stopped, `server_queue`, `cache_reuse`, `kv_transfer` and `kv_cache` in
-        // files not written by `apply`, `ideal` and a KV cache's numbers where a server did
+        // files not written by `apply`, `intervals` in files written before vbench computed
+        // them, `ideal` and a KV cache's numbers where a server did
         // not say them, a transfer histogram a server did not export, a request's `session`
         // and `turn` outside multi-turn sessions.
         &[
@@ -770,6 +771,7 @@ pub fn schema_json() -> String {
             ("VbenchSection", "kv_cache"),
             ("VbenchSection", "gpus"),
             ("VbenchSection", "log_errors"),
+            ("VbenchSection", "intervals"),
             ("CacheReuse", "ideal"),
             ("RequestRecord", "session"),
             ("RequestRecord", "turn"),
