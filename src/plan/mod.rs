@@ -25,6 +25,13 @@ pub use estimate::{Estimate, VariantEstimate};
 pub use search::SearchSpec;
 pub use variant::{RoleKind, RoleSpec, Variant};
 
+/// A multi-turn sessions workload, as the plan shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SessionsPlan {
+    /// Turns per session; `None` when each ShareGPT conversation decides.
+    pub turns: Option<u32>,
+}
+
 /// Everything `apply` will do, resolved.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -39,7 +46,13 @@ pub struct Plan {
     pub rates: Vec<Rate>,
     /// Trace replay: the speedups swept instead of rates (else empty).
     pub speedups: Vec<f64>,
+    /// Requests per cell; with multi-turn sessions, sessions (and `rates` are session starts
+    /// per second).
     pub num_prompts: u32,
+    /// Multi-turn sessions: their turns each (`None` for ShareGPT sessions without `turns`:
+    /// as many as each conversation has). Absent for other workloads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionsPlan>,
     /// Times each rate is measured.
     pub repeats: u32,
     /// `[load.search]`, resolved: each variant searches for its capacity instead of sweeping
@@ -336,6 +349,9 @@ pub fn resolve(loaded: &LoadedManifest, capacity: &Capacity) -> Result<Plan, Man
         rates,
         speedups,
         num_prompts: m.load.num_prompts,
+        sessions: (m.dataset.kind == manifest::DatasetKind::Sessions).then_some(SessionsPlan {
+            turns: m.dataset.turns,
+        }),
         repeats: m.load.repeats,
         search,
         warmup: m.load.warmup,

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::Plan;
+use super::{Plan, SessionsPlan};
 use crate::manifest::SlurmDriver;
 
 /// `1h02m`, `9m30s`, `45s`.
@@ -50,7 +50,10 @@ pub fn render(plan: &Plan) -> String {
     );
     let (sweep, unit, each) = if plan.speedups.is_empty() {
         let rates: Vec<String> = plan.rates.iter().map(|r| r.label()).collect();
-        ("Rates (req/s)", rates, "rate")
+        match plan.sessions {
+            Some(_) => ("Session starts per second", rates, "rate"),
+            None => ("Rates (req/s)", rates, "rate"),
+        }
     } else {
         let speedups: Vec<String> = plan.speedups.iter().map(|s| format!("{s}x")).collect();
         ("Trace replay at speedups", speedups, "speedup")
@@ -80,9 +83,20 @@ pub fn render(plan: &Plan) -> String {
             thousands(s.budget)
         );
     } else {
+        // Sessions: what a rate sends is sessions of several turns each.
+        let what = match plan.sessions {
+            Some(SessionsPlan { turns: Some(t) }) => format!(
+                "sessions of {t} turns ({} requests)",
+                thousands(u64::from(plan.num_prompts) * u64::from(t))
+            ),
+            Some(SessionsPlan { turns: None }) => {
+                "sessions (as many turns as each conversation has)".to_owned()
+            }
+            None => "requests".to_owned(),
+        };
         let _ = writeln!(
             out,
-            "{sweep}: {} · {} requests per {each}{}{}",
+            "{sweep}: {} · {} {what} per {each}{}{}",
             unit.join(", "),
             plan.num_prompts,
             if plan.warmup > 0 {

@@ -651,3 +651,29 @@ fn apply_runs_sessions_on_the_simulator_and_the_report_scores_turns_and_sessions
     assert_eq!(turns[2]["requests"], 4);
     assert!(sessions["attainment"].as_f64().is_some());
 }
+
+/// `vbench plan` of a sessions manifest says what a rate sends: session starts, and sessions
+/// of several turns each (`plan --json` carries the turns).
+#[test]
+fn the_plan_counts_sessions_and_their_turns() {
+    let out = Command::new(BIN)
+        .args(["plan", "experiments/sim-sessions.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(
+            "Session starts per second: 2, 8 · 40 sessions of 4 turns (160 requests) per rate"
+        ),
+        "{stdout}"
+    );
+    let json = Command::new(BIN)
+        .args(["plan", "experiments/sim-sessions.toml", "--json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let plan: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(plan["sessions"]["turns"], 4, "{plan}");
+}
