@@ -747,6 +747,26 @@ fn nice(x: f64) -> f64 {
     (x * scale).round() / scale
 }
 
+/// What a rate counts for these variants: `sessions/s` when every one ran multi-turn sessions
+/// (their rates are session starts per second), else `req/s`.
+pub fn rate_unit(vs: &[&VariantStats]) -> &'static str {
+    if !vs.is_empty() && vs.iter().all(|v| v.dataset == "sessions") {
+        "sessions/s"
+    } else {
+        "req/s"
+    }
+}
+
+/// The x axis of an attainment-vs-rate panel for these variants.
+pub fn rate_axis(vs: &[&VariantStats], per_gpu: bool) -> (String, String) {
+    let unit = rate_unit(vs);
+    match (per_gpu, unit) {
+        (true, _) => (format!("Per-GPU rate ({unit}/GPU)"), format!("{unit}/GPU")),
+        (false, "sessions/s") => (format!("Session start rate ({unit})"), unit.to_owned()),
+        (false, _) => (format!("Request rate ({unit})"), unit.to_owned()),
+    }
+}
+
 /// Comparable goodput for ranking: a real crossing counts as its value, "always above" as its
 /// edge (a lower bound), "not reached" as zero.
 pub fn goodput_rank_value(c: &Crossing) -> f64 {

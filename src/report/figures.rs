@@ -587,12 +587,8 @@ const KIND_DASH: [Dash; 3] = [Dash::Solid, Dash::Dotted, Dash::Dashed];
 pub fn variant_figure(a: &Analysis, v: &VariantStats, per_gpu: bool) -> anyhow::Result<String> {
     let target = a.scoring.target_pct;
     let color = mode_color(&v.mode);
-    let x_desc = if per_gpu {
-        "Per-GPU rate (req/s/GPU)"
-    } else {
-        "Request rate (req/s)"
-    };
-    let unit = if per_gpu { "req/s/GPU" } else { "req/s" };
+    let (x_desc, unit) = super::analysis::rate_axis(&[v], per_gpu);
+    let (x_desc, unit) = (x_desc.as_str(), unit.as_str());
     with_svg(|root| {
         let (head, body) = root.split_vertically(HEADER);
         let mut lines = context_lines(a, &[v]);
@@ -682,12 +678,8 @@ pub fn comparison_figure(
     let target = a.scoring.target_pct;
     let k = SloKind::ALL.iter().position(|x| *x == kind).unwrap_or(0);
     let styles = variant_styles(vs);
-    let x_desc = if per_gpu {
-        "Per-GPU rate (req/s/GPU)"
-    } else {
-        "Request rate (req/s)"
-    };
-    let unit = if per_gpu { "req/s/GPU" } else { "req/s" };
+    let (x_desc, unit) = super::analysis::rate_axis(vs, per_gpu);
+    let (x_desc, unit) = (x_desc.as_str(), unit.as_str());
     with_svg(|root| {
         let (head, body) = root.split_vertically(HEADER);
         let mut lines = context_lines(a, vs);
@@ -781,6 +773,7 @@ pub fn comparison_figure(
 /// p50/p90/p99 TTFT (left) and TPOT (right) vs rate for one variant.
 pub fn latency_figure(a: &Analysis, v: &VariantStats) -> anyhow::Result<String> {
     let color = mode_color(&v.mode);
+    let (x_desc, _) = super::analysis::rate_axis(&[v], false);
     with_svg(|root| {
         let (head, body) = root.split_vertically(HEADER);
         let mut lines = context_lines(a, &[v]);
@@ -838,7 +831,7 @@ pub fn latency_figure(a: &Analysis, v: &VariantStats) -> anyhow::Result<String> 
                 .fold(slo_ms, f64::max);
             let mut panel = Panel::new(
                 format!("{name} percentiles vs rate"),
-                "Request rate (req/s)",
+                &x_desc,
                 "milliseconds",
             );
             panel.y_max = (y_top * 1.12).max(1e-3);
@@ -965,6 +958,7 @@ pub fn client_figure(a: &Analysis, v: &VariantStats) -> anyhow::Result<String> {
 /// and what it bought.
 pub fn cache_figure(a: &Analysis, vs: &[&VariantStats]) -> anyhow::Result<String> {
     let styles = variant_styles(vs);
+    let (x_desc, _) = super::analysis::rate_axis(vs, false);
     with_svg(|root| {
         let (head, body) = root.split_vertically(HEADER);
         let mut lines = context_lines(a, vs);
@@ -982,7 +976,7 @@ pub fn cache_figure(a: &Analysis, vs: &[&VariantStats]) -> anyhow::Result<String
         );
         let mut rp = Panel::new(
             "Prompt KV reused vs rate".to_string(),
-            "Request rate (req/s)",
+            &x_desc,
             "Prompt tokens reused (%)",
         );
         rp.legend_at = SeriesLabelPosition::LowerLeft;

@@ -641,6 +641,21 @@ fn apply_runs_sessions_on_the_simulator_and_the_report_scores_turns_and_sessions
             "{page}: {text}"
         );
     }
+    // Its rates are session starts: the summary and the figures say sessions/s, not req/s.
+    let md = std::fs::read_to_string(report.with_file_name("summary.md")).unwrap();
+    assert!(
+        md.contains("sessions/s, lag p99") && !md.contains("(req/s)"),
+        "{md}"
+    );
+    let figure = std::fs::read_dir(report.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("_benchmark_plots.svg"))
+        .expect("an attainment figure");
+    assert!(std::fs::read_to_string(figure)
+        .unwrap()
+        .contains("Session start rate (sessions/s)"));
     // The turns reuse their conversation's prefix: the cache figure is drawn.
     assert!(report.with_file_name("cache_reuse.svg").is_file());
     let sessions = &summary["variants"][0]["points"][0]["sessions"];

@@ -142,7 +142,8 @@ pub(super) fn markdown(
             extra_head.push_str(" GPUs |");
         }
         s.push_str(&format!(
-            "| Rate (req/s) | Attainment | TTFT | TPOT | ITL | E2E | Throughput | Failed | Client |{extra_head}\n"
+            "| Rate ({}) | Attainment | TTFT | TPOT | ITL | E2E | Throughput | Failed | Client |{extra_head}\n",
+            b.rate_unit
         ));
         s.push_str(&format!(
             "|---|---|---|---|---|---|---|---|---|{}\n",

@@ -360,6 +360,8 @@ fn session_rows(v: &VariantStats) -> Vec<SessionRow> {
 #[derive(Serialize)]
 struct VariantBlock {
     label: String,
+    /// What its rates count: `req/s`, or `sessions/s` for multi-turn sessions.
+    rate_unit: &'static str,
     /// Whether any rate has cache numbers (the column is shown only then).
     has_cache: bool,
     /// Whether any rate has NIXL transfer numbers (the column is shown only then).
@@ -384,6 +386,7 @@ fn head_rows(a: &Analysis, w: &Winner) -> Vec<HeadRow> {
     a.variants
         .iter()
         .map(|v| {
+            let unit = super::analysis::rate_unit(&[v]);
             let mut note = Vec::new();
             if v.summary_only_points > 0 {
                 note.push(format!(
@@ -405,7 +408,7 @@ fn head_rows(a: &Analysis, w: &Winner) -> Vec<HeadRow> {
                     _ => "to narrow its goodput range",
                 };
                 note.push(format!(
-                    "{why}: measure {} req/s too (or run a [load.search])",
+                    "{why}: measure {} {unit} too (or run a [load.search])",
                     rates.join(" and ")
                 ));
             }
@@ -417,7 +420,7 @@ fn head_rows(a: &Analysis, w: &Winner) -> Vec<HeadRow> {
                 .collect();
             if !warned.is_empty() {
                 note.push(format!(
-                    "warnings at {} req/s (listed under its per-rate table)",
+                    "warnings at {} {unit} (listed under its per-rate table)",
                     warned.join(", ")
                 ));
             }
@@ -438,15 +441,15 @@ fn head_rows(a: &Analysis, w: &Winner) -> Vec<HeadRow> {
                     "?".into()
                 },
                 simulated: v.simulated,
-                goodput: with_range(&v.goodput, &v.goodput_interval, "req/s"),
+                goodput: with_range(&v.goodput, &v.goodput_interval, unit),
                 goodput_per_gpu: with_range(
                     &v.goodput_per_gpu,
                     &v.goodput_per_gpu_interval,
-                    "req/s/GPU",
+                    &format!("{unit}/GPU"),
                 ),
                 scale: match v.scale_rate {
                     Some(r) => format!(
-                        "{} (at {} req/s)",
+                        "{} (at {} {unit})",
                         v.scale_crossing[0].describe("", "≤"),
                         fmt_num(r)
                     ),
@@ -472,6 +475,7 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
         .iter()
         .map(|v| VariantBlock {
             label: v.label.clone(),
+            rate_unit: super::analysis::rate_unit(&[v]),
             has_cache: v.points.iter().any(|p| p.cache.is_some()),
             has_transfer: v.points.iter().any(|p| p.kv_transfer.is_some()),
             has_kv_cache: v.points.iter().any(|p| p.kv_cache.is_some()),
@@ -545,8 +549,9 @@ fn rate_blocks(a: &Analysis) -> Vec<VariantBlock> {
                     },
                     client: match &p.client {
                         Some(c) => format!(
-                            "{} req/s, lag p99 {} ms{}",
+                            "{} {}, lag p99 {} ms{}",
                             fmt_num(c.achieved_rate),
+                            super::analysis::rate_unit(&[v]),
                             fmt_num(c.lag_p99_ms),
                             if c.client_fell_behind {
                                 " FELL BEHIND"
@@ -616,7 +621,13 @@ fn warning_lines(v: &VariantStats) -> Vec<String> {
     }
     by_text
         .into_iter()
-        .map(|(text, rates)| format!("{} req/s: {text}", rates.join(", ")))
+        .map(|(text, rates)| {
+            format!(
+                "{} {}: {text}",
+                rates.join(", "),
+                super::analysis::rate_unit(&[v])
+            )
+        })
         .collect()
 }
 
