@@ -44,6 +44,8 @@ pub struct Workload {
 
 struct Prepared {
     dataset: dataset::Dataset,
+    /// Its output lengths are to be kept exactly (`ignore_eos`).
+    exact_output_lengths: bool,
     /// A trace's arrival offsets (seconds from its first request) for one slice, when the
     /// dataset is a trace.
     trace_offsets: Option<Vec<f64>>,
@@ -184,6 +186,7 @@ fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Prepa
         ));
     }
     Ok(Prepared {
+        exact_output_lengths: spec.exact_output_lengths(),
         trace_offsets: data.offsets_s.clone(),
         dataset: data,
         requests,
@@ -377,13 +380,7 @@ impl Workload {
         if let Pace::Speedup(speedup) = req.cell.pace {
             spec.replaying_trace(speedup);
         }
-        // Synthetic prompts have exact output lengths to keep; so has a trace.
-        spec.ignore_eos = m.load.ignore_eos
-            || m.dataset.synthetic_sessions()
-            || matches!(
-                m.dataset.kind,
-                DatasetKind::Random | DatasetKind::SharedPrefix | DatasetKind::Trace
-            );
+        spec.ignore_eos = m.load.ignore_eos || prepared.exact_output_lengths;
         spec.tokenizer = prepared.tokenizer.clone();
         spec.tokenizer_id = prepared.tokenizer_id.clone();
         spec.topology = topology(v);

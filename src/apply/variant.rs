@@ -417,14 +417,14 @@ impl VariantRun<'_> {
                     .await?
             };
             let requests = result.vbench.requests.len() as u64;
-            let met = crate::report::attainment::share_meeting(
+            let met = crate::report::attainment::count_meeting(
                 &result.vbench.requests,
                 &self.loaded.manifest.slo,
-            ) * requests as f64;
+            );
             let probe = search.record(
                 rate.as_f64(),
                 BatchOutcome {
-                    met: met.round() as u64,
+                    met,
                     requests,
                     failed: result.failed,
                     client_fell_behind: result.vbench.client.client_fell_behind,
@@ -909,10 +909,9 @@ fn cell_line(
     took: Duration,
 ) -> String {
     let requests = &result.vbench.requests;
-    let met = crate::report::attainment::share_meeting(requests, slo);
+    let met = crate::report::attainment::count_meeting(requests, slo);
     let n = requests.len() as u64;
-    let interval = match crate::stats::wilson((met * n as f64).round() as u64, n, crate::stats::Z95)
-    {
+    let interval = match crate::stats::wilson(met, n, crate::stats::Z95) {
         Some((lo, hi)) => format!(" (95 %: {:.1}-{:.1})", 100.0 * lo, 100.0 * hi),
         None => String::new(),
     };
@@ -921,7 +920,7 @@ fn cell_line(
         cell.pace.describe(),
         result.completed,
         result.failed,
-        100.0 * met,
+        100.0 * met as f64 / n.max(1) as f64,
         took.as_secs_f64(),
         cell.result_file
     )

@@ -10,12 +10,13 @@ use serde_json::json;
 use super::progress::{RequestBar, Spinner};
 use super::ManifestArgs;
 use crate::apply::{self, Events, Outcome};
+use crate::bounded_file::read_bounded;
 use crate::error::{Error, Result};
 use crate::exec::gpus::NvidiaSmiProbe;
 use crate::load::{NoProgress, Progress, RunResult};
 use crate::plan::{self, Plan};
 use crate::results::history::History;
-use crate::results::store::{read_bounded, MAX_RESULT_BYTES};
+use crate::results::store::MAX_RESULT_BYTES;
 use crate::results::RunDir;
 
 /// Run an experiment.

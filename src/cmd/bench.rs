@@ -43,6 +43,21 @@ pub enum DatasetKind {
     Sessions,
 }
 
+impl DatasetKind {
+    /// The manifest's kind of the same workload, whose rules (such as prefix reuse) apply.
+    fn manifest_kind(self) -> crate::manifest::DatasetKind {
+        use crate::manifest::DatasetKind as Kind;
+        match self {
+            DatasetKind::Sharegpt => Kind::Sharegpt,
+            DatasetKind::Random => Kind::Random,
+            DatasetKind::Jsonl => Kind::Jsonl,
+            DatasetKind::SharedPrefix => Kind::SharedPrefix,
+            DatasetKind::Trace => Kind::Trace,
+            DatasetKind::Sessions => Kind::Sessions,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TraceFormatArg {
     /// JSONL: `timestamp` (ms), `input_length`, `output_length`, `hash_ids`.
@@ -451,13 +466,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     ls.warmup = args.warmup;
     ls.max_concurrency = args.max_concurrency;
     ls.timeout = Duration::from_secs_f64(args.timeout_s);
-    // Synthetic prompts have exact output lengths to keep; so has a trace.
-    ls.ignore_eos = args.ignore_eos
-        || matches!(
-            args.dataset,
-            DatasetKind::Random | DatasetKind::SharedPrefix | DatasetKind::Trace
-        )
-        || (args.dataset == DatasetKind::Sessions && args.dataset_path.is_none());
+    ls.ignore_eos = args.ignore_eos || spec.exact_output_lengths();
+    // A workload that shares prefixes on purpose: its reuse is a note, not a warning.
+    let reuses_prefixes = args.dataset.manifest_kind().reuses_prefixes();
     ls.lag_threshold_ms = args.lag_threshold_ms;
     ls.goodput = goodput;
     ls.use_reqwest = args.reqwest;
@@ -486,11 +497,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let seen = watching.finish().await;
         Ok::<_, Error>(result.map(|mut r| {
             let ttft_ms = ls.goodput.as_ref().and_then(|g| g.ttft_ms);
-            let reuses = matches!(
-                args.dataset,
-                DatasetKind::SharedPrefix | DatasetKind::Trace | DatasetKind::Sessions
-            );
-            for warning in seen.record(&mut r, ttft_ms, reuses) {
+            for warning in seen.record(&mut r, ttft_ms, reuses_prefixes) {
                 eprintln!("warning: {warning}");
             }
             r

@@ -76,24 +76,32 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
     let failed = n as u64 - completed;
     let duration = facts.duration_s.max(f64::MIN_POSITIVE);
 
-    let mut ttft: Vec<f64> = ok.iter().filter_map(|r| r.ttft_s).collect();
-    let mut tpot: Vec<f64> = ok.iter().filter_map(|r| r.tpot_s).collect();
-    let mut itl: Vec<f64> = ok.iter().flat_map(|r| r.itls_s.iter().copied()).collect();
-    let mut e2e: Vec<f64> = ok.iter().filter_map(|r| r.e2e_s).collect();
-    let (ttft_s, tpot_s, itl_s, e2e_s) = (
-        stats(&mut ttft),
-        stats(&mut tpot),
-        stats(&mut itl),
-        stats(&mut e2e),
+    let mut ttft_samples: Vec<f64> = ok.iter().filter_map(|r| r.ttft_s).collect();
+    let mut tpot_samples: Vec<f64> = ok.iter().filter_map(|r| r.tpot_s).collect();
+    let mut itl_samples: Vec<f64> = ok.iter().flat_map(|r| r.itls_s.iter().copied()).collect();
+    let mut e2e_samples: Vec<f64> = ok.iter().filter_map(|r| r.e2e_s).collect();
+    let (ttft, tpot, itl, e2e) = (
+        stats(&mut ttft_samples),
+        stats(&mut tpot_samples),
+        stats(&mut itl_samples),
+        stats(&mut e2e_samples),
     );
+    // Requests that met every goodput objective (None without objectives).
+    let goodput_met = spec
+        .goodput
+        .map(|slo| records.iter().filter(|r| slo.met_by(r)).count() as u64);
     // `stats` sorted the samples.
-    let mut intervals = Intervals {
-        ttft_ms: latency_intervals(&ttft),
-        tpot_ms: latency_intervals(&tpot),
-        e2e_ms: latency_intervals(&e2e),
-        request_goodput: None,
+    let intervals = Intervals {
+        ttft_ms: latency_intervals(&ttft_samples),
+        tpot_ms: latency_intervals(&tpot_samples),
+        e2e_ms: latency_intervals(&e2e_samples),
+        request_goodput: goodput_met
+            .and_then(|met| crate::stats::wilson(met, n as u64, crate::stats::Z95))
+            .map(|(lo, hi)| Interval {
+                lo: Some(lo * n as f64 / duration),
+                hi: Some(hi * n as f64 / duration),
+            }),
     };
-    let (ttft, tpot, itl, e2e) = (ttft_s, tpot_s, itl_s, e2e_s);
 
     let total_input: u64 = ok.iter().map(|r| r.prompt_tokens).sum();
     let total_output: u64 = ok.iter().map(|r| r.output_tokens).sum();
@@ -184,16 +192,7 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
         total_input_tokens: total_input,
         total_output_tokens: total_output,
         request_throughput: completed as f64 / duration,
-        request_goodput: spec.goodput.map(|slo| {
-            let met = records.iter().filter(|r| slo.met_by(r)).count() as u64;
-            let n = records.len() as u64;
-            intervals.request_goodput =
-                crate::stats::wilson(met, n, crate::stats::Z95).map(|(lo, hi)| Interval {
-                    lo: Some(lo * n as f64 / duration),
-                    hi: Some(hi * n as f64 / duration),
-                });
-            met as f64 / duration
-        }),
+        request_goodput: goodput_met.map(|met| met as f64 / duration),
         output_throughput: total_output as f64 / duration,
         total_token_throughput: (total_input + total_output) as f64 / duration,
         input_lens: records.iter().map(|r| r.prompt_tokens).collect(),
@@ -291,13 +290,11 @@ fn latency_intervals(sorted_s: &[f64]) -> LatencyIntervals {
 pub fn human_summary(r: &RunResult) -> String {
     let mut s = String::new();
     let c = &r.vbench.client;
-    let line = |s: &mut String, k: &str, v: String| {
-        let _ = writeln!(s, "{k:<40}{v:>12}");
-    };
-    // A number, and after its column how sure it is.
+    // A number, and after its column how sure it is (when that is known).
     let line_with = |s: &mut String, k: &str, v: String, interval: String| {
         let _ = writeln!(s, "{k:<40}{v:>12}{interval}");
     };
+    let line = |s: &mut String, k: &str, v: String| line_with(s, k, v, String::new());
     let _ = writeln!(s, "{:=^52}", " vbench load result ");
     line(&mut s, "Successful requests:", r.completed.to_string());
     line(&mut s, "Failed requests:", r.failed.to_string());

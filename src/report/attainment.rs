@@ -103,15 +103,14 @@ impl From<&crate::load::RequestRecord> for Sample {
     }
 }
 
-/// The share (0..=1) of `requests` that meet the manifest's SLO (TTFT and TPOT, scale 1), as
-/// the report counts it; 0 for no requests.
-pub fn share_meeting(requests: &[crate::load::RequestRecord], slo: &crate::manifest::Slo) -> f64 {
+/// How many of `requests` meet the manifest's SLO (TTFT and TPOT, scale 1), as the report
+/// counts them.
+pub fn count_meeting(requests: &[crate::load::RequestRecord], slo: &crate::manifest::Slo) -> u64 {
     let slo = Slo::from(slo);
-    let met = requests
+    requests
         .iter()
         .filter(|r| meets(&Sample::from(*r), slo, 1.0, SloKind::Both))
-        .count();
-    met as f64 / requests.len().max(1) as f64
+        .count() as u64
 }
 
 /// Multi-turn sessions' attainment: per turn index and per session.

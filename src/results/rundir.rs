@@ -40,9 +40,9 @@ use serde::{Deserialize, Serialize};
 use super::environment::Environment;
 use super::redact;
 use super::store::{
-    read_bounded, write_bytes_new, write_json_new, write_json_new_reserved, SpaceReserve,
-    MAX_RECORD_BYTES,
+    write_bytes_new, write_json_new, write_json_new_reserved, SpaceReserve, MAX_RECORD_BYTES,
 };
+use crate::bounded_file::read_bounded;
 use crate::load::RunResult;
 use crate::manifest::{self, LoadedManifest};
 use crate::plan::{Cell, Plan};

@@ -1,11 +1,9 @@
-//! Files safely: written atomically (temp file + link) and never over an existing file; read
-//! only when they are regular files of a bounded size, so a FIFO, a device or a huge file
-//! named like a result can neither hang a reader nor exhaust its memory.
+//! Run-folder files written safely: atomically (temp file + link), never over an existing
+//! file, into disk space held in reserve; and the size limits of what a run folder holds
+//! (reading them is `crate::bounded_file`'s).
 
 use std::io::Write;
 use std::path::Path;
-
-pub use crate::bounded_file::read_bounded;
 
 use anyhow::{bail, Context};
 

@@ -76,6 +76,18 @@ impl DatasetSpec {
             DatasetSpec::Sessions(_) => "sessions",
         }
     }
+
+    /// Whether its requests have output lengths to keep exactly (sent with `ignore_eos`):
+    /// synthetic prompts and sessions, and a trace's recorded lengths.
+    pub fn exact_output_lengths(&self) -> bool {
+        match self {
+            DatasetSpec::Random { .. } | DatasetSpec::SharedPrefix(_) | DatasetSpec::Trace(_) => {
+                true
+            }
+            DatasetSpec::Sessions(s) => matches!(s.source, SessionSource::Synthetic { .. }),
+            DatasetSpec::ShareGpt { .. } | DatasetSpec::Jsonl { .. } => false,
+        }
+    }
 }
 
 /// How prompt/output token counts of the prepared set were obtained.

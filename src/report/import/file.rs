@@ -8,8 +8,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::*;
+use crate::bounded_file::read_bounded;
 use crate::load::result::CacheReuse;
-use crate::results::store::{read_bounded, MAX_RESULT_BYTES};
+use crate::results::store::MAX_RESULT_BYTES;
 
 /// Scalars every format may carry; arrays are read only by the format that needs them.
 #[derive(Deserialize, Default)]
