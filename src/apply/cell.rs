@@ -40,6 +40,8 @@ pub struct CellRequest<'a> {
 /// bad dataset is found before any GPU is used) and shared by every cell.
 pub struct Workload {
     prepared: Prepared,
+    /// The key every request carries (`target.api_key_env`), read once before the launch.
+    api_key: Option<String>,
 }
 
 struct Prepared {
@@ -241,9 +243,21 @@ impl Workload {
     /// Load the tokenizer and the dataset and build the whole sweep's request set; an error is
     /// the input's fault.
     pub fn prepare(loaded: &LoadedManifest, events: &dyn Events) -> anyhow::Result<Workload> {
+        let api_key = match &loaded.manifest.target.api_key_env {
+            Some(name) => Some(load::api_key_from_env(name).with_context(|| {
+                format!("{}: target.api_key_env = \"{name}\"", loaded.path.display())
+            })?),
+            None => None,
+        };
         Ok(Workload {
             prepared: prepare(loaded, events)?,
+            api_key,
         })
+    }
+
+    /// The API key of `target.api_key_env`, for every request to the deployment.
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
     }
 
     /// A cell's slot in the request set and its slice: its measured prompts, then its
@@ -386,6 +400,12 @@ impl Workload {
         spec.topology = topology(v);
         spec.label = Some(v.label.clone());
         spec.goodput = Some(slo_objectives(&m.slo));
+        if let (Some(key), Some(name)) = (&self.api_key, &m.target.api_key_env) {
+            spec.api_key = Some(key.clone());
+            spec.notes.push(format!(
+                "every request carried an API key from ${name} (not recorded)"
+            ));
+        }
         let repeats = if per_slice_prefixes(&m.dataset) {
             "the dataset's structure (shared prefixes) is the same at every rate, its texts are \
              this rate's own"

@@ -316,6 +316,7 @@ pub(crate) async fn verify_pd_output(
     entry_url: &str,
     (single_url, single_role): (&str, &str),
     model: &str,
+    api_key: Option<&str>,
     events: &dyn Events,
 ) -> anyhow::Result<()> {
     let prompt =
@@ -325,8 +326,7 @@ pub(crate) async fn verify_pd_output(
                       "stream": true});
     let client = reqwest::Client::new();
     let answer = |url: String| {
-        let request = client
-            .post(format!("{url}/v1/completions"))
+        let request = post(&client, format!("{url}/v1/completions"), api_key)
             .json(&body)
             .timeout(Duration::from_secs(120));
         async move { streamed_text(request.send().await?, 8).await }
@@ -393,12 +393,16 @@ const SMOKE_BODY_BYTES: usize = 1 << 20;
 /// One short streaming request through the whole path before measuring anything. Its prompt
 /// spans several KV blocks (16 tokens each by default), so the decoders' transfer counter moves
 /// even for a connector that only transfers full blocks.
-pub(crate) async fn smoke(entry_url: &str, model: &str) -> anyhow::Result<()> {
+pub(crate) async fn smoke(
+    entry_url: &str,
+    model: &str,
+    api_key: Option<&str>,
+) -> anyhow::Result<()> {
     let prompt = "Hello from the vbench smoke test. ".repeat(8);
     let body = json!({"model": model, "prompt": prompt, "max_tokens": 4, "stream": true,
                       "stream_options": {"include_usage": true}});
-    let resp = reqwest::Client::new()
-        .post(format!("{entry_url}/v1/completions"))
+    let client = reqwest::Client::new();
+    let resp = post(&client, format!("{entry_url}/v1/completions"), api_key)
         .json(&body)
         .timeout(Duration::from_secs(120))
         .send()
@@ -410,10 +414,65 @@ pub(crate) async fn smoke(entry_url: &str, model: &str) -> anyhow::Result<()> {
         .context("smoke request body")?;
     let text = String::from_utf8_lossy(&body);
     if !status.is_success() || !text.contains("data:") {
+        let hint = match (status, api_key) {
+            (reqwest::StatusCode::UNAUTHORIZED, None) => {
+                " (the deployment wants an API key: name the variable that holds it in \
+                 target.api_key_env)"
+            }
+            (reqwest::StatusCode::UNAUTHORIZED, Some(_)) => {
+                " (the deployment refused target.api_key_env's key)"
+            }
+            _ => "",
+        };
         bail!(
-            "smoke request to {entry_url} failed: HTTP {status}: {}",
+            "smoke request to {entry_url} failed: HTTP {status}: {}{hint}",
             text.chars().take(300).collect::<String>()
         );
     }
     Ok(())
+}
+
+/// With `target.api_key_env`, every instance must refuse a `/v1` request that lacks the key:
+/// otherwise the setting did nothing (a vLLM that ignores `VLLM_API_KEY`, or a template that
+/// drops it), and the run would believe in a protection it does not have. A warning names
+/// such instances; the line says when all refused.
+pub(crate) async fn verify_key_required(running: &[Running], events: &dyn Events) {
+    let client = reqwest::Client::new();
+    let mut open = Vec::new();
+    let instances = running
+        .iter()
+        .filter(|(c, _)| c.role != ComponentRole::Proxy);
+    for (c, _) in instances.clone() {
+        let answer = client
+            .get(format!("{}/v1/models", c.url))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {}
+            Ok(r) => open.push(format!("{} (HTTP {})", c.name, r.status().as_u16())),
+            Err(e) => open.push(format!("{} ({e})", c.name)),
+        }
+    }
+    if open.is_empty() {
+        events.info(&format!(
+            "  API key required: {} instance(s) refuse requests without it",
+            instances.count()
+        ));
+    } else {
+        events.warning(&format!(
+            "target.api_key_env: {} did not refuse a request without the key (VLLM_API_KEY had \
+             no effect there)",
+            open.join(", ")
+        ));
+    }
+}
+
+/// A POST of vbench's own to the deployment, with the run's API key when it has one.
+fn post(client: &reqwest::Client, url: String, api_key: Option<&str>) -> reqwest::RequestBuilder {
+    let request = client.post(url);
+    match api_key {
+        Some(key) => request.bearer_auth(key),
+        None => request,
+    }
 }

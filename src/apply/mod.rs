@@ -173,6 +173,10 @@ pub fn preflight(loaded: &LoadedManifest, plan: &Plan) -> anyhow::Result<()> {
             }
         );
     }
+    if let Some(name) = &m.target.api_key_env {
+        crate::load::api_key_from_env(name)
+            .with_context(|| format!("target.api_key_env = \"{name}\""))?;
+    }
     compile_cache(loaded, plan)?;
     if plan.backend == Backend::Local
         && plan.accelerator == Accelerator::Cuda
@@ -425,6 +429,7 @@ pub async fn run(
         served_model_name: &plan.served_model_name,
         manifest_dir: loaded.base_dir(),
         compile_cache: compile_cache.as_deref(),
+        api_key_env: m.target.api_key_env.as_deref(),
     };
     let mut ports = PortAllocator::default().with_node_range(slurm_options.port_range);
     let mut failed = Vec::new();

@@ -303,7 +303,11 @@ impl VariantRun<'_> {
         if let Some(uneven) = self.kv_imbalance_now(running).await {
             self.events.warning(&uneven);
         }
-        health::smoke(&spec.entry_url, &self.plan.served_model_name).await?;
+        let api_key = self.workload.api_key();
+        if api_key.is_some() {
+            health::verify_key_required(running, self.events).await;
+        }
+        health::smoke(&spec.entry_url, &self.plan.served_model_name, api_key).await?;
         if matches!(self.variant.mode, Mode::Nixl | Mode::Lmcache) {
             health::verify_kv_transfer(running, self.variant.mode, self.events).await?;
         }
@@ -325,6 +329,7 @@ impl VariantRun<'_> {
                     &spec.entry_url,
                     (&single, reference_name),
                     &self.plan.served_model_name,
+                    api_key,
                     self.events,
                 )
                 .await?;

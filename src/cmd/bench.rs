@@ -231,22 +231,6 @@ pub struct BenchOptions {
     pub out: PathBuf,
 }
 
-/// The API key in environment variable `name`: set, and fit for a header.
-fn api_key_from(name: &str) -> Result<String> {
-    let key = std::env::var(name).map_err(|_| {
-        Error::bad_input(anyhow!(
-            "--api-key-env {name}: ${name} is not set (or not UTF-8)"
-        ))
-    })?;
-    if !crate::load::valid_api_key(&key) {
-        return Err(Error::bad_input(anyhow!(
-            "--api-key-env {name}: ${name} is empty or holds a space, a line break or another \
-             character a header cannot carry"
-        )));
-    }
-    Ok(key)
-}
-
 fn parse_rate(s: &str) -> std::result::Result<f64, String> {
     if s.eq_ignore_ascii_case("inf") {
         return Ok(f64::INFINITY);
@@ -404,7 +388,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
             _ => 1,
         };
     let api_key = match &args.api_key_env {
-        Some(name) => Some(api_key_from(name)?),
+        Some(name) => Some(
+            crate::load::api_key_from_env(name)
+                .map_err(|e| Error::bad_input(e.context(format!("--api-key-env {name}"))))?,
+        ),
         None => None,
     };
     let reserve = hold_room_for_result(&args, planned)?;

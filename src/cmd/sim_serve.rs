@@ -43,6 +43,10 @@ pub struct SimServeArgs {
     /// flag of that name does, instead of the profile's KV capacity.
     #[arg(long)]
     pub num_gpu_blocks_override: Option<u64>,
+    /// Refuse `/v1` requests that do not carry `Authorization: Bearer KEY`, as vLLM does with
+    /// `--api-key` or `VLLM_API_KEY`.
+    #[arg(long, env = "VLLM_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// Count prompt tokens with this tokenizer (a tokenizer.json, a model folder or a cached
     /// model id), as vLLM would for the same prompt. Default: a stand-in of about 4
     /// characters per token, which can be 25 % off for real prompts.
@@ -197,6 +201,7 @@ impl SimServeArgs {
             prefix_caching: !self.no_enable_prefix_caching,
             lmcache_proxy: self.lmcache_proxy,
             kv_blocks_override: self.num_gpu_blocks_override,
+            api_key: self.api_key.clone().filter(|k| !k.is_empty()),
         })
     }
 }

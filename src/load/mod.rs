@@ -221,6 +221,20 @@ pub fn valid_api_key(key: &str) -> bool {
     !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// The API key in vbench's environment variable `name`: set, and fit for a header. The error
+/// names the variable, never its value.
+pub fn api_key_from_env(name: &str) -> anyhow::Result<String> {
+    let key =
+        std::env::var(name).map_err(|_| anyhow::anyhow!("${name} is not set (or not UTF-8)"))?;
+    if !valid_api_key(&key) {
+        anyhow::bail!(
+            "${name} is empty or holds a space, a line break or another character a header \
+             cannot carry"
+        );
+    }
+    Ok(key)
+}
+
 impl LoadSpec {
     /// A spec with vbench's defaults: no warm-up, open loop, 600 s timeout, lag threshold
     /// 5 ms, topology 1/1/1, label = the deployment label.

@@ -46,7 +46,7 @@ impl From<&str> for EnvValue {
 }
 
 /// A variable name a shell and `execve` agree on.
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

@@ -450,6 +450,10 @@ impl Default for Slo {
     }
 }
 
+/// The variable vLLM takes its API key from (as `--api-key`, but kept out of its command line,
+/// which vLLM logs and vbench records). vbench sets it from `target.api_key_env`.
+pub const VLLM_API_KEY_VAR: &str = "VLLM_API_KEY";
+
 /// Where processes run and what they may use.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -497,6 +501,14 @@ pub struct Target {
     /// without writing it anywhere (for tokens).
     #[serde(default)]
     pub env: EnvMap,
+    /// The name of a variable in vbench's environment that holds an API key. Every vLLM
+    /// instance then starts with it as `VLLM_API_KEY` (vLLM refuses `/v1` requests without
+    /// it), and vbench sends it as a bearer token with every request it makes (load, warm-up,
+    /// start-up checks; the built-in proxy passes it on, vllm-router cannot). The key is never
+    /// written anywhere; at start-up vbench checks that every instance refuses a request
+    /// without it.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
     /// sim backend: simulator profile, a built-in name (e.g. `llama3-8b-h200`) or a TOML path.
     #[serde(default)]
     pub sim_profile: Option<String>,
@@ -526,6 +538,7 @@ impl Default for Target {
             verify_output: true,
             vllm_bin: VllmCommand::default(),
             env: BTreeMap::new(),
+            api_key_env: None,
             sim_profile: None,
             compile_cache: None,
             slurm: None,

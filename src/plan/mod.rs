@@ -739,6 +739,14 @@ fn check_experiment(
             }
         }
     }
+    check_api_key(m, &err)?;
+    if let Some(name) = &t.api_key_env {
+        if std::env::var_os(name).is_none() {
+            warnings.push(format!(
+                "target.api_key_env: ${name} is not set in this shell, and `apply` needs it"
+            ));
+        }
+    }
     if t.cpu_cores_per_instance == 0 {
         return err(
             path!["target", "cpu_cores_per_instance"],
@@ -790,6 +798,77 @@ fn check_experiment(
             "the manifest declares no [[deployment]]".into(),
             "add at least one, e.g.\n[[deployment]]\nmode = \"simple\"",
         );
+    }
+    Ok(())
+}
+
+/// `target.api_key_env` is a variable's name, and no instance is given vLLM's own key setting
+/// (`VLLM_API_KEY`, `--api-key`) behind vbench's back: vLLM would then refuse every request
+/// vbench sends, since vbench would not know the key.
+fn check_api_key(m: &manifest::Manifest, err: Located) -> Result<(), ManifestError> {
+    if let Some(name) = &m.target.api_key_env {
+        if !manifest::env_value::valid_name(name) {
+            return err(
+                path!["target", "api_key_env"],
+                format!("api_key_env {name:?} is not the name of an environment variable"),
+                "letters, digits and `_`, not starting with a digit, e.g. \"VBENCH_API_KEY\"",
+            );
+        }
+    }
+    let help = "export the key in the shell that runs vbench and name that variable in \
+                target.api_key_env: vbench then gives it to every instance as VLLM_API_KEY and \
+                sends it with every request";
+    let key_var = manifest::VLLM_API_KEY_VAR;
+    let said = |p: Vec<manifest::Seg>, what: &str| {
+        err(
+            p,
+            format!("{what} sets vLLM's API key, which vbench would not send with its requests"),
+            help,
+        )
+    };
+    if m.target.env.contains_key(key_var) {
+        return said(
+            path!["target", "env", key_var],
+            &format!("target.env.{key_var}"),
+        );
+    }
+    for (i, d) in m.deployments.iter().enumerate() {
+        let router = d
+            .proxy
+            .as_ref()
+            .is_some_and(|p| p.values().contains(&manifest::ProxyKind::VllmRouter));
+        if router && m.target.api_key_env.is_some() {
+            return err(
+                path!["deployment", i, "proxy"],
+                "vllm-router does not pass a client's API key on, and takes the instances' \
+                 key only on its command line, which `ps` shows and vbench records"
+                    .into(),
+                "use proxy = \"builtin\" (it passes each request's key on), or drop \
+                 target.api_key_env",
+            );
+        }
+        let roles = [(None, &d.env, &d.extra_args)].into_iter().chain(
+            [("prefill", &d.prefill), ("decode", &d.decode)]
+                .into_iter()
+                .filter_map(|(name, r)| r.as_ref().map(|r| (Some(name), &r.env, &r.extra_args))),
+        );
+        for (role, env, args) in roles {
+            let at = |rest: Vec<manifest::Seg>| {
+                let mut p = path!["deployment", i];
+                p.extend(role.map(manifest::Seg::from));
+                p.extend(rest);
+                p
+            };
+            if env.contains_key(key_var) {
+                return said(at(path!["env", key_var]), key_var);
+            }
+            if let Some(j) = args
+                .iter()
+                .position(|a| a == "--api-key" || a.starts_with("--api-key="))
+            {
+                return said(at(path!["extra_args", j]), "--api-key");
+            }
+        }
     }
     Ok(())
 }

@@ -35,11 +35,16 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::kv_ready::KvReady;
-use super::server::{error_response, pick, post_prefill, relay, upstream_failure, Shared};
+use super::server::{error_response, pick, post_prefill, relay, upstream_failure, Auth, Shared};
 
 static NEXT_REQ: AtomicU64 = AtomicU64::new(0);
 
-pub(super) async fn handle(s: &Shared, path: &str, request: Value) -> Result<Response, Response> {
+pub(super) async fn handle(
+    s: &Shared,
+    auth: &Auth,
+    path: &str,
+    request: Value,
+) -> Result<Response, Response> {
     if path != "/v1/completions" {
         return Err(error_response(
             StatusCode::BAD_REQUEST,
@@ -79,7 +84,7 @@ pub(super) async fn handle(s: &Shared, path: &str, request: Value) -> Result<Res
         NEXT_REQ.fetch_add(1, Ordering::Relaxed)
     );
 
-    let tokens = tokenize(s, prefiller, &request).await?;
+    let tokens = tokenize(s, auth, prefiller, &request).await?;
     let slots = match s.buffers.get(d_index) {
         Some(buffer) => Some(reserve_buffer(s, buffer, d_index, tokens.len()).await?),
         None => None,
@@ -103,7 +108,7 @@ pub(super) async fn handle(s: &Shared, path: &str, request: Value) -> Result<Res
             }
         }),
     );
-    let first = post_prefill(s, prefiller, path, &prefill_body).await?;
+    let first = post_prefill(s, auth, prefiller, path, &prefill_body).await?;
     let bad = |why: String| {
         error_response(
             StatusCode::BAD_GATEWAY,
@@ -142,8 +147,6 @@ pub(super) async fn handle(s: &Shared, path: &str, request: Value) -> Result<Res
     obj.insert("prompt".into(), json!(prompt));
     obj.insert("max_tokens".into(), json!(remaining));
     obj.remove("kv_transfer_params");
-    let client = s.client.clone();
-    let path = path.to_owned();
 
     // Stream: the prefiller's token now, then the decoder's (usage corrected), then [DONE].
     let head = futures::stream::iter([Ok::<Bytes, std::io::Error>(Bytes::from(format!(
@@ -157,7 +160,13 @@ pub(super) async fn handle(s: &Shared, path: &str, request: Value) -> Result<Res
         log: s.config.log.clone(),
         slots,
     };
-    let tail = async_stream_decoder(client, decoder, path, decode_body, remaining, wait);
+    let tail = async_stream_decoder(
+        auth.on(s.client.post(format!("{decoder}{path}"))),
+        decoder,
+        decode_body,
+        remaining,
+        wait,
+    );
     let body = Body::from_stream(head.chain(tail));
     Ok(([(header::CONTENT_TYPE, "text/event-stream")], body).into_response())
 }
@@ -204,7 +213,12 @@ async fn reserve_buffer(
 
 /// The prompt's token ids, as the prefiller's tokenizer reads a completion's prompt (a list of
 /// ids is taken as it is).
-async fn tokenize(s: &Shared, prefiller: &str, request: &Value) -> Result<Vec<u64>, Response> {
+async fn tokenize(
+    s: &Shared,
+    auth: &Auth,
+    prefiller: &str,
+    request: &Value,
+) -> Result<Vec<u64>, Response> {
     let prompt = &request["prompt"];
     if let Some(ids) = prompt.as_array().and_then(|a| {
         a.iter()
@@ -220,9 +234,8 @@ async fn tokenize(s: &Shared, prefiller: &str, request: &Value) -> Result<Vec<u6
             "lmcache mode takes one prompt per request: a string or a list of token ids",
         ));
     }
-    let resp = s
-        .client
-        .post(format!("{prefiller}/tokenize"))
+    let resp = auth
+        .on(s.client.post(format!("{prefiller}/tokenize")))
         .json(&json!({"model": request["model"], "prompt": prompt}))
         .send()
         .await
@@ -262,10 +275,10 @@ struct KvWait {
 /// many bytes is broken off.
 const MAX_EVENT_BYTES: usize = 1 << 20;
 
+/// `request`: the decoder's POST, to be sent once the KV is there.
 fn async_stream_decoder(
-    client: reqwest::Client,
+    request: reqwest::RequestBuilder,
     decoder: String,
-    path: String,
     body: Value,
     remaining: u64,
     wait: KvWait,
@@ -296,12 +309,7 @@ fn async_stream_decoder(
         if remaining == 0 {
             return futures::stream::iter(vec![Ok(done)]).boxed();
         }
-        let resp = match client
-            .post(format!("{decoder}{path}"))
-            .json(&body)
-            .send()
-            .await
-        {
+        let resp = match request.json(&body).send().await {
             Ok(r) if r.status().is_success() => r,
             Ok(r) => {
                 return fail(format!(

@@ -180,6 +180,25 @@ pub(super) struct Shared {
     pub(super) buffers: Vec<Arc<tokio::sync::Semaphore>>,
 }
 
+/// A client request's credentials (`Authorization`), passed on to every instance the request
+/// reaches. The proxy checks none itself: the instances do, as vLLM does with `--api-key`.
+#[derive(Clone, Default)]
+pub(super) struct Auth(Option<header::HeaderValue>);
+
+impl Auth {
+    pub(super) fn of(headers: &HeaderMap) -> Auth {
+        Auth(headers.get(header::AUTHORIZATION).cloned())
+    }
+
+    /// `builder` carrying the client's credentials, if it sent any.
+    pub(super) fn on(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.0 {
+            Some(v) => builder.header(reqwest::header::AUTHORIZATION, v.clone()),
+            None => builder,
+        }
+    }
+}
+
 pub(super) fn pick<'a>(list: &'a [String], counter: &AtomicUsize) -> &'a str {
     &list[counter.fetch_add(1, Ordering::Relaxed) % list.len()]
 }
@@ -298,14 +317,15 @@ async fn health(State(s): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn models(State(s): State<Arc<Shared>>) -> Response {
+async fn models(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let first = s
         .config
         .decode
         .first()
         .or(s.config.backends.first())
         .expect("checked non-empty");
-    match s.client.get(format!("{first}/v1/models")).send().await {
+    let request = Auth::of(&headers).on(s.client.get(format!("{first}/v1/models")));
+    match request.send().await {
         Ok(r) => relay(r).await,
         Err(e) => error_response(StatusCode::BAD_GATEWAY, format!("{first}/v1/models: {e}")),
     }
@@ -339,8 +359,14 @@ pub(super) async fn relay(upstream: reqwest::Response) -> Response {
     (status, headers, Body::from_stream(upstream.bytes_stream())).into_response()
 }
 
-async fn generate(State(s): State<Arc<Shared>>, uri: Uri, body: Bytes) -> Response {
+async fn generate(
+    State(s): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     s.requests.fetch_add(1, Ordering::Relaxed);
+    let auth = Auth::of(&headers);
     let path = uri.path().to_owned();
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
@@ -360,10 +386,10 @@ async fn generate(State(s): State<Arc<Shared>>, uri: Uri, body: Bytes) -> Respon
     let result = match s.config.mode {
         ProxyMode::RoundRobin => {
             let url = pick(&s.config.backends, &s.next_backend);
-            forward(&s, url, &path, &request).await
+            forward(&s, &auth, url, &path, &request).await
         }
-        ProxyMode::Nixl => nixl(&s, &path, request).await,
-        ProxyMode::Lmcache => super::lmcache::handle(&s, &path, request).await,
+        ProxyMode::Nixl => nixl(&s, &auth, &path, request).await,
+        ProxyMode::Lmcache => super::lmcache::handle(&s, &auth, &path, request).await,
     };
     result.unwrap_or_else(|resp| {
         s.upstream_errors.fetch_add(1, Ordering::Relaxed);
@@ -371,10 +397,15 @@ async fn generate(State(s): State<Arc<Shared>>, uri: Uri, body: Bytes) -> Respon
     })
 }
 
-async fn forward(s: &Shared, base: &str, path: &str, body: &Value) -> Result<Response, Response> {
-    let upstream = s
-        .client
-        .post(format!("{base}{path}"))
+async fn forward(
+    s: &Shared,
+    auth: &Auth,
+    base: &str,
+    path: &str,
+    body: &Value,
+) -> Result<Response, Response> {
+    let upstream = auth
+        .on(s.client.post(format!("{base}{path}")))
         .json(body)
         .send()
         .await
@@ -398,13 +429,13 @@ pub(super) fn upstream_failure(base: &str, path: &str, e: &reqwest::Error) -> Re
 /// client's answer as it is (never retried).
 pub(super) async fn post_prefill(
     s: &Shared,
+    auth: &Auth,
     prefiller: &str,
     path: &str,
     body: &Value,
 ) -> Result<reqwest::Response, Response> {
-    let response = s
-        .client
-        .post(format!("{prefiller}{path}"))
+    let response = auth
+        .on(s.client.post(format!("{prefiller}{path}")))
         .json(body)
         .send()
         .await
@@ -416,7 +447,7 @@ pub(super) async fn post_prefill(
 }
 
 /// The NixlConnector hand-off: prefill with max_tokens = 1, then decode with its KV params.
-async fn nixl(s: &Shared, path: &str, request: Value) -> Result<Response, Response> {
+async fn nixl(s: &Shared, auth: &Auth, path: &str, request: Value) -> Result<Response, Response> {
     let prefiller = pick(&s.config.prefill, &s.next_prefill);
     let mut prefill_body = request.clone();
     let obj = prefill_body.as_object_mut().expect("checked object");
@@ -437,7 +468,7 @@ async fn nixl(s: &Shared, path: &str, request: Value) -> Result<Response, Respon
             "remote_port": null,
         }),
     );
-    let response = post_prefill(s, prefiller, path, &prefill_body).await?;
+    let response = post_prefill(s, auth, prefiller, path, &prefill_body).await?;
     let prefill_json = crate::http_body::read_json(response).await.map_err(|e| {
         error_response(
             StatusCode::BAD_GATEWAY,
@@ -464,7 +495,7 @@ async fn nixl(s: &Shared, path: &str, request: Value) -> Result<Response, Respon
         .as_object_mut()
         .expect("checked object")
         .insert("kv_transfer_params".into(), kv);
-    forward(s, decoder, path, &decode_body).await
+    forward(s, auth, decoder, path, &decode_body).await
 }
 
 /// `7300,7301:7400,7401` → ([7300, 7301], [7400, 7401]).

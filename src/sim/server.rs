@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -59,6 +59,8 @@ pub struct SimConfig {
     /// vLLM's `--num-gpu-blocks-override`: the instance's KV cache in blocks, instead of the
     /// profile's capacity.
     pub kv_blocks_override: Option<u64>,
+    /// vLLM's `--api-key` / `VLLM_API_KEY`: `/v1` requests without it are refused.
+    pub api_key: Option<String>,
 }
 
 impl SimConfig {
@@ -80,6 +82,7 @@ impl SimConfig {
             prefix_caching: true,
             lmcache_proxy: None,
             kv_blocks_override: None,
+            api_key: None,
         }
     }
 }
@@ -222,6 +225,10 @@ pub async fn serve(
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            require_key,
+        ))
         .with_state(app.clone());
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -247,6 +254,33 @@ pub async fn serve(
             Ok(ServeExit::Crashed(why))
         }
     }
+}
+
+/// vLLM's authentication: with a key, a `/v1` request (OPTIONS aside) that does not carry
+/// `Authorization: Bearer KEY` gets 401 `{"error": "Unauthorized"}`; other paths (`/health`,
+/// `/metrics`, `/tokenize`) stay open.
+async fn require_key(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(key) = &app.cfg.api_key {
+        let guarded = req.uri().path().starts_with("/v1") && req.method() != Method::OPTIONS;
+        let carried = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .is_some_and(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && token == key);
+        if guarded && !carried {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": "Unauthorized"})),
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Stops a background task when `serve` returns.

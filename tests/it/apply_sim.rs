@@ -2517,3 +2517,79 @@ fn nixl_transfers_are_counted_and_a_slow_kv_path_is_named() {
         assert_no_orphans(&run);
     }
 }
+
+/// `target.api_key_env`: every instance (the simulator reads `VLLM_API_KEY` as vLLM does)
+/// refuses `/v1` requests without the key, so the run gets through only because vbench sends
+/// it everywhere: the smoke request, the KV and output checks (through the built-in proxy,
+/// which passes it on to prefill and decode), the warm-up and the load. The key itself is in
+/// no file of the run folder or its report. Without the variable set, nothing starts.
+#[test]
+fn an_api_key_reaches_every_request_and_no_file() {
+    let _busy = crate::support::busy();
+    const KEY: &str = "sk-vbench-apply-5f2c9e";
+    let sets = [
+        "target.api_key_env=\"VBENCH_TEST_APPLY_KEY\"",
+        "load.rates=[20]",
+        "load.num_prompts=8",
+        "load.warmup=1",
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let out = apply_with_report(tmp.path(), &sets, &[])
+        .env("VBENCH_TEST_APPLY_KEY", KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let run = run_dir(tmp.path());
+    let variants = variant_dirs(&run);
+    assert_eq!(variants.len(), 5);
+    assert_eq!(
+        stderr.matches("  API key required: ").count(),
+        5,
+        "every variant's instances refuse requests without the key: {stderr}"
+    );
+    assert_eq!(stderr.matches("output verified").count(), 3, "{stderr}");
+    for v in &variants {
+        let r: RunResult =
+            serde_json::from_slice(&std::fs::read(v.join("vllm-20qps.json")).unwrap()).unwrap();
+        assert_eq!(
+            (r.completed, r.failed),
+            (8, 0),
+            "{}: {:?}",
+            v.display(),
+            r.errors
+        );
+        assert!(
+            r.vbench.load.notes.iter().any(|n| n
+                == "every request carried an API key from $VBENCH_TEST_APPLY_KEY (not recorded)"),
+            "{:?}",
+            r.vbench.load.notes
+        );
+    }
+    let files = walkdir(&run);
+    assert!(files.iter().any(|f| f.ends_with("report/summary.md")));
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(
+            !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+            "{} holds the key",
+            f.display()
+        );
+    }
+    assert_no_orphans(&run);
+
+    let unset = tempfile::tempdir().unwrap();
+    let out = apply(unset.path(), &sets, &[])
+        .env_remove("VBENCH_TEST_APPLY_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "target.api_key_env = \"VBENCH_TEST_APPLY_KEY\": $VBENCH_TEST_APPLY_KEY is not set"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(unset.path()).unwrap().count(), 0);
+}

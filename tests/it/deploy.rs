@@ -31,6 +31,7 @@ fn render_all(path: &str, sets: &[&str], cap: Capacity) -> Vec<DeploymentSpec> {
         slurm: None,
         // what apply passes for the default `target.compile_cache = "auto"` (fixed here)
         compile_cache: (plan.backend != Backend::Sim).then_some(Path::new("/cache/vbench/compile")),
+        api_key_env: m.target.api_key_env.as_deref(),
     };
     plan.variants
         .iter()
@@ -327,4 +328,42 @@ fn lmcache_proxy_gets_the_decoder_buffer_in_chunk_slots() {
         .position(|a| a == "--lmcache-buffer-slots")
         .unwrap();
     assert_eq!(proxy[i + 1], "146");
+}
+
+/// `target.api_key_env` reaches every instance as `VLLM_API_KEY`, by name only (the recorded
+/// command line says where it comes from, never what it is); the proxy gets none (it passes
+/// each request's own key on).
+#[test]
+fn api_key_env_reaches_every_instance_by_name() {
+    let cap = Capacity {
+        absent: None,
+        gpus: Some(8),
+        cpu_cores: None,
+        source: "test".into(),
+    };
+    let specs = render_all(
+        "experiments/sim-demo.toml",
+        &["target.api_key_env=\"VBENCH_SECRET_KEY\""],
+        cap,
+    );
+    let mut instances = 0;
+    for c in specs.iter().flat_map(|s| &s.components) {
+        if c.name == "proxy" {
+            assert!(c.spec.env_from.is_empty(), "{:?}", c.spec.env_from);
+            continue;
+        }
+        instances += 1;
+        assert_eq!(
+            c.spec.env_from.get("VLLM_API_KEY").map(String::as_str),
+            Some("VBENCH_SECRET_KEY"),
+            "{}",
+            c.name
+        );
+        assert!(!c.spec.env.contains_key("VLLM_API_KEY"));
+        assert!(c
+            .spec
+            .command_line()
+            .contains("VLLM_API_KEY=\"$VBENCH_SECRET_KEY\""));
+    }
+    assert!(instances >= 5, "{instances}");
 }

@@ -666,7 +666,7 @@ fn zero_timeout() {
 fn slurm_options_without_slurm_backend() {
     assert_error(
         &edit("gpus = 4", "gpus = 4\nslurm = { nodes = 2 }"),
-        "16:9",
+        "16:24",
         "[target.slurm] is set but backend is not \"slurm\"",
         None,
     );
@@ -755,4 +755,58 @@ fn free_text_may_span_lines() {
     );
     let loaded = manifest::load_str(Path::new("m.toml"), &text, &[]).unwrap();
     plan::resolve(&loaded, &capacity()).unwrap();
+}
+
+// --- API keys -------------------------------------------------------------------------------
+
+/// vLLM's own key settings on an instance are refused where they stand (vbench would not send
+/// the key, so every request would fail with 401); so is a name that is no variable, and
+/// vllm-router with a key (it passes no client's key on).
+#[test]
+fn api_key_settings_vbench_would_not_send_are_refused_where_they_stand() {
+    let help = "target.api_key_env";
+    assert_error(
+        &edit(
+            "gpus = 4",
+            "gpus = 4\nenv = { VLLM_API_KEY = { env = \"K\" } }",
+        ),
+        "16:24",
+        "target.env.VLLM_API_KEY sets vLLM's API key",
+        Some(help),
+    );
+    assert_error(
+        &edit(
+            "decode = { instances = 1, tp = 1 }",
+            "decode = { instances = 1, tp = 1, env = { VLLM_API_KEY = \"sk-1\" } }",
+        ),
+        "24:58",
+        "VLLM_API_KEY sets vLLM's API key",
+        Some(help),
+    );
+    assert_error(
+        &edit(
+            "tp = [1, 2]",
+            "tp = [1, 2]\nextra_args = [\"--max-num-seqs\", \"8\", \"--api-key=sk-1\"]",
+        ),
+        "20:38",
+        "--api-key sets vLLM's API key",
+        Some(help),
+    );
+    assert_error(
+        &edit("gpus = 4", "gpus = 4\napi_key_env = \"MY-KEY\""),
+        "16:15",
+        "api_key_env \"MY-KEY\" is not the name of an environment variable",
+        None,
+    );
+    let router = edit(
+        "decode = { instances = 1, tp = 1 }",
+        "decode = { instances = 1, tp = 1 }\nproxy = \"vllm-router\"",
+    )
+    .replacen("gpus = 4", "gpus = 4\napi_key_env = \"K\"", 1);
+    assert_error(
+        &router,
+        "26:9",
+        "vllm-router does not pass a client's API key on",
+        Some("proxy = \"builtin\""),
+    )
 }

@@ -650,3 +650,101 @@ async fn an_lmcache_producer_asked_without_a_decoder_dies() {
         "the instance is down afterwards"
     );
 }
+
+/// With an API key (vLLM's `--api-key` / `VLLM_API_KEY`), `/v1` requests need
+/// `Authorization: Bearer KEY` and get vLLM's 401 `{"error": "Unauthorized"}` otherwise;
+/// `/health`, `/metrics` and `/tokenize` stay open, as in vLLM. vbench's proxy passes a
+/// client's key on to prefill and decode, so a NIXL pair behind it answers only a client
+/// that sent the key.
+#[tokio::test]
+async fn an_api_key_guards_v1_and_the_proxy_passes_it_on() {
+    const KEY: &str = "sk-sim-7c1d";
+    let keyed = |role: Role| SimConfig {
+        api_key: Some(KEY.into()),
+        ..cfg(role)
+    };
+    let mut p = keyed(Role::Prefill);
+    p.kv_host = "127.0.0.1".into();
+    p.engine_id = Some("engine-p".into());
+    let (ps, ds) = (start(p).await, start(keyed(Role::Decode)).await);
+    let c = client();
+    let body = completion_body(40, 4);
+    let post = |url: String, auth: Option<&str>| {
+        let r = c.post(url).json(&body);
+        match auth {
+            Some(a) => r.header("authorization", a),
+            None => r,
+        }
+    };
+    let url = format!("{}/v1/completions", ds.url());
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some(&format!("Basic {KEY}")[..]),
+    ] {
+        let r = post(url.clone(), auth).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"error": "Unauthorized"})
+        );
+    }
+    let r = post(url, Some(&format!("bearer {KEY}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the scheme is case-insensitive, as vLLM's");
+    for open in ["health", "metrics"] {
+        let r = c.get(format!("{}/{open}", ds.url())).send().await.unwrap();
+        assert_eq!(r.status(), 200, "/{open}");
+    }
+    let r = c
+        .post(format!("{}/tokenize", ds.url()))
+        .json(&json!({"model": "m", "prompt": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "/tokenize");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let config = vbench::proxy::ProxyConfig {
+        mode: vbench::proxy::ProxyMode::Nixl,
+        prefill: vec![ps.url()],
+        decode: vec![ds.url()],
+        backends: vec![],
+        lmcache_decoder_ports: vec![],
+        lmcache_notify: None,
+        kv_wait: Duration::from_secs(5),
+        lmcache_buffer_slots: vec![],
+        lmcache_chunk_size: 256,
+        timeout: Duration::from_secs(30),
+        log: None,
+    };
+    tokio::spawn(vbench::proxy::serve(
+        config,
+        listener,
+        std::future::pending(),
+    ));
+    let url = format!("{proxy}/v1/completions");
+    let refused = post(url.clone(), None).send().await.unwrap();
+    assert_eq!(
+        refused.status(),
+        401,
+        "the prefill's refusal, passed through"
+    );
+    let models = c.get(format!("{proxy}/v1/models")).send().await.unwrap();
+    assert_eq!(models.status(), 401);
+    let bearer = format!("Bearer {KEY}");
+    let ok = post(url, Some(&bearer)).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let text = ok.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let models = c
+        .get(format!("{proxy}/v1/models"))
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(models.status(), 200);
+}

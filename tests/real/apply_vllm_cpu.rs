@@ -35,6 +35,8 @@ fn vllm_processes(marker: &str) -> Vec<String> {
         .collect()
 }
 
+const REAL_KEY: &str = "sk-vbench-real-41d0";
+
 #[test]
 fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
     let _alone = crate::alone();
@@ -55,11 +57,20 @@ fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
             "--set",
             &format!("target.vllm_bin={}", root.join("venv/bin/vllm").display()),
         ])
+        // Real vLLM behind an API key: it refuses /v1 requests without it, so every request
+        // below (smoke, checks, load; through the proxy to prefill and decode) carried it.
+        .args(["--set", "target.api_key_env=\"VBENCH_REAL_KEY\""])
+        .env("VBENCH_REAL_KEY", REAL_KEY)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("KV transfer verified"), "{stderr}");
+    assert!(
+        stderr.contains("API key required: 1 instance(s) refuse requests without it")
+            && stderr.contains("API key required: 2 instance(s) refuse requests without it"),
+        "{stderr}"
+    );
     // Real vLLM, greedy: the answer through prefill and decode is a single instance's.
     assert!(
         stderr.contains("output verified: 8 greedy tokens through prefill and decode"),
@@ -172,6 +183,16 @@ fn cpu_tiny_runs_simple_and_nixl_on_real_vllm() {
                 .collect();
             assert_eq!(binds, ["0", "1"]);
         }
+    }
+    for f in crate::files_under(&run) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !bytes
+                .windows(REAL_KEY.len())
+                .any(|w| w == REAL_KEY.as_bytes()),
+            "{} holds the API key",
+            f.display()
+        );
     }
     // Nothing this run started is still alive (the suite's own shared vLLM server, on another
     // port, is not ours).

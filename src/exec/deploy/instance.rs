@@ -11,7 +11,7 @@ use super::{core_list, model_arg, Component, Target};
 use crate::exec::process::ProcessSpec;
 use crate::exec::slurm;
 use crate::exec::templates::Templates;
-use crate::manifest::{Accelerator, Backend, LmcacheOptions, Mode};
+use crate::manifest::{Accelerator, Backend, LmcacheOptions, Mode, VLLM_API_KEY_VAR};
 use crate::plan::{RoleKind, RoleSpec, Variant};
 
 /// What is decided about an instance before its command is rendered.
@@ -223,9 +223,14 @@ pub fn component(
     };
     // The manifest's own environment wins over the template's; its references to vbench's
     // environment are resolved only at launch.
-    let (literal, env_from) = crate::exec::process::split_env(&role.env);
+    let (literal, mut env_from) = crate::exec::process::split_env(&role.env);
     env.retain(|k, _| !env_from.contains_key(k));
     env.extend(literal);
+    // The key goes by name too, so neither the command line nor a record holds it.
+    if let Some(name) = target.api_key_env {
+        env.remove(VLLM_API_KEY_VAR);
+        env_from.insert(VLLM_API_KEY_VAR.to_owned(), name.to_owned());
+    }
     let (program, args) = match (&target.slurm, place.node) {
         (Some(s), Some(n)) => {
             let gres = if sim { 0 } else { role.tp };

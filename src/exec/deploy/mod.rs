@@ -99,6 +99,9 @@ pub struct Target<'a> {
     pub slurm: Option<SlurmTarget<'a>>,
     /// The compile-cache folder every vLLM instance shares (`None`: vLLM's defaults).
     pub compile_cache: Option<&'a Path>,
+    /// The variable of vbench's environment that holds the instances' API key
+    /// (`target.api_key_env`).
+    pub api_key_env: Option<&'a str>,
 }
 
 /// The slurm backend's part of the target.
