@@ -294,6 +294,17 @@ pub async fn send(
         Ok(status) => (Some(status), None),
         Err(f) => (f.status, Some(f)),
     };
+    let failure = failure.or_else(|| match acct.first {
+        // Bytes that were waiting before the request went out answer some other request.
+        Some(first) if first < sent => Some(Failure {
+            kind: "malformed",
+            message: "the answer began before the request was sent (bytes left over from an \
+                      earlier response on the connection)"
+                .into(),
+            status,
+        }),
+        _ => None,
+    });
     let failure = failure.or_else(|| {
         if acct.first.is_none() {
             Some(Failure {
@@ -384,9 +395,10 @@ async fn run_stream_raw(
         });
         tokio::time::timeout_at(deadline, fut).await
     };
-    let status = 200;
+    // The head's status, when one came (a request cut off later keeps it).
+    let status = reads.status;
     match outcome {
-        Err(_) if acct.done => return Ok(status),
+        Err(_) if acct.done => return Ok(status.unwrap_or(200)),
         Err(_) => {
             return Err(Failure {
                 kind: "timeout",
@@ -395,7 +407,7 @@ async fn run_stream_raw(
                     target.timeout.as_secs_f64(),
                     acct.content_chunks
                 ),
-                status: acct.first.map(|_| status),
+                status,
             })
         }
         Ok(Outcome::Ok) => {}
@@ -407,7 +419,7 @@ async fn run_stream_raw(
                 status: Some(code),
             });
         }
-        Ok(Outcome::Failed { .. }) if acct.done => return Ok(status),
+        Ok(Outcome::Failed { .. }) if acct.done => return Ok(status.unwrap_or(200)),
         Ok(Outcome::Failed { kind, message }) => {
             let message = if kind == "stream_cut" {
                 format!(
@@ -417,7 +429,6 @@ async fn run_stream_raw(
             } else {
                 message
             };
-            let status = (kind != "connect").then_some(status);
             return Err(Failure {
                 kind,
                 message,
@@ -428,7 +439,7 @@ async fn run_stream_raw(
             return Err(Failure {
                 kind: e.kind(),
                 message: e.message().to_string(),
-                status: Some(status),
+                status,
             })
         }
     }
@@ -438,7 +449,7 @@ async fn run_stream_raw(
         .map_err(|e| Failure {
             kind: e.kind(),
             message: e.message().to_string(),
-            status: Some(status),
+            status,
         })?;
     if !acct.done {
         return Err(Failure {
@@ -447,10 +458,10 @@ async fn run_stream_raw(
                 "stream ended after {} content chunks without data: [DONE]",
                 acct.content_chunks
             ),
-            status: Some(status),
+            status,
         });
     }
-    Ok(status)
+    Ok(status.unwrap_or(200))
 }
 
 async fn run_stream(

@@ -35,6 +35,9 @@ pub struct ReadStats {
     pub unstamped: u32,
     /// The longest any body bytes waited in the socket before the client read them.
     pub max_wait: Duration,
+    /// The final response head's status, once one arrived (a request cut off later still has
+    /// it).
+    pub status: Option<u16>,
 }
 
 /// A request the dispatcher thread already started at its scheduled instant: written, whole
@@ -126,7 +129,13 @@ impl Endpoint {
         let now = Instant::now();
         let fresh_from = v.partition_point(|(_, t)| now.duration_since(*t) > MAX_IDLE);
         v.drain(..fresh_from);
-        v.pop().map(|(s, _)| s)
+        // One that received bytes (or a close) while idle is dropped.
+        while let Some((s, _)) = v.pop() {
+            if nothing_pending(&s) {
+                return Some(s);
+            }
+        }
+        None
     }
 
     fn put_idle(&self, s: TcpStream) {
@@ -288,6 +297,12 @@ impl Endpoint {
                         message: format!("no complete response head: {e}"),
                     }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Outcome::Failed {
+                        kind: "too_large",
+                        message: e.to_string(),
+                    }
+                }
                 Err(_) if reused => continue,
                 Err(e) => {
                     return Outcome::Failed {
@@ -298,39 +313,57 @@ impl Endpoint {
             }
         };
 
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut resp = httparse::Response::new(&mut headers);
-        if resp.parse(&buf[..head_len]).is_err() {
-            return Outcome::Failed {
-                kind: "malformed",
-                message: "unparseable HTTP response head".into(),
+        let (mut sock, mut head_len, mut head_arrived) = (sock, head_len, head_arrived);
+        let head = loop {
+            let head = match Head::parse(&buf[..head_len]) {
+                Ok(h) => h,
+                Err(message) => {
+                    return Outcome::Failed {
+                        kind: "malformed",
+                        message,
+                    }
+                }
             };
-        }
-        let status = resp.code.unwrap_or(0);
-        let mut chunked = false;
-        let mut length: Option<usize> = None;
-        let mut close = resp.version == Some(0);
-        for h in resp.headers.iter() {
-            let v = std::str::from_utf8(h.value).unwrap_or("").trim();
-            if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = v.to_ascii_lowercase().contains("chunked");
-            } else if h.name.eq_ignore_ascii_case("content-length") {
-                length = v.parse().ok();
-            } else if h.name.eq_ignore_ascii_case("connection") {
-                close = v.eq_ignore_ascii_case("close");
+            // An interim answer (`100 Continue`, `103 Early Hints`): the real one follows.
+            if !matches!(head.status, 100 | 102..=199) {
+                break head;
             }
-        }
+            buf.drain(..head_len);
+            match write_and_read_head(&mut sock, &[], &mut buf, deadline).await {
+                Ok((n, arrived)) => (head_len, head_arrived) = (n, arrived),
+                Err(e) => {
+                    return Outcome::Failed {
+                        kind: if e.kind() == std::io::ErrorKind::TimedOut {
+                            "timeout"
+                        } else {
+                            "stream_cut"
+                        },
+                        message: format!("no response head after an interim one: {e}"),
+                    }
+                }
+            }
+        };
+        let Head {
+            status,
+            chunked,
+            length,
+            close,
+        } = head;
+        stats.status = Some(status);
         buf.drain(..head_len);
 
         if status != 200 {
-            // Enough of an error body to say what went wrong; stop reading after that.
+            // Enough of an error body to say what went wrong; stop reading after that, and
+            // soon: a server that sends an error head and then nothing is an HTTP error, not a
+            // timeout.
             let mut text = Vec::new();
             let mut ignored = ReadStats::default();
-            let _ = read_body(
+            let body_deadline = (Instant::now() + ERROR_BODY_WAIT).min(deadline);
+            let read = read_body(
                 &sock,
                 &mut buf,
                 (chunked, length),
-                (head_arrived, deadline),
+                (head_arrived, body_deadline),
                 &mut ignored,
                 |b, _| {
                     text.extend_from_slice(&b[..b.len().min(2000 - text.len())]);
@@ -340,8 +373,8 @@ impl Endpoint {
                         Err(())
                     }
                 },
-            )
-            .await;
+            );
+            let _ = tokio::time::timeout_at(body_deadline.into(), read).await;
             return Outcome::Status(status, String::from_utf8_lossy(&text).into_owned());
         }
         let mut event_err = None;
@@ -359,7 +392,14 @@ impl Endpoint {
         }
         match r {
             Ok(complete) => {
-                if complete && !close && chunked | length.is_some() {
+                // Reused only when the response ended exactly: bytes past its end (a server
+                // that sent more than it framed) would be read as the next request's answer.
+                if complete
+                    && buf.is_empty()
+                    && nothing_pending(&sock)
+                    && !close
+                    && chunked | length.is_some()
+                {
                     self.put_idle(sock);
                 }
                 Outcome::Ok
@@ -367,6 +407,74 @@ impl Endpoint {
             Err((kind, message)) => Outcome::Failed { kind, message },
         }
     }
+}
+
+/// Response headers the reader takes; a head with more is malformed.
+const MAX_HEADERS: usize = 64;
+
+/// What a response head says about the body that follows.
+struct Head {
+    status: u16,
+    chunked: bool,
+    /// `Content-Length`, when given.
+    length: Option<usize>,
+    /// The server closes the connection after this response.
+    close: bool,
+}
+
+impl Head {
+    /// The head in `bytes` (through its blank line), or why it is malformed.
+    fn parse(bytes: &[u8]) -> Result<Head, String> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        resp.parse(bytes).map_err(|e| {
+            format!("unparseable HTTP response head ({e}; at most {MAX_HEADERS} headers)")
+        })?;
+        let mut head = Head {
+            status: resp.code.unwrap_or(0),
+            chunked: false,
+            length: None,
+            close: resp.version == Some(0),
+        };
+        for h in resp.headers.iter() {
+            let v = std::str::from_utf8(h.value).unwrap_or("").trim();
+            if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                head.chunked = v.to_ascii_lowercase().contains("chunked");
+            } else if h.name.eq_ignore_ascii_case("content-length") {
+                // Two lengths that differ, or one that is no number, frame nothing reliably.
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| format!("a Content-Length that is no length: {v:?}"))?;
+                if head.length.is_some_and(|m| m != n) {
+                    return Err("two Content-Length headers that differ".into());
+                }
+                head.length = Some(n);
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                head.close = v.eq_ignore_ascii_case("close");
+            }
+        }
+        Ok(head)
+    }
+}
+
+/// How long the body of a non-200 answer is read for its message.
+const ERROR_BODY_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether a kept-alive connection has no unread bytes and is not closed: only then may it
+/// carry the next request (bytes a server sent unasked would be read as its answer). Asks the
+/// kernel (a peek), not tokio's readiness, which may not have seen them yet.
+fn nothing_pending(sock: &impl AsRawFd) -> bool {
+    let mut probe = [0u8; 1];
+    // SAFETY: a one-byte peek into our buffer; MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            probe.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
 
 async fn write_and_read_head(
@@ -384,7 +492,10 @@ async fn write_and_read_head(
             return Ok((i + 4, arrived));
         }
         if buf.len() > 64 * 1024 {
-            return Err(std::io::Error::other("response head larger than 64 KiB"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "response head larger than 64 KiB",
+            ));
         }
         let (n, arrival) = recv_stamped(sock, buf).await?;
         arrived = arrival.at();
@@ -409,7 +520,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Decode the body (chunked, fixed length, or until close), calling `on` with each data piece
 /// and the instant its bytes arrived (the kernel's receive stamp when there is one).
-/// `Ok(true)`: body complete and the connection reusable in principle; `Ok(false)`: complete
+/// `Ok(true)`: body complete (its bytes consumed from `buf`, which keeps only what came after
+/// it) and the connection reusable in principle; `Ok(false)`: complete
 /// by close, or `on` declined more; `Err((kind, message))`: cut (`stream_cut`), a malformed
 /// chunk framing (`malformed`), or `deadline` passed (`timeout`).
 async fn read_body<E>(
@@ -425,11 +537,33 @@ async fn read_body<E>(
     let mut remaining = length; // content-length mode
                                 // chunked state: Some(n) = n data bytes left in the current chunk (+2 for its CRLF)
     let mut in_chunk: Option<usize> = None;
+    // chunked: the last chunk came; its trailer section (usually empty) and CRLF follow
+    let mut in_trailer = false;
     let mut chunks_seen = 0u64;
     loop {
         // consume what is buffered
         loop {
             let avail = &buf[pos..];
+            if in_trailer {
+                let end = if avail.starts_with(b"\r\n") {
+                    Some(2)
+                } else {
+                    find(avail, b"\r\n\r\n").map(|i| i + 4)
+                };
+                match end {
+                    Some(n) => {
+                        buf.drain(..pos + n);
+                        return Ok(true);
+                    }
+                    None if avail.len() > MAX_CHUNK_SIZE_LINE => {
+                        return Err((
+                            "malformed",
+                            format!("a trailer section longer than {MAX_CHUNK_SIZE_LINE} bytes"),
+                        ));
+                    }
+                    None => break,
+                }
+            }
             if chunked {
                 match in_chunk {
                     None => {
@@ -457,7 +591,8 @@ async fn read_body<E>(
                         })?;
                         pos += eol + 2;
                         if size == 0 {
-                            return Ok(true); // trailers, if any, are left unread
+                            in_trailer = true;
+                            continue;
                         }
                         in_chunk = Some(size);
                     }
@@ -465,6 +600,12 @@ async fn read_body<E>(
                         if left == 0 {
                             if avail.len() < 2 {
                                 break;
+                            }
+                            if !avail.starts_with(b"\r\n") {
+                                return Err((
+                                    "malformed",
+                                    "a chunk's data does not end where its size says".into(),
+                                ));
                             }
                             pos += 2; // CRLF after the chunk's data
                             in_chunk = None;
@@ -494,12 +635,14 @@ async fn read_body<E>(
                 if let Some(r) = remaining.as_mut() {
                     *r -= n;
                     if *r == 0 {
+                        buf.drain(..pos);
                         return Ok(true);
                     }
                 }
             }
         }
         if remaining == Some(0) {
+            buf.drain(..pos);
             return Ok(true);
         }
         // compact and read more

@@ -347,10 +347,11 @@ impl StreamAccount {
             if let Some(p) = piece.filter(|p| !p.is_empty()) {
                 self.nonempty_chunks += 1;
                 if let Some(t) = self.text.as_mut() {
-                    if t.len() + p.len() > self.max_chunks as usize * TEXT_BYTES_PER_CHUNK {
+                    let bound = self.max_chunks as usize * TEXT_BYTES_PER_CHUNK;
+                    if t.len() + p.len() > bound {
                         return Err(StreamError::TooLarge(format!(
-                            "more than {} bytes of generated text",
-                            t.len()
+                            "more than {bound} bytes of generated text ({TEXT_BYTES_PER_CHUNK} \
+                             per token asked for)"
                         )));
                     }
                     t.push_str(p);

@@ -158,3 +158,160 @@ fn the_reqwest_path_has_the_same_bounds() {
         Duration::from_secs(10),
     );
 }
+
+/// A server that answers each request on a connection with `answer(n)` (n counts the
+/// connection's requests from 0) and then `after(n)`; keeps the connection while the request
+/// asked for nothing else. Returns its base URL.
+fn serve_wire(answer: fn(usize) -> Vec<u8>, after: fn(usize) -> Vec<u8>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                for n in 0.. {
+                    // The request: its head, then Content-Length bytes of body.
+                    let mut byte = [0u8; 4096];
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match conn.read(&mut byte) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&byte[..k]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < head_end + len {
+                        match conn.read(&mut byte) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&byte[..k]),
+                        }
+                    }
+                    buf.drain(..head_end + len);
+                    if conn.write_all(&answer(n)).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(30));
+                    if conn.write_all(&after(n)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A complete 200 stream of one token `text`, framed by Content-Length.
+fn framed_stream(text: &str, prompt_tokens: u64) -> Vec<u8> {
+    let body = format!(
+        "data: {{\"choices\":[{{\"index\":0,\"text\":\"{text}\"}}]}}\n\n\
+         data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":{prompt_tokens},\"completion_tokens\":1}}}}\n\n\
+         data: [DONE]\n\n"
+    );
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// `vbench bench` of `n` requests at `rate` (constant arrivals) with `extra` flags; the result.
+fn bench_wire(url: &str, n: usize, rate: &str, extra: &[&str]) -> RunResult {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let tiny = format!("{}/tests/fixtures/tiny-model", env!("CARGO_MANIFEST_DIR"));
+    let _ = Command::cargo_bin("vbench")
+        .unwrap()
+        .args(["bench", "--base-url", url, "--model", "m"])
+        .args(["--tokenizer", &tiny, "--dataset", "random"])
+        .args(["--input-len", "16", "--output-len", "1", "--ignore-eos"])
+        .args(["--num-prompts", &n.to_string(), "--rate", rate])
+        .args(["--arrival", "constant", "--timeout-s", "5", "--warmup", "0"])
+        .args(extra)
+        .arg("--out")
+        .arg(&out)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+/// A server that sends a second, unasked response on a kept-alive connection after each real
+/// one: no request may take it for its answer (it was read as the next request's, with a
+/// TTFT below zero and its token counts). The connection that holds it is not reused.
+#[test]
+fn an_unasked_response_on_a_kept_alive_connection_answers_no_request() {
+    let _busy = crate::support::busy();
+    let url = serve_wire(
+        |_| framed_stream("real", 10),
+        |_| framed_stream("STALE", 777),
+    );
+    for extra in [&[][..], &["--reqwest"][..]] {
+        let r = bench_wire(&url, 8, "10", extra);
+        assert_eq!((r.completed, r.failed), (8, 0), "{extra:?}: {:?}", r.errors);
+        for q in &r.vbench.requests {
+            assert!(q.ttft_s.unwrap() > 0.0, "{extra:?}: {q:?}");
+            assert_eq!(q.prompt_tokens, 10, "{extra:?}: {q:?}");
+        }
+    }
+}
+
+/// What a request records of the response head: 500 with no body is an HTTP error (not a
+/// timeout) with its status, and soon; a `100 Continue` before the real head is skipped; two Content-Lengths that differ are
+/// malformed.
+#[test]
+fn the_status_recorded_is_the_heads_and_interim_heads_are_skipped() {
+    let _busy = crate::support::busy();
+    let silent_500 = serve_wire(
+        |_| b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 100\r\n\r\n".to_vec(),
+        |_| {
+            std::thread::sleep(Duration::from_secs(30));
+            Vec::new()
+        },
+    );
+    let t0 = Instant::now();
+    let r = bench_wire(&silent_500, 1, "inf", &[]);
+    let q = &r.vbench.requests[0];
+    assert_eq!(
+        (q.error_kind.as_deref(), q.http_status),
+        (Some("http"), Some(500)),
+        "{q:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+
+    let continue_first = serve_wire(
+        |_| {
+            let mut out = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+            out.extend(framed_stream("ok", 10));
+            out
+        },
+        |_| Vec::new(),
+    );
+    let r = bench_wire(&continue_first, 2, "inf", &[]);
+    assert_eq!((r.completed, r.failed), (2, 0), "{:?}", r.errors);
+
+    let two_lengths = serve_wire(
+        |_| {
+            let mut out = framed_stream("ok", 10);
+            out.splice(17..17, b"content-length: 5\r\n".iter().copied());
+            out
+        },
+        |_| Vec::new(),
+    );
+    let r = bench_wire(&two_lengths, 1, "inf", &[]);
+    let q = &r.vbench.requests[0];
+    assert_eq!(q.error_kind.as_deref(), Some("malformed"), "{q:?}");
+    assert!(
+        q.error.as_deref().unwrap().contains("two Content-Length"),
+        "{q:?}"
+    );
+}
