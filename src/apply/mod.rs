@@ -312,6 +312,9 @@ pub async fn run(
             // Taken before anything is checked or written: a second resume of the same run
             // stops here, naming the first.
             let lock = run_dir.lock()?;
+            if let Some(warning) = lock.copy_of_live_run(run_dir.path()) {
+                events.warning(&warning);
+            }
             run_dir.check_resumable(loaded)?;
             stop_leftovers(lock.mark(), options.stop_grace, events)?;
             (run_dir, lock, Attempt::resume(chrono::Local::now()))

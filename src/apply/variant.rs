@@ -347,9 +347,27 @@ impl VariantRun<'_> {
                 ));
                 continue;
             }
+            self.set_aside_unreadable(cell)?;
             health::check_alive(running)?;
             self.measure_timed(spec, cell, running, interrupted, clock)
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// A file at the cell's result name that is no result (empty, cut, foreign) goes to
+    /// `aborted/`, said, before the cell is measured again.
+    fn set_aside_unreadable(&self, cell: &Cell) -> Result<(), VariantError> {
+        if let Some((dest, why)) = self
+            .dir
+            .set_aside_unreadable(self.attempt, cell)
+            .map_err(VariantError::Failed)?
+        {
+            self.events.warning(&format!(
+                "{} was no result ({why}): moved to {} and measured again",
+                cell.result_file,
+                dest.display()
+            ));
         }
         Ok(())
     }
@@ -417,6 +435,7 @@ impl VariantRun<'_> {
                 ));
                 r
             } else {
+                self.set_aside_unreadable(&cell)?;
                 health::check_alive(running)?;
                 self.measure_timed(spec, &cell, running, interrupted, clock)
                     .await?

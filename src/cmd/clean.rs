@@ -44,6 +44,9 @@ pub fn run(args: CleanArgs) -> Result<()> {
             Error::failed(e)
         }
     })?;
+    if let Some(warning) = lock.copy_of_live_run(&args.run_dir) {
+        eprintln!("warning: {warning}");
+    }
     let found = leftovers::find(lock.mark());
     let files = run.dead_writes();
     if found.is_empty() && files.is_empty() {

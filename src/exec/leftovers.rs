@@ -157,6 +157,20 @@ pub fn process_group(pid: i32) -> Option<i32> {
     after.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// Whether `pid` is a running vbench (the same program as this one, by its executable's name):
+/// the `apply` a lock record names, still alive.
+pub fn is_live_vbench(pid: i32) -> bool {
+    let name = |exe: std::path::PathBuf| {
+        let name = exe.file_name()?.to_string_lossy().into_owned();
+        Some(name.trim_end_matches(" (deleted)").to_owned())
+    };
+    let theirs = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(name);
+    let ours = std::env::current_exe().ok().and_then(name);
+    is_running(pid) && theirs.is_some() && theirs == ours
+}
+
 /// The process exists and is not a zombie.
 fn is_running(pid: i32) -> bool {
     let Some(stat) = read_capped(&format!("/proc/{pid}/stat"), 4096) else {

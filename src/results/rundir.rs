@@ -247,13 +247,26 @@ impl RunDir {
                     .into())
                 }
             };
-        // The mark outlives each apply: it names the run's processes for the next one.
-        let mark = LockRecord::parse(&lock.record())
-            .mark
-            .unwrap_or_else(crate::exec::leftovers::new_mark);
+        // The mark outlives each apply: it names the run's processes for the next one. But a
+        // record whose vbench is alive though it does not hold this lock was copied with the
+        // folder from a live run: its mark names that run's processes, which this folder's
+        // resume or clean must never stop, so the copy gets a mark of its own.
+        let previous = LockRecord::parse(&lock.record());
+        let copy_of_live = previous.pid.filter(|&pid| {
+            pid != std::process::id()
+                && i32::try_from(pid).is_ok_and(crate::exec::leftovers::is_live_vbench)
+        });
+        let mark = match (previous.mark, copy_of_live) {
+            (Some(mark), None) => mark,
+            _ => crate::exec::leftovers::new_mark(),
+        };
         lock.set_record(&format!("pid={}\nmark={mark}\n", std::process::id()))
             .with_context(|| format!("writing {}", path.display()))?;
-        Ok(RunLock { _lock: lock, mark })
+        Ok(RunLock {
+            _lock: lock,
+            mark,
+            copy_of_live,
+        })
     }
 
     /// Hold `bytes` of disk on the folder's file system for the result of a cell measured as
@@ -523,9 +536,22 @@ pub struct Locked {
 pub struct RunLock {
     _lock: crate::exec::flock::Flock,
     mark: String,
+    copy_of_live: Option<u32>,
 }
 
 impl RunLock {
+    /// When this folder is a copy of a run a live vbench is measuring (it then got a mark of
+    /// its own), what to tell the user.
+    pub fn copy_of_live_run(&self, run: &Path) -> Option<String> {
+        self.copy_of_live.map(|pid| {
+            format!(
+                "{} was copied from a run that vbench (pid {pid}) is still measuring: it gets a \
+                 mark of its own, and that run's processes are not touched",
+                run.display()
+            )
+        })
+    }
+
     /// The run's mark: every process `apply` starts for this run carries it (see
     /// [`crate::exec::leftovers`]); the same for every apply in the folder.
     pub fn mark(&self) -> &str {
@@ -612,12 +638,53 @@ impl VariantDir {
         self.path.join(&cell.result_file)
     }
 
+    /// A result stands at this name: a regular, non-empty file (whether it reads as one is
+    /// the importer's to say, which names it when it does not).
     fn has_result(&self, result_file: &str) -> bool {
-        self.path.join(result_file).exists()
+        std::fs::symlink_metadata(self.path.join(result_file))
+            .is_ok_and(|m| m.is_file() && m.len() > 0)
     }
 
+    /// The cell has a result that reads back. An empty, cut or foreign file (or a folder) at
+    /// its name is no measurement: `--resume` sets it aside ([`Self::set_aside_unreadable`])
+    /// and measures the cell again.
     pub fn is_measured(&self, cell: &Cell) -> bool {
-        self.has_result(&cell.result_file)
+        self.has_result(&cell.result_file) && self.read_result(cell).is_ok()
+    }
+
+    /// Moves what stands at the cell's result name without being a readable result into
+    /// `aborted/` (as `<result>-unreadable[-resume-T].json`), so that the cell can be measured
+    /// again without overwriting anything. Returns where it went, and why it was no result.
+    pub fn set_aside_unreadable(
+        &self,
+        attempt: &Attempt,
+        cell: &Cell,
+    ) -> anyhow::Result<Option<(PathBuf, String)>> {
+        let path = self.result_path(cell);
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Ok(None);
+        }
+        let why = match std::fs::symlink_metadata(&path) {
+            Ok(m) if !m.is_file() => "not a regular file".to_owned(),
+            Ok(m) if m.len() == 0 => "empty".to_owned(),
+            _ => match self.read_result(cell) {
+                Ok(_) => return Ok(None),
+                Err(e) => format!("{e:#}"),
+            },
+        };
+        let stem = cell
+            .result_file
+            .strip_suffix(".json")
+            .unwrap_or(&cell.result_file);
+        let aside = self.path.join(ABORTED_DIR);
+        std::fs::create_dir_all(&aside).with_context(|| format!("creating {}", aside.display()))?;
+        let dest = aside.join(attempt.file(&format!("{stem}-unreadable")));
+        if std::fs::symlink_metadata(&dest).is_ok() {
+            bail!("{} is there already", dest.display());
+        }
+        std::fs::rename(&path, &dest)
+            .with_context(|| format!("moving {} to {}", path.display(), dest.display()))?;
+        Ok(Some((dest, why)))
     }
 
     /// The first attempt when the variant has no deployment record yet, else a resume.

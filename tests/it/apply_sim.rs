@@ -2593,3 +2593,115 @@ fn an_api_key_reaches_every_request_and_no_file() {
     );
     assert_eq!(std::fs::read_dir(unset.path()).unwrap().count(), 0);
 }
+
+/// A run folder copied while its apply runs carries that run's mark in its lock record:
+/// `vbench clean COPY` and `apply --resume COPY` must not take the live run's processes for
+/// leftovers and stop them (the live run then failed). The copy gets a mark of its own, the
+/// user is told, and the live run finishes untouched.
+#[test]
+fn a_copy_of_a_live_run_never_stops_that_runs_processes() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = ["load.rates=[20, 4]", "load.num_prompts=20", "load.warmup=0"];
+    let only = ["--only", "simple-tp1-074b25"];
+    let live = apply(tmp.path(), &sets, &only)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = wait_for(tmp.path(), "simple-tp1-074b25/vllm-20qps.json");
+    let copy = tmp.path().join("copy");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&run)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let clean = Command::new(BIN).arg("clean").arg(&copy).output().unwrap();
+    let said = String::from_utf8_lossy(&clean.stderr);
+    assert!(clean.status.success(), "{said}");
+    assert!(
+        said.contains("was copied from a run that vbench (pid ")
+            && said.contains("that run's processes are not touched"),
+        "{said}"
+    );
+    let printed = String::from_utf8_lossy(&clean.stdout);
+    assert!(!printed.contains("stopping pid"), "{printed}");
+    let out = live.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the live run finished: {stderr}"
+    );
+    assert_eq!(
+        read_result(&run.join("simple-tp1-074b25/vllm-4qps.json")).failed,
+        0
+    );
+}
+
+/// A result name that holds no result (an empty file, a folder) is no measurement: `plan
+/// --resume` counts the cell as left, `apply --resume` moves what stands there into
+/// `aborted/` (nothing is overwritten or lost) and measures the cell again.
+#[test]
+fn an_unreadable_result_is_set_aside_and_measured_again() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "load.rates=[20, 40]",
+        "load.num_prompts=10",
+        "load.warmup=0",
+    ];
+    let only = ["--only", "simple-tp1-074b25"];
+    let out = apply(tmp.path(), &sets, &only).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = run_dir(tmp.path());
+    let v = run.join("simple-tp1-074b25");
+    std::fs::write(v.join("vllm-20qps.json"), "").unwrap();
+    std::fs::remove_file(v.join("vllm-40qps.json")).unwrap();
+    std::fs::create_dir(v.join("vllm-40qps.json")).unwrap();
+    std::fs::write(v.join("vllm-40qps.json/note.txt"), "mine").unwrap();
+
+    let plan = Command::new(BIN)
+        .args(["plan", "experiments/sim-demo.toml", "--resume"])
+        .arg(&run)
+        .args(sets.iter().flat_map(|s| ["--set", s]))
+        .args(only)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains(": 2 of its 10 planned cells"), "{text}");
+
+    let out = apply(tmp.path(), &sets, &only)
+        .arg("--resume")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("vllm-20qps.json was no result (empty): moved to")
+            && stderr.contains("vllm-40qps.json was no result (not a regular file): moved to"),
+        "{stderr}"
+    );
+    assert_eq!(read_result(&v.join("vllm-20qps.json")).completed, 10);
+    assert_eq!(read_result(&v.join("vllm-40qps.json")).completed, 10);
+    let aside: Vec<String> = std::fs::read_dir(v.join("aborted"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(aside.len(), 2, "{aside:?}");
+    let folder = aside
+        .iter()
+        .find(|n| n.starts_with("vllm-40qps-unreadable"))
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(v.join("aborted").join(folder).join("note.txt")).unwrap(),
+        "mine"
+    );
+    assert_no_orphans(&run);
+}
