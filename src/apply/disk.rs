@@ -166,7 +166,9 @@ mod tests {
         let first = &plan.cells[0];
         let variant = run.variant(&first.variant_id);
         variant.create().unwrap();
-        std::fs::write(variant.result_path(first), "{}").unwrap();
+        // A result that reads back (a simulator's, kept as a fixture).
+        let result = include_str!("../../tests/fixtures/results/sim-simple-tp1-20qps.json");
+        std::fs::write(variant.result_path(first), result).unwrap();
         let resumed = disk_need(&loaded, &plan, &|_| true, Some(&run));
         assert_eq!(resumed.total, all.total - all.largest_cell);
         let one = disk_need(&loaded, &plan, &|id| id == first.variant_id, Some(&run));
