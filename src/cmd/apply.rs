@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use serde_json::json;
 
@@ -48,16 +47,10 @@ pub struct ApplyArgs {
 
 impl ApplyArgs {
     fn options(&self) -> Result<apply::Options> {
-        if !(self.stop_grace_s.is_finite() && self.stop_grace_s >= 0.0) {
-            return Err(Error::bad_input(anyhow::anyhow!(
-                "--stop-grace-s must be a number of seconds >= 0, got {}",
-                self.stop_grace_s
-            )));
-        }
         Ok(apply::Options {
             results: self.results.clone(),
             only: self.only.clone(),
-            stop_grace: Duration::from_secs_f64(self.stop_grace_s),
+            stop_grace: super::stop_grace(self.stop_grace_s)?,
             resume: self.resume.clone(),
         })
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 use clap::ValueEnum;
 
 use super::progress::RequestBar;
@@ -22,6 +22,7 @@ use crate::load::schedule::{arrival_offsets, replay_offsets, Arrival};
 use crate::load::summary::human_summary;
 use crate::load::tokenizer::Tokenizer;
 use crate::load::{Api, DeploymentInfo, GoodputSlo, LoadSpec, RunResult};
+use crate::manifest::limits;
 use crate::results::store::{self, write_json_new_reserved, SpaceReserve};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -236,11 +237,84 @@ fn parse_rate(s: &str) -> std::result::Result<f64, String> {
         return Ok(f64::INFINITY);
     }
     match s.parse::<f64>() {
-        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        Ok(r) if limits::RATES.contains(&r) => Ok(r),
         _ => Err(format!(
-            "expected a rate > 0 in requests/s or `inf`, got `{s}`"
+            "expected a rate from {} to {} requests/s, or `inf`; got `{s}`",
+            limits::RATES.start(),
+            limits::RATES.end()
         )),
     }
+}
+
+/// The flags' numbers within the ranges vbench takes ([`limits`]), and an endpoint that is a
+/// plain path: a typo is an error here, not a panic, an overflow or a machine out of memory.
+fn check_ranges(args: &BenchOptions) -> anyhow::Result<()> {
+    let wait = |flag: &str, s: f64, zero_ok: bool| {
+        if limits::is_wait(s, zero_ok) {
+            Ok(())
+        } else {
+            Err(anyhow!(
+                "{flag} {s:?} must be a number of seconds, {} and at most {} (a week)",
+                if zero_ok { "0 or more" } else { "above 0" },
+                limits::MAX_WAIT_S
+            ))
+        }
+    };
+    wait("--timeout-s", args.timeout_s, false)?;
+    wait("--think-time-s", args.think_time_s, true)?;
+    if !limits::BURSTINESS.contains(&args.burstiness) {
+        bail!(
+            "--burstiness {:?} must be from {} to {}",
+            args.burstiness,
+            limits::BURSTINESS.start(),
+            limits::BURSTINESS.end()
+        );
+    }
+    if let Some(s) = args.speedup.filter(|s| !limits::SPEEDUPS.contains(s)) {
+        bail!(
+            "--speedup {s:?} must be from {} to {}",
+            limits::SPEEDUPS.start(),
+            limits::SPEEDUPS.end()
+        );
+    }
+    let counts = [
+        ("--input-len", Some(args.input_len), limits::MAX_TOKENS),
+        ("--output-len", args.output_len, limits::MAX_TOKENS),
+        (
+            "--system-prompt-len",
+            args.system_prompt_len,
+            limits::MAX_TOKENS,
+        ),
+        (
+            "--question-len",
+            Some(args.question_len),
+            limits::MAX_TOKENS,
+        ),
+        ("--turns", args.turns, limits::MAX_TURNS),
+        ("--groups", Some(args.groups), limits::MAX_GROUPS),
+    ];
+    for (flag, n, max) in counts {
+        if let Some(n) = n.filter(|&n| n > max) {
+            bail!("{flag} {n} is more than vbench takes ({max})");
+        }
+    }
+    if args.max_concurrency == Some(0) {
+        bail!("--max-concurrency 0 would never send a request; leave it out for an open loop");
+    }
+    let path_ok = args.endpoint.starts_with('/')
+        && args.endpoint.len() <= 2048
+        && args
+            .endpoint
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'#');
+    if !path_ok {
+        bail!(
+            "--endpoint must be a URL path such as /v1/completions (no spaces, line breaks or \
+             fragment), got {:?}",
+            args.endpoint
+        );
+    }
+    Ok(())
 }
 
 /// Before any request: `--out`'s folder takes files and has room for the result of
@@ -282,9 +356,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             args.out.display()
         )));
     }
-    if !(args.timeout_s > 0.0 && args.timeout_s.is_finite()) {
-        return Err(Error::bad_input(anyhow!("--timeout-s must be > 0")));
-    }
+    check_ranges(&args).map_err(Error::bad_input)?;
     let goodput = if args.goodput.is_empty() {
         None
     } else {
@@ -382,11 +454,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // Before the dataset is made (a huge --num-prompts is refused before it takes memory).
     // Every turn of a session is a request of the result; ShareGPT conversations without
     // --turns count one turn each here, a floor.
-    let planned = args.num_prompts as u64
-        * match args.dataset {
-            DatasetKind::Sessions => args.turns.unwrap_or(1),
-            _ => 1,
-        };
+    let planned = (args.num_prompts as u64).saturating_mul(match args.dataset {
+        DatasetKind::Sessions => args.turns.unwrap_or(1),
+        _ => 1,
+    });
     let api_key = match &args.api_key_env {
         Some(name) => Some(
             crate::load::api_key_from_env(name)

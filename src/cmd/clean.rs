@@ -2,7 +2,6 @@
 //! writes. Results are never touched. Refused while an `apply` holds the folder.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::exec::leftovers;
@@ -22,12 +21,7 @@ pub struct CleanArgs {
 }
 
 pub fn run(args: CleanArgs) -> Result<()> {
-    if !(args.stop_grace_s.is_finite() && args.stop_grace_s >= 0.0) {
-        return Err(Error::bad_input(anyhow::anyhow!(
-            "--stop-grace-s must be a number of seconds >= 0, got {}",
-            args.stop_grace_s
-        )));
-    }
+    let grace = super::stop_grace(args.stop_grace_s)?;
     if !args.run_dir.join(rundir::PLAN).is_file() {
         return Err(Error::bad_input(anyhow::anyhow!(
             "{} is not a vbench run folder (it has no {})",
@@ -72,7 +66,7 @@ pub fn run(args: CleanArgs) -> Result<()> {
     if args.dry_run {
         return Ok(());
     }
-    let still = leftovers::stop(&found, Duration::from_secs_f64(args.stop_grace_s));
+    let still = leftovers::stop(&found, grace);
     let mut failures: Vec<String> = still
         .iter()
         .map(|l| format!("could not stop {l}"))

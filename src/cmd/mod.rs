@@ -171,3 +171,14 @@ pub fn report_error(err: &Error) {
         other => eprintln!("error: {other}"),
     }
 }
+
+/// `--stop-grace-s` as a duration: 0 or more seconds, at most a week.
+pub(crate) fn stop_grace(seconds: f64) -> Result<std::time::Duration> {
+    if !crate::manifest::limits::is_wait(seconds, true) {
+        return Err(Error::bad_input(anyhow::anyhow!(
+            "--stop-grace-s must be a number of seconds from 0 to {} (a week), got {seconds:?}",
+            crate::manifest::limits::MAX_WAIT_S
+        )));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}

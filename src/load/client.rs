@@ -72,9 +72,12 @@ impl std::fmt::Debug for Target {
     }
 }
 
-/// The HTTP client vbench uses: no connection cap, no proxy, no Nagle, HTTP/1.1 keep-alive.
+/// The HTTP client vbench uses: no connection cap, no proxy, no Nagle, HTTP/1.1 keep-alive,
+/// no redirects (a redirect is the answer, as on the lean path: following one would turn a
+/// POST into a GET and measure something else).
 pub fn http_client() -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .http1_only()
         .tcp_nodelay(true)

@@ -255,6 +255,10 @@ pub struct Usage {
     pub completion_tokens: Option<u64>,
 }
 
+/// A usage count above this is no count (a model's context is far smaller): it is malformed,
+/// and it could not overflow the run's token sums.
+const MAX_USAGE_TOKENS: u64 = 1 << 32;
+
 /// The measurement of one streamed response, fed event by event.
 #[derive(Debug)]
 pub struct StreamAccount {
@@ -359,6 +363,16 @@ impl StreamAccount {
             }
         }
         if let Some(u) = chunk.usage {
+            for (name, n) in [
+                ("prompt_tokens", u.prompt_tokens),
+                ("completion_tokens", u.completion_tokens),
+            ] {
+                if let Some(n) = n.filter(|&n| n > MAX_USAGE_TOKENS) {
+                    return Err(StreamError::Malformed(format!(
+                        "usage.{name} = {n}: more tokens than any request holds"
+                    )));
+                }
+            }
             self.usage = Some(u);
         }
         Ok(())
@@ -439,6 +453,24 @@ mod tests {
         assert_eq!(a.usage.unwrap().completion_tokens, Some(4));
         assert_eq!(a.text.as_deref(), Some("hello"));
         assert!(a.done);
+    }
+
+    /// A usage count no request can have (here 2^64 - 1, which overflowed the run's token
+    /// sum) is malformed, not believed.
+    #[test]
+    fn an_impossible_usage_count_is_malformed() {
+        let mut a = StreamAccount::new(false, 4);
+        let e = a
+            .on_event(
+                br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":18446744073709551615}}"#,
+                Instant::now(),
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), "malformed");
+        assert!(e
+            .message()
+            .contains("usage.completion_tokens = 18446744073709551615"));
+        assert_eq!(a.usage, None);
     }
 
     #[test]

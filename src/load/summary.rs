@@ -103,8 +103,10 @@ pub fn build_result(spec: &LoadSpec, records: Vec<RequestRecord>, facts: RunFact
             }),
     };
 
-    let total_input: u64 = ok.iter().map(|r| r.prompt_tokens).sum();
-    let total_output: u64 = ok.iter().map(|r| r.output_tokens).sum();
+    let total =
+        |count: fn(&&RequestRecord) -> u64| ok.iter().map(count).fold(0u64, u64::saturating_add);
+    let total_input = total(|r| r.prompt_tokens);
+    let total_output = total(|r| r.output_tokens);
 
     let mut lags: Vec<f64> = records.iter().map(|r| r.lag_s() * 1e3).collect();
     lags.sort_by(f64::total_cmp);

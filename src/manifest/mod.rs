@@ -2,6 +2,7 @@
 
 pub mod diagnostic;
 pub mod env_value;
+pub mod limits;
 pub mod one_or_many;
 pub mod overrides;
 pub mod reference;

@@ -15,17 +15,31 @@ use crate::error::{Error, Result};
 pub fn apply(text: &str, overrides: &[String]) -> Result<String> {
     let mut doc = DocumentMut::from_str(text).map_err(|e| Error::bad_input(anyhow!("{e}")))?;
     for raw in overrides {
-        apply_one(&mut doc, raw)
-            .map_err(|e| Error::bad_input(e.context(format!("in --set {raw}"))))?;
+        apply_one(&mut doc, raw).map_err(|e| {
+            // Said whole unless it is long (a hostile one may be megabytes).
+            let shown: String = raw.chars().take(200).collect();
+            let cut = if shown.len() < raw.len() { "…" } else { "" };
+            Error::bad_input(e.context(format!("in --set {shown}{cut}")))
+        })?;
     }
     Ok(doc.to_string())
 }
+
+/// Keys of a path, at most (the manifest's deepest is four: `deployment.0.prefill.tp`); a
+/// deeper one would only nest tables until the stack runs out.
+const MAX_DEPTH: usize = 16;
 
 fn apply_one(doc: &mut DocumentMut, raw: &str) -> anyhow::Result<()> {
     let Some((path, value)) = raw.split_once('=') else {
         bail!("expected PATH=VALUE, e.g. --set load.rates=[1,2,4]");
     };
     let segments: Vec<&str> = path.trim().split('.').collect();
+    if segments.len() > MAX_DEPTH {
+        bail!(
+            "a path {} keys deep; a manifest's keys go at most {MAX_DEPTH} deep",
+            segments.len()
+        );
+    }
     if segments.iter().any(|s| s.is_empty()) {
         bail!("empty key in path `{path}`; use dots between keys, e.g. slo.ttft_ms");
     }
@@ -194,6 +208,8 @@ mod tests {
         );
         assert!(err("name.x=1").contains("`name` is not a table"));
         assert!(err("load..rates=1").contains("empty key"));
+        let deep = format!("{}b=1", "k.".repeat(2000));
+        assert!(err(&deep).contains("a path 2001 keys deep"));
         assert!(err("load.rates.7=1").contains("no index 7"));
         assert!(err("deployment.0=1").contains("whole table"));
         assert!(err("deployment.9.tp=1").starts_with("in --set deployment.9.tp=1: "));

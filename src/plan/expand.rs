@@ -22,6 +22,8 @@ struct Axis {
     name: &'static str,
     path: Vec<Seg>,
     values: Vec<serde_json::Value>,
+    /// The manifest gave the values (else a default, or null for "inherit").
+    given: bool,
 }
 
 fn axis<T: Clone + serde::Serialize>(
@@ -35,7 +37,12 @@ fn axis<T: Clone + serde::Serialize>(
         (None, Some(d)) => vec![json!(d)],
         (None, None) => vec![serde_json::Value::Null],
     };
-    Axis { name, path, values }
+    Axis {
+        name,
+        path,
+        values,
+        given: field.is_some(),
+    }
 }
 
 pub(super) fn variants(loaded: &LoadedManifest) -> Result<Vec<Variant>, ManifestError> {
@@ -244,10 +251,14 @@ fn check_mode_fields(
         }
     }
     if let Some(wait) = dep.lmcache.as_ref().and_then(|l| l.kv_wait_s) {
-        if !(wait.is_finite() && wait > 0.0) {
+        if !crate::manifest::limits::is_wait(wait, false) {
             return Err(loaded.error_at(
                 path!["deployment", index, "lmcache", "kv_wait_s"],
-                format!("kv_wait_s must be a positive number of seconds, got {wait}"),
+                format!(
+                    "kv_wait_s must be a positive number of seconds, at most {} (a week), got \
+                     {wait:?}",
+                    crate::manifest::limits::MAX_WAIT_S
+                ),
                 Some("the default is 30".into()),
             ));
         }
@@ -316,9 +327,16 @@ fn check_axis_values(loaded: &LoadedManifest, axes: &[Axis]) -> Result<(), Manif
                         "use 1 or more",
                     )
                 }
-                ("gpu_memory_utilization", Some(f)) if !(f > 0.0 && f <= 1.0) => {
+                // NaN and infinities arrive as null (JSON has no such numbers).
+                ("gpu_memory_utilization", f)
+                    if a.given && !f.is_some_and(|f| f > 0.0 && f <= 1.0) =>
+                {
                     return fail(
-                        format!("{} = {f} is not a fraction of GPU memory", a.name),
+                        format!(
+                            "{} = {} is not a fraction of GPU memory",
+                            a.name,
+                            f.map_or("a non-finite number".to_owned(), |f| f.to_string())
+                        ),
                         "use a value in (0, 1], e.g. 0.8 (the original suite's default)",
                     )
                 }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::manifest::{self, Accelerator, Backend, LoadedManifest, ManifestError, Rate};
+use crate::manifest::{self, limits, Accelerator, Backend, LoadedManifest, ManifestError, Rate};
 use crate::path;
 
 pub use capacity::Capacity;
@@ -593,6 +593,19 @@ fn check_experiment(
     }
     let rates = l.rates();
     for (i, r) in rates.iter().enumerate() {
+        if let Rate::PerSecond(x) = r {
+            if !limits::RATES.contains(x) {
+                return err(
+                    path!["load", "rates", i],
+                    format!(
+                        "rate {x:?} is outside {} to {} per second",
+                        limits::RATES.start(),
+                        limits::RATES.end()
+                    ),
+                    "use \"inf\" to send everything at once",
+                );
+            }
+        }
         if rates[..i].contains(r) {
             return err(
                 path!["load", "rates", i],
@@ -616,10 +629,14 @@ fn check_experiment(
         );
     }
     match (l.arrival, l.burstiness) {
-        (manifest::Arrival::Gamma, Some(b)) if !(b.is_finite() && b > 0.0) => {
+        (manifest::Arrival::Gamma, Some(b)) if !limits::BURSTINESS.contains(&b) => {
             return err(
                 path!["load", "burstiness"],
-                format!("burstiness {b} must be a positive number"),
+                format!(
+                    "burstiness {b:?} must be a number from {} to {}",
+                    limits::BURSTINESS.start(),
+                    limits::BURSTINESS.end()
+                ),
                 "1 is Poisson; below 1 is burstier, above 1 smoother",
             )
         }
@@ -636,10 +653,14 @@ fn check_experiment(
         }
         (_, None) => {}
     }
-    if !(l.timeout_s.is_finite() && l.timeout_s > 0.0) {
+    if !limits::is_wait(l.timeout_s, false) {
         return err(
             path!["load", "timeout_s"],
-            format!("timeout_s {} must be positive", l.timeout_s),
+            format!(
+                "timeout_s {:?} must be positive and at most {} (a week)",
+                l.timeout_s,
+                limits::MAX_WAIT_S
+            ),
             "",
         );
     }
@@ -754,10 +775,14 @@ fn check_experiment(
             "",
         );
     }
-    if !(t.health_timeout_s.is_finite() && t.health_timeout_s > 0.0) {
+    if !limits::is_wait(t.health_timeout_s, false) {
         return err(
             path!["target", "health_timeout_s"],
-            format!("health_timeout_s {} must be positive", t.health_timeout_s),
+            format!(
+                "health_timeout_s {:?} must be positive and at most {} (a week)",
+                t.health_timeout_s,
+                limits::MAX_WAIT_S
+            ),
             "vLLM can take minutes to start; e.g. 600",
         );
     }
@@ -966,6 +991,23 @@ fn check_dataset(
             Some(_) => {}
         }
     }
+    let counts = [
+        ("input_len", d.input_len, limits::MAX_TOKENS),
+        ("output_len", d.output_len, limits::MAX_TOKENS),
+        ("system_prompt_len", d.system_prompt_len, limits::MAX_TOKENS),
+        ("question_len", d.question_len, limits::MAX_TOKENS),
+        ("turns", d.turns, limits::MAX_TURNS),
+        ("groups", d.groups, limits::MAX_GROUPS),
+    ];
+    for (key, v, max) in counts {
+        if let Some(n) = v.filter(|&n| u64::from(n) > max) {
+            return err(
+                path!["dataset", key],
+                format!("`{key}` = {n} is more than vbench takes ({max})"),
+                "",
+            );
+        }
+    }
     if d.output_len == Some(0) {
         return err(
             path!["dataset", "output_len"],
@@ -1063,9 +1105,12 @@ fn check_sessions(d: &manifest::Dataset, err: Located) -> Result<(), ManifestErr
         }
     }
     match (d.think_time_s, d.think_time) {
-        (Some(t), _) if !(t.is_finite() && t >= 0.0) => err(
+        (Some(t), _) if !limits::is_wait(t, true) => err(
             path!["dataset", "think_time_s"],
-            format!("think_time_s {t} must be a number of seconds, 0 or more"),
+            format!(
+                "think_time_s {t:?} must be a number of seconds from 0 to {} (a week)",
+                limits::MAX_WAIT_S
+            ),
             "the mean time between an answer and the next turn, e.g. 2.0",
         ),
         (None, Some(_)) => err(

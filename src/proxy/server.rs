@@ -227,6 +227,9 @@ pub async fn serve(
     };
     let client = reqwest::Client::builder()
         .timeout(config.timeout)
+        // An instance that redirects is misconfigured: following would turn a POST into a GET
+        // and report something else.
+        .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
         .pool_max_idle_per_host(1024)
         // vLLM's server (uvicorn) closes a keep-alive connection idle for 5 s; one the pool
@@ -351,9 +354,10 @@ pub(super) async fn relay(upstream: reqwest::Response) -> Response {
     let status =
         StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = HeaderMap::new();
-    if let Some(ct) = upstream.headers().get(reqwest::header::CONTENT_TYPE) {
-        if let Ok(v) = header::HeaderValue::from_bytes(ct.as_bytes()) {
-            headers.insert(header::CONTENT_TYPE, v);
+    // The body is passed on as it came, so its encoding must come with it.
+    for name in [header::CONTENT_TYPE, header::CONTENT_ENCODING] {
+        if let Some(v) = upstream.headers().get(&name) {
+            headers.insert(name, v.clone());
         }
     }
     (status, headers, Body::from_stream(upstream.bytes_stream())).into_response()
@@ -422,7 +426,14 @@ pub(super) fn upstream_failure(base: &str, path: &str, e: &reqwest::Error) -> Re
     } else {
         StatusCode::BAD_GATEWAY
     };
-    error_response(status, format!("{base}{path}: {e}"))
+    // reqwest's own message ("error sending request") hides the cause: say the whole chain.
+    let mut why = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        why.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    error_response(status, format!("{base}{path}: {why}"))
 }
 
 /// Sends a prefill request to `prefiller`; its error answer, or a failure to reach it, is the

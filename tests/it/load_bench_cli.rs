@@ -767,3 +767,64 @@ fn bench_sends_an_api_key_from_the_environment_and_never_records_it() {
         .stderr(predicate::str::contains("two words").not());
     assert!(!refused.exists() && !bad.exists());
 }
+
+/// Flags past what any benchmark needs are usage errors before anything is sent (each used to
+/// panic, overflow, run unbounded or inject a header), and no result is written.
+#[test]
+fn flags_out_of_range_are_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--timeout-s", "1e300"],
+            "--timeout-s 1e300 must be a number of seconds",
+        ),
+        (
+            &["--rate", "1e-300"],
+            "expected a rate from 0.001 to 1000000 requests/s",
+        ),
+        (
+            &[
+                "--dataset",
+                "sessions",
+                "--turns",
+                "2",
+                "--think-time-s",
+                "1e300",
+            ],
+            "--think-time-s 1e300 must be",
+        ),
+        (
+            &["--dataset", "sessions", "--turns", "18446744073709551615"],
+            "--turns 18446744073709551615 is more than vbench takes (10000)",
+        ),
+        (
+            &["--input-len", "100000000"],
+            "--input-len 100000000 is more than vbench takes",
+        ),
+        (
+            &["--burstiness", "1e-300", "--rate", "10"],
+            "--burstiness 1e-300 must be from",
+        ),
+        (
+            &["--max-concurrency", "0"],
+            "--max-concurrency 0 would never send a request",
+        ),
+        (
+            &["--endpoint", "/v1/completions HTTP/1.1\r\nX-Injected: yes"],
+            "--endpoint must be a URL path",
+        ),
+    ];
+    for (flags, says) in cases {
+        Command::cargo_bin("vbench")
+            .unwrap()
+            .args(["bench", "--base-url", "http://127.0.0.1:9", "--model", "m"])
+            .args(*flags)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(*says));
+        assert!(!out.exists(), "{flags:?}");
+    }
+}

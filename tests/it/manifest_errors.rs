@@ -666,7 +666,7 @@ fn zero_timeout() {
 fn slurm_options_without_slurm_backend() {
     assert_error(
         &edit("gpus = 4", "gpus = 4\nslurm = { nodes = 2 }"),
-        "16:24",
+        "16:9",
         "[target.slurm] is set but backend is not \"slurm\"",
         None,
     );
@@ -809,4 +809,45 @@ fn api_key_settings_vbench_would_not_send_are_refused_where_they_stand() {
         "vllm-router does not pass a client's API key on",
         Some("proxy = \"builtin\""),
     )
+}
+
+// --- ranges -----------------------------------------------------------------------------
+
+/// Numbers past what any experiment needs are refused where they stand (each used to pass
+/// validation and then panic, overflow or exhaust memory in `apply`).
+#[test]
+fn numbers_out_of_range_are_refused_where_they_stand() {
+    assert_error(
+        &edit("rates = [1, 2]", "rates = [1, 5e-324]"),
+        "10:13",
+        "rate 5e-324 is outside 0.001 to 1000000 per second",
+        Some("\"inf\""),
+    );
+    assert_error(
+        &edit("num_prompts = 10", "num_prompts = 10\ntimeout_s = 1e300"),
+        "12:13",
+        "timeout_s 1e300 must be positive and at most 604800 (a week)",
+        None,
+    );
+    assert_error(
+        &edit("input_len = 100", "input_len = 100000000"),
+        "6:13",
+        "`input_len` = 100000000 is more than vbench takes (1048576)",
+        None,
+    );
+    assert_error(
+        &edit("tp = [1, 2]", "tp = [1, 2]\ngpu_memory_utilization = nan"),
+        "20:26",
+        "gpu_memory_utilization = a non-finite number is not a fraction of GPU memory",
+        None,
+    );
+    assert_error(
+        &edit(
+            "num_prompts = 10",
+            "num_prompts = 10\narrival = \"gamma\"\nburstiness = 1e-300",
+        ),
+        "13:14",
+        "burstiness 1e-300 must be a number from 0.001 to 1000",
+        None,
+    );
 }

@@ -375,6 +375,27 @@ async fn unreachable_decoder_is_a_502_not_a_hang() {
         .await
         .unwrap();
     assert_eq!(r.status(), 502);
+    // The cause, not only reqwest's "error sending request".
+    let text = r.text().await.unwrap();
+    assert!(text.contains("Connection refused"), "{text}");
+}
+
+/// A prefill instance that redirects is answered as it answered: the proxy follows no
+/// redirect (which would turn the POST into a GET and blame the missing KV params).
+#[tokio::test]
+async fn a_redirect_is_passed_back_not_followed() {
+    let app = Router::new().route(
+        "/v1/completions",
+        post(|| async { (StatusCode::FOUND, [("location", "/elsewhere")], "moved") }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let d = upstream("d0", Behaviour::Decode);
+    let url = proxy(nixl(vec![format!("http://{addr}")], vec![start(d).await])).await;
+    let r = complete(&url, &json!({"prompt": "a", "max_tokens": 2})).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.text().await.unwrap(), "moved");
 }
 
 #[test]
