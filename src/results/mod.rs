@@ -4,6 +4,7 @@
 
 pub mod environment;
 pub mod history;
+pub mod inputs;
 pub mod redact;
 pub mod rundir;
 pub mod store;

@@ -3,6 +3,7 @@
 //! ```text
 //! <run>/manifest.toml                  exact copy of what ran
 //! <run>/plan.json                      the resolved plan (variants, cells)
+//! <run>/inputs.json                    size and sha256 of the dataset file and tokenizer
 //! <run>/environment.json               versions, GPUs, host, git state (written once the
 //!                                      `vllm --version` probe answers, as the first variant starts)
 //! <run>/environment-resume-<T>.json    the same, for each `apply --resume`
@@ -38,6 +39,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::environment::Environment;
+use super::inputs::Inputs;
 use super::redact;
 use super::store::{
     write_bytes_new, write_json_new, write_json_new_reserved, SpaceReserve, MAX_RECORD_BYTES,
@@ -49,6 +51,8 @@ use crate::plan::{Cell, Plan};
 
 pub const MANIFEST: &str = "manifest.toml";
 pub const PLAN: &str = "plan.json";
+/// Fingerprints of the run's dataset file and tokenizer ([`super::inputs`]).
+const INPUTS: &str = "inputs.json";
 pub const ENVIRONMENT: &str = "environment.json";
 pub const REPORT_DIR: &str = "report";
 const DEPLOYMENT: &str = "deployment";
@@ -94,7 +98,7 @@ pub fn is_result_file(name: &str) -> bool {
 /// `deployment[-resume-T].json`, `teardown[-resume-T].json`, `timing[-resume-T].json`,
 /// `summary.json`.
 fn is_bookkeeping(name: &str) -> bool {
-    if name == PLAN || name == SUMMARY {
+    if name == PLAN || name == SUMMARY || name == INPUTS {
         return true;
     }
     let Some(stem) = name.strip_suffix(".json") else {
@@ -146,11 +150,16 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
     for entry in entries.flatten() {
         let p = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if p.is_dir() {
+        // Links are not followed: one to `.` or `/` would read results twice, or the whole
+        // file system.
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
             if may_hold_results(&name) {
                 walk(&p, depth + 1, out);
             }
-        } else if is_result_file(&name) {
+        } else if kind.is_file() && is_result_file(&name) {
             out.push(p);
         }
     }
@@ -169,11 +178,14 @@ pub fn figure_count(dir: &Path) -> usize {
         for e in entries.flatten() {
             let p = e.path();
             let name = e.file_name().to_string_lossy().to_ascii_lowercase();
-            if p.is_dir() {
+            let Ok(kind) = e.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
                 if name != LOGS_DIR && name != METRICS_DIR {
                     n += count(&p, depth + 1);
                 }
-            } else if [".pdf", ".png", ".svg"].iter().any(|x| name.ends_with(x)) {
+            } else if kind.is_file() && [".pdf", ".png", ".svg"].iter().any(|x| name.ends_with(x)) {
                 n += 1;
             }
         }
@@ -279,6 +291,7 @@ impl RunDir {
     /// environment follows with [`Self::write_environment`]).
     pub fn write_start(&self, loaded: &LoadedManifest, plan: &Plan) -> anyhow::Result<()> {
         write_bytes_new(&self.path.join(MANIFEST), loaded.original_text.as_bytes())?;
+        write_json_new(&self.path.join(INPUTS), &Inputs::of(loaded)?)?;
         write_json_new(&self.path.join(PLAN), &redacted(plan)?)
     }
 
@@ -332,12 +345,54 @@ impl RunDir {
                 loaded.overrides
             );
         }
+        // Runs from before inputs.json have no fingerprints to compare.
+        let then: Option<Inputs> = read_json(&dir.join(INPUTS), "not an inputs record")
+            .map_err(|why| anyhow::anyhow!("--resume {}: {why}", dir.display()))?;
+        if let Some(then) = then {
+            let changes = Inputs::of(loaded)?.changes_since(&then);
+            if !changes.is_empty() {
+                bail!(
+                    "--resume {}: {}; resuming would mix two workloads in one run (start a new \
+                     run, or put the files back as they were)",
+                    dir.display(),
+                    changes.join("; ")
+                );
+            }
+        }
         Ok(())
     }
 
     /// `plan.json`: `Ok(None)` when there is none, `Err` (a reason) when it cannot be read.
     pub fn read_plan(&self) -> Result<Option<PlanRecord>, String> {
         read_json(&self.path.join(PLAN), "not a vbench plan")
+    }
+
+    /// Whether `file` (below this folder) is a result `plan` names: a cell's file, or a batch
+    /// of a search, in a planned variant's folder. Anything else that looks like a result (a
+    /// copy, a stray file) would count as one more measurement: the report leaves it out.
+    pub fn is_planned_result(&self, plan: &PlanRecord, file: &Path) -> bool {
+        let Ok(rel) = file.strip_prefix(&self.path) else {
+            return false;
+        };
+        let mut parts = rel.iter().filter_map(|p| p.to_str());
+        let (Some(variant), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        let is_batch = || {
+            name.strip_suffix(".json")
+                .and_then(|stem| stem.rsplit_once("qps-search"))
+                .is_some_and(|(head, k)| {
+                    head.starts_with("vllm-")
+                        && !k.is_empty()
+                        && k.bytes().all(|b| b.is_ascii_digit())
+                })
+        };
+        plan.variants.iter().any(|v| v.id == variant)
+            && (plan
+                .cells
+                .iter()
+                .any(|c| c.variant_id == variant && c.result_file == name)
+                || is_batch())
     }
 
     /// `environment.json`: `Ok(None)` when there is none, `Err` (a reason) when unreadable.

@@ -2705,3 +2705,111 @@ fn an_unreadable_result_is_set_aside_and_measured_again() {
     );
     assert_no_orphans(&run);
 }
+
+/// In a run folder the report reads only the results the plan names: a copy of one (which
+/// was merged in as one more repeat, narrowing the intervals) is listed as skipped, and links
+/// are not followed (one to `.` listed every variant twice).
+#[test]
+fn the_report_reads_only_the_plans_results_and_follows_no_link() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = ["load.rates=[20]", "load.num_prompts=10", "load.warmup=0"];
+    let only = ["--only", "simple-tp1-074b25"];
+    let out = apply(tmp.path(), &sets, &only).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = run_dir(tmp.path());
+    let v = run.join("simple-tp1-074b25");
+    std::fs::copy(v.join("vllm-20qps.json"), v.join("vllm-20qps copy.json")).unwrap();
+    std::os::unix::fs::symlink(".", v.join("again")).unwrap();
+    let report = Command::new(BIN).arg("report").arg(&run).output().unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let md = std::fs::read_to_string(run.join("report/summary.md")).unwrap();
+    assert!(!md.contains("2 repeats"), "{md}");
+    assert!(md.contains("vllm-20qps copy.json"), "{md}");
+    assert!(md.contains("not a result this run planned"), "{md}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("report/summary.json")).unwrap()).unwrap();
+    let text = summary.to_string();
+    assert!(!text.contains("again/"), "the link was followed: {text}");
+}
+
+/// `apply --resume` refuses a run whose dataset file changed since it started (its rates would
+/// be measured with different prompts and drawn as one curve), naming the file and both
+/// fingerprints; the same file as before resumes.
+#[test]
+fn a_resume_refuses_a_dataset_that_changed() {
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d.jsonl");
+    let lines = |word: &str| {
+        (0..8)
+            .map(|i| format!("{{\"prompt\": \"{word} {i}\", \"output_tokens\": 4}}\n"))
+            .collect::<String>()
+    };
+    std::fs::write(&data, lines("first")).unwrap();
+    let manifest = tmp.path().join("m.toml");
+    let tiny = format!("{}/tests/fixtures/tiny-model", env!("CARGO_MANIFEST_DIR"));
+    std::fs::write(
+        &manifest,
+        format!(
+            "name = \"ds\"\nmodel = \"m\"\ntokenizer = \"{tiny}\"\n[dataset]\nkind = \"jsonl\"\n\
+             path = \"d.jsonl\"\n[load]\nrates = [20, 40]\nnum_prompts = 4\nwarmup = 0\n\
+             [target]\nbackend = \"sim\"\n[[deployment]]\nmode = \"simple\"\n"
+        ),
+    )
+    .unwrap();
+    let results = tmp.path().join("results");
+    let apply = |extra: &[&str]| {
+        Command::new(BIN)
+            .arg("apply")
+            .arg(&manifest)
+            .arg("--results")
+            .arg(&results)
+            .args(["--no-report", "--stop-grace-s", "5"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = apply(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_dir(results.join("ds"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let run_arg = run.display().to_string();
+    let inputs = std::fs::read_to_string(run.join("inputs.json")).unwrap();
+    assert!(
+        inputs.contains("\"dataset\"") && inputs.contains("\"tokenizer\""),
+        "{inputs}"
+    );
+    std::fs::write(&data, lines("second")).unwrap();
+    let out = apply(&["--resume", &run_arg]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // As for a manifest that differs: the resume is refused (exit 1) before anything starts.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the dataset changed: ") && stderr.contains("mix two workloads"),
+        "{stderr}"
+    );
+    std::fs::write(&data, lines("first")).unwrap();
+    let out = apply(&["--resume", &run_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

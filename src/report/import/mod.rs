@@ -245,8 +245,24 @@ pub fn import_paths(paths: &[PathBuf]) -> anyhow::Result<Imported> {
         if !path.exists() {
             anyhow::bail!("{} does not exist", path.display());
         }
-        let files = rundir::result_files(path);
         let run_dir = RunDir::open(path);
+        let mut files = rundir::result_files(path);
+        // In a vbench run folder only the plan's results count (a copy of one would be taken
+        // for one more repeat and narrow every interval).
+        if let Ok(Some(plan)) = run_dir.read_plan() {
+            files.retain(|f| {
+                let planned = run_dir.is_planned_result(&plan, f);
+                if !planned {
+                    out.skipped.push(Skipped {
+                        path: f.clone(),
+                        reason: "not a result this run planned (a copy, or a stray file); \
+                                 only the plan's result files are read from a run folder"
+                            .into(),
+                    });
+                }
+                planned
+            });
+        }
         let mut parsed = Vec::new();
         for (file, r) in files.iter().zip(par_map(&files, |f| read_file(f))) {
             match r {
