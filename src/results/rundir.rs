@@ -1204,13 +1204,15 @@ mod tests {
 
     /// A run folder started (plan.json written) for the manifest `text`.
     fn started_run(text: &str) -> (tempfile::TempDir, RunDir, Plan) {
-        let loaded = crate::manifest::load_str(Path::new("t.toml"), text, &[]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // The dataset file a manifest may name, beside it (its fingerprint goes in inputs.json).
+        std::fs::write(dir.path().join("t.jsonl"), "").unwrap();
+        let loaded = crate::manifest::load_str(&dir.path().join("t.toml"), text, &[]).unwrap();
         let capacity = crate::plan::capacity::discover(
             &loaded.manifest.target,
             &crate::exec::gpus::NvidiaSmiProbe,
         );
         let plan = crate::plan::resolve(&loaded, &capacity).unwrap();
-        let dir = tempfile::tempdir().unwrap();
         let run = RunDir::create(dir.path(), "t", chrono::Local::now()).unwrap();
         run.write_start(&loaded, &plan).unwrap();
         (dir, run, plan)
