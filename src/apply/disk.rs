@@ -120,6 +120,10 @@ pub(crate) fn hold_reserve(
     events: &dyn Events,
 ) -> Option<crate::results::store::SpaceReserve> {
     let bytes = disk_need(loaded, plan, &|id| options.selects(id), Some(run_dir)).largest_cell;
+    if bytes == 0 {
+        // Nothing left to measure (a resume of a finished run): nothing to hold.
+        return None;
+    }
     match run_dir.hold_reserve(bytes) {
         Ok(reserve) => Some(reserve),
         Err(e) => {

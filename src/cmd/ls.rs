@@ -31,6 +31,9 @@ pub struct RunEntry {
     pub date: String,
     /// `<experiment>/<run folder>`, relative to the listed folder.
     pub name: String,
+    /// Written lossily where it is not UTF-8 (JSON cannot hold such a name; one odd folder
+    /// must not fail the whole listing).
+    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     /// Result files (`*.json` that hold results).
     pub files: usize,
@@ -221,7 +224,15 @@ fn entry(root: &Path, dir: &Path, date: String) -> RunEntry {
     };
     RunEntry {
         date,
-        name: dir.strip_prefix(root).unwrap_or(dir).display().to_string(),
+        // A line break in a folder's name must not print as a line of the listing.
+        name: dir
+            .strip_prefix(root)
+            .unwrap_or(dir)
+            .display()
+            .to_string()
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
         path: dir.to_path_buf(),
         files: results.len(),
         plots,
@@ -283,4 +294,8 @@ mod tests {
         ]);
         assert_eq!(parts, vec!["simple TP:1,2", "nixl PF:2 D:2 TP:1x1"]);
     }
+}
+
+fn lossy_path<S: serde::Serializer>(path: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
 }

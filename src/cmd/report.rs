@@ -97,6 +97,9 @@ impl From<FormatArg> for Format {
 /// `vbench report`.
 pub fn run(args: ReportArgs) -> Result<()> {
     let opts = options_from_args(args)?;
+    for w in &opts.warnings {
+        eprintln!("warning: {w}");
+    }
     let rendering = super::progress::Spinner::on_terminal("rendering the report");
     let outcome = render_report(&opts);
     drop(rendering);

@@ -530,7 +530,10 @@ fn check_experiment(
         Err(loaded.error_at(p, msg, (!help.is_empty()).then(|| help.to_owned())))
     };
 
+    // A folder name: a file system takes at most 255 bytes, and the run's own folder and
+    // files go below it.
     let name_ok = !m.name.is_empty()
+        && m.name.len() <= 128
         && !m.name.starts_with('.')
         && m.name
             .chars()
@@ -540,9 +543,9 @@ fn check_experiment(
             path!["name"],
             format!(
                 "experiment name {:?} cannot be used as a folder name",
-                m.name
+                m.name.chars().take(80).collect::<String>()
             ),
-            "use letters, digits, '-', '_' and '.', e.g. name = \"qwen-pd\"",
+            "use at most 128 letters, digits, '-', '_' and '.', e.g. name = \"qwen-pd\"",
         );
     }
     if m.model.trim().is_empty() {

@@ -37,6 +37,9 @@ pub struct ReportOptions {
     pub formats: Vec<Format>,
     /// Explicit output folder; `None`: the default next to the results.
     pub out: Option<PathBuf>,
+    /// What the user should know about these options (a run's manifest that could not be
+    /// read, so the defaults stand in for its SLOs).
+    pub warnings: Vec<String>,
 }
 
 impl ReportOptions {
@@ -50,7 +53,9 @@ impl ReportOptions {
             .first()
             .map(|first| rundir::RunDir::open(first).manifest_extract())
             .unwrap_or_default();
-        ReportOptions::from_manifest(inputs, &extract.slo, &extract.report)
+        let mut options = ReportOptions::from_manifest(inputs, &extract.slo, &extract.report);
+        options.warnings.extend(extract.problem);
+        options
     }
 
     /// Options from the manifest's own `[slo]` and `[report]` sections.
@@ -91,6 +96,7 @@ impl ReportOptions {
             separate_rates: report.rates == manifest::RateSelection::Separate,
             formats,
             out: None,
+            warnings: Vec::new(),
         }
     }
 }
@@ -413,6 +419,14 @@ fn draw_one(
 pub fn report_run_folder(run_dir: &Path) -> Result<ReportOutcome> {
     let run = rundir::RunDir::open(run_dir);
     let final_dir = run.report_dir();
+    // Only a report folder is replaced: a file of the user's by that name stays where it is.
+    if std::fs::symlink_metadata(&final_dir).is_ok_and(|m| m.is_file()) {
+        return Err(Error::bad_input(anyhow::anyhow!(
+            "{} is a file, not a report folder vbench wrote; move it away to render the \
+             report here (it was left as it is)",
+            final_dir.display()
+        )));
+    }
     let staging = run.report_staging_dir();
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(Error::failed)?;

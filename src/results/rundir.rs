@@ -429,20 +429,48 @@ impl RunDir {
             #[serde(default)]
             report: Option<toml::Value>,
         }
-        let text = read_bounded(&self.path.join(MANIFEST), MAX_RECORD_BYTES)
+        let path = self.path.join(MANIFEST);
+        if std::fs::symlink_metadata(&path).is_err() {
+            return ManifestExtract::default();
+        }
+        let mut problems = Vec::new();
+        let text = read_bounded(&path, MAX_RECORD_BYTES)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let parts: Parts = toml::from_str(&text).unwrap_or_default();
+            .unwrap_or_else(|why| {
+                problems.push(why);
+                String::new()
+            });
+        let parts: Parts = toml::from_str(&text).unwrap_or_else(|e| {
+            problems.push(format!("not TOML: {}", e.message().replace('\n', " ")));
+            Parts::default()
+        });
+        fn section<T: serde::de::DeserializeOwned>(
+            value: Option<toml::Value>,
+            name: &str,
+            problems: &mut Vec<String>,
+        ) -> Option<T> {
+            value.and_then(|v| {
+                v.try_into()
+                    .map_err(|e: toml::de::Error| {
+                        problems.push(format!("[{name}]: {}", e.message().replace('\n', " ")))
+                    })
+                    .ok()
+            })
+        }
+        let slo = section(parts.slo, "slo", &mut problems).unwrap_or_default();
+        let report = section(parts.report, "report", &mut problems).unwrap_or_default();
         ManifestExtract {
             name: parts.name.and_then(|v| v.as_str().map(str::to_owned)),
-            slo: parts
-                .slo
-                .and_then(|v| v.try_into().ok())
-                .unwrap_or_default(),
-            report: parts
-                .report
-                .and_then(|v| v.try_into().ok())
-                .unwrap_or_default(),
+            slo,
+            report,
+            problem: (!problems.is_empty()).then(|| {
+                format!(
+                    "{}: {}; the defaults stand in for what could not be read (the SLOs among \
+                     them: give --ttft-ms, --tpot-ms and --target to be sure)",
+                    path.display(),
+                    problems.join("; ")
+                )
+            }),
         }
     }
 
@@ -572,6 +600,8 @@ pub struct ManifestExtract {
     pub name: Option<String>,
     pub slo: manifest::Slo,
     pub report: manifest::ReportOptions,
+    /// Why (part of) a manifest that is there could not be read: its defaults stand in.
+    pub problem: Option<String>,
 }
 
 /// Another vbench holds the run folder ([`RunDir::lock`]): a usage error, not a failed run.
@@ -823,10 +853,12 @@ impl VariantDir {
     /// none, `Err` (a reason) when it cannot be read.
     pub fn read_search(&self) -> Option<Result<SearchSummary, String>> {
         let path = self.path.join(self.attempt_records(SEARCH).pop()?);
-        let record = read_bounded(&path, MAX_RECORD_BYTES).and_then(|bytes| {
-            serde_json::from_slice::<SearchRecord>(&bytes)
-                .map_err(|e| format!("{}: not a search record: {e}", path.display()))
-        });
+        let record = read_bounded(&path, MAX_RECORD_BYTES)
+            .map_err(|why| format!("{}: {why}", path.display()))
+            .and_then(|bytes| {
+                serde_json::from_slice::<SearchRecord>(&bytes)
+                    .map_err(|e| format!("{}: not a search record: {e}", path.display()))
+            });
         Some(record.map(|r| {
             SearchSummary {
                 requests: r.requests,

@@ -2739,6 +2739,21 @@ fn the_report_reads_only_the_plans_results_and_follows_no_link() {
         serde_json::from_slice(&std::fs::read(run.join("report/summary.json")).unwrap()).unwrap();
     let text = summary.to_string();
     assert!(!text.contains("again/"), "the link was followed: {text}");
+
+    // A run's manifest copy that no longer parses: the report says the defaults stand in
+    // for its SLOs (it used them silently).
+    let manifest = run.join("manifest.toml");
+    let mut broken = std::fs::read_to_string(&manifest).unwrap();
+    broken.push_str("\n[[deployment]]\nmode = \n");
+    std::fs::write(&manifest, broken).unwrap();
+    let report = Command::new(BIN).arg("report").arg(&run).output().unwrap();
+    let stderr = String::from_utf8_lossy(&report.stderr);
+    assert!(report.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("manifest.toml: not TOML: ")
+            && stderr.contains("the defaults stand in for what could not be read"),
+        "{stderr}"
+    );
 }
 
 /// `apply --resume` refuses a run whose dataset file changed since it started (its rates would
@@ -2812,4 +2827,50 @@ fn a_resume_refuses_a_dataset_that_changed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `ls --json` lists a run under a folder whose name is not UTF-8 (written lossily; one odd
+/// folder failed the whole listing), and no control character of a name reaches the terminal.
+#[test]
+fn ls_lists_runs_under_odd_folder_names() {
+    use std::os::unix::ffi::OsStrExt;
+    let _busy = crate::support::busy();
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = ["load.rates=[20]", "load.num_prompts=4", "load.warmup=0"];
+    let only = ["--only", "simple-tp1-074b25"];
+    let out = apply(tmp.path(), &sets, &only).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = run_dir(tmp.path());
+    let listed = tmp.path().join("listed");
+    for name in [&b"e\xffxp"[..], &b"line\nbreak"[..]] {
+        let exp = listed.join(std::ffi::OsStr::from_bytes(name));
+        std::fs::create_dir_all(&exp).unwrap();
+        let cp = Command::new("cp")
+            .arg("-a")
+            .arg(&run)
+            .arg(&exp)
+            .status()
+            .unwrap();
+        assert!(cp.success());
+    }
+    let json = Command::new(BIN)
+        .arg("ls")
+        .arg(&listed)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        json.status.success(),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
+    let runs: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
+    let text = Command::new(BIN).arg("ls").arg(&listed).output().unwrap();
+    let printed = String::from_utf8_lossy(&text.stdout);
+    assert!(printed.contains("line?break/"), "{printed}");
 }
