@@ -267,6 +267,10 @@ fn config_parts(modes: &[(String, String)]) -> Vec<String> {
     out
 }
 
+fn lossy_path<S: serde::Serializer>(path: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,8 +298,4 @@ mod tests {
         ]);
         assert_eq!(parts, vec!["simple TP:1,2", "nixl PF:2 D:2 TP:1x1"]);
     }
-}
-
-fn lossy_path<S: serde::Serializer>(path: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&path.to_string_lossy())
 }
