@@ -254,7 +254,8 @@ fn check_ranges(args: &BenchOptions) -> anyhow::Result<()> {
             Ok(())
         } else {
             Err(anyhow!(
-                "{flag} {s:?} must be a number of seconds, {} and at most {} (a week)",
+                "{flag} {} must be a number of seconds, {} and at most {} (a week)",
+                limits::show(s),
                 if zero_ok { "0 or more" } else { "above 0" },
                 limits::MAX_WAIT_S
             ))
@@ -264,15 +265,16 @@ fn check_ranges(args: &BenchOptions) -> anyhow::Result<()> {
     wait("--think-time-s", args.think_time_s, true)?;
     if !limits::BURSTINESS.contains(&args.burstiness) {
         bail!(
-            "--burstiness {:?} must be from {} to {}",
-            args.burstiness,
+            "--burstiness {} must be from {} to {}",
+            limits::show(args.burstiness),
             limits::BURSTINESS.start(),
             limits::BURSTINESS.end()
         );
     }
     if let Some(s) = args.speedup.filter(|s| !limits::SPEEDUPS.contains(s)) {
         bail!(
-            "--speedup {s:?} must be from {} to {}",
+            "--speedup {} must be from {} to {}",
+            limits::show(s),
             limits::SPEEDUPS.start(),
             limits::SPEEDUPS.end()
         );

@@ -176,8 +176,9 @@ pub fn report_error(err: &Error) {
 pub(crate) fn stop_grace(seconds: f64) -> Result<std::time::Duration> {
     if !crate::manifest::limits::is_wait(seconds, true) {
         return Err(Error::bad_input(anyhow::anyhow!(
-            "--stop-grace-s must be a number of seconds from 0 to {} (a week), got {seconds:?}",
-            crate::manifest::limits::MAX_WAIT_S
+            "--stop-grace-s must be a number of seconds from 0 to {} (a week), got {}",
+            crate::manifest::limits::MAX_WAIT_S,
+            crate::manifest::limits::show(seconds)
         )));
     }
     Ok(std::time::Duration::from_secs_f64(seconds))

@@ -25,3 +25,25 @@ pub const MAX_GROUPS: u64 = 1 << 20;
 pub fn is_wait(seconds: f64, zero_ok: bool) -> bool {
     seconds.is_finite() && (seconds > 0.0 || (zero_ok && seconds == 0.0)) && seconds <= MAX_WAIT_S
 }
+
+/// `x` as a person writes it: `0`, `-1`, `2.5`, and `1e300` or `5e-324` at the extremes (Rust's
+/// plain `{}` spells those out digit by digit).
+pub fn show(x: f64) -> String {
+    if x != 0.0 && x.is_finite() && !(1e-4..1e16).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbers_show_as_written() {
+        let shown: Vec<String> = [0.0, -1.0, 2.5, 1e300, 5e-324, 604800.0]
+            .into_iter()
+            .map(super::show)
+            .collect();
+        assert_eq!(shown, ["0", "-1", "2.5", "1e300", "5e-324", "604800"]);
+    }
+}

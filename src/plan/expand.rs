@@ -256,8 +256,9 @@ fn check_mode_fields(
                 path!["deployment", index, "lmcache", "kv_wait_s"],
                 format!(
                     "kv_wait_s must be a positive number of seconds, at most {} (a week), got \
-                     {wait:?}",
-                    crate::manifest::limits::MAX_WAIT_S
+                     {}",
+                    crate::manifest::limits::MAX_WAIT_S,
+                    crate::manifest::limits::show(wait)
                 ),
                 Some("the default is 30".into()),
             ));

@@ -601,7 +601,8 @@ fn check_experiment(
                 return err(
                     path!["load", "rates", i],
                     format!(
-                        "rate {x:?} is outside {} to {} per second",
+                        "rate {} is outside {} to {} per second",
+                        limits::show(*x),
                         limits::RATES.start(),
                         limits::RATES.end()
                     ),
@@ -636,7 +637,8 @@ fn check_experiment(
             return err(
                 path!["load", "burstiness"],
                 format!(
-                    "burstiness {b:?} must be a number from {} to {}",
+                    "burstiness {} must be a number from {} to {}",
+                    limits::show(b),
                     limits::BURSTINESS.start(),
                     limits::BURSTINESS.end()
                 ),
@@ -660,8 +662,8 @@ fn check_experiment(
         return err(
             path!["load", "timeout_s"],
             format!(
-                "timeout_s {:?} must be positive and at most {} (a week)",
-                l.timeout_s,
+                "timeout_s {} must be positive and at most {} (a week)",
+                limits::show(l.timeout_s),
                 limits::MAX_WAIT_S
             ),
             "",
@@ -782,8 +784,8 @@ fn check_experiment(
         return err(
             path!["target", "health_timeout_s"],
             format!(
-                "health_timeout_s {:?} must be positive and at most {} (a week)",
-                t.health_timeout_s,
+                "health_timeout_s {} must be positive and at most {} (a week)",
+                limits::show(t.health_timeout_s),
                 limits::MAX_WAIT_S
             ),
             "vLLM can take minutes to start; e.g. 600",
@@ -1111,7 +1113,8 @@ fn check_sessions(d: &manifest::Dataset, err: Located) -> Result<(), ManifestErr
         (Some(t), _) if !limits::is_wait(t, true) => err(
             path!["dataset", "think_time_s"],
             format!(
-                "think_time_s {t:?} must be a number of seconds from 0 to {} (a week)",
+                "think_time_s {} must be a number of seconds from 0 to {} (a week)",
+                limits::show(t),
                 limits::MAX_WAIT_S
             ),
             "the mean time between an answer and the next turn, e.g. 2.0",

@@ -150,8 +150,9 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
     for entry in entries.flatten() {
         let p = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        // Links are not followed: one to `.` or `/` would read results twice, or the whole
-        // file system.
+        // A link to a folder is not followed: one to `.` or `/` would read results twice, or
+        // the whole file system. (Anything else named like a result is read, or refused by
+        // name: a FIFO, a device, a link to one.)
         let Ok(kind) = entry.file_type() else {
             continue;
         };
@@ -159,7 +160,7 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
             if may_hold_results(&name) {
                 walk(&p, depth + 1, out);
             }
-        } else if kind.is_file() && is_result_file(&name) {
+        } else if !(kind.is_symlink() && p.is_dir()) && is_result_file(&name) {
             out.push(p);
         }
     }
@@ -371,6 +372,10 @@ impl RunDir {
     /// of a search, in a planned variant's folder. Anything else that looks like a result (a
     /// copy, a stray file) would count as one more measurement: the report leaves it out.
     pub fn is_planned_result(&self, plan: &PlanRecord, file: &Path) -> bool {
+        // A plan that names no variant (from another tool, or cut) lists nothing to hold to.
+        if plan.variants.is_empty() {
+            return true;
+        }
         let Ok(rel) = file.strip_prefix(&self.path) else {
             return false;
         };

@@ -701,7 +701,7 @@ fn bench_replays_a_trace_at_a_speedup() {
     )
     .code(2)
     .stderr(predicate::str::contains(
-        "speedup must be a finite number > 0",
+        "--speedup 0 must be from 0.001 to 1000000",
     ));
     assert!(!bad.exists());
 }

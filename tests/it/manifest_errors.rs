@@ -617,7 +617,7 @@ fn negative_burstiness() {
     assert_error(
         &append_to_load("arrival = \"gamma\"\nburstiness = -1"),
         "13:14",
-        "burstiness -1 must be a positive number",
+        "burstiness -1 must be a number from 0.001 to 1000",
         None,
     );
 }
