@@ -116,6 +116,12 @@ impl Environment {
     }
 }
 
+/// How long `vllm --version` may take: it imports vLLM, which took 57.7 s on an idle 2-core VM
+/// without bytecode caches (the vLLM CPU build, `PYTHONDONTWRITEBYTECODE=1`), and longer
+/// while the run's instances start beside it. It runs in the background (nothing waits for
+/// it but the run's last record), so the limit only bounds a wedged import.
+const VLLM_IMPORT_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 impl Environment {
     /// `vllm --version` (its last line). It imports vLLM: 20-30 s on a GPU host.
     ///
@@ -128,7 +134,7 @@ impl Environment {
     ) -> Option<String> {
         let mut c = command_via(via, cmd.program());
         c.args(cmd.leading_args()).arg("--version").envs(env);
-        probe::output(c, probe::LIMIT, stop)
+        probe::output(c, VLLM_IMPORT_LIMIT, stop)
             .and_then(|s| bounded_version(s.lines().last().unwrap_or("").trim()))
     }
 
