@@ -394,12 +394,9 @@ impl Endpoint {
             Ok(complete) => {
                 // Reused only when the response ended exactly: bytes past its end (a server
                 // that sent more than it framed) would be read as the next request's answer.
-                if complete
-                    && buf.is_empty()
-                    && nothing_pending(&sock)
-                    && !close
-                    && chunked | length.is_some()
-                {
+                // Bytes still in the kernel, now or later, are found when the connection is
+                // taken from the pool ([`Endpoint::take_idle`]).
+                if complete && buf.is_empty() && !close && chunked | length.is_some() {
                     self.put_idle(sock);
                 }
                 Outcome::Ok

@@ -3,7 +3,6 @@
 //! file rewritten between `apply` and `apply --resume` would mix two workloads in one run,
 //! its rates drawn from different prompts, and the report would draw them as one curve.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -40,14 +39,18 @@ impl Inputs {
         if let Some(path) = &m.dataset.path {
             files.push(fingerprint("dataset", &base.join(path))?);
         }
-        let tokenizer = base.join(m.tokenizer.as_deref().unwrap_or(&m.model));
-        let tokenizer = if tokenizer.is_dir() {
-            tokenizer.join("tokenizer.json")
-        } else {
-            tokenizer
-        };
-        if tokenizer.is_file() {
-            files.push(fingerprint("tokenizer", &tokenizer)?);
+        // The tokenizer as the simulator is given it: a local file or folder (a model id is
+        // the Hub's, fixed by its revision).
+        if let Some(local) = crate::exec::deploy::local_tokenizer(m, base) {
+            let local = PathBuf::from(local);
+            let file = if local.is_dir() {
+                local.join("tokenizer.json")
+            } else {
+                local
+            };
+            if file.is_file() {
+                files.push(fingerprint("tokenizer", &file)?);
+            }
         }
         Ok(Inputs { files })
     }
@@ -94,16 +97,8 @@ fn fingerprint(role: &str, path: &Path) -> anyhow::Result<InputFile> {
     let (mut file, meta) = crate::bounded_file::open_bounded(path, MAX_INPUT_BYTES)
         .map_err(|why| anyhow::anyhow!("the {role} file: {why}"))?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| anyhow::anyhow!("reading the {role} file {}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+    std::io::copy(&mut file, &mut hasher)
+        .map_err(|e| anyhow::anyhow!("reading the {role} file {}: {e}", path.display()))?;
     let digest = hasher.finalize();
     Ok(InputFile {
         role: role.to_owned(),

@@ -751,13 +751,11 @@ impl VariantDir {
         cell: &Cell,
     ) -> anyhow::Result<Option<(PathBuf, String)>> {
         let path = self.result_path(cell);
-        if std::fs::symlink_metadata(&path).is_err() {
-            return Ok(None);
-        }
         let why = match std::fs::symlink_metadata(&path) {
+            Err(_) => return Ok(None),
             Ok(m) if !m.is_file() => "not a regular file".to_owned(),
             Ok(m) if m.len() == 0 => "empty".to_owned(),
-            _ => match self.read_result(cell) {
+            Ok(_) => match self.read_result(cell) {
                 Ok(_) => return Ok(None),
                 Err(e) => format!("{e:#}"),
             },
